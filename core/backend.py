@@ -1,0 +1,57 @@
+"""What a framework must supply to be trained by the one loop in ``core.loop``.
+
+A backend is small: it turns canonical weights into its own state, takes a
+training step, computes logits, and turns its state back into canonical
+arrays. Everything else (batches, evaluation, checkpoints, resume, progress,
+Ctrl-C, the NaN guard, samples) is the loop's job and is written once.
+
+State is passed in and returned (JAX style); PyTorch and NumPy backends may
+mutate it in place and return the same object.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from core.config import Config
+from core.params import Params
+
+State = Any
+
+
+class Backend(Protocol):
+    #: "numpy", "torch" or "jax": written to config.json and the report.
+    framework: str
+
+    def init(self, params: Params, config: Config) -> State:
+        """Build weights (from canonical float32 arrays) and a fresh optimizer state."""
+
+    def train_step(self, state: State, x: np.ndarray, y: np.ndarray, step: int) -> tuple[State, Any]:
+        """One optimizer step on a batch.
+
+        ``x``: int64 [B, T] token ids, ``y``: int64 [B] next-token ids, ``step``:
+        the global step number (0-based). Dropout masks must be derived from
+        ``(config.seed, step)`` alone, so that a resumed run draws the same
+        masks as an uninterrupted one. Returns the new state and the batch's
+        mean cross-entropy (anything ``float()`` accepts; the loop converts it
+        lazily so that asynchronous frameworks are not synchronized every step).
+        """
+
+    def logits(self, state: State, x: np.ndarray) -> np.ndarray:
+        """Float32 [B, V] logits for int64 [B, T] windows, evaluation mode (no dropout)."""
+
+    def canonical(self, state: State) -> Params:
+        """The current weights as canonical float32 NumPy arrays."""
+
+    def optimizer_arrays(self, state: State) -> dict[str, np.ndarray]:
+        """The optimizer state as named arrays (for exact resume).
+
+        Canonical naming, so a run can resume under another framework:
+        Adam: ``adam.step`` (int64 scalar, steps taken), ``adam.m.<param>`` and
+        ``adam.v.<param>`` (first and second moments). SGD: no arrays.
+        """
+
+    def load_optimizer_arrays(self, state: State, arrays: dict[str, np.ndarray]) -> State:
+        """Restore what ``optimizer_arrays`` returned."""
