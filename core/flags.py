@@ -1,0 +1,89 @@
+"""The command-line flags every trainer shares: same names, same defaults (DESIGN.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+from core.config import MODELS, OPTIMIZERS, TOKENIZERS, Config
+
+_DEFAULTS = Config()
+
+
+def add_data_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags that decide which tokens the model sees."""
+    g = parser.add_argument_group("data")
+    g.add_argument("--data", default=None, metavar="PATH",
+                   help="corpus (.csv or .txt); default: $WORDRNN_DATA, then the user cache, then download")
+    g.add_argument("--text-column", default=_DEFAULTS.text_column,
+                   help="CSV column holding the poems (default: %(default)s)")
+    g.add_argument("--tokenizer", default=_DEFAULTS.tokenizer, choices=TOKENIZERS,
+                   help="default: words, punctuation and line breaks; whitespace: the lab report's lower().split()")
+    g.add_argument("--min-freq", type=int, default=_DEFAULTS.min_freq,
+                   help="words seen fewer times in training become <unk> (default: %(default)s)")
+    g.add_argument("--val-fraction", type=float, default=_DEFAULTS.val_fraction,
+                   help="share of poems held out for validation (default: %(default)s)")
+    g.add_argument("--seq-len", type=int, default=_DEFAULTS.seq_len,
+                   help="tokens in each input window (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=_DEFAULTS.seed,
+                   help="seeds the split, the initial weights, the batches and dropout (default: %(default)s)")
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model")
+    g.add_argument("--model", default=_DEFAULTS.model, choices=MODELS,
+                   help="onehot: one-hot inputs of size V; embedding: a trainable V x E table (default: %(default)s)")
+    g.add_argument("--hidden-size", type=int, default=_DEFAULTS.hidden_size,
+                   help="RNN state size H (default: %(default)s)")
+    g.add_argument("--embed-dim", type=int, default=_DEFAULTS.embed_dim,
+                   help="embedding size E, embedding model only (default: %(default)s)")
+
+
+def add_training_flags(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=_DEFAULTS.epochs,
+                   help="passes over the training windows (default: %(default)s)")
+    g.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size,
+                   help="windows per step (default: %(default)s)")
+    g.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="learning rate (default: %(default)s)")
+    g.add_argument("--optimizer", default=_DEFAULTS.optimizer, choices=OPTIMIZERS, help="default: %(default)s")
+    g.add_argument("--clip", type=float, default=_DEFAULTS.clip,
+                   help="clip the global gradient norm to this (0: off; default: %(default)s)")
+    g.add_argument("--weight-decay", type=float, default=_DEFAULTS.weight_decay,
+                   help="L2 term wd * param added to the clipped gradient (default: %(default)s)")
+    g.add_argument("--dropout", type=float, default=_DEFAULTS.dropout,
+                   help="dropout on the embedding inputs and the last hidden state, in training (default: %(default)s)")
+    g.add_argument("--patience", type=int, default=_DEFAULTS.patience,
+                   help="stop after this many epochs without a better validation loss (0: never; default: %(default)s)")
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("run folder")
+    g.add_argument("--out", default=None, metavar="DIR",
+                   help="run folder to write (default: runs/<framework>-<model>)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last complete epoch, to --epochs in total")
+    g.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    g.add_argument("--init-from", default=None, metavar="DIR",
+                   help="start from the best weights of another run folder (any framework; same vocabulary)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+
+
+def shared_parser(description: str, prog: str | None = None) -> argparse.ArgumentParser:
+    """A parser with all shared flags; a trainer adds its own before parsing."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_data_flags(parser)
+    add_model_flags(parser)
+    add_training_flags(parser)
+    add_run_flags(parser)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, extra: dict | None = None) -> Config:
+    """The validated ``Config`` the flags describe."""
+    return Config(
+        model=args.model, seq_len=args.seq_len, hidden_size=args.hidden_size, embed_dim=args.embed_dim,
+        data=args.data, text_column=args.text_column, tokenizer=args.tokenizer, min_freq=args.min_freq,
+        val_fraction=args.val_fraction, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        optimizer=args.optimizer, clip=args.clip, weight_decay=args.weight_decay, dropout=args.dropout,
+        patience=args.patience, seed=args.seed, extra=dict(extra or {}),
+    ).validate()

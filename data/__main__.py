@@ -1,0 +1,47 @@
+"""``python -m data``: corpus statistics for the current settings."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from core.config import Config
+from core.errors import cli
+from core.flags import add_data_flags
+from data.dataset import load_dataset
+
+
+@cli
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m data",
+        description="Print corpus statistics (poems, tokens, vocabulary, windows, validation OOV rate) "
+        "for the given data settings.",
+    )
+    add_data_flags(parser)
+    args = parser.parse_args(argv)
+    config = Config(data=args.data, text_column=args.text_column, tokenizer=args.tokenizer,
+                    min_freq=args.min_freq, val_fraction=args.val_fraction, seq_len=args.seq_len,
+                    seed=args.seed).validate()
+    ds = load_dataset(config)
+    n_train_tok = int(sum(len(p) for p in ds.train_ids))
+    n_val_tok = int(sum(len(p) for p in ds.val_ids))
+    rows = [
+        ("corpus", str(ds.source)),
+        ("poems (train / validation)",
+         f"{len(ds.train_ids) + len(ds.val_ids)} ({len(ds.train_ids)} / {len(ds.val_ids)})"),
+        ("tokens (train / validation)", f"{n_train_tok + n_val_tok} ({n_train_tok} / {n_val_tok})"),
+        ("tokenizer", config.tokenizer),
+        (f"vocabulary (min-freq {config.min_freq}, with <unk>)", str(len(ds.vocab))),
+        ("<unk> share of training tokens", f"{np.mean(np.concatenate(ds.train_ids) == 0):.2%}"),
+        (f"windows of {config.seq_len} (train / validation)", f"{len(ds.train_x)} / {len(ds.val_x)}"),
+        ("validation targets out of vocabulary", f"{ds.val_oov_rate:.2%}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()

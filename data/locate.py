@@ -1,0 +1,69 @@
+"""Where the corpus comes from: --data, then $WORDRNN_DATA, then the user cache, then a download.
+
+The download is the pinned public copy of poems-100.csv; its SHA-256 is
+checked before the file is kept, so a corrupt or tampered copy never lands
+in the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from core.errors import UsageError
+
+CORPUS_NAME = "poems-100.csv"
+CORPUS_URL = ("https://raw.githubusercontent.com/amank010/Deep-Learning-Lab-Text-Generation/"
+              "6011172e8ff049b0a5b3f4113ccaff4cfaae68a8/poems-100.csv")
+CORPUS_SHA256 = "97e00256dfc21b73d1f6b95b4cac9283a84394554da8fa7d0d81a624750c2531"
+ENV_VAR = "WORDRNN_DATA"
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "wordrnn"
+
+
+def locate_corpus(path: str | None = None, url: str = CORPUS_URL, sha256: str = CORPUS_SHA256) -> Path:
+    """Return the path of the corpus to read, downloading it into the cache if needed."""
+    for given, origin in ((path, "--data"), (os.environ.get(ENV_VAR), ENV_VAR)):
+        if given:
+            found = Path(given).expanduser()
+            if not found.is_file():
+                raise UsageError(f"{origin} points to {given}, which is not a file; "
+                                 "give the path of a .csv or .txt corpus")
+            return found
+    cached = cache_dir() / CORPUS_NAME
+    if cached.is_file():
+        return cached
+    return download(url, cached, sha256)
+
+
+def download(url: str, dest: Path, sha256: str, timeout: float = 30.0) -> Path:
+    """Fetch ``url`` into ``dest`` atomically, keeping it only if its SHA-256 matches."""
+    print(f"wordrnn: downloading the corpus from {url}", file=sys.stderr)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            payload = response.read()
+    except (urllib.error.URLError, OSError) as err:
+        raise UsageError(
+            f"no corpus found and the download failed ({getattr(err, 'reason', err)}); "
+            f"pass --data PATH, set {ENV_VAR}=PATH, or put {CORPUS_NAME} in {dest.parent}"
+        ) from None
+    digest = hashlib.sha256(payload).hexdigest()
+    if digest != sha256:
+        raise UsageError(
+            f"the downloaded corpus has SHA-256 {digest}, expected {sha256}; it was not kept. "
+            f"Pass --data PATH with a good copy of {CORPUS_NAME}"
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False, prefix=".download-") as tmp:
+        tmp.write(payload)
+    os.replace(tmp.name, dest)
+    print(f"wordrnn: checked SHA-256 and stored the corpus in {dest}", file=sys.stderr)
+    return dest
