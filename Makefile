@@ -1,0 +1,38 @@
+# wordrnn: `make demo` runs the side-by-side lab (bench.compare); `make test` runs the tests.
+# Each target sets up what it needs: a virtual environment with the pinned CPU build of
+# PyTorch installed first (an unpinned torch would pull a multi-gigabyte CUDA build),
+# then this package with all its extras.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_VERSION ?= 2.13.0
+# The corpus: $WORDRNN_DATA if set, else the shared copy beside this checkout if there is one,
+# else the programs look in the user cache and download the pinned public copy.
+WORDRNN_DATA ?= $(abspath $(wildcard ../shared/data/poems-100.csv))
+export WORDRNN_DATA
+
+.PHONY: demo test test-all lint setup clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==$(TORCH_VERSION)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(PY) -m bench.compare --out reports/latest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(PY) -m pytest
+
+test-all: lint
+	$(PY) -m pytest -m ""
+
+clean:
+	rm -rf $(VENV) runs reports *.egg-info

@@ -1,0 +1,65 @@
+"""Shared fixtures: tiny corpora made in the test, and the real corpus when $WORDRNN_DATA names it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Subprocesses may run in another folder: make the corpus path absolute once.
+if os.environ.get("WORDRNN_DATA"):
+    os.environ["WORDRNN_DATA"] = str(Path(os.environ["WORDRNN_DATA"]).resolve())
+
+TINY_POEMS = [
+    "The sea is calm tonight,\nthe tide is full, the moon lies fair\nupon the straits.",
+    "My love is like a red, red rose\nthat's newly sprung in June;\nmy love is like the melody\n"
+    "that's sweetly played in tune.",
+    "I wandered lonely as a cloud\nthat floats on high o'er vales and hills,\nwhen all at once I saw a crowd,\n"
+    "a host, of golden daffodils.",
+    "The night is calm, the sea is full;\nmy love, the moon is on the sea.\nI wandered by the tide.",
+    "A rose, a cloud, the sea, the moon:\nthe night is full of love and tune.",
+    "The tide is calm and the night is fair;\nI saw the sea, I saw the rose.",
+]
+
+
+def write_tiny_corpus(folder: Path, poems: list[str] | None = None) -> Path:
+    """A .txt corpus: poems separated by two blank lines."""
+    path = folder / "tiny.txt"
+    path.write_text("\n\n\n".join(poems or TINY_POEMS) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path: Path) -> Path:
+    return write_tiny_corpus(tmp_path)
+
+
+@pytest.fixture
+def real_corpus() -> Path:
+    value = os.environ.get("WORDRNN_DATA")
+    if not value or not Path(value).is_file():
+        pytest.skip("WORDRNN_DATA does not name the real corpus")
+    return Path(value)
+
+
+def run_module(module: str, *args: str, cwd: Path | None = None, env: dict | None = None,
+               timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m module args`` from the repo root (or ``cwd``) and capture its output."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_usage_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """Exit 2, one `error:` line naming the problem, and no traceback."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if "error:" in line]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
