@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import http.server
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,7 +108,7 @@ def test_dataset_vocab_comes_from_training_poems_only():
 
 def test_reads_csv_with_crlf_and_other_column(tmp_path):
     path = tmp_path / "p.csv"
-    path.write_bytes('id,poem\r\n1,"line one\r\nline two"\r\n2,second\r\n'.encode())
+    path.write_bytes(b'id,poem\r\n1,"line one\r\nline two"\r\n2,second\r\n')
     assert read_poems(path, "poem") == ["line one\nline two", "second"]
 
 
