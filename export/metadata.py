@@ -1,0 +1,79 @@
+"""What an exported file says about itself: JSON strings in the ONNX model's ``metadata_props``.
+
+The vocabulary, tokenizer settings, model configuration and source framework
+travel inside the ``.onnx`` file, so that generation needs that one file and
+nothing else. Pure Python: ``export.generate`` reads these keys through
+onnxruntime without importing ``onnx``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.config import MODELS, TOKENIZERS, Config
+from core.errors import UsageError
+from data.vocab import Vocab
+
+# The graph's interface: int64 tokens [batch, seq] in, float32 logits [batch, V] out.
+INPUT_NAME = "tokens"
+OUTPUT_NAME = "logits"
+
+FORMAT = "1"
+KEY_FORMAT = "wordrnn.format"
+KEY_CONFIG = "wordrnn.config"
+KEY_VOCAB = "wordrnn.vocab"
+KEY_TOKENIZER = "wordrnn.tokenizer"
+KEY_SOURCE = "wordrnn.source"
+KEYS = (KEY_FORMAT, KEY_CONFIG, KEY_VOCAB, KEY_TOKENIZER, KEY_SOURCE)
+
+
+@dataclass
+class ModelCard:
+    """Everything generation needs besides the graph."""
+
+    config: Config
+    vocab: Vocab
+    source: dict[str, Any] = field(default_factory=dict)  # framework, run folder, exporter
+
+    @property
+    def framework(self) -> str:
+        return str(self.source.get("framework", "unknown"))
+
+
+def to_props(card: ModelCard) -> dict[str, str]:
+    """The ``metadata_props`` entries for ``card``: one JSON string per key."""
+    return {
+        KEY_FORMAT: FORMAT,
+        KEY_CONFIG: json.dumps(card.config.to_dict(), ensure_ascii=False),
+        KEY_VOCAB: json.dumps(card.vocab.tokens, ensure_ascii=False),
+        KEY_TOKENIZER: json.dumps({"mode": card.vocab.tokenizer, "min_freq": card.vocab.min_freq}),
+        KEY_SOURCE: json.dumps(card.source, ensure_ascii=False),
+    }
+
+
+def from_props(props: dict[str, str], where: str) -> ModelCard:
+    """Read a card back; ``UsageError`` naming ``where`` if the entries are missing or inconsistent."""
+    missing = [key for key in KEYS if key not in props]
+    if len(missing) == len(KEYS):
+        raise UsageError(f"{where} has no wordrnn metadata; export a run folder with python -m export.onnx")
+    if missing:
+        raise UsageError(f"{where} lacks the metadata {', '.join(missing)}; export it again with python -m export.onnx")
+    if props[KEY_FORMAT] != FORMAT:
+        raise UsageError(f"{where} has wordrnn metadata format {props[KEY_FORMAT]!r}; this version reads {FORMAT!r}")
+    try:
+        config = Config.from_dict(json.loads(props[KEY_CONFIG]))
+        tokens = json.loads(props[KEY_VOCAB])
+        tokenizer = json.loads(props[KEY_TOKENIZER])
+        vocab = Vocab(tokens, tokenizer=tokenizer["mode"], min_freq=tokenizer["min_freq"])
+        source = json.loads(props[KEY_SOURCE])
+    except (ValueError, TypeError, KeyError) as err:
+        raise UsageError(f"{where} has unreadable wordrnn metadata ({err}); export it again") from None
+    if config.model not in MODELS or vocab.tokenizer not in TOKENIZERS or config.seq_len <= 0:
+        raise UsageError(f"{where} has wordrnn metadata this version does not understand "
+                         f"(model {config.model!r}, tokenizer {vocab.tokenizer!r}, seq_len {config.seq_len})")
+    if len(vocab) != config.vocab_size:
+        raise UsageError(f"{where}: the vocabulary in the metadata has {len(vocab)} tokens but the config "
+                         f"says {config.vocab_size}; export it again")
+    return ModelCard(config, vocab, source if isinstance(source, dict) else {})

@@ -1,0 +1,173 @@
+"""``python -m export.onnx``: a run folder -> one self-contained, checked ``.onnx`` file.
+
+The graph is written from the run's canonical weights (``export.graph``), so a
+run trained by NumPy, PyTorch or Flax exports the same way; ``--from jax``
+traces the Flax model with jax2onnx instead (``export.jax_graph``). Before
+anything is written the model must pass ``onnx.checker`` (full check, with
+shape inference) and onnxruntime's logits must match the source model's
+(PyTorch, or the NumPy reference where torch is not installed) within
+DESIGN.md's 1e-5 on random batches of several shapes; otherwise nothing is
+written and the command exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx.checker
+import onnx.defs
+
+from core.config import Config
+from core.errors import UsageError, cli
+from core.params import Params
+from core.runs import Run, atomic_write_bytes, load_run
+from core.sampler import LogitsFn
+from export.graph import DEFAULT_OPSET, MIN_OPSET, build_model
+from export.metadata import ModelCard, to_props
+from export.session import OnnxLM, open_session
+
+TOLERANCE = 1e-5  # DESIGN.md: ONNX (onnxruntime) vs source model logits, max abs diff
+BATCHES = (1, 7)
+REFERENCES = ("torch", "numpy")
+SOURCES = ("weights", "jax")
+
+
+def default_reference() -> str:
+    """PyTorch when it is installed, else the NumPy reference."""
+    return "torch" if importlib.util.find_spec("torch") is not None else "numpy"
+
+
+def reference_logits(config: Config, params: Params, reference: str) -> tuple[str, LogitsFn]:
+    """The source model to check against: its name and ``int64 [B, T] -> float32 [B, V]``."""
+    if reference == "torch":
+        import torch
+
+        from torchmodels.model import build_model as build_torch_model
+
+        module = build_torch_model(config, params).eval()
+
+        def torch_logits(x: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return module(torch.from_numpy(x)).numpy()
+
+        return "PyTorch", torch_logits
+    from scratch.model import logits
+
+    return "the NumPy reference", lambda x: logits(params, x)
+
+
+def check_shapes(seq_len: int) -> list[tuple[int, int]]:
+    """(batch, seq) pairs to compare on: batch 1 and 7; one token, three, and a full window."""
+    return [(b, t) for b in BATCHES for t in sorted({1, 3, seq_len})]
+
+
+def worst_difference(onnx_fn: LogitsFn, reference_fn: LogitsFn, vocab_size: int, seq_len: int,
+                     seed: int = 0) -> float:
+    """Max |logit difference| over random token batches of every shape in ``check_shapes``."""
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for batch, seq in check_shapes(seq_len):
+        x = rng.integers(0, vocab_size, size=(batch, seq), dtype=np.int64)
+        got, want = np.asarray(onnx_fn(x), np.float64), np.asarray(reference_fn(x), np.float64)
+        diffs.append(np.max(np.abs(got - want)) if got.shape == want.shape == (batch, vocab_size) else np.inf)
+    return float(np.max(diffs))  # NaN propagates, and fails the check
+
+
+@dataclass
+class Exported:
+    """A serialized model that passed onnx.checker, and how far its logits are from the source model's."""
+
+    payload: bytes
+    exporter: str
+    reference: str
+    worst: float
+
+
+def graph_builder(source: str) -> tuple[str, Callable[..., onnx.ModelProto]]:
+    """The exporter ``--from`` names: its description and ``build(params, config, opset, metadata)``."""
+    if source == "weights":
+        return "export.graph (onnx.helper, RNN op)", build_model
+    if importlib.util.find_spec("jax2onnx") is None:
+        raise UsageError("--from jax needs jax2onnx (pip install jax2onnx); or use --from weights")
+    from export import jax_graph
+
+    return jax_graph.exporter_name(), jax_graph.build_model
+
+
+def export_run(run: Run, opset: int = DEFAULT_OPSET, reference: str | None = None,
+               source: str = "weights") -> Exported:
+    """Build, check and compare the ONNX model for ``run``; does not write anything."""
+    exporter, build = graph_builder(source)
+    card = ModelCard(run.config, run.vocab, {"framework": run.framework, "run": run.path.name,
+                                             "exporter": exporter})
+    model = build(run.params, run.config, opset, metadata=to_props(card))
+    onnx.checker.check_model(model, full_check=True)
+    payload = model.SerializeToString()
+    lm = OnnxLM(open_session(payload, "the exported model"), card, "the exported model")
+    name, reference_fn = reference_logits(run.config, run.params, reference or default_reference())
+    worst = worst_difference(lm.logits, reference_fn, run.config.vocab_size, run.config.seq_len)
+    return Exported(payload, exporter, name, worst)
+
+
+def human_size(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m export.onnx",
+        description="Export a run folder (trained by any framework) to one self-contained ONNX file: "
+        "input 'tokens' int64 [batch, seq], output 'logits' float32 [batch, V], both axes dynamic, "
+        "vocabulary and configuration in the metadata. The file is written only if onnx.checker "
+        f"passes and onnxruntime's logits match the source model's within {TOLERANCE:g}.",
+    )
+    parser.add_argument("--run", required=True, metavar="DIR", help="run folder written by a trainer")
+    parser.add_argument("--out", default=None, metavar="FILE", help="ONNX file to write (default: DIR/model.onnx)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                        help=f"ONNX opset, {MIN_OPSET} to {onnx.defs.onnx_opset_version()} (default: %(default)s)")
+    parser.add_argument("--from", dest="source", choices=SOURCES, default="weights",
+                        help="weights: write the graph from the canonical weights (standard RNN op; default); "
+                        "jax: trace jaxmodels.model.apply with jax2onnx (a Loop op; needs jax2onnx)")
+    parser.add_argument("--reference", choices=REFERENCES, default=None,
+                        help="source model the logits are checked against (default: torch if installed, "
+                        "else numpy)")
+    return parser.parse_args(argv)
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= args.opset <= newest:
+        raise UsageError(f"--opset must lie between {MIN_OPSET} and {newest} (this onnx), got {args.opset}")
+    run = load_run(args.run)
+    out = Path(args.out) if args.out else run.path / "model.onnx"
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name such as {out / 'model.onnx'}")
+    exported = export_run(run, args.opset, args.reference, args.source)
+    config = run.config
+    sizes = f"V={config.vocab_size}, H={config.hidden_size}" + (
+        f", E={config.embed_dim}" if config.model == "embedding" else "")
+    print(f"{run.path}: {config.model} model trained with {run.framework} ({sizes})")
+    print(f"exporter: {exported.exporter}, opset {args.opset}; onnx.checker (full check): passed")
+    shapes = ", ".join(f"{b}x{t}" for b, t in check_shapes(config.seq_len))
+    print(f"onnxruntime vs {exported.reference} on batch x seq {shapes}: "
+          f"worst |logit difference| {exported.worst:.3g} (tolerance {TOLERANCE:g})")
+    if not exported.worst <= TOLERANCE:
+        print(f"error: the exported model's logits differ from {exported.reference}'s by {exported.worst:.3g} "
+              f"> {TOLERANCE:g}; nothing written", file=sys.stderr)
+        return 1
+    atomic_write_bytes(out, exported.payload)
+    print(f"wrote {out} ({human_size(len(exported.payload))}, one self-contained file)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

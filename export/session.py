@@ -1,0 +1,54 @@
+"""An exported ``.onnx`` file opened in onnxruntime: the model card and a logits function.
+
+Imports onnxruntime and NumPy, never torch or jax (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from core.errors import UsageError
+from export.metadata import INPUT_NAME, OUTPUT_NAME, ModelCard, from_props
+
+
+class OnnxLM:
+    """The language model in one ONNX file: ``logits(int64 [B, T]) -> float32 [B, V]``."""
+
+    def __init__(self, session: ort.InferenceSession, card: ModelCard, where: str):
+        self.session = session
+        self.card = card
+        self.where = where
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.asarray(x, dtype=np.int64)})[0]
+
+
+def open_session(model: bytes | str | Path, where: str, threads: int = 0) -> ort.InferenceSession:
+    """An onnxruntime CPU session; ``UsageError`` if onnxruntime cannot load it."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: no optimizer chatter between generated lines
+    options.intra_op_num_threads = threads
+    source = str(model) if isinstance(model, Path) else model
+    try:
+        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types for every load failure
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UsageError(f"{where} is not an ONNX model onnxruntime can load ({reason})") from None
+
+
+def load(path: str | Path) -> OnnxLM:
+    """Open an exported model; ``UsageError`` for a missing file, a non-ONNX file or one without our metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path} is not a file; give the .onnx file written by python -m export.onnx")
+    session = open_session(path, str(path))
+    card = from_props(session.get_modelmeta().custom_metadata_map, str(path))
+    inputs = {i.name: i.type for i in session.get_inputs()}
+    outputs = {o.name for o in session.get_outputs()}
+    if inputs.get(INPUT_NAME) != "tensor(int64)" or OUTPUT_NAME not in outputs:
+        raise UsageError(f"{path} has wordrnn metadata but no int64 input {INPUT_NAME!r} and output "
+                         f"{OUTPUT_NAME!r}; export it again with python -m export.onnx")
+    return OnnxLM(session, card, str(path))
