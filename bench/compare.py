@@ -1,0 +1,113 @@
+"""``python -m bench.compare``: every implementation of both models, side by side, in one report.
+
+Trains NumPy, PyTorch and JAX/Flax x one-hot and embedding on the benchmark
+configuration (same data, split, initial weights and batches), a tuned
+embedding RNN (``TUNED``) and the Kneser-Ney baseline, then writes the report
+folder (``bench.report``): REPORT.md, results.json, results.csv,
+loss_curves.png, the run folders, and the best run exported to ONNX with a
+sample generated from it by onnxruntime.
+
+Only light modules are imported at the top: thread pools are sized when
+NumPy, PyTorch and JAX load, and ``--threads`` must be applied before that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bench.backends import IMPLS, parse_names
+from bench.machine import describe_machine, limit_threads
+from core.config import MODELS, Config
+from core.errors import UsageError, cli
+from core.flags import add_data_flags, add_training_flags, config_from_args
+
+DEFAULT_OUT = "reports/compare"
+# 3 epochs of 7 runs fit the 4-minute budget on a 2-core CPU with --threads 1
+# (about 45 s per epoch for the six benchmark runs, 7 s for the tuned one).
+DEFAULT_EPOCHS = 3
+
+# The tuned embedding RNN of the report. PLACEHOLDER: the lead fills in the values found by tuning.
+# Any Config field may appear (dropout, weight_decay, epochs, lr, hidden_size, embed_dim, patience...);
+# what is not named keeps the benchmark configuration and this command's flags.
+TUNED: dict[str, Any] = {"model": "embedding", "dropout": 0.0, "weight_decay": 0.0}
+TUNED_IMPL = "torch"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.compare",
+        description="Train the NumPy, PyTorch and JAX/Flax RNNs (one-hot and embedding) on the same data, "
+        "initial weights and batches, plus a tuned RNN and a Kneser-Ney baseline, and write a report "
+        "(REPORT.md, results.json, results.csv, loss_curves.png, the best run exported to ONNX).",
+    )
+    add_data_flags(parser)
+    add_training_flags(parser)
+    g = parser.add_argument_group("model sizes (both models are trained)")
+    g.add_argument("--hidden-size", type=int, default=Config.hidden_size,
+                   help="RNN state size H (default: %(default)s)")
+    g.add_argument("--embed-dim", type=int, default=Config.embed_dim,
+                   help="embedding size E (default: %(default)s)")
+    g = parser.add_argument_group("comparison")
+    g.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help="report folder (default: %(default)s)")
+    g.add_argument("--impls", default=",".join(IMPLS), help="implementations to train (default: %(default)s)")
+    g.add_argument("--models", default=",".join(MODELS), help="models to train (default: %(default)s)")
+    g.add_argument("--no-tuned", action="store_true", help="skip the tuned embedding RNN")
+    g.add_argument("--no-export", action="store_true", help="skip the ONNX export of the best run")
+    g.add_argument("--prompt", default="the sea", help="prompt of every sample (default: %(default)r)")
+    g.add_argument("--threads", type=int, default=1,
+                   help="compute threads for every library, the same budget for each (0: each library's "
+                   "default; default: %(default)s, which on a busy shared machine is also the fastest)")
+    g.add_argument("--quiet", action="store_true", help="one line per run instead of progress bars and epochs")
+    parser.set_defaults(epochs=DEFAULT_EPOCHS, model="embedding")
+    return parser
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    impls = parse_names(args.impls, IMPLS, "--impls")
+    models = parse_names(args.models, MODELS, "--models")
+    if args.threads < 0:
+        raise UsageError(f"--threads must be 0 (library defaults) or a positive number, got {args.threads}")
+    base = config_from_args(args)
+    tuned = None if args.no_tuned else {"epochs": base.epochs, **TUNED}
+    if tuned is not None:
+        replace(base, **tuned).validate()
+    limit_threads(args.threads)
+
+    from bench.comparison import dataset_summary, run_comparison
+    from bench.report import write_report
+    from core.sampler import prompt_to_ids
+    from data.dataset import load_dataset
+
+    started = time.perf_counter()
+    dataset = load_dataset(base)
+    base.vocab_size = len(dataset.vocab)
+    prompt_to_ids(args.prompt, dataset.vocab)  # an unusable prompt fails now, not after training
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = dataset_summary(dataset)
+    print(f"corpus {summary['source']}: vocabulary {summary['vocab_size']}, {summary['train_windows']:,} training "
+          f"/ {summary['val_windows']:,} validation windows; {base.epochs} epochs; report -> {out}", flush=True)
+    try:
+        entries, extras = run_comparison(base, dataset, out, impls, models, tuned, TUNED_IMPL, args.prompt,
+                                         args.quiet, export=not args.no_export)
+    except KeyboardInterrupt:
+        print("\ninterrupted: no report written", file=sys.stderr)
+        return 130
+    command = shlex.join(["python", "-m", "bench.compare", *(sys.argv[1:] if argv is None else argv)])
+    write_report(out, entries, base, extras, summary, describe_machine(args.threads), command, args.prompt,
+                 time.perf_counter() - started)
+    print(f"wrote {out / 'REPORT.md'}, results.json, results.csv, loss_curves.png "
+          f"({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,214 @@
+"""The comparison's report folder: REPORT.md, results.json, results.csv, loss_curves.png.
+
+``results.json`` has the shape
+``{"rows": [{"name", "impl", "model", "params", "train_seconds", "seconds_per_epoch",
+"final_train_loss", "best_val_ppl", "best_epoch", "val_top1", "val_top5", ...}],
+"config": {...}, "machine": {...}, ...}``; ``results.csv`` holds the same rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bench.backends import LABELS
+from bench.comparison import SAMPLE_SETTINGS, SAMPLE_TOKENS, Entry
+from core.config import Config
+from core.runs import atomic_write_bytes, atomic_write_text
+
+CSV_COLUMNS = (
+    "name", "impl", "model", "variant", "params", "epochs", "train_seconds", "seconds_per_epoch",
+    "first_epoch_seconds", "final_train_loss", "best_val_loss", "best_val_ppl", "best_val_ppl_known",
+    "best_epoch", "val_top1", "val_top5", "time_ratio_vs_torch",
+)
+COLORS = {"numpy": "tab:blue", "torch": "tab:orange", "jax": "tab:green", "tuned": "tab:purple"}
+# Implementations that agree draw on top of each other: wide lines first, so each stays visible as a stripe.
+WIDTHS = {"numpy": 5.0, "torch": 3.0, "jax": 1.2, "tuned": 1.2}
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinity are not JSON: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_results(out: Path, entries: list[Entry], payload: dict[str, Any]) -> None:
+    """results.json (rows plus everything in ``payload``) and results.csv (the rows)."""
+    rows = [e.row for e in entries]
+    document = {"rows": rows, **payload}
+    atomic_write_text(out / "results.json", json.dumps(_json_safe(document), indent=2) + "\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+    atomic_write_text(out / "results.csv", buffer.getvalue())
+
+
+def plot_loss_curves(out: Path, entries: list[Entry]) -> None:
+    """One panel per model: every implementation's training (solid) and validation (dashed) loss."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(e.row["model"] for e in entries if e.curves))
+    baseline = next((e for e in entries if e.row["impl"] == "kneser-ney"), None)
+    fig, axes = plt.subplots(1, max(len(models), 1), figsize=(6.5 * max(len(models), 1), 4.8), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=False):
+        for e in entries:
+            if e.row["model"] != model or not e.curves:
+                continue
+            key = "tuned" if e.row["variant"] == "tuned" else e.row["impl"]
+            style = {"color": COLORS[key], "lw": WIDTHS[key], "ms": 2 + WIDTHS[key]}
+            epochs = [c["epoch"] for c in e.curves]
+            label = LABELS[e.row["impl"]] + ("" if e.row["variant"] == "benchmark" else f" ({e.row['variant']})")
+            ax.plot(epochs, [c["train_loss"] for c in e.curves], "-o", label=f"{label} train", **style)
+            ax.plot(epochs, [c["val_loss"] for c in e.curves], "--s", label=f"{label} val", **style)
+        if baseline is not None:
+            ax.axhline(baseline.row["best_val_loss"], color="gray", ls=":", lw=1.5,
+                       label=f"{baseline.row['name']} val")
+        ax.set_title(f"{model} model")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("cross-entropy (nats)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Training (solid) and validation (dashed) loss; same data, initial weights and batches, "
+                 "so agreeing implementations overlap")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(out / "loss_curves.png", buffer.getvalue())
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return format(value, spec)
+
+
+def results_table(entries: list[Entry]) -> str:
+    lines = [
+        "| implementation | model | parameters | training s | s / epoch | final train loss | best val loss "
+        "| best val ppl (epoch) | val top-1 | val top-5 | time vs PyTorch |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for e in entries:
+        r = e.row
+        impl = LABELS[r["impl"]] + ("" if r["variant"] in ("benchmark", "baseline") else f" ({r['variant']})")
+        epoch = f" ({r['best_epoch']})" if r["best_epoch"] is not None else ""
+        lines.append(
+            f"| {impl} | {r['model']} | {r['params']:,} | {_fmt(r['train_seconds'], '.1f')} "
+            f"| {_fmt(r['seconds_per_epoch'], '.2f')} | {_fmt(r['final_train_loss'], '.3f')} "
+            f"| {_fmt(r['best_val_loss'], '.3f')} | {_fmt(r['best_val_ppl'], '.1f')}{epoch} "
+            f"| {_fmt(r['val_top1'], '.1%')} | {_fmt(r['val_top5'], '.1%')} "
+            f"| {_fmt(r['time_ratio_vs_torch'], '.2f')} |"
+        )
+    return "\n".join(lines)
+
+
+def _key_values(values: dict[str, Any]) -> str:
+    lines = ["| setting | value |", "|---|---|"]
+    lines += [f"| {k} | {json.dumps(v) if isinstance(v, dict | list) else v} |" for k, v in values.items()]
+    return "\n".join(lines)
+
+
+def _verse(text: str) -> str:
+    return "```text\n" + text.strip("\n") + "\n```"
+
+
+def report_markdown(entries: list[Entry], payload: dict[str, Any]) -> str:
+    config, data, machine = payload["config"], payload["dataset"], payload["machine"]
+    orders = payload["kneser_ney_orders"]
+    baseline = next((e for e in entries if e.row["impl"] == "kneser-ney"), None)
+    unknown = ("words never seen in training" if config["min_freq"] <= 1
+               else f"words seen fewer than {config['min_freq']} times in training")
+    parts = [
+        "# wordrnn: NumPy, PyTorch and JAX/Flax side by side, with a Kneser-Ney baseline",
+        f"Written by `{payload['command']}` on {payload['date']} in {payload['wall_seconds']:.0f} s.",
+        "## Results",
+        results_table(entries),
+        "\n".join([
+            "- Every RNN trains on the same data, split and vocabulary, from the same initial weights and "
+            "with the same batches (one seed), through the one training loop; only the framework differs.",
+            "- *training s*: the epochs' training time, evaluation excluded. *s / epoch*: the median epoch "
+            "after the first, which carries the warm-up (JAX compiles then; `first_epoch_seconds` in results.csv).",
+            "- *time vs PyTorch*: seconds per epoch over PyTorch's on the same model (below 1 is faster). "
+            "Measured in one process, one run after another, on a machine that may be shared: "
+            "compare ratios, not absolute times.",
+            f"- Validation: {data['val_windows']:,} targets from {data['val_poems']} held-out poems; "
+            f"{data['val_oov_rate']:.1%} of them are `<unk>` ({unknown}). Perplexity counts every target, "
+            "`<unk>` included; `best_val_ppl_known` in results.csv counts only in-vocabulary targets. "
+            "Top-1/top-5 are at the best epoch.",
+            *([f"- Kneser-Ney: interpolated, modified (three discounts per order), chosen on validation among "
+               f"orders {', '.join(f'{n} (ppl {p:.1f})' for n, p in orders.items())}; scored on exactly the "
+               f"same targets. Its *parameters* are stored n-grams; its *training s* is counting them."]
+              if baseline else []),
+        ]),
+        "![training and validation loss per epoch](loss_curves.png)",
+    ]
+    if payload.get("tuned"):
+        changes = json.dumps(payload["tuned"])
+        parts += ["## Tuned run", f"{LABELS[payload['tuned_impl']]}, the benchmark configuration with `{changes}`."]
+    parts += [
+        "## Configuration",
+        _key_values({k: v for k, v in config.items() if k not in ("extra", "data")}),
+        _key_values({"corpus": data["source"], "vocabulary": data["vocab_size"],
+                     "training poems / tokens / windows":
+                         f"{data['train_poems']} / {data['train_tokens']:,} / {data['train_windows']:,}",
+                     "validation poems / windows": f"{data['val_poems']} / {data['val_windows']:,}"}),
+        "## Machine",
+        _key_values({k: v for k, v in machine.items() if k != "versions"}),
+        _key_values(machine["versions"]),
+        "## Samples",
+        f"Every run, prompt `{payload['prompt']}`, {SAMPLE_TOKENS} tokens, temperature "
+        f"{SAMPLE_SETTINGS.temperature}, top-p {SAMPLE_SETTINGS.top_p}, seed {SAMPLE_SETTINGS.seed}, "
+        "from the best epoch's weights.",
+    ]
+    for e in entries:
+        parts += [f"### {e.row['name']}", _verse(e.sample)]
+    onnx = payload.get("onnx")
+    if onnx:
+        parts += [
+            "## ONNX",
+            f"The run with the lowest validation loss, {onnx['source']}, exported to `{onnx['path']}` "
+            f"({onnx['bytes']:,} bytes): onnx.checker passed, and onnxruntime's logits differ from "
+            f"{onnx['reference']}'s by at most {onnx['max_abs_logit_diff']:.2g}. Greedy generation with "
+            f"onnxruntime gives {'the same' if onnx['greedy_identical'] else 'DIFFERENT'} tokens as the "
+            "framework that trained it.",
+            "Sampled with onnxruntime (same prompt and settings as above):",
+            _verse(onnx["sample"]),
+            "Greedy:",
+            _verse(onnx["greedy"]),
+        ]
+    return "\n\n".join(parts) + "\n"
+
+
+def write_report(out: Path, entries: list[Entry], config: Config, extras: dict[str, Any], dataset: dict[str, Any],
+                 machine: dict[str, Any], command: str, prompt: str, wall_seconds: float) -> None:
+    """Everything into ``out``: results.json, results.csv, loss_curves.png, REPORT.md."""
+    payload = {
+        "config": config.to_dict(),
+        "machine": machine,
+        "dataset": dataset,
+        "command": command,
+        "prompt": prompt,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "wall_seconds": wall_seconds,
+        **extras,
+        "samples": {e.row["name"]: e.sample for e in entries},
+    }
+    write_results(out, entries, payload)
+    plot_loss_curves(out, entries)
+    atomic_write_text(out / "REPORT.md", report_markdown(entries, payload))
