@@ -1,11 +1,7 @@
 """The machine a benchmark runs on: thread budget in, description out.
 
-Thread pools are sized when a library first starts them, so ``limit_threads``
-must run before NumPy, PyTorch or JAX compute anything (the bench commands
-call it before importing them). It matters: on a machine whose cores other
-processes are also using, OpenMP and OpenBLAS pools that spin-wait for busy
-cores made a PyTorch training step about 15 times slower with 2 threads than
-with 1 (measured on the 2-core development box under load).
+The thread budget itself is ``core.threads.limit_threads`` (re-exported here);
+the bench commands call it before importing NumPy, PyTorch or JAX.
 """
 
 from __future__ import annotations
@@ -15,20 +11,9 @@ import platform
 import sys
 from typing import Any
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+from core.threads import limit_threads
 
-
-def limit_threads(threads: int) -> None:
-    """Give every library ``threads`` compute threads (0: leave each library's default)."""
-    if threads <= 0:
-        return
-    for name in THREAD_VARIABLES:
-        os.environ[name] = str(threads)
-    if threads == 1:
-        flag = "--xla_cpu_multi_thread_eigen=false"
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
-    if "torch" in sys.modules:  # already loaded: its intra-op pool can still be resized
-        sys.modules["torch"].set_num_threads(threads)
+__all__ = ["cpu_name", "describe_machine", "limit_threads"]
 
 
 def cpu_name() -> str:

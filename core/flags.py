@@ -66,6 +66,8 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--init-from", default=None, metavar="DIR",
                    help="start from the best weights of another run folder (any framework; same vocabulary)")
     g.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    g.add_argument("--threads", type=int, default=0,
+                   help="compute threads for NumPy, PyTorch and XLA (0: each library's default)")
 
 
 def shared_parser(description: str, prog: str | None = None) -> argparse.ArgumentParser:

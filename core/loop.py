@@ -42,6 +42,7 @@ from core.runs import (
     write_metrics,
 )
 from core.sampler import SamplerSettings, generate_text
+from core.threads import limit_threads
 from data.batches import batch_indices, num_batches
 from data.dataset import Dataset, load_dataset
 from data.vocab import Vocab
@@ -247,6 +248,9 @@ def write_run_samples(backend: Backend, run_dir: Path, config: Config, vocab: Vo
 
 def train_from_args(args: argparse.Namespace, backend: Backend, extra: dict[str, Any] | None = None) -> int:
     """What every ``python -m <framework>.train`` does after parsing its flags."""
+    if args.threads < 0:
+        raise UsageError(f"--threads must be 0 (library defaults) or a positive number, got {args.threads}")
+    limit_threads(args.threads)
     config = config_from_args(args, extra)
     run_dir = Path(args.out or f"runs/{backend.framework}-{config.model}")
     result = train(config, backend, run_dir, resume=args.resume, init_from=args.init_from,

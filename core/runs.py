@@ -66,7 +66,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def save_arrays(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any] | None = None) -> None:
     """Safetensors, atomically; ``meta`` is stored as JSON strings in the header."""
-    contiguous = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    contiguous = {k: np.require(v, requirements="C") for k, v in arrays.items()}  # keeps 0-d scalars 0-d
     header = {k: json.dumps(v) for k, v in (meta or {}).items()}
     atomic_write_bytes(path, save(contiguous, metadata=header or None))
 

@@ -1,0 +1,82 @@
+"""The NumPy backend of the one training loop (``core.loop``).
+
+A step is: dropout masks from ``np.random.default_rng([config.seed, step])``
+(input mask for the embedding model only), loss and hand-written gradients,
+global-norm clipping, then the optimizer (which adds weight decay). The
+state lives in the parameters' dtype (float32 by default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.config import Config
+from core.params import Params, check_params, param_shapes
+from scratch import model
+from scratch.optim import SGD, Adam, clip_by_global_norm
+
+
+@dataclass
+class NumpyState:
+    config: Config
+    params: Params  # canonical names and layout, in the backend's dtype
+    optimizer: Adam | SGD
+
+
+class NumpyBackend:
+    """``core.backend.Backend`` for the NumPy reference."""
+
+    framework = "numpy"
+
+    def __init__(self, dtype: type = np.float32):
+        self.dtype = np.dtype(dtype)
+
+    def init(self, params: Params, config: Config) -> NumpyState:
+        check_params(params, config)
+        # Own copies, in canonical order: the optimizer updates them in place.
+        own = {name: np.array(params[name], dtype=self.dtype) for name in param_shapes(config)}
+        if config.optimizer == "adam":
+            optimizer = Adam(own, lr=config.lr, weight_decay=config.weight_decay)
+        else:
+            optimizer = SGD(own, lr=config.lr, weight_decay=config.weight_decay)
+        return NumpyState(config, own, optimizer)
+
+    def dropout_masks(self, config: Config, step: int, batch: int, seq_len: int) -> model.Masks | None:
+        """Inverted-dropout masks (values 0 or 1/(1-p)) for one step, from ``(config.seed, step)`` alone."""
+        if config.dropout == 0:
+            return None
+        rng = np.random.default_rng([config.seed, step])
+        keep = self.dtype.type(1.0 - config.dropout)
+
+        def draw(shape: tuple[int, ...]) -> np.ndarray:
+            mask = (rng.random(shape, dtype=self.dtype) < keep).astype(self.dtype)
+            mask /= keep
+            return mask
+
+        input_mask = draw((batch, seq_len, config.embed_dim)) if config.model == "embedding" else None
+        return {"input": input_mask, "hidden": draw((batch, config.hidden_size))}
+
+    def train_step(self, state: NumpyState, x: np.ndarray, y: np.ndarray, step: int) -> tuple[NumpyState, float]:
+        config = state.config
+        masks = self.dropout_masks(config, step, x.shape[0], x.shape[1])
+        loss, grads = model.loss_and_grads(state.params, x, y, masks)
+        if config.clip > 0:
+            clip_by_global_norm(grads, config.clip)
+        state.optimizer.update(state.params, grads)
+        return state, loss
+
+    def logits(self, state: NumpyState, x: np.ndarray) -> np.ndarray:
+        return model.logits(state.params, x).astype(np.float32, copy=False)
+
+    def canonical(self, state: NumpyState) -> Params:
+        return {name: p.astype(np.float32) for name, p in state.params.items()}
+
+    def optimizer_arrays(self, state: NumpyState) -> dict[str, np.ndarray]:
+        arrays = state.optimizer.state_arrays()
+        return {k: v if k == "adam.step" else v.astype(np.float32, copy=False) for k, v in arrays.items()}
+
+    def load_optimizer_arrays(self, state: NumpyState, arrays: dict[str, np.ndarray]) -> NumpyState:
+        state.optimizer.load_state_arrays(arrays)
+        return state

@@ -1,0 +1,142 @@
+"""Check the hand-written BPTT gradients against central finite differences, in float64.
+
+    python -m scratch.gradcheck                   # both models, with and without dropout masks
+    python -m scratch.gradcheck --vocab-size 500 --entries 50
+
+For every parameter p, a set of its entries (all of them for small tensors,
+else a random subset plus the entry with the largest analytic gradient) is
+nudged by +-eps and the numerical gradient (L(p+eps) - L(p-eps)) / 2 eps
+compared with the analytic one. The error reported per parameter is
+
+    max_i |analytic_i - numerical_i| / max(max_j |analytic_j|, max_i |numerical_i|)
+
+that is, the worst absolute error measured against the scale of that
+parameter's gradient (the same "relative to the largest entry" that DESIGN.md
+uses across frameworks). An entry-wise |a - n| / (|a| + |n|) would be
+meaningless here: many entries have true gradients of 1e-12 or exactly 0
+(tokens absent from the batch), where the finite difference is pure rounding
+noise of about 1e-16 * L / eps and the entry-wise ratio is near 1 for a
+correct gradient. The check fails above ``TOLERANCE``. Weight decay is not
+part of the loss (the optimizer adds it), so only dropout masks are checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from core.config import Config
+from core.errors import UsageError, cli
+from core.params import init_params
+from scratch import model
+
+TOLERANCE = 1e-6
+TINY = 1e-30  # keeps 0/0 (a parameter whose whole gradient is exactly zero) at 0
+
+
+def make_problem(kind: str, vocab_size: int, hidden_size: int, embed_dim: int, batch_size: int, seq_len: int,
+                 dropout: float, seed: int) -> tuple[model.Params, np.ndarray, np.ndarray, model.Masks | None]:
+    """Float64 canonical weights, a random batch, and (if ``dropout`` > 0) fixed dropout masks."""
+    config = Config(model=kind, vocab_size=vocab_size, hidden_size=hidden_size, embed_dim=embed_dim, seed=seed)
+    params = init_params(config, dtype=np.float64)
+    rng = np.random.default_rng([seed, 1])
+    x = rng.integers(0, vocab_size, size=(batch_size, seq_len))
+    y = rng.integers(0, vocab_size, size=batch_size)
+    masks = None
+    if dropout > 0:
+        def draw(shape: tuple[int, ...]) -> np.ndarray:
+            return (rng.random(shape) >= dropout) / (1.0 - dropout)
+
+        masks = {"input": draw((batch_size, seq_len, embed_dim)) if kind == "embedding" else None,
+                 "hidden": draw((batch_size, hidden_size))}
+    return params, x, y, masks
+
+
+def check_gradients(params: model.Params, x: np.ndarray, y: np.ndarray, masks: model.Masks | None = None, *,
+                    eps: float = 1e-5, entries: int = 300, seed: int = 0,
+                    loss_and_grads=model.loss_and_grads) -> dict[str, float]:
+    """The worst relative error (see the module docstring) of every parameter's gradient.
+
+    ``loss_and_grads`` is the function under test (the hand-written one by
+    default); the numerical side always uses ``scratch.model.loss``.
+    """
+    for name, p in params.items():
+        if p.dtype != np.float64:
+            raise ValueError(f"the gradient check needs float64 parameters; {name} is {p.dtype}")
+    _, grads = loss_and_grads(params, x, y, masks)
+    rng = np.random.default_rng(seed)
+    errors = {}
+    for name, p in params.items():
+        analytic = grads[name].reshape(-1)
+        flat = p.reshape(-1)  # a view: nudging it nudges the parameter
+        if flat.size <= entries:
+            chosen = np.arange(flat.size)
+        else:
+            chosen = np.union1d(rng.choice(flat.size, entries, replace=False), [np.argmax(np.abs(analytic))])
+        numerical = np.empty(len(chosen))
+        for i, j in enumerate(chosen):
+            saved = flat[j]
+            flat[j] = saved + eps
+            up = model.loss(params, x, y, masks)
+            flat[j] = saved - eps
+            down = model.loss(params, x, y, masks)
+            flat[j] = saved
+            numerical[i] = (up - down) / (2 * eps)
+        scale = max(np.abs(analytic).max(), np.abs(numerical).max(), TINY)
+        errors[name] = float(np.abs(analytic[chosen] - numerical).max() / scale)
+    return errors
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m scratch.gradcheck",
+        description="Check the NumPy BPTT gradients of both models against central finite differences "
+                    f"(float64); exits 1 if any parameter's relative error exceeds {TOLERANCE:g}.")
+    parser.add_argument("--vocab-size", type=_positive, default=13, help="V (default: %(default)s)")
+    parser.add_argument("--hidden-size", type=_positive, default=8, help="H (default: %(default)s)")
+    parser.add_argument("--embed-dim", type=_positive, default=6, help="E (default: %(default)s)")
+    parser.add_argument("--batch-size", type=_positive, default=4, help="B (default: %(default)s)")
+    parser.add_argument("--seq-len", type=_positive, default=5, help="T (default: %(default)s)")
+    parser.add_argument("--dropout", type=float, default=0.3,
+                        help="drop rate of the fixed masks of the second pass (default: %(default)s)")
+    parser.add_argument("--entries", type=_positive, default=300,
+                        help="entries checked per parameter; larger tensors are sampled (default: %(default)s)")
+    parser.add_argument("--eps", type=float, default=1e-5, help="finite-difference step (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="weights, batch, masks, sampled entries")
+    args = parser.parse_args(argv)
+    if not 0.0 < args.dropout < 1.0:
+        raise UsageError(f"--dropout must lie strictly between 0 and 1, got {args.dropout}")
+    if not args.eps > 0:
+        raise UsageError(f"--eps must be positive, got {args.eps}")
+    return args
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    worst = 0.0
+    print(f"{'model':<10} {'masks':<6} {'parameter':<11} {'worst rel. error':>16}")
+    for kind in ("onehot", "embedding"):
+        for dropout in (0.0, args.dropout):
+            params, x, y, masks = make_problem(kind, args.vocab_size, args.hidden_size, args.embed_dim,
+                                               args.batch_size, args.seq_len, dropout, args.seed)
+            errors = check_gradients(params, x, y, masks, eps=args.eps, entries=args.entries, seed=args.seed)
+            for name, err in errors.items():
+                flag = "" if err <= TOLERANCE else "  FAIL"
+                print(f"{kind:<10} {'fixed' if masks else 'none':<6} {name:<11} {err:>16.2e}{flag}")
+                worst = max(worst, err)
+    verdict = "ok" if worst <= TOLERANCE else "FAILED"
+    print(f"{verdict}: worst relative error {worst:.2e} (tolerance {TOLERANCE:g})")
+    return 0 if worst <= TOLERANCE else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
