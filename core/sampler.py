@@ -8,8 +8,9 @@ model is the last ``seq_len`` tokens.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TextIO
 
 import numpy as np
@@ -45,6 +46,11 @@ class SamplerSettings:
 
 def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("sampling")
+    g.add_argument("--prompt", default="the", help="text to continue (default: %(default)r)")
+    g.add_argument("--words", type=int, default=60,
+                   help="tokens to generate: words, punctuation marks and line breaks (default: %(default)s)")
+    g.add_argument("--num-samples", type=int, default=1,
+                   help="texts to generate; sample i uses seed --seed + i (default: %(default)s)")
     g.add_argument("--strategy", default="sample", choices=STRATEGIES,
                    help="greedy: always the most likely token; sample: draw from the distribution (default)")
     g.add_argument("--temperature", type=float, default=1.0, help="divide the logits by this (default: 1.0)")
@@ -56,8 +62,29 @@ def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> SamplerSettings:
+    """The validated sampler settings (and --words, --num-samples) the flags describe."""
+    if args.words <= 0:
+        raise UsageError(f"--words must be a positive number, got {args.words}")
+    if args.num_samples <= 0:
+        raise UsageError(f"--num-samples must be a positive number, got {args.num_samples}")
     return SamplerSettings(args.strategy, args.temperature, args.top_k, args.top_p, args.seed,
                            args.allow_unk).validate()
+
+
+def print_samples(logits_fn: LogitsFn, vocab: Vocab, seq_len: int, args: argparse.Namespace,
+                  stream: TextIO | None = None) -> None:
+    """What every ``generate`` command prints: ``--num-samples`` texts, streamed line by line."""
+    stream = stream or sys.stdout
+    settings = settings_from_args(args)
+    prompt_to_ids(args.prompt, vocab)  # refuses an empty or all-unknown prompt before anything is printed
+    unknown = sorted({tok for tok in tokenize(args.prompt, vocab.tokenizer) if tok not in vocab.index})
+    if unknown:
+        print(f"note: {', '.join(map(repr, unknown))} not in the vocabulary; read as {UNK}", file=sys.stderr)
+    for i in range(args.num_samples):
+        sample = replace(settings, seed=settings.seed + i)
+        if args.num_samples > 1:
+            stream.write(("\n" if i else "") + f"--- sample {i + 1}, seed {sample.seed} ---\n")
+        generate_text(logits_fn, vocab, seq_len, args.prompt, args.words, sample, stream=stream)
 
 
 def next_token(logits: np.ndarray, settings: SamplerSettings, rng: np.random.Generator) -> int:

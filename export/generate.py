@@ -11,12 +11,9 @@ same prompt, sampler settings and seed give the same text as
 from __future__ import annotations
 
 import argparse
-import sys
-from dataclasses import replace
 
-from core.errors import UsageError, cli
-from core.sampler import add_sampler_flags, generate_text, prompt_to_ids, settings_from_args
-from data.tokenizer import tokenize
+from core.errors import cli
+from core.sampler import add_sampler_flags, print_samples, settings_from_args
 from export.session import load
 
 
@@ -26,11 +23,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Generate verse from an exported ONNX model with onnxruntime (no torch, no jax).",
     )
     parser.add_argument("--model", required=True, metavar="FILE", help="the .onnx file written by export.onnx")
-    parser.add_argument("--prompt", default="the", help="text to continue (default: %(default)r)")
-    parser.add_argument("--words", type=int, default=60,
-                        help="tokens to generate: words, punctuation marks and line breaks (default: %(default)s)")
-    parser.add_argument("--num-samples", type=int, default=1,
-                        help="texts to generate; sample i uses seed --seed + i (default: %(default)s)")
     add_sampler_flags(parser)
     return parser.parse_args(argv)
 
@@ -38,22 +30,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @cli
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    settings = settings_from_args(args)
-    if args.words <= 0:
-        raise UsageError(f"--words must be a positive number, got {args.words}")
-    if args.num_samples <= 0:
-        raise UsageError(f"--num-samples must be a positive number, got {args.num_samples}")
+    settings_from_args(args)  # bad sampler values are refused before the model is loaded
     lm = load(args.model)
-    vocab, seq_len = lm.card.vocab, lm.card.config.seq_len
-    prompt_to_ids(args.prompt, vocab)  # refuses an empty or all-unknown prompt before anything is printed
-    unknown = sorted({tok for tok in tokenize(args.prompt, vocab.tokenizer) if tok not in vocab.index})
-    if unknown:
-        print(f"note: {', '.join(map(repr, unknown))} not in the vocabulary; read as <unk>", file=sys.stderr)
-    for i in range(args.num_samples):
-        sample = replace(settings, seed=settings.seed + i)
-        if args.num_samples > 1:
-            print(("\n" if i else "") + f"--- sample {i + 1}, seed {sample.seed} ---", flush=True)
-        generate_text(lm.logits, vocab, seq_len, args.prompt, args.words, sample, stream=sys.stdout)
+    print_samples(lm.logits, lm.card.vocab, lm.card.config.seq_len, args)
     return 0
 
 
