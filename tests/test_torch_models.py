@@ -1,0 +1,217 @@
+"""torchmodels.model: the PyTorch models agree with the NumPy reference and DESIGN.md's equations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from core.config import Config
+from core.errors import UsageError
+from core.params import init_params
+from scratch import model as reference
+from torchmodels.model import CANONICAL, EmbeddingRNN, OneHotRNN, build_model, to_canonical
+
+V, H, E, B, T = 23, 7, 5, 4, 5
+
+
+def make(model: str, seed: int = 0, dtype=np.float32) -> tuple[Config, dict[str, np.ndarray]]:
+    config = Config(model=model, vocab_size=V, hidden_size=H, embed_dim=E, seed=seed)
+    return config, init_params(config, dtype=dtype)
+
+
+def tokens(seed: int, batch: int = B, steps: int = T) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, V, size=(batch, steps)).astype(np.int64)
+
+
+def design_logits(params: dict[str, np.ndarray], x: np.ndarray, masks: dict | None = None) -> np.ndarray:
+    """DESIGN.md's equations written out directly, in float64, one-hot vectors materialized."""
+    p = {k: v.astype(np.float64) for k, v in params.items()}
+    masks = masks or {}
+    if "embedding" in p:
+        inputs = p["embedding"][x]
+        if masks.get("input") is not None:
+            inputs = inputs * masks["input"]
+    else:
+        inputs = np.eye(p["rnn.w_ih"].shape[1])[x]
+    h = np.zeros((x.shape[0], p["rnn.w_hh"].shape[0]))
+    for t in range(x.shape[1]):
+        h = np.tanh(inputs[:, t] @ p["rnn.w_ih"].T + p["rnn.b_ih"] + h @ p["rnn.w_hh"].T + p["rnn.b_hh"])
+    if masks.get("hidden") is not None:
+        h = h * masks["hidden"]
+    return h @ p["out.weight"].T + p["out.bias"]
+
+
+def dropout_masks(seed: int, p: float, batch: int, steps: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    keep = 1.0 - p
+    return {
+        "input": ((rng.random((batch, steps, E)) < keep) / keep).astype(np.float32),
+        "hidden": ((rng.random((batch, H)) < keep) / keep).astype(np.float32),
+    }
+
+
+def torch_masks(masks: dict[str, np.ndarray], model: str, dtype=torch.float32) -> dict:
+    return {"input": torch.as_tensor(masks["input"], dtype=dtype) if model == "embedding" else None,
+            "hidden": torch.as_tensor(masks["hidden"], dtype=dtype)}
+
+
+FORMS = [("onehot", False), ("onehot", True), ("embedding", False)]
+
+
+@pytest.mark.parametrize("model,gather", FORMS)
+@pytest.mark.parametrize("steps", [1, 2, T])
+def test_logits_match_numpy_reference_float32(model: str, gather: bool, steps: int) -> None:
+    config, params = make(model, seed=steps)
+    x = tokens(10 + steps, steps=steps)
+    module = build_model(config, params, onehot_gather=gather)
+    with torch.no_grad():
+        got = module(torch.from_numpy(x)).numpy()
+    assert got.dtype == np.float32 and got.shape == (B, V)
+    assert np.abs(got - reference.logits(params, x)).max() <= 1e-5
+    assert np.abs(got - design_logits(params, x)).max() <= 1e-5
+
+
+@pytest.mark.parametrize("model,gather", FORMS)
+def test_logits_and_gradients_match_numpy_reference_float64(model: str, gather: bool) -> None:
+    config, params = make(model, seed=3, dtype=np.float64)
+    x, y = tokens(4), np.random.default_rng(5).integers(0, V, size=B)
+    masks = dropout_masks(6, 0.3, B, T)
+    np_masks = {"input": masks["input"] if model == "embedding" else None, "hidden": masks["hidden"]}
+    module = build_model(config, params, dtype=torch.float64, onehot_gather=gather)
+    logits = module(torch.from_numpy(x), torch_masks(masks, model, torch.float64))
+    F.cross_entropy(logits, torch.from_numpy(y)).backward()
+
+    assert np.abs(logits.detach().numpy() - design_logits(params, x, np_masks)).max() <= 1e-10
+    loss, grads = reference.loss_and_grads(params, x, y, np_masks)
+    assert abs(F.cross_entropy(logits, torch.from_numpy(y)).item() - loss) <= 1e-10
+    own = dict(module.named_parameters())
+    for name, grad in grads.items():
+        got = own[CANONICAL[name]].grad.numpy()
+        assert np.abs(got - grad).max() <= 1e-10 * max(np.abs(grad).max(), 1.0), name
+
+
+@pytest.mark.parametrize("model,gather", FORMS)
+def test_gradients_match_numpy_reference_float32(model: str, gather: bool) -> None:
+    config, params = make(model, seed=8)
+    x, y = tokens(9, batch=16), np.random.default_rng(10).integers(0, V, size=16)
+    module = build_model(config, params, onehot_gather=gather)
+    F.cross_entropy(module(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+    _, grads = reference.loss_and_grads(params, x, y)
+    own = dict(module.named_parameters())
+    for name, grad in grads.items():
+        got = own[CANONICAL[name]].grad.numpy()
+        assert np.abs(got - grad).max() <= 1e-5 * np.abs(grad).max(), name
+
+
+@pytest.mark.parametrize("model", ["onehot", "embedding"])
+def test_hidden_and_input_masks_match_numpy(model: str) -> None:
+    config, params = make(model, seed=11)
+    x = tokens(12)
+    masks = dropout_masks(13, 0.5, B, T)
+    np_masks = {"input": masks["input"] if model == "embedding" else None, "hidden": masks["hidden"]}
+    module = build_model(config, params)
+    with torch.no_grad():
+        got = module(torch.from_numpy(x), torch_masks(masks, model)).numpy()
+        plain = module(torch.from_numpy(x)).numpy()
+    expected, _ = reference.forward(params, x, np_masks)
+    assert np.abs(got - expected).max() <= 1e-5
+    assert np.abs(got - plain).max() > 1e-3  # the masks did something
+
+
+def test_onehot_model_refuses_an_input_mask() -> None:
+    config, params = make("onehot")
+    module = build_model(config, params)
+    with pytest.raises(ValueError, match="input dropout"):
+        module(torch.from_numpy(tokens(0)), {"input": torch.ones(B, T, V), "hidden": None})
+
+
+def test_onehot_gather_and_materialized_forms_agree_in_values_and_gradients() -> None:
+    config, params = make("onehot", seed=14)
+    x, y = torch.from_numpy(tokens(15, batch=32)), torch.from_numpy(np.random.default_rng(16).integers(0, V, 32))
+    mask = {"hidden": torch.from_numpy(dropout_masks(17, 0.2, 32, T)["hidden"])}
+    results = []
+    for gather in (False, True):
+        module = build_model(config, params, onehot_gather=gather)
+        assert isinstance(module, OneHotRNN) and module.gather == gather
+        logits = module(x, mask)
+        F.cross_entropy(logits, y).backward()
+        results.append((logits.detach(), {n: p.grad for n, p in module.named_parameters()}))
+    (z0, g0), (z1, g1) = results
+    assert torch.allclose(z0, z1, rtol=0, atol=1e-6)
+    assert g0.keys() == g1.keys() == {CANONICAL[n] for n in params}
+    for name in g0:
+        assert torch.allclose(g0[name], g1[name], rtol=0, atol=1e-6 * g0[name].abs().max().item()), name
+
+
+def test_gather_form_passes_torch_gradcheck() -> None:
+    """The hand-written recurrence of the gather form against finite differences (float64)."""
+    config, params = make("onehot", seed=18, dtype=np.float64)
+    module = build_model(config, params, dtype=torch.float64, onehot_gather=True)
+    x = torch.from_numpy(tokens(19, batch=2, steps=3))
+    names = [n for n, _ in module.named_parameters()]
+
+    def fn(*weights: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(module, dict(zip(names, weights)), (x,))
+
+    weights = tuple(p.detach().clone().requires_grad_(True) for p in module.parameters())
+    assert torch.autograd.gradcheck(fn, weights, eps=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("model,gather", FORMS)
+def test_canonical_round_trip_is_exact(model: str, gather: bool) -> None:
+    config, params = make(model, seed=20)
+    module = build_model(config, params, onehot_gather=gather)
+    back = to_canonical(module)
+    assert list(back) == list(params)
+    for name in params:
+        assert back[name].dtype == np.float32 and np.array_equal(back[name], params[name]), name
+    again = to_canonical(build_model(config, back, onehot_gather=gather))
+    assert all(np.array_equal(again[n], params[n]) for n in params)
+
+
+def test_canonical_names_map_onto_torch_modules() -> None:
+    config, params = make("embedding", seed=21)
+    module = build_model(config, params)
+    assert isinstance(module, EmbeddingRNN)
+    assert isinstance(module.rnn, torch.nn.RNN) and module.rnn.nonlinearity == "tanh" and module.rnn.batch_first
+    assert np.array_equal(module.rnn.weight_ih_l0.detach().numpy(), params["rnn.w_ih"])
+    assert np.array_equal(module.embedding.weight.detach().numpy(), params["embedding"])
+    assert np.array_equal(module.out.bias.detach().numpy(), params["out.bias"])
+    assert set(module.state_dict()) == {CANONICAL[n] for n in params}
+
+
+def test_to_canonical_returns_copies_and_float32_from_float64() -> None:
+    config, params = make("onehot", seed=22)
+    module = build_model(config, params)
+    snapshot = to_canonical(module)
+    with torch.no_grad():
+        module.out.bias.add_(1.0)
+    assert np.array_equal(snapshot["out.bias"], params["out.bias"])
+    wide = to_canonical(build_model(config, params, dtype=torch.float64))
+    assert all(v.dtype == np.float32 and np.array_equal(v, params[k]) for k, v in wide.items())
+
+
+def test_compiled_wrapper_keeps_canonical_names() -> None:
+    config, params = make("embedding", seed=23)
+    module = build_model(config, params)
+    back = to_canonical(torch.compile(module))  # wrapping alone compiles nothing
+    assert list(back) == list(params)
+
+
+def test_build_model_touches_no_global_rng() -> None:
+    config, params = make("embedding", seed=24)
+    before = torch.random.get_rng_state()
+    build_model(config, params)
+    assert torch.equal(before, torch.random.get_rng_state())
+
+
+def test_build_model_rejects_weights_of_another_shape() -> None:
+    config, params = make("embedding")
+    params["rnn.w_hh"] = np.zeros((H + 1, H + 1), np.float32)
+    with pytest.raises(UsageError, match="rnn.w_hh"):
+        build_model(config, params)
+    onehot_config, _ = make("onehot")
+    with pytest.raises(UsageError):
+        build_model(onehot_config, make("embedding")[1])  # embedding weights, one-hot config

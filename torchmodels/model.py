@@ -1,0 +1,171 @@
+"""The two wordrnn models in PyTorch, and their canonical weights in both directions.
+
+Both models are ``torch.nn.RNN`` (tanh, batch_first) followed by ``torch.nn.Linear``
+on the last hidden state; the embedding model puts an ``nn.Embedding`` in front.
+Parameter names map one to one onto DESIGN.md's canonical names (``CANONICAL``).
+
+The one-hot model comes in two forms that compute the same numbers:
+
+- materialized (the lab report's form): ``F.one_hot(x).to(dtype)`` is fed to
+  ``nn.RNN``, which multiplies a [B*T, V] matrix of zeros and ones by ``W_ih^T``;
+- gather (``onehot_gather=True``): ``x_t W_ih^T`` for a one-hot ``x_t`` of token
+  ``k`` is column ``k`` of ``W_ih``, so the input projection is a lookup of rows of
+  ``W_ih^T``, and the recurrence is written out step by step with the same
+  weights (``nn.RNN`` would apply ``W_ih`` again). Same parameters, same
+  ``state_dict``; only the arithmetic that multiplies by zero is skipped.
+
+Dropout is not a module here: ``forward`` takes explicit masks
+(``{"input": [B, T, E] or None, "hidden": [B, H] or None}``, values 0 or
+``1/(1-p)``), so tests can feed the same masks to every framework and the
+training backend can draw them from ``(seed, step)``. Without masks there is no
+dropout, whatever ``module.training`` says.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.config import Config
+from core.params import PARAM_NAMES, Params, check_params
+
+# canonical name -> name in the module's state_dict
+CANONICAL = {
+    "embedding": "embedding.weight",
+    "rnn.w_ih": "rnn.weight_ih_l0",
+    "rnn.w_hh": "rnn.weight_hh_l0",
+    "rnn.b_ih": "rnn.bias_ih_l0",
+    "rnn.b_hh": "rnn.bias_hh_l0",
+    "out.weight": "out.weight",
+    "out.bias": "out.bias",
+}
+
+Masks = dict[str, torch.Tensor | None]
+
+
+class RNNLanguageModel(nn.Module):
+    """What both models share: an Elman RNN over input vectors, a linear layer on h_T."""
+
+    def __init__(self, input_size: int, hidden_size: int, vocab_size: int):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.rnn = nn.RNN(input_size, hidden_size, nonlinearity="tanh", batch_first=True)
+        self.out = nn.Linear(hidden_size, vocab_size)
+
+    def recur(self, inputs: torch.Tensor) -> torch.Tensor:
+        """h_T for input vectors [B, T, in], with h_0 = 0."""
+        _, h_n = self.rnn(inputs)
+        return h_n[0]
+
+    def head(self, h_last: torch.Tensor, masks: Masks | None) -> torch.Tensor:
+        hidden_mask = masks.get("hidden") if masks else None
+        if hidden_mask is not None:
+            h_last = h_last * hidden_mask
+        return self.out(h_last)
+
+
+class OneHotRNN(RNNLanguageModel):
+    """Each token is a one-hot vector of size V fed straight into the RNN."""
+
+    def __init__(self, vocab_size: int, hidden_size: int, gather: bool = False):
+        super().__init__(vocab_size, hidden_size, vocab_size)
+        self.gather = gather
+
+    def forward(self, x: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
+        if masks and masks.get("input") is not None:
+            raise ValueError("input dropout is for the embedding model only; the one-hot model takes none")
+        if self.gather:
+            h_last = self.recur_gathered(x)
+        else:
+            h_last = self.recur(F.one_hot(x, self.vocab_size).to(self.rnn.weight_ih_l0.dtype))
+        return self.head(h_last, masks)
+
+    def recur_gathered(self, x: torch.Tensor) -> torch.Tensor:
+        """h_T with the input projection looked up instead of multiplied.
+
+        The sums are grouped as nn.RNN's CPU kernel groups them,
+        ``tanh((h W_hh^T + b_hh) + (x W_ih^T + b_ih))``, so both forms agree to the bit
+        on the CPU. Columns are picked time-major with ``index_select`` (measured
+        ~15% faster forward + backward than ``F.embedding`` on ``W_ih^T`` and a
+        ``[:, t]`` slice per step).
+        """
+        w_ih, w_hh = self.rnn.weight_ih_l0, self.rnn.weight_hh_l0
+        b_ih, b_hh = self.rnn.bias_ih_l0, self.rnn.bias_hh_l0
+        steps, batch = x.shape[1], x.shape[0]
+        columns = w_ih.index_select(1, x.t().reshape(-1))  # [H, T*B]: column x[b, t] of W_ih
+        projected = columns.t().reshape(steps, batch, -1) + b_ih  # [T, B, H]: x_t W_ih^T + b_ih
+        h = projected.new_zeros(batch, w_hh.shape[0])
+        for projected_t in projected:
+            h = torch.tanh(F.linear(h, w_hh, b_hh) + projected_t)
+        return h
+
+
+class EmbeddingRNN(RNNLanguageModel):
+    """Each token is looked up in a trainable V x E table, then fed to the RNN."""
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int):
+        super().__init__(embed_dim, hidden_size, vocab_size)
+        self.embedding = nn.Embedding(vocab_size, embed_dim)
+
+    def forward(self, x: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
+        inputs = self.embedding(x)
+        input_mask = masks.get("input") if masks else None
+        if input_mask is not None:
+            inputs = inputs * input_mask
+        return self.head(self.recur(inputs), masks)
+
+
+def build_model(
+    config: Config,
+    params: Params,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    onehot_gather: bool = False,
+) -> nn.Module:
+    """The model ``config`` describes, holding the canonical weights ``params``.
+
+    ``module(x)`` maps int64 token ids [B, T] (any T >= 1) to logits [B, V] of ``dtype``.
+    The module is built on the meta device and then filled, so building it draws
+    no random numbers and touches no global RNG.
+    """
+    check_params(params, config)
+    V, H, E = config.vocab_size, config.hidden_size, config.embed_dim
+    with torch.device("meta"):
+        if config.model == "onehot":
+            module = OneHotRNN(V, H, gather=onehot_gather)
+        else:
+            module = EmbeddingRNN(V, E, H)
+    module = module.to(dtype=dtype).to_empty(device=device)
+    load_canonical(module, params)
+    return module
+
+
+def load_canonical(module: nn.Module, params: Params) -> None:
+    """Copy canonical arrays into ``module``'s parameters, in place (converting dtype and device)."""
+    own = dict(unwrap(module).named_parameters())
+    with torch.no_grad():
+        for name, torch_name in CANONICAL.items():
+            if torch_name in own:
+                target = own[torch_name]
+                target.copy_(torch.as_tensor(np.asarray(params[name])).to(target.device, target.dtype))
+
+
+def canonical_parameters(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The module's parameters under their canonical names, in ``PARAM_NAMES`` order."""
+    own = dict(unwrap(module).named_parameters())
+    return [(name, own[CANONICAL[name]]) for name in PARAM_NAMES if CANONICAL[name] in own]
+
+
+def to_canonical(module: nn.Module) -> Params:
+    """The module's weights as canonical float32 NumPy arrays (copies, not views)."""
+    return {
+        name: param.detach().to("cpu", torch.float32).numpy().copy()
+        for name, param in canonical_parameters(module)
+    }
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module behind a ``torch.compile`` wrapper (whose state_dict names carry a prefix)."""
+    return getattr(module, "_orig_mod", module)
