@@ -1,0 +1,389 @@
+"""The cross-framework comparisons that ``tests/parity`` and ``python -m bench.parity`` share.
+
+Every comparison starts from one set of float64 canonical weights and one
+batch, hands each framework its own copy in the dtype under test, and measures
+how far apart the answers are:
+
+- a forward and backward pass (``forward_backward``): the logits, by max abs
+  difference, and each parameter's gradient of the mean cross-entropy, by max
+  abs difference relative to the largest entry of that gradient (in either of
+  the two being compared);
+- a training trajectory (``trajectory``): n optimizer steps through each
+  framework's ``Backend`` (init / train_step / canonical) on the same batches,
+  compared by the loss of every step and by the weights after the last one.
+
+The tolerances are DESIGN.md's and are never widened here; a ``Check`` holds
+the worst difference of each pair of frameworks and whether it is within them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cache
+from itertools import combinations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import torch
+import torch.nn.functional as F
+
+from core.config import Config
+from core.params import PARAM_NAMES, Params, init_params
+from jaxmodels import model as jax_model
+from jaxmodels.backend import JaxBackend
+from scratch import model as np_model
+from scratch.backend import NumpyBackend
+from torchmodels import model as torch_model
+from torchmodels.backend import TorchBackend
+
+FRAMEWORKS = ("numpy", "torch", "jax")
+# DESIGN.md, "Tolerances the tests hold".
+FINITE_DIFFERENCE_TOL = 1e-6  # scratch BPTT vs central differences, float64, relative, per parameter
+LOGITS_TOL = {np.float32: 1e-5, np.float64: 1e-10}  # max abs diff
+GRAD_TOL = {np.float32: 1e-5, np.float64: 1e-10}  # max abs diff relative to the largest entry
+TRAJECTORY_TOL = 1e-4  # loss of every step, and weights after the last, float32
+TINY = 1e-30  # keeps 0/0 (a gradient that is exactly zero everywhere) at 0
+DTYPE_TAGS = {np.float32: "f32", np.float64: "f64"}
+
+Masks = dict[str, np.ndarray | None]
+
+
+# -- problems ---------------------------------------------------------------------------------------
+
+def make_config(model: str, vocab_size: int, hidden_size: int, embed_dim: int, seq_len: int, batch_size: int,
+                seed: int = 0, **training) -> Config:
+    """A validated ``Config`` for random data (no corpus): the sizes, plus any training settings."""
+    config = Config(model=model, vocab_size=vocab_size, hidden_size=hidden_size, embed_dim=embed_dim,
+                    seq_len=seq_len, batch_size=batch_size, seed=seed, **training)
+    return config.validate()
+
+
+def random_params(config: Config, seed: int = 0, bias_scale: float = 0.3) -> Params:
+    """Float64 canonical weights: the project's initializer, with N(0, bias_scale) added to the biases.
+
+    Freshly initialized biases are U(-1/sqrt(H), 1/sqrt(H)), small next to the
+    weights for a large H; a larger bias makes a dropped, doubled or
+    misplaced bias show in the logits.
+    """
+    params = init_params(config, seed=seed, dtype=np.float64)
+    rng = np.random.default_rng([seed, 7])
+    for name in ("rnn.b_ih", "rnn.b_hh", "out.bias"):
+        params[name] = params[name] + rng.normal(0.0, bias_scale, params[name].shape)
+    return params
+
+
+def random_batch(vocab_size: int, batch_size: int, seq_len: int, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """int64 windows [B, T] and targets [B], uniform over the vocabulary."""
+    x = rng.integers(0, vocab_size, size=(batch_size, seq_len), dtype=np.int64)
+    y = rng.integers(0, vocab_size, size=batch_size, dtype=np.int64)
+    return x, y
+
+
+def random_masks(config: Config, batch_size: int, seq_len: int, p: float, rng: np.random.Generator) -> Masks:
+    """Fixed inverted-dropout masks (values 0 or 1/(1-p)), float64; no input mask for the one-hot model."""
+    def draw(shape: tuple[int, ...]) -> np.ndarray:
+        return (rng.random(shape) >= p) / (1.0 - p)
+
+    input_mask = draw((batch_size, seq_len, config.embed_dim)) if config.model == "embedding" else None
+    return {"input": input_mask, "hidden": draw((batch_size, config.hidden_size))}
+
+
+@dataclass
+class Problem:
+    """Float64 weights, one batch and fixed dropout masks for one model."""
+
+    config: Config
+    params: Params
+    x: np.ndarray
+    y: np.ndarray
+    masks: Masks
+
+
+def make_problem(model: str, vocab_size: int, hidden_size: int, embed_dim: int, seq_len: int, batch_size: int,
+                 seed: int = 0, dropout: float = 0.3) -> Problem:
+    """The random problem every comparison of one forward and backward pass starts from."""
+    config = make_config(model, vocab_size, hidden_size, embed_dim, seq_len, batch_size, seed)
+    rng = np.random.default_rng([seed, 3])
+    x, y = random_batch(vocab_size, batch_size, seq_len, rng)
+    masks = random_masks(config, batch_size, seq_len, dropout, rng)
+    return Problem(config, random_params(config, seed), x, y, masks)
+
+
+def _cast(arrays: dict[str, np.ndarray | None] | None, dtype: type) -> dict | None:
+    if arrays is None:
+        return None
+    return {k: None if v is None else np.asarray(v, dtype=dtype) for k, v in arrays.items()}
+
+
+# -- one forward and backward pass in each framework ------------------------------------------------------
+
+@dataclass
+class Pass:
+    """What one framework computed, widened to float64 NumPy for comparison."""
+
+    logits: np.ndarray  # [B, V]
+    loss: float
+    grads: Params  # d(mean cross-entropy)/d(parameter), canonical names and shapes
+
+
+def numpy_pass(config: Config, params: Params, x: np.ndarray, y: np.ndarray, masks: Masks | None,
+               dtype: type) -> Pass:
+    own = _cast(params, dtype)
+    logits, _ = np_model.forward(own, x, _cast(masks, dtype))
+    loss, grads = np_model.loss_and_grads(own, x, y, _cast(masks, dtype))
+    return Pass(logits.astype(np.float64), float(loss), _cast(grads, np.float64))
+
+
+def torch_pass(config: Config, params: Params, x: np.ndarray, y: np.ndarray, masks: Masks | None,
+               dtype: type, onehot_gather: bool = False) -> Pass:
+    torch_dtype = torch.float64 if dtype == np.float64 else torch.float32
+    module = torch_model.build_model(config, _cast(params, dtype), dtype=torch_dtype,
+                                     onehot_gather=onehot_gather)
+    logits = module(torch.from_numpy(x), torch_masks(masks, dtype))
+    loss = F.cross_entropy(logits, torch.from_numpy(y))
+    loss.backward()
+    grads = {name: p.grad.double().numpy() for name, p in torch_model.canonical_parameters(module)}
+    return Pass(logits.detach().double().numpy(), float(loss.detach()), grads)
+
+
+def torch_masks(masks: Masks | None, dtype: type) -> dict[str, torch.Tensor | None] | None:
+    """NumPy masks as torch tensors of ``dtype``."""
+    if masks is None:
+        return None
+    return {k: None if v is None else torch.from_numpy(v) for k, v in _cast(masks, dtype).items()}
+
+
+def jax_masks(masks: Masks | None, dtype: type) -> dict[str, jax.Array | None] | None:
+    """NumPy masks as JAX arrays of ``dtype`` (float64 only inside ``jax.enable_x64``)."""
+    if masks is None:
+        return None
+    return {k: None if v is None else jnp.asarray(v) for k, v in _cast(masks, dtype).items()}
+
+
+def jax_loss(params: dict, x: jax.Array, y: jax.Array, masks: dict | None) -> tuple[jax.Array, jax.Array]:
+    """Mean cross-entropy of ``jaxmodels.model.apply`` (with the logits as auxiliary output)."""
+    logits = jax_model.apply(params, x, masks)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
+
+
+_jax_value_and_grad = jax.jit(jax.value_and_grad(jax_loss, has_aux=True))
+
+
+def jax_pass(config: Config, params: Params, x: np.ndarray, y: np.ndarray, masks: Masks | None,
+             dtype: type) -> Pass:
+    with jax.enable_x64(dtype == np.float64):
+        own = {k: jnp.asarray(v) for k, v in _cast(params, dtype).items()}
+        batch = jnp.asarray(x), jnp.asarray(y)
+        (loss, logits), grads = _jax_value_and_grad(own, *batch, jax_masks(masks, dtype))
+        return Pass(np.asarray(logits, np.float64), float(loss),
+                    {k: np.asarray(g, np.float64) for k, g in grads.items()})
+
+
+PASSES: dict[str, Callable[..., Pass]] = {
+    "numpy": numpy_pass,
+    "torch": torch_pass,
+    "torch-gather": lambda *args: torch_pass(*args, onehot_gather=True),
+    "jax": jax_pass,
+}
+
+
+def forward_backward(framework: str, config: Config, params: Params, x: np.ndarray, y: np.ndarray,
+                     masks: Masks | None = None, dtype: type = np.float32) -> Pass:
+    """Logits, loss and gradients of ``framework`` (a key of ``PASSES``) on ``params`` cast to ``dtype``.
+
+    ``dtype`` is ``np.float32`` or ``np.float64`` (torch double, JAX with x64
+    enabled for this call only).
+    """
+    return PASSES[framework](config, params, x, y, masks, dtype)
+
+
+# -- measures and checks -------------------------------------------------------------------------------
+
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    return float(np.max(np.abs(a - b))) if a.size else 0.0
+
+
+def relative_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """Max abs difference over the largest entry of either array (DESIGN.md's gradient measure)."""
+    scale = max(float(np.max(np.abs(a))), float(np.max(np.abs(b))), TINY)
+    return max_abs_diff(a, b) / scale
+
+
+def pair_label(a: str, b: str) -> str:
+    return f"{a}-{b}"
+
+
+PAIRS = tuple(pair_label(a, b) for a, b in combinations(FRAMEWORKS, 2))  # numpy-torch, numpy-jax, torch-jax
+
+
+@dataclass
+class Check:
+    """The worst difference between each pair of frameworks on one quantity, against its tolerance."""
+
+    model: str
+    name: str
+    tolerance: float
+    diffs: dict[str, float] = field(default_factory=dict)  # pair label -> worst difference
+
+    @property
+    def passed(self) -> bool:
+        return all(np.isfinite(d) and d <= self.tolerance for d in self.diffs.values())
+
+    def __str__(self) -> str:
+        pairs = ", ".join(f"{k} {v:.2e}" for k, v in self.diffs.items())
+        return f"{self.model} {self.name}: {pairs} (tolerance {self.tolerance:g})"
+
+
+def compare_passes(model: str, passes: dict[str, Pass], dtype: type, label: str = "",
+                   per_parameter: bool = True) -> list[Check]:
+    """Checks of the logits and of the gradients, for each pair of ``passes``.
+
+    One gradient check per parameter, or (``per_parameter=False``) one for the
+    worst of them.
+    """
+    tag = DTYPE_TAGS[dtype] + (f", {label}" if label else "")
+    pairs = list(combinations(passes, 2))
+    names = [name for name in PARAM_NAMES if name in passes[pairs[0][0]].grads]
+
+    def grad_diffs(chosen: list[str]) -> dict[str, float]:
+        return {pair_label(a, b): max(relative_diff(passes[a].grads[n], passes[b].grads[n]) for n in chosen)
+                for a, b in pairs}
+
+    checks = [Check(model, f"logits {tag}", LOGITS_TOL[dtype],
+                    {pair_label(a, b): max_abs_diff(passes[a].logits, passes[b].logits) for a, b in pairs})]
+    if per_parameter:
+        checks += [Check(model, f"grad {name} {tag}", GRAD_TOL[dtype], grad_diffs([name])) for name in names]
+    else:
+        checks.append(Check(model, f"grads, worst of {len(names)} parameters, {tag}", GRAD_TOL[dtype],
+                            grad_diffs(names)))
+    return checks
+
+
+def pass_checks(config: Config, params: Params, x: np.ndarray, y: np.ndarray, masks: Masks | None = None,
+                dtype: type = np.float32, frameworks: Sequence[str] = FRAMEWORKS, label: str = "",
+                per_parameter: bool = True) -> list[Check]:
+    """Run one forward and backward pass in each of ``frameworks`` and compare them pairwise."""
+    passes = {fw: forward_backward(fw, config, params, x, y, masks, dtype) for fw in frameworks}
+    return compare_passes(config.model, passes, dtype, label, per_parameter)
+
+
+# -- training trajectories through the backends ------------------------------------------------------------
+
+BACKENDS: dict[str, Callable[[], object]] = {
+    "numpy": NumpyBackend,
+    "torch": lambda: TorchBackend(device="cpu"),
+    "torch-gather": lambda: TorchBackend(device="cpu", onehot_gather=True),
+    "jax": JaxBackend,
+}
+
+
+@cache
+def backend_for(framework: str):
+    """One backend per framework and process: the JAX backend keeps its compiled steps between calls."""
+    return BACKENDS[framework]()
+
+
+@dataclass
+class Trajectory:
+    losses: np.ndarray  # [steps] the loss each step reported
+    params: Params  # canonical float32 weights after the last step
+
+
+def trajectory(framework: str, config: Config, params: Params,
+               batches: Sequence[tuple[np.ndarray, np.ndarray]]) -> Trajectory:
+    """Train ``framework``'s backend from ``params`` (cast to float32) on ``batches``, one step each."""
+    backend = backend_for(framework)
+    state = backend.init(_cast(params, np.float32), config)
+    losses = []
+    for step, (x, y) in enumerate(batches):
+        state, loss = backend.train_step(state, x, y, step)
+        losses.append(loss)
+    return Trajectory(np.array([float(v) for v in losses]), backend.canonical(state))
+
+
+def global_norm(grads: Params) -> float:
+    """The L2 norm of all gradients together (what clipping compares with ``clip``)."""
+    return float(np.sqrt(sum(np.sum(np.square(g, dtype=np.float64)) for g in grads.values())))
+
+
+def gradient_norms(config: Config, params: Params, batches: Sequence[tuple[np.ndarray, np.ndarray]]
+                   ) -> np.ndarray:
+    """The global gradient norm before clipping at every step of the NumPy reference's trajectory."""
+    backend = backend_for("numpy")
+    state = backend.init(_cast(params, np.float32), config)
+    norms = []
+    for step, (x, y) in enumerate(batches):
+        norms.append(global_norm(np_model.loss_and_grads(state.params, x, y)[1]))
+        state, _ = backend.train_step(state, x, y, step)
+    return np.array(norms)
+
+
+def trajectory_problem(config: Config, params: Params, steps: int = 20, seed: int = 0
+                       ) -> tuple[Config, list[tuple[np.ndarray, np.ndarray]]]:
+    """``steps`` random full batches, and ``config`` with a clip value that bites on about half of them.
+
+    The clip is the median gradient norm along the NumPy reference's
+    trajectory without clipping (``config``'s other settings, weight decay
+    included, which shrinks the norms), so that clipping binds on some steps
+    and not on others (``gradient_norms`` tells which).
+    """
+    rng = np.random.default_rng([seed, 11])
+    batches = [random_batch(config.vocab_size, config.batch_size, config.seq_len, rng) for _ in range(steps)]
+    norms = gradient_norms(replace(config, clip=0.0), params, batches)
+    return replace(config, clip=float(np.median(norms))), batches
+
+
+def compare_trajectories(model: str, runs: dict[str, Trajectory], label: str) -> list[Check]:
+    """Checks of the per-step losses and of the final weights (all parameters together), pairwise."""
+    pairs = list(combinations(runs, 2))
+    loss = Check(model, f"{label}: loss", TRAJECTORY_TOL,
+                 {pair_label(a, b): max_abs_diff(runs[a].losses, runs[b].losses) for a, b in pairs})
+    weights = Check(model, f"{label}: weights", TRAJECTORY_TOL, {
+        pair_label(a, b): max(max_abs_diff(runs[a].params[k], runs[b].params[k]) for k in runs[a].params)
+        for a, b in pairs})
+    return [loss, weights]
+
+
+def trajectory_checks(config: Config, params: Params, batches: Sequence[tuple[np.ndarray, np.ndarray]],
+                      frameworks: Sequence[str] = FRAMEWORKS) -> list[Check]:
+    """Train every framework from ``params`` on ``batches`` and compare losses and final weights."""
+    runs = {fw: trajectory(fw, config, params, batches) for fw in frameworks}
+    clipped = int(np.sum(gradient_norms(config, params, batches) > config.clip)) if config.clip > 0 else 0
+    label = f"{len(batches)} {config.optimizer} steps, lr {config.lr:g}"
+    if config.weight_decay:
+        label += f", wd {config.weight_decay:g}"
+    label += f", clip {config.clip:.3g} ({clipped} clipped)"
+    return compare_trajectories(config.model, runs, label)
+
+
+# -- everything, for the table -----------------------------------------------------------------------------
+
+def all_checks(model: str, vocab_size: int, hidden_size: int, embed_dim: int, seq_len: int, batch_size: int,
+               seed: int = 0, steps: int = 20, lr: float = 1e-3, weight_decay: float = 1e-2,
+               dropout: float = 0.3) -> list[Check]:
+    """Every comparison ``python -m bench.parity`` reports, for one model.
+
+    Logits and gradients in float32 and float64, without and with fixed
+    dropout masks (rate ``dropout``); then ``steps`` Adam steps with clipping,
+    without and with ``weight_decay``.
+    """
+    problem = make_problem(model, vocab_size, hidden_size, embed_dim, seq_len, batch_size, seed, dropout)
+    config, params, x, y, masks = problem.config, problem.params, problem.x, problem.y, problem.masks
+    checks = []
+    for dtype in (np.float32, np.float64):
+        checks += pass_checks(config, params, x, y, None, dtype)
+    for dtype in (np.float32, np.float64):
+        checks += pass_checks(config, params, x, y, masks, dtype, label=f"dropout masks p={dropout:g}",
+                              per_parameter=False)
+    for decay in (0.0, weight_decay):
+        variant = replace(config, lr=lr, weight_decay=decay)
+        train_config, batches = trajectory_problem(variant, params, steps, seed)
+        checks += trajectory_checks(train_config, params, batches)
+    return checks

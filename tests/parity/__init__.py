@@ -1,0 +1,1 @@
+"""Cross-framework parity tests (GitHub issue 6; fixed dropout masks, issue 9)."""

@@ -1,0 +1,98 @@
+"""``python -m bench.parity``: one markdown table, DESIGN.md's tolerances, exit 1 when one is exceeded.
+
+The command runs in this process, for the embedding model, on the sizes and
+settings of the other parity tests (so JAX reuses their compilations); the
+full-size run of both models is ``python -m bench.parity`` itself.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from bench import parity
+from bench import parity_checks as pc
+from core.params import param_shapes
+
+# what test_trajectories.py uses; --threads 0 leaves the thread pools to the package fixture
+TRAINING = ["--lr", "1e-2", "--weight-decay", "1e-2", "--threads", "0"]
+
+
+def flags(sizes: dict[str, int], *extra: str) -> list[str]:
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in sizes.items()]
+    return [*args, *TRAINING, *extra]
+
+
+def table_rows(out: str) -> list[list[str]]:
+    rows = [line.strip("|").split("|") for line in out.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in row] for row in rows]
+
+
+def test_help_explains_the_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parity.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for fragment in ("--vocab-size", "--hidden-size", "--seed", "tolerance", "exits 1"):
+        assert fragment in out
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--hidden-size", "0"], "--hidden-size"),
+    (["--vocab-size", "1"], "--vocab-size"),
+    (["--steps", "0"], "--steps"),
+    (["--lr", "-1"], "--lr"),
+    (["--dropout", "1"], "--dropout"),
+    (["--weight-decay", "0"], "--weight-decay"),
+    (["--threads", "-1"], "--threads"),
+])
+def test_bad_input_is_one_error_line(capsys, argv, fragment):
+    with pytest.raises(SystemExit) as exit_info:
+        parity.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1 and fragment in lines[0], err
+
+
+def test_small_run_prints_one_passing_table(capsys, small):
+    assert parity.main(flags(small, "--model", "embedding")) == 0
+    rows = table_rows(capsys.readouterr().out)
+    header, body = rows[0], rows[2:]
+    assert header == ["model", "check", *pc.PAIRS, "tolerance", "result"]
+    n_params = len(param_shapes(pc.make_config("embedding", **small)))
+    # logits + each gradient, f32 and f64; logits + the worst gradient with masks, f32 and f64;
+    # loss and weights of two trajectories
+    assert [row[0] for row in body] == ["embedding"] * (2 * (1 + n_params) + 2 * 2 + 2 * 2)
+    for row in body:
+        diffs, tolerance = [float(cell) for cell in row[2:5]], float(row[5])
+        assert all(math.isfinite(d) and d <= tolerance for d in diffs), row
+        assert row[6] == "pass"
+
+
+def test_exits_1_when_a_difference_exceeds_its_tolerance(capsys, monkeypatch, small):
+    honest = pc.PASSES["jax"]
+
+    def off_by_1e_3(*args):
+        result = honest(*args)
+        result.logits = result.logits + np.float64(1e-3)
+        return result
+
+    monkeypatch.setitem(pc.PASSES, "jax", off_by_1e_3)
+    assert parity.main(flags(small, "--model", "embedding")) == 1
+    out = capsys.readouterr().out
+    failed = [row for row in table_rows(out)[2:] if row[6] != "pass"]
+    assert failed and all(row[1].startswith("logits") for row in failed)
+    assert {row[1] for row in failed} == {"logits f32", "logits f64", "logits f32, dropout masks p=0.3",
+                                          "logits f64, dropout masks p=0.3"}
+    assert "over tolerance" in out
+
+
+def test_a_failed_check_is_one_with_any_pair_over_or_not_a_number():
+    assert pc.Check("m", "c", 1e-5, {"a-b": 1e-6, "a-c": 2e-6}).passed
+    assert not pc.Check("m", "c", 1e-5, {"a-b": 1e-6, "a-c": 2e-5}).passed
+    assert not pc.Check("m", "c", 1e-5, {"a-b": float("nan")}).passed
+    assert pc.relative_diff(np.array([10.0, 1.0]), np.array([10.0, 1.001])) == pytest.approx(1e-4)
