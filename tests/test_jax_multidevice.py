@@ -1,0 +1,129 @@
+"""Data parallelism: 4 (forced) CPU devices, uneven batches, two processes on 127.0.0.1.
+
+JAX fixes its device count when it starts, so each check runs in a subprocess
+with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT, assert_usage_error, run_module
+
+FOUR_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+
+# Trains 10 windows with batch size 4 (batches of 4, 4 and 2) on the first N devices and prints
+# the losses and final weights; with a process id it first joins a two-process run.
+SCRIPT = """
+import json, sys
+import numpy as np
+from jaxmodels import devices as devs
+if len(sys.argv) > 3:
+    devs.init_distributed(sys.argv[3], 2, int(sys.argv[2]))
+from core.config import Config
+from core.params import init_params
+from jaxmodels.backend import JaxBackend
+
+def run(model, n_devices, dropout):
+    config = Config(model=model, vocab_size=40, hidden_size=16, embed_dim=8, seq_len=3, batch_size=4,
+                    dropout=dropout, lr=0.01)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 40, (10, 3)), rng.integers(0, 40, 10)
+    backend = JaxBackend(devs.select_devices("cpu", n_devices))
+    state = backend.init(init_params(config), config)
+    losses = []
+    for epoch in range(2):
+        for step, start in enumerate(range(0, 10, 4), start=3 * epoch):
+            state, loss = backend.train_step(state, x[start:start + 4], y[start:start + 4], step)
+            losses.append(float(loss))
+    weights = {k: v.tolist() for k, v in backend.canonical(state).items()}
+    return {"devices": len(backend.devices), "padded": backend.padded_batch(2, config), "losses": losses,
+            "weights": weights, "logits": backend.logits(state, x[:3]).tolist()}
+
+runs = [run(model, n, dropout) for model, n, dropout in json.loads(sys.argv[1])]
+print("RESULT " + json.dumps(runs))
+"""
+
+
+def run_script(tmp_path, cases, *extra, env=None, background=False):
+    script = tmp_path / "dp.py"
+    script.write_text(SCRIPT)
+    args = [sys.executable, str(script), json.dumps(cases), *extra]
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    if background:
+        return subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    result = subprocess.run(args, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=300)
+    return parse(result.returncode, result.stdout, result.stderr)
+
+
+def parse(code, stdout, stderr):
+    assert code == 0, stderr[-3000:]
+    line = next(line for line in stdout.splitlines() if line.startswith("RESULT "))
+    return json.loads(line[len("RESULT "):])
+
+
+def assert_same_training(a, b):
+    np.testing.assert_allclose(a["losses"], b["losses"], rtol=0, atol=1e-5)
+    for name in a["weights"]:
+        np.testing.assert_allclose(a["weights"][name], b["weights"][name], rtol=0, atol=1e-5, err_msg=name)
+    np.testing.assert_allclose(a["logits"], b["logits"], rtol=0, atol=1e-5)
+
+
+def test_four_devices_train_like_one(tmp_path):
+    cases = [["embedding", 1, 0.0], ["embedding", 4, 0.0], ["embedding", 3, 0.0], ["onehot", 1, 0.0],
+             ["onehot", 3, 0.0], ["embedding", 1, 0.3], ["embedding", 4, 0.3]]
+    one, four, three, onehot_one, onehot_three, one_dropout, four_dropout = run_script(tmp_path, cases,
+                                                                                        env=FOUR_DEVICES)
+    assert [r["devices"] for r in (one, four, three)] == [1, 4, 3]
+    # the last batch (2 windows) is padded to the full batch (4), evenly split: 4, 4 and 6 rows
+    assert [r["padded"] for r in (one, four, three)] == [4, 4, 6]
+    assert_same_training(one, four)
+    assert_same_training(one, three)
+    assert_same_training(onehot_one, onehot_three)
+    # same padded shape, so the same dropout masks however the batch is split
+    assert_same_training(one_dropout, four_dropout)
+    assert np.abs(np.subtract(one["losses"], one_dropout["losses"])).max() > 1e-3
+
+
+def test_devices_flag_on_four_devices(tiny_corpus, tmp_path):
+    result = run_module("jaxmodels.train", "--devices", "9", "--data", str(tiny_corpus),
+                        "--out", str(tmp_path / "run"), env=FOUR_DEVICES)
+    assert_usage_error(result, "--devices 9", "only 4 cpu device")
+    result = run_module("jaxmodels.train", "--devices", "4", "--data", str(tiny_corpus), "--out",
+                        str(tmp_path / "run"), "--epochs", "1", "--min-freq", "1", "--batch-size", "6",
+                        "--hidden-size", "8", "--embed-dim", "4", env=FOUR_DEVICES)
+    assert result.returncode == 0, result.stderr
+    assert "jax devices: 4 x cpu" in result.stdout
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["extra"]["devices"] == 4
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_device(tmp_path):
+    """jax.distributed on the CPU backend (gloo): 2 processes x 2 devices = one 4-device mesh."""
+    address = f"127.0.0.1:{free_port()}"
+    cases = [["embedding", None, 0.0]]
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    procs = [run_script(tmp_path, cases, str(pid), address, env=env, background=True) for pid in (0, 1)]
+    try:
+        outputs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    results = [parse(p.returncode, out, err)[0] for p, (out, err) in zip(procs, outputs, strict=True)]
+    (one,) = run_script(tmp_path, [["embedding", 1, 0.0]])
+    for result in results:
+        assert result["devices"] == 4
+        assert_same_training(one, result)
