@@ -80,6 +80,9 @@ def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool
           dataset: Dataset | None = None, write_samples: bool = True) -> RunResult:
     """Train ``backend`` on the data ``config`` names and write the run folder ``run_dir``."""
     run_dir = Path(run_dir)
+    # With several JAX processes (multi-host data parallelism) every process trains; only the first writes.
+    primary = getattr(backend, "process_index", 0) == 0
+    quiet = quiet or not primary
     say = (lambda *a: None) if quiet else print
     start_epoch, step, best = 0, 0, {"val_loss": math.inf, "epoch": 0, "bad_epochs": 0}
     rows: list[dict[str, Any]] = []
@@ -114,7 +117,7 @@ def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool
     if checkpoint_arrays is not None:
         opt = {k: v for k, v in checkpoint_arrays.items() if not k.startswith("param.")}
         state = backend.load_optimizer_arrays(state, opt)
-    else:
+    elif primary:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, config, backend.framework)
         atomic_write_text(run_dir / VOCAB, dataset.vocab.to_json() + "\n")
@@ -133,13 +136,15 @@ def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool
             row["val_oov_rate"] = dataset.val_oov_rate
             if row["val_loss"] < best["val_loss"]:
                 best = {"val_loss": row["val_loss"], "epoch": epoch, "bad_epochs": 0}
-                save_params(run_dir / WEIGHTS, backend.canonical(state))
+                if primary:
+                    save_params(run_dir / WEIGHTS, backend.canonical(state))
             else:
                 best["bad_epochs"] += 1
             row["best_epoch"] = best["epoch"]
             rows.append(row)
-            write_metrics(run_dir, rows)
-            _write_checkpoint(run_dir, backend, state, epoch, step, best)
+            if primary:
+                write_metrics(run_dir, rows)
+                _write_checkpoint(run_dir, backend, state, epoch, step, best)
             say(_epoch_line(row, config.epochs))
             if config.patience and best["bad_epochs"] >= config.patience:
                 say(f"no better validation loss for {config.patience} epochs: stopping early")
@@ -151,7 +156,7 @@ def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool
         result.exit_code = INTERRUPTED_EXIT
         return result
     result.best_epoch = best["epoch"]
-    if write_samples and best["epoch"]:
+    if write_samples and primary and best["epoch"]:
         result.samples = write_run_samples(backend, run_dir, config, dataset.vocab)
         say(result.samples)
     return result
