@@ -47,7 +47,7 @@ from data.batches import batch_indices, num_batches
 from data.dataset import Dataset, load_dataset
 from data.vocab import Vocab
 
-SAMPLE_PROMPTS = ("the sea", "my love", "i wandered")
+SAMPLE_PROMPTS = ("the sea", "my love", "the night")
 SAMPLE_TOKENS = 40
 LOSS_SYNC_EVERY = 20  # steps between host syncs of the running loss (lets async frameworks run ahead)
 INTERRUPTED_EXIT = 130
