@@ -12,7 +12,7 @@ TORCH_VERSION ?= 2.13.0
 WORDRNN_DATA ?= $(abspath $(wildcard ../shared/data/poems-100.csv))
 export WORDRNN_DATA
 
-.PHONY: demo test test-all lint setup clean
+.PHONY: demo test test-slow test-all lint setup clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,9 @@ lint: setup
 
 test: lint
 	$(PY) -m pytest
+
+test-slow: setup
+	$(PY) -m pytest -m slow
 
 test-all: lint
 	$(PY) -m pytest -m ""
