@@ -24,7 +24,7 @@ from typing import Any
 from bench.backends import IMPLS, parse_names
 from bench.machine import describe_machine, limit_threads
 from core.config import MODELS, Config
-from core.errors import UsageError, cli
+from core.errors import cli
 from core.flags import add_data_flags, add_training_flags, config_from_args
 
 DEFAULT_OUT = "reports/compare"
@@ -73,8 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     impls = parse_names(args.impls, IMPLS, "--impls")
     models = parse_names(args.models, MODELS, "--models")
-    if args.threads < 0:
-        raise UsageError(f"--threads must be 0 (library defaults) or a positive number, got {args.threads}")
     base = config_from_args(args)
     tuned = None if args.no_tuned else {"epochs": base.epochs, **TUNED}
     if tuned is not None:

@@ -63,8 +63,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          f"got {args.weight_decay}")
     if not 0.0 < args.dropout < 1.0:
         raise UsageError(f"--dropout must lie strictly between 0 and 1, got {args.dropout}")
-    if args.threads < 0:
-        raise UsageError(f"--threads must be 0 (library defaults) or a positive number, got {args.threads}")
     return args
 
 

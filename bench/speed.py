@@ -26,7 +26,7 @@ from bench.backends import IMPLS, parse_names
 from bench.machine import describe_machine, limit_threads
 from core.config import MODELS, Config
 from core.errors import UsageError, cli
-from core.flags import add_data_flags
+from core.flags import add_data_flags, data_config
 
 RUNTIMES = ("onnxruntime", "torch", "flax", "numpy")
 
@@ -154,11 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("steps", "tokens", "repeats", "batch_size", "hidden_size", "embed_dim"):
         if getattr(args, flag) <= 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be a positive number, got {getattr(args, flag)}")
-    if args.threads < 0:
-        raise UsageError(f"--threads must be 0 (library defaults) or a positive number, got {args.threads}")
-    base = Config(data=args.data, text_column=args.text_column, tokenizer=args.tokenizer, min_freq=args.min_freq,
-                  val_fraction=args.val_fraction, seq_len=args.seq_len, seed=args.seed,
-                  batch_size=args.batch_size, hidden_size=args.hidden_size, embed_dim=args.embed_dim).validate()
+    base = data_config(args, batch_size=args.batch_size, hidden_size=args.hidden_size, embed_dim=args.embed_dim)
     impls = parse_names(args.impls, IMPLS, "--impls")
     runtimes = parse_names(args.runtimes, RUNTIMES, "--runtimes")
     models = parse_names(args.models, MODELS, "--models")

@@ -21,7 +21,7 @@ from typing import Any
 from bench.backends import IMPLS, make_backend
 from core.config import Config
 from core.errors import UsageError, cli
-from core.flags import add_data_flags
+from core.flags import add_data_flags, data_config
 from core.runs import atomic_write_text
 from core.threads import limit_threads
 
@@ -83,9 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     limit_threads(args.threads)
     from data.dataset import load_dataset
 
-    base = Config(data=args.data, text_column=args.text_column, tokenizer=args.tokenizer, min_freq=args.min_freq,
-                  val_fraction=args.val_fraction, seq_len=args.seq_len, seed=args.seed, epochs=args.epochs,
-                  patience=args.patience, model="embedding").validate()
+    base = data_config(args, epochs=args.epochs, patience=args.patience, model="embedding")
     dataset = load_dataset(base)
     kn_order, kn_ppl = kneser_ney_best(dataset)
     print(f"seed {base.seed}: best Kneser-Ney order {kn_order}, validation perplexity {kn_ppl:.2f}", flush=True)

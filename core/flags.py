@@ -80,12 +80,18 @@ def shared_parser(description: str, prog: str | None = None) -> argparse.Argumen
     return parser
 
 
-def config_from_args(args: argparse.Namespace, extra: dict | None = None) -> Config:
-    """The validated ``Config`` the flags describe."""
+def data_config(args: argparse.Namespace, **settings) -> Config:
+    """The validated ``Config`` of the data flags (``add_data_flags``) plus any other ``settings``."""
     return Config(
-        model=args.model, seq_len=args.seq_len, hidden_size=args.hidden_size, embed_dim=args.embed_dim,
         data=args.data, text_column=args.text_column, tokenizer=args.tokenizer, min_freq=args.min_freq,
-        val_fraction=args.val_fraction, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        optimizer=args.optimizer, clip=args.clip, weight_decay=args.weight_decay, dropout=args.dropout,
-        patience=args.patience, seed=args.seed, extra=dict(extra or {}),
+        val_fraction=args.val_fraction, seq_len=args.seq_len, seed=args.seed, **settings,
     ).validate()
+
+
+def config_from_args(args: argparse.Namespace, extra: dict | None = None) -> Config:
+    """The validated ``Config`` all the shared flags describe."""
+    return data_config(
+        args, model=args.model, hidden_size=args.hidden_size, embed_dim=args.embed_dim,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, clip=args.clip,
+        weight_decay=args.weight_decay, dropout=args.dropout, patience=args.patience, extra=dict(extra or {}),
+    )

@@ -253,8 +253,6 @@ def write_run_samples(backend: Backend, run_dir: Path, config: Config, vocab: Vo
 
 def train_from_args(args: argparse.Namespace, backend: Backend, extra: dict[str, Any] | None = None) -> int:
     """What every ``python -m <framework>.train`` does after parsing its flags."""
-    if args.threads < 0:
-        raise UsageError(f"--threads must be 0 (library defaults) or a positive number, got {args.threads}")
     limit_threads(args.threads)
     config = config_from_args(args, extra)
     run_dir = Path(args.out or f"runs/{backend.framework}-{config.model}")

@@ -12,17 +12,21 @@ from __future__ import annotations
 import os
 import sys
 
+from core.errors import UsageError
+
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def limit_threads(threads: int) -> None:
-    """Give every library ``threads`` compute threads (0: leave each library's default).
+    """Give every library ``threads`` compute threads (0: leave each library's default; < 0: UsageError).
 
     Call it before the first computation: BLAS and OpenMP pools already loaded
     are resized through threadpoolctl, PyTorch's through ``set_num_threads``,
     and XLA reads its flag when JAX first starts a backend.
     """
-    if threads <= 0:
+    if threads < 0:
+        raise UsageError(f"--threads must be 0 (library defaults) or a positive number, got {threads}")
+    if threads == 0:
         return
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)

@@ -6,9 +6,8 @@ import argparse
 
 import numpy as np
 
-from core.config import Config
 from core.errors import cli
-from core.flags import add_data_flags
+from core.flags import add_data_flags, data_config
 from data.dataset import load_dataset
 
 
@@ -21,9 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     add_data_flags(parser)
     args = parser.parse_args(argv)
-    config = Config(data=args.data, text_column=args.text_column, tokenizer=args.tokenizer,
-                    min_freq=args.min_freq, val_fraction=args.val_fraction, seq_len=args.seq_len,
-                    seed=args.seed).validate()
+    config = data_config(args)
     ds = load_dataset(config)
     n_train_tok = int(sum(len(p) for p in ds.train_ids))
     n_val_tok = int(sum(len(p) for p in ds.val_ids))
