@@ -1,4 +1,4 @@
-# wordrnn: `make demo` runs the side-by-side lab (bench.compare); `make test` runs the tests.
+# wordrnn: `make demo` runs the side-by-side lab (wordrnn.bench.compare); `make test` runs the tests.
 # Each target sets up what it needs: a virtual environment with the pinned CPU build of
 # PyTorch installed first (an unpinned torch would pull a multi-gigabyte CUDA build),
 # then this package with all its extras.
@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(PY) -m bench.compare --out reports/latest
+	$(PY) -m wordrnn.bench.compare --out reports/latest
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -6,9 +6,9 @@ import argparse
 
 import numpy as np
 
-from core.errors import cli
-from core.flags import add_data_flags, data_config
 from data.dataset import load_dataset
+from wordrnn.core.errors import cli
+from wordrnn.core.flags import add_data_flags, data_config
 
 
 @cli

@@ -7,7 +7,7 @@ import io
 import re
 from pathlib import Path
 
-from core.errors import UsageError
+from wordrnn.core.errors import UsageError
 
 _POEM_BREAK = re.compile(r"\n[ \t]*\n[ \t]*\n+")
 

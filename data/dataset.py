@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from core.config import Config
-from core.errors import UsageError
 from data.corpus import read_poems
 from data.locate import locate_corpus
 from data.tokenizer import tokenize
 from data.vocab import Vocab
+from wordrnn.core.config import Config
+from wordrnn.core.errors import UsageError
 
 
 @dataclass

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from core.errors import UsageError
+from wordrnn.core.errors import UsageError
 
 CORPUS_NAME = "poems-100.csv"
 CORPUS_URL = ("https://raw.githubusercontent.com/amank010/Deep-Learning-Lab-Text-Generation/"

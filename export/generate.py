@@ -2,8 +2,8 @@
 
 Needs the file written by ``python -m export.onnx`` and nothing else: the
 vocabulary, tokenizer and window length come from its metadata. Imports
-onnxruntime, NumPy, ``core`` and ``data``, never torch or jax. Prompt handling
-and sampling are ``core.sampler``'s, shared with every other runtime, so the
+onnxruntime, NumPy, ``wordrnn.core``, ``wordrnn.run`` and ``data``, never torch or jax. Prompt handling
+and sampling are ``wordrnn.run.sampler``'s, shared with every other runtime, so the
 same prompt, sampler settings and seed give the same text as
 ``python -m scratch.generate`` on the source run folder.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 
-from core.errors import cli
-from core.sampler import add_sampler_flags, print_samples, settings_from_args
 from export.session import load
+from wordrnn.core.errors import cli
+from wordrnn.run.sampler import add_sampler_flags, print_samples, settings_from_args
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

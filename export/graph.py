@@ -22,9 +22,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from core.config import Config
-from core.params import Params
 from export.metadata import INPUT_NAME, OUTPUT_NAME
+from wordrnn.core.config import Config
+from wordrnn.core.params import Params
 
 DEFAULT_OPSET = 17  # RNN-14 / Gather-13 / Squeeze-13 / Gemm-13: every onnxruntime since 1.11 runs it
 MIN_OPSET = 14  # RNN-14 is the first RNN that states its layout

@@ -17,10 +17,10 @@ import onnx
 from jax2onnx import to_onnx
 from onnx import TensorProto, helper
 
-from core.config import Config
-from core.params import Params
 from export.metadata import INPUT_NAME, OUTPUT_NAME
 from jaxmodels.model import apply
+from wordrnn.core.config import Config
+from wordrnn.core.params import Params
 
 TRACED_INPUT = "tokens_int32"
 

@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.config import MODELS, TOKENIZERS, Config
-from core.errors import UsageError
 from data.vocab import Vocab
+from wordrnn.core.config import MODELS, TOKENIZERS, Config
+from wordrnn.core.errors import UsageError
 
 # The graph's interface: int64 tokens [batch, seq] in, float32 logits [batch, V] out.
 INPUT_NAME = "tokens"

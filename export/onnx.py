@@ -24,14 +24,14 @@ import onnx
 import onnx.checker
 import onnx.defs
 
-from core.config import Config
-from core.errors import UsageError, cli
-from core.params import Params
-from core.runs import Run, atomic_write_bytes, load_run
-from core.sampler import LogitsFn
 from export.graph import DEFAULT_OPSET, MIN_OPSET, build_model
 from export.metadata import ModelCard, to_props
 from export.session import OnnxLM, open_session
+from wordrnn.core.config import Config
+from wordrnn.core.errors import UsageError, cli
+from wordrnn.core.params import Params
+from wordrnn.run.folder import Run, atomic_write_bytes, load_run
+from wordrnn.run.sampler import LogitsFn
 
 TOLERANCE = 1e-5  # DESIGN.md: ONNX (onnxruntime) vs source model logits, max abs diff
 BATCHES = (1, 7)

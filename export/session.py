@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from core.errors import UsageError
 from export.metadata import INPUT_NAME, OUTPUT_NAME, ModelCard, from_props
+from wordrnn.core.errors import UsageError
 
 
 class OnnxLM:

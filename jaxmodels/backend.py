@@ -28,11 +28,11 @@ import numpy as np
 import optax
 from flax import nnx
 
-from core.config import Config
-from core.errors import UsageError
-from core.params import Params
 from jaxmodels import devices as devs
 from jaxmodels.model import Masks, build_model, to_canonical
+from wordrnn.core.config import Config
+from wordrnn.core.errors import UsageError
+from wordrnn.core.params import Params
 
 CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_ adds this to the norm
 
@@ -142,7 +142,7 @@ def _pad_rows(a: np.ndarray, rows: int) -> np.ndarray:
 
 
 class JaxBackend:
-    """``core.backend.Backend`` for Flax NNX, data-parallel over ``devices`` (default: the first device)."""
+    """``wordrnn.core.backend.Backend`` for Flax NNX, data-parallel over ``devices`` (default: the first device)."""
 
     framework = "jax"
 

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from core.errors import UsageError
+from wordrnn.core.errors import UsageError
 
 ACCELERATORS = ("auto", "cpu", "gpu", "tpu")
 PREFERENCE = ("tpu", "gpu", "cpu")  # what "auto" picks, best first

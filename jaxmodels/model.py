@@ -26,8 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from core.config import Config
-from core.params import PARAM_NAMES, Params, check_params
+from wordrnn.core.config import Config
+from wordrnn.core.params import PARAM_NAMES, Params, check_params
 
 Masks = dict[str, jax.Array | None]
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 
-from core.errors import UsageError, cli
-from core.flags import shared_parser
-from core.loop import train_from_args
-from core.threads import limit_threads
 from jaxmodels import devices as devs
 from jaxmodels.backend import JaxBackend
+from wordrnn.core.errors import UsageError, cli
+from wordrnn.core.flags import shared_parser
+from wordrnn.core.threads import limit_threads
+from wordrnn.run.loop import train_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:

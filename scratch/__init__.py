@@ -1,6 +1,6 @@
 """The NumPy reference: forward pass, hand-written BPTT, optimizers, gradient check.
 
-Imports NumPy, ``core`` and ``data`` only. Every other implementation is
+Imports NumPy, ``wordrnn`` and ``data`` only. Every other implementation is
 checked against this one, so it favours plain, readable math (the equations
 are in the comments) while staying fast enough to train the benchmark
 configuration on a laptop.

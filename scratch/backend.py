@@ -1,4 +1,4 @@
-"""The NumPy backend of the one training loop (``core.loop``).
+"""The NumPy backend of the one training loop (``wordrnn.run.loop``).
 
 A step is: dropout masks from ``np.random.default_rng([config.seed, step])``
 (input mask for the embedding model only), loss and hand-written gradients,
@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.config import Config
-from core.params import Params, check_params, param_shapes
 from scratch import model
 from scratch.optim import SGD, Adam, clip_by_global_norm
+from wordrnn.core.config import Config
+from wordrnn.core.params import Params, check_params, param_shapes
 
 
 @dataclass
@@ -26,7 +26,7 @@ class NumpyState:
 
 
 class NumpyBackend:
-    """``core.backend.Backend`` for the NumPy reference."""
+    """``wordrnn.core.backend.Backend`` for the NumPy reference."""
 
     framework = "numpy"
 

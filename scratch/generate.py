@@ -1,9 +1,9 @@
 """``python -m scratch.generate``: verse from any run folder, computed by the NumPy reference.
 
-Reads a run folder written by any framework (``core.runs.load_run`` checks it
+Reads a run folder written by any framework (``wordrnn.run.folder.load_run`` checks it
 is complete and that the weights match vocab.json), then continues the
 prompt with ``scratch.model.logits``. Prompt handling and sampling are
-``core.sampler``'s, shared with every other runtime: the same prompt, sampler
+``wordrnn.run.sampler``'s, shared with every other runtime: the same prompt, sampler
 settings and seed give the same text as ``python -m export.generate``.
 """
 
@@ -13,10 +13,10 @@ import argparse
 
 import numpy as np
 
-from core.errors import cli
-from core.runs import load_run
-from core.sampler import add_sampler_flags, print_samples, settings_from_args
 from scratch import model
+from wordrnn.core.errors import cli
+from wordrnn.run.folder import load_run
+from wordrnn.run.sampler import add_sampler_flags, print_samples, settings_from_args
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

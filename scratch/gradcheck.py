@@ -26,10 +26,10 @@ import argparse
 
 import numpy as np
 
-from core.config import Config
-from core.errors import UsageError, cli
-from core.params import init_params
 from scratch import model
+from wordrnn.core.config import Config
+from wordrnn.core.errors import UsageError, cli
+from wordrnn.core.params import init_params
 
 TOLERANCE = 1e-6
 TINY = 1e-30  # keeps 0/0 (a parameter whose whole gradient is exactly zero) at 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.errors import UsageError
+from wordrnn.core.errors import UsageError
 
 Params = dict[str, np.ndarray]
 

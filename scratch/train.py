@@ -1,6 +1,6 @@
 """Train a wordrnn model with the NumPy reference: ``python -m scratch.train --help``.
 
-The shared flags and the whole epoch loop come from ``core``; this file adds
+The shared flags and the whole epoch loop come from ``wordrnn``; this file adds
 the NumPy flag and hands a ``NumpyBackend`` to the loop.
 """
 
@@ -10,10 +10,10 @@ import argparse
 
 import numpy as np
 
-from core.errors import cli
-from core.flags import shared_parser
-from core.loop import train_from_args
 from scratch.backend import NumpyBackend
+from wordrnn.core.errors import cli
+from wordrnn.core.flags import shared_parser
+from wordrnn.run.loop import train_from_args
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 

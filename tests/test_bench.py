@@ -1,4 +1,4 @@
-"""Smoke tests of ``python -m bench.compare`` and ``python -m bench.speed`` on a tiny corpus."""
+"""Smoke tests of ``python -m wordrnn.bench.compare`` and ``python -m wordrnn.bench.speed`` on a tiny corpus."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import math
 
 from conftest import assert_usage_error, run_module
 
-from bench.compare import TUNED_IMPL
+from wordrnn.bench.compare import TUNED_IMPL
 
 TINY = ("--seq-len", "3", "--min-freq", "1")
 
 
 def test_compare_writes_a_consistent_report(tmp_path, tiny_corpus):
     out = tmp_path / "report"
-    result = run_module("bench.compare", "--data", str(tiny_corpus), *TINY, "--epochs", "1", "--models",
+    result = run_module("wordrnn.bench.compare", "--data", str(tiny_corpus), *TINY, "--epochs", "1", "--models",
                         "embedding", "--out", str(out), "--quiet")
     assert result.returncode == 0, result.stderr
     assert "Kneser-Ney" in result.stdout  # progress, one line per run
@@ -58,7 +58,7 @@ def test_compare_writes_a_consistent_report(tmp_path, tiny_corpus):
 
 def test_speed_reports_ratios_to_torch(tmp_path, tiny_corpus):
     path = tmp_path / "speed.json"
-    result = run_module("bench.speed", "--data", str(tiny_corpus), *TINY, "--models", "embedding",
+    result = run_module("wordrnn.bench.speed", "--data", str(tiny_corpus), *TINY, "--models", "embedding",
                         "--steps", "2", "--tokens", "4", "--repeats", "1", "--json", str(path))
     assert result.returncode == 0, result.stderr
     doc = json.loads(path.read_text())
@@ -78,8 +78,8 @@ def test_speed_reports_ratios_to_torch(tmp_path, tiny_corpus):
 
 
 def test_bad_flags_are_one_line_errors(tiny_corpus):
-    assert_usage_error(run_module("bench.compare", "--data", str(tiny_corpus), "--impls", "numpy,caffe"), "--impls")
-    assert_usage_error(run_module("bench.speed", "--data", str(tiny_corpus), "--steps", "0"), "--steps")
-    assert_usage_error(run_module("bench.speed", "--data", str(tiny_corpus), "--threads", "-1"), "--threads")
-    assert_usage_error(run_module("bench.compare", "--data", str(tiny_corpus), *TINY, "--prompt", "zzz qqq",
+    assert_usage_error(run_module("wordrnn.bench.compare", "--data", str(tiny_corpus), "--impls", "numpy,caffe"), "--impls")
+    assert_usage_error(run_module("wordrnn.bench.speed", "--data", str(tiny_corpus), "--steps", "0"), "--steps")
+    assert_usage_error(run_module("wordrnn.bench.speed", "--data", str(tiny_corpus), "--threads", "-1"), "--threads")
+    assert_usage_error(run_module("wordrnn.bench.compare", "--data", str(tiny_corpus), *TINY, "--prompt", "zzz qqq",
                                   "--out", str(tiny_corpus.parent / "r")), "prompt")

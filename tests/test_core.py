@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 from conftest import write_tiny_corpus
 
-from core.config import Config
-from core.errors import UsageError
-from core.loop import Diverged, train
-from core.metrics import evaluate
-from core.params import check_params, init_params, param_shapes
-from core.runs import load_run, read_metrics
-from core.sampler import SamplerSettings, generate, next_token, prompt_to_ids
 from data.batches import num_batches
 from data.dataset import load_dataset
 from data.vocab import Vocab
+from wordrnn.core.config import Config
+from wordrnn.core.errors import UsageError
+from wordrnn.core.metrics import evaluate
+from wordrnn.core.params import check_params, init_params, param_shapes
+from wordrnn.run.folder import load_run, read_metrics
+from wordrnn.run.loop import Diverged, train
+from wordrnn.run.sampler import SamplerSettings, generate, next_token, prompt_to_ids
 
 
 class BigramBackend:

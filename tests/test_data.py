@@ -12,14 +12,14 @@ from conftest import TINY_POEMS, assert_usage_error, run_module, write_tiny_corp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.config import Config
-from core.errors import UsageError
 from data.batches import batch_indices
 from data.corpus import read_poems
 from data.dataset import build_dataset, make_windows, split_poems
 from data.locate import locate_corpus
 from data.tokenizer import NEWLINE, detokenize, tokenize
 from data.vocab import UNK, Vocab
+from wordrnn.core.config import Config
+from wordrnn.core.errors import UsageError
 
 # ---------------------------------------------------------------- tokenizer
 

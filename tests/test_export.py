@@ -13,10 +13,6 @@ import onnx
 import pytest
 from conftest import ROOT, assert_usage_error, run_module
 
-from core.config import Config
-from core.params import init_params
-from core.runs import WEIGHTS, atomic_write_text, load_run, save_params, write_config
-from core.sampler import SamplerSettings, generate, generate_text
 from data.tokenizer import tokenize
 from data.vocab import Vocab
 from export import onnx as export_onnx
@@ -24,13 +20,17 @@ from export.graph import MIN_OPSET, build_model
 from export.metadata import KEY_CONFIG, KEY_SOURCE, KEY_TOKENIZER, KEY_VOCAB, ModelCard, from_props, to_props
 from export.session import load
 from scratch.model import logits as numpy_logits
+from wordrnn.core.config import Config
+from wordrnn.core.params import init_params
+from wordrnn.run.folder import WEIGHTS, atomic_write_text, load_run, save_params, write_config
+from wordrnn.run.sampler import SamplerSettings, generate, generate_text
 
 WORDS = ["<unk>", "\n", "the", "sea", "is", ",", "calm", "moon", "my", "love", "rose", "night", ".", "a", "red"]
 TOLERANCE = 1e-5
 
 
 def make_run(folder: Path, model: str, seed: int = 1, seq_len: int = 5, framework: str = "numpy") -> Path:
-    """A complete run folder with seeded weights, written with core.runs' own writers."""
+    """A complete run folder with seeded weights, written with wordrnn.run.folder' own writers."""
     config = Config(model=model, vocab_size=len(WORDS), hidden_size=16, embed_dim=8, seq_len=seq_len, seed=seed)
     write_config(folder, config, framework)
     atomic_write_text(folder / "vocab.json", Vocab(WORDS, tokenizer="default", min_freq=2).to_json())
@@ -168,8 +168,8 @@ def test_every_offered_opset_checks_and_runs(opset, tmp_path):
 
 def test_a_run_trained_by_pytorch_exports(tiny_corpus, tmp_path):
     pytest.importorskip("torch")
-    from core.loop import train
     from torchmodels.backend import TorchBackend
+    from wordrnn.run.loop import train
 
     config = Config(model="onehot", data=str(tiny_corpus), min_freq=1, epochs=1, hidden_size=16,
                     batch_size=16, seed=3)

@@ -9,8 +9,6 @@ import optax
 import pytest
 from jax.test_util import check_grads
 
-from core.config import Config
-from core.params import init_params
 from jaxmodels.backend import (
     JaxBackend,
     clip_by_global_norm_torch,
@@ -20,6 +18,8 @@ from jaxmodels.backend import (
 )
 from jaxmodels.model import apply, build_model, to_canonical
 from scratch import model as ref
+from wordrnn.core.config import Config
+from wordrnn.core.params import init_params
 
 MODELS = ("onehot", "embedding")
 TRAIN = dict(lr=0.05, clip=0.5)  # one training configuration, so the tests below share compilations

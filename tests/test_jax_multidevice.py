@@ -26,8 +26,8 @@ import numpy as np
 from jaxmodels import devices as devs
 if len(sys.argv) > 3:
     devs.init_distributed(sys.argv[3], 2, int(sys.argv[2]))
-from core.config import Config
-from core.params import init_params
+from wordrnn.core.config import Config
+from wordrnn.core.params import init_params
 from jaxmodels.backend import JaxBackend
 
 def run(model, n_devices, dropout):

@@ -7,8 +7,8 @@ import json
 import numpy as np
 from conftest import assert_usage_error, run_module
 
-from core.runs import CHECKPOINT, WEIGHTS, load_arrays, load_run, read_metrics
 from jaxmodels.train import main
+from wordrnn.run.folder import CHECKPOINT, WEIGHTS, load_arrays, load_run, read_metrics
 
 
 def train(corpus, out, *extra: str) -> int:

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from bench.kneser_ney import FALLBACK_DISCOUNT, KneserNey, modified_discounts, select_order
+from wordrnn.bench.kneser_ney import FALLBACK_DISCOUNT, KneserNey, modified_discounts, select_order
 
 
 def tiny_corpus(seed: int = 0) -> list[np.ndarray]:
@@ -174,8 +174,8 @@ def test_bad_input_is_refused():
 @pytest.mark.skipif(not os.environ.get("WORDRNN_DATA"), reason="WORDRNN_DATA is not set")
 def test_real_corpus_orders():
     """Per-order validation perplexity on the default split (an earlier bigram scored about 495)."""
-    from core.config import Config
     from data.dataset import load_dataset
+    from wordrnn.core.config import Config
 
     ds = load_dataset(Config(data=os.environ["WORDRNN_DATA"]))
     V = len(ds.vocab)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.config import Config
-from core.params import init_params
 from scratch import gradcheck, model
 from scratch.gradcheck import TOLERANCE, check_gradients, make_problem
+from wordrnn.core.config import Config
+from wordrnn.core.params import init_params
 
 MODELS = ["onehot", "embedding"]
 V, H, E = 13, 8, 6

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.errors import UsageError
 from scratch.optim import SGD, Adam, clip_by_global_norm
+from wordrnn.core.errors import UsageError
 
 
 def tiny(dtype=np.float64) -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:

@@ -12,12 +12,12 @@ import pytest
 from conftest import run_module, write_tiny_corpus
 from safetensors.numpy import load_file
 
-from core.config import Config
-from core.params import init_params
-from core.runs import save_params
 from data.batches import batch_indices
 from scratch import generate, model, train
 from scratch.backend import NumpyBackend
+from wordrnn.core.config import Config
+from wordrnn.core.params import init_params
+from wordrnn.run.folder import save_params
 
 V, H, E, B, T = 17, 12, 6, 8, 4
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.config import Config
-from core.errors import UsageError
-from core.params import init_params
 from scratch import model as reference
 from torchmodels.model import CANONICAL, EmbeddingRNN, OneHotRNN, build_model, to_canonical
+from wordrnn.core.config import Config
+from wordrnn.core.errors import UsageError
+from wordrnn.core.params import init_params
 
 V, H, E, B, T = 23, 7, 5, 4, 5
 

@@ -11,16 +11,16 @@ import torch
 from conftest import assert_usage_error, run_module
 from safetensors.numpy import load_file
 
-from core.config import Config
-from core.errors import UsageError
-from core.params import init_params
-from core.runs import load_run
-from core.sampler import SamplerSettings, generate_text
 from data.batches import batch_indices
 from scratch import model as reference
 from scratch.backend import NumpyBackend
 from torchmodels import train as torch_train
 from torchmodels.backend import TorchBackend, resolve_device
+from wordrnn.core.config import Config
+from wordrnn.core.errors import UsageError
+from wordrnn.core.params import init_params
+from wordrnn.run.folder import load_run
+from wordrnn.run.sampler import SamplerSettings, generate_text
 
 V, H, E, B, T = 19, 8, 6, 16, 4
 

@@ -1,4 +1,4 @@
-"""The PyTorch backend of the one training loop (``core.loop``).
+"""The PyTorch backend of the one training loop (``wordrnn.run.loop``).
 
 It holds a model and a torch optimizer, takes a step, and converts to and
 from canonical arrays. Semantics follow DESIGN.md, which are torch's own:
@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.config import Config
-from core.errors import UsageError
-from core.params import Params
 from torchmodels.model import Masks, build_model, canonical_parameters, to_canonical
+from wordrnn.core.config import Config
+from wordrnn.core.errors import UsageError
+from wordrnn.core.params import Params
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -67,7 +67,7 @@ class TorchState:
 
 
 class TorchBackend:
-    """``core.backend.Backend`` for PyTorch."""
+    """``wordrnn.core.backend.Backend`` for PyTorch."""
 
     framework = "torch"
 

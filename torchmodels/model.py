@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.config import Config
-from core.params import PARAM_NAMES, Params, check_params
+from wordrnn.core.config import Config
+from wordrnn.core.params import PARAM_NAMES, Params, check_params
 
 # canonical name -> name in the module's state_dict
 CANONICAL = {

@@ -1,6 +1,6 @@
 """Train a wordrnn model with PyTorch: ``python -m torchmodels.train --help``.
 
-The shared flags and the whole epoch loop come from ``core``; this file adds
+The shared flags and the whole epoch loop come from ``wordrnn``; this file adds
 the PyTorch flags and hands a ``TorchBackend`` to the loop.
 """
 
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 
-from core.errors import cli
-from core.flags import shared_parser
-from core.loop import train_from_args
 from torchmodels.backend import DEVICES, TorchBackend
+from wordrnn.core.errors import cli
+from wordrnn.core.flags import shared_parser
+from wordrnn.run.loop import train_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,7 @@
 """Fixtures of the parity tests: one small random problem per model, computed on one thread.
 
 The sizes are small so that the whole folder runs in well under a minute;
-``python -m bench.parity`` runs the same comparisons at the benchmark sizes.
+``python -m wordrnn.bench.parity`` runs the same comparisons at the benchmark sizes.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
-from bench import parity_checks as pc
+from wordrnn.bench import parity_checks as pc
 
 SMALL = {"vocab_size": 50, "hidden_size": 16, "embed_dim": 12, "seq_len": 5, "batch_size": 7}
 MODELS = ("onehot", "embedding")
@@ -18,7 +18,7 @@ MODELS = ("onehot", "embedding")
 
 @pytest.fixture(scope="package", autouse=True)
 def one_compute_thread():
-    """BLAS and torch on one thread while these tests run, as ``core.threads.limit_threads(1)`` would.
+    """BLAS and torch on one thread while these tests run, as ``wordrnn.core.threads.limit_threads(1)`` would.
 
     On a busy shared box, thread pools that spin-wait for a free core make these
     small problems many times slower (20 NumPy steps at the benchmark sizes:

@@ -1,8 +1,8 @@
-"""``python -m bench.parity``: one markdown table, DESIGN.md's tolerances, exit 1 when one is exceeded.
+"""``python -m wordrnn.bench.parity``: one markdown table, DESIGN.md's tolerances, exit 1 when one is exceeded.
 
 The command runs in this process, for the embedding model, on the sizes and
 settings of the other parity tests (so JAX reuses their compilations); the
-full-size run of both models is ``python -m bench.parity`` itself.
+full-size run of both models is ``python -m wordrnn.bench.parity`` itself.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import math
 import numpy as np
 import pytest
 
-from bench import parity
-from bench import parity_checks as pc
-from core.params import param_shapes
+from wordrnn.bench import parity
+from wordrnn.bench import parity_checks as pc
+from wordrnn.core.params import param_shapes
 
 # what test_trajectories.py uses; --threads 0 leaves the thread pools to the package fixture
 TRAINING = ["--lr", "1e-2", "--weight-decay", "1e-2", "--threads", "0"]

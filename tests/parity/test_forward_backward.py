@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench import parity_checks as pc
-from core.config import Config
 from data.dataset import load_dataset
+from wordrnn.bench import parity_checks as pc
+from wordrnn.core.config import Config
 
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 

@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from jax.test_util import check_grads
 
-from bench import parity_checks as pc
 from scratch.gradcheck import check_gradients
 from torchmodels.model import CANONICAL, build_model
+from wordrnn.bench import parity_checks as pc
 
 MASKS = pytest.mark.parametrize("with_masks", [False, True], ids=["no-masks", "fixed-masks"])
 

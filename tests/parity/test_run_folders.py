@@ -1,6 +1,6 @@
 """Run folders written by each framework load in the other two and give the same logits.
 
-Each framework trains one epoch of the tiny corpus through ``core.loop.train``
+Each framework trains one epoch of the tiny corpus through ``wordrnn.run.loop.train``
 from the same initial weights, on the same batches. The three run folders
 then hold weights within the trajectory tolerance of each other, and the
 weights of every one of them give the same logits (1e-5) in all three
@@ -15,12 +15,12 @@ from itertools import combinations
 import numpy as np
 from conftest import write_tiny_corpus
 
-from bench import parity_checks as pc
-from core.config import Config
-from core.loop import train
-from core.params import init_params
-from core.runs import load_run
 from data.dataset import load_dataset
+from wordrnn.bench import parity_checks as pc
+from wordrnn.core.config import Config
+from wordrnn.core.params import init_params
+from wordrnn.run.folder import load_run
+from wordrnn.run.loop import train
 
 
 def test_run_folders_load_in_every_framework(model, small, tmp_path):

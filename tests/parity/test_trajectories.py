@@ -13,9 +13,9 @@ from dataclasses import replace
 
 import pytest
 
-from bench import parity_checks as pc
+from wordrnn.bench import parity_checks as pc
 
-# Larger than the benchmark's 1e-3 (``python -m bench.parity`` uses that) so the weights move further.
+# Larger than the benchmark's 1e-3 (``python -m wordrnn.bench.parity`` uses that) so the weights move further.
 LR = 1e-2
 WEIGHT_DECAY = 1e-2
 STEPS = 20

@@ -1,4 +1,4 @@
-"""``python -m bench.tune``: the small search behind the tuned row of ``bench.compare``.
+"""``python -m wordrnn.bench.tune``: the small search behind the tuned row of ``wordrnn.bench.compare``.
 
 The plain RNN of the lab report overfits after a few epochs. This tries the
 standard remedies (dropout, weight decay, a wider model, learning rate) on
@@ -18,12 +18,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.backends import IMPLS, make_backend
-from core.config import Config
-from core.errors import UsageError, cli
-from core.flags import add_data_flags, data_config
-from core.runs import atomic_write_text
-from core.threads import limit_threads
+from wordrnn.bench.backends import IMPLS, make_backend
+from wordrnn.core.config import Config
+from wordrnn.core.errors import UsageError, cli
+from wordrnn.core.flags import add_data_flags, data_config
+from wordrnn.core.threads import limit_threads
+from wordrnn.run.folder import atomic_write_text
 
 # Each trial changes only what it names; the rest is the benchmark configuration.
 TRIALS: list[dict[str, Any]] = [
@@ -47,7 +47,7 @@ def describe(trial: dict[str, Any]) -> str:
 
 
 def run_trial(impl: str, config: Config, dataset, run_dir: Path) -> dict[str, Any]:
-    from core.loop import train
+    from wordrnn.run.loop import train
 
     started = time.perf_counter()
     result = train(config, make_backend(impl), run_dir, overwrite=True, quiet=True, dataset=dataset,
@@ -58,7 +58,7 @@ def run_trial(impl: str, config: Config, dataset, run_dir: Path) -> dict[str, An
 
 
 def kneser_ney_best(dataset) -> tuple[int, float]:
-    from bench.kneser_ney import select_order
+    from wordrnn.bench.kneser_ney import select_order
 
     order, ppls = select_order(dataset.train_ids, dataset.val_x, dataset.val_y, len(dataset.vocab))
     return order, ppls[order]
@@ -66,7 +66,7 @@ def kneser_ney_best(dataset) -> tuple[int, float]:
 
 @cli
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.tune", description=__doc__.split("\n\n")[1])
+    parser = argparse.ArgumentParser(prog="python -m wordrnn.bench.tune", description=__doc__.split("\n\n")[1])
     add_data_flags(parser)
     parser.add_argument("--impl", default="numpy", choices=IMPLS, help="framework that trains (default: numpy)")
     parser.add_argument("--epochs", type=int, default=20, help="most epochs per trial (default: %(default)s)")
@@ -120,7 +120,7 @@ def write_tables(out: Path, args: argparse.Namespace, base: Config, rows: list[d
     lines = [
         "# Tuning the embedding RNN against the Kneser-Ney baseline",
         "",
-        f"Written by `python -m bench.tune` (trainer: {args.impl}, at most {args.epochs} epochs, early stopping "
+        f"Written by `python -m wordrnn.bench.tune` (trainer: {args.impl}, at most {args.epochs} epochs, early stopping "
         f"after {args.patience} epochs without a better validation loss; each trial's best epoch counts). "
         "Everything not named is the benchmark configuration of DESIGN.md (seed "
         f"{base.seed}, min-freq {base.min_freq}, seq_len {base.seq_len}, H 128, E 100, batch 64, Adam lr 1e-3, "

@@ -1,7 +1,7 @@
 """How far apart are the NumPy, PyTorch and Flax implementations? One table, DESIGN.md's tolerances.
 
-    python -m bench.parity                          # benchmark sizes: V 1823, H 128, E 100, T 5, B 64
-    python -m bench.parity --model onehot --vocab-size 50 --hidden-size 16
+    python -m wordrnn.bench.parity                          # benchmark sizes: V 1823, H 128, E 100, T 5, B 64
+    python -m wordrnn.bench.parity --model onehot --vocab-size 50 --hidden-size 16
 
 From one set of random canonical weights (no corpus needed), for each model:
 logits and every parameter's gradient of the loss in float32 and float64,
@@ -9,7 +9,7 @@ then both with fixed dropout masks fed to all three, and 20 Adam steps with
 clipping (then with weight decay too) through each framework's training
 backend. Every row gives the worst difference of each pair of frameworks, the
 tolerance, and pass or FAIL; the exit status is 1 if any row fails. The
-comparisons are ``bench.parity_checks``, the code the parity tests run.
+comparisons are ``wordrnn.bench.parity_checks``, the code the parity tests run.
 
 Only light modules are imported at the top, so ``--threads`` is applied before
 NumPy, PyTorch and JAX start their thread pools.
@@ -20,14 +20,14 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.machine import limit_threads
-from core.config import MODELS, Config
-from core.errors import UsageError, cli
+from wordrnn.bench.machine import limit_threads
+from wordrnn.core.config import MODELS, Config
+from wordrnn.core.errors import UsageError, cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.parity",
+        prog="python -m wordrnn.bench.parity",
         description="Compare the NumPy, PyTorch and Flax implementations on random weights and batches: "
                     "logits and gradients (float32, float64, with fixed dropout masks) and Adam training "
                     "trajectories. Prints one markdown table with DESIGN.md's tolerances; exits 1 if any "
@@ -83,7 +83,7 @@ def markdown_table(checks: list) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     limit_threads(args.threads)
-    from bench.parity_checks import all_checks  # imports NumPy, PyTorch and JAX: after limit_threads
+    from wordrnn.bench.parity_checks import all_checks  # imports NumPy, PyTorch and JAX: after limit_threads
 
     started = time.perf_counter()
     checks = []

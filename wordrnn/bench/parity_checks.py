@@ -1,4 +1,4 @@
-"""The cross-framework comparisons that ``tests/parity`` and ``python -m bench.parity`` share.
+"""The cross-framework comparisons that ``tests/parity`` and ``python -m wordrnn.bench.parity`` share.
 
 Every comparison starts from one set of float64 canonical weights and one
 batch, hands each framework its own copy in the dtype under test, and measures
@@ -30,14 +30,14 @@ import optax
 import torch
 import torch.nn.functional as F
 
-from core.config import Config
-from core.params import PARAM_NAMES, Params, init_params
 from jaxmodels import model as jax_model
 from jaxmodels.backend import JaxBackend
 from scratch import model as np_model
 from scratch.backend import NumpyBackend
 from torchmodels import model as torch_model
 from torchmodels.backend import TorchBackend
+from wordrnn.core.config import Config
+from wordrnn.core.params import PARAM_NAMES, Params, init_params
 
 FRAMEWORKS = ("numpy", "torch", "jax")
 # DESIGN.md, "Tolerances the tests hold".
@@ -368,7 +368,7 @@ def trajectory_checks(config: Config, params: Params, batches: Sequence[tuple[np
 def all_checks(model: str, vocab_size: int, hidden_size: int, embed_dim: int, seq_len: int, batch_size: int,
                seed: int = 0, steps: int = 20, lr: float = 1e-3, weight_decay: float = 1e-2,
                dropout: float = 0.3) -> list[Check]:
-    """Every comparison ``python -m bench.parity`` reports, for one model.
+    """Every comparison ``python -m wordrnn.bench.parity`` reports, for one model.
 
     Logits and gradients in float32 and float64, without and with fixed
     dropout masks (rate ``dropout``); then ``steps`` Adam steps with clipping,

@@ -1,4 +1,4 @@
-"""What a framework must supply to be trained by the one loop in ``core.loop``.
+"""What a framework must supply to be trained by the one loop in ``wordrnn.run.loop``.
 
 A backend is small: it turns canonical weights into its own state, takes a
 training step, computes logits, and turns its state back into canonical
@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from core.config import Config
-from core.params import Params
+from wordrnn.core.config import Config
+from wordrnn.core.params import Params
 
 State = Any
 

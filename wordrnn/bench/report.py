@@ -16,10 +16,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench.backends import LABELS
-from bench.comparison import SAMPLE_SETTINGS, SAMPLE_TOKENS, Entry
-from core.config import Config
-from core.runs import atomic_write_bytes, atomic_write_text
+from wordrnn.bench.backends import LABELS
+from wordrnn.bench.comparison import SAMPLE_SETTINGS, SAMPLE_TOKENS, Entry
+from wordrnn.core.config import Config
+from wordrnn.run.folder import atomic_write_bytes, atomic_write_text
 
 CSV_COLUMNS = (
     "name", "impl", "model", "variant", "params", "epochs", "train_seconds", "seconds_per_epoch",

@@ -20,13 +20,17 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from core.backend import Backend
-from core.config import Config
-from core.errors import UsageError
-from core.flags import config_from_args
-from core.metrics import evaluate
-from core.params import Params, init_params
-from core.runs import (
+from data.batches import batch_indices, num_batches
+from data.dataset import Dataset, load_dataset
+from data.vocab import Vocab
+from wordrnn.core.backend import Backend
+from wordrnn.core.config import Config
+from wordrnn.core.errors import UsageError
+from wordrnn.core.flags import config_from_args
+from wordrnn.core.metrics import evaluate
+from wordrnn.core.params import Params, init_params
+from wordrnn.core.threads import limit_threads
+from wordrnn.run.folder import (
     CHECKPOINT,
     CONFIG,
     SAMPLES,
@@ -41,11 +45,7 @@ from core.runs import (
     write_config,
     write_metrics,
 )
-from core.sampler import SamplerSettings, generate_text
-from core.threads import limit_threads
-from data.batches import batch_indices, num_batches
-from data.dataset import Dataset, load_dataset
-from data.vocab import Vocab
+from wordrnn.run.sampler import SamplerSettings, generate_text
 
 SAMPLE_PROMPTS = ("the sea", "my love", "the night")
 SAMPLE_TOKENS = 40

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from core.errors import UsageError
+from wordrnn.core.errors import UsageError
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 

@@ -1,9 +1,9 @@
-"""``python -m bench.compare``: every implementation of both models, side by side, in one report.
+"""``python -m wordrnn.bench.compare``: every implementation of both models, side by side, in one report.
 
 Trains NumPy, PyTorch and JAX/Flax x one-hot and embedding on the benchmark
 configuration (same data, split, initial weights and batches), a tuned
 embedding RNN (``TUNED``) and the Kneser-Ney baseline, then writes the report
-folder (``bench.report``): REPORT.md, results.json, results.csv,
+folder (``wordrnn.bench.report``): REPORT.md, results.json, results.csv,
 loss_curves.png, the run folders, and the best run exported to ONNX with a
 sample generated from it by onnxruntime.
 
@@ -21,18 +21,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.backends import IMPLS, parse_names
-from bench.machine import describe_machine, limit_threads
-from core.config import MODELS, Config
-from core.errors import cli
-from core.flags import add_data_flags, add_training_flags, config_from_args
+from wordrnn.bench.backends import IMPLS, parse_names
+from wordrnn.bench.machine import describe_machine, limit_threads
+from wordrnn.core.config import MODELS, Config
+from wordrnn.core.errors import cli
+from wordrnn.core.flags import add_data_flags, add_training_flags, config_from_args
 
 DEFAULT_OUT = "reports/compare"
 # 6 epochs show where the plain RNNs start to overfit and fit the 4-minute budget on a 2-core CPU
 # with --threads 1 (about 2 minutes on the development box, the tuned run included).
 DEFAULT_EPOCHS = 6
 
-# The tuned embedding RNN of the report: the winner of `python -m bench.tune` (docs/TUNING.md), trained
+# The tuned embedding RNN of the report: the winner of `python -m wordrnn.bench.tune` (docs/TUNING.md), trained
 # for the epoch count at which it reached its best validation perplexity there, by the same trainer.
 # What is not named keeps the benchmark configuration and this command's flags.
 TUNED: dict[str, Any] = {"model": "embedding", "dropout": 0.4, "weight_decay": 1e-4, "lr": 5e-4, "epochs": 16}
@@ -41,7 +41,7 @@ TUNED_IMPL = "numpy"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.compare",
+        prog="python -m wordrnn.bench.compare",
         description="Train the NumPy, PyTorch and JAX/Flax RNNs (one-hot and embedding) on the same data, "
         "initial weights and batches, plus a tuned RNN and a Kneser-Ney baseline, and write a report "
         "(REPORT.md, results.json, results.csv, loss_curves.png, the best run exported to ONNX).",
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compute threads for every library, the same budget for each (0: each library's "
                    "default; default: %(default)s, which on a busy shared machine is also the fastest)")
     g.add_argument("--quiet", action="store_true", help="one line per run instead of progress bars and epochs")
-    parser.set_defaults(epochs=DEFAULT_EPOCHS, model="embedding")
+    parser.set_defaults(epochs=DEFAULT_EPOCHS, model="embedding", cell="rnn")
     return parser
 
 
@@ -79,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         replace(base, **tuned).validate()
     limit_threads(args.threads)
 
-    from bench.comparison import dataset_summary, run_comparison
-    from bench.report import write_report
-    from core.sampler import prompt_to_ids
     from data.dataset import load_dataset
+    from wordrnn.bench.comparison import dataset_summary, run_comparison
+    from wordrnn.bench.report import write_report
+    from wordrnn.run.sampler import prompt_to_ids
 
     started = time.perf_counter()
     dataset = load_dataset(base)
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: no report written", file=sys.stderr)
         return 130
-    command = shlex.join(["python", "-m", "bench.compare", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "wordrnn.bench.compare", *(sys.argv[1:] if argv is None else argv)])
     write_report(out, entries, base, extras, summary, describe_machine(args.threads), command, args.prompt,
                  time.perf_counter() - started)
     print(f"wrote {out / 'REPORT.md'}, results.json, results.csv, loss_curves.png "

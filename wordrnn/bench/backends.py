@@ -1,17 +1,17 @@
 """The three implementations, by name, each built as its trainer builds it by default.
 
 Imports are lazy: importing this module loads no numerical library (see
-``bench.machine.limit_threads``), and asking for NumPy alone never loads torch or jax.
+``wordrnn.bench.machine.limit_threads``), and asking for NumPy alone never loads torch or jax.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from core.errors import UsageError
+from wordrnn.core.errors import UsageError
 
 if TYPE_CHECKING:
-    from core.backend import Backend
+    from wordrnn.core.backend import Backend
 
 IMPLS = ("numpy", "torch", "jax")
 LABELS = {"numpy": "NumPy", "torch": "PyTorch", "jax": "JAX/Flax", "kneser-ney": "Kneser-Ney"}

@@ -1,7 +1,7 @@
-"""The work behind ``python -m bench.compare``: train, evaluate, sample, export.
+"""The work behind ``python -m wordrnn.bench.compare``: train, evaluate, sample, export.
 
-Every RNN is trained by the one loop (``core.loop.train``) on one ``Dataset``
-(same split, vocabulary and windows), from ``core.params.init_params`` with the
+Every RNN is trained by the one loop (``wordrnn.run.loop.train``) on one ``Dataset``
+(same split, vocabulary and windows), from ``wordrnn.core.params.init_params`` with the
 same seed (same initial weights per model) and with ``data.batches``'s seeded
 batches (same batches), so the runs differ only in the framework. The
 Kneser-Ney baseline is fitted to the same training poems and scored on exactly
@@ -16,16 +16,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench.backends import IMPLS, LABELS, make_backend
-from bench.kneser_ney import KneserNey, select_order
-from core.backend import Backend
-from core.config import Config
-from core.errors import UsageError
-from core.loop import count_params, train
-from core.runs import atomic_write_bytes, load_run
-from core.sampler import SamplerSettings, generate, generate_text, prompt_to_ids
 from data.dataset import Dataset
 from data.vocab import Vocab
+from wordrnn.bench.backends import IMPLS, LABELS, make_backend
+from wordrnn.bench.kneser_ney import KneserNey, select_order
+from wordrnn.core.backend import Backend
+from wordrnn.core.config import Config
+from wordrnn.core.errors import UsageError
+from wordrnn.run.folder import atomic_write_bytes, load_run
+from wordrnn.run.loop import count_params, train
+from wordrnn.run.sampler import SamplerSettings, generate, generate_text, prompt_to_ids
 
 SAMPLE_TOKENS = 40
 SAMPLE_SETTINGS = SamplerSettings(temperature=0.8, top_p=0.9, seed=0)
@@ -49,7 +49,7 @@ def say(*parts: Any) -> None:
 
 def train_rnn(impl: str, config: Config, dataset: Dataset, run_dir: Path, prompt: str, quiet: bool,
               variant: str = "benchmark") -> Entry:
-    """Train one implementation of one model through ``core.loop`` and describe the run."""
+    """Train one implementation of one model through ``wordrnn.run.loop`` and describe the run."""
     backend = make_backend(impl)
     result = train(config, backend, run_dir, overwrite=True, quiet=quiet, dataset=dataset, write_samples=False)
     if result.exit_code:  # the loop caught Ctrl-C and kept the run folder; stop the whole comparison

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.metrics import evaluate
+from wordrnn.core.metrics import evaluate
 
 FALLBACK_DISCOUNT = 0.75
 
@@ -179,7 +179,7 @@ class KneserNey:
         return np.log(np.stack([self.distribution(c) for c in np.asarray(contexts).tolist()]))
 
     def evaluate(self, val_x: np.ndarray, val_y: np.ndarray) -> dict[str, float]:
-        """The metrics the RNNs report (``core.metrics.evaluate``): val_loss, val_ppl, val_top1, val_top5..."""
+        """The metrics the RNNs report (``wordrnn.core.metrics.evaluate``): val_loss, val_ppl, val_top1, val_top5..."""
         return evaluate(self.log_distributions, np.asarray(val_x), np.asarray(val_y), batch_size=256)
 
     def _check_fitted(self) -> None:

@@ -15,9 +15,9 @@ from typing import TextIO
 
 import numpy as np
 
-from core.errors import UsageError
 from data.tokenizer import NEWLINE, detokenize, tokenize
 from data.vocab import UNK, Vocab
+from wordrnn.core.errors import UsageError
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]  # int64 [1, T] -> float [1, V]
 STRATEGIES = ("sample", "greedy")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from core.config import MODELS, OPTIMIZERS, TOKENIZERS, Config
+from wordrnn.core.cells import CELLS
+from wordrnn.core.config import MODELS, OPTIMIZERS, TOKENIZERS, Config
 
 _DEFAULTS = Config()
 
@@ -32,6 +33,8 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
     g.add_argument("--model", default=_DEFAULTS.model, choices=MODELS,
                    help="onehot: one-hot inputs of size V; embedding: a trainable V x E table (default: %(default)s)")
+    g.add_argument("--cell", default=_DEFAULTS.cell, choices=tuple(CELLS),
+                   help="recurrent cell: rnn (Elman, tanh; the lab's), lstm or gru (default: %(default)s)")
     g.add_argument("--hidden-size", type=int, default=_DEFAULTS.hidden_size,
                    help="RNN state size H (default: %(default)s)")
     g.add_argument("--embed-dim", type=int, default=_DEFAULTS.embed_dim,
@@ -91,7 +94,7 @@ def data_config(args: argparse.Namespace, **settings) -> Config:
 def config_from_args(args: argparse.Namespace, extra: dict | None = None) -> Config:
     """The validated ``Config`` all the shared flags describe."""
     return data_config(
-        args, model=args.model, hidden_size=args.hidden_size, embed_dim=args.embed_dim,
+        args, model=args.model, cell=args.cell, hidden_size=args.hidden_size, embed_dim=args.embed_dim,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, clip=args.clip,
         weight_decay=args.weight_decay, dropout=args.dropout, patience=args.patience, extra=dict(extra or {}),
     )

@@ -1,4 +1,4 @@
-"""``python -m bench.speed``: training and generation speed of every implementation, side by side.
+"""``python -m wordrnn.bench.speed``: training and generation speed of every implementation, side by side.
 
 One process measures, one after another on the same machine and the same
 batches: training throughput (examples/s) of NumPy, PyTorch eager and JAX/Flax
@@ -22,18 +22,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.backends import IMPLS, parse_names
-from bench.machine import describe_machine, limit_threads
-from core.config import MODELS, Config
-from core.errors import UsageError, cli
-from core.flags import add_data_flags, data_config
+from wordrnn.bench.backends import IMPLS, parse_names
+from wordrnn.bench.machine import describe_machine, limit_threads
+from wordrnn.core.config import MODELS, Config
+from wordrnn.core.errors import UsageError, cli
+from wordrnn.core.flags import add_data_flags, data_config
 
 RUNTIMES = ("onnxruntime", "torch", "flax", "numpy")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.speed",
+        prog="python -m wordrnn.bench.speed",
         description="Measure training throughput and generation speed of the NumPy, PyTorch and JAX/Flax "
         "implementations (and onnxruntime for generation) in one process, as ratios to PyTorch.",
     )
@@ -70,9 +70,9 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def run_speed(args: argparse.Namespace, base: Config, impls: list[str], runtimes: list[str],
               models: list[str]) -> dict[str, Any]:
-    from bench import timing
-    from core.params import init_params
     from data.dataset import load_dataset
+    from wordrnn.bench import timing
+    from wordrnn.core.params import init_params
 
     dataset = load_dataset(base)
     base.vocab_size = len(dataset.vocab)
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run_speed(args, base, impls, runtimes, models)
     print_summary(results)
     if args.json:
-        from core.runs import atomic_write_text
+        from wordrnn.run.folder import atomic_write_text
 
         atomic_write_text(Path(args.json), json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.json}", file=sys.stderr)

@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.errors import UsageError
+from wordrnn.core.cells import CELLS
+from wordrnn.core.errors import UsageError
 
 MODELS = ("onehot", "embedding")
 OPTIMIZERS = ("adam", "sgd")
@@ -23,6 +24,7 @@ TOKENIZERS = ("default", "whitespace")
 class Config:
     # model
     model: str = "embedding"
+    cell: str = "rnn"
     seq_len: int = 5
     hidden_size: int = 128
     embed_dim: int = 100
@@ -51,6 +53,8 @@ class Config:
         """Raise ``UsageError`` naming the first setting that makes no sense."""
         if self.model not in MODELS:
             raise UsageError(f"unknown --model {self.model!r}; choose one of {', '.join(MODELS)}")
+        if self.cell not in CELLS:
+            raise UsageError(f"unknown --cell {self.cell!r}; choose one of {', '.join(CELLS)}")
         if self.optimizer not in OPTIMIZERS:
             raise UsageError(
                 f"unknown --optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"

@@ -29,10 +29,10 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load, save
 
-from core.config import Config
-from core.errors import UsageError
-from core.params import Params, check_params
 from data.vocab import Vocab
+from wordrnn.core.config import Config
+from wordrnn.core.errors import UsageError
+from wordrnn.core.params import Params, check_params
 
 CONFIG, VOCAB, WEIGHTS, METRICS, SAMPLES, CHECKPOINT = (
     "config.json", "vocab.json", "weights.safetensors", "metrics.jsonl", "samples.txt", "checkpoint.safetensors")

@@ -1,6 +1,6 @@
 """The machine a benchmark runs on: thread budget in, description out.
 
-The thread budget itself is ``core.threads.limit_threads`` (re-exported here);
+The thread budget itself is ``wordrnn.core.threads.limit_threads`` (re-exported here);
 the bench commands call it before importing NumPy, PyTorch or JAX.
 """
 
@@ -11,7 +11,7 @@ import platform
 import sys
 from typing import Any
 
-from core.threads import limit_threads
+from wordrnn.core.threads import limit_threads
 
 __all__ = ["cpu_name", "describe_machine", "limit_threads"]
 
@@ -29,7 +29,7 @@ def cpu_name() -> str:
 
 def describe_machine(threads: int) -> dict[str, Any]:
     """CPU, cores, load, accelerators and library versions, for the report."""
-    from core.runs import library_versions
+    from wordrnn.run.folder import library_versions
 
     info: dict[str, Any] = {
         "cpu": cpu_name(),

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.config import Config
-from core.errors import UsageError
+from wordrnn.core.cells import get_cell
+from wordrnn.core.config import Config
+from wordrnn.core.errors import UsageError
 
 Params = dict[str, np.ndarray]
 
@@ -22,11 +23,12 @@ PARAM_NAMES = ("embedding", "rnn.w_ih", "rnn.w_hh", "rnn.b_ih", "rnn.b_hh", "out
 def param_shapes(config: Config) -> dict[str, tuple[int, ...]]:
     """The canonical shape of every parameter the model has (embedding model only: ``embedding``)."""
     V, H, E = config.vocab_size, config.hidden_size, config.embed_dim
+    GH = get_cell(config.cell).num_gates * H
     shapes = {
-        "rnn.w_ih": (H, config.input_size),
-        "rnn.w_hh": (H, H),
-        "rnn.b_ih": (H,),
-        "rnn.b_hh": (H,),
+        "rnn.w_ih": (GH, config.input_size),
+        "rnn.w_hh": (GH, H),
+        "rnn.b_ih": (GH,),
+        "rnn.b_hh": (GH,),
         "out.weight": (V, H),
         "out.bias": (V,),
     }
@@ -38,7 +40,7 @@ def param_shapes(config: Config) -> dict[str, tuple[int, ...]]:
 def init_params(config: Config, seed: int | None = None, dtype=np.float32) -> Params:
     """Draw the initial canonical weights.
 
-    As torch does: RNN and output weights and biases ~ U(-1/sqrt(H), 1/sqrt(H))
+    As torch does, for every cell: RNN and output weights and biases ~ U(-1/sqrt(H), 1/sqrt(H))
     (for ``nn.Linear`` that bound comes from kaiming_uniform(a=sqrt(5)) with
     fan_in = H), embedding ~ N(0, 1).
     """

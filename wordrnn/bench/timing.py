@@ -1,4 +1,4 @@
-"""Measurements behind ``python -m bench.speed``: training throughput, generation speed, matmul peak.
+"""Measurements behind ``python -m wordrnn.bench.speed``: training throughput, generation speed, matmul peak.
 
 Every figure is the median of timed repeats, taken round-robin over the
 contenders, after a warm-up that is timed apart (it holds JAX's compilation
@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from bench.backends import make_backend
-from core.config import Config
-from core.params import Params, init_params
-from core.sampler import SamplerSettings, generate
 from data.batches import batch_indices
 from data.dataset import Dataset
+from wordrnn.bench.backends import make_backend
+from wordrnn.core.config import Config
+from wordrnn.core.params import Params, init_params
+from wordrnn.run.sampler import SamplerSettings, generate
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]
 GREEDY = SamplerSettings("greedy", allow_unk=True)

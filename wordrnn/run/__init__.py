@@ -1,0 +1,1 @@
+"""Above ``data``: the one training loop, run folders and the text side of generation."""
