@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from data.vocab import Vocab
+from wordrnn.core.cells import CELLS
 from wordrnn.core.config import MODELS, TOKENIZERS, Config
 from wordrnn.core.errors import UsageError
 
@@ -40,6 +41,11 @@ class ModelCard:
     @property
     def framework(self) -> str:
         return str(self.source.get("framework", "unknown"))
+
+    @property
+    def cell(self) -> str:
+        """The recurrent cell of the graph (``rnn``, ``lstm`` or ``gru``), from the recorded configuration."""
+        return self.config.cell
 
 
 def to_props(card: ModelCard) -> dict[str, str]:
@@ -70,9 +76,10 @@ def from_props(props: dict[str, str], where: str) -> ModelCard:
         source = json.loads(props[KEY_SOURCE])
     except (ValueError, TypeError, KeyError) as err:
         raise UsageError(f"{where} has unreadable wordrnn metadata ({err}); export it again") from None
-    if config.model not in MODELS or vocab.tokenizer not in TOKENIZERS or config.seq_len <= 0:
-        raise UsageError(f"{where} has wordrnn metadata this version does not understand "
-                         f"(model {config.model!r}, tokenizer {vocab.tokenizer!r}, seq_len {config.seq_len})")
+    if (config.model not in MODELS or config.cell not in CELLS or vocab.tokenizer not in TOKENIZERS
+            or config.seq_len <= 0):
+        raise UsageError(f"{where} has wordrnn metadata this version does not understand (model {config.model!r}, "
+                         f"cell {config.cell!r}, tokenizer {vocab.tokenizer!r}, seq_len {config.seq_len})")
     if len(vocab) != config.vocab_size:
         raise UsageError(f"{where}: the vocabulary in the metadata has {len(vocab)} tokens but the config "
                          f"says {config.vocab_size}; export it again")
