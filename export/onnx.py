@@ -49,9 +49,9 @@ def reference_logits(config: Config, params: Params, reference: str) -> tuple[st
     if reference == "torch":
         import torch
 
-        from torchmodels.model import build_model as build_torch_model
+        from torchmodels.model import build_module
 
-        module = build_torch_model(config, params).eval()
+        module = build_module(config, params).eval()
 
         def torch_logits(x: np.ndarray) -> np.ndarray:
             with torch.no_grad():

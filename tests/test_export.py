@@ -67,11 +67,11 @@ def exported(request, tmp_path_factory) -> tuple[Path, Path]:
 def test_logits_match_the_source_models_for_any_batch_and_length(exported):
     torch = pytest.importorskip("torch")
 
-    from torchmodels.model import build_model as build_torch_model
+    from torchmodels.model import build_module
 
     run_dir, out = exported
     run, lm = load_run(run_dir), load(out)
-    module = build_torch_model(run.config, run.params).eval()
+    module = build_module(run.config, run.params).eval()
     rng = np.random.default_rng(7)
     for batch in (1, 7):
         for seq in (1, 5, 12):  # 12: longer than the training window, so the axis is not frozen at seq_len

@@ -1,4 +1,4 @@
-"""torchmodels.model: the PyTorch models agree with the NumPy reference and DESIGN.md's equations."""
+"""torchmodels.model: the PyTorch models agree with the NumPy reference and DESIGN.md's equations, for every cell."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from scratch import model as reference
-from torchmodels.model import CANONICAL, EmbeddingRNN, OneHotRNN, build_model, to_canonical
+from torchmodels.model import CANONICAL, EmbeddingRNN, OneHotRNN, build_module, to_canonical
+from wordrnn.core.cells import CELLS
 from wordrnn.core.config import Config
 from wordrnn.core.errors import UsageError
 from wordrnn.core.params import init_params
@@ -16,8 +17,8 @@ from wordrnn.core.params import init_params
 V, H, E, B, T = 23, 7, 5, 4, 5
 
 
-def make(model: str, seed: int = 0, dtype=np.float32) -> tuple[Config, dict[str, np.ndarray]]:
-    config = Config(model=model, vocab_size=V, hidden_size=H, embed_dim=E, seed=seed)
+def make(model: str, seed: int = 0, dtype=np.float32, cell: str = "rnn") -> tuple[Config, dict[str, np.ndarray]]:
+    config = Config(model=model, cell=cell, vocab_size=V, hidden_size=H, embed_dim=E, seed=seed)
     return config, init_params(config, dtype=dtype)
 
 
@@ -25,7 +26,26 @@ def tokens(seed: int, batch: int = B, steps: int = T) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, V, size=(batch, steps)).astype(np.int64)
 
 
-def design_logits(params: dict[str, np.ndarray], x: np.ndarray, masks: dict | None = None) -> np.ndarray:
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def cell_step(cell: str, h: np.ndarray, c: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One step of DESIGN.md's cell equations, from a = x W_ih^T + b_ih and b = h W_hh^T + b_hh."""
+    if cell == "rnn":
+        return np.tanh(a + b), c
+    if cell == "lstm":
+        i, f, g, o = np.split(a + b, 4, axis=1)
+        c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+        return sigmoid(o) * np.tanh(c), c
+    (a_r, a_z, a_n), (b_r, b_z, b_n) = np.split(a, 3, axis=1), np.split(b, 3, axis=1)
+    r, z = sigmoid(a_r + b_r), sigmoid(a_z + b_z)
+    n = np.tanh(a_n + r * b_n)
+    return (1 - z) * n + z * h, c
+
+
+def design_logits(params: dict[str, np.ndarray], x: np.ndarray, masks: dict | None = None,
+                  cell: str = "rnn") -> np.ndarray:
     """DESIGN.md's equations written out directly, in float64, one-hot vectors materialized."""
     p = {k: v.astype(np.float64) for k, v in params.items()}
     masks = masks or {}
@@ -35,9 +55,10 @@ def design_logits(params: dict[str, np.ndarray], x: np.ndarray, masks: dict | No
             inputs = inputs * masks["input"]
     else:
         inputs = np.eye(p["rnn.w_ih"].shape[1])[x]
-    h = np.zeros((x.shape[0], p["rnn.w_hh"].shape[0]))
+    h = c = np.zeros((x.shape[0], p["rnn.w_hh"].shape[1]))
     for t in range(x.shape[1]):
-        h = np.tanh(inputs[:, t] @ p["rnn.w_ih"].T + p["rnn.b_ih"] + h @ p["rnn.w_hh"].T + p["rnn.b_hh"])
+        a = inputs[:, t] @ p["rnn.w_ih"].T + p["rnn.b_ih"]
+        h, c = cell_step(cell, h, c, a, h @ p["rnn.w_hh"].T + p["rnn.b_hh"])
     if masks.get("hidden") is not None:
         h = h * masks["hidden"]
     return h @ p["out.weight"].T + p["out.bias"]
@@ -65,7 +86,7 @@ FORMS = [("onehot", False), ("onehot", True), ("embedding", False)]
 def test_logits_match_numpy_reference_float32(model: str, gather: bool, steps: int) -> None:
     config, params = make(model, seed=steps)
     x = tokens(10 + steps, steps=steps)
-    module = build_model(config, params, onehot_gather=gather)
+    module = build_module(config, params, onehot_gather=gather)
     with torch.no_grad():
         got = module(torch.from_numpy(x)).numpy()
     assert got.dtype == np.float32 and got.shape == (B, V)
@@ -79,7 +100,7 @@ def test_logits_and_gradients_match_numpy_reference_float64(model: str, gather: 
     x, y = tokens(4), np.random.default_rng(5).integers(0, V, size=B)
     masks = dropout_masks(6, 0.3, B, T)
     np_masks = {"input": masks["input"] if model == "embedding" else None, "hidden": masks["hidden"]}
-    module = build_model(config, params, dtype=torch.float64, onehot_gather=gather)
+    module = build_module(config, params, dtype=torch.float64, onehot_gather=gather)
     logits = module(torch.from_numpy(x), torch_masks(masks, model, torch.float64))
     F.cross_entropy(logits, torch.from_numpy(y)).backward()
 
@@ -96,7 +117,7 @@ def test_logits_and_gradients_match_numpy_reference_float64(model: str, gather: 
 def test_gradients_match_numpy_reference_float32(model: str, gather: bool) -> None:
     config, params = make(model, seed=8)
     x, y = tokens(9, batch=16), np.random.default_rng(10).integers(0, V, size=16)
-    module = build_model(config, params, onehot_gather=gather)
+    module = build_module(config, params, onehot_gather=gather)
     F.cross_entropy(module(torch.from_numpy(x)), torch.from_numpy(y)).backward()
     _, grads = reference.loss_and_grads(params, x, y)
     own = dict(module.named_parameters())
@@ -111,7 +132,7 @@ def test_hidden_and_input_masks_match_numpy(model: str) -> None:
     x = tokens(12)
     masks = dropout_masks(13, 0.5, B, T)
     np_masks = {"input": masks["input"] if model == "embedding" else None, "hidden": masks["hidden"]}
-    module = build_model(config, params)
+    module = build_module(config, params)
     with torch.no_grad():
         got = module(torch.from_numpy(x), torch_masks(masks, model)).numpy()
         plain = module(torch.from_numpy(x)).numpy()
@@ -122,7 +143,7 @@ def test_hidden_and_input_masks_match_numpy(model: str) -> None:
 
 def test_onehot_model_refuses_an_input_mask() -> None:
     config, params = make("onehot")
-    module = build_model(config, params)
+    module = build_module(config, params)
     with pytest.raises(ValueError, match="input dropout"):
         module(torch.from_numpy(tokens(0)), {"input": torch.ones(B, T, V), "hidden": None})
 
@@ -133,7 +154,7 @@ def test_onehot_gather_and_materialized_forms_agree_in_values_and_gradients() ->
     mask = {"hidden": torch.from_numpy(dropout_masks(17, 0.2, 32, T)["hidden"])}
     results = []
     for gather in (False, True):
-        module = build_model(config, params, onehot_gather=gather)
+        module = build_module(config, params, onehot_gather=gather)
         assert isinstance(module, OneHotRNN) and module.gather == gather
         logits = module(x, mask)
         F.cross_entropy(logits, y).backward()
@@ -148,7 +169,7 @@ def test_onehot_gather_and_materialized_forms_agree_in_values_and_gradients() ->
 def test_gather_form_passes_torch_gradcheck() -> None:
     """The hand-written recurrence of the gather form against finite differences (float64)."""
     config, params = make("onehot", seed=18, dtype=np.float64)
-    module = build_model(config, params, dtype=torch.float64, onehot_gather=True)
+    module = build_module(config, params, dtype=torch.float64, onehot_gather=True)
     x = torch.from_numpy(tokens(19, batch=2, steps=3))
     names = [n for n, _ in module.named_parameters()]
 
@@ -162,18 +183,18 @@ def test_gather_form_passes_torch_gradcheck() -> None:
 @pytest.mark.parametrize("model,gather", FORMS)
 def test_canonical_round_trip_is_exact(model: str, gather: bool) -> None:
     config, params = make(model, seed=20)
-    module = build_model(config, params, onehot_gather=gather)
+    module = build_module(config, params, onehot_gather=gather)
     back = to_canonical(module)
     assert list(back) == list(params)
     for name in params:
         assert back[name].dtype == np.float32 and np.array_equal(back[name], params[name]), name
-    again = to_canonical(build_model(config, back, onehot_gather=gather))
+    again = to_canonical(build_module(config, back, onehot_gather=gather))
     assert all(np.array_equal(again[n], params[n]) for n in params)
 
 
 def test_canonical_names_map_onto_torch_modules() -> None:
     config, params = make("embedding", seed=21)
-    module = build_model(config, params)
+    module = build_module(config, params)
     assert isinstance(module, EmbeddingRNN)
     assert isinstance(module.rnn, torch.nn.RNN) and module.rnn.nonlinearity == "tanh" and module.rnn.batch_first
     assert np.array_equal(module.rnn.weight_ih_l0.detach().numpy(), params["rnn.w_ih"])
@@ -184,34 +205,113 @@ def test_canonical_names_map_onto_torch_modules() -> None:
 
 def test_to_canonical_returns_copies_and_float32_from_float64() -> None:
     config, params = make("onehot", seed=22)
-    module = build_model(config, params)
+    module = build_module(config, params)
     snapshot = to_canonical(module)
     with torch.no_grad():
         module.out.bias.add_(1.0)
     assert np.array_equal(snapshot["out.bias"], params["out.bias"])
-    wide = to_canonical(build_model(config, params, dtype=torch.float64))
+    wide = to_canonical(build_module(config, params, dtype=torch.float64))
     assert all(v.dtype == np.float32 and np.array_equal(v, params[k]) for k, v in wide.items())
 
 
 def test_compiled_wrapper_keeps_canonical_names() -> None:
     config, params = make("embedding", seed=23)
-    module = build_model(config, params)
+    module = build_module(config, params)
     back = to_canonical(torch.compile(module))  # wrapping alone compiles nothing
     assert list(back) == list(params)
 
 
-def test_build_model_touches_no_global_rng() -> None:
+def test_build_module_touches_no_global_rng() -> None:
     config, params = make("embedding", seed=24)
     before = torch.random.get_rng_state()
-    build_model(config, params)
+    build_module(config, params)
     assert torch.equal(before, torch.random.get_rng_state())
 
 
-def test_build_model_rejects_weights_of_another_shape() -> None:
+def test_build_module_rejects_weights_of_another_shape() -> None:
     config, params = make("embedding")
     params["rnn.w_hh"] = np.zeros((H + 1, H + 1), np.float32)
     with pytest.raises(UsageError, match="rnn.w_hh"):
-        build_model(config, params)
+        build_module(config, params)
     onehot_config, _ = make("onehot")
     with pytest.raises(UsageError):
-        build_model(onehot_config, make("embedding")[1])  # embedding weights, one-hot config
+        build_module(onehot_config, make("embedding")[1])  # embedding weights, one-hot config
+
+
+# -- every cell ------------------------------------------------------------------------------------------------
+
+NEW_CELLS = [c for c in CELLS if c != "rnn"]
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("model,gather", FORMS)
+@pytest.mark.parametrize("steps", [1, T])
+def test_every_cell_matches_the_reference_loop(cell: str, model: str, gather: bool, steps: int) -> None:
+    """float64 logits of each cell and form against the equations written out in this file."""
+    config, params = make(model, seed=30 + steps, dtype=np.float64, cell=cell)
+    x = tokens(31 + steps, steps=steps)
+    masks = dropout_masks(32, 0.3, B, steps)
+    np_masks = {"input": masks["input"] if model == "embedding" else None, "hidden": masks["hidden"]}
+    module = build_module(config, params, dtype=torch.float64, onehot_gather=gather)
+    with torch.no_grad():
+        got = module(torch.from_numpy(x), torch_masks(masks, model, torch.float64)).numpy()
+    assert np.abs(got - design_logits(params, x, np_masks, cell)).max() <= 1e-10
+    assert isinstance(module.rnn, {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell])
+
+
+@pytest.mark.parametrize("cell", NEW_CELLS)
+def test_cell_equations_tell_the_cells_apart(cell: str) -> None:
+    """The reference loop is sensitive to the cell: reading GRU gates in LSTM order (or the reverse) fails."""
+    config, params = make("embedding", seed=33, dtype=np.float64, cell=cell)
+    x = tokens(34)
+    module = build_module(config, params, dtype=torch.float64)
+    with torch.no_grad():
+        got = module(torch.from_numpy(x)).numpy()
+    rolled = dict(params)
+    G = len(params["rnn.b_ih"]) // H
+    for name in ("rnn.w_ih", "rnn.w_hh", "rnn.b_ih", "rnn.b_hh"):  # gate blocks in another order
+        rolled[name] = np.concatenate(np.split(params[name], G)[::-1])
+    assert np.abs(got - design_logits(rolled, x, cell=cell)).max() > 1e-3
+
+
+@pytest.mark.parametrize("cell", NEW_CELLS)
+def test_gather_and_materialized_forms_agree_for_every_cell(cell: str) -> None:
+    config, params = make("onehot", seed=35, cell=cell)
+    x, y = torch.from_numpy(tokens(36, batch=16)), torch.from_numpy(np.random.default_rng(37).integers(0, V, 16))
+    results = []
+    for gather in (False, True):
+        module = build_module(config, params, onehot_gather=gather)
+        logits = module(x)
+        F.cross_entropy(logits, y).backward()
+        results.append((logits.detach(), {n: p.grad for n, p in module.named_parameters()}))
+    (z0, g0), (z1, g1) = results
+    assert torch.allclose(z0, z1, rtol=0, atol=1e-5)
+    assert g0.keys() == g1.keys() == {CANONICAL[n] for n in params}
+    for name in g0:
+        assert torch.allclose(g0[name], g1[name], rtol=0, atol=1e-5 * g0[name].abs().max().item()), name
+
+
+@pytest.mark.parametrize("cell", NEW_CELLS)
+@pytest.mark.parametrize("gather", [False, True])
+def test_every_cell_passes_torch_gradcheck(cell: str, gather: bool) -> None:
+    config, params = make("onehot", seed=38, dtype=np.float64, cell=cell)
+    module = build_module(config, params, dtype=torch.float64, onehot_gather=gather)
+    x = torch.from_numpy(tokens(39, batch=2, steps=3))
+    names = [n for n, _ in module.named_parameters()]
+
+    def fn(*weights: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(module, dict(zip(names, weights)), (x,))
+
+    weights = tuple(p.detach().clone().requires_grad_(True) for p in module.parameters())
+    assert torch.autograd.gradcheck(fn, weights, eps=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("cell", NEW_CELLS)
+def test_cell_weights_round_trip_and_are_refused_by_another_cell(cell: str) -> None:
+    config, params = make("embedding", seed=40, cell=cell)
+    back = to_canonical(build_module(config, params))
+    assert all(np.array_equal(back[n], params[n]) for n in params)
+    assert back["rnn.w_hh"].shape == (CELLS[cell].num_gates * H, H)
+    rnn_config, _ = make("embedding", cell="rnn")
+    with pytest.raises(UsageError, match="rnn.w_ih"):
+        build_module(rnn_config, params)

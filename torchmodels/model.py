@@ -1,33 +1,40 @@
-"""The two wordrnn models in PyTorch, and their canonical weights in both directions.
+"""The two wordrnn models in PyTorch, for every cell, and their canonical weights in both directions.
 
-Both models are ``torch.nn.RNN`` (tanh, batch_first) followed by ``torch.nn.Linear``
-on the last hidden state; the embedding model puts an ``nn.Embedding`` in front.
-Parameter names map one to one onto DESIGN.md's canonical names (``CANONICAL``).
+Both models are a torch recurrent layer (``nn.RNN`` with tanh, ``nn.LSTM`` or
+``nn.GRU``, batch_first; ``RECURRENT`` picks it by ``config.cell``) followed by
+``torch.nn.Linear`` on the last hidden state; the embedding model puts an
+``nn.Embedding`` in front. torch stacks the gate blocks as the canonical
+format does (``wordrnn.core.cells``), so parameter names map one to one onto
+the canonical names (``CANONICAL``).
 
 The one-hot model comes in two forms that compute the same numbers:
 
 - materialized (the lab report's form): ``F.one_hot(x).to(dtype)`` is fed to
-  ``nn.RNN``, which multiplies a [B*T, V] matrix of zeros and ones by ``W_ih^T``;
+  the recurrent layer, which multiplies a [B*T, V] matrix of zeros and ones by ``W_ih^T``;
 - gather (``onehot_gather=True``): ``x_t W_ih^T`` for a one-hot ``x_t`` of token
   ``k`` is column ``k`` of ``W_ih``, so the input projection is a lookup of rows of
   ``W_ih^T``, and the recurrence is written out step by step with the same
-  weights (``nn.RNN`` would apply ``W_ih`` again). Same parameters, same
-  ``state_dict``; only the arithmetic that multiplies by zero is skipped.
+  weights (``STEPS``: torch's cell equations; the layer would apply ``W_ih``
+  again). Same parameters, same ``state_dict``; only the arithmetic that
+  multiplies by zero is skipped.
 
 Dropout is not a module here: ``forward`` takes explicit masks
 (``{"input": [B, T, E] or None, "hidden": [B, H] or None}``, values 0 or
 ``1/(1-p)``), so tests can feed the same masks to every framework and the
-training backend can draw them from ``(seed, step)``. Without masks there is no
-dropout, whatever ``module.training`` says.
+training backend can draw them from ``(seed, step)`` (``wordrnn.core.dropout``).
+Without masks there is no dropout, whatever ``module.training`` says.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.params import PARAM_NAMES, Params, check_params
 
@@ -42,21 +49,62 @@ CANONICAL = {
     "out.bias": "out.bias",
 }
 
+# the recurrent layer of each cell: (input size, hidden size) -> module
+RECURRENT: dict[str, Callable[[int, int], nn.Module]] = {
+    "rnn": lambda i, h: nn.RNN(i, h, nonlinearity="tanh", batch_first=True),
+    "lstm": lambda i, h: nn.LSTM(i, h, batch_first=True),
+    "gru": lambda i, h: nn.GRU(i, h, batch_first=True),
+}
+
 Masks = dict[str, torch.Tensor | None]
+State = tuple[torch.Tensor, ...]  # (h,), or (h, c) for the LSTM
+
+
+def elman_step(state: State, a: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> State:
+    """``h' = tanh(b + a)``, grouped as nn.RNN's CPU kernel groups it (so the two forms agree to the bit)."""
+    (h,) = state
+    return (torch.tanh(F.linear(h, w_hh, b_hh) + a),)
+
+
+def lstm_step(state: State, a: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> State:
+    """torch's LSTM: gates i, f, g, o from ``a + b``; ``c' = f c + i g``, ``h' = o tanh(c')``."""
+    h, c = state
+    i, f, g, o = (a + F.linear(h, w_hh, b_hh)).chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def gru_step(state: State, a: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> State:
+    """torch's GRU: ``r, z = sigmoid(a_r + b_r), sigmoid(a_z + b_z)``; ``n = tanh(a_n + r b_n)``;
+    ``h' = (1 - z) n + z h``."""
+    (h,) = state
+    a_r, a_z, a_n = a.chunk(3, dim=-1)
+    b_r, b_z, b_n = F.linear(h, w_hh, b_hh).chunk(3, dim=-1)
+    r, z = torch.sigmoid(a_r + b_r), torch.sigmoid(a_z + b_z)
+    n = torch.tanh(a_n + r * b_n)
+    return ((1 - z) * n + z * h,)
+
+
+# one step of each cell, given the input projection a = x W_ih^T + b_ih
+STEPS: dict[str, Callable[[State, torch.Tensor, torch.Tensor, torch.Tensor], State]] = {
+    "rnn": elman_step, "lstm": lstm_step, "gru": gru_step,
+}
 
 
 class RNNLanguageModel(nn.Module):
-    """What both models share: an Elman RNN over input vectors, a linear layer on h_T."""
+    """What both models share: a recurrent layer of ``cell`` over input vectors, a linear layer on h_T."""
 
-    def __init__(self, input_size: int, hidden_size: int, vocab_size: int):
+    def __init__(self, input_size: int, hidden_size: int, vocab_size: int, cell: str = "rnn"):
         super().__init__()
         self.vocab_size = vocab_size
-        self.rnn = nn.RNN(input_size, hidden_size, nonlinearity="tanh", batch_first=True)
+        self.cell = cell
+        self.rnn = RECURRENT[cell](input_size, hidden_size)
         self.out = nn.Linear(hidden_size, vocab_size)
 
     def recur(self, inputs: torch.Tensor) -> torch.Tensor:
-        """h_T for input vectors [B, T, in], with h_0 = 0."""
-        _, h_n = self.rnn(inputs)
+        """h_T for input vectors [B, T, in], with every state starting at 0."""
+        _, final = self.rnn(inputs)
+        h_n = final[0] if isinstance(final, tuple) else final  # the LSTM returns (h_n, c_n)
         return h_n[0]
 
     def head(self, h_last: torch.Tensor, masks: Masks | None) -> torch.Tensor:
@@ -69,8 +117,8 @@ class RNNLanguageModel(nn.Module):
 class OneHotRNN(RNNLanguageModel):
     """Each token is a one-hot vector of size V fed straight into the RNN."""
 
-    def __init__(self, vocab_size: int, hidden_size: int, gather: bool = False):
-        super().__init__(vocab_size, hidden_size, vocab_size)
+    def __init__(self, vocab_size: int, hidden_size: int, gather: bool = False, cell: str = "rnn"):
+        super().__init__(vocab_size, hidden_size, vocab_size, cell)
         self.gather = gather
 
     def forward(self, x: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
@@ -83,30 +131,30 @@ class OneHotRNN(RNNLanguageModel):
         return self.head(h_last, masks)
 
     def recur_gathered(self, x: torch.Tensor) -> torch.Tensor:
-        """h_T with the input projection looked up instead of multiplied.
+        """h_T with the input projection looked up instead of multiplied, then the cell step by step.
 
-        The sums are grouped as nn.RNN's CPU kernel groups them,
-        ``tanh((h W_hh^T + b_hh) + (x W_ih^T + b_ih))``, so both forms agree to the bit
-        on the CPU. Columns are picked time-major with ``index_select`` (measured
-        ~15% faster forward + backward than ``F.embedding`` on ``W_ih^T`` and a
-        ``[:, t]`` slice per step).
+        Columns are picked time-major with ``index_select`` (faster forward and
+        backward than ``F.embedding`` on ``W_ih^T`` and a ``[:, t]`` slice per
+        step; docs/PERFORMANCE.md).
         """
         w_ih, w_hh = self.rnn.weight_ih_l0, self.rnn.weight_hh_l0
         b_ih, b_hh = self.rnn.bias_ih_l0, self.rnn.bias_hh_l0
         steps, batch = x.shape[1], x.shape[0]
-        columns = w_ih.index_select(1, x.t().reshape(-1))  # [H, T*B]: column x[b, t] of W_ih
-        projected = columns.t().reshape(steps, batch, -1) + b_ih  # [T, B, H]: x_t W_ih^T + b_ih
-        h = projected.new_zeros(batch, w_hh.shape[0])
+        columns = w_ih.index_select(1, x.t().reshape(-1))  # [G*H, T*B]: column x[b, t] of W_ih
+        projected = columns.t().reshape(steps, batch, -1) + b_ih  # [T, B, G*H]: x_t W_ih^T + b_ih
+        zeros = projected.new_zeros(batch, w_hh.shape[1])
+        state: State = (zeros, zeros) if get_cell(self.cell).has_cell_state else (zeros,)
+        step = STEPS[self.cell]
         for projected_t in projected:
-            h = torch.tanh(F.linear(h, w_hh, b_hh) + projected_t)
-        return h
+            state = step(state, projected_t, w_hh, b_hh)
+        return state[0]
 
 
 class EmbeddingRNN(RNNLanguageModel):
     """Each token is looked up in a trainable V x E table, then fed to the RNN."""
 
-    def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int):
-        super().__init__(embed_dim, hidden_size, vocab_size)
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, cell: str = "rnn"):
+        super().__init__(embed_dim, hidden_size, vocab_size, cell)
         self.embedding = nn.Embedding(vocab_size, embed_dim)
 
     def forward(self, x: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
@@ -117,14 +165,14 @@ class EmbeddingRNN(RNNLanguageModel):
         return self.head(self.recur(inputs), masks)
 
 
-def build_model(
+def build_module(
     config: Config,
     params: Params,
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
     onehot_gather: bool = False,
 ) -> nn.Module:
-    """The model ``config`` describes, holding the canonical weights ``params``.
+    """The torch module ``config`` describes (its model and cell), holding the canonical weights ``params``.
 
     ``module(x)`` maps int64 token ids [B, T] (any T >= 1) to logits [B, V] of ``dtype``.
     The module is built on the meta device and then filled, so building it draws
@@ -134,9 +182,9 @@ def build_model(
     V, H, E = config.vocab_size, config.hidden_size, config.embed_dim
     with torch.device("meta"):
         if config.model == "onehot":
-            module = OneHotRNN(V, H, gather=onehot_gather)
+            module = OneHotRNN(V, H, gather=onehot_gather, cell=config.cell)
         else:
-            module = EmbeddingRNN(V, E, H)
+            module = EmbeddingRNN(V, E, H, cell=config.cell)
     module = module.to(dtype=dtype).to_empty(device=device)
     load_canonical(module, params)
     return module

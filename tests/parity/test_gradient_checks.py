@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from jax.test_util import check_grads
 
 from scratch.gradcheck import check_gradients
-from torchmodels.model import CANONICAL, build_model
+from torchmodels.model import CANONICAL, build_module
 from wordrnn.bench import parity_checks as pc
 
 MASKS = pytest.mark.parametrize("with_masks", [False, True], ids=["no-masks", "fixed-masks"])
@@ -39,7 +39,7 @@ def test_numpy_bptt_matches_central_differences(problem, with_masks):
 
 @MASKS
 def test_torch_autograd_gradcheck(problem, with_masks):
-    module = build_model(problem.config, problem.params, dtype=torch.float64)
+    module = build_module(problem.config, problem.params, dtype=torch.float64)
     names = list(problem.params)
     values = tuple(torch.from_numpy(problem.params[n].copy()).requires_grad_() for n in names)
     masks = pc.torch_masks(masks_of(problem, with_masks), np.float64)

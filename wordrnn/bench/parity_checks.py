@@ -141,7 +141,7 @@ def numpy_pass(config: Config, params: Params, x: np.ndarray, y: np.ndarray, mas
 def torch_pass(config: Config, params: Params, x: np.ndarray, y: np.ndarray, masks: Masks | None,
                dtype: type, onehot_gather: bool = False) -> Pass:
     torch_dtype = torch.float64 if dtype == np.float64 else torch.float32
-    module = torch_model.build_model(config, _cast(params, dtype), dtype=torch_dtype,
+    module = torch_model.build_module(config, _cast(params, dtype), dtype=torch_dtype,
                                      onehot_gather=onehot_gather)
     logits = module(torch.from_numpy(x), torch_masks(masks, dtype))
     loss = F.cross_entropy(logits, torch.from_numpy(y))

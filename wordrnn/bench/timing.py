@@ -125,7 +125,7 @@ def logits_functions(config: Config, params: Params, runtimes: list[str], thread
         elif runtime == "torch":
             import torch
 
-            from torchmodels.model import build_model as build_torch
+            from torchmodels.model import build_module as build_torch
 
             module = build_torch(config, params).eval()
 
