@@ -3,7 +3,7 @@
 Needs the file written by ``python -m export.onnx`` and nothing else: the
 vocabulary, tokenizer and window length come from its metadata. Imports
 onnxruntime, NumPy, ``wordrnn.core``, ``wordrnn.run`` and ``data``, never torch or jax. Prompt handling
-and sampling are ``wordrnn.run.sampler``'s, shared with every other runtime, so the
+and sampling are ``wordrnn.run.generation``'s, shared with every other runtime, so the
 same prompt, sampler settings and seed give the same text as
 ``python -m scratch.generate`` on the source run folder.
 """
@@ -14,7 +14,7 @@ import argparse
 
 from export.session import load
 from wordrnn.core.errors import cli
-from wordrnn.run.sampler import add_sampler_flags, print_samples, settings_from_args
+from wordrnn.run.generation import add_sampler_flags, print_samples, settings_from_args
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

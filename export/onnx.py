@@ -30,8 +30,8 @@ from export.session import OnnxLM, open_session
 from wordrnn.core.config import Config
 from wordrnn.core.errors import UsageError, cli
 from wordrnn.core.params import Params
+from wordrnn.core.sampling import LogitsFn
 from wordrnn.run.folder import Run, atomic_write_bytes, load_run
-from wordrnn.run.sampler import LogitsFn
 
 TOLERANCE = 1e-5  # DESIGN.md: ONNX (onnxruntime) vs source model logits, max abs diff
 BATCHES = (1, 7)

@@ -3,7 +3,7 @@
 Reads a run folder written by any framework (``wordrnn.run.folder.load_run`` checks it
 is complete and that the weights match vocab.json), then continues the
 prompt with ``scratch.model.logits``. Prompt handling and sampling are
-``wordrnn.run.sampler``'s, shared with every other runtime: the same prompt, sampler
+``wordrnn.run.generation``'s, shared with every other runtime: the same prompt, sampler
 settings and seed give the same text as ``python -m export.generate``.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 from scratch import model
 from wordrnn.core.errors import cli
 from wordrnn.run.folder import load_run
-from wordrnn.run.sampler import add_sampler_flags, print_samples, settings_from_args
+from wordrnn.run.generation import add_sampler_flags, print_samples, settings_from_args
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -16,9 +16,10 @@ from wordrnn.core.config import Config
 from wordrnn.core.errors import UsageError
 from wordrnn.core.metrics import evaluate
 from wordrnn.core.params import check_params, init_params, param_shapes
+from wordrnn.core.sampling import SamplerSettings, SplitMix64, generate, next_token
 from wordrnn.run.folder import load_run, read_metrics
+from wordrnn.run.generation import prompt_to_ids
 from wordrnn.run.loop import Diverged, train
-from wordrnn.run.sampler import SamplerSettings, generate, next_token, prompt_to_ids
 
 
 class BigramBackend:
@@ -124,7 +125,7 @@ def test_evaluate_matches_a_direct_computation():
 
 def test_sampler_greedy_topk_topp_and_seed():
     logits = np.log(np.array([0.05, 0.4, 0.3, 0.15, 0.1]))
-    rng = np.random.default_rng(0)
+    rng = SplitMix64(0)
     assert next_token(logits, SamplerSettings("greedy"), rng) == 1
     assert next_token(logits, SamplerSettings("greedy", allow_unk=True), rng) == 1
     draws = {next_token(logits, SamplerSettings(top_k=2), rng) for _ in range(200)}

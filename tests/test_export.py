@@ -22,8 +22,9 @@ from export.session import load
 from scratch.model import logits as numpy_logits
 from wordrnn.core.config import Config
 from wordrnn.core.params import init_params
+from wordrnn.core.sampling import SamplerSettings, generate
 from wordrnn.run.folder import WEIGHTS, atomic_write_text, load_run, save_params, write_config
-from wordrnn.run.sampler import SamplerSettings, generate, generate_text
+from wordrnn.run.generation import generate_text
 
 WORDS = ["<unk>", "\n", "the", "sea", "is", ",", "calm", "moon", "my", "love", "rose", "night", ".", "a", "red"]
 TOLERANCE = 1e-5

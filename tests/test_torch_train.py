@@ -21,8 +21,9 @@ from wordrnn.core.config import Config
 from wordrnn.core.dropout import step_masks
 from wordrnn.core.errors import UsageError
 from wordrnn.core.params import init_params
+from wordrnn.core.sampling import SamplerSettings
 from wordrnn.run.folder import load_run
-from wordrnn.run.sampler import SamplerSettings, generate_text
+from wordrnn.run.generation import generate_text
 
 V, H, E, B, T = 19, 8, 6, 16, 4
 

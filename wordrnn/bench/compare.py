@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     from data.dataset import load_dataset
     from wordrnn.bench.comparison import dataset_summary, run_comparison
     from wordrnn.bench.report import write_report
-    from wordrnn.run.sampler import prompt_to_ids
+    from wordrnn.run.generation import prompt_to_ids
 
     started = time.perf_counter()
     dataset = load_dataset(base)

@@ -23,9 +23,10 @@ from wordrnn.bench.kneser_ney import KneserNey, select_order
 from wordrnn.core.backend import Backend
 from wordrnn.core.config import Config
 from wordrnn.core.errors import UsageError
+from wordrnn.core.sampling import SamplerSettings, generate
 from wordrnn.run.folder import atomic_write_bytes, load_run
+from wordrnn.run.generation import generate_text, prompt_to_ids
 from wordrnn.run.loop import count_params, train
-from wordrnn.run.sampler import SamplerSettings, generate, generate_text, prompt_to_ids
 
 SAMPLE_TOKENS = 40
 SAMPLE_SETTINGS = SamplerSettings(temperature=0.8, top_p=0.9, seed=0)

@@ -21,7 +21,7 @@ from data.dataset import Dataset
 from wordrnn.bench.backends import make_backend
 from wordrnn.core.config import Config
 from wordrnn.core.params import Params, init_params
-from wordrnn.run.sampler import SamplerSettings, generate
+from wordrnn.core.sampling import SamplerSettings, generate
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]
 GREEDY = SamplerSettings("greedy", allow_unk=True)

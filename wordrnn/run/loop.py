@@ -29,6 +29,7 @@ from wordrnn.core.errors import UsageError
 from wordrnn.core.flags import config_from_args
 from wordrnn.core.metrics import evaluate
 from wordrnn.core.params import Params, init_params
+from wordrnn.core.sampling import SamplerSettings
 from wordrnn.core.threads import limit_threads
 from wordrnn.run.folder import (
     CHECKPOINT,
@@ -45,7 +46,7 @@ from wordrnn.run.folder import (
     write_config,
     write_metrics,
 )
-from wordrnn.run.sampler import SamplerSettings, generate_text
+from wordrnn.run.generation import generate_text
 
 SAMPLE_PROMPTS = ("the sea", "my love", "the night")
 SAMPLE_TOKENS = 40

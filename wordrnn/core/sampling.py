@@ -1,0 +1,144 @@
+"""The sampler of the generation contract (docs/GENERATION.md), and its seeded random generator.
+
+One row of logits and one random generator in, one token id out, by the same
+steps in every runtime and every language: the Python generators (NumPy,
+PyTorch, JAX and onnxruntime alike) use this module, and ``web/wordrnn.mjs``
+follows the same steps. Every sum is taken in float64 from left to right in
+token-id order (``np.cumsum``, never the pairwise ``np.sum``), so that two
+implementations given the same float32 logits add the same numbers in the same
+order; the only freedom left is the last bit of ``exp``, far below the 1e-6
+that separates a draw from a cumulative boundary in all but rare cases
+(``draw_margin`` measures it).
+
+The random generator is SplitMix64 (Steele, Lea and Flood, 2014): 64-bit
+integer arithmetic that any language writes in a few lines. A draw is the top
+53 bits of one output divided by 2**53, a float64 in [0, 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from wordrnn.core.errors import UsageError
+
+LogitsFn = Callable[[np.ndarray], np.ndarray]  # int64 [1, T] -> float [1, V]
+STRATEGIES = ("sample", "greedy")
+UNK_ID = 0  # the contract's <unk>: id 0 of every vocabulary
+SEED_LIMIT = 2**64  # seeds are unsigned 64-bit integers
+
+_MASK64 = 2**64 - 1
+_GOLDEN_GAMMA = 0x9E3779B97F4A7C15
+
+
+class SplitMix64:
+    """The contract's seeded generator: ``state += gamma``, then a 64-bit mix of the state."""
+
+    def __init__(self, seed: int):
+        if not 0 <= seed < SEED_LIMIT:
+            raise UsageError(f"a seed is a whole number from 0 to 2**64 - 1, got {seed}")
+        self.state = seed
+
+    def next_u64(self) -> int:
+        self.state = (self.state + _GOLDEN_GAMMA) & _MASK64
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        return z ^ (z >> 31)
+
+    def random(self) -> float:
+        """A float64 in [0, 1): the top 53 bits of the next output, times 2**-53 (exact)."""
+        return (self.next_u64() >> 11) * 2.0**-53
+
+
+@dataclass
+class SamplerSettings:
+    strategy: str = "sample"
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 0
+    allow_unk: bool = False
+
+    def validate(self) -> SamplerSettings:
+        if self.strategy not in STRATEGIES:
+            raise UsageError(f"unknown --strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if not (np.isfinite(self.temperature) and self.temperature > 0):
+            raise UsageError(f"--temperature must be a positive number, got {self.temperature}")
+        if self.top_k < 0:
+            raise UsageError(f"--top-k must be 0 (off) or a positive number, got {self.top_k}")
+        if not (0.0 < self.top_p <= 1.0):
+            raise UsageError(f"--top-p must lie in (0, 1], got {self.top_p}")
+        if not 0 <= self.seed < SEED_LIMIT:
+            raise UsageError(f"--seed must be a whole number from 0 to 2**64 - 1, got {self.seed}")
+        return self
+
+
+def masked_logits(logits: np.ndarray, settings: SamplerSettings) -> np.ndarray:
+    """Step 1: float64 logits, with ``<unk>`` set to -inf unless it is allowed (or the only token)."""
+    z = np.array(logits, dtype=np.float64)
+    if not settings.allow_unk and z.shape[0] > 1:
+        z[UNK_ID] = -np.inf
+    return z
+
+
+def probabilities(z: np.ndarray, settings: SamplerSettings) -> np.ndarray:
+    """Steps 2 to 5: temperature, the top-k cut, softmax, the top-p cut and renormalization."""
+    z = z / settings.temperature
+    if 0 < settings.top_k < z.shape[0]:
+        kth = -np.sort(-z, kind="stable")[settings.top_k - 1]
+        z[z < kth] = -np.inf  # ties with the k-th value are all kept
+    w = np.exp(z - z.max())
+    p = w / np.cumsum(w)[-1]
+    if settings.top_p < 1.0:
+        order = np.argsort(-p, kind="stable")  # most likely first; equal probabilities by lower id
+        cumulative = np.cumsum(p[order])
+        kept = order[: int(np.searchsorted(cumulative, settings.top_p, side="left")) + 1]
+        cut = np.zeros_like(p)
+        cut[kept] = p[kept]
+        p = cut / np.cumsum(cut)[-1]
+    return p
+
+
+def pick(p: np.ndarray, u: float) -> int:
+    """Step 6: the first token whose cumulative probability exceeds ``u`` times the total."""
+    cumulative = np.cumsum(p)
+    i = int(np.searchsorted(cumulative, u * cumulative[-1], side="right"))
+    return i if i < p.shape[0] else int(np.flatnonzero(p)[-1])
+
+
+def draw_margin(p: np.ndarray, u: float) -> float:
+    """How far the draw lies from the nearest cumulative boundary, as a fraction of the total.
+
+    Two runtimes whose float32 logits differ in the last bits may pick different
+    tokens only where this margin is tiny (the contract allows 1e-6).
+    """
+    cumulative = np.cumsum(p)
+    return float(np.min(np.abs(cumulative / cumulative[-1] - u)))
+
+
+def next_token(logits: np.ndarray, settings: SamplerSettings, rng: SplitMix64) -> int:
+    """Pick the next token id from one row of logits; greedy takes no draw from ``rng``."""
+    z = masked_logits(logits, settings)
+    if settings.strategy == "greedy":
+        return int(np.argmax(z))  # ties: the lowest id
+    return pick(probabilities(z, settings), rng.random())
+
+
+def iter_generate(logits_fn: LogitsFn, prompt_ids: list[int], n_tokens: int, seq_len: int,
+                  settings: SamplerSettings) -> Iterator[int]:
+    """Yield ``n_tokens`` new token ids, each conditioned on the last ``seq_len`` tokens."""
+    rng = SplitMix64(settings.seed)
+    ids = list(prompt_ids)
+    for _ in range(n_tokens):
+        context = np.asarray([ids[-seq_len:]], dtype=np.int64)
+        token = next_token(np.asarray(logits_fn(context))[0], settings, rng)
+        ids.append(token)
+        yield token
+
+
+def generate(logits_fn: LogitsFn, prompt_ids: list[int], n_tokens: int, seq_len: int,
+             settings: SamplerSettings) -> list[int]:
+    return list(iter_generate(logits_fn, prompt_ids, n_tokens, seq_len, settings))
