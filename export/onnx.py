@@ -7,14 +7,14 @@ anything is written the model must pass ``onnx.checker`` (full check, with
 shape inference) and onnxruntime's logits must match the source model's
 (PyTorch, or the NumPy reference where torch is not installed) within
 DESIGN.md's 1e-5 on random batches of several shapes; otherwise nothing is
-written and the command exits 1.
+written and the command exits 1 (``RunFailed``). An existing ``--out`` is
+replaced only with ``--overwrite``, as the trainers do with run folders.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +25,13 @@ import onnx.checker
 import onnx.defs
 
 from export.graph import DEFAULT_OPSET, MIN_OPSET, build_model
-from export.metadata import ModelCard, to_props
+from export.metadata import ModelCard, to_props, validation_summary
 from export.session import OnnxLM, open_session
 from wordrnn.core.config import Config
-from wordrnn.core.errors import UsageError, cli
+from wordrnn.core.errors import RunFailed, UsageError, cli
 from wordrnn.core.params import Params
 from wordrnn.core.sampling import LogitsFn
-from wordrnn.run.folder import Run, atomic_write_bytes, load_run
+from wordrnn.run.folder import Run, atomic_write_bytes, check_out_file, load_run, read_metrics
 
 TOLERANCE = 1e-5  # DESIGN.md: ONNX (onnxruntime) vs source model logits, max abs diff
 BATCHES = (1, 7)
@@ -106,7 +106,7 @@ def export_run(run: Run, opset: int = DEFAULT_OPSET, reference: str | None = Non
     """Build, check and compare the ONNX model for ``run``; does not write anything."""
     exporter, build = graph_builder(source)
     card = ModelCard(run.config, run.vocab, {"framework": run.framework, "run": run.path.name,
-                                             "exporter": exporter})
+                                             "exporter": exporter, **validation_summary(read_metrics(run.path))})
     model = build(run.params, run.config, opset, metadata=to_props(card))
     onnx.checker.check_model(model, full_check=True)
     payload = model.SerializeToString()
@@ -130,6 +130,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--run", required=True, metavar="DIR", help="run folder written by a trainer")
     parser.add_argument("--out", default=None, metavar="FILE", help="ONNX file to write (default: DIR/model.onnx)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                         help=f"ONNX opset, {MIN_OPSET} to {onnx.defs.onnx_opset_version()} (default: %(default)s)")
     parser.add_argument("--from", dest="source", choices=SOURCES, default="weights",
@@ -149,8 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(f"--opset must lie between {MIN_OPSET} and {newest} (this onnx), got {args.opset}")
     run = load_run(args.run)
     out = Path(args.out) if args.out else run.path / "model.onnx"
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a file name such as {out / 'model.onnx'}")
+    check_out_file(out, args.overwrite)
     exported = export_run(run, args.opset, args.reference, args.source)
     config = run.config
     sizes = f"V={config.vocab_size}, H={config.hidden_size}" + (
@@ -161,9 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"onnxruntime vs {exported.reference} on batch x seq {shapes}: "
           f"worst |logit difference| {exported.worst:.3g} (tolerance {TOLERANCE:g})")
     if not exported.worst <= TOLERANCE:
-        print(f"error: the exported model's logits differ from {exported.reference}'s by {exported.worst:.3g} "
-              f"> {TOLERANCE:g}; nothing written", file=sys.stderr)
-        return 1
+        raise RunFailed(f"the exported model's logits differ from {exported.reference}'s by {exported.worst:.3g} "
+                        f"> {TOLERANCE:g}; nothing written")
     atomic_write_bytes(out, exported.payload)
     print(f"wrote {out} ({human_size(len(exported.payload))}, one self-contained file)")
     return 0
