@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wordrnn.core.cells import get_cell
+from wordrnn.core.cells import CELLS, get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.errors import UsageError
 
@@ -61,6 +61,10 @@ def init_params(config: Config, seed: int | None = None, dtype=np.float32) -> Pa
 def check_params(params: Params, config: Config) -> None:
     """Raise ``UsageError`` if ``params`` do not match the shapes ``config`` implies."""
     expected = param_shapes(config)
+    weights_cell = cell_of(params)
+    if weights_cell is not None and weights_cell != config.cell:
+        raise UsageError(f"the weights hold the {weights_cell} cell but the configuration says --cell {config.cell}; "
+                         f"use --cell {weights_cell}, or weights trained with --cell {config.cell}")
     missing = sorted(set(expected) - set(params))
     if missing:
         raise UsageError(f"weights lack {', '.join(missing)}; the run folder does not hold a {config.model} model")
@@ -70,3 +74,12 @@ def check_params(params: Params, config: Config) -> None:
                 f"weight {name} has shape {tuple(params[name].shape)} but the vocabulary and "
                 f"config need {shape}; the weights and vocab.json come from different runs"
             )
+
+
+def cell_of(params: Params) -> str | None:
+    """The cell whose gate count the stacked ``rnn.w_hh`` [G*H, H] implies (None if none does, or it is absent)."""
+    w_hh = params.get("rnn.w_hh")
+    if w_hh is None or w_hh.ndim != 2 or w_hh.shape[1] == 0 or w_hh.shape[0] % w_hh.shape[1]:
+        return None
+    gates = w_hh.shape[0] // w_hh.shape[1]
+    return next((name for name, cell in CELLS.items() if cell.num_gates == gates), None)
