@@ -1,0 +1,121 @@
+#!/usr/bin/env node
+// node web/generate.mjs --model FILE --prompt ... --words N: the same flags and the same output as
+// `python -m export.generate`, by docs/GENERATION.md, with onnxruntime-node.
+
+import { readFile, stat } from "node:fs/promises";
+import { parseArgs } from "node:util";
+
+import * as ort from "onnxruntime-node";
+
+import { WordrnnError, WordrnnModel, generateText, promptToIds, samplerSettings, unknownWords, UNK } from "./wordrnn.mjs";
+
+const HELP = `usage: node web/generate.mjs --model FILE [--prompt TEXT] [--words N] [--num-samples N]
+                                [--strategy {sample,greedy}] [--temperature T] [--top-k K] [--top-p P]
+                                [--seed S] [--allow-unk]
+
+Generate verse from an exported wordrnn ONNX model with onnxruntime-node, by docs/GENERATION.md:
+the same flags, and for the same file, prompt, settings and seed the same text, as python -m export.generate.
+
+  --model FILE        the .onnx file written by python -m export.onnx
+  --prompt TEXT       text to continue (default: 'the')
+  --words N           tokens to generate: words, punctuation marks and line breaks (default: 60)
+  --num-samples N     texts to generate; sample i uses seed --seed + i (default: 1)
+  --strategy S        greedy: always the most likely token; sample: draw from the distribution (default: sample)
+  --temperature T     divide the logits by this (default: 1.0)
+  --top-k K           keep only the k most likely tokens (default: 0, all)
+  --top-p P           keep the smallest set of tokens whose probability reaches p (default: 1.0, all)
+  --seed S            seed of the sampler's SplitMix64 generator, 0 to 2**64-1 (default: 0)
+  --allow-unk         let the model write <unk> (default: never)
+`;
+
+const OPTIONS = {
+  model: { type: "string" },
+  prompt: { type: "string", default: "the" },
+  words: { type: "string", default: "60" },
+  "num-samples": { type: "string", default: "1" },
+  strategy: { type: "string", default: "sample" },
+  temperature: { type: "string", default: "1.0" },
+  "top-k": { type: "string", default: "0" },
+  "top-p": { type: "string", default: "1.0" },
+  seed: { type: "string", default: "0" },
+  "allow-unk": { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+};
+
+/** Python's repr of a string, for the note about unknown words. */
+function repr(text) {
+  const quote = text.includes("'") && !text.includes('"') ? '"' : "'";
+  return quote + text.replaceAll("\\", "\\\\").replaceAll(quote, "\\" + quote).replaceAll("\n", "\\n") + quote;
+}
+
+function integer(name, text) {
+  if (!/^\s*[+-]?\d+\s*$/.test(text)) throw new WordrnnError(`argument --${name}: invalid int value: ${repr(text)}`);
+  return BigInt(text.trim());
+}
+
+function float(name, text) {
+  const t = text.trim().toLowerCase();
+  const special = { inf: Infinity, "+inf": Infinity, "-inf": -Infinity, infinity: Infinity, nan: NaN };
+  if (t in special) return special[t];
+  const value = Number(t);
+  if (t === "" || Number.isNaN(value)) throw new WordrnnError(`argument --${name}: invalid float value: ${repr(text)}`);
+  return value;
+}
+
+function parse(argv) {
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new WordrnnError(err.message);
+  }
+  if (values.help) return { help: true };
+  if (values.model === undefined) throw new WordrnnError("the following arguments are required: --model");
+  if (!["sample", "greedy"].includes(values.strategy)) {
+    throw new WordrnnError(`argument --strategy: invalid choice: ${repr(values.strategy)} (choose from 'sample', 'greedy')`);
+  }
+  const words = integer("words", values.words);
+  const numSamples = integer("num-samples", values["num-samples"]);
+  const topK = integer("top-k", values["top-k"]);
+  const seed = integer("seed", values.seed);
+  const temperature = float("temperature", values.temperature);
+  const topP = float("top-p", values["top-p"]);
+  if (words <= 0n) throw new WordrnnError(`--words must be a positive number, got ${words}`);
+  if (numSamples <= 0n) throw new WordrnnError(`--num-samples must be a positive number, got ${numSamples}`);
+  const settings = samplerSettings({ strategy: values.strategy, temperature, topK: Number(topK), topP, seed,
+    allowUnk: values["allow-unk"] });
+  samplerSettings({ ...settings, seed: seed + numSamples - 1n }); // the last sample's seed fits too
+  return { model: values.model, prompt: values.prompt, words: Number(words), numSamples: Number(numSamples),
+    settings };
+}
+
+async function main(argv) {
+  const args = parse(argv);
+  if (args.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  const info = await stat(args.model).catch(() => null);
+  if (!info?.isFile()) {
+    throw new WordrnnError(`${args.model} is not a file; give the .onnx file written by python -m export.onnx`);
+  }
+  const model = await WordrnnModel.load(ort, await readFile(args.model), args.model,
+    { logSeverityLevel: 3, executionProviders: ["cpu"] });
+  promptToIds(args.prompt, model.card); // refuses an empty or all-unknown prompt before anything is printed
+  const unknown = unknownWords(args.prompt, model.card);
+  if (unknown.length) process.stderr.write(`note: ${unknown.map(repr).join(", ")} not in the vocabulary; read as ${UNK}\n`);
+  for (let i = 0; i < args.numSamples; i++) {
+    const settings = { ...args.settings, seed: args.settings.seed + BigInt(i) };
+    if (args.numSamples > 1) process.stdout.write((i ? "\n" : "") + `--- sample ${i + 1}, seed ${settings.seed} ---\n`);
+    await generateText(model, args.prompt, args.words, settings, (piece) => {
+      process.stdout.write(piece);
+    });
+    process.stdout.write("\n");
+  }
+}
+
+main(process.argv.slice(2)).catch((err) => {
+  if (!(err instanceof WordrnnError)) throw err;
+  process.stderr.write(`error: ${err.message}\n`);
+  process.exitCode = 2;
+});

@@ -1,0 +1,459 @@
+// wordrnn generation in JavaScript, by the contract of docs/GENERATION.md ("wordrnn-generation 1").
+//
+// One ES module that runs unchanged in Node.js and in the browser: it imports nothing, and the caller hands
+// it onnxruntime (onnxruntime-node in Node, onnxruntime-web in the page). Everything here mirrors the
+// Python reference step for step: data/tokenizer.py (tokenizer, detokenizer), wordrnn/core/sampling.py
+// (SplitMix64 and the sampler) and wordrnn/run/generation.py (prompt handling and generation).
+
+export const GENERATION = "wordrnn-generation 1";
+export const FORMAT = "1";
+export const KEYS = ["wordrnn.format", "wordrnn.config", "wordrnn.vocab", "wordrnn.tokenizer", "wordrnn.source",
+  "wordrnn.generation"];
+export const INPUT_NAME = "tokens";
+export const OUTPUT_NAME = "logits";
+export const UNK = "<unk>";
+export const UNK_ID = 0;
+export const NEWLINE = "\n";
+const MODELS = ["onehot", "embedding"];
+const CELLS = ["rnn", "lstm", "gru"];
+const TOKENIZERS = ["default", "whitespace"];
+export const STRATEGIES = ["sample", "greedy"];
+
+/** Bad input (a file, a prompt, a setting): the message says what is wrong and what to do. */
+export class WordrnnError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "WordrnnError";
+  }
+}
+
+// ------------------------------------------------------------------ metadata: ModelProto field 14
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** A protobuf reader over bytes that refuses to read past the end. */
+class ProtoReader {
+  constructor(bytes, start = 0, end = bytes.length) {
+    this.bytes = bytes;
+    this.pos = start;
+    this.end = end;
+  }
+
+  done() {
+    return this.pos >= this.end;
+  }
+
+  varint() {
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.end) throw new WordrnnError("truncated");
+      const byte = this.bytes[this.pos++];
+      value += (byte & 0x7f) * scale;
+      if (byte < 0x80) return value;
+      scale *= 128;
+    }
+    throw new WordrnnError("a varint longer than 10 bytes");
+  }
+
+  /** [field number, wire type] of the next field. */
+  tag() {
+    const tag = this.varint();
+    const field = Math.floor(tag / 8);
+    if (field === 0) throw new WordrnnError("field number 0");
+    return [field, tag % 8];
+  }
+
+  /** The [start, end) of a length-delimited field's payload. */
+  span() {
+    const length = this.varint();
+    if (length > this.end - this.pos) throw new WordrnnError("truncated");
+    const start = this.pos;
+    this.pos += length;
+    return [start, this.pos];
+  }
+
+  skip(wire) {
+    if (wire === 0) this.varint();
+    else if (wire === 2) this.span();
+    else if (wire === 1 || wire === 5) {
+      const size = wire === 1 ? 8 : 4;
+      if (size > this.end - this.pos) throw new WordrnnError("truncated");
+      this.pos += size;
+    } else throw new WordrnnError(`wire type ${wire}`);
+  }
+
+  string([start, end]) {
+    return utf8.decode(this.bytes.subarray(start, end));
+  }
+}
+
+/** One StringStringEntryProto: {1: key, 2: value}, both strings, empty when absent. */
+function readEntry(reader, [start, end]) {
+  const entry = new ProtoReader(reader.bytes, start, end);
+  let key = "";
+  let value = "";
+  while (!entry.done()) {
+    const [field, wire] = entry.tag();
+    if ((field === 1 || field === 2) && wire === 2) {
+      const text = entry.string(entry.span());
+      if (field === 1) key = text;
+      else value = text;
+    } else entry.skip(wire);
+  }
+  return [key, value];
+}
+
+/**
+ * The model's metadata_props (ModelProto field 14) as a Map, later entries winning, as `onnx` reads them.
+ * Reads only the top level of the file and skips the graph, so it is quick for any model size.
+ * Throws WordrnnError for bytes that are not a protobuf message (a truncated or foreign file).
+ */
+export function readMetadata(bytes, where = "the file") {
+  const reader = new ProtoReader(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes));
+  const props = new Map();
+  try {
+    while (!reader.done()) {
+      const [field, wire] = reader.tag();
+      if (field === 14 && wire === 2) {
+        const [key, value] = readEntry(reader, reader.span());
+        props.set(key, value);
+      } else reader.skip(wire);
+    }
+  } catch (err) {
+    if (!(err instanceof WordrnnError) && !(err instanceof TypeError)) throw err;
+    throw new WordrnnError(`${where} is not an ONNX model (${err.message}); give the .onnx file written by ` +
+      "python -m export.onnx");
+  }
+  return props;
+}
+
+function parseJson(text, what) {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new WordrnnError(`${what} (${err.message})`);
+  }
+}
+
+/** The model card from metadata_props: the same checks, in the same order, as export/metadata.py. */
+export function cardFromMetadata(props, where = "the file") {
+  const missing = KEYS.filter((key) => !props.has(key));
+  if (missing.length === KEYS.length) {
+    throw new WordrnnError(`${where} has no wordrnn metadata; export a run folder with python -m export.onnx`);
+  }
+  if (missing.length) {
+    throw new WordrnnError(`${where} lacks the metadata ${missing.join(", ")}; export it again with ` +
+      "python -m export.onnx");
+  }
+  if (props.get("wordrnn.format") !== FORMAT) {
+    throw new WordrnnError(`${where} has wordrnn metadata format '${props.get("wordrnn.format")}'; ` +
+      `this version reads '${FORMAT}'`);
+  }
+  if (props.get("wordrnn.generation") !== GENERATION) {
+    throw new WordrnnError(`${where} follows the generation contract '${props.get("wordrnn.generation")}'; ` +
+      `this version follows '${GENERATION}'`);
+  }
+  const unreadable = `${where} has unreadable wordrnn metadata`;
+  const config = parseJson(props.get("wordrnn.config"), unreadable);
+  const tokens = parseJson(props.get("wordrnn.vocab"), unreadable);
+  const tokenizer = parseJson(props.get("wordrnn.tokenizer"), unreadable);
+  const source = parseJson(props.get("wordrnn.source"), unreadable);
+  if (!config || typeof config !== "object" || !Array.isArray(tokens) || !tokens.every((t) => typeof t === "string")
+      || !tokenizer || typeof tokenizer !== "object") {
+    throw new WordrnnError(`${unreadable}; export it again`);
+  }
+  if (tokens[0] !== UNK) throw new WordrnnError(`${unreadable} (a vocabulary starts with '${UNK}'); export it again`);
+  const cell = config.cell ?? "rnn";
+  if (!MODELS.includes(config.model) || !CELLS.includes(cell) || !TOKENIZERS.includes(tokenizer.mode)
+      || !Number.isInteger(config.seq_len) || config.seq_len <= 0) {
+    throw new WordrnnError(`${where} has wordrnn metadata this version does not understand (model ` +
+      `'${config.model}', cell '${cell}', tokenizer '${tokenizer.mode}', seq_len ${config.seq_len})`);
+  }
+  if (tokens.length !== config.vocab_size) {
+    throw new WordrnnError(`${where}: the vocabulary in the metadata has ${tokens.length} tokens but the config ` +
+      `says ${config.vocab_size}; export it again`);
+  }
+  const index = new Map();
+  tokens.forEach((token, id) => index.set(token, id));
+  return {
+    config, tokens, index, cell, model: config.model, seqLen: config.seq_len, vocabSize: tokens.length,
+    tokenizer: tokenizer.mode, minFreq: tokenizer.min_freq,
+    source: source && typeof source === "object" && !Array.isArray(source) ? source : {},
+    get framework() { return String(this.source.framework ?? "unknown"); },
+    get valPpl() { return typeof this.source.val_ppl === "number" ? this.source.val_ppl : null; },
+  };
+}
+
+// ------------------------------------------------------------------ tokenizer and detokenizer
+
+// Python's str.isspace characters: the contract's whitespace.
+const WS = "\\t\\n\\v\\f\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+const WORD = "[\\p{L}\\p{N}]";
+const TOKEN = new RegExp(`${WORD}+(?:'${WORD}+)*|\\n|[^\\p{L}\\p{N}_${WS}]|_`, "gu");
+const WHITESPACE_RUN = new RegExp(`[${WS}]+`, "u");
+
+/** LF line ends, straight quotes, lower case, NFC. */
+export function normalize(text) {
+  return text.replace(/\r\n?/g, "\n").replace(/[\u2018\u2019\u201a\u201b]/g, "'")
+    .replace(/[\u201c\u201d\u201e\u201f]/g, '"').toLowerCase().normalize("NFC");
+}
+
+/** At most two line breaks in a row, none at the start or the end. */
+export function collapseNewlines(tokens) {
+  const out = [];
+  let run = 0;
+  for (const token of tokens) {
+    if (token === NEWLINE) {
+      run += 1;
+      if (run <= 2 && out.length) out.push(token);
+      continue;
+    }
+    run = 0;
+    out.push(token);
+  }
+  while (out.length && out[out.length - 1] === NEWLINE) out.pop();
+  return out;
+}
+
+export function tokenize(text, mode = "default") {
+  if (mode === "whitespace") return text.toLowerCase().split(WHITESPACE_RUN).filter((t) => t !== "");
+  if (mode !== "default") throw new WordrnnError(`unknown tokenizer mode '${mode}'`);
+  return collapseNewlines(normalize(text).match(TOKEN) ?? []);
+}
+
+const NO_SPACE_BEFORE = new Set([",", ".", ";", ":", "!", "?", ")", "]", "}", "'", "'s", "n't"]);
+const NO_SPACE_AFTER = new Set(["(", "[", "{"]);
+
+/** Tokens in, text out, one token at a time; push returns only the text the token adds. */
+export class Detokenizer {
+  constructor() {
+    this.last = "";
+  }
+
+  push(token) {
+    const last = this.last;
+    const space = last !== "" && last !== NEWLINE && token !== NEWLINE && !NO_SPACE_AFTER.has(last[last.length - 1])
+      && !NO_SPACE_BEFORE.has(token);
+    this.last = token;
+    return space ? " " + token : token;
+  }
+}
+
+export function detokenize(tokens) {
+  const detok = new Detokenizer();
+  return tokens.map((t) => detok.push(t)).join("");
+}
+
+// ------------------------------------------------------------------ SplitMix64 and the sampler
+
+const MASK64 = (1n << 64n) - 1n;
+export const SEED_LIMIT = 1n << 64n;
+
+export class SplitMix64 {
+  constructor(seed) {
+    const s = BigInt(seed);
+    if (s < 0n || s >= SEED_LIMIT) throw new WordrnnError(`a seed is a whole number from 0 to 2**64 - 1, got ${seed}`);
+    this.state = s;
+  }
+
+  nextU64() {
+    this.state = (this.state + 0x9e3779b97f4a7c15n) & MASK64;
+    let z = this.state;
+    z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & MASK64;
+    z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & MASK64;
+    return z ^ (z >> 31n);
+  }
+
+  /** A float64 in [0, 1): the top 53 bits of the next output times 2**-53. */
+  random() {
+    return Number(this.nextU64() >> 11n) * 2 ** -53;
+  }
+}
+
+/** Defaults of every generate command; seed is a BigInt-able whole number. */
+export function samplerSettings(values = {}) {
+  const s = { strategy: "sample", temperature: 1.0, topK: 0, topP: 1.0, seed: 0n, allowUnk: false, ...values };
+  if (!STRATEGIES.includes(s.strategy)) {
+    throw new WordrnnError(`unknown --strategy '${s.strategy}'; choose one of ${STRATEGIES.join(", ")}`);
+  }
+  if (!(Number.isFinite(s.temperature) && s.temperature > 0)) {
+    throw new WordrnnError(`--temperature must be a positive number, got ${s.temperature}`);
+  }
+  if (!Number.isInteger(s.topK) || s.topK < 0) {
+    throw new WordrnnError(`--top-k must be 0 (off) or a positive number, got ${s.topK}`);
+  }
+  if (!(s.topP > 0 && s.topP <= 1)) throw new WordrnnError(`--top-p must lie in (0, 1], got ${s.topP}`);
+  let seed;
+  try {
+    seed = BigInt(s.seed);
+  } catch {
+    seed = -1n;
+  }
+  if (seed < 0n || seed >= SEED_LIMIT) {
+    throw new WordrnnError(`--seed must be a whole number from 0 to 2**64 - 1, got ${s.seed}`);
+  }
+  return { ...s, seed };
+}
+
+/** Step 1: float64 logits, <unk> at -Infinity unless allowed (or the only token). */
+export function maskedLogits(logits, settings) {
+  const z = Float64Array.from(logits);
+  if (!settings.allowUnk && z.length > 1) z[UNK_ID] = -Infinity;
+  return z;
+}
+
+export function argmax(z) {
+  let best = 0;
+  for (let i = 1; i < z.length; i++) if (z[i] > z[best]) best = i;
+  return best;
+}
+
+/** Left-to-right float64 sum in token-id order. */
+function total(values) {
+  let s = 0;
+  for (let i = 0; i < values.length; i++) s += values[i];
+  return s;
+}
+
+/** Steps 2 to 5: temperature, top-k, softmax, top-p and renormalization. */
+export function probabilities(masked, settings) {
+  const n = masked.length;
+  const z = new Float64Array(n);
+  for (let i = 0; i < n; i++) z[i] = masked[i] / settings.temperature;
+  if (settings.topK > 0 && settings.topK < n) {
+    const kth = Float64Array.from(z).sort().reverse()[settings.topK - 1];
+    for (let i = 0; i < n; i++) if (z[i] < kth) z[i] = -Infinity;
+  }
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) if (z[i] > max) max = z[i];
+  const w = new Float64Array(n);
+  for (let i = 0; i < n; i++) w[i] = Math.exp(z[i] - max);
+  const s = total(w);
+  let p = new Float64Array(n);
+  for (let i = 0; i < n; i++) p[i] = w[i] / s;
+  if (settings.topP < 1) {
+    const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => p[b] - p[a] || a - b);
+    let kept = n;
+    let c = 0;
+    for (let j = 0; j < n; j++) {
+      c += p[order[j]];
+      if (c >= settings.topP) {
+        kept = j + 1;
+        break;
+      }
+    }
+    const cut = new Float64Array(n);
+    for (let j = 0; j < kept; j++) cut[order[j]] = p[order[j]];
+    const s2 = total(cut);
+    p = new Float64Array(n);
+    for (let i = 0; i < n; i++) p[i] = cut[i] / s2;
+  }
+  return p;
+}
+
+/** Step 6: the first token whose cumulative probability exceeds u times the total. */
+export function pick(p, u) {
+  const n = p.length;
+  const cumulative = new Float64Array(n);
+  let c = 0;
+  for (let i = 0; i < n; i++) cumulative[i] = c += p[i];
+  const target = u * cumulative[n - 1];
+  for (let i = 0; i < n; i++) if (cumulative[i] > target) return i;
+  for (let i = n - 1; i > 0; i--) if (p[i] > 0) return i;
+  return 0;
+}
+
+export function nextToken(logits, settings, rng) {
+  const z = maskedLogits(logits, settings);
+  if (settings.strategy === "greedy") return argmax(z);
+  return pick(probabilities(z, settings), rng.random());
+}
+
+// ------------------------------------------------------------------ the model and generation
+
+/** An exported .onnx file open in onnxruntime, with its model card. */
+export class WordrnnModel {
+  constructor(ort, session, card, where) {
+    this.ort = ort;
+    this.session = session;
+    this.card = card;
+    this.where = where;
+  }
+
+  /** Read the card first (quick, and a clear message for a foreign file), then start onnxruntime. */
+  static async load(ort, bytes, where = "the file", sessionOptions = {}) {
+    const data = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+    const card = cardFromMetadata(readMetadata(data, where), where);
+    let session;
+    try {
+      session = await ort.InferenceSession.create(data, sessionOptions);
+    } catch (err) {
+      const reason = String(err?.message ?? err).split("\n")[0];
+      throw new WordrnnError(`${where} is not an ONNX model onnxruntime can load (${reason})`);
+    }
+    if (!session.inputNames.includes(INPUT_NAME) || !session.outputNames.includes(OUTPUT_NAME)) {
+      throw new WordrnnError(`${where} has wordrnn metadata but no input '${INPUT_NAME}' and output ` +
+        `'${OUTPUT_NAME}'; export it again with python -m export.onnx`);
+    }
+    return new WordrnnModel(ort, session, card, where);
+  }
+
+  /** float32 logits [V] of the next token after the context ids. */
+  async logits(context) {
+    const tokens = new this.ort.Tensor("int64", BigInt64Array.from(context, (id) => BigInt(id)), [1, context.length]);
+    const result = await this.session.run({ [INPUT_NAME]: tokens });
+    return result[OUTPUT_NAME].data;
+  }
+}
+
+/** The prompt's tokens that the vocabulary lacks (read as <unk>). */
+export function unknownWords(prompt, card) {
+  return [...new Set(tokenize(prompt, card.tokenizer).filter((t) => !card.index.has(t)))].sort();
+}
+
+/** Tokenize a prompt; refuse an empty or all-unknown one with the Python messages. */
+export function promptToIds(prompt, card) {
+  const tokens = tokenize(prompt, card.tokenizer);
+  if (!tokens.length) throw new WordrnnError("the prompt is empty; give at least one word with --prompt");
+  const ids = tokens.map((t) => card.index.get(t) ?? UNK_ID);
+  if (ids.every((id) => id === UNK_ID) && !tokens.includes(UNK)) {
+    throw new WordrnnError(`every word of the prompt (${tokens.join(" ")}) is unknown to this model and maps to ` +
+      `${UNK}; use words from the training poems`);
+  }
+  return ids;
+}
+
+/** Yield nTokens new token ids, each conditioned on the last seq_len tokens. */
+export async function* generateIds(model, promptIds, nTokens, settings) {
+  const rng = new SplitMix64(settings.seed);
+  const ids = [...promptIds];
+  const seqLen = model.card.seqLen;
+  for (let i = 0; i < nTokens; i++) {
+    const logits = await model.logits(ids.slice(-seqLen));
+    const token = nextToken(logits, settings, rng);
+    ids.push(token);
+    yield token;
+  }
+}
+
+/**
+ * Prompt in, verse out. onPiece(text, tokenId) receives each piece of text as it is written (the prompt's
+ * pieces with tokenId null); returns {text, ids} with ids the generated token ids.
+ */
+export async function generateText(model, prompt, nTokens, settings, onPiece = () => {}) {
+  const promptIds = promptToIds(prompt, model.card);
+  const detok = new Detokenizer();
+  const pieces = [];
+  for (const id of promptIds) {
+    pieces.push(detok.push(model.card.tokens[id]));
+    onPiece(pieces[pieces.length - 1], null);
+  }
+  const ids = [];
+  for await (const id of generateIds(model, promptIds, nTokens, settings)) {
+    ids.push(id);
+    pieces.push(detok.push(model.card.tokens[id]));
+    await onPiece(pieces[pieces.length - 1], id);
+  }
+  return { text: pieces.join(""), ids };
+}
