@@ -5,15 +5,31 @@ from __future__ import annotations
 import csv
 import io
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from wordrnn.core.errors import UsageError
 
-_POEM_BREAK = re.compile(r"\n[ \t]*\n[ \t]*\n+")
+_ONE_BLANK = re.compile(r"\n[ \t]*\n")
+_TWO_BLANKS = re.compile(r"\n[ \t]*\n[ \t]*\n+")
+# A .txt corpus separates poems by two blank lines (stanzas by one) only if two-blank breaks are common:
+# at least this share of all breaks. A few stray double blank lines in a one-blank-line corpus do not count.
+TWO_BLANKS_SHARE = 0.1
+
+
+@dataclass
+class Corpus:
+    poems: list[str]
+    separator: str  # in words: "CSV column 'text'", "two blank lines", "one blank line"
 
 
 def read_poems(path: Path, text_column: str = "text") -> list[str]:
     """The poems of a corpus file, as raw strings (UTF-8, CRLF or LF)."""
+    return read_corpus(path, text_column).poems
+
+
+def read_corpus(path: Path, text_column: str = "text") -> Corpus:
+    """The poems of a corpus file and how they were told apart."""
     try:
         raw = path.read_bytes()
     except OSError as err:
@@ -26,13 +42,13 @@ def read_poems(path: Path, text_column: str = "text") -> list[str]:
         ) from None
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if path.suffix.lower() == ".csv":
-        poems = _read_csv(text, path, text_column)
+        poems, separator = _read_csv(text, path, text_column), f"CSV column {text_column!r}"
     else:
-        poems = _read_txt(text)
+        poems, separator = _read_txt(text)
     poems = [p for p in poems if p.strip()]
     if not poems:
         raise UsageError(f"{path} holds no text; give a corpus with at least one poem")
-    return poems
+    return Corpus(poems, separator)
 
 
 def _read_csv(text: str, path: Path, column: str) -> list[str]:
@@ -47,9 +63,12 @@ def _read_csv(text: str, path: Path, column: str) -> list[str]:
     return [row[column] or "" for row in reader]
 
 
-def _read_txt(text: str) -> list[str]:
-    """Poems are separated by two or more blank lines; if there are none, by one blank line."""
-    poems = _POEM_BREAK.split(text)
-    if len(poems) == 1:
-        poems = re.split(r"\n[ \t]*\n", text)
-    return poems
+def _read_txt(text: str) -> tuple[list[str], str]:
+    """Poems separated by two or more blank lines where such breaks are common; else by one blank line."""
+    breaks = len(_ONE_BLANK.findall(text))
+    double = len(_TWO_BLANKS.findall(text))
+    if double and double >= TWO_BLANKS_SHARE * breaks:
+        return _TWO_BLANKS.split(text), "two blank lines"
+    if breaks:
+        return _ONE_BLANK.split(text), "one blank line"
+    return [text], "none (one poem)"

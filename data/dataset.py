@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from data.corpus import read_poems
+from data.corpus import read_corpus
 from data.locate import locate_corpus
 from data.tokenizer import tokenize
 from data.vocab import Vocab
-from wordrnn.core.config import Config
 from wordrnn.core.errors import UsageError
 
 
@@ -31,11 +30,21 @@ class Dataset:
     val_x: np.ndarray
     val_y: np.ndarray
     source: Path | None = None
+    separator: str = ""  # how poems were told apart in the corpus file (``read_corpus``)
 
     @property
     def val_oov_rate(self) -> float:
         """Share of validation targets that are ``<unk>`` (words unseen, or too rare, in training)."""
-        return float(np.mean(self.val_y == 0)) if len(self.val_y) else 0.0
+        return float(np.mean(self.val_y == self.vocab.unk_id)) if len(self.val_y) else 0.0
+
+    @property
+    def poems(self) -> int:
+        return len(self.train_ids) + len(self.val_ids)
+
+    def describe_source(self) -> str:
+        """What was read, in words: ``poems.txt: 535 poems (separated by one blank line)``."""
+        how = f"from {self.separator}" if self.separator.startswith("CSV") else f"separated by {self.separator}"
+        return f"{self.source}: {self.poems} poems ({how})"
 
 
 def split_poems(n_poems: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,28 +70,36 @@ def make_windows(poems: list[np.ndarray], seq_len: int) -> tuple[np.ndarray, np.
     return np.concatenate(xs).astype(np.int64), np.concatenate(ys).astype(np.int64)
 
 
-def build_dataset(poems: list[str], config: Config, vocab: Vocab | None = None) -> Dataset:
+def build_dataset(poems: list[str], *, seq_len: int, tokenizer: str = "default", min_freq: int = 2,
+                  val_fraction: float = 0.1, seed: int = 0, vocab: Vocab | None = None) -> Dataset:
     """Tokenize, split, build (or reuse) the vocabulary, cut windows."""
-    tokens = [tokenize(poem, config.tokenizer) for poem in poems]
-    train_idx, val_idx = split_poems(len(tokens), config.val_fraction, config.seed)
+    tokens = [tokenize(poem, tokenizer) for poem in poems]
+    train_idx, val_idx = split_poems(len(tokens), val_fraction, seed)
     if vocab is None:
-        vocab = Vocab.build((tokens[i] for i in train_idx), config.min_freq, config.tokenizer)
+        vocab = Vocab.build((tokens[i] for i in train_idx), min_freq, tokenizer)
+        if len(vocab) < 2:
+            raise UsageError(f"--min-freq {min_freq} leaves a vocabulary of {len(vocab)} (only <unk>): no word "
+                             f"occurs {min_freq} times in the training poems; use a smaller --min-freq")
     train_ids = [vocab.encode(tokens[i]) for i in train_idx]
     val_ids = [vocab.encode(tokens[i]) for i in val_idx]
-    train_x, train_y = make_windows(train_ids, config.seq_len)
-    val_x, val_y = make_windows(val_ids, config.seq_len)
+    train_x, train_y = make_windows(train_ids, seq_len)
+    val_x, val_y = make_windows(val_ids, seq_len)
     if len(train_x) == 0 or len(val_x) == 0:
         side = "training" if len(train_x) == 0 else "validation"
         raise UsageError(
-            f"the {side} poems are too short for --seq-len {config.seq_len} (no window of "
-            f"{config.seq_len + 1} tokens); use a smaller --seq-len or a larger corpus"
+            f"the {side} poems are too short for --seq-len {seq_len} (no window of "
+            f"{seq_len + 1} tokens); use a smaller --seq-len or a larger corpus"
         )
     return Dataset(vocab, train_ids, val_ids, train_x, train_y, val_x, val_y)
 
 
-def load_dataset(config: Config, vocab: Vocab | None = None) -> Dataset:
-    """Locate and read the corpus named by ``config.data`` (or the defaults) and build the dataset."""
-    path = locate_corpus(config.data)
-    dataset = build_dataset(read_poems(path, config.text_column), config, vocab)
-    dataset.source = path
+def load_dataset(data: str | None = None, *, seq_len: int, text_column: str = "text", tokenizer: str = "default",
+                 min_freq: int = 2, val_fraction: float = 0.1, seed: int = 0,
+                 vocab: Vocab | None = None) -> Dataset:
+    """Locate and read the corpus ``data`` names (or the defaults: ``locate_corpus``) and build the dataset."""
+    path = locate_corpus(data)
+    corpus = read_corpus(path, text_column)
+    dataset = build_dataset(corpus.poems, seq_len=seq_len, tokenizer=tokenizer, min_freq=min_freq,
+                            val_fraction=val_fraction, seed=seed, vocab=vocab)
+    dataset.source, dataset.separator = path, corpus.separator
     return dataset

@@ -2,7 +2,11 @@
 
 The download is the pinned public copy of poems-100.csv; its SHA-256 is
 checked before the file is kept, so a corrupt or tampered copy never lands
-in the cache.
+in the cache, and checked again whenever the cached copy is used (a truncated
+copy is fetched anew).
+
+``python3 -m data.locate`` (standard library only, so it runs before any
+environment is built) prints where the corpus is, or says how to supply it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from wordrnn.core.errors import UsageError
+from wordrnn.core.errors import UsageError, cli
 
 CORPUS_NAME = "poems-100.csv"
 CORPUS_URL = ("https://raw.githubusercontent.com/amank010/Deep-Learning-Lab-Text-Generation/"
@@ -40,8 +44,16 @@ def locate_corpus(path: str | None = None, url: str = CORPUS_URL, sha256: str = 
             return found
     cached = cache_dir() / CORPUS_NAME
     if cached.is_file():
-        return cached
+        digest = sha256_of(cached.read_bytes())
+        if digest == sha256:
+            return cached
+        print(f"wordrnn: the cached corpus {cached} has SHA-256 {digest}, expected {sha256} (damaged or "
+              "truncated); fetching it again", file=sys.stderr)
     return download(url, cached, sha256)
+
+
+def sha256_of(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
 
 
 def download(url: str, dest: Path, sha256: str, timeout: float = 30.0) -> Path:
@@ -55,7 +67,7 @@ def download(url: str, dest: Path, sha256: str, timeout: float = 30.0) -> Path:
             f"no corpus found and the download failed ({getattr(err, 'reason', err)}); "
             f"pass --data PATH, set {ENV_VAR}=PATH, or put {CORPUS_NAME} in {dest.parent}"
         ) from None
-    digest = hashlib.sha256(payload).hexdigest()
+    digest = sha256_of(payload)
     if digest != sha256:
         raise UsageError(
             f"the downloaded corpus has SHA-256 {digest}, expected {sha256}; it was not kept. "
@@ -67,3 +79,21 @@ def download(url: str, dest: Path, sha256: str, timeout: float = 30.0) -> Path:
     os.replace(tmp.name, dest)
     print(f"wordrnn: checked SHA-256 and stored the corpus in {dest}", file=sys.stderr)
     return dest
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    """Find (or fetch) the corpus and print its path; exit 2 with how to supply it when there is none."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python3 -m data.locate",
+                                     description="Print the corpus every command would read, fetching the pinned "
+                                                 "copy into the user cache if needed. Standard library only.")
+    parser.add_argument("--data", default=None, metavar="PATH", help="corpus to check instead of the defaults")
+    args = parser.parse_args(argv)
+    print(f"corpus: {locate_corpus(args.data)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

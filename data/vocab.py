@@ -38,7 +38,7 @@ class Vocab:
         return cls([UNK, *kept], tokenizer=tokenizer, min_freq=min_freq)
 
     def encode(self, tokens: Iterable[str]) -> np.ndarray:
-        return np.array([self.index.get(tok, 0) for tok in tokens], dtype=np.int64)
+        return np.array([self.index.get(tok, self.unk_id) for tok in tokens], dtype=np.int64)
 
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.tokens[int(i)] for i in ids]
@@ -49,6 +49,13 @@ class Vocab:
 
     @classmethod
     def from_json(cls, text: str) -> Vocab:
+        """Read what ``to_json`` wrote; anything else is a ``ValueError`` saying what is wrong."""
         values = json.loads(text)
-        return cls(values["tokens"], tokenizer=values.get("tokenizer", "default"),
-                   min_freq=values.get("min_freq", 2))
+        if not isinstance(values, dict) or not isinstance(values.get("tokens"), list):
+            raise ValueError("vocab.json must be an object with a list of tokens under \"tokens\"")
+        if not all(isinstance(tok, str) for tok in values["tokens"]):
+            raise ValueError("vocab.json: every token must be a string")
+        tokenizer, min_freq = values.get("tokenizer", "default"), values.get("min_freq", 2)
+        if not isinstance(tokenizer, str) or not isinstance(min_freq, int) or isinstance(min_freq, bool):
+            raise ValueError("vocab.json: tokenizer must be a string and min_freq a whole number")
+        return cls(values["tokens"], tokenizer=tokenizer, min_freq=min_freq)

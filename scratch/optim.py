@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from wordrnn.core.errors import UsageError
-
 Params = dict[str, np.ndarray]
 
 CLIP_EPS = 1e-6
@@ -60,8 +58,7 @@ class SGD:
         return {}
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        if arrays:
-            raise UsageError(f"SGD keeps no state, but the checkpoint holds {', '.join(sorted(arrays)[:3])}...")
+        """Nothing to restore (the loop has checked that an SGD checkpoint holds no state)."""
 
 
 class Adam:
@@ -108,22 +105,9 @@ class Adam:
         return arrays
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        """Restore what ``state_arrays`` (of this or any framework) returned; ``{}`` means a fresh state."""
-        if not arrays:
-            self.step = 0
-            for moments in (self.m, self.v):
-                for target in moments.values():
-                    target.fill(0)
-            return
-        expected = ["adam.step"] + [f"adam.{s}.{k}" for s in "mv" for k in self.m]
-        missing = [k for k in expected if k not in arrays]
-        if missing:
-            raise UsageError(f"the checkpoint lacks the Adam state {', '.join(missing[:3])}; "
-                             "it was not written by an Adam run of this model")
+        """Restore what ``state_arrays`` (of this or any framework) returned, as checked by the loop
+        (``wordrnn.run.folder.check_optimizer_arrays``: every moment present and shaped like its parameter)."""
         for slot, moments in (("m", self.m), ("v", self.v)):
             for k, target in moments.items():
-                source = np.asarray(arrays[f"adam.{slot}.{k}"])
-                if source.shape != target.shape:
-                    raise UsageError(f"adam.{slot}.{k} has shape {source.shape}, the model needs {target.shape}")
-                target[...] = source
+                target[...] = arrays[f"adam.{slot}.{k}"]
         self.step = int(np.asarray(arrays["adam.step"]).item())  # shape () or (1,): both hold one count

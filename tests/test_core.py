@@ -26,6 +26,7 @@ class BigramBackend:
     """logits = W[last token]: small enough to differentiate by hand, enough to drive the loop."""
 
     framework = "bigram"
+    process_index = 0
 
     def __init__(self, explode_at: int | None = None):
         self.explode_at = explode_at
@@ -64,7 +65,7 @@ class BigramBackend:
 def tiny_config(corpus, **overrides) -> Config:
     # hidden_size >= V so that out.weight [V, H] holds a [V, V] bigram table
     values = dict(data=str(corpus), seq_len=3, min_freq=1, val_fraction=0.34, hidden_size=128, epochs=3,
-                  batch_size=8, lr=0.5)
+                  batch_size=8, lr=0.5, optimizer="sgd")  # the bigram backend steps like SGD: no state
     values.update(overrides)
     return Config(**values).validate()
 
@@ -188,7 +189,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_epoch(tmp_path):
     corpus = write_tiny_corpus(tmp_path)
     config = tiny_config(corpus, epochs=5)
-    steps_per_epoch = num_batches(len(load_dataset(config).train_x), config.batch_size)
+    steps_per_epoch = num_batches(len(load_dataset(**config.dataset_args()).train_x), config.batch_size)
     with pytest.raises(Diverged, match=f"step {steps_per_epoch + 2} \\(epoch 2\\)"):
         train(config, BigramBackend(explode_at=steps_per_epoch + 2), tmp_path / "run", quiet=True)
     assert [r["epoch"] for r in read_metrics(tmp_path / "run")] == [1]
@@ -200,7 +201,7 @@ def test_an_existing_run_is_not_overwritten_silently(tmp_path):
     train(tiny_config(corpus, epochs=1), BigramBackend(), tmp_path / "run", quiet=True)
     with pytest.raises(UsageError, match="--resume"):
         train(tiny_config(corpus, epochs=1), BigramBackend(), tmp_path / "run", quiet=True)
-    with pytest.raises(UsageError, match="already trained 1 epochs"):
+    with pytest.raises(UsageError, match="already trained 1 epoch;"):
         train(tiny_config(corpus, epochs=1), BigramBackend(), tmp_path / "run", resume=True, quiet=True)
     with pytest.raises(UsageError, match="nothing to resume"):
         train(tiny_config(corpus), BigramBackend(), tmp_path / "empty", resume=True, quiet=True)
@@ -211,6 +212,6 @@ def test_init_from_reuses_the_source_vocabulary_and_weights(tmp_path):
     train(tiny_config(corpus, epochs=1), BigramBackend(), tmp_path / "a", quiet=True)
     source = load_run(tmp_path / "a")
     result = train(tiny_config(corpus, epochs=1, min_freq=2, hidden_size=200), BigramBackend(), tmp_path / "b",
-                   init_from=tmp_path / "a", quiet=True)
+                   init_from=tmp_path / "a", quiet=True, given={"epochs"})
     b = load_run(tmp_path / "b")
     assert b.vocab.tokens == source.vocab.tokens and result.config.hidden_size == 128

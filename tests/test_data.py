@@ -18,7 +18,6 @@ from data.dataset import build_dataset, make_windows, split_poems
 from data.locate import locate_corpus
 from data.tokenizer import NEWLINE, detokenize, tokenize
 from data.vocab import UNK, Vocab
-from wordrnn.core.config import Config
 from wordrnn.core.errors import UsageError
 
 # ---------------------------------------------------------------- tokenizer
@@ -96,8 +95,7 @@ def test_batches_are_seeded_and_cover_every_window_once():
 
 
 def test_dataset_vocab_comes_from_training_poems_only():
-    config = Config(seq_len=2, min_freq=1, val_fraction=0.34, seed=0)
-    ds = build_dataset(TINY_POEMS, config)
+    ds = build_dataset(TINY_POEMS, seq_len=2, min_freq=1, val_fraction=0.34, seed=0)
     train_words = {t for ids in ds.train_ids for t in ds.vocab.decode(ids)}
     assert set(ds.vocab.tokens) == train_words | {UNK}
     assert len(ds.train_x) == sum(len(p) - 2 for p in ds.train_ids)
@@ -157,7 +155,21 @@ def test_download_with_right_checksum_is_cached_and_used(no_local_copy):
     finally:
         server.close()
     assert found == no_local_copy and found.read_bytes() == payload
-    assert locate_corpus(None, url="http://127.0.0.1:9/never", sha256="0") == no_local_copy  # cache hit
+    digest = hashlib.sha256(payload).hexdigest()
+    assert locate_corpus(None, url="http://127.0.0.1:9/never", sha256=digest) == no_local_copy  # cache hit
+
+
+def test_a_truncated_cached_copy_is_fetched_again(no_local_copy, capsys):
+    payload = b"text\nhello world\n"
+    no_local_copy.parent.mkdir(parents=True)
+    no_local_copy.write_bytes(payload[:7])
+    server = _Server(payload)
+    try:
+        found = locate_corpus(None, url=server.url, sha256=hashlib.sha256(payload).hexdigest())
+    finally:
+        server.close()
+    assert found.read_bytes() == payload
+    assert "damaged or truncated" in capsys.readouterr().err
 
 
 def test_download_with_wrong_checksum_is_not_kept(no_local_copy):

@@ -177,7 +177,7 @@ def test_real_corpus_orders():
     from data.dataset import load_dataset
     from wordrnn.core.config import Config
 
-    ds = load_dataset(Config(data=os.environ["WORDRNN_DATA"]))
+    ds = load_dataset(**Config(data=os.environ["WORDRNN_DATA"]).dataset_args())
     V = len(ds.vocab)
     best, ppl = select_order(ds.train_ids, ds.val_x, ds.val_y, V)
     print(f"\nKneser-Ney validation perplexity (V={V}, {len(ds.val_y)} targets):")

@@ -70,6 +70,7 @@ class TorchBackend:
     """``wordrnn.core.backend.Backend`` for PyTorch."""
 
     framework = "torch"
+    process_index = 0
 
     def __init__(self, device: str = "cpu", compile: bool = False, onehot_gather: bool = False):
         self.device = resolve_device(device)
@@ -137,27 +138,17 @@ class TorchBackend:
         return arrays
 
     def load_optimizer_arrays(self, state: TorchState, arrays: dict[str, np.ndarray]) -> TorchState:
-        """Restore Adam's moments; an empty dict, or ``adam.step`` 0, means a fresh optimizer."""
+        """Restore Adam's moments (checked by the loop); ``adam.step`` 0 means a fresh optimizer."""
         if state.config.optimizer != "adam":
-            if arrays:
-                raise UsageError(f"SGD keeps no state, but the checkpoint holds {', '.join(sorted(arrays)[:3])}...")
             return state
-        if arrays and "adam.step" not in arrays:
-            raise UsageError("the checkpoint lacks adam.step; it was not written by an Adam run of this model")
-        step = int(np.asarray(arrays.get("adam.step", 0)).item())  # 0-d, or [1] once through safetensors
+        step = int(np.asarray(arrays["adam.step"]).item())
         saved = state.optimizer.state_dict()
         saved["state"] = {}
         if step > 0:
-            for index, (name, param) in enumerate(canonical_parameters(state.model)):
+            for index, (name, _) in enumerate(canonical_parameters(state.model)):
                 slot = {"step": torch.tensor(float(step))}
                 for key, prefix in (("exp_avg", "adam.m."), ("exp_avg_sq", "adam.v.")):
-                    value = arrays.get(prefix + name)
-                    if value is None or tuple(value.shape) != tuple(param.shape):
-                        raise UsageError(
-                            f"the checkpoint lacks {prefix}{name} of shape {tuple(param.shape)}; "
-                            "it was not written by an Adam run of this model"
-                        )
-                    slot[key] = torch.from_numpy(np.array(value, dtype=np.float32))
+                    slot[key] = torch.from_numpy(np.array(arrays[prefix + name], dtype=np.float32))
                 saved["state"][index] = slot
         state.optimizer.load_state_dict(saved)  # casts the moments to each parameter's dtype and device
         return state

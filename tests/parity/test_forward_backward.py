@@ -88,7 +88,7 @@ def test_a_wrong_implementation_is_caught(problem):
 def test_benchmark_sizes_on_real_windows(real_corpus, model, dtype):
     """The benchmark configuration's sizes and vocabulary, on the first batch of real training windows."""
     config = Config(model=model, data=str(real_corpus))
-    dataset = load_dataset(config)
+    dataset = load_dataset(**config.dataset_args())
     config.vocab_size = len(dataset.vocab)
     x, y = dataset.train_x[:config.batch_size], dataset.train_y[:config.batch_size]
     checks = pc.pass_checks(config, pc.random_params(config), x, y, None, dtype)

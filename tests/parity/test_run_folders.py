@@ -27,7 +27,7 @@ def test_run_folders_load_in_every_framework(model, small, tmp_path):
     config = Config(model=model, data=str(write_tiny_corpus(tmp_path)), min_freq=1, epochs=1, seed=0,
                     hidden_size=small["hidden_size"], embed_dim=small["embed_dim"], seq_len=small["seq_len"],
                     batch_size=small["batch_size"])
-    dataset = load_dataset(config)
+    dataset = load_dataset(**config.dataset_args())
     for framework in pc.FRAMEWORKS:
         train(replace(config), pc.backend_for(framework), tmp_path / framework, quiet=True, dataset=dataset,
               write_samples=False)

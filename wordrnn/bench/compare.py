@@ -4,8 +4,12 @@ Trains NumPy, PyTorch and JAX/Flax x one-hot and embedding on the benchmark
 configuration (same data, split, initial weights and batches), a tuned
 embedding RNN (``TUNED``) and the Kneser-Ney baseline, then writes the report
 folder (``wordrnn.bench.report``): REPORT.md, results.json, results.csv,
-loss_curves.png, the run folders, and the best run exported to ONNX with a
-sample generated from it by onnxruntime.
+loss_curves.png, the run folders (each with its samples.txt), and the best run
+exported to ONNX with a sample generated from it by onnxruntime.
+
+An existing report folder is replaced only with ``--overwrite``, and then its
+old report files are removed before anything is trained: a rerun stopped
+half-way never leaves an old REPORT.md beside new run folders.
 
 Only light modules are imported at the top: thread pools are sized when
 NumPy, PyTorch and JAX load, and ``--threads`` must be applied before that.
@@ -24,10 +28,12 @@ from typing import Any
 from wordrnn.bench.backends import IMPLS, parse_names
 from wordrnn.bench.machine import describe_machine, limit_threads
 from wordrnn.core.config import MODELS, Config
-from wordrnn.core.errors import cli
+from wordrnn.core.errors import INTERRUPTED_EXIT, UsageError, cli, plural
 from wordrnn.core.flags import add_data_flags, add_training_flags, config_from_args
 
-DEFAULT_OUT = "reports/compare"
+DEFAULT_OUT = "reports/latest"  # what `make demo` writes
+# What a report folder holds besides its run folders: removed first when a report is replaced.
+REPORT_FILES = ("REPORT.md", "results.json", "results.csv", "loss_curves.png", "model.onnx")
 # 6 epochs show where the plain RNNs start to overfit and fit the 4-minute budget on a 2-core CPU
 # with --threads 1 (about 2 minutes on the development box, the tuned run included).
 DEFAULT_EPOCHS = 6
@@ -55,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="embedding size E (default: %(default)s)")
     g = parser.add_argument_group("comparison")
     g.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help="report folder (default: %(default)s)")
+    g.add_argument("--overwrite", action="store_true", help="replace the report already in --out")
     g.add_argument("--impls", default=",".join(IMPLS), help="implementations to train (default: %(default)s)")
     g.add_argument("--models", default=",".join(MODELS), help="models to train (default: %(default)s)")
     g.add_argument("--no-tuned", action="store_true", help="skip the tuned embedding RNN")
@@ -77,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     tuned = None if args.no_tuned else {"epochs": base.epochs, **TUNED}
     if tuned is not None:
         replace(base, **tuned).validate()
+    out = Path(args.out)
+    check_report_folder(out, args.overwrite)
     limit_threads(args.threads)
 
     from data.dataset import load_dataset
@@ -85,26 +94,43 @@ def main(argv: list[str] | None = None) -> int:
     from wordrnn.run.generation import prompt_to_ids
 
     started = time.perf_counter()
-    dataset = load_dataset(base)
+    dataset = load_dataset(**base.dataset_args())
     base.vocab_size = len(dataset.vocab)
     prompt_to_ids(args.prompt, dataset.vocab)  # an unusable prompt fails now, not after training
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    clear_report(out)
     summary = dataset_summary(dataset)
-    print(f"corpus {summary['source']}: vocabulary {summary['vocab_size']}, {summary['train_windows']:,} training "
-          f"/ {summary['val_windows']:,} validation windows; {base.epochs} epochs; report -> {out}", flush=True)
+    print(f"corpus {dataset.describe_source()}: vocabulary {summary['vocab_size']}, {summary['train_windows']:,} "
+          f"training / {summary['val_windows']:,} validation windows; {plural(base.epochs, 'epoch')}; "
+          f"report -> {out}", flush=True)
     try:
         entries, extras = run_comparison(base, dataset, out, impls, models, tuned, TUNED_IMPL, args.prompt,
                                          args.quiet, export=not args.no_export)
     except KeyboardInterrupt:
-        print("\ninterrupted: no report written", file=sys.stderr)
-        return 130
+        print(f"\ninterrupted: no report written; {out} holds only the run folders trained so far",
+              file=sys.stderr)
+        return INTERRUPTED_EXIT
     command = shlex.join(["python", "-m", "wordrnn.bench.compare", *(sys.argv[1:] if argv is None else argv)])
     write_report(out, entries, base, extras, summary, describe_machine(args.threads), command, args.prompt,
                  time.perf_counter() - started)
     print(f"wrote {out / 'REPORT.md'}, results.json, results.csv, loss_curves.png "
           f"({time.perf_counter() - started:.0f} s)")
     return 0
+
+
+def check_report_folder(out: Path, overwrite: bool) -> None:
+    """Before any work: --out must be a folder (or not exist), and an existing report needs --overwrite."""
+    from wordrnn.run.folder import check_out_dir
+
+    check_out_dir(out)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise UsageError(f"{out} already holds a report; pass --overwrite to replace it, or choose another --out")
+
+
+def clear_report(out: Path) -> None:
+    """Remove an old report's files, so the folder never shows a report beside other runs' folders."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in REPORT_FILES:
+        (out / name).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

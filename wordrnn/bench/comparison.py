@@ -52,7 +52,7 @@ def train_rnn(impl: str, config: Config, dataset: Dataset, run_dir: Path, prompt
               variant: str = "benchmark") -> Entry:
     """Train one implementation of one model through ``wordrnn.run.loop`` and describe the run."""
     backend = make_backend(impl)
-    result = train(config, backend, run_dir, overwrite=True, quiet=quiet, dataset=dataset, write_samples=False)
+    result = train(config, backend, run_dir, overwrite=True, quiet=quiet, dataset=dataset)
     if result.exit_code:  # the loop caught Ctrl-C and kept the run folder; stop the whole comparison
         raise KeyboardInterrupt
     best = next(r for r in result.metrics if r["epoch"] == result.best_epoch)

@@ -74,7 +74,7 @@ def run_speed(args: argparse.Namespace, base: Config, impls: list[str], runtimes
     from wordrnn.bench import timing
     from wordrnn.core.params import init_params
 
-    dataset = load_dataset(base)
+    dataset = load_dataset(**base.dataset_args())
     base.vocab_size = len(dataset.vocab)
     print(f"vocabulary {base.vocab_size}, batch {base.batch_size}, {args.steps} steps x {args.repeats} repeats, "
           f"{args.tokens} tokens x {args.repeats} repeats, threads {args.threads or 'default'}", flush=True)

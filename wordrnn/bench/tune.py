@@ -5,8 +5,9 @@ standard remedies (dropout, weight decay, a wider model, learning rate) on
 the default split, keeps each trial's best validation epoch (with early
 stopping), then checks the winner and the plain model against the best
 Kneser-Ney n-gram on other seeds (other split and initialization). It writes
-the table to ``docs/TUNING.md`` (or ``--out``) and the numbers to a JSON file
-beside it.
+the table to ``--out`` (default ``reports/tuning/TUNING.md``; the project's
+``docs/TUNING.md`` is refreshed with ``--out docs/TUNING.md --overwrite``) and
+the numbers to a JSON file beside it.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from typing import Any
 
 from wordrnn.bench.backends import IMPLS, make_backend
 from wordrnn.core.config import Config
-from wordrnn.core.errors import UsageError, cli
+from wordrnn.core.errors import UsageError, cli, plural
 from wordrnn.core.flags import add_data_flags, data_config
 from wordrnn.core.threads import limit_threads
-from wordrnn.run.folder import atomic_write_text
+from wordrnn.run.folder import atomic_write_text, check_out_dir, check_out_file
+
+DEFAULT_OUT = "reports/tuning/TUNING.md"
 
 # Each trial changes only what it names; the rest is the benchmark configuration.
 TRIALS: list[dict[str, Any]] = [
@@ -72,19 +75,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=20, help="most epochs per trial (default: %(default)s)")
     parser.add_argument("--patience", type=int, default=3, help="early stopping patience (default: %(default)s)")
     parser.add_argument("--check-seeds", default="1,2", help="other seeds for the final check (default: 1,2)")
-    parser.add_argument("--out", default="docs/TUNING.md", help="table to write (default: %(default)s)")
-    parser.add_argument("--runs", default="runs/tune", help="folder for the trial run folders")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="table to write (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out (and its .json) if they exist")
+    parser.add_argument("--runs", default="runs/tune",
+                        help="folder for the trial run folders, replaced on every run (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="compute threads (default: 1)")
     args = parser.parse_args(argv)
     try:
         seeds = [int(s) for s in args.check_seeds.split(",") if s.strip()]
     except ValueError:
         raise UsageError(f"--check-seeds takes comma-separated whole numbers, got {args.check_seeds!r}") from None
+    if any(seed < 0 for seed in seeds):
+        raise UsageError(f"--check-seeds takes seeds of 0 or more, got {args.check_seeds!r}")
+    out = Path(args.out)
+    check_out_file(out, args.overwrite)
+    check_out_file(out.with_suffix(".json"), args.overwrite)
+    check_out_dir(Path(args.runs), "--runs")
     limit_threads(args.threads)
     from data.dataset import load_dataset
 
     base = data_config(args, epochs=args.epochs, patience=args.patience, model="embedding")
-    dataset = load_dataset(base)
+    dataset = load_dataset(**base.dataset_args())
     kn_order, kn_ppl = kneser_ney_best(dataset)
     print(f"seed {base.seed}: best Kneser-Ney order {kn_order}, validation perplexity {kn_ppl:.2f}", flush=True)
 
@@ -101,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                "plain_ppl": rows[0]["best_val_ppl"], "tuned_ppl": winner["best_val_ppl"]}]
     for seed in seeds:
         seeded = replace(base, seed=seed)
-        data_s = load_dataset(seeded)
+        data_s = load_dataset(**seeded.dataset_args())
         order, ppl = kneser_ney_best(data_s)
         check = {"seed": seed, "kneser_ney_order": order, "kneser_ney_ppl": ppl}
         for name, trial in (("plain", {}), ("tuned", winner["trial"])):
@@ -111,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {seed}: Kneser-Ney {ppl:.2f} (order {order}), plain RNN {check['plain_ppl']:.2f}, "
               f"tuned RNN {check['tuned_ppl']:.2f}", flush=True)
 
-    write_tables(Path(args.out), args, base, rows, winner, checks)
+    write_tables(out, args, base, rows, winner, checks)
     return 0
 
 
@@ -120,8 +131,9 @@ def write_tables(out: Path, args: argparse.Namespace, base: Config, rows: list[d
     lines = [
         "# Tuning the embedding RNN against the Kneser-Ney baseline",
         "",
-        f"Written by `python -m wordrnn.bench.tune` (trainer: {args.impl}, at most {args.epochs} epochs, early stopping "
-        f"after {args.patience} epochs without a better validation loss; each trial's best epoch counts). "
+        f"Written by `python -m wordrnn.bench.tune --out {out}` (trainer: {args.impl}, at most "
+        f"{plural(args.epochs, 'epoch')}, early stopping after {plural(args.patience, 'epoch')} without a better "
+        "validation loss; each trial's best epoch counts). "
         "Everything not named is the benchmark configuration of DESIGN.md (seed "
         f"{base.seed}, min-freq {base.min_freq}, seq_len {base.seq_len}, H 128, E 100, batch 64, Adam lr 1e-3, "
         "clip 5).",

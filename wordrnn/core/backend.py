@@ -24,6 +24,9 @@ State = Any
 class Backend(Protocol):
     #: "numpy", "torch" or "jax": written to config.json and the report.
     framework: str
+    #: This process's rank when several processes train one model (multi-host JAX); 0 otherwise. Every
+    #: process trains, only process 0 writes the run folder and prints.
+    process_index: int
 
     def init(self, params: Params, config: Config) -> State:
         """Build weights (from canonical float32 arrays) and a fresh optimizer state."""
@@ -54,4 +57,9 @@ class Backend(Protocol):
         """
 
     def load_optimizer_arrays(self, state: State, arrays: dict[str, np.ndarray]) -> State:
-        """Restore what ``optimizer_arrays`` returned."""
+        """Restore what ``optimizer_arrays`` returned.
+
+        The loop checks the arrays first (``wordrnn.run.folder.check_optimizer_arrays``): for SGD they are
+        empty; for Adam they hold ``adam.step`` (0-d int64) and every moment, float32, shaped like its
+        parameter. A backend only copies them into its state.
+        """

@@ -68,6 +68,8 @@ class Config:
             if not isinstance(value, int) or value <= 0:
                 flag = "--" + name.replace("_", "-")
                 raise UsageError(f"{flag} must be a positive whole number, got {value!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise UsageError(f"--seed must be 0 or a positive whole number, got {self.seed!r}")
         if self.patience < 0:
             raise UsageError(f"--patience must be 0 (off) or a positive number of epochs, got {self.patience}")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -87,11 +89,45 @@ class Config:
         """Width of the vectors fed to the RNN: V for one-hot, E for embedding."""
         return self.vocab_size if self.model == "onehot" else self.embed_dim
 
+    def dataset_args(self) -> dict[str, Any]:
+        """The settings ``data.dataset.load_dataset`` takes, as keyword arguments (``data`` knows no Config)."""
+        return {"data": self.data, "text_column": self.text_column, "tokenizer": self.tokenizer,
+                "min_freq": self.min_freq, "val_fraction": self.val_fraction, "seed": self.seed,
+                "seq_len": self.seq_len}
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Config:
-        """Read a config back, ignoring keys this version does not know."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+    def from_dict(cls, values: dict[str, Any], source: str = "config.json") -> Config:
+        """Read a config back: every setting must be there with its type; keys this version does not know
+        (the framework, library versions) are ignored. ``source`` names the file in error messages."""
+        if not isinstance(values, dict):
+            raise UsageError(f"{source} holds {type(values).__name__}, not an object of settings; "
+                             "the run folder is damaged, train it again")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        missing = [name for name in fields if name not in values and name != "extra"]
+        if missing:
+            raise UsageError(f"{source} lacks {', '.join(missing)}; it was not written by this version of "
+                             "wordrnn or was edited: train the run again")
+        for name in fields:
+            if name in values and not _has_type(values[name], _FIELD_TYPES[name]):
+                raise UsageError(f"{source}: {name} is {values[name]!r}, which is not {_FIELD_TYPES[name]}; "
+                                 "the file was edited or damaged: restore it or train the run again")
+        return cls(**{k: v for k, v in values.items() if k in fields})
+
+
+# What each config.json field must hold (a float field accepts a whole number too).
+_FIELD_TYPES = {f.name: {"int": "a whole number", "float": "a number", "str": "text",
+                         "str | None": "text or null", "dict[str, Any]": "an object"}[f.type]
+                for f in dataclasses.fields(Config)}
+
+
+def _has_type(value: Any, kind: str) -> bool:
+    if isinstance(value, bool):
+        return False
+    return {"a whole number": isinstance(value, int),
+            "a number": isinstance(value, (int, float)),
+            "text": isinstance(value, str),
+            "text or null": value is None or isinstance(value, str),
+            "an object": isinstance(value, dict)}[kind]

@@ -1,4 +1,13 @@
-"""One way to fail: a clear line, exit code 2, no traceback."""
+"""Two ways to fail, each one clear line and no traceback.
+
+- ``UsageError``: the input was wrong (a flag, a file, a run folder). The
+  message says what and what to do; the command exits 2 (as argparse does).
+- ``RunFailed``: the input was fine but the work could not be done (training
+  diverged, the disk is full, an exported model does not match its source).
+  The message says what happened and what was kept; the command exits 1.
+
+A Ctrl-C ends a command with 130, the shell's code for SIGINT.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +18,30 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+FAILED_EXIT = 1
 USAGE_EXIT = 2
+INTERRUPTED_EXIT = 130
 
 
 class UsageError(Exception):
     """Bad input from the user: the message says what is wrong and what to do."""
 
 
+class RunFailed(Exception):
+    """The work could not be completed: the message says what happened and what was kept."""
+
+
+class DiskFull(RunFailed):
+    """A write ran out of space; the file it would have replaced is intact."""
+
+
+def plural(n: int, word: str) -> str:
+    """``1 epoch``, ``2 epochs``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def cli(main: Callable[..., T]) -> Callable[..., T]:
-    """Wrap a command's ``main`` so a ``UsageError`` prints one line and exits 2."""
+    """Wrap a command's ``main``: ``UsageError`` exits 2, ``RunFailed`` exits 1, each after one ``error:`` line."""
 
     @wraps(main)
     def wrapper(*args, **kwargs):
@@ -26,5 +50,8 @@ def cli(main: Callable[..., T]) -> Callable[..., T]:
         except UsageError as err:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(USAGE_EXIT) from None
+        except RunFailed as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(FAILED_EXIT) from None
 
     return wrapper

@@ -3,11 +3,51 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import MODELS, OPTIMIZERS, TOKENIZERS, Config
 
 _DEFAULTS = Config()
+_UNSET = object()
+
+
+def seed(text: str) -> int:
+    """An argparse type: a seed is 0 or a positive whole number (NumPy refuses negative seeds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive whole number, got {value}")
+    return value
+
+
+class SharedParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that also records which flags the command line gave (``given_flags``).
+
+    ``--resume`` and ``--init-from`` compare only those with the saved run: a
+    default is not a request, so it never conflicts.
+    """
+
+    def parse_known_args(self, args: Sequence[str] | None = None,
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        if namespace is not None:
+            return super().parse_known_args(args, namespace)
+        # argparse fills in a default only where the namespace has no value yet: a marker shows what was given.
+        probe = argparse.Namespace(**{a.dest: _UNSET for a in self._actions if a.default is not argparse.SUPPRESS})
+        parsed, rest = super().parse_known_args(args, probe)
+        given = {name for name, value in vars(parsed).items() if value is not _UNSET}
+        for name, value in vars(parsed).items():
+            if value is _UNSET:
+                setattr(parsed, name, self.get_default(name))
+        parsed.given = frozenset(given)
+        return parsed, rest
+
+
+def given_flags(args: argparse.Namespace) -> frozenset[str] | None:
+    """The destinations of the flags the command line gave, or ``None`` when the parser did not record them."""
+    return getattr(args, "given", None)
 
 
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +65,7 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
                    help="share of poems held out for validation (default: %(default)s)")
     g.add_argument("--seq-len", type=int, default=_DEFAULTS.seq_len,
                    help="tokens in each input window (default: %(default)s)")
-    g.add_argument("--seed", type=int, default=_DEFAULTS.seed,
+    g.add_argument("--seed", type=seed, default=_DEFAULTS.seed,
                    help="seeds the split, the initial weights, the batches and dropout (default: %(default)s)")
 
 
@@ -75,7 +115,7 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
 
 def shared_parser(description: str, prog: str | None = None) -> argparse.ArgumentParser:
     """A parser with all shared flags; a trainer adds its own before parsing."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = SharedParser(prog=prog, description=description)
     add_data_flags(parser)
     add_model_flags(parser)
     add_training_flags(parser)

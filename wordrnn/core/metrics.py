@@ -14,11 +14,12 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def evaluate(logits_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray,
-             batch_size: int = 1024) -> dict[str, float]:
+             batch_size: int = 1024, unk_id: int = 0) -> dict[str, float]:
     """Validation loss (nats), perplexity over all targets and over in-vocabulary targets, top-1/top-5.
 
     ``val_ppl`` counts every target, ``<unk>`` included (the headline);
-    ``val_ppl_known`` only targets that are real words of the vocabulary.
+    ``val_ppl_known`` only targets that are real words of the vocabulary (not ``unk_id``,
+    ``data.vocab.Vocab.unk_id``: this base layer does not import ``data``).
     """
     nll = np.empty(len(y))
     top1 = np.empty(len(y), dtype=bool)
@@ -31,7 +32,7 @@ def evaluate(logits_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np
         rank = (logp > target[:, None]).sum(axis=1)  # how many tokens score strictly higher
         top1[start:start + len(yb)] = rank < 1
         top5[start:start + len(yb)] = rank < 5
-    known = y != 0
+    known = y != unk_id
     loss = float(nll.mean())
     with np.errstate(over="ignore"):  # a diverging model has an infinite perplexity, not a warning
         return {

@@ -17,8 +17,10 @@ file behind.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from importlib import metadata
@@ -31,27 +33,98 @@ from safetensors.numpy import load, save
 
 from data.vocab import Vocab
 from wordrnn.core.config import Config
-from wordrnn.core.errors import UsageError
-from wordrnn.core.params import Params, check_params
+from wordrnn.core.errors import DiskFull, UsageError
+from wordrnn.core.params import Params, check_params, param_shapes
 
 CONFIG, VOCAB, WEIGHTS, METRICS, SAMPLES, CHECKPOINT = (
     "config.json", "vocab.json", "weights.safetensors", "metrics.jsonl", "samples.txt", "checkpoint.safetensors")
 REQUIRED = (CONFIG, VOCAB, WEIGHTS)
+TMP_SUFFIX = ".tmp"
 
 
 def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` through a temporary file and a rename.
+
+    A full disk raises ``DiskFull`` naming the file and the space it needs; the
+    old file is untouched and the temporary file is removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
         with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+            _write_all(f, payload)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as err:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(_disk_full_message(path, len(payload))) from None
         raise
+
+
+def _write_all(f, payload: bytes) -> None:
+    """The one place bytes reach the disk (a test replaces it to simulate a full disk)."""
+    f.write(payload)
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def _disk_full_message(path: Path, needed: int) -> str:
+    free = shutil.disk_usage(path.parent).free
+    kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
+    return (f"the disk is full: writing {path} needs {human_bytes(needed)}, {human_bytes(free)} is free there; "
+            f"{kept}. Free some space and run the command again")
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _file_above(path: Path) -> Path | None:
+    """The first existing non-folder among ``path``'s parents (a folder cannot be made under a file)."""
+    for parent in path.absolute().parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def check_out_dir(path: str | Path, flag: str = "--out") -> None:
+    """Refuse, before any work, an output folder that is a file or would lie under one."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path} is a file, not a folder; give a folder name (it will be created)")
+    above = _file_above(path)
+    if above is not None:
+        raise UsageError(f"{flag} {path} lies under {above}, which is a file; give a path inside a folder")
+
+
+def check_out_file(path: str | Path, overwrite: bool, flag: str = "--out") -> None:
+    """Refuse, before any work, an output file under a file, a folder, or (without --overwrite) an existing file."""
+    path = Path(path)
+    above = _file_above(path)
+    if above is not None:
+        raise UsageError(f"{flag} {path} lies under {above}, which is a file; give a path inside a folder")
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; give a file name inside it")
+    if path.exists() and not overwrite:
+        raise UsageError(f"{path} already exists; pass --overwrite to replace it, or choose another {flag}")
+
+
+def remove_orphans(folder: str | Path) -> list[Path]:
+    """Delete temporary files that a killed write left in ``folder``; returns what was removed."""
+    removed = []
+    for tmp in Path(folder).glob(f".*{TMP_SUFFIX}"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def _umask() -> int:
@@ -134,12 +207,7 @@ def load_run(path: str | Path) -> Run:
         raise UsageError(
             f"{run_dir} is incomplete: {', '.join(missing)} missing; train it to the end of an epoch first"
         )
-    try:
-        raw = json.loads((run_dir / CONFIG).read_text())
-        vocab = Vocab.from_json((run_dir / VOCAB).read_text())
-    except (json.JSONDecodeError, KeyError, ValueError) as err:
-        raise UsageError(f"{run_dir} has an unreadable config.json or vocab.json ({err})") from None
-    config = Config.from_dict(raw)
+    raw, config, vocab = read_settings(run_dir)
     if config.vocab_size != len(vocab):
         raise UsageError(
             f"{run_dir}: config.json says {config.vocab_size} words but vocab.json holds {len(vocab)}"
@@ -147,3 +215,50 @@ def load_run(path: str | Path) -> Run:
     params, _ = load_arrays(run_dir / WEIGHTS)
     check_params(params, config)
     return Run(run_dir, config, raw.get("framework", "unknown"), vocab, params)
+
+
+def read_settings(run_dir: Path) -> tuple[dict[str, Any], Config, Vocab]:
+    """config.json (raw and as a ``Config``) and vocab.json, each checked for shape and types."""
+    try:
+        raw = json.loads((run_dir / CONFIG).read_text())
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{run_dir / CONFIG} is unreadable ({err}); restore it or train the run again") from None
+    config = Config.from_dict(raw, source=str(run_dir / CONFIG))
+    try:
+        vocab = Vocab.from_json((run_dir / VOCAB).read_text())
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{run_dir / VOCAB} is unreadable ({err}); restore it or train the run again") from None
+    return raw, config, vocab
+
+
+def check_optimizer_arrays(arrays: dict[str, np.ndarray], config: Config) -> dict[str, np.ndarray]:
+    """The one check of a checkpoint's optimizer state, made before any backend loads it.
+
+    SGD keeps no state, so an SGD run's checkpoint holds none. An Adam run's holds
+    ``adam.step`` and both moments of every parameter, shaped like it; anything
+    else (no Adam state at all included) was not written by an Adam run of this
+    model and is refused. Returns the arrays normalized: ``adam.step`` a 0-d
+    int64, the moments float32.
+    """
+    if config.optimizer != "adam":
+        if arrays:
+            raise UsageError(f"the checkpoint holds optimizer state ({', '.join(sorted(arrays)[:3])}...) but the "
+                             f"run uses --optimizer {config.optimizer}, which keeps none: it was written by another "
+                             "run; train this one again")
+        return {}
+    shapes = param_shapes(config)
+    wanted = ["adam.step"] + [f"adam.{m}.{name}" for m in "mv" for name in shapes]
+    missing = [k for k in wanted if k not in arrays]
+    if missing:
+        raise UsageError(f"the checkpoint lacks the Adam state {', '.join(missing[:3])}"
+                         f"{'...' if len(missing) > 3 else ''}: it was not written by an Adam run of this model, "
+                         "so it cannot be resumed with --optimizer adam")
+    checked = {"adam.step": np.asarray(arrays["adam.step"], dtype=np.int64).reshape(())}
+    for m in "mv":
+        for name, shape in shapes.items():
+            value = np.asarray(arrays[f"adam.{m}.{name}"])
+            if value.shape != tuple(shape):
+                raise UsageError(f"the checkpoint's adam.{m}.{name} has shape {value.shape}, the model needs "
+                                 f"{tuple(shape)}: it was written by another run; train this one again")
+            checked[f"adam.{m}.{name}"] = value.astype(np.float32, copy=False)
+    return checked

@@ -1,10 +1,15 @@
 """The one training loop. Every framework supplies a ``Backend``; this does the rest.
 
 Per epoch: seeded batches, ``backend.train_step`` with a progress bar, the
-NaN guard, evaluation on the validation windows (in NumPy, from logits), a
-line of ``metrics.jsonl``, the best weights, and a checkpoint for exact
-``--resume``. At the end: samples. Ctrl-C leaves the last complete epoch
+divergence guard, evaluation on the validation windows (in NumPy, from
+logits), a line of ``metrics.jsonl``, a checkpoint for exact ``--resume`` and
+the best weights. At the end: samples. Ctrl-C leaves the last complete epoch
 saved.
+
+A run folder holds a run once its first checkpoint is written: that file is
+the mark of a complete epoch. A folder without it (training stopped during the
+first epoch) is not a run: ``--resume`` has nothing to continue there, and a
+plain rerun starts it afresh.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +31,8 @@ from data.dataset import Dataset, load_dataset
 from data.vocab import Vocab
 from wordrnn.core.backend import Backend
 from wordrnn.core.config import Config
-from wordrnn.core.errors import UsageError
-from wordrnn.core.flags import config_from_args
+from wordrnn.core.errors import INTERRUPTED_EXIT, RunFailed, UsageError, plural
+from wordrnn.core.flags import config_from_args, given_flags
 from wordrnn.core.metrics import evaluate
 from wordrnn.core.params import Params, init_params
 from wordrnn.core.sampling import SamplerSettings
@@ -34,13 +40,18 @@ from wordrnn.core.threads import limit_threads
 from wordrnn.run.folder import (
     CHECKPOINT,
     CONFIG,
+    METRICS,
     SAMPLES,
     VOCAB,
     WEIGHTS,
     atomic_write_text,
+    check_optimizer_arrays,
+    check_out_dir,
     load_arrays,
     load_run,
     read_metrics,
+    read_settings,
+    remove_orphans,
     save_arrays,
     save_params,
     write_config,
@@ -51,11 +62,17 @@ from wordrnn.run.generation import generate_text
 SAMPLE_PROMPTS = ("the sea", "my love", "the night")
 SAMPLE_TOKENS = 40
 LOSS_SYNC_EVERY = 20  # steps between host syncs of the running loss (lets async frameworks run ahead)
-INTERRUPTED_EXIT = 130
+# A batch loss this many times that of uniform guessing (ln V) means training has diverged: a model that
+# learns never gets there, and letting it run on only produces an infinite perplexity and garbage samples.
+DIVERGED_FACTOR = 10.0
+# Settings that may change when a run is resumed; every other one is the run's and must stay as saved.
+RESUMABLE = ("epochs", "patience", "extra")
+# Settings an --init-from run decides: its weights and vocabulary only fit a model built with them.
+ADOPTED = ("model", "cell", "hidden_size", "embed_dim", "tokenizer", "min_freq")
 
 
-class Diverged(UsageError):
-    """The training loss became NaN or infinite."""
+class Diverged(RunFailed):
+    """The training or validation loss became infinite, NaN, or far too large."""
 
 
 @dataclass
@@ -72,88 +89,62 @@ class RunResult:
         return float(sum(row["seconds"] for row in self.metrics))
 
 
+@dataclass
+class Start:
+    """Where training begins: the settings, vocabulary, weights and counters of a fresh, resumed or seeded run."""
+
+    config: Config
+    vocab: Vocab | None
+    params: Params | None  # None: the seeded initializer
+    optimizer: dict[str, np.ndarray] | None = None  # checked Adam state, when resuming
+    epoch: int = 0
+    step: int = 0
+    best: dict[str, Any] = field(default_factory=lambda: {"val_loss": math.inf, "epoch": 0, "bad_epochs": 0})
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
 def count_params(params: Params) -> int:
     return int(sum(p.size for p in params.values()))
 
 
 def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool = False,
           init_from: str | Path | None = None, overwrite: bool = False, quiet: bool = False,
-          dataset: Dataset | None = None, write_samples: bool = True) -> RunResult:
-    """Train ``backend`` on the data ``config`` names and write the run folder ``run_dir``."""
+          dataset: Dataset | None = None, write_samples: bool = True,
+          given: Collection[str] | None = None) -> RunResult:
+    """Train ``backend`` on the data ``config`` names and write the run folder ``run_dir``.
+
+    ``given``: the settings the user asked for explicitly (``None``: all of them). ``--resume`` and
+    ``--init-from`` refuse a given setting that contradicts the saved run.
+    """
     run_dir = Path(run_dir)
-    # With several JAX processes (multi-host data parallelism) every process trains; only the first writes.
-    primary = getattr(backend, "process_index", 0) == 0
-    quiet = quiet or not primary
-    say = (lambda *a: None) if quiet else print
-    start_epoch, step, best = 0, 0, {"val_loss": math.inf, "epoch": 0, "bad_epochs": 0}
-    rows: list[dict[str, Any]] = []
-    checkpoint_arrays: dict[str, np.ndarray] | None = None
-
-    if resume and init_from is not None:
-        raise UsageError("--resume continues a run from its own weights; drop --init-from")
-    if resume:
-        config, vocab, checkpoint_arrays, counters = _read_checkpoint(run_dir, config)
-        start_epoch, step, best = counters["epoch"], counters["step"], counters["best"]
-        rows = [r for r in read_metrics(run_dir) if r["epoch"] <= start_epoch]
-    else:
-        if (run_dir / CONFIG).exists() and not overwrite:
-            raise UsageError(f"{run_dir} already holds a run; pass --resume to continue it, "
-                             "--overwrite to replace it, or choose another --out")
-        vocab = None
-        if init_from is not None:
-            source = load_run(init_from)
-            config = _adopt_model(config, source.config)
-            vocab = source.vocab
+    check_out_dir(run_dir)
+    primary = backend.process_index == 0  # with several JAX processes every one trains; only the first writes
+    say = print if primary and not quiet else (lambda *a, **k: None)
+    if primary:
+        remove_orphans(run_dir)
+    start = _prepare(config, run_dir, resume=resume, init_from=init_from, overwrite=overwrite, given=given,
+                     say=say)
+    config = start.config
     if dataset is None:
-        dataset = load_dataset(config, vocab)
+        dataset = load_dataset(**config.dataset_args(), vocab=start.vocab)
     config.vocab_size = len(dataset.vocab)
-
-    if checkpoint_arrays is not None:
-        params = {k[len("param."):]: v for k, v in checkpoint_arrays.items() if k.startswith("param.")}
-    elif init_from is not None:
-        params = source.params
-    else:
-        params = init_params(config)
+    params = start.params if start.params is not None else init_params(config)
     state = backend.init(params, config)
-    if checkpoint_arrays is not None:
-        opt = {k: v for k, v in checkpoint_arrays.items() if not k.startswith("param.")}
-        state = backend.load_optimizer_arrays(state, opt)
-    elif primary:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(run_dir, config, backend.framework)
-        atomic_write_text(run_dir / VOCAB, dataset.vocab.to_json() + "\n")
-        for stale in (WEIGHTS, CHECKPOINT, SAMPLES, "metrics.jsonl"):
-            (run_dir / stale).unlink(missing_ok=True)
+    if start.optimizer is not None:
+        state = backend.load_optimizer_arrays(state, start.optimizer)
+    if primary:
+        _write_settings(run_dir, config, backend.framework, dataset.vocab, fresh=start.epoch == 0)
 
-    say(f"{backend.framework} {config.model}: vocabulary {config.vocab_size}, "
+    if dataset.source is not None:
+        say(f"corpus {dataset.describe_source()}")
+    say(f"{backend.framework} {config.model} {config.cell}: vocabulary {config.vocab_size}, "
         f"{count_params(params):,} parameters, {len(dataset.train_x)} training / {len(dataset.val_x)} "
         f"validation windows, validation OOV {dataset.val_oov_rate:.1%} -> {run_dir}")
-    result = RunResult(run_dir, config, rows, best["epoch"])
+    result = RunResult(run_dir, config, start.rows, start.best["epoch"])
     try:
-        for epoch in range(start_epoch + 1, config.epochs + 1):
-            state, step, row = _train_epoch(backend, state, dataset, config, epoch, step, quiet)
-            row.update(evaluate(lambda xb, s=state: backend.logits(s, xb), dataset.val_x, dataset.val_y))
-            row["eval_seconds"] = time.perf_counter() - row.pop("_eval_start")
-            row["val_oov_rate"] = dataset.val_oov_rate
-            if row["val_loss"] < best["val_loss"]:
-                best = {"val_loss": row["val_loss"], "epoch": epoch, "bad_epochs": 0}
-                if primary:
-                    save_params(run_dir / WEIGHTS, backend.canonical(state))
-            else:
-                best["bad_epochs"] += 1
-            row["best_epoch"] = best["epoch"]
-            rows.append(row)
-            if primary:
-                write_metrics(run_dir, rows)
-                _write_checkpoint(run_dir, backend, state, epoch, step, best)
-            say(_epoch_line(row, config.epochs))
-            if config.patience and best["bad_epochs"] >= config.patience:
-                say(f"no better validation loss for {config.patience} epochs: stopping early")
-                break
+        best = _train_epochs(backend, state, dataset, config, run_dir, start, primary, quiet, say)
     except KeyboardInterrupt:
-        done = rows[-1]["epoch"] if rows else 0
-        print(f"\ninterrupted; {run_dir} holds {done} complete epoch(s). "
-              f"Continue with --resume --out {run_dir}", file=sys.stderr)
+        _say_interrupted(run_dir, result.metrics)
         result.exit_code = INTERRUPTED_EXIT
         return result
     result.best_epoch = best["epoch"]
@@ -163,12 +154,173 @@ def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool
     return result
 
 
+# ---------------------------------------------------------------- set-up: fresh, resumed or seeded
+
+def _prepare(config: Config, run_dir: Path, *, resume: bool, init_from: str | Path | None, overwrite: bool,
+             given: Collection[str] | None, say) -> Start:
+    """Check the flags against each other and the folder, and read what the run starts from."""
+    if resume and init_from is not None:
+        raise UsageError("--resume continues a run from its own weights; drop --init-from")
+    if resume and overwrite:
+        raise UsageError("--resume continues the run in --out and --overwrite replaces it; choose one")
+    if resume:
+        return _resume(config, run_dir, given)
+    _check_fresh_folder(run_dir, overwrite, say)
+    if init_from is not None:
+        return _seed_from(config, Path(init_from), given, say)
+    return Start(config, None, None)
+
+
+def _check_fresh_folder(run_dir: Path, overwrite: bool, say) -> None:
+    """A folder holding a complete epoch is replaced only with --overwrite; one without is started afresh."""
+    if (run_dir / CHECKPOINT).is_file():
+        if not overwrite:
+            raise UsageError(f"{run_dir} already holds a run; pass --resume to continue it, "
+                             "--overwrite to replace it, or choose another --out")
+    elif (run_dir / CONFIG).is_file():
+        say(f"note: {run_dir} holds no complete epoch (an earlier run stopped during its first); starting afresh")
+
+
+def _resume(requested: Config, run_dir: Path, given: Collection[str] | None) -> Start:
+    """The saved run, with the settings that may change on resume taken from ``requested``."""
+    if not (run_dir / CHECKPOINT).is_file() or not (run_dir / CONFIG).is_file():
+        raise UsageError(f"nothing to resume in {run_dir}: no complete epoch was saved there; "
+                         "run the same command without --resume to start afresh")
+    _, config, vocab = read_settings(run_dir)
+    _refuse_conflicts(requested, config, given, exempt=RESUMABLE + ("vocab_size",),
+                      why=f"--resume continues {run_dir} with its saved settings",
+                      advice=f"drop them (only {', '.join('--' + n for n in RESUMABLE[:-1])} may change), "
+                             "or start a new run with another --out")
+    config.epochs, config.patience = requested.epochs, requested.patience
+    config.extra = {**config.extra, **requested.extra}
+    arrays, counters = load_arrays(run_dir / CHECKPOINT)
+    if counters["epoch"] >= config.epochs:
+        raise UsageError(f"{run_dir} has already trained {plural(counters['epoch'], 'epoch')}; "
+                         f"ask for more with --epochs N (N > {counters['epoch']})")
+    params = {k[len("param."):]: v for k, v in arrays.items() if k.startswith("param.")}
+    optimizer = check_optimizer_arrays({k: v for k, v in arrays.items() if not k.startswith("param.")}, config)
+    if counters["best"]["epoch"] == counters["epoch"]:
+        # The checkpoint is written before the best weights: a kill between the two left older weights.
+        save_params(run_dir / WEIGHTS, params)
+    rows = [r for r in read_metrics(run_dir) if r["epoch"] <= counters["epoch"]]
+    return Start(config, vocab, params, optimizer, counters["epoch"], counters["step"], counters["best"], rows)
+
+
+def _seed_from(config: Config, source_dir: Path, given: Collection[str] | None, say) -> Start:
+    """--init-from: the source's weights and vocabulary, so its model settings too (refusing given conflicts)."""
+    source = load_run(source_dir)
+    _refuse_conflicts(config, source.config, given, only=ADOPTED,
+                      why=f"--init-from {source_dir} starts from weights and a vocabulary built with other settings",
+                      advice="drop them to use the source run's settings, or train from scratch")
+    for name in ADOPTED:
+        setattr(config, name, getattr(source.config, name))
+    say(f"--init-from {source_dir}: {config.model} model, {config.cell} cell, hidden size {config.hidden_size}"
+        f"{f', embedding {config.embed_dim}' if config.model == 'embedding' else ''}, its vocabulary of "
+        f"{len(source.vocab)} (tokenizer {config.tokenizer}, min-freq {config.min_freq})")
+    return Start(config, source.vocab, source.params)
+
+
+def _refuse_conflicts(requested: Config, saved: Config, given: Collection[str] | None, *, why: str, advice: str,
+                      exempt: Collection[str] = (), only: Collection[str] | None = None) -> None:
+    """One line naming every asked-for setting that differs from the saved run's, with the saved value."""
+    names = [n for n in (only or requested.to_dict()) if n not in exempt and (given is None or n in given)]
+    conflicts = [f"--{n.replace('_', '-')} {getattr(requested, n)} (saved: {getattr(saved, n)})"
+                 for n in names if getattr(requested, n) != getattr(saved, n)]
+    if conflicts:
+        raise UsageError(f"{why}, but {', '.join(conflicts)}; {advice}")
+
+
+def _write_settings(run_dir: Path, config: Config, framework: str, vocab: Vocab, fresh: bool) -> None:
+    """config.json (rewritten on resume: it says what the run now is) and, for a fresh run, vocab.json."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        for stale in (WEIGHTS, CHECKPOINT, SAMPLES, METRICS):
+            (run_dir / stale).unlink(missing_ok=True)
+        atomic_write_text(run_dir / VOCAB, vocab.to_json() + "\n")
+    write_config(run_dir, config, framework)
+
+
+# ---------------------------------------------------------------- the epochs
+
+def _train_epochs(backend: Backend, state: Any, dataset: Dataset, config: Config, run_dir: Path, start: Start,
+                  primary: bool, quiet: bool, say) -> dict[str, Any]:
+    """Epochs ``start.epoch + 1 ..``: train, evaluate, save; returns the best-epoch counters."""
+    rows, step, best = start.rows, start.step, dict(start.best)
+    guard = DivergenceGuard(config, run_dir, rows)
+    # A diverging NumPy model overflows; the guard reports that once, in words, instead of warnings.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for epoch in range(start.epoch + 1, config.epochs + 1):
+            state, step, row = _train_epoch(backend, state, dataset, config, epoch, step, quiet, guard)
+            row.update(evaluate(lambda xb, s=state: backend.logits(s, xb), dataset.val_x, dataset.val_y,
+                                unk_id=dataset.vocab.unk_id))
+            row["eval_seconds"] = time.perf_counter() - row.pop("_eval_start")
+            row["val_oov_rate"] = dataset.val_oov_rate
+            guard.check_validation(row, step)
+            improved = row["val_loss"] < best["val_loss"]
+            best = ({"val_loss": row["val_loss"], "epoch": epoch, "bad_epochs": 0} if improved
+                    else {**best, "bad_epochs": best["bad_epochs"] + 1})
+            row["best_epoch"] = best["epoch"]
+            rows.append(row)
+            if primary:
+                _save_epoch(run_dir, backend, state, rows, step, best, improved)
+            say(_epoch_line(row, config.epochs))
+            if config.patience and best["bad_epochs"] >= config.patience:
+                say(f"no better validation loss for {plural(config.patience, 'epoch')}: stopping early")
+                break
+    return best
+
+
+def _save_epoch(run_dir: Path, backend: Backend, state: Any, rows: list[dict[str, Any]], step: int,
+                best: dict[str, Any], improved: bool) -> None:
+    """Metrics, then the checkpoint (the mark of a complete epoch), then the best weights.
+
+    In this order a kill at any moment leaves a folder that ``--resume`` and
+    ``generate`` agree on: metrics rows past the checkpoint are dropped on
+    resume, and weights older than a best checkpoint are rewritten from it.
+    """
+    write_metrics(run_dir, rows)
+    weights = backend.canonical(state)
+    arrays = {f"param.{k}": v for k, v in weights.items()}
+    arrays.update(backend.optimizer_arrays(state))
+    save_arrays(run_dir / CHECKPOINT, arrays, {"epoch": rows[-1]["epoch"], "step": step, "best": best})
+    if improved:
+        save_params(run_dir / WEIGHTS, weights)
+
+
+class DivergenceGuard:
+    """Stops training, in one line, when the loss leaves the range a learning model stays in."""
+
+    def __init__(self, config: Config, run_dir: Path, rows: list[dict[str, Any]]):
+        self.config, self.run_dir, self.rows = config, run_dir, rows
+        uniform = math.log(max(config.vocab_size, 2))
+        self.uniform = uniform
+        self.limit = DIVERGED_FACTOR * max(uniform, 1.0)
+
+    def check_loss(self, loss: float, step: int, epoch: int) -> None:
+        if not math.isfinite(loss) or loss > self.limit:
+            self.fail(f"the training loss became {loss:.4g} at step {step} (epoch {epoch}), "
+                      f"against {self.uniform:.2f} for uniform guessing")
+
+    def check_validation(self, row: dict[str, Any], step: int) -> None:
+        if not math.isfinite(row["val_loss"]) or not math.isfinite(row["val_ppl"]):
+            self.fail(f"the validation loss became {row['val_loss']:.4g} (perplexity {row['val_ppl']:.4g}) "
+                      f"after step {step} (epoch {row['epoch']})")
+
+    def fail(self, what: str) -> None:
+        kept = self.rows[-1]["epoch"] if self.rows else 0
+        saved = (f"{self.run_dir} keeps epoch {kept}, the last good one" if kept
+                 else f"nothing was saved in {self.run_dir}: no epoch had completed")
+        raise Diverged(f"training diverged: {what}; {saved}. Try a smaller --lr (now {self.config.lr:g}) "
+                       f"or a gradient clip such as --clip 1 (now {self.config.clip:g})")
+
+
 def _train_epoch(backend: Backend, state: Any, dataset: Dataset, config: Config, epoch: int, step: int,
-                 quiet: bool) -> tuple[Any, int, dict[str, Any]]:
+                 quiet: bool, guard: DivergenceGuard) -> tuple[Any, int, dict[str, Any]]:
     """One pass over the training windows; returns the state, the global step and the epoch's row."""
     n = len(dataset.train_x)
+    # On a terminal a live bar; in a log file the per-epoch lines say enough (a bar there is carriage returns).
     bar = tqdm(total=num_batches(n, config.batch_size), desc=f"epoch {epoch}/{config.epochs}",
-               unit="batch", disable=quiet, leave=False, file=sys.stderr)
+               unit="batch", disable=quiet or not sys.stderr.isatty(), leave=False, file=sys.stderr)
     pending: list[tuple[int, Any, int]] = []  # (step, loss not yet on the host, batch size)
     total, seen = 0.0, 0
     started = time.perf_counter()
@@ -177,9 +329,7 @@ def _train_epoch(backend: Backend, state: Any, dataset: Dataset, config: Config,
         nonlocal total, seen
         for at, loss, size in pending:
             value = float(loss)
-            if not math.isfinite(value):
-                raise Diverged(f"the training loss became {value} at step {at} (epoch {epoch}); the last "
-                               "complete epoch is kept in the run folder. Lower --lr or set --clip")
+            guard.check_loss(value, at, epoch)
             total += value * size
             seen += size
         pending.clear()
@@ -207,34 +357,17 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
             f"{row['seconds']:.2f}s{mark}")
 
 
-def _write_checkpoint(run_dir: Path, backend: Backend, state: Any, epoch: int, step: int,
-                      best: dict[str, Any]) -> None:
-    arrays = {f"param.{k}": v for k, v in backend.canonical(state).items()}
-    arrays.update(backend.optimizer_arrays(state))
-    save_arrays(run_dir / CHECKPOINT, arrays, {"epoch": epoch, "step": step, "best": best})
+def _say_interrupted(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    done = rows[-1]["epoch"] if rows else 0
+    if done:
+        print(f"\ninterrupted; {run_dir} holds {plural(done, 'complete epoch')}. "
+              f"Continue with --resume --out {run_dir}", file=sys.stderr)
+    else:
+        print(f"\ninterrupted before the first epoch completed; nothing to resume in {run_dir}. "
+              "Run the same command again to start afresh", file=sys.stderr)
 
 
-def _read_checkpoint(run_dir: Path, requested: Config) -> tuple[Config, Vocab, dict[str, np.ndarray], dict]:
-    if not (run_dir / CHECKPOINT).is_file() or not (run_dir / CONFIG).is_file():
-        raise UsageError(f"nothing to resume in {run_dir}: no complete epoch was saved there; "
-                         "train without --resume first")
-    run = load_run(run_dir)
-    config = run.config
-    config.epochs, config.patience = requested.epochs, requested.patience
-    config.extra = {**config.extra, **requested.extra}
-    arrays, counters = load_arrays(run_dir / CHECKPOINT)
-    if counters["epoch"] >= config.epochs:
-        raise UsageError(f"{run_dir} has already trained {counters['epoch']} epochs; "
-                         f"ask for more with --epochs N (N > {counters['epoch']})")
-    return config, run.vocab, arrays, counters
-
-
-def _adopt_model(config: Config, source: Config) -> Config:
-    """--init-from: the model shape and vocabulary settings come from the source run."""
-    for name in ("model", "hidden_size", "embed_dim", "tokenizer", "min_freq"):
-        setattr(config, name, getattr(source, name))
-    return config
-
+# ---------------------------------------------------------------- samples and the command
 
 def write_run_samples(backend: Backend, run_dir: Path, config: Config, vocab: Vocab) -> str:
     """Generate from the best weights: one greedy and two sampled texts, saved to samples.txt."""
@@ -258,5 +391,5 @@ def train_from_args(args: argparse.Namespace, backend: Backend, extra: dict[str,
     config = config_from_args(args, extra)
     run_dir = Path(args.out or f"runs/{backend.framework}-{config.model}")
     result = train(config, backend, run_dir, resume=args.resume, init_from=args.init_from,
-                   overwrite=args.overwrite, quiet=args.quiet)
+                   overwrite=args.overwrite, quiet=args.quiet, given=given_flags(args))
     return result.exit_code
