@@ -12,7 +12,7 @@ TORCH_VERSION ?= 2.13.0
 WORDRNN_DATA ?= $(abspath $(wildcard ../shared/data/poems-100.csv))
 export WORDRNN_DATA
 
-.PHONY: demo test test-slow test-all lint setup clean
+.PHONY: demo corpus test test-slow test-all lint setup clean
 
 setup: $(VENV)/.installed
 
@@ -22,8 +22,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-demo: setup
-	$(PY) -m wordrnn.bench.compare --out reports/latest
+# The corpus is found (or the pinned copy fetched) before the environment is built: a machine without it
+# hears how to supply it at once. The check is standard-library Python, run by the system interpreter.
+demo: corpus
+	@$(MAKE) --no-print-directory setup
+	$(PY) -m wordrnn.bench.compare --out reports/latest --overwrite
+
+corpus:
+	@$(PYTHON) -m data.locate
 
 lint: setup
 	$(VENV)/bin/ruff check .

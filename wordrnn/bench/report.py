@@ -60,6 +60,7 @@ def plot_loss_curves(out: Path, entries: list[Entry]) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     models = list(dict.fromkeys(e.row["model"] for e in entries if e.curves))
     baseline = next((e for e in entries if e.row["impl"] == "kneser-ney"), None)
@@ -80,7 +81,7 @@ def plot_loss_curves(out: Path, entries: list[Entry]) -> None:
         ax.set_title(f"{model} model")
         ax.set_xlabel("epoch")
         ax.set_ylabel("cross-entropy (nats)")
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # whole epochs, even for one
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle("Training (solid) and validation (dashed) loss; same data, initial weights and batches, "
