@@ -1,0 +1,307 @@
+"""The generation contract across clients: Python and Node.js write the same poem for the same file, prompt,
+settings and seed (docs/GENERATION.md); the JavaScript metadata reader agrees with onnx; python -m export.web."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from conftest import ROOT, assert_usage_error, run_module
+from onnx import TensorProto, helper
+
+from data.vocab import Vocab
+from export import onnx as export_onnx
+from export import web as export_web
+from export.session import load
+from wordrnn.core.cells import CELLS
+from wordrnn.core.config import Config
+from wordrnn.core.params import init_params
+from wordrnn.core.sampling import (
+    SamplerSettings,
+    SplitMix64,
+    draw_margin,
+    generate,
+    masked_logits,
+    probabilities,
+)
+from wordrnn.run.folder import WEIGHTS, atomic_write_text, save_params, write_config
+from wordrnn.run.generation import generate_text, prompt_to_ids
+
+NODE = shutil.which("node")
+NODE_MODULES = ROOT / "node_modules" / "onnxruntime-node"
+needs_node = pytest.mark.skipif(NODE is None or not NODE_MODULES.is_dir(),
+                                reason="needs Node.js and the node modules (make web, or npm ci)")
+MARGIN = 1e-6  # docs/GENERATION.md: a sampled token may differ only where the draw lies this close to a boundary
+
+WORDS = ["<unk>", "\n", "the", "sea", "is", ",", "calm", "moon", "my", "love", "rose", "night", ".", "a", "red",
+         "(", ")", "o'er", "caf\u00e9", "'", "!"]
+
+# (prompt, words, strategy, temperature, top_k, top_p, seed, allow_unk): greedy and sampled, every cut, a prompt
+# longer than the window, unknown words, punctuation, curly quotes, a large seed.
+CASES = [
+    ("the sea", 40, "greedy", 1.0, 0, 1.0, 0, False),
+    ("The Sea is calm, my love (o\u2019er the rose)", 40, "greedy", 1.0, 0, 1.0, 0, True),
+    ("the sea", 60, "sample", 1.0, 0, 1.0, 0, False),
+    ("my love", 60, "sample", 1.0, 0, 1.0, 7, False),
+    ("the moon", 60, "sample", 0.7, 0, 1.0, 2**64 - 1, False),
+    ("the moon", 60, "sample", 1.5, 5, 1.0, 11, False),
+    ("red rose", 60, "sample", 1.0, 0, 0.6, 3, False),
+    ("red rose", 60, "sample", 0.8, 8, 0.9, 4, True),
+    ("zebra sea quartz", 30, "sample", 1.0, 0, 1.0, 5, False),
+    ("Caf\u0065\u0301 night!", 30, "sample", 1.0, 3, 1.0, 6, False),
+]
+KEYS = ("prompt", "words", "strategy", "temperature", "top_k", "top_p", "seed", "allow_unk")
+
+
+def make_model(folder: Path, cell: str, model: str = "embedding") -> Path:
+    config = Config(model=model, cell=cell, vocab_size=len(WORDS), hidden_size=16, embed_dim=8, seq_len=4, seed=3)
+    run = folder / f"run-{cell}-{model}"
+    write_config(run, config, "numpy")
+    atomic_write_text(run / "vocab.json", Vocab(WORDS).to_json())
+    params = init_params(config)
+    params["out.weight"] = params["out.weight"] * 8  # sharper than at initialization, so greedy is not all ties
+    save_params(run / WEIGHTS, params)
+    out = folder / f"{cell}-{model}.onnx"
+    try:
+        code = export_onnx.main(["--run", str(run), "--out", str(out), "--reference", "numpy"])
+    except SystemExit as stop:
+        code = stop.code
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module", params=list(CELLS))
+def model_file(request, tmp_path_factory) -> Path:
+    """One export of each cell the exporter supports."""
+    return make_model(tmp_path_factory.mktemp(request.param), request.param)
+
+
+@pytest.fixture(scope="module")
+def rnn_file(tmp_path_factory) -> Path:
+    """One export, for what does not depend on the cell (flags, bad input, the page folder)."""
+    return make_model(tmp_path_factory.mktemp("rnn"), "rnn", model="onehot")
+
+
+def write_cases(model: Path, folder: Path) -> tuple[Path, list[dict]]:
+    """The conformance vectors: each case with Python's token ids and text, in a JSON file clients read."""
+    lm = load(model)
+    cases = []
+    for values in CASES:
+        case = dict(zip(KEYS, values))
+        settings = SamplerSettings(case["strategy"], case["temperature"], case["top_k"], case["top_p"], case["seed"],
+                                   case["allow_unk"])
+        text = generate_text(lm.logits, lm.card.vocab, lm.card.config.seq_len, case["prompt"], case["words"],
+                             settings)
+        ids = generate(lm.logits, prompt_to_ids(case["prompt"], lm.card.vocab), case["words"],
+                       lm.card.config.seq_len, settings)
+        cases.append({**case, "expected": {"ids": ids, "text": text}})
+    path = folder / f"{model.stem}-cases.json"
+    # Seeds as decimal strings: a JSON number loses the low bits of a 64-bit seed in JavaScript.
+    written = [{**case, "seed": str(case["seed"])} for case in cases]
+    path.write_text(json.dumps({"model": str(model), "cases": written}, ensure_ascii=False))
+    return path, cases
+
+
+def first_difference_margin(model: Path, case: dict, got: list[int]) -> tuple[int, float] | None:
+    """Where ``got`` first differs from Python's tokens: the step and how close Python's draw was to a boundary."""
+    lm = load(model)
+    settings = SamplerSettings(case["strategy"], case["temperature"], case["top_k"], case["top_p"], case["seed"],
+                               case["allow_unk"])
+    ids = prompt_to_ids(case["prompt"], lm.card.vocab)
+    rng = SplitMix64(case["seed"])
+    seq_len = lm.card.config.seq_len
+    for step, token in enumerate(got):
+        z = masked_logits(lm.logits(np.asarray([ids[-seq_len:]], np.int64))[0], settings)
+        if settings.strategy == "greedy":
+            want = int(np.argmax(z))
+            if want != token:
+                return step, 0.0
+        else:
+            p, u = probabilities(z, settings), rng.random()
+            want = int(np.searchsorted(np.cumsum(p), u * np.cumsum(p)[-1], side="right"))
+            if want != token:
+                return step, draw_margin(p, u)
+        ids.append(token)
+    return None
+
+
+def node(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([NODE, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+# ---------------------------------------------------------------- conformance: Python and Node.js
+
+
+@needs_node
+def test_python_writes_the_vectors_and_node_reproduces_them_token_for_token(model_file, tmp_path):
+    cases_file, cases = write_cases(model_file, tmp_path)
+    result = node("web/conformance.mjs", "cases", str(cases_file))
+    assert result.returncode == 0, result.stderr
+    results = json.loads(result.stdout)
+    assert len(results) == len(cases)
+    for case, got in zip(cases, results):
+        assert "error" not in got, (case["prompt"], got)
+        if got["ids"] != case["expected"]["ids"]:  # onnxruntime-node gives Python's logits: this should not happen
+            step, margin = first_difference_margin(model_file, case, got["ids"])
+            assert case["strategy"] == "sample" and margin <= MARGIN, (case, step, margin)
+            continue
+        assert got["text"] == case["expected"]["text"]
+    assert len({r["text"] for r in results}) == len(results)  # the cases are not all one poem
+
+
+def test_the_vectors_exercise_what_they_claim(model_file, tmp_path):
+    _, cases = write_cases(model_file, tmp_path)
+    lm = load(model_file)
+    for case in cases:
+        ids = case["expected"]["ids"]
+        assert len(ids) == case["words"] and None not in ids
+        if not case["allow_unk"]:
+            assert 0 not in ids
+    assert any(1 in c["expected"]["ids"] for c in cases)  # line breaks are written somewhere
+    assert "caf\u00e9 night!" in cases[-1]["expected"]["text"]  # NFC: the decomposed é is the vocabulary's
+    assert cases[-2]["expected"]["text"].startswith("<unk> sea <unk>")
+    assert len(lm.card.vocab) == len(WORDS)
+
+
+@needs_node
+@pytest.mark.parametrize("flags", [
+    ("--strategy", "greedy"),
+    ("--seed", "3", "--num-samples", "3"),
+    ("--temperature", "0.7", "--top-k", "5", "--top-p", "0.9", "--seed", "18446744073709551613", "--num-samples", "2"),
+    ("--prompt", "zebra (the) sea, o\u2019er", "--allow-unk", "--words", "90"),
+])
+def test_node_cli_prints_what_python_prints(rnn_file, flags):
+    args = ("--model", str(rnn_file), "--prompt", "the moon", "--words", "50", *flags)
+    python = run_module("export.generate", *args)
+    js = node("web/generate.mjs", *args)
+    assert python.returncode == js.returncode == 0, (python.stderr, js.stderr)
+    assert js.stdout == python.stdout and js.stderr == python.stderr
+
+
+@needs_node
+@pytest.mark.parametrize("flags, fragment", [
+    (("--prompt", "  "), "the prompt is empty"),
+    (("--prompt", "zebra quartz"), "unknown to this model"),
+    (("--seed", "-1"), "--seed"),
+    (("--seed", str(2**64)), "--seed"),
+    (("--top-p", "0"), "--top-p"),
+    (("--temperature", "0"), "--temperature"),
+    (("--words", "0"), "--words"),
+    (("--top-k", "x"), "--top-k"),
+])
+def test_node_cli_refuses_bad_input(rnn_file, flags, fragment):
+    assert_usage_error(node("web/generate.mjs", "--model", str(rnn_file), *flags), fragment)
+
+
+# ---------------------------------------------------------------- the metadata reader against onnx
+
+
+def onnx_props(path: Path) -> dict[str, str] | None:
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # onnx raises protobuf's DecodeError and others for a file it cannot parse
+        return None
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def foreign_files(folder: Path, export: Path) -> list[Path]:
+    """Truncated exports, a model without our metadata, one with foreign metadata, text and random bytes."""
+    payload = export.read_bytes()
+    # Cuts at field boundaries (the file without its last metadata entries: onnx reads these) and inside fields.
+    boundaries = {1, 3, len(payload) // 2, len(payload) - 7, len(payload) - 1}
+    for kept in (0, 3):
+        model = onnx.load_from_string(payload)
+        del model.metadata_props[kept:]
+        prefix = model.SerializeToString()
+        assert payload.startswith(prefix)  # fields are written in field-number order, metadata (14) last
+        boundaries.add(len(prefix))
+    files = []
+    for cut in sorted(boundaries):
+        files.append(folder / f"cut-{cut}.onnx")
+        files[-1].write_bytes(payload[:cut])
+    node_ = helper.make_node("Relu", ["x"], ["y"])
+    graph = helper.make_graph([node_], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    plain = helper.make_model(graph)
+    files.append(folder / "plain.onnx")
+    onnx.save(plain, str(files[-1]))
+    helper.set_model_props(plain, {"author": "someone", "wordrnn.format": "1", "\u00e9t\u00e9": "\u2603"})
+    files.append(folder / "foreign-metadata.onnx")
+    onnx.save(plain, str(files[-1]))
+    files.append(folder / "poem.txt")
+    files[-1].write_text("the sea is calm tonight\n")
+    files.append(folder / "random.bin")
+    files[-1].write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    files.append(folder / "empty.onnx")
+    files[-1].write_bytes(b"")
+    return files
+
+
+@needs_node
+def test_metadata_reader_agrees_with_onnx_on_exports_and_foreign_files(model_file, tmp_path):
+    files = [model_file, *foreign_files(tmp_path, model_file)]
+    result = node("web/conformance.mjs", "metadata", *map(str, files))
+    assert result.returncode == 0, result.stderr
+    read = json.loads(result.stdout)
+    assert read[str(model_file)]["props"]["wordrnn.generation"] == "wordrnn-generation 1"
+    for path in files:
+        want, got = onnx_props(path), read[str(path)]
+        if want is not None:
+            assert got.get("props") == want, path.name  # where onnx reads the file, the reader reads the same
+        else:
+            assert "is not an ONNX model" in got.get("error", ""), (path.name, got)  # else a clear refusal
+    assert "error" in read[str(tmp_path / f"cut-{len(model_file.read_bytes()) - 1}.onnx")]
+
+
+@needs_node
+def test_node_cli_refuses_foreign_and_damaged_files(rnn_file, tmp_path):
+    files = {f.name: f for f in foreign_files(tmp_path, rnn_file)}
+    assert_usage_error(node("web/generate.mjs", "--model", str(files["plain.onnx"])), "has no wordrnn metadata")
+    assert_usage_error(node("web/generate.mjs", "--model", str(files["foreign-metadata.onnx"])), "lacks the metadata")
+    assert_usage_error(node("web/generate.mjs", "--model", str(files["random.bin"])), "not an ONNX model")
+    assert_usage_error(node("web/generate.mjs", "--model", str(tmp_path / "missing.onnx")), "is not a file")
+
+
+# ---------------------------------------------------------------- python -m export.web
+
+
+def test_export_web_without_node_modules_says_how_to_install_them(rnn_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(export_web, "ORT_DIST", tmp_path / "nowhere")
+    with pytest.raises(SystemExit) as stop:
+        export_web.main(["--model", str(rnn_file), "--out", str(tmp_path / "site")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "make web" in err and "npm ci" in err
+    assert not (tmp_path / "site").exists()
+
+
+@pytest.mark.skipif(not (export_web.ORT_DIST / export_web.ORT_FILES[0]).is_file(),
+                    reason="needs onnxruntime-web in node_modules (make web, or npm ci)")
+def test_export_web_writes_a_self_contained_folder_and_refuses_bad_input(rnn_file, tmp_path):
+    site = tmp_path / "site"
+    result = run_module("export.web", "--model", str(rnn_file), "--out", str(site))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in site.iterdir()) == sorted(
+        [*export_web.PAGE_FILES, *export_web.ORT_FILES, export_web.MODEL_NAME])
+    assert (site / "model.onnx").read_bytes() == rnn_file.read_bytes()
+    for page in ("index.html", "app.mjs"):  # no request to any other host
+        assert "http://" not in (site / page).read_text() and "https://" not in (site / page).read_text()
+    assert_usage_error(run_module("export.web", "--model", str(rnn_file), "--out", str(site)), "--overwrite")
+    assert run_module("export.web", "--model", str(rnn_file), "--out", str(site), "--overwrite").returncode == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["site"]  # no staging folder left behind
+    text = tmp_path / "poem.txt"
+    text.write_text("the sea")
+    assert_usage_error(run_module("export.web", "--model", str(text), "--out", str(tmp_path / "b")), "not an ONNX")
+    assert_usage_error(run_module("export.web", "--model", str(rnn_file), "--out", str(text / "x")), "is a file")
+    assert not (tmp_path / "b").exists()
+
+
+def test_no_python_command_needs_node(rnn_file, tmp_path):
+    env = {"PATH": "/nonexistent", "PYTHONPATH": str(ROOT), "HOME": os.environ.get("HOME", "/tmp")}
+    result = run_module("export.generate", "--model", str(rnn_file), "--words", "5", env=env)
+    assert result.returncode == 0 and result.stdout.startswith("the")
