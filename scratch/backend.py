@@ -1,9 +1,10 @@
 """The NumPy backend of the one training loop (``wordrnn.run.loop``).
 
-A step is: dropout masks from ``np.random.default_rng([config.seed, step])``
-(input mask for the embedding model only), loss and hand-written gradients,
-global-norm clipping, then the optimizer (which adds weight decay). The
-state lives in the parameters' dtype (float32 by default).
+A step is: the dropout masks ``wordrnn.core.dropout.step_masks`` specifies
+for it (input mask for the embedding model only), loss and hand-written
+gradients of the configured cell, global-norm clipping, then the optimizer
+(which adds weight decay). The state lives in the parameters' dtype (float32
+by default).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from scratch import model
 from scratch.optim import SGD, Adam, clip_by_global_norm
 from wordrnn.core.config import Config
+from wordrnn.core.dropout import Masks, step_masks
 from wordrnn.core.params import Params, check_params, param_shapes
 
 
@@ -29,6 +31,7 @@ class NumpyBackend:
     """``wordrnn.core.backend.Backend`` for the NumPy reference."""
 
     framework = "numpy"
+    process_index = 0
 
     def __init__(self, dtype: type = np.float32):
         self.dtype = np.dtype(dtype)
@@ -43,32 +46,21 @@ class NumpyBackend:
             optimizer = SGD(own, lr=config.lr, weight_decay=config.weight_decay)
         return NumpyState(config, own, optimizer)
 
-    def dropout_masks(self, config: Config, step: int, batch: int, seq_len: int) -> model.Masks | None:
-        """Inverted-dropout masks (values 0 or 1/(1-p)) for one step, from ``(config.seed, step)`` alone."""
-        if config.dropout == 0:
-            return None
-        rng = np.random.default_rng([config.seed, step])
-        keep = self.dtype.type(1.0 - config.dropout)
-
-        def draw(shape: tuple[int, ...]) -> np.ndarray:
-            mask = (rng.random(shape, dtype=self.dtype) < keep).astype(self.dtype)
-            mask /= keep
-            return mask
-
-        input_mask = draw((batch, seq_len, config.embed_dim)) if config.model == "embedding" else None
-        return {"input": input_mask, "hidden": draw((batch, config.hidden_size))}
+    def dropout_masks(self, config: Config, step: int, batch: int, seq_len: int) -> Masks | None:
+        """The masks of ``wordrnn.core.dropout.step_masks`` for this step (the model casts them to its dtype)."""
+        return step_masks(config, step, batch, seq_len)
 
     def train_step(self, state: NumpyState, x: np.ndarray, y: np.ndarray, step: int) -> tuple[NumpyState, float]:
         config = state.config
         masks = self.dropout_masks(config, step, x.shape[0], x.shape[1])
-        loss, grads = model.loss_and_grads(state.params, x, y, masks)
+        loss, grads = model.loss_and_grads(state.params, x, y, masks, config.cell)
         if config.clip > 0:
             clip_by_global_norm(grads, config.clip)
         state.optimizer.update(state.params, grads)
         return state, loss
 
     def logits(self, state: NumpyState, x: np.ndarray) -> np.ndarray:
-        return model.logits(state.params, x).astype(np.float32, copy=False)
+        return model.logits(state.params, x, state.config.cell).astype(np.float32, copy=False)
 
     def canonical(self, state: NumpyState) -> Params:
         return {name: p.astype(np.float32) for name, p in state.params.items()}

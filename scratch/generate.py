@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     settings_from_args(args)  # bad sampler values are refused before the run folder is read
     run = load_run(args.run)
     params = {name: np.asarray(p, dtype=np.float32) for name, p in run.params.items()}
-    print_samples(lambda x: model.logits(params, x), run.vocab, run.config.seq_len, args)
+    print_samples(lambda x: model.logits(params, x, run.config.cell), run.vocab, run.config.seq_len, args)
     return 0
 
 

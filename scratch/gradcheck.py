@@ -1,7 +1,7 @@
 """Check the hand-written BPTT gradients against central finite differences, in float64.
 
-    python -m scratch.gradcheck                   # both models, with and without dropout masks
-    python -m scratch.gradcheck --vocab-size 500 --entries 50
+    python -m scratch.gradcheck                   # every cell, both models, with and without dropout masks
+    python -m scratch.gradcheck --cell lstm --vocab-size 500 --entries 50
 
 For every parameter p, a set of its entries (all of them for small tensors,
 else a random subset plus the entry with the largest analytic gradient) is
@@ -16,54 +16,56 @@ uses across frameworks). An entry-wise |a - n| / (|a| + |n|) would be
 meaningless here: many entries have true gradients of 1e-12 or exactly 0
 (tokens absent from the batch), where the finite difference is pure rounding
 noise of about 1e-16 * L / eps and the entry-wise ratio is near 1 for a
-correct gradient. The check fails above ``TOLERANCE``. Weight decay is not
-part of the loss (the optimizer adds it), so only dropout masks are checked.
+correct gradient. The check fails above ``wordrnn.core.tolerances.FINITE_DIFFERENCE``.
+Weight decay is not part of the loss (the optimizer adds it), so only dropout
+masks are checked; they are drawn as training draws them
+(``wordrnn.core.dropout.draw_masks``) and then held fixed.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
 from scratch import model
 from wordrnn.core.config import Config
+from wordrnn.core.dropout import Masks, draw_masks
 from wordrnn.core.errors import UsageError, cli
-from wordrnn.core.params import init_params
-
-TOLERANCE = 1e-6
-TINY = 1e-30  # keeps 0/0 (a parameter whose whole gradient is exactly zero) at 0
+from wordrnn.core.flags import seed
+from wordrnn.core.params import Params, init_params
+from wordrnn.core.tolerances import FINITE_DIFFERENCE, TINY
 
 
 def make_problem(kind: str, vocab_size: int, hidden_size: int, embed_dim: int, batch_size: int, seq_len: int,
-                 dropout: float, seed: int) -> tuple[model.Params, np.ndarray, np.ndarray, model.Masks | None]:
-    """Float64 canonical weights, a random batch, and (if ``dropout`` > 0) fixed dropout masks."""
-    config = Config(model=kind, vocab_size=vocab_size, hidden_size=hidden_size, embed_dim=embed_dim, seed=seed)
+                 dropout: float, seed: int, cell: str = "rnn") -> tuple[Params, np.ndarray, np.ndarray, Masks | None]:
+    """Float64 canonical weights of ``cell``, a random batch, and (if ``dropout`` > 0) fixed dropout masks."""
+    config = Config(model=kind, cell=cell, vocab_size=vocab_size, hidden_size=hidden_size, embed_dim=embed_dim,
+                    seed=seed)
     params = init_params(config, dtype=np.float64)
     rng = np.random.default_rng([seed, 1])
     x = rng.integers(0, vocab_size, size=(batch_size, seq_len))
     y = rng.integers(0, vocab_size, size=batch_size)
-    masks = None
-    if dropout > 0:
-        def draw(shape: tuple[int, ...]) -> np.ndarray:
-            return (rng.random(shape) >= dropout) / (1.0 - dropout)
-
-        masks = {"input": draw((batch_size, seq_len, embed_dim)) if kind == "embedding" else None,
-                 "hidden": draw((batch_size, hidden_size))}
+    masks = draw_masks(config, batch_size, seq_len, rng, p=dropout, dtype=np.float64) if dropout > 0 else None
     return params, x, y, masks
 
 
-def check_gradients(params: model.Params, x: np.ndarray, y: np.ndarray, masks: model.Masks | None = None, *,
-                    eps: float = 1e-5, entries: int = 300, seed: int = 0,
-                    loss_and_grads=model.loss_and_grads) -> dict[str, float]:
-    """The worst relative error (see the module docstring) of every parameter's gradient.
+def check_gradients(params: Params, x: np.ndarray, y: np.ndarray, masks: Masks | None = None, *,
+                    cell: str = "rnn", eps: float = 1e-5, entries: int = 300, seed: int = 0,
+                    loss_and_grads: Callable | None = None) -> dict[str, float]:
+    """The worst relative error (see the module docstring) of every parameter's gradient for ``cell``.
 
-    ``loss_and_grads`` is the function under test (the hand-written one by
-    default); the numerical side always uses ``scratch.model.loss``.
+    ``loss_and_grads(params, x, y, masks)`` is the function under test (by
+    default the hand-written ``scratch.model.loss_and_grads`` of ``cell``);
+    the numerical side always uses ``scratch.model.loss``.
     """
     for name, p in params.items():
         if p.dtype != np.float64:
             raise ValueError(f"the gradient check needs float64 parameters; {name} is {p.dtype}")
+    if loss_and_grads is None:
+        loss_and_grads = partial(model.loss_and_grads, cell=cell)
     _, grads = loss_and_grads(params, x, y, masks)
     rng = np.random.default_rng(seed)
     errors = {}
@@ -78,9 +80,9 @@ def check_gradients(params: model.Params, x: np.ndarray, y: np.ndarray, masks: m
         for i, j in enumerate(chosen):
             saved = flat[j]
             flat[j] = saved + eps
-            up = model.loss(params, x, y, masks)
+            up = model.loss(params, x, y, masks, cell)
             flat[j] = saved - eps
-            down = model.loss(params, x, y, masks)
+            down = model.loss(params, x, y, masks, cell)
             flat[j] = saved
             numerical[i] = (up - down) / (2 * eps)
         scale = max(np.abs(analytic).max(), np.abs(numerical).max(), TINY)
@@ -98,8 +100,10 @@ def _positive(text: str) -> int:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m scratch.gradcheck",
-        description="Check the NumPy BPTT gradients of both models against central finite differences "
-                    f"(float64); exits 1 if any parameter's relative error exceeds {TOLERANCE:g}.")
+        description="Check the NumPy BPTT gradients of every cell and both models against central finite "
+                    f"differences (float64); exits 1 if any parameter's relative error exceeds {FINITE_DIFFERENCE:g}.")
+    parser.add_argument("--cell", choices=tuple(model.STEPS), default=None,
+                        help="check this cell only (default: every cell)")
     parser.add_argument("--vocab-size", type=_positive, default=13, help="V (default: %(default)s)")
     parser.add_argument("--hidden-size", type=_positive, default=8, help="H (default: %(default)s)")
     parser.add_argument("--embed-dim", type=_positive, default=6, help="E (default: %(default)s)")
@@ -110,7 +114,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--entries", type=_positive, default=300,
                         help="entries checked per parameter; larger tensors are sampled (default: %(default)s)")
     parser.add_argument("--eps", type=float, default=1e-5, help="finite-difference step (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="weights, batch, masks, sampled entries")
+    parser.add_argument("--seed", type=seed, default=0,
+                        help="weights, batch, masks, sampled entries (default: %(default)s)")
     args = parser.parse_args(argv)
     if not 0.0 < args.dropout < 1.0:
         raise UsageError(f"--dropout must lie strictly between 0 and 1, got {args.dropout}")
@@ -123,19 +128,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     worst = 0.0
-    print(f"{'model':<10} {'masks':<6} {'parameter':<11} {'worst rel. error':>16}")
-    for kind in ("onehot", "embedding"):
-        for dropout in (0.0, args.dropout):
-            params, x, y, masks = make_problem(kind, args.vocab_size, args.hidden_size, args.embed_dim,
-                                               args.batch_size, args.seq_len, dropout, args.seed)
-            errors = check_gradients(params, x, y, masks, eps=args.eps, entries=args.entries, seed=args.seed)
-            for name, err in errors.items():
-                flag = "" if err <= TOLERANCE else "  FAIL"
-                print(f"{kind:<10} {'fixed' if masks else 'none':<6} {name:<11} {err:>16.2e}{flag}")
-                worst = max(worst, err)
-    verdict = "ok" if worst <= TOLERANCE else "FAILED"
-    print(f"{verdict}: worst relative error {worst:.2e} (tolerance {TOLERANCE:g})")
-    return 0 if worst <= TOLERANCE else 1
+    print(f"{'cell':<5} {'model':<10} {'masks':<6} {'parameter':<11} {'worst rel. error':>16}")
+    for cell in (args.cell,) if args.cell else tuple(model.STEPS):
+        for kind in ("onehot", "embedding"):
+            for dropout in (0.0, args.dropout):
+                params, x, y, masks = make_problem(kind, args.vocab_size, args.hidden_size, args.embed_dim,
+                                                   args.batch_size, args.seq_len, dropout, args.seed, cell)
+                errors = check_gradients(params, x, y, masks, cell=cell, eps=args.eps, entries=args.entries,
+                                         seed=args.seed)
+                for name, err in errors.items():
+                    flag = "" if err <= FINITE_DIFFERENCE else "  FAIL"
+                    print(f"{cell:<5} {kind:<10} {'fixed' if masks else 'none':<6} {name:<11} {err:>16.2e}{flag}")
+                    worst = max(worst, err)
+    verdict = "ok" if worst <= FINITE_DIFFERENCE else "FAILED"
+    print(f"{verdict}: worst relative error {worst:.2e} (tolerance {FINITE_DIFFERENCE:g})")
+    return 0 if worst <= FINITE_DIFFERENCE else 1
 
 
 if __name__ == "__main__":

@@ -1,33 +1,167 @@
-"""The two word-level Elman RNNs in NumPy: forward pass and backpropagation through time.
+"""The word-level recurrent models in NumPy: forward pass and backpropagation through time.
 
 Shapes: B windows in the batch, T tokens per window (any length >= 1), V
-vocabulary, E embedding width, H hidden size. Inside, arrays are time-major
-([T, B, ...]) so that the hidden state of one step, ``hs[t]``, is one
-contiguous [B, H] block for the matrix products of the recurrence.
+vocabulary, E embedding width, H hidden size, G the cell's gate count (1 for
+``rnn``, 4 for ``lstm``, 3 for ``gru``; ``wordrnn.core.cells`` says, with the
+order of the gate blocks in the stacked weights). Inside, arrays are
+time-major ([T, B, ...]) so that the values of one step are one contiguous
+[B, ...] block for the matrix products of the recurrence.
 
-    onehot:     u_t = onehot(x_t) W_ih^T = W_ih[:, x_t]        (a column gather)
-    embedding:  u_t = (emb[x_t] * m_in_t) W_ih^T               (m_in: input dropout mask)
-    a_t = u_t + b_ih + b_hh + h_{t-1} W_hh^T,   h_{-1} = 0
-    h_t = tanh(a_t)
-    logits = (h_{T-1} * m_h) W_out^T + b_out                   (m_h: hidden dropout mask)
+The model, the same for every cell:
+
+    onehot:     u_t = onehot(x_t),        so u_t W_ih^T = W_ih[:, x_t]       (a column gather)
+    embedding:  u_t = emb[x_t] * m_in_t                                      (m_in: input dropout mask)
+    a_t = u_t W_ih^T          [B, G*H]   the input side of every gate, all steps in one product
+    b_t = h_{t-1} W_hh^T      [B, G*H]   the recurrent side, one product per step; h_{-1} = c_{-1} = 0
+    h_t (and c_t) = cell(a_t + b_ih, b_t + b_hh, h_{t-1}, c_{t-1})
+    logits = (h_{T-1} * m_h) W_out^T + b_out                                (m_h: hidden dropout mask)
     loss = mean_b [ logsumexp(logits_b) - logits_b[y_b] ]
 
-The parameters decide the model: an ``embedding`` entry means the embedding
-model. All arithmetic stays in the parameters' dtype (float32 to train,
-float64 for the gradient check); nothing is silently widened.
+The cells, torch's ``nn.RNN``, ``nn.LSTM`` and ``nn.GRU`` (sigma is the
+logistic function, * is element-wise, a_k is gate k's block of a):
+
+    rnn:   h = tanh(a + b_ih + b + b_hh)
+    lstm:  i = sigma(a_i + b_i)   f = sigma(a_f + b_f)   g = tanh(a_g + b_g)   o = sigma(a_o + b_o)
+           c = f * c_prev + i * g
+           h = o * tanh(c)                                 (here a and b include their biases)
+    gru:   r = sigma(a_r + b_r)   z = sigma(a_z + b_z)   n = tanh(a_n + r * b_n)
+           h = (1 - z) * n + z * h_prev
+
+Backpropagation through time runs the steps in reverse. Each cell's backward
+step turns dL/dh_t (and dL/dc_t) into the gradients of its two
+pre-activations, da_t = dL/d(a_t + b_ih) and db_t = dL/d(b_t + b_hh) (the
+same array except for the GRU, whose new gate sees b_n through r), and the
+shared code assembles the rest for every cell:
+
+    dh_{t-1} = db_t W_hh  (+ the cell's direct path from h_{t-1} to h_t)
+    dW_ih = sum_t da_t^T u_t    db_ih = sum_t da_t    dW_hh = sum_t db_t^T h_{t-1}    db_hh = sum_t db_t
+
+A cell is two functions, one forward step and one backward step, found by
+name in ``STEPS``; nothing else here knows which cell runs. The parameters
+decide the input model (an ``embedding`` entry means the embedding model);
+``cell`` names the cell. All arithmetic stays in the parameters' dtype
+(float32 to train, float64 for the gradient check); nothing is silently widened.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import numpy as np
 
-Params = dict[str, np.ndarray]
-Masks = dict[str, np.ndarray | None]
+from wordrnn.core.cells import get_cell
+from wordrnn.core.dropout import Masks
+from wordrnn.core.params import Params
 
 
 def is_embedding(params: Params) -> bool:
     return "embedding" in params
 
+
+# -- the cells -------------------------------------------------------------------------------------------------
+#
+# A forward step gets the step's pre-activations without biases, a = u_t W_ih^T and b = h_{t-1} W_hh^T (both
+# [B, G*H], its own to overwrite), the biases, the previous state and the [B, H] array to write h_t into. It
+# returns the next cell state (None for cells without one) and what its backward step needs.
+#
+# A backward step gets dh = dL/dh_t, dc = dL/dc_t through c_{t+1} (None for cells without a cell state), what
+# the forward step saved, and two [B, G*H] arrays to fill: da = dL/d(a + b_ih) and db = dL/d(b + b_hh). It
+# returns dL/dc_{t-1}, the array that holds db (``da`` itself where the two coincide), and the part of
+# dL/dh_{t-1} that does not pass through W_hh (None where there is none).
+
+
+def _blocks(z: np.ndarray, cell: str, names: str) -> tuple[np.ndarray, ...]:
+    """Views of the gate blocks ``names`` (one letter each) of ``z`` [B, G*H], where the registry puts them."""
+    gates = get_cell(cell).gates
+    H = z.shape[-1] // len(gates)
+    return tuple(z[..., gates.index(n) * H:(gates.index(n) + 1) * H] for n in names)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    """sigma(z) in place, as 0.5 tanh(z / 2) + 0.5: the same function as 1 / (1 + exp(-z)), with no overflow."""
+    z *= 0.5
+    np.tanh(z, out=z)
+    z *= 0.5
+    z += 0.5
+    return z
+
+
+def rnn_forward(a, b, b_ih, b_hh, h_prev, c_prev, h):
+    """h = tanh(a + b_ih + b_hh + b); keeps h, since tanh' = 1 - h^2."""
+    a += b_ih + b_hh
+    a += b
+    np.tanh(a, out=h)
+    return None, h
+
+
+def rnn_backward(dh, dc, h, da, db):
+    """da = db = dh * (1 - h^2)."""
+    np.multiply(h, h, out=da)
+    np.subtract(1, da, out=da)
+    da *= dh
+    return None, da, None
+
+
+def lstm_forward(a, b, b_ih, b_hh, h_prev, c_prev, h):
+    """The gates in place of their pre-activations in ``a``; c = f * c_prev + i * g; h = o * tanh(c)."""
+    a += b_ih + b_hh
+    a += b
+    z_i, z_f, z_g, z_o = _blocks(a, "lstm", "ifgo")
+    i = _sigmoid(z_i)  # input gate
+    f = _sigmoid(z_f)  # forget gate
+    g = np.tanh(z_g, out=z_g)  # candidate cell
+    o = _sigmoid(z_o)  # output gate
+    c = f * c_prev + i * g
+    tanh_c = np.tanh(c)
+    np.multiply(o, tanh_c, out=h)
+    return c, (i, f, g, o, c_prev, tanh_c)
+
+
+def lstm_backward(dh, dc, saved, da, db):
+    """dL/dc_t gathers both paths to c_t, then each gate's pre-activation gradient by the chain rule:
+
+        dc     = dc_next + dh * o * (1 - tanh(c)^2)
+        da_o   = dh * tanh(c) * o (1 - o)
+        da_i   = dc * g * i (1 - i)
+        da_g   = dc * i * (1 - g^2)
+        da_f   = dc * c_prev * f (1 - f)
+        dc_prev = dc * f
+    """
+    i, f, g, o, c_prev, tanh_c = saved
+    da_i, da_f, da_g, da_o = _blocks(da, "lstm", "ifgo")
+    dc = dc + dh * o * (1 - tanh_c * tanh_c)
+    np.multiply(dh * tanh_c, o * (1 - o), out=da_o)
+    np.multiply(dc * g, i * (1 - i), out=da_i)
+    np.multiply(dc * i, 1 - g * g, out=da_g)
+    np.multiply(dc * c_prev, f * (1 - f), out=da_f)
+    return dc * f, da, None
+
+
+class CellSteps(NamedTuple):
+    forward: Callable
+    backward: Callable
+
+
+STEPS: dict[str, CellSteps] = {
+    "rnn": CellSteps(rnn_forward, rnn_backward),
+    "lstm": CellSteps(lstm_forward, lstm_backward),
+}
+
+
+def _cell_steps(params: Params, cell: str) -> CellSteps:
+    """The steps of ``cell``, once the weights are known to be that cell's."""
+    if cell not in STEPS:
+        raise ValueError(f"unknown cell {cell!r}; the NumPy reference has {', '.join(STEPS)}")
+    gates = get_cell(cell).num_gates
+    rows, H = params["rnn.w_hh"].shape
+    if rows != gates * H:
+        raise ValueError(f"rnn.w_hh has shape {(rows, H)}, but the {cell} cell needs [{gates}*H, H]: "
+                         "these are another cell's weights")
+    return STEPS[cell]
+
+
+# -- the model, the same for every cell ----------------------------------------------------------------------
 
 def _mask(masks: Masks | None, key: str, dtype: np.dtype) -> np.ndarray | None:
     if not masks or masks.get(key) is None:
@@ -35,7 +169,7 @@ def _mask(masks: Masks | None, key: str, dtype: np.dtype) -> np.ndarray | None:
     return np.asarray(masks[key], dtype=dtype)
 
 
-def forward(params: Params, x: np.ndarray, masks: Masks | None = None) -> tuple[np.ndarray, dict]:
+def forward(params: Params, x: np.ndarray, masks: Masks | None = None, cell: str = "rnn") -> tuple[np.ndarray, dict]:
     """Logits [B, V] for int [B, T] windows, and the cache that ``loss_and_grads`` needs.
 
     ``masks`` (training only): ``{"input": [B, T, E] or None, "hidden": [B, H] or None}``,
@@ -44,6 +178,7 @@ def forward(params: Params, x: np.ndarray, masks: Masks | None = None) -> tuple[
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
         raise ValueError(f"x must be a [batch, time] array of token ids with both sizes >= 1, got {x.shape}")
+    steps = _cell_steps(params, cell)
     w_ih, w_hh = params["rnn.w_ih"], params["rnn.w_hh"]
     dtype = w_hh.dtype
     m_in, m_h = _mask(masks, "input", dtype), _mask(masks, "hidden", dtype)
@@ -53,35 +188,43 @@ def forward(params: Params, x: np.ndarray, masks: Masks | None = None) -> tuple[
         inputs = params["embedding"][xs]  # [T, B, E], a fresh gathered copy
         if m_in is not None:
             inputs *= m_in.transpose(1, 0, 2)
-        a = inputs @ w_ih.T  # u_t for every step in one product: [T, B, H]
+        a = inputs @ w_ih.T  # a_t for every step in one product: [T, B, G*H]
     else:
         if m_in is not None:
             raise ValueError("the one-hot model has no input dropout (masks['input'] must be None)")
         inputs = None
-        # Entry h of onehot(k) W_ih^T is 1 * W_ih[h, k] plus the products 0 * W_ih[h, j] (j != k),
+        # Entry k of onehot(j) W_ih^T is 1 * W_ih[k, j] plus the products 0 * W_ih[k, i] (i != j),
         # which are exact zeros for finite weights; adding zeros changes nothing, so the sum is
-        # exactly W_ih[h, k] in floating point. Gathering column k gives the same numbers, bit
+        # exactly W_ih[k, j] in floating point. Gathering column j gives the same numbers, bit
         # for bit, without the [B, T, V] one-hot tensor and its O(V) product per token.
-        a = w_ih.T[xs]  # [T, B, H]
-    a += params["rnn.b_ih"] + params["rnn.b_hh"]
+        a = w_ih.T[xs]  # [T, B, G*H]
 
-    # The recurrence overwrites a_t with h_t in place: backward needs only h (tanh' = 1 - h^2).
-    hs = a
-    np.tanh(hs[0], out=hs[0])  # h_{-1} = 0, so a_0 has no recurrent term
-    for t in range(1, len(hs)):
-        hs[t] += hs[t - 1] @ w_hh.T
-        np.tanh(hs[t], out=hs[t])
+    T, B = xs.shape
+    H = w_hh.shape[1]
+    b = np.empty_like(a)  # b_t = h_{t-1} W_hh^T
+    b[0] = 0  # h_{-1} = 0
+    hs = np.empty((T, B, H), dtype)
+    h_prev = np.zeros((B, H), dtype)
+    c = np.zeros((B, H), dtype) if get_cell(cell).has_cell_state else None
+    saved = []
+    for t in range(T):
+        if t:
+            np.matmul(h_prev, w_hh.T, out=b[t])
+        c, keep = steps.forward(a[t], b[t], params["rnn.b_ih"], params["rnn.b_hh"], h_prev, c, hs[t])
+        saved.append(keep)
+        h_prev = hs[t]
 
     top = hs[-1] if m_h is None else hs[-1] * m_h  # what the output layer sees
     logits = top @ params["out.weight"].T
     logits += params["out.bias"]
-    cache = {"xs": xs, "inputs": inputs, "hs": hs, "top": top, "m_in": m_in, "m_h": m_h}
+    cache = {"cell": cell, "xs": xs, "inputs": inputs, "hs": hs, "saved": saved, "top": top,
+             "m_in": m_in, "m_h": m_h}
     return logits, cache
 
 
-def logits(params: Params, x: np.ndarray) -> np.ndarray:
+def logits(params: Params, x: np.ndarray, cell: str = "rnn") -> np.ndarray:
     """Logits [B, V] in evaluation mode (no dropout)."""
-    return forward(params, x)[0]
+    return forward(params, x, cell=cell)[0]
 
 
 def _exp_shifted(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -97,9 +240,9 @@ def _exp_shifted(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, np.nd
     return float(np.mean(np.log(sums) - picked)), z, sums  # logsumexp(z) - z_y
 
 
-def loss(params: Params, x: np.ndarray, y: np.ndarray, masks: Masks | None = None) -> float:
+def loss(params: Params, x: np.ndarray, y: np.ndarray, masks: Masks | None = None, cell: str = "rnn") -> float:
     """The mean cross-entropy (nats) of predicting ``y`` [B] from windows ``x`` [B, T]."""
-    z, _ = forward(params, x, masks)
+    z, _ = forward(params, x, masks, cell)
     return _exp_shifted(z, np.asarray(y))[0]
 
 
@@ -107,12 +250,9 @@ def _group(ids: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     """The distinct ``ids`` (U of them) and the [U, N] 0/1 matrix with a 1 where ``ids[n]`` is the u-th.
 
     ``select @ rows`` then sums the rows [N, D] that share an id: the
-    transpose of a gather, without a V-sized one-hot matrix. Measured on the
-    benchmark sizes (N = 320 tokens, D = 128, V = 1823, one core), scattering
-    a gradient this way takes about 0.2 ms, against 0.65 ms for ``np.add.at``,
-    0.26 ms for sorting + ``np.add.reduceat`` and 0.38 ms for ``np.bincount``
-    per column (which also widens to float64). With 0/1 weights every sum is
-    exact up to summation order.
+    transpose of a gather, without a V-sized one-hot matrix, and faster than
+    ``np.add.at`` (docs/PERFORMANCE.md). With 0/1 weights every sum is exact
+    up to summation order.
     """
     uniq, inverse = np.unique(ids, return_inverse=True)
     select = np.zeros((len(uniq), len(ids)), dtype)
@@ -120,26 +260,20 @@ def _group(ids: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     return uniq, select
 
 
-def loss_and_grads(
-    params: Params, x: np.ndarray, y: np.ndarray, masks: Masks | None = None
-) -> tuple[float, Params]:
-    """The mean cross-entropy and its gradient for every parameter (same keys and shapes)."""
-    y = np.asarray(y)
-    z, cache = forward(params, x, masks)
-    xs, hs, top, m_h = cache["xs"], cache["hs"], cache["top"], cache["m_h"]
-    T, B, H = hs.shape
-    dtype = hs.dtype
-    w_out, w_hh, w_ih = params["out.weight"], params["rnn.w_hh"], params["rnn.w_ih"]
-    loss_value, e, sums = _exp_shifted(z, y)
+def _head_grads(params: Params, cache: dict, e: np.ndarray, sums: np.ndarray, y: np.ndarray,
+                grads: Params) -> np.ndarray:
+    """The output layer's gradients into ``grads``; returns dL/dh_{T-1} [B, H].
 
-    # Output layer, logits = top W_out^T + b_out, with the softmax gradient fused in:
-    #   dloss/dlogits = (softmax - onehot(y)) / B = r * e - onehot(y) / B,   r_b = 1 / (B sums_b)
-    # Neither the softmax nor that [B, V] difference is formed: r and 1/B scale the small [B, H]
-    # factors, and the one-hot part touches only the rows of the targets.
-    inv_b = dtype.type(1.0 / B)
+    logits = top W_out^T + b_out, with the softmax gradient fused in:
+      dloss/dlogits = (softmax - onehot(y)) / B = r * e - onehot(y) / B,   r_b = 1 / (B sums_b)
+    Neither the softmax nor that [B, V] difference is formed: r and 1/B scale the small [B, H]
+    factors, and the one-hot part touches only the rows of the targets.
+    """
+    top, m_h, w_out = cache["top"], cache["m_h"], params["out.weight"]
+    dtype = top.dtype
+    inv_b = dtype.type(1.0 / len(y))
     r = inv_b / sums  # [B]
     targets, select = _group(y, dtype)
-    grads: Params = {}
     grads["out.weight"] = e.T @ (top * r[:, None])  # [V, H]
     grads["out.weight"][targets] -= select @ (top * inv_b)
     grads["out.bias"] = e.T @ r
@@ -149,35 +283,63 @@ def loss_and_grads(
     dh -= w_out[y] * inv_b
     if m_h is not None:
         dh *= m_h
+    return dh
 
-    # Backpropagation through time: da_t = dh_t * (1 - h_t^2), dh_{t-1} = da_t W_hh
-    da = np.empty_like(hs)
+
+def _backward_through_time(params: Params, cache: dict, dh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Run the cell's backward steps from t = T-1 down to 0: da [T, B, G*H] and db (``da`` itself where equal)."""
+    steps = STEPS[cache["cell"]]
+    hs, saved, w_hh = cache["hs"], cache["saved"], params["rnn.w_hh"]
+    T = len(hs)
+    da = np.empty((T, *dh.shape[:-1], w_hh.shape[0]), dh.dtype)
+    db = np.empty_like(da)
+    dc = np.zeros_like(dh) if get_cell(cache["cell"]).has_cell_state else None
+    shared = True
     for t in range(T - 1, -1, -1):
-        np.multiply(hs[t], hs[t], out=da[t])
-        np.subtract(1, da[t], out=da[t])
-        da[t] *= dh
+        da_t = da[t]
+        dc, db_t, direct = steps.backward(dh, dc, saved[t], da_t, db[t])
+        shared = db_t is da_t
         if t:
-            dh = da[t] @ w_hh
-    da_flat = da.reshape(T * B, H)
-    # dW_hh = sum_t da_t^T h_{t-1} as one product over all steps (h_{-1} = 0 drops t = 0)
-    grads["rnn.w_hh"] = da[1:].reshape(-1, H).T @ hs[:-1].reshape(-1, H)
+            dh = db_t @ w_hh
+            if direct is not None:
+                dh += direct
+    return da, (da if shared else db)
+
+
+def loss_and_grads(params: Params, x: np.ndarray, y: np.ndarray, masks: Masks | None = None,
+                   cell: str = "rnn") -> tuple[float, Params]:
+    """The mean cross-entropy and its gradient for every parameter (same keys and shapes)."""
+    y = np.asarray(y)
+    z, cache = forward(params, x, masks, cell)
+    loss_value, e, sums = _exp_shifted(z, y)
+    grads: Params = {}
+    dh = _head_grads(params, cache, e, sums, y, grads)
+    da, db = _backward_through_time(params, cache, dh)
+
+    xs, hs, w_ih = cache["xs"], cache["hs"], params["rnn.w_ih"]
+    T, B, H = hs.shape
+    GH = da.shape[-1]
+    da_flat = da.reshape(T * B, GH)
+    # dW_hh = sum_t db_t^T h_{t-1} as one product over all steps (h_{-1} = 0 drops t = 0)
+    grads["rnn.w_hh"] = db[1:].reshape(-1, GH).T @ hs[:-1].reshape(-1, H)
     grads["rnn.b_ih"] = da_flat.sum(axis=0)
-    grads["rnn.b_hh"] = grads["rnn.b_ih"].copy()  # its own array: optimizers update grads in place
+    # its own array either way: optimizers update grads in place
+    grads["rnn.b_hh"] = grads["rnn.b_ih"].copy() if db is da else db.reshape(T * B, GH).sum(axis=0)
 
     ids = xs.reshape(-1)
     if is_embedding(params):
         emb = params["embedding"]
         E = emb.shape[1]
-        grads["rnn.w_ih"] = da_flat.T @ cache["inputs"].reshape(T * B, E)  # sum_t da_t^T u-input_t
+        grads["rnn.w_ih"] = da_flat.T @ cache["inputs"].reshape(T * B, E)  # sum_t da_t^T u_t
         d_in = da_flat @ w_ih  # dloss/d(masked embedding rows), [T*B, E]
         if cache["m_in"] is not None:
             d_in *= cache["m_in"].transpose(1, 0, 2).reshape(T * B, E)
         grads["embedding"] = np.zeros_like(emb)
-        uniq, select = _group(ids, dtype)
+        uniq, select = _group(ids, da.dtype)
         grads["embedding"][uniq] = select @ d_in
     else:
         # dW_ih[:, k] = sum of da over the (t, b) whose token is k (the gather's transpose)
         grads["rnn.w_ih"] = np.zeros_like(w_ih)
-        uniq, select = _group(ids, dtype)
+        uniq, select = _group(ids, da.dtype)
         grads["rnn.w_ih"][:, uniq] = da_flat.T @ select.T
     return loss_value, {name: grads[name] for name in params}

@@ -1,4 +1,4 @@
-"""scratch.model and scratch.gradcheck: forward, hand-written BPTT, dtypes, short windows."""
+"""scratch.model and scratch.gradcheck: forward, hand-written BPTT of every cell, dtypes, short windows."""
 
 from __future__ import annotations
 
@@ -6,30 +6,56 @@ import numpy as np
 import pytest
 
 from scratch import gradcheck, model
-from scratch.gradcheck import TOLERANCE, check_gradients, make_problem
+from scratch.gradcheck import check_gradients, make_problem
 from wordrnn.core.config import Config
 from wordrnn.core.params import init_params
+from wordrnn.core.tolerances import FINITE_DIFFERENCE as TOLERANCE
 
 MODELS = ["onehot", "embedding"]
+CELLS = list(model.STEPS)
 V, H, E = 13, 8, 6
 
 
-def naive_logits(params: model.Params, x: np.ndarray) -> np.ndarray:
-    """DESIGN.md's equations, one window at a time, with explicit one-hot vectors (float64)."""
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-z))
+
+
+def rnn_step(a, b, h, c):
+    return np.tanh(a + b), c
+
+
+def lstm_step(a, b, h, c):
+    """torch.nn.LSTM: gate blocks i, f, g, o."""
+    z = a + b
+    i = sigmoid(z[0 * H:1 * H])
+    f = sigmoid(z[1 * H:2 * H])
+    g = np.tanh(z[2 * H:3 * H])
+    o = sigmoid(z[3 * H:4 * H])
+    c = f * c + i * g
+    return o * np.tanh(c), c
+
+
+REFERENCE_STEPS = {"rnn": rnn_step, "lstm": lstm_step}
+
+
+def naive_logits(params: model.Params, x: np.ndarray, cell: str = "rnn") -> np.ndarray:
+    """DESIGN.md's equations, one window and one step at a time, with explicit one-hot vectors (float64)."""
     p = {k: v.astype(np.float64) for k, v in params.items()}
     vocab = p["out.bias"].shape[0]
+    step = REFERENCE_STEPS[cell]
     out = []
     for window in x:
-        h = np.zeros(p["rnn.w_hh"].shape[0])
+        h = c = np.zeros(p["rnn.w_hh"].shape[1])
         for token in window:
             x_t = p["embedding"][token] if "embedding" in p else np.eye(vocab)[token]
-            h = np.tanh(x_t @ p["rnn.w_ih"].T + p["rnn.b_ih"] + h @ p["rnn.w_hh"].T + p["rnn.b_hh"])
+            h, c = step(x_t @ p["rnn.w_ih"].T + p["rnn.b_ih"], h @ p["rnn.w_hh"].T + p["rnn.b_hh"], h, c)
         out.append(h @ p["out.weight"].T + p["out.bias"])
     return np.array(out)
 
 
-def params_for(kind: str, dtype=np.float64, seed: int = 0) -> model.Params:
-    return init_params(Config(model=kind, vocab_size=V, hidden_size=H, embed_dim=E, seed=seed), dtype=dtype)
+def params_for(kind: str, dtype=np.float64, seed: int = 0, cell: str = "rnn") -> model.Params:
+    config = Config(model=kind, cell=cell, vocab_size=V, hidden_size=H, embed_dim=E, seed=seed)
+    return init_params(config, dtype=dtype)
 
 
 def batch(b: int, t: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -37,12 +63,18 @@ def batch(b: int, t: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, V, size=(b, t)), rng.integers(0, V, size=b)
 
 
+def test_every_cell_of_the_registry_but_none_other_has_numpy_steps() -> None:
+    from wordrnn.core.cells import CELLS as REGISTRY
+    assert set(CELLS) <= set(REGISTRY) and "rnn" in CELLS
+
+
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("kind", MODELS)
 @pytest.mark.parametrize("t", [1, 2, 5])
-def test_forward_matches_the_equations_one_window_at_a_time(kind: str, t: int) -> None:
-    params = params_for(kind)
+def test_forward_matches_the_equations_one_window_at_a_time(cell: str, kind: str, t: int) -> None:
+    params = params_for(kind, cell=cell)
     x, _ = batch(4, t)
-    np.testing.assert_allclose(model.logits(params, x), naive_logits(params, x), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(model.logits(params, x, cell), naive_logits(params, x, cell), rtol=0, atol=1e-12)
 
 
 def test_the_onehot_gather_is_bit_identical_to_the_onehot_product() -> None:
@@ -53,35 +85,39 @@ def test_the_onehot_gather_is_bit_identical_to_the_onehot_product() -> None:
     assert np.array_equal(gathered, onehots @ params["rnn.w_ih"].T)
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("kind", MODELS)
 @pytest.mark.parametrize("dropout", [0.0, 0.4], ids=["no-masks", "fixed-masks"])
-def test_bptt_matches_central_differences(kind: str, dropout: float) -> None:
-    params, x, y, masks = make_problem(kind, V, H, E, batch_size=4, seq_len=5, dropout=dropout, seed=3)
+def test_bptt_matches_central_differences(cell: str, kind: str, dropout: float) -> None:
+    params, x, y, masks = make_problem(kind, V, H, E, batch_size=4, seq_len=5, dropout=dropout, seed=3, cell=cell)
     if dropout:
         assert masks["hidden"].min() == 0 and masks["hidden"].max() == pytest.approx(1 / 0.6)
-    errors = check_gradients(params, x, y, masks)
+        assert (masks["input"] is None) == (kind == "onehot")
+    errors = check_gradients(params, x, y, masks, cell=cell)
     assert set(errors) == set(params)
     assert max(errors.values()) <= TOLERANCE, errors
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("kind", MODELS)
 @pytest.mark.parametrize("b,t", [(1, 1), (1, 4), (3, 1)])
-def test_bptt_on_short_windows_and_single_examples(kind: str, b: int, t: int) -> None:
-    params, x, y, masks = make_problem(kind, V, H, E, batch_size=b, seq_len=t, dropout=0.3, seed=4)
-    errors = check_gradients(params, x, y, masks)
+def test_bptt_on_short_windows_and_single_examples(cell: str, kind: str, b: int, t: int) -> None:
+    params, x, y, masks = make_problem(kind, V, H, E, batch_size=b, seq_len=t, dropout=0.3, seed=4, cell=cell)
+    errors = check_gradients(params, x, y, masks, cell=cell)
     assert max(errors.values()) <= TOLERANCE, errors
 
 
-@pytest.mark.parametrize("broken", ["rnn.w_hh", "out.bias", "embedding"])
-def test_the_gradient_check_catches_a_wrong_gradient(broken: str) -> None:
-    params, x, y, _ = make_problem("embedding", V, H, E, batch_size=4, seq_len=3, dropout=0.0, seed=5)
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("broken", ["rnn.w_hh", "rnn.b_hh", "out.bias", "embedding"])
+def test_the_gradient_check_catches_a_wrong_gradient(cell: str, broken: str) -> None:
+    params, x, y, _ = make_problem("embedding", V, H, E, batch_size=4, seq_len=3, dropout=0.0, seed=5, cell=cell)
 
     def wrong(params, x, y, masks=None):
-        loss, grads = model.loss_and_grads(params, x, y, masks)
+        loss, grads = model.loss_and_grads(params, x, y, masks, cell)
         grads[broken] = grads[broken] * 1.001  # a 0.1% error must not pass as 1e-6
         return loss, grads
 
-    errors = check_gradients(params, x, y, loss_and_grads=wrong)
+    errors = check_gradients(params, x, y, cell=cell, loss_and_grads=wrong)
     assert errors[broken] > 100 * TOLERANCE
     assert max(v for k, v in errors.items() if k != broken) <= TOLERANCE
 
@@ -92,34 +128,47 @@ def test_large_parameters_are_sampled_and_still_checked() -> None:
     assert max(errors.values()) <= TOLERANCE, errors
 
 
-def test_gradcheck_command_passes_and_reports_every_parameter(capsys) -> None:
+def test_gradcheck_command_passes_and_reports_every_parameter_of_every_cell(capsys) -> None:
     assert gradcheck.main(["--vocab-size", "9", "--hidden-size", "5", "--embed-dim", "4"]) == 0
-    out = capsys.readouterr().out
-    assert out.count("out.weight") == 4 and out.count("embedding ") >= 2  # 2 models x (no masks, masks)
-    assert "ok: worst relative error" in out
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in lines[1:-1]]  # cell, model, masks, parameter, error
+    for cell in CELLS:  # 2 models x (no masks, masks) per cell
+        assert sum(row[0] == cell and row[3] == "out.weight" for row in rows) == 4, cell
+        assert sum(row[0] == cell and row[3] == "embedding" for row in rows) == 2, cell
+    assert len(rows) == len(CELLS) * (4 * 6 + 2)
+    assert lines[-1].startswith("ok: worst relative error")
 
 
-def test_gradcheck_command_refuses_bad_flags(capsys) -> None:
+def test_gradcheck_command_checks_one_cell_when_asked(capsys) -> None:
+    assert gradcheck.main(["--cell", CELLS[-1], "--vocab-size", "7", "--hidden-size", "3", "--embed-dim", "2"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:-1]
+    assert len(rows) == 2 * 6 + 2 * 7 and all(row.startswith(f"{CELLS[-1]} ") for row in rows)
+
+
+@pytest.mark.parametrize("args,fragment", [(["--dropout", "1.5"], "error: --dropout"),
+                                           (["--cell", "nosuch"], "invalid choice: 'nosuch'")])
+def test_gradcheck_command_refuses_bad_flags(capsys, args: list[str], fragment: str) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        gradcheck.main(["--dropout", "1.5"])
+        gradcheck.main(args)
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.startswith("error: --dropout")
+    assert fragment in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("kind", MODELS)
-def test_float32_stays_float32_and_agrees_with_float64(kind: str) -> None:
-    p64 = params_for(kind, np.float64)
+def test_float32_stays_float32_and_agrees_with_float64(cell: str, kind: str) -> None:
+    p64 = params_for(kind, np.float64, cell=cell)
     p32 = {k: v.astype(np.float32) for k, v in p64.items()}
     x, y = batch(5, 4)
     masks = {"input": None, "hidden": np.where(np.random.default_rng(0).random((5, H)) < 0.7, 1 / 0.7, 0.0)}
     if kind == "embedding":
         masks["input"] = np.where(np.random.default_rng(1).random((5, 4, E)) < 0.7, 1 / 0.7, 0.0)
-    logits32, _ = model.forward(p32, x, masks)  # float64 masks must not widen float32 arithmetic
-    logits64, _ = model.forward(p64, x, masks)
+    logits32, _ = model.forward(p32, x, masks, cell)  # float64 masks must not widen float32 arithmetic
+    logits64, _ = model.forward(p64, x, masks, cell)
     assert logits32.dtype == np.float32
     assert np.abs(logits32 - logits64).max() <= 1e-5
-    loss32, g32 = model.loss_and_grads(p32, x, y, masks)
-    loss64, g64 = model.loss_and_grads(p64, x, y, masks)
+    loss32, g32 = model.loss_and_grads(p32, x, y, masks, cell)
+    loss64, g64 = model.loss_and_grads(p64, x, y, masks, cell)
     assert abs(loss32 - loss64) <= 1e-5
     for name in p64:
         assert g32[name].dtype == np.float32, name
@@ -127,11 +176,12 @@ def test_float32_stays_float32_and_agrees_with_float64(kind: str) -> None:
         assert np.abs(g32[name] - g64[name]).max() <= 1e-5 * np.abs(g64[name]).max(), name
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("kind", MODELS)
-def test_only_the_rows_of_tokens_in_the_batch_get_input_gradients(kind: str) -> None:
-    params = params_for(kind)
+def test_only_the_rows_of_tokens_in_the_batch_get_input_gradients(cell: str, kind: str) -> None:
+    params = params_for(kind, cell=cell)
     x = np.array([[1, 4, 4], [4, 7, 1]])
-    _, grads = model.loss_and_grads(params, x, np.array([2, 3]))
+    _, grads = model.loss_and_grads(params, x, np.array([2, 3]), cell=cell)
     table = grads["embedding"] if kind == "embedding" else grads["rnn.w_ih"].T
     used = np.abs(table).sum(axis=1) > 0
     assert used.tolist() == [i in (1, 4, 7) for i in range(V)]
@@ -166,6 +216,17 @@ def test_bad_inputs_are_refused() -> None:
         model.forward(params, np.zeros((2, 3), np.int64), {"input": np.ones((2, 3, E)), "hidden": None})
     with pytest.raises(ValueError, match="batch, time"):
         model.forward(params, np.zeros((2, 0), np.int64))
+    with pytest.raises(ValueError, match="unknown cell 'nosuch'"):
+        model.forward(params, np.zeros((2, 3), np.int64), cell="nosuch")
+
+
+@pytest.mark.parametrize("cell", [c for c in CELLS if c != "rnn"])
+def test_weights_of_another_cell_are_refused(cell: str) -> None:
+    x = np.zeros((2, 3), np.int64)
+    with pytest.raises(ValueError, match=f"the {cell} cell needs"):
+        model.forward(params_for("onehot"), x, cell=cell)
+    with pytest.raises(ValueError, match="the rnn cell needs"):
+        model.forward(params_for("onehot", cell=cell), x)
 
 
 def test_gradcheck_command_fails_when_a_parameter_is_off(monkeypatch, capsys) -> None:

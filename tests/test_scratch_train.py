@@ -9,17 +9,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_module, write_tiny_corpus
+from conftest import assert_usage_error, run_module, write_tiny_corpus
 from safetensors.numpy import load_file
 
 from data.batches import batch_indices
 from scratch import generate, model, train
 from scratch.backend import NumpyBackend
 from wordrnn.core.config import Config
+from wordrnn.core.dropout import step_masks
 from wordrnn.core.params import init_params
 from wordrnn.run.folder import save_params
 
 V, H, E, B, T = 17, 12, 6, 8, 4
+CELLS = list(model.STEPS)
 
 
 def stream_problem(kind: str, **settings) -> tuple[Config, dict[str, np.ndarray], np.ndarray, np.ndarray]:
@@ -31,37 +33,44 @@ def stream_problem(kind: str, **settings) -> tuple[Config, dict[str, np.ndarray]
     return config, init_params(config), x, y
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("kind", ["onehot", "embedding"])
-def test_loss_falls_over_fifty_adam_steps(kind: str) -> None:
-    config, params, x, y = stream_problem(kind, lr=1e-2, dropout=0.1)
+def test_loss_falls_over_a_hundred_adam_steps(kind: str, cell: str) -> None:
+    config, params, x, y = stream_problem(kind, cell=cell, lr=1e-2, dropout=0.1)
     backend = NumpyBackend()
     state = backend.init(params, config)
-    for step in range(50):
+    for step in range(100):
         idx = next(batch_indices(len(x), B, 0, step))
         state, loss = backend.train_step(state, x[idx], y[idx], step)
         assert isinstance(loss, float) and math.isfinite(loss)
     assert all(p.dtype == np.float32 for p in state.params.values())
-    before, after = model.loss(params, x, y), model.loss(backend.canonical(state), x, y)
-    assert after < 0.5 * before, (before, after)
+    before, after = model.loss(params, x, y, cell=cell), model.loss(backend.canonical(state), x, y, cell=cell)
+    assert after < 0.25 * before, (before, after)  # the gated cells start slower than the Elman cell
     assert params["rnn.w_hh"] is not state.params["rnn.w_hh"]  # init copies: the caller's arrays stay put
 
 
-def test_dropout_masks_come_from_seed_and_step_alone() -> None:
-    backend = NumpyBackend()
+def test_dropout_masks_are_the_shared_specification() -> None:
+    backend = NumpyBackend(np.float64)
     config = Config(model="embedding", vocab_size=V, hidden_size=H, embed_dim=E, dropout=0.25, seed=3)
-    first, again = backend.dropout_masks(config, 7, 5, 4), backend.dropout_masks(config, 7, 5, 4)
-    other = backend.dropout_masks(config, 8, 5, 4)
-    assert first["input"].shape == (5, 4, E) and first["hidden"].shape == (5, H)
+    masks, spec = backend.dropout_masks(config, 7, 5, 4), step_masks(config, 7, 5, 4)
     for key in ("input", "hidden"):
-        assert first[key].dtype == np.float32
-        assert set(np.unique(first[key]).tolist()) == {0.0, np.float32(1) / np.float32(0.75)}
-        np.testing.assert_array_equal(first[key], again[key])
-        assert not np.array_equal(first[key], other[key])
-    keep = np.concatenate([first["input"].ravel(), first["hidden"].ravel()]) > 0
-    assert abs(keep.mean() - 0.75) < 0.1
+        np.testing.assert_array_equal(masks[key], spec[key])
     onehot = Config(model="onehot", vocab_size=V, hidden_size=H, dropout=0.25)
     assert backend.dropout_masks(onehot, 7, 5, 4)["input"] is None
     assert backend.dropout_masks(Config(model="onehot", vocab_size=V), 7, 5, 4) is None
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_a_training_step_uses_the_masks_of_its_step(cell: str) -> None:
+    config, params, x, y = stream_problem("embedding", cell=cell, optimizer="sgd", lr=1.0, clip=0.0, dropout=0.5)
+    backend = NumpyBackend(np.float64)
+    state = backend.init(params, config)
+    own = {k: v.copy() for k, v in state.params.items()}
+    _, loss = backend.train_step(state, x[:B], y[:B], 11)
+    expected, grads = model.loss_and_grads(own, x[:B], y[:B], step_masks(config, 11, B, T), cell)
+    assert loss == expected
+    for name, p in own.items():
+        np.testing.assert_array_equal(state.params[name], p - grads[name])
 
 
 def test_sgd_backend_step_clips_then_decays_then_steps() -> None:
@@ -91,10 +100,11 @@ def read_rows(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cell", CELLS)
+def test_resume_equals_an_uninterrupted_run(tmp_path: Path, cell: str) -> None:
     corpus = write_tiny_corpus(tmp_path)
     whole, split = tmp_path / "whole", tmp_path / "split"
-    settings = ("--model", "embedding", "--dropout", "0.2", "--weight-decay", "0.01")
+    settings = ("--model", "embedding", "--cell", cell, "--dropout", "0.2", "--weight-decay", "0.01")
     assert train.main(train_args(corpus, whole, *settings, "--epochs", "2")) == 0
     assert train.main(train_args(corpus, split, *settings, "--epochs", "1")) == 0
     assert train.main(train_args(corpus, split, *settings, "--epochs", "2", "--resume")) == 0
@@ -106,6 +116,11 @@ def test_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
         for key in a:
             np.testing.assert_array_equal(a[key], b[key], err_msg=f"{name}: {key}")
     assert load_file(whole / "checkpoint.safetensors")["adam.step"].item() > 0
+    assert json.loads((whole / "config.json").read_text())["cell"] == cell
+
+
+def test_an_unknown_cell_is_one_usage_error() -> None:
+    assert_usage_error(run_module("scratch.train", "--cell", "nosuch", "--epochs", "1"), "--cell", "nosuch")
 
 
 def test_float64_training_writes_a_float32_run_folder(tmp_path: Path) -> None:

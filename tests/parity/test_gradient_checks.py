@@ -21,6 +21,7 @@ from jax.test_util import check_grads
 from scratch.gradcheck import check_gradients
 from torchmodels.model import CANONICAL, build_module
 from wordrnn.bench import parity_checks as pc
+from wordrnn.core.tolerances import FINITE_DIFFERENCE
 
 MASKS = pytest.mark.parametrize("with_masks", [False, True], ids=["no-masks", "fixed-masks"])
 
@@ -32,9 +33,9 @@ def masks_of(problem: pc.Problem, with_masks: bool) -> pc.Masks | None:
 @MASKS
 def test_numpy_bptt_matches_central_differences(problem, with_masks):
     params = {k: v.copy() for k, v in problem.params.items()}
-    errors = check_gradients(params, problem.x, problem.y, masks_of(problem, with_masks))
+    errors = check_gradients(params, problem.x, problem.y, masks_of(problem, with_masks), cell=problem.config.cell)
     assert set(errors) == set(problem.params)
-    assert max(errors.values()) <= pc.FINITE_DIFFERENCE_TOL, errors
+    assert max(errors.values()) <= FINITE_DIFFERENCE, errors
 
 
 @MASKS
@@ -72,14 +73,14 @@ def test_jax_check_grads_on_apply(problem):
 
 
 def test_the_finite_difference_check_catches_a_wrong_gradient(problem):
-    """The reference check fails when the gradient under test is off (here: W_hh's transposed)."""
+    """The reference check fails when the gradient under test is off (here: W_hh's rows reversed)."""
     from scratch.model import loss_and_grads
 
     def wrong(params, x, y, masks=None):
-        loss, grads = loss_and_grads(params, x, y, masks)
-        grads["rnn.w_hh"] = np.ascontiguousarray(grads["rnn.w_hh"].T)
+        loss, grads = loss_and_grads(params, x, y, masks, problem.config.cell)
+        grads["rnn.w_hh"] = grads["rnn.w_hh"][::-1].copy()  # the rows (gate units) in reverse order
         return loss, grads
 
     params = {k: v.copy() for k, v in problem.params.items()}
-    errors = check_gradients(params, problem.x, problem.y, loss_and_grads=wrong)
-    assert errors["rnn.w_hh"] > 1e3 * pc.FINITE_DIFFERENCE_TOL
+    errors = check_gradients(params, problem.x, problem.y, cell=problem.config.cell, loss_and_grads=wrong)
+    assert errors["rnn.w_hh"] > 1e3 * FINITE_DIFFERENCE
