@@ -1,6 +1,6 @@
 """Gradient clipping, Adam and SGD by hand, with PyTorch's semantics.
 
-    clip:          g <- g * min(1, max_norm / (||g||_2 + 1e-6))      (all parameters together)
+    clip:          g <- g * min(1, max_norm / (||g||_2 + CLIP_EPS))  (all parameters together; 1e-6 as torch)
     weight decay:  g <- g + wd * p                                   (after clipping)
     SGD:           p <- p - lr * g
     Adam:          m <- m + (1 - b1) (g - m)                         (torch's lerp form)
@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-Params = dict[str, np.ndarray]
-
-CLIP_EPS = 1e-6
+from wordrnn.core.params import Params
+from wordrnn.core.tolerances import CLIP_EPS
 
 
 def clip_by_global_norm(grads: Params, max_norm: float) -> tuple[Params, float]:
