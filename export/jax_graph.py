@@ -1,7 +1,7 @@
 """The other way to the same ONNX interface: trace the Flax model's pure function with jax2onnx.
 
-``jaxmodels.model.apply`` runs the recurrence with ``jax.lax.scan``, which
-jax2onnx turns into an ONNX ``Loop``; with symbolic ``batch`` and ``seq``
+``jaxmodels.model.apply`` runs the recurrence of any cell with ``jax.lax.scan``,
+which jax2onnx turns into an ONNX ``Loop``; with symbolic ``batch`` and ``seq``
 dimensions both axes stay dynamic. JAX computes in int32 unless x64 is on, so
 the traced graph takes int32 tokens; a leading ``Cast`` gives the file the same
 int64 ``tokens`` input as ``export.graph``'s.
@@ -29,11 +29,13 @@ def exporter_name() -> str:
     return f"jax2onnx {version('jax2onnx')} (jaxmodels.model.apply)"
 
 
-def build_model(params: Params, config: Config, opset: int, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
+def build_jax_graph(params: Params, config: Config, opset: int,
+                    metadata: dict[str, str] | None = None) -> onnx.ModelProto:
     """The ONNX model for canonical ``params``, traced from JAX; same input, output and metadata keys."""
     arrays = {name: jnp.asarray(value, jnp.float32) for name, value in params.items()}
     spec = jax.ShapeDtypeStruct(jax.export.symbolic_shape("batch, seq"), jnp.int32)
-    model = to_onnx(lambda tokens: apply(arrays, tokens), [spec], model_name=f"wordrnn_{config.model}",
+    model = to_onnx(lambda tokens: apply(arrays, tokens, cell=config.cell), [spec],
+                    model_name=f"wordrnn_{config.model}_{config.cell}",
                     opset=opset, input_names=[TRACED_INPUT], output_names=[OUTPUT_NAME])
     cast = helper.make_node("Cast", [INPUT_NAME], [TRACED_INPUT], to=TensorProto.INT32)
     nodes = [cast, *model.graph.node]

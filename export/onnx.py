@@ -24,9 +24,10 @@ import onnx
 import onnx.checker
 import onnx.defs
 
-from export.graph import DEFAULT_OPSET, MIN_OPSET, build_model
+from export.graph import DEFAULT_OPSET, MIN_OPSET, build_graph
 from export.metadata import ModelCard, to_props, validation_summary
 from export.session import OnnxLM, open_session
+from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.errors import RunFailed, UsageError, cli
 from wordrnn.core.params import Params
@@ -60,7 +61,7 @@ def reference_logits(config: Config, params: Params, reference: str) -> tuple[st
         return "PyTorch", torch_logits
     from scratch.model import logits
 
-    return "the NumPy reference", lambda x: logits(params, x)
+    return "the NumPy reference", lambda x: logits(params, x, cell=config.cell)
 
 
 def check_shapes(seq_len: int) -> list[tuple[int, int]]:
@@ -90,21 +91,22 @@ class Exported:
     worst: float
 
 
-def graph_builder(source: str) -> tuple[str, Callable[..., onnx.ModelProto]]:
-    """The exporter ``--from`` names: its description and ``build(params, config, opset, metadata)``."""
+def graph_builder(source: str, cell: str = "rnn") -> tuple[str, Callable[..., onnx.ModelProto]]:
+    """The exporter ``--from`` names for a ``cell`` model: its description and ``build(params, config, opset,
+    metadata)``."""
     if source == "weights":
-        return "export.graph (onnx.helper, RNN op)", build_model
+        return f"export.graph (onnx.helper, {get_cell(cell).onnx_op} op)", build_graph
     if importlib.util.find_spec("jax2onnx") is None:
         raise UsageError("--from jax needs jax2onnx (pip install jax2onnx); or use --from weights")
     from export import jax_graph
 
-    return jax_graph.exporter_name(), jax_graph.build_model
+    return jax_graph.exporter_name(), jax_graph.build_jax_graph
 
 
 def export_run(run: Run, opset: int = DEFAULT_OPSET, reference: str | None = None,
                source: str = "weights") -> Exported:
     """Build, check and compare the ONNX model for ``run``; does not write anything."""
-    exporter, build = graph_builder(source)
+    exporter, build = graph_builder(source, run.config.cell)
     card = ModelCard(run.config, run.vocab, {"framework": run.framework, "run": run.path.name,
                                              "exporter": exporter, **validation_summary(read_metrics(run.path))})
     model = build(run.params, run.config, opset, metadata=to_props(card))
@@ -134,7 +136,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                         help=f"ONNX opset, {MIN_OPSET} to {onnx.defs.onnx_opset_version()} (default: %(default)s)")
     parser.add_argument("--from", dest="source", choices=SOURCES, default="weights",
-                        help="weights: write the graph from the canonical weights (standard RNN op; default); "
+                        help="weights: write the graph from the canonical weights (standard RNN, LSTM or GRU op; "
+                        "default); "
                         "jax: trace jaxmodels.model.apply with jax2onnx (a Loop op; needs jax2onnx)")
     parser.add_argument("--reference", choices=REFERENCES, default=None,
                         help="source model the logits are checked against (default: torch if installed, "
@@ -155,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     config = run.config
     sizes = f"V={config.vocab_size}, H={config.hidden_size}" + (
         f", E={config.embed_dim}" if config.model == "embedding" else "")
-    print(f"{run.path}: {config.model} model trained with {run.framework} ({sizes})")
+    print(f"{run.path}: {config.model} {config.cell} model trained with {run.framework} ({sizes})")
     print(f"exporter: {exported.exporter}, opset {args.opset}; onnx.checker (full check): passed")
     shapes = ", ".join(f"{b}x{t}" for b, t in check_shapes(config.seq_len))
     print(f"onnxruntime vs {exported.reference} on batch x seq {shapes}: "

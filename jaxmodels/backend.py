@@ -1,13 +1,15 @@
 """The JAX backend of the one training loop: optax optimizer, one jitted data-parallel step.
 
-The step is a pure function of pytrees: the NNX module is split once into its
-graph definition and its parameter ``State`` (``nnx.split``) and merged back
-inside the jitted function (``nnx.merge`` runs only while tracing). ``nnx.jit``
+The step, ``train_step``, is a module-level pure function of pytrees that a
+test can call with plain arrays: the NNX module is split once into its graph
+definition and its parameter ``State`` (``nnx.split``) and merged back inside
+the jitted function (``nnx.merge`` runs only while tracing). ``nnx.jit``
 walks the module graph in Python on every call (Flax's performance guide says
 so); measured side by side on the benchmark sizes (V 3000, 2-core CPU under
 load) this form ran 5-35% more steps per second than ``nnx.jit`` with an
 ``nnx.Optimizer``. Parameters and optimizer state are donated, so XLA updates
-them in place.
+them in place. Dropout masks come in as arrays: ``wordrnn.core.dropout.step_masks``
+draws them from ``(config.seed, step)`` in NumPy, as every framework does.
 
 Data parallelism: a one-axis mesh (``devices.data_mesh``); each batch is
 split along it and the parameters and optimizer state are replicated, so the
@@ -20,6 +22,7 @@ over the real windows and the step compiles once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -29,12 +32,11 @@ import optax
 from flax import nnx
 
 from jaxmodels import devices as devs
-from jaxmodels.model import Masks, build_model, to_canonical
+from jaxmodels.model import Masks, build_nnx_model, to_canonical
 from wordrnn.core.config import Config
-from wordrnn.core.errors import UsageError
+from wordrnn.core.dropout import step_masks
 from wordrnn.core.params import Params
-
-CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_ adds this to the norm
+from wordrnn.core.tolerances import CLIP_EPS
 
 
 def clip_by_global_norm_torch(max_norm: float) -> optax.GradientTransformation:
@@ -85,25 +87,28 @@ def adam_stage(config: Config) -> int | None:
     return int(config.clip > 0) + int(config.weight_decay > 0)
 
 
-def dropout_masks(key: jax.Array, config: Config, batch: int, seq_len: int, dtype=jnp.float32) -> Masks:
-    """Inverted-dropout masks (values 0 or ``1/(1-p)``, p = ``config.dropout``) for one training step."""
-    keep = 1.0 - config.dropout
-    k_input, k_hidden = jax.random.split(key)
-    scale = jnp.asarray(1.0 / keep, dtype)
-
-    def draw(k, shape):
-        return jnp.where(jax.random.bernoulli(k, keep, shape), scale, jnp.zeros((), dtype))
-
-    masks: Masks = {"input": None, "hidden": draw(k_hidden, (batch, config.hidden_size))}
-    if config.model == "embedding":
-        masks["input"] = draw(k_input, (batch, seq_len, config.embed_dim))
-    return masks
-
-
 def weighted_cross_entropy(logits: jax.Array, y: jax.Array, weights: jax.Array) -> jax.Array:
     """Mean cross-entropy (nats) over the examples whose weight is 1; padding (weight 0) adds nothing."""
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
     return jnp.sum(losses * weights) / jnp.sum(weights)
+
+
+def train_step(graphdef: Any, tx: optax.GradientTransformation, params: nnx.State, opt_state: optax.OptState,
+               x: jax.Array, y: jax.Array, weights: jax.Array, masks: Masks | None
+               ) -> tuple[nnx.State, optax.OptState, jax.Array]:
+    """One optimizer step: the weighted mean cross-entropy of the model ``graphdef`` + ``params``, its
+    gradient, and ``tx``'s update. Pure: new parameters, new optimizer state and the loss come back.
+
+    ``x`` int [B, T], ``y`` int [B], ``weights`` [B] (1 for a real window, 0 for padding), ``masks`` the
+    step's dropout masks (``wordrnn.core.dropout``) or None.
+    """
+
+    def loss_of(p):
+        return weighted_cross_entropy(nnx.merge(graphdef, p)(x, masks), y, weights)
+
+    loss, grads = jax.value_and_grad(loss_of)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
 
 
 @dataclass
@@ -113,7 +118,7 @@ class Program:
     config: Config
     graphdef: Any
     tx: optax.GradientTransformation
-    step: Any  # jitted (params, opt_state, x, y, weights, step) -> (params, opt_state, loss)
+    step: Any  # jitted (params, opt_state, x, y, weights, masks) -> (params, opt_state, loss)
     forward: Any  # jitted (params, x) -> logits
 
 
@@ -123,7 +128,7 @@ class JaxState(NamedTuple):
     program: Program
 
 
-STEP_SHARDING = ("data", "data", "data", "replicated")  # x, y, weights, step
+STEP_SHARDING = ("data", "data", "data", "data")  # x, y, weights, masks
 
 
 def _global_array(host: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:
@@ -170,20 +175,7 @@ class JaxBackend:
     def _compile(self, config: Config, graphdef: Any) -> Program:
         tx = make_optimizer(config)
         rep, data = self.replicated, self.batch_sharding
-        seed_key = jax.random.key(config.seed)
-
-        def step(params, opt_state, x, y, weights, step_number):
-            masks = None
-            if config.dropout > 0:
-                key = jax.random.fold_in(seed_key, step_number)
-                masks = dropout_masks(key, config, x.shape[0], x.shape[1], self.dtype)
-
-            def loss_of(p):
-                return weighted_cross_entropy(nnx.merge(graphdef, p)(x, masks), y, weights)
-
-            loss, grads = jax.value_and_grad(loss_of)(params)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, loss
+        step = partial(train_step, graphdef, tx)
 
         def forward(params, x):
             return nnx.merge(graphdef, params)(x)
@@ -192,7 +184,7 @@ class JaxBackend:
             config=config,
             graphdef=graphdef,
             tx=tx,
-            step=jax.jit(step, donate_argnums=(0, 1), in_shardings=(rep, rep, data, data, data, rep),
+            step=jax.jit(step, donate_argnums=(0, 1), in_shardings=(rep, rep, data, data, data, data),
                          out_shardings=(rep, rep, rep)),
             forward=jax.jit(forward, in_shardings=(rep, data), out_shardings=rep),
         )
@@ -203,8 +195,9 @@ class JaxBackend:
             return jax.device_put(tree, sharding)
         return jax.tree.map(lambda a: _global_array(np.asarray(a), sharding), tree)
 
-    def _feed(self, arrays: tuple[np.ndarray, ...], kinds: tuple[str, ...]) -> tuple:
-        """A step's host arrays as the jitted functions take them (``kinds``: "data" or "replicated").
+    def _feed(self, arrays: tuple, kinds: tuple[str, ...]) -> tuple:
+        """A step's host arrays (or pytrees of them) as the jitted functions take them (``kinds``: "data" or
+        "replicated").
 
         With one process they go in as they are: jit's dispatch copies them to their
         ``in_shardings`` in C++, which measured 0.3-0.5 ms a step cheaper on the CPU than
@@ -214,12 +207,13 @@ class JaxBackend:
         if jax.process_count() == 1:
             return arrays
         shardings = {"data": self.batch_sharding, "replicated": self.replicated}
-        return tuple(_global_array(a, shardings[k]) for a, k in zip(arrays, kinds, strict=True))
+        return tuple(jax.tree.map(lambda leaf, k=k: _global_array(leaf, shardings[k]), a)
+                     for a, k in zip(arrays, kinds, strict=True))
 
     # -- the Backend protocol ---------------------------------------------------------------------
 
     def init(self, params: Params, config: Config) -> JaxState:
-        module = build_model(config, params, self.dtype)
+        module = build_nnx_model(config, params, self.dtype)
         graphdef, state = nnx.split(module, nnx.Param)
         program = self._program(config, graphdef)
         opt_state = program.tx.init(state)
@@ -235,11 +229,14 @@ class JaxBackend:
         weights = self._ones.get(len(x))
         if weights is None:
             weights = self._ones[len(x)] = np.ones(len(x), np.float32)
+        masks = step_masks(program.config, step, len(x), x.shape[1])
+        if masks is not None:  # padding rows have weight 0: their masks are never seen
+            masks = {k: None if m is None else _pad_rows(m, rows) for k, m in masks.items()}
         batch = (
             _pad_rows(np.asarray(x, np.int32), rows),
             _pad_rows(np.asarray(y, np.int32), rows),
             _pad_rows(weights, rows),
-            np.int32(step),  # an argument, not a constant: every step runs the same compiled program
+            masks,
         )
         params, opt_state, loss = program.step(state.params, state.opt_state, *self._feed(batch, STEP_SHARDING))
         return JaxState(params, opt_state, program), loss
@@ -271,16 +268,11 @@ class JaxBackend:
         stage = adam_stage(config)
         if stage is None:
             return state
-        canonical = self.canonical(state)
-        wanted = ["adam.step"] + [f"adam.{m}.{name}" for m in "mv" for name in canonical]
-        missing = [k for k in wanted if k not in arrays]
-        if missing:
-            raise UsageError(f"the checkpoint lacks {', '.join(missing)}; it was not written by an Adam run "
-                             "of this model, so it cannot be resumed with --optimizer adam")
+        canonical = self.canonical(state)  # the arrays were checked by the loop (check_optimizer_arrays)
 
         def moments(m: str) -> nnx.State:
             values = {name: arrays[f"adam.{m}.{name}"] for name in canonical}
-            return nnx.split(build_model(config, values, self.dtype), nnx.Param)[1]
+            return nnx.split(build_nnx_model(config, values, self.dtype), nnx.Param)[1]
 
         adam = state.opt_state[stage]
         # a scalar may come back from a checkpoint as shape (1,) (np.ascontiguousarray makes 0-d arrays 1-d)

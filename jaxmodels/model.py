@@ -9,9 +9,12 @@ whenever a pure ``jax.jit`` function wants one (see ``backend.py``).
 
 The math lives in one pure function, ``apply``, on a dict of canonical arrays;
 the modules only hold the parameters and call it. The recurrence is an explicit
-``jax.lax.scan`` over a time-major input with a hand-written Elman cell: Flax's
-own ``SimpleCell`` has a single bias and (in, out) kernels, so it could not hold
-DESIGN.md's two biases in torch's (out, in) layout.
+``jax.lax.scan`` over a time-major input whose body is the cell's step
+(``STEPS``: torch's equations for the Elman RNN, the LSTM and the GRU, see
+``wordrnn.core.cells``): Flax's own ``SimpleCell``, ``LSTMCell`` and
+``GRUCell`` keep their own kernels in (in, out) layout and their own bias
+arrangement, so they could not hold DESIGN.md's stacked weights and two biases
+in torch's (out, in) layout.
 
 Dropout is not a module here: ``apply`` takes explicit masks
 (``{"input": [B, T, E] or None, "hidden": [B, H] or None}``, values 0 or
@@ -26,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.params import PARAM_NAMES, Params, check_params
 
@@ -41,27 +45,49 @@ def _linear(x: jax.Array, weight: jax.Array, bias: jax.Array) -> jax.Array:
     return jnp.matmul(x, weight.T, precision=PRECISION) + bias
 
 
-def elman_scan(w_hh: jax.Array, b_hh: jax.Array, projected: jax.Array) -> jax.Array:
-    """h_T of the Elman recurrence over time-major input projections [T, B, H], h_0 = 0.
+State = tuple[jax.Array, ...]  # (h,), or (h, c) for the LSTM
+
+
+def elman_step(state: State, a: jax.Array, w_hh: jax.Array, b_hh: jax.Array) -> State:
+    """``h' = tanh(b + a)``, grouped as torch's RNN kernel groups it: ``tanh((h W_hh^T + b_hh) + a)``."""
+    (h,) = state
+    return (jnp.tanh(_linear(h, w_hh, b_hh) + a),)
+
+
+def lstm_step(state: State, a: jax.Array, w_hh: jax.Array, b_hh: jax.Array) -> State:
+    """torch's LSTM: gates i, f, g, o from ``a + b``; ``c' = f c + i g``, ``h' = o tanh(c')``."""
+    h, c = state
+    i, f, g, o = jnp.split(a + _linear(h, w_hh, b_hh), 4, axis=-1)
+    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    return jax.nn.sigmoid(o) * jnp.tanh(c), c
+
+
+# one step of each cell, given the input projection a = x W_ih^T + b_ih
+STEPS = {"rnn": elman_step, "lstm": lstm_step}
+
+
+def recurrence(cell: str, w_hh: jax.Array, b_hh: jax.Array, projected: jax.Array) -> jax.Array:
+    """h_T of ``cell`` over time-major input projections [T, B, G*H], every state starting at 0.
 
     ``projected[t]`` is ``x_t W_ih^T + b_ih``, computed for all steps at once
-    outside the scan. The sums are grouped as torch's RNN kernel groups them,
-    ``tanh((h W_hh^T + b_hh) + (x W_ih^T + b_ih))``.
+    outside the scan; the scan's body is the cell's step.
     """
+    step = STEPS[cell]
+    zeros = jnp.zeros((projected.shape[1], w_hh.shape[1]), projected.dtype)
+    state0 = (zeros, zeros) if get_cell(cell).has_cell_state else (zeros,)
 
-    def cell(h, x_proj):
-        h = jnp.tanh(_linear(h, w_hh, b_hh) + x_proj)
-        return h, None
+    def body(state, a):
+        return step(state, a, w_hh, b_hh), None
 
-    h0 = jnp.zeros(projected.shape[1:], projected.dtype)
-    h_last, _ = jax.lax.scan(cell, h0, projected)
-    return h_last
+    final, _ = jax.lax.scan(body, state0, projected)
+    return final[0]
 
 
 def apply(
-    params: dict[str, jax.Array], x: jax.Array, masks: Masks | None = None, onehot: bool | None = None
+    params: dict[str, jax.Array], x: jax.Array, masks: Masks | None = None, onehot: bool | None = None,
+    cell: str = "rnn",
 ) -> jax.Array:
-    """Logits [B, V] for token ids ``x`` [B, T] (any T >= 1), from canonical arrays.
+    """Logits [B, V] of a ``cell`` model for token ids ``x`` [B, T] (any T >= 1), from canonical arrays.
 
     A pure function (jit, grad and ``jax.test_util.check_grads`` apply to it).
     ``onehot`` defaults to "no ``embedding`` in ``params``"; it is accepted so a
@@ -71,6 +97,9 @@ def apply(
         onehot = "embedding" not in params
     elif onehot == ("embedding" in params):
         raise ValueError(f"onehot={onehot} but the params {'hold' if onehot else 'lack'} an embedding table")
+    gates = get_cell(cell).num_gates
+    if params["rnn.w_hh"].shape[0] != gates * params["rnn.w_hh"].shape[1]:
+        raise ValueError(f"rnn.w_hh has shape {params['rnn.w_hh'].shape}, not that of a {cell} cell ({gates} gates)")
     input_mask = masks.get("input") if masks else None
     hidden_mask = masks.get("hidden") if masks else None
     w_ih, b_ih = params["rnn.w_ih"], params["rnn.b_ih"]
@@ -78,7 +107,7 @@ def apply(
     if onehot:
         if input_mask is not None:
             raise ValueError("the one-hot model takes no input dropout mask (DESIGN.md: embedding model only)")
-        # x_t W_ih^T for a one-hot x_t of token k is column k of W_ih: the matmul's only
+        # x_t W_ih^T for a one-hot x_t of token k is column k of W_ih (any cell): the matmul's only
         # non-zero term is 1.0 * W_ih[:, k], which is exact, and adding zeros is exact, so
         # the lookup gives the one-hot product to the bit without the [T*B, V] matrix.
         projected = w_ih.T[tokens] + b_ih
@@ -87,14 +116,14 @@ def apply(
         if input_mask is not None:
             inputs = inputs * jnp.swapaxes(input_mask, 0, 1)
         projected = _linear(inputs, w_ih, b_ih)
-    h_last = elman_scan(params["rnn.w_hh"], params["rnn.b_hh"], projected)
+    h_last = recurrence(cell, params["rnn.w_hh"], params["rnn.b_hh"], projected)
     if hidden_mask is not None:
         h_last = h_last * hidden_mask
     return _linear(h_last, params["out.weight"], params["out.bias"])
 
 
-class ElmanCell(nnx.Module):
-    """The Elman RNN's parameters, torch layout: W_ih [H, in], W_hh [H, H], two biases [H]."""
+class CellWeights(nnx.Module):
+    """A cell's parameters, torch layout: W_ih [G*H, in], W_hh [G*H, H], two biases [G*H]."""
 
     def __init__(self, w_ih: jax.Array, w_hh: jax.Array, b_ih: jax.Array, b_hh: jax.Array):
         self.w_ih = nnx.Param(w_ih)
@@ -112,17 +141,18 @@ class Readout(nnx.Module):
 
 
 class WordRNN(nnx.Module):
-    """Either model: optional ``embedding`` [V, E], ``rnn`` (an ``ElmanCell``), ``out`` (a ``Readout``).
+    """Either model, any cell: optional ``embedding`` [V, E], ``rnn`` (``CellWeights``), ``out`` (a ``Readout``).
 
     Attribute paths are the canonical names, so ``nnx.state(module)`` flattened
     with dots is the canonical dict.
     """
 
-    def __init__(self, params: dict[str, jax.Array], onehot: bool):
+    def __init__(self, params: dict[str, jax.Array], onehot: bool, cell: str = "rnn"):
         self.onehot = onehot
+        self.cell = cell
         if not onehot:
             self.embedding = nnx.Param(params["embedding"])
-        self.rnn = ElmanCell(params["rnn.w_ih"], params["rnn.w_hh"], params["rnn.b_ih"], params["rnn.b_hh"])
+        self.rnn = CellWeights(params["rnn.w_ih"], params["rnn.w_hh"], params["rnn.b_ih"], params["rnn.b_hh"])
         self.out = Readout(params["out.weight"], params["out.bias"])
 
     def arrays(self) -> dict[str, jax.Array]:
@@ -140,11 +170,11 @@ class WordRNN(nnx.Module):
         return arrays
 
     def __call__(self, x: jax.Array, masks: Masks | None = None) -> jax.Array:
-        return apply(self.arrays(), x, masks, onehot=self.onehot)
+        return apply(self.arrays(), x, masks, onehot=self.onehot, cell=self.cell)
 
 
-def build_model(config: Config, params: Params, dtype=jnp.float32) -> WordRNN:
-    """The model ``config`` describes, holding the canonical weights ``params`` as ``dtype``.
+def build_nnx_model(config: Config, params: Params, dtype=jnp.float32) -> WordRNN:
+    """The NNX module ``config`` describes (its model and cell), holding the canonical weights ``params`` as ``dtype``.
 
     ``module(x)`` maps int token ids [B, T] (any T >= 1) to logits [B, V].
     """
@@ -152,7 +182,7 @@ def build_model(config: Config, params: Params, dtype=jnp.float32) -> WordRNN:
     arrays = {name: jnp.asarray(np.asarray(value), dtype=dtype) for name, value in params.items()}
     if config.model == "onehot":
         arrays.pop("embedding", None)
-    return WordRNN(arrays, onehot=config.model == "onehot")
+    return WordRNN(arrays, onehot=config.model == "onehot", cell=config.cell)
 
 
 def to_canonical(module: WordRNN) -> Params:

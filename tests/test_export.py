@@ -16,7 +16,7 @@ from conftest import ROOT, assert_usage_error, run_module
 from data.tokenizer import tokenize
 from data.vocab import Vocab
 from export import onnx as export_onnx
-from export.graph import MIN_OPSET, build_model
+from export.graph import MIN_OPSET, build_graph
 from export.metadata import KEY_CONFIG, KEY_SOURCE, KEY_TOKENIZER, KEY_VOCAB, ModelCard, from_props, to_props
 from export.session import load
 from scratch.model import logits as numpy_logits
@@ -26,13 +26,16 @@ from wordrnn.core.sampling import SamplerSettings, generate
 from wordrnn.run.folder import WEIGHTS, atomic_write_text, load_run, save_params, write_config
 from wordrnn.run.generation import generate_text
 
+EXPORTED_CELLS = ("rnn", "lstm")
 WORDS = ["<unk>", "\n", "the", "sea", "is", ",", "calm", "moon", "my", "love", "rose", "night", ".", "a", "red"]
 TOLERANCE = 1e-5
 
 
-def make_run(folder: Path, model: str, seed: int = 1, seq_len: int = 5, framework: str = "numpy") -> Path:
+def make_run(folder: Path, model: str, seed: int = 1, seq_len: int = 5, framework: str = "numpy",
+             cell: str = "rnn") -> Path:
     """A complete run folder with seeded weights, written with wordrnn.run.folder' own writers."""
-    config = Config(model=model, vocab_size=len(WORDS), hidden_size=16, embed_dim=8, seq_len=seq_len, seed=seed)
+    config = Config(model=model, cell=cell, vocab_size=len(WORDS), hidden_size=16, embed_dim=8, seq_len=seq_len,
+                    seed=seed)
     write_config(folder, config, framework)
     atomic_write_text(folder / "vocab.json", Vocab(WORDS, tokenizer="default", min_freq=2).to_json())
     save_params(folder / WEIGHTS, init_params(config))
@@ -53,11 +56,15 @@ def export(run_dir: Path, out: Path, *extra: str) -> int:
         return int(stop.code)
 
 
-@pytest.fixture(scope="module", params=["onehot", "embedding"])
+MODELS_AND_CELLS = [(model, cell) for cell in EXPORTED_CELLS for model in ("onehot", "embedding")]
+
+
+@pytest.fixture(scope="module", params=MODELS_AND_CELLS, ids=[f"{m}-{c}" for m, c in MODELS_AND_CELLS])
 def exported(request, tmp_path_factory) -> tuple[Path, Path]:
-    """(run folder, exported .onnx) for each model."""
-    folder = tmp_path_factory.mktemp(request.param)
-    run_dir = make_run(folder / "run", request.param)
+    """(run folder, exported .onnx) for each model and cell."""
+    model, cell = request.param
+    folder = tmp_path_factory.mktemp(f"{model}-{cell}")
+    run_dir = make_run(folder / "run", model, cell=cell)
     out = folder / "out" / "model.onnx"
     assert export(run_dir, out) == 0
     return run_dir, out
@@ -75,14 +82,14 @@ def test_logits_match_the_source_models_for_any_batch_and_length(exported):
     module = build_module(run.config, run.params).eval()
     rng = np.random.default_rng(7)
     for batch in (1, 7):
-        for seq in (1, 5, 12):  # 12: longer than the training window, so the axis is not frozen at seq_len
+        for seq in (1, 3, 5, 12):  # 12: longer than the training window, so the axis is not frozen at seq_len
             x = rng.integers(0, len(WORDS), size=(batch, seq), dtype=np.int64)
             got = lm.logits(x)
             with torch.no_grad():
                 want_torch = module(torch.from_numpy(x)).numpy()
             assert got.shape == (batch, len(WORDS)) and got.dtype == np.float32
             assert np.abs(got - want_torch).max() <= TOLERANCE
-            assert np.abs(got - numpy_logits(run.params, x)).max() <= TOLERANCE
+            assert np.abs(got - numpy_logits(run.params, x, cell=run.config.cell)).max() <= TOLERANCE
 
 
 def test_file_is_one_self_contained_graph_of_standard_ops(exported):
@@ -91,7 +98,8 @@ def test_file_is_one_self_contained_graph_of_standard_ops(exported):
     model = onnx.load(str(out), load_external_data=False)
     onnx.checker.check_model(model, full_check=True)
     assert all(t.data_location == onnx.TensorProto.DEFAULT for t in model.graph.initializer)
-    assert [n.op_type for n in model.graph.node] == ["Gather", "Transpose", "RNN", "Squeeze", "Gemm"]
+    op = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[load(out).card.cell]
+    assert [n.op_type for n in model.graph.node] == ["Gather", "Transpose", op, "Squeeze", "Gemm"]
     assert {n.domain for n in model.graph.node} == {""}
     (tokens,), (logits,) = model.graph.input, model.graph.output
     assert tokens.name == "tokens" and tokens.type.tensor_type.elem_type == onnx.TensorProto.INT64
@@ -113,22 +121,31 @@ def test_metadata_reads_back(exported):
     assert card.config == run.config and card.vocab.tokens == WORDS and card.framework == "numpy"
 
 
-def test_greedy_generation_is_identical_to_the_numpy_reference(exported):
+def test_greedy_generation_is_identical_in_every_runtime(exported):
+    """NumPy, PyTorch, Flax and onnxruntime write the same greedy tokens from the same weights."""
+    from jaxmodels.backend import JaxBackend
+    from torchmodels.backend import TorchBackend
+
     run_dir, out = exported
     run, lm = load_run(run_dir), load(out)
+    assert lm.card.cell == run.config.cell
     prompt = [int(i) for i in run.vocab.encode(tokenize("the sea is calm", "default"))]
     settings = SamplerSettings("greedy", allow_unk=True)
-    want = generate(lambda x: numpy_logits(run.params, x), prompt, 40, run.config.seq_len, settings)
-    got = generate(lm.logits, prompt, 40, run.config.seq_len, settings)
-    assert got == want
+    want = generate(lambda x: numpy_logits(run.params, x, cell=run.config.cell), prompt, 40, run.config.seq_len,
+                    settings)
+    assert generate(lm.logits, prompt, 40, run.config.seq_len, settings) == want
+    for backend in (TorchBackend("cpu"), JaxBackend()):
+        state = backend.init(run.params, run.config)
+        got = generate(lambda x, b=backend, s=state: b.logits(s, x), prompt, 40, run.config.seq_len, settings)
+        assert got == want, backend.framework
 
 
 def test_generate_command_prints_what_the_numpy_reference_writes(exported):
     run_dir, out = exported
     run = load_run(run_dir)
     settings = SamplerSettings(temperature=0.8, top_p=0.9, seed=5)
-    want = generate_text(lambda x: numpy_logits(run.params, x), run.vocab, run.config.seq_len,
-                         "My love is", 30, settings)
+    want = generate_text(lambda x: numpy_logits(run.params, x, cell=run.config.cell), run.vocab,
+                         run.config.seq_len, "My love is", 30, settings)
     result = run_module("export.generate", "--model", str(out), "--prompt", "My love is", "--words", "30",
                         "--temperature", "0.8", "--top-p", "0.9", "--seed", "5")
     assert result.returncode == 0, result.stderr
@@ -159,7 +176,7 @@ def test_every_offered_opset_checks_and_runs(opset, tmp_path):
 
     config = Config(model="embedding", vocab_size=len(WORDS), hidden_size=8, embed_dim=4)
     params = init_params(config)
-    model = build_model(params, config, opset)
+    model = build_graph(params, config, opset)
     onnx.checker.check_model(model, full_check=True)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     x = np.arange(6, dtype=np.int64).reshape(2, 3)
@@ -183,11 +200,12 @@ def test_a_run_trained_by_pytorch_exports(tiny_corpus, tmp_path):
 
 # --- the same interface traced from JAX (--from jax: optional, needs jax2onnx; slow) ---
 
-@pytest.fixture(scope="module", params=["onehot", "embedding"])
+@pytest.fixture(scope="module", params=MODELS_AND_CELLS, ids=[f"{m}-{c}" for m, c in MODELS_AND_CELLS])
 def exported_jax(request, tmp_path_factory) -> tuple[Path, Path]:
     pytest.importorskip("jax2onnx")
-    folder = tmp_path_factory.mktemp(f"jax-{request.param}")
-    run_dir = make_run(folder / "run", request.param, seed=4, framework="jax")
+    model, cell = request.param
+    folder = tmp_path_factory.mktemp(f"jax-{model}-{cell}")
+    run_dir = make_run(folder / "run", model, seed=4, framework="jax", cell=cell)
     out = folder / "out" / "model.onnx"
     assert export(run_dir, out, "--from", "jax") == 0
     return run_dir, out
@@ -206,13 +224,14 @@ def test_jax_export_has_the_same_interface_and_logits(exported_jax):
     assert [d.dim_param for d in tokens.type.tensor_type.shape.dim] == ["batch", "seq"]
     assert "jax2onnx" in lm.card.source["exporter"] and lm.card.framework == "jax"
     rng = np.random.default_rng(8)
+    cell = run.config.cell
     for batch in (1, 7):
-        for seq in (1, 5, 12):
+        for seq in (1, 3, 5, 12):
             x = rng.integers(0, len(WORDS), size=(batch, seq), dtype=np.int64)
-            assert np.abs(lm.logits(x) - numpy_logits(run.params, x)).max() <= TOLERANCE
+            assert np.abs(lm.logits(x) - numpy_logits(run.params, x, cell=cell)).max() <= TOLERANCE
     prompt = [int(i) for i in run.vocab.encode(["my", "love"])]
     settings = SamplerSettings("greedy", allow_unk=True)
-    want = generate(lambda x: numpy_logits(run.params, x), prompt, 30, run.config.seq_len, settings)
+    want = generate(lambda x: numpy_logits(run.params, x, cell=cell), prompt, 30, run.config.seq_len, settings)
     assert generate(lm.logits, prompt, 30, run.config.seq_len, settings) == want
 
 
@@ -236,6 +255,17 @@ def test_export_refuses_an_incomplete_or_missing_run_folder(tmp_path, capsys):
     out = tmp_path / "model.onnx"
     usage_error(capsys, export_onnx.main, ["--run", str(run_dir), "--out", str(out)], "incomplete", WEIGHTS)
     usage_error(capsys, export_onnx.main, ["--run", str(tmp_path / "nope"), "--out", str(out)], "not a run folder")
+    assert not out.exists()
+
+
+def test_export_refuses_weights_of_another_cell(tmp_path, capsys):
+    """A run whose config names one cell and whose weights hold another: one line naming both, exit 2."""
+    run_dir = make_run(tmp_path / "run", "embedding", cell="lstm")
+    config = json.loads((run_dir / "config.json").read_text())
+    config["cell"] = "rnn"
+    atomic_write_text(run_dir / "config.json", json.dumps(config))
+    out = tmp_path / "model.onnx"
+    usage_error(capsys, export_onnx.main, ["--run", str(run_dir), "--out", str(out)], "lstm", "--cell rnn")
     assert not out.exists()
 
 
@@ -277,7 +307,7 @@ def test_generate_refuses_files_that_are_not_exported_models(tmp_path, capsys):
     usage_error(capsys, generate.main, ["--model", str(tmp_path / "missing.onnx")], "not a file")
     config = Config(model="onehot", vocab_size=len(WORDS), hidden_size=8)
     bare = tmp_path / "bare.onnx"
-    bare.write_bytes(build_model(init_params(config), config).SerializeToString())
+    bare.write_bytes(build_graph(init_params(config), config).SerializeToString())
     usage_error(capsys, generate.main, ["--model", str(bare)], "no wordrnn metadata")
 
 

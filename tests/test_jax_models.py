@@ -7,18 +7,22 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from cell_equations import design_logits
+from flax import nnx
 from jax.test_util import check_grads
 
 from jaxmodels.backend import (
     JaxBackend,
     clip_by_global_norm_torch,
-    dropout_masks,
     make_optimizer,
+    train_step,
     weighted_cross_entropy,
 )
-from jaxmodels.model import apply, build_model, to_canonical
+from jaxmodels.model import apply, build_nnx_model, to_canonical
 from scratch import model as ref
+from wordrnn.core.cells import CELLS
 from wordrnn.core.config import Config
+from wordrnn.core.dropout import step_masks
 from wordrnn.core.params import init_params
 
 MODELS = ("onehot", "embedding")
@@ -60,7 +64,7 @@ def test_logits_match_numpy_reference(model, seq_len):
     config = tiny_config(model)
     params = init_params(config)
     x, _ = batch(config, 7, seq_len)
-    got = np.asarray(build_model(config, params)(jnp.asarray(x)))
+    got = np.asarray(build_nnx_model(config, params)(jnp.asarray(x)))
     want = ref.logits(params, x)
     assert got.shape == (7, config.vocab_size)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
@@ -102,7 +106,7 @@ def test_onehot_gather_equals_onehot_matmul_bit_for_bit():
 def test_canonical_round_trip_is_exact(model, backend):
     config = tiny_config(model)
     params = init_params(config)
-    back = to_canonical(build_model(config, params))
+    back = to_canonical(build_nnx_model(config, params))
     assert list(back) == list(params)
     for name in params:
         assert back[name].dtype == np.float32
@@ -211,14 +215,35 @@ def test_sgd_is_plain_gradient_step():
     np.testing.assert_allclose(np.asarray(updates["w"]), [-0.1, 0.2], rtol=1e-6)
 
 
-def test_dropout_masks_depend_on_step_only():
-    config = tiny_config("embedding", dropout=0.25)
-    draw = jax.jit(lambda step: dropout_masks(jax.random.fold_in(jax.random.key(config.seed), step), config, 4, 3))
-    a, b, c = draw(5), draw(5), draw(6)
-    assert a["input"].shape == (4, 3, 6) and a["hidden"].shape == (4, 8)
-    np.testing.assert_array_equal(np.asarray(a["input"]), np.asarray(b["input"]))
-    assert not np.array_equal(np.asarray(a["input"]), np.asarray(c["input"]))
-    assert set(np.unique(np.asarray(a["hidden"]))) <= {0.0, np.float32(1 / 0.75)}
+def test_train_step_is_a_pure_function_of_plain_arrays():
+    """The module-level step, called without the backend: the loss of the masked model, and new weights."""
+    config = tiny_config("embedding", dropout=0.25, **TRAIN)
+    params = init_params(config)
+    x, y = batch(config, 5)
+    masks = step_masks(config, 0, 5, config.seq_len)
+    graphdef, state = nnx.split(build_nnx_model(config, params), nnx.Param)
+    tx = make_optimizer(config)
+    jmasks = {k: jnp.asarray(v) for k, v in masks.items()}
+    new, opt_state, loss = jax.jit(train_step, static_argnums=(0, 1))(
+        graphdef, tx, state, tx.init(state), jnp.asarray(x), jnp.asarray(y), jnp.ones(5), jmasks)
+    want, _ = ref.forward(params, x, masks)
+    want_loss = float(weighted_cross_entropy(jnp.asarray(want), jnp.asarray(y), jnp.ones(5)))
+    assert abs(float(loss) - want_loss) < 1e-5
+    assert abs(float(loss) - ref.loss(params, x, y)) > 1e-3  # the masks were applied
+    moved = to_canonical(nnx.merge(graphdef, new))
+    assert all(np.abs(moved[k] - params[k]).max() > 0.5 * config.lr for k in params)
+
+
+def test_backend_steps_with_the_masks_of_the_one_specification(backend):
+    """The backend's step equals the pure step fed ``wordrnn.core.dropout.step_masks`` of the same step."""
+    config = tiny_config("embedding", dropout=0.25, **TRAIN)
+    params = init_params(config)
+    x, y = batch(config, 5)
+    _, loss = backend.train_step(backend.init(params, config), x, y, 7)
+    masks = step_masks(config, 7, 5, config.seq_len)
+    want, _ = ref.forward(params, x, masks)
+    want_loss = float(weighted_cross_entropy(jnp.asarray(want), jnp.asarray(y), jnp.ones(5)))
+    assert abs(float(loss) - want_loss) < 1e-5
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -267,9 +292,9 @@ def test_short_batch_is_padded_and_weighted(model, backend):
     assert abs(float(loss) - ref.loss(params, x, y)) < 1e-5
 
 
-@pytest.mark.parametrize("model", MODELS)
-def test_optimizer_state_round_trip_resumes_exactly(model, backend):
-    config = tiny_config(model, dropout=0.2, weight_decay=0.01)
+@pytest.mark.parametrize("model, cell", [("onehot", "rnn"), ("embedding", "rnn"), ("embedding", "lstm")])
+def test_optimizer_state_round_trip_resumes_exactly(model, cell, backend):
+    config = tiny_config(model, dropout=0.2, weight_decay=0.01, cell=cell)
     x, y = batch(config, 30)
     chunks = [(x[i:i + 5], y[i:i + 5]) for i in range(0, 30, 5)]
 
@@ -309,3 +334,49 @@ def test_logits_of_any_batch_and_window_length(backend):
         got = backend.logits(state, x)
         assert got.dtype == np.float32 and got.shape == (n, config.vocab_size)
         np.testing.assert_allclose(got, ref.logits(params, x), rtol=0, atol=1e-5)
+
+
+# -- every cell ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("model", MODELS)
+def test_every_cell_matches_the_reference_loop(cell, model):
+    """float64 logits of each cell, windows of 1 and seq_len tokens, with masks, against the equations."""
+    config = tiny_config(model, cell=cell)
+    params = init_params(config, dtype=np.float64)
+    with jax.enable_x64(True):
+        jparams = {k: jnp.asarray(v) for k, v in params.items()}
+        for steps in (1, config.seq_len):
+            x, _ = batch(config, 6, steps, seed=steps)
+            masks = masks_for(config, 6, steps)
+            jmasks = {k: None if v is None else jnp.asarray(v, jnp.float64) for k, v in masks.items()}
+            got = np.asarray(apply(jparams, x, jmasks, cell=cell))
+            want = design_logits(params, x, {k: None if v is None else v.astype(np.float64)
+                                             for k, v in masks.items()}, cell)
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
+    module = build_nnx_model(config, params)
+    assert module.cell == cell and module.rnn.w_hh[...].shape == (CELLS[cell].num_gates * 8, 8)
+
+
+@pytest.mark.parametrize("cell", ["lstm"])
+@pytest.mark.parametrize("model", MODELS)
+def test_every_cell_passes_finite_differences(cell, model):
+    config = tiny_config(model, vocab_size=11, hidden_size=5, embed_dim=4, seq_len=3, cell=cell)
+    params = init_params(config, dtype=np.float64)
+    x, y = batch(config, 4)
+    with jax.enable_x64(True):
+        jparams = {k: jnp.asarray(v) for k, v in params.items()}
+
+        @jax.jit
+        def loss(p):
+            return weighted_cross_entropy(apply(p, x, cell=cell), jnp.asarray(y), jnp.ones(4, jnp.float64))
+
+        check_grads(loss, (jparams,), order=1, modes=("rev",), eps=1e-6)
+
+
+def test_weights_of_another_cell_are_refused():
+    config = tiny_config("embedding", cell="lstm")
+    params = {k: jnp.asarray(v) for k, v in init_params(config).items()}
+    x, _ = batch(config, 2)
+    with pytest.raises(ValueError, match="not that of a rnn cell"):
+        apply(params, x)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from cell_equations import design_logits
 
 from scratch import model as reference
 from torchmodels.model import CANONICAL, EmbeddingRNN, OneHotRNN, build_module, to_canonical
@@ -24,44 +25,6 @@ def make(model: str, seed: int = 0, dtype=np.float32, cell: str = "rnn") -> tupl
 
 def tokens(seed: int, batch: int = B, steps: int = T) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, V, size=(batch, steps)).astype(np.int64)
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def cell_step(cell: str, h: np.ndarray, c: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One step of DESIGN.md's cell equations, from a = x W_ih^T + b_ih and b = h W_hh^T + b_hh."""
-    if cell == "rnn":
-        return np.tanh(a + b), c
-    if cell == "lstm":
-        i, f, g, o = np.split(a + b, 4, axis=1)
-        c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
-        return sigmoid(o) * np.tanh(c), c
-    (a_r, a_z, a_n), (b_r, b_z, b_n) = np.split(a, 3, axis=1), np.split(b, 3, axis=1)
-    r, z = sigmoid(a_r + b_r), sigmoid(a_z + b_z)
-    n = np.tanh(a_n + r * b_n)
-    return (1 - z) * n + z * h, c
-
-
-def design_logits(params: dict[str, np.ndarray], x: np.ndarray, masks: dict | None = None,
-                  cell: str = "rnn") -> np.ndarray:
-    """DESIGN.md's equations written out directly, in float64, one-hot vectors materialized."""
-    p = {k: v.astype(np.float64) for k, v in params.items()}
-    masks = masks or {}
-    if "embedding" in p:
-        inputs = p["embedding"][x]
-        if masks.get("input") is not None:
-            inputs = inputs * masks["input"]
-    else:
-        inputs = np.eye(p["rnn.w_ih"].shape[1])[x]
-    h = c = np.zeros((x.shape[0], p["rnn.w_hh"].shape[1]))
-    for t in range(x.shape[1]):
-        a = inputs[:, t] @ p["rnn.w_ih"].T + p["rnn.b_ih"]
-        h, c = cell_step(cell, h, c, a, h @ p["rnn.w_hh"].T + p["rnn.b_hh"])
-    if masks.get("hidden") is not None:
-        h = h * masks["hidden"]
-    return h @ p["out.weight"].T + p["out.bias"]
 
 
 def dropout_masks(seed: int, p: float, batch: int, steps: int) -> dict[str, np.ndarray]:
@@ -313,5 +276,5 @@ def test_cell_weights_round_trip_and_are_refused_by_another_cell(cell: str) -> N
     assert all(np.array_equal(back[n], params[n]) for n in params)
     assert back["rnn.w_hh"].shape == (CELLS[cell].num_gates * H, H)
     rnn_config, _ = make("embedding", cell="rnn")
-    with pytest.raises(UsageError, match="rnn.w_ih"):
+    with pytest.raises(UsageError, match=f"hold the {cell} cell but the configuration says --cell rnn"):
         build_module(rnn_config, params)

@@ -1,4 +1,4 @@
-"""Measurements behind ``python -m wordrnn.bench.speed``: training throughput, generation speed, matmul peak.
+"""Measurements behind ``python -m wordrnn.bench.speed``: training steps, epochs and generated tokens.
 
 Every figure is the median of timed repeats, taken round-robin over the
 contenders, after a warm-up that is timed apart (it holds JAX's compilation
@@ -19,12 +19,14 @@ import numpy as np
 from data.batches import batch_indices
 from data.dataset import Dataset
 from wordrnn.bench.backends import make_backend
+from wordrnn.core.backend import Backend
 from wordrnn.core.config import Config
 from wordrnn.core.params import Params, init_params
 from wordrnn.core.sampling import SamplerSettings, generate
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]
 GREEDY = SamplerSettings("greedy", allow_unk=True)
+RUNTIME_IMPLS = {"torch": "torch", "flax": "jax", "numpy": "numpy"}  # generation runtimes that are trainers too
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -46,104 +48,92 @@ def interleaved_medians(fns: dict[str, Callable[[], Any]], repeats: int) -> dict
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def matmul_gflops(repeats: int, n: int = 1024) -> dict[str, float]:
-    """Float32 [n, n] x [n, n] matmul GFLOP/s of NumPy and (when installed) PyTorch: the machine's peak.
+def speed_backend(impl: str, device: str) -> Backend:
+    """``impl``'s backend on ``device`` ("cpu" or "cuda"): PyTorch there, JAX on the same kind of device;
+    NumPy always runs on the CPU."""
+    if impl == "torch":
+        from torchmodels.backend import TorchBackend
 
-    The fastest of the repeats, not the median: a peak is what the machine can do.
-    """
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
-    products = {"numpy": lambda: a @ b}
-    try:
-        import torch
+        return TorchBackend(device=device)
+    if impl == "jax":
+        from jaxmodels.backend import JaxBackend
+        from jaxmodels.devices import select_devices
 
-        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        products["torch"] = lambda: ta @ tb
-    except ImportError:
-        pass
-    for product in products.values():
-        product()
-    best = {name: min(timed(product)[0] for _ in range(max(repeats, 5))) for name, product in products.items()}
-    return {name: 2.0 * n**3 / seconds / 1e9 for name, seconds in best.items()}
+        return JaxBackend(select_devices("gpu" if device == "cuda" else "cpu", 1))
+    return make_backend(impl)
 
 
-def train_flops_per_example(config: Config) -> float:
-    """Multiply-adds (x2) one training example needs: forward, and twice that for the backward pass.
-
-    Counts the arithmetic the model requires. The one-hot input product is a
-    column lookup (no arithmetic), which is how NumPy and JAX compute it;
-    PyTorch's default one-hot model multiplies the one-hot matrix instead, work
-    this count leaves out, so its GFLOP/s there is lower by construction.
-    """
-    H, V, T = config.hidden_size, config.vocab_size, config.seq_len
-    input_product = 2 * H * config.embed_dim if config.model == "embedding" else 0
-    forward = T * (input_product + 2 * H * H) + 2 * H * V
-    return 3.0 * forward
+def epoch_batches(dataset: Dataset, config: Config, epoch: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The batches of one epoch, in the order every trainer draws them."""
+    order = batch_indices(len(dataset.train_x), config.batch_size, config.seed, epoch)
+    return [(dataset.train_x[b], dataset.train_y[b]) for b in order]
 
 
-def prepare_training(impl: str, config: Config, dataset: Dataset,
+class Trainer:
+    """One implementation's backend and state, stepping through a list of batches (cycled)."""
+
+    def __init__(self, impl: str, config: Config, device: str):
+        self.backend = speed_backend(impl, device)
+        self.state = self.backend.init(init_params(config), config)
+        self.step = 0
+
+    def run(self, batches: list[tuple[np.ndarray, np.ndarray]], count: int) -> float:
+        """``count`` steps; returns ``float(loss)`` of the last, which waits for every step."""
+        loss = None
+        for _ in range(count):
+            x, y = batches[self.step % len(batches)]
+            self.state, loss = self.backend.train_step(self.state, x, y, self.step)
+            self.step += 1
+        return float(loss)
+
+
+def prepare_training(impl: str, config: Config, dataset: Dataset, device: str,
                      warmup: int = 3) -> tuple[Callable[[int], float], float, int]:
     """A function running ``count`` training steps of ``impl`` on the benchmark batches, its warm-up
     time, and the examples in each step.
 
-    Full batches (unless there are none), the first epoch's order, cycled. The function returns
-    ``float(loss)`` of its last step, which waits for every step it ran.
+    Full batches (unless there are none), the first epoch's order, cycled.
     """
-    backend = make_backend(impl)
-    state = backend.init(init_params(config), config)
-    n = len(dataset.train_x)
-    order = list(batch_indices(n, config.batch_size, config.seed, 1))
-    order = [b for b in order if len(b) == config.batch_size] or order
-    batches = [(dataset.train_x[b], dataset.train_y[b]) for b in order]
-    step = 0
-
-    def run(count: int) -> float:
-        nonlocal state, step
-        loss = None
-        for _ in range(count):
-            x, y = batches[step % len(batches)]
-            state, loss = backend.train_step(state, x, y, step)
-            step += 1
-        return float(loss)
-
-    warmup_seconds, _ = timed(lambda: run(warmup))
-    return run, warmup_seconds, len(order[0])
+    batches = epoch_batches(dataset, config)
+    batches = [b for b in batches if len(b[0]) == config.batch_size] or batches
+    trainer = Trainer(impl, config, device)
+    warmup_seconds, _ = timed(lambda: trainer.run(batches, warmup))
+    return (lambda count: trainer.run(batches, count)), warmup_seconds, len(batches[0][0])
 
 
-def logits_functions(config: Config, params: Params, runtimes: list[str], threads: int) -> dict[str, LogitsFn]:
-    """``int64 [1, T] -> float32 [1, V]`` for each runtime, all holding the same canonical weights."""
+def time_epoch(impl: str, config: Config, dataset: Dataset, device: str, warmup: int = 3) -> tuple[float, float]:
+    """Seconds of one full training epoch of ``impl`` (every batch, the last partial one included),
+    after ``warmup`` steps timed apart; returns (epoch seconds, warm-up seconds)."""
+    batches = epoch_batches(dataset, config)
+    trainer = Trainer(impl, config, device)
+    warmup_seconds, _ = timed(lambda: trainer.run(batches, warmup))
+    trainer.step = 0
+    seconds, _ = timed(lambda: trainer.run(batches, len(batches)))
+    return seconds, warmup_seconds
+
+
+def onnx_logits(config: Config, params: Params, threads: int) -> LogitsFn:
+    from export.graph import build_graph
+    from export.metadata import INPUT_NAME, OUTPUT_NAME
+    from export.session import open_session
+
+    session = open_session(build_graph(params, config).SerializeToString(), "the benchmark model",
+                           threads=max(threads, 0))
+    return lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+
+
+def logits_functions(config: Config, params: Params, runtimes: list[str], threads: int,
+                     device: str) -> dict[str, LogitsFn]:
+    """``int64 [1, T] -> float32 [1, V]`` for each runtime, all holding the same canonical weights:
+    each implementation's own ``Backend.logits`` (what its generate command uses), onnxruntime's session."""
     fns: dict[str, LogitsFn] = {}
     for runtime in runtimes:
         if runtime == "onnxruntime":
-            from export.graph import build_model
-            from export.metadata import INPUT_NAME, OUTPUT_NAME
-            from export.session import open_session
-
-            session = open_session(build_model(params, config).SerializeToString(), "the benchmark model",
-                                   threads=max(threads, 0))
-            fns[runtime] = lambda x, s=session: s.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-        elif runtime == "torch":
-            import torch
-
-            from torchmodels.model import build_module as build_torch
-
-            module = build_torch(config, params).eval()
-
-            def torch_logits(x: np.ndarray, module=module) -> np.ndarray:
-                with torch.inference_mode():
-                    return module(torch.from_numpy(x)).numpy()
-
-            fns[runtime] = torch_logits
-        elif runtime == "flax":
-            backend = make_backend("jax")
-            state = backend.init(params, config)
-            fns[runtime] = lambda x, b=backend, s=state: b.logits(s, x)
-        elif runtime == "numpy":
-            from scratch.model import logits
-
-            fns[runtime] = lambda x: logits(params, x)
-        else:
-            raise ValueError(f"unknown runtime {runtime!r}")
+            fns[runtime] = onnx_logits(config, params, threads)
+            continue
+        backend = speed_backend(RUNTIME_IMPLS[runtime], device)
+        state = backend.init(params, config)
+        fns[runtime] = lambda x, backend=backend, state=state: backend.logits(state, x)
     return fns
 
 
