@@ -56,30 +56,101 @@ def test_compare_writes_a_consistent_report(tmp_path, tiny_corpus):
     assert "## ONNX" in report and "## Machine" in report
 
 
-def test_speed_reports_ratios_to_torch(tmp_path, tiny_corpus):
+SMALL_LARGE = ("--large-vocab", "60", "--large-tokens", "3000")  # a tiny stand-in for the large size
+
+
+def test_speed_reports_ratios_and_limits_at_both_sizes(tmp_path, tiny_corpus):
     path = tmp_path / "speed.json"
     result = run_module("wordrnn.bench.speed", "--data", str(tiny_corpus), *TINY, "--models", "embedding",
+                        "--cells", "rnn", "--size", "both", *SMALL_LARGE, "--device", "cpu",
                         "--steps", "2", "--tokens", "4", "--repeats", "1", "--json", str(path))
     assert result.returncode == 0, result.stderr
+    assert "training, benchmark size" in result.stdout and "training, large size" in result.stdout
     doc = json.loads(path.read_text())
-    assert set(doc) >= {"train", "generate", "machine"}
-    assert [r["impl"] for r in doc["train"]] == ["numpy", "torch", "jax"]
+    assert set(doc) >= {"train", "generate", "machine", "limits", "sizes", "matmul_gflops"}
+    assert doc["sizes"]["large"]["vocab_size"] == 60 and doc["sizes"]["large"]["source"] == "synthetic"
+    cpu = doc["limits"]["cpu"]
+    assert cpu["peak_gflops"] == max(cpu["matmul_gflops"].values()) > 0
+    assert set(cpu["bandwidth_gbs"]) == {"benchmark/embedding/rnn", "large/embedding/rnn"}
+    assert all(v > 0 for v in cpu["bandwidth_gbs"].values())
+
+    assert [(r["size"], r["impl"]) for r in doc["train"]] == [(s, i) for s in ("benchmark", "large")
+                                                             for i in ("numpy", "torch", "jax")]
     for r in doc["train"]:
-        assert set(r) >= {"impl", "model", "examples_per_s", "time_ratio_vs_torch"}
+        assert set(r) >= {"impl", "model", "examples_per_s", "time_ratio_vs_torch", "size", "cell", "limit_fraction"}
+        assert r["cell"] == "rnn" and r["model"] == "embedding" and r["device"] == "cpu"
         assert r["examples_per_s"] > 0 and r["time_ratio_vs_torch"] > 0 and r["gflops"] > 0
-    torch_train = next(r for r in doc["train"] if r["impl"] == "torch")
-    assert torch_train["time_ratio_vs_torch"] == 1.0
-    assert [r["runtime"] for r in doc["generate"]] == ["onnxruntime", "torch", "flax", "numpy"]
+        assert 0 < r["limit_fraction"] <= 1, r
+        # the estimate's inputs are in the row, and the limit follows from them
+        limit_s = max(r["flops_per_step"] / (r["peak_gflops"] * 1e9), r["bytes_per_step"] / (r["bandwidth_gbs"] * 1e9))
+        assert math.isclose(r["limit_ms"], 1e3 * limit_s, rel_tol=1e-9)
+        assert math.isclose(r["limit_fraction"], r["limit_ms"] / r["step_ms"], rel_tol=1e-9)
+    assert all(r["time_ratio_vs_torch"] == 1.0 for r in doc["train"] if r["impl"] == "torch")
+    large = [r for r in doc["train"] if r["size"] == "large"]
+    benchmark = [r for r in doc["train"] if r["size"] == "benchmark"]
+    assert large[0]["flops_per_step"] != benchmark[0]["flops_per_step"]  # the sizes differ in work
+
+    assert [(r["size"], r["runtime"]) for r in doc["generate"]] == [(s, rt) for s in ("benchmark", "large")
+                                                                   for rt in ("onnxruntime", "torch", "flax", "numpy")]
     for r in doc["generate"]:
-        assert set(r) >= {"runtime", "tokens_per_s", "speedup_vs_torch"}
+        assert set(r) >= {"runtime", "tokens_per_s", "speedup_vs_torch", "size", "cell"}
         assert r["tokens_per_s"] > 0 and r["speedup_vs_torch"] > 0
-        assert r["same_tokens_as_torch"] is True  # DESIGN.md: greedy generation identical in every runtime
+        assert r["same_tokens_as_torch"] is True  # docs/DESIGN.md: greedy generation identical in every runtime
     assert all(v > 0 for v in doc["matmul_gflops"].values())
 
 
+def test_speed_times_an_epoch_of_the_large_corpus(tmp_path, tiny_corpus):
+    path = tmp_path / "epoch.json"
+    result = run_module("wordrnn.bench.speed", "--data", str(tiny_corpus), *TINY, "--epoch-large", *SMALL_LARGE,
+                        "--models", "embedding", "--cells", "rnn", "--impls", "numpy,jax", "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(path.read_text())
+    assert doc["train"] == [] and doc["generate"] == []
+    windows = doc["sizes"]["large"]["train_windows"]
+    assert [r["impl"] for r in doc["epochs"]] == ["numpy", "jax"]
+    for r in doc["epochs"]:
+        assert r["seconds"] > 0 and r["threads"] == 1 and r["size"] == "large"
+        assert r["examples"] == windows and r["steps"] == -(-windows // 64)
+
+
+def test_synthetic_corpus_is_seeded_and_zipf_like():
+    import numpy as np
+
+    from wordrnn.bench.synthetic import SyntheticSize, corpus_text, synthetic_dataset, word
+
+    size = SyntheticSize(vocab_size=2000, train_tokens=100_000)
+    first, again = synthetic_dataset(size), synthetic_dataset(size)
+    assert np.array_equal(first.train_x, again.train_x) and np.array_equal(first.val_y, again.val_y)
+    other = synthetic_dataset(SyntheticSize(vocab_size=2000, train_tokens=100_000, seed=1))
+    assert not np.array_equal(first.train_x[:100], other.train_x[:100])
+    assert len(first.vocab) == 2000 and sum(len(p) for p in first.train_ids) == 100_000
+    assert len({word(r) for r in range(1, 2000)}) == 1999  # distinct words
+    # Zipf: log frequency falls about one for one with log rank (exponent 1), over the well-sampled ranks
+    counts = np.bincount(np.concatenate(first.train_ids), minlength=2000)[1:201]
+    slope = np.polyfit(np.log(np.arange(1, 201)), np.log(counts), 1)[0]
+    assert -1.15 < slope < -0.85, slope
+    assert counts[0] > counts[9] > counts[99]
+    text = corpus_text(size)
+    assert text == corpus_text(size) and len(text.split()) == 110_000
+
+
+def test_synthetic_corpus_file_trains(tmp_path):
+    from data.dataset import load_dataset
+    from wordrnn.bench.synthetic import SyntheticSize, write_corpus
+
+    path = write_corpus(tmp_path / "synthetic.txt", SyntheticSize(vocab_size=300, train_tokens=5000))
+    dataset = load_dataset(str(path), seq_len=5)
+    assert 2 < len(dataset.vocab) <= 300 + 1  # rare words drop below --min-freq; line breaks add a token
+    assert dataset.poems == 25 + 2  # 5000 / 200 training poems, 500 / 200 validation poems
+
+
 def test_bad_flags_are_one_line_errors(tiny_corpus):
-    assert_usage_error(run_module("wordrnn.bench.compare", "--data", str(tiny_corpus), "--impls", "numpy,caffe"), "--impls")
+    assert_usage_error(run_module("wordrnn.bench.compare", "--data", str(tiny_corpus), "--impls", "numpy,caffe"),
+                       "--impls")
     assert_usage_error(run_module("wordrnn.bench.speed", "--data", str(tiny_corpus), "--steps", "0"), "--steps")
     assert_usage_error(run_module("wordrnn.bench.speed", "--data", str(tiny_corpus), "--threads", "-1"), "--threads")
+    assert_usage_error(run_module("wordrnn.bench.speed", "--data", str(tiny_corpus), "--cells", "rnn,tcn"), "--cells")
+    assert_usage_error(run_module("wordrnn.bench.speed", "--data", str(tiny_corpus), "--large-tokens", "10"),
+                       "training tokens")
     assert_usage_error(run_module("wordrnn.bench.compare", "--data", str(tiny_corpus), *TINY, "--prompt", "zzz qqq",
                                   "--out", str(tiny_corpus.parent / "r")), "prompt")

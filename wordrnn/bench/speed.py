@@ -1,12 +1,20 @@
-"""``python -m wordrnn.bench.speed``: training and generation speed of every implementation, side by side.
+"""``python -m wordrnn.bench.speed``: training and generation speed of every implementation, side by side,
+beside the fastest the machine could go.
 
 One process measures, one after another on the same machine and the same
 batches: training throughput (examples/s) of NumPy, PyTorch eager and JAX/Flax
-(jitted) for both models, relative to PyTorch; greedy generation at batch 1
-with onnxruntime, PyTorch, Flax (jitted) and NumPy, relative to PyTorch; and
-the achieved GFLOP/s of each training step beside a float32 matmul peak
-measured here. Medians of repeats; warm-ups (compilation included) are timed
-apart. Shared machines are noisy: read the ratios, not the absolute figures.
+(jitted), relative to PyTorch; greedy generation at batch 1 with onnxruntime,
+PyTorch, Flax (jitted) and NumPy, relative to PyTorch. Each row also carries
+an estimated lower bound on its step time (``wordrnn.bench.roofline``: the
+step's FLOPs against a float32 matmul peak and its bytes against a copy
+bandwidth, both measured in this run) and the fraction of it achieved.
+
+Two sizes: ``benchmark`` (the corpus and configuration of docs/DESIGN.md) and
+``large`` (a user's size: a seeded synthetic corpus, ``wordrnn.bench.synthetic``);
+both models and every cell. ``--epoch-large`` times one whole epoch of the
+large corpus per implementation instead. Medians of interleaved repeats;
+warm-ups (compilation included) are timed apart. Shared machines are noisy:
+read the ratios, not the absolute figures.
 
 Only light modules are imported at the top, so ``--threads`` is applied before
 NumPy, PyTorch and JAX start their thread pools.
@@ -24,18 +32,25 @@ from typing import Any
 
 from wordrnn.bench.backends import IMPLS, parse_names
 from wordrnn.bench.machine import describe_machine, limit_threads
+from wordrnn.bench.synthetic import LARGE, SyntheticSize, check_size
+from wordrnn.core.cells import CELLS
 from wordrnn.core.config import MODELS, Config
 from wordrnn.core.errors import UsageError, cli
 from wordrnn.core.flags import add_data_flags, data_config
 
 RUNTIMES = ("onnxruntime", "torch", "flax", "numpy")
+SIZES = ("benchmark", "large")
+DEVICES = ("auto", "cpu", "cuda")
+CPU_ONLY = ("numpy", "onnxruntime")  # these run on the CPU whatever --device says
+LIMIT_REPEATS = 10
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m wordrnn.bench.speed",
         description="Measure training throughput and generation speed of the NumPy, PyTorch and JAX/Flax "
-        "implementations (and onnxruntime for generation) in one process, as ratios to PyTorch.",
+        "implementations (and onnxruntime for generation) in one process, as ratios to PyTorch and as a fraction "
+        "of the machine's estimated limit, at the benchmark size and at a user's size.",
     )
     add_data_flags(parser)
     g = parser.add_argument_group("model")
@@ -43,123 +58,326 @@ def build_parser() -> argparse.ArgumentParser:
                                 ("--hidden-size", Config.hidden_size, "RNN state size H"),
                                 ("--embed-dim", Config.embed_dim, "embedding size E")):
         g.add_argument(flag, type=int, default=default, help=f"{what} (default: %(default)s)")
+    g.add_argument("--models", default=",".join(MODELS), help="models (default: %(default)s)")
+    g.add_argument("--cells", default=",".join(CELLS), help="recurrent cells (default: %(default)s)")
+    g = parser.add_argument_group("sizes")
+    g.add_argument("--size", choices=(*SIZES, "both"), default="both",
+                   help="benchmark: the corpus (--data) and docs/DESIGN.md's configuration; large: a seeded "
+                   "synthetic corpus of a user's size (default: %(default)s)")
+    g.add_argument("--large-vocab", type=int, default=LARGE.vocab_size,
+                   help="vocabulary of the large size (default: %(default)s)")
+    g.add_argument("--large-tokens", type=int, default=LARGE.train_tokens,
+                   help="training tokens of the large size (default: %(default)s)")
     g = parser.add_argument_group("measurement")
     g.add_argument("--steps", type=int, default=40,
-                   help="training steps per timed repeat, per implementation and model (default: %(default)s)")
+                   help="training steps per timed repeat, per implementation, model and cell (default: %(default)s)")
     g.add_argument("--tokens", type=int, default=100,
-                   help="generated tokens per timed repeat, per runtime and model (default: %(default)s)")
+                   help="generated tokens per timed repeat, per runtime, model and cell (default: %(default)s)")
     g.add_argument("--repeats", type=int, default=3,
                    help="timed repeats; the median is reported (default: %(default)s)")
     g.add_argument("--impls", default=",".join(IMPLS), help="training implementations (default: %(default)s)")
     g.add_argument("--runtimes", default=",".join(RUNTIMES), help="generation runtimes (default: %(default)s)")
-    g.add_argument("--models", default=",".join(MODELS), help="models (default: %(default)s)")
+    g.add_argument("--device", choices=DEVICES, default="auto",
+                   help="where PyTorch (--device) and JAX (--accelerator) run; NumPy and onnxruntime stay on the "
+                   "CPU. auto: cuda if PyTorch sees a GPU, else cpu (default: %(default)s)")
     g.add_argument("--threads", type=int, default=1,
                    help="compute threads for every library, the same budget for each (0: each library's "
                    "default; default: %(default)s)")
+    g.add_argument("--epoch-large", action="store_true",
+                   help="instead of the tables, time one whole training epoch of the large corpus for each "
+                   "implementation, model and cell selected")
     g.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON here")
     return parser
 
 
-def _ratio(value: float, reference: float | None) -> float | None:
-    return value / reference if reference else None
+# -- set-up -----------------------------------------------------------------------------------------------
+
+
+def check_args(args: argparse.Namespace) -> None:
+    for flag in ("steps", "tokens", "repeats", "batch_size", "hidden_size", "embed_dim"):
+        if getattr(args, flag) <= 0:
+            raise UsageError(f"--{flag.replace('_', '-')} must be a positive number, got {getattr(args, flag)}")
+    check_size(large_size(args))
+
+
+def large_size(args: argparse.Namespace) -> SyntheticSize:
+    return replace(LARGE, vocab_size=args.large_vocab, train_tokens=args.large_tokens)
+
+
+def resolve_device(name: str) -> str:
+    """"cpu" or "cuda"; on a GPU, float32 products stay float32 (TF32 off), as docs/DESIGN.md's tolerances need."""
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device cuda: PyTorch {torch.__version__} sees no CUDA device here; use --device cpu")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return name
+
+
+def load_size(size: str, base: Config, args: argparse.Namespace) -> tuple[Config, Any]:
+    """The configuration (vocabulary size filled in) and dataset of one size."""
+    if size == "benchmark":
+        from data.dataset import load_dataset
+
+        dataset = load_dataset(**base.dataset_args())
+    else:
+        from wordrnn.bench.synthetic import synthetic_dataset
+
+        dataset = synthetic_dataset(large_size(args), base.seq_len)
+    return replace(base, vocab_size=len(dataset.vocab)), dataset
+
+
+def variants(config: Config, models: list[str], cells: list[str]) -> list[Config]:
+    """One configuration per model and cell."""
+    return [replace(config, model=model, cell=cell) for model in models for cell in cells]
+
+
+def measure_limits(device: str, configs: dict[str, Config], repeats: int) -> dict[str, Any]:
+    """The matmul peak and copy bandwidths of ``device``: one bandwidth per working set (``configs``' keys)."""
+    from wordrnn.bench import roofline
+
+    working = {key: roofline.working_set_bytes(config) for key, config in configs.items()}
+    bandwidth = {key: roofline.copy_bandwidth_gbs(device, nbytes, repeats) for key, nbytes in working.items()}
+    return roofline.Limits(device, roofline.matmul_peak_gflops(device, repeats), bandwidth, working).to_dict()
+
+
+def variant_key(size: str, variant: Config | dict[str, Any]) -> str:
+    """The name of one size, model and cell (a configuration or a result row)."""
+    get = variant.get if isinstance(variant, dict) else lambda k: getattr(variant, k)
+    return f"{size}/{get('model')}/{get('cell')}"
+
+
+def best_limits(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """The higher of two measurements of each rate (taken before and after the timings): a limit is the best
+    the machine did, and a shared machine's load comes and goes."""
+    matmul = {k: max(v, second["matmul_gflops"][k]) for k, v in first["matmul_gflops"].items()}
+    bandwidth = {k: max(v, second["bandwidth_gbs"][k]) for k, v in first["bandwidth_gbs"].items()}
+    return {**first, "matmul_gflops": matmul, "bandwidth_gbs": bandwidth, "peak_gflops": max(matmul.values())}
+
+
+def add_limits(rows: list[dict[str, Any]], limits: dict[str, dict[str, Any]], seconds_key: str) -> None:
+    """Each row's estimate (its inputs, the lower bound, what bounds it) and the fraction of it achieved."""
+    from wordrnn.bench.roofline import Work
+
+    for row in rows:
+        lim = limits[row["device"]]
+        peak, bandwidth = lim["peak_gflops"], lim["bandwidth_gbs"][variant_key(row["size"], row)]
+        work = Work(row["flops_per_step"], row["bytes_per_step"])
+        seconds = row[seconds_key] / 1e3
+        row.update(peak_gflops=peak, bandwidth_gbs=bandwidth, limit_ms=1e3 * work.seconds(peak, bandwidth),
+                   bound=work.bound(peak, bandwidth), gflops=work.flops / seconds / 1e9,
+                   fraction_of_peak=work.flops / seconds / 1e9 / peak,
+                   limit_fraction=work.seconds(peak, bandwidth) / seconds)
+
+
+# -- measuring ---------------------------------------------------------------------------------------------
+
+
+def training_rows(size: str, config: Config, dataset: Any, impls: list[str], args: argparse.Namespace,
+                  devices: dict[str, str]) -> list[dict[str, Any]]:
+    """Every implementation's training speed on one size, model and cell, measured side by side."""
+    from wordrnn.bench import roofline, timing
+
+    runs, warmups = {}, {}
+    for impl in impls:
+        runs[impl], warmups[impl], batch = timing.prepare_training(impl, config, dataset, devices[impl])
+        print(f"train    {size:<9} {impl:<11} {config.model:<9} {config.cell:<4} warm-up {warmups[impl]:.2f} s",
+              flush=True)
+    seconds = timing.interleaved_medians({impl: (lambda run=run: run(args.steps)) for impl, run in runs.items()},
+                                         args.repeats)
+    work = roofline.train_step_work(config, batch)
+    rows = []
+    for impl in impls:
+        step_s = seconds[impl] / args.steps
+        rows.append({"impl": impl, "model": config.model, "cell": config.cell, "size": size, "device": devices[impl],
+                     "examples_per_s": batch / step_s, "batch": batch, "step_ms": 1e3 * step_s,
+                     "warmup_seconds": warmups[impl], "flops_per_step": work.flops, "bytes_per_step": work.bytes})
+    return rows
+
+
+def generation_rows(size: str, config: Config, dataset: Any, runtimes: list[str], args: argparse.Namespace,
+                    devices: dict[str, str]) -> list[dict[str, Any]]:
+    """Every runtime's greedy generation speed (batch 1) on one size, model and cell, side by side."""
+    from wordrnn.bench import roofline, timing
+    from wordrnn.core.params import init_params
+
+    prompt = [int(i) for i in dataset.val_x[0]]
+    params = init_params(config)
+    runs, warmups = {}, {}
+    for runtime in runtimes:
+        fn = timing.logits_functions(config, params, [runtime], args.threads, devices[runtime])[runtime]
+        runs[runtime], warmups[runtime] = timing.prepare_generation(fn, prompt, args.tokens, config.seq_len)
+        print(f"generate {size:<9} {runtime:<11} {config.model:<9} {config.cell:<4} "
+              f"warm-up {warmups[runtime]:.2f} s", flush=True)
+    seconds = timing.interleaved_medians(runs, args.repeats)
+    reference = runs["torch"]() if "torch" in runs else None
+    work = roofline.generate_token_work(config)
+    rows = []
+    for runtime, run in runs.items():
+        token_s = seconds[runtime] / args.tokens
+        rows.append({"runtime": runtime, "model": config.model, "cell": config.cell, "size": size,
+                     "device": devices[runtime], "tokens_per_s": 1 / token_s, "ms_per_token": 1e3 * token_s,
+                     "warmup_seconds": warmups[runtime],
+                     "same_tokens_as_torch": None if reference is None else run() == reference,
+                     "flops_per_step": work.flops, "bytes_per_step": work.bytes})
+    return rows
+
+
+def epoch_rows(config: Config, dataset: Any, impls: list[str], args: argparse.Namespace,
+               devices: dict[str, str]) -> list[dict[str, Any]]:
+    """One whole training epoch of the large corpus per implementation, one model and cell."""
+    from wordrnn.bench import timing
+
+    rows = []
+    for impl in impls:
+        seconds, warmup = timing.time_epoch(impl, config, dataset, devices[impl])
+        steps = -(-len(dataset.train_x) // config.batch_size)
+        print(f"epoch    large     {impl:<11} {config.model:<9} {config.cell:<4} {seconds:.1f} s "
+              f"({steps} steps, threads {args.threads or 'default'})", flush=True)
+        rows.append({"impl": impl, "model": config.model, "cell": config.cell, "size": "large",
+                     "device": devices[impl], "threads": args.threads or "library defaults", "seconds": seconds,
+                     "steps": steps, "examples": len(dataset.train_x), "warmup_seconds": warmup})
+    return rows
+
+
+def add_ratios(rows: list[dict[str, Any]], who: str, value: str, ratio: str, invert: bool) -> None:
+    """``row[ratio]``: ``row[value]`` against the torch row of the same size, model and cell
+    (``invert``: torch's over this one, so a time ratio comes from a throughput)."""
+    def group(r: dict[str, Any]) -> tuple:
+        return r["size"], r["model"], r["cell"]
+
+    for row in rows:
+        torch_row = next((r for r in rows if r[who] == "torch" and group(r) == group(row)), None)
+        if torch_row is None or not torch_row[value] or not row[value]:
+            row[ratio] = None
+        else:
+            row[ratio] = torch_row[value] / row[value] if invert else row[value] / torch_row[value]
+
+
+def run_speed(args: argparse.Namespace, base: Config, impls: list[str], runtimes: list[str], models: list[str],
+              cells: list[str], sizes: list[str], device: str) -> dict[str, Any]:
+    """Load each size, measure the machine, then every training and generation group; all rows, for the JSON."""
+    devices = {name: "cpu" if name in CPU_ONLY else device for name in (*impls, *runtimes)}
+    loaded = {size: load_size(size, base, args) for size in sizes}
+    for size, (config, dataset) in loaded.items():
+        print(f"{size}: vocabulary {config.vocab_size}, {len(dataset.train_x)} training windows, "
+              f"batch {config.batch_size}", flush=True)
+    configs = {variant_key(size, v): v for size, (config, _) in loaded.items() for v in variants(config, models, cells)}
+    on = sorted(set(devices.values()))
+    limits = {d: measure_limits(d, configs, LIMIT_REPEATS) for d in on}
+    print_limits(limits, "before")
+    print(f"{args.steps} steps x {args.repeats} repeats, {args.tokens} tokens x {args.repeats} repeats, "
+          f"threads {args.threads or 'default'}, device {device}", flush=True)
+
+    results: dict[str, Any] = {"train": [], "generate": [], "epochs": []}
+    for size, (config, dataset) in loaded.items():
+        for variant in variants(config, models, cells):
+            if args.epoch_large:
+                results["epochs"] += epoch_rows(variant, dataset, impls, args, devices)
+                continue
+            if impls:
+                results["train"] += training_rows(size, variant, dataset, impls, args, devices)
+            if runtimes:
+                results["generate"] += generation_rows(size, variant, dataset, runtimes, args, devices)
+    if not args.epoch_large:
+        after = {d: measure_limits(d, configs, LIMIT_REPEATS) for d in on}
+        print_limits(after, "after")
+        limits = {d: best_limits(limits[d], after[d]) for d in on}
+        add_limits(results["train"], limits, "step_ms")
+        add_limits(results["generate"], limits, "ms_per_token")
+    add_ratios(results["train"], "impl", "examples_per_s", "time_ratio_vs_torch", invert=True)
+    add_ratios(results["generate"], "runtime", "tokens_per_s", "speedup_vs_torch", invert=False)
+    return {
+        **results,
+        "limits": limits,
+        "matmul_gflops": limits.get("cpu", next(iter(limits.values())))["matmul_gflops"],
+        "estimate": "limit = max(flops / (peak GFLOP/s), bytes / (bandwidth GB/s)) per step; limit_fraction = "
+                    "limit / achieved step time (wordrnn.bench.roofline says what is counted)",
+        "sizes": {size: {"vocab_size": config.vocab_size, "train_windows": len(dataset.train_x),
+                         "source": str(dataset.source) if dataset.source else "synthetic"}
+                  for size, (config, dataset) in loaded.items()},
+        "settings": {"steps": args.steps, "tokens": args.tokens, "repeats": args.repeats, "device": device,
+                     "threads": args.threads},
+        "config": base.to_dict(),
+        "machine": describe_machine(args.threads),
+    }
+
+
+# -- printing ----------------------------------------------------------------------------------------------
 
 
 def _fmt(value: float | None, spec: str) -> str:
     return "—" if value is None or not math.isfinite(value) else format(value, spec)
 
 
-def run_speed(args: argparse.Namespace, base: Config, impls: list[str], runtimes: list[str],
-              models: list[str]) -> dict[str, Any]:
-    from data.dataset import load_dataset
-    from wordrnn.bench import timing
-    from wordrnn.core.params import init_params
+def print_limits(limits: dict[str, dict[str, Any]], when: str) -> None:
+    for d, lim in limits.items():
+        print(f"{d}, {when} the timings: float32 matmul peak {lim['peak_gflops']:.1f} GFLOP/s; copy bandwidth "
+              + ", ".join(f"{k} {v:.1f}" for k, v in lim["bandwidth_gbs"].items()) + " GB/s", flush=True)
 
-    dataset = load_dataset(**base.dataset_args())
-    base.vocab_size = len(dataset.vocab)
-    print(f"vocabulary {base.vocab_size}, batch {base.batch_size}, {args.steps} steps x {args.repeats} repeats, "
-          f"{args.tokens} tokens x {args.repeats} repeats, threads {args.threads or 'default'}", flush=True)
 
-    peak = timing.matmul_gflops(args.repeats)
-    peak_gflops = max(peak.values())
-    print("float32 1024x1024 matmul: " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.items()), flush=True)
+def print_training(rows: list[dict[str, Any]], size: str) -> None:
+    print(f"\ntraining, {size} size (time per epoch relative to PyTorch eager, lower is faster; "
+          "of limit: estimated lower bound / achieved step time)")
+    print(f"  {'impl':<7}{'model':<10}{'cell':<6}{'examples/s':>11}{'vs torch':>10}{'step ms':>9}{'limit ms':>10}"
+          f"{'of limit':>10}  bound")
+    for r in rows:
+        print(f"  {r['impl']:<7}{r['model']:<10}{r['cell']:<6}{r['examples_per_s']:>11.0f}"
+              f"{_fmt(r['time_ratio_vs_torch'], '.2f'):>10}{r['step_ms']:>9.2f}{r['limit_ms']:>10.2f}"
+              f"{r['limit_fraction']:>10.1%}  {r['bound']}")
 
-    train_rows: list[dict[str, Any]] = []
-    for model in models:
-        config = replace(base, model=model)
-        runs, warmups = {}, {}
-        for impl in impls:
-            runs[impl], warmups[impl], batch = timing.prepare_training(impl, config, dataset)  # same for all
-            print(f"train    {impl:<11} {model:<9} warm-up {warmups[impl]:.2f} s", flush=True)
-        steps = {impl: (lambda run=run: run(args.steps)) for impl, run in runs.items()}
-        seconds = timing.interleaved_medians(steps, args.repeats)
-        for impl in impls:
-            examples_per_s = args.steps * batch / seconds[impl]
-            gflops = timing.train_flops_per_example(config) * examples_per_s / 1e9
-            train_rows.append({"impl": impl, "model": model, "examples_per_s": examples_per_s, "batch": batch,
-                               "step_ms": 1e3 * seconds[impl] / args.steps, "warmup_seconds": warmups[impl],
-                               "gflops": gflops, "fraction_of_peak": gflops / peak_gflops})
-    for row in train_rows:
-        torch_row = next((r for r in train_rows if r["impl"] == "torch" and r["model"] == row["model"]), None)
-        # seconds per epoch over torch's: torch's throughput over this one
-        row["time_ratio_vs_torch"] = _ratio(torch_row["examples_per_s"], row["examples_per_s"]) if torch_row else None
 
-    generate_rows: list[dict[str, Any]] = []
-    for model in models:
-        config = replace(base, model=model)
-        prompt = [int(i) for i in dataset.val_x[0]]
-        fns = timing.logits_functions(config, init_params(config), runtimes, args.threads)
-        runs, warmups = {}, {}
-        for runtime, fn in fns.items():
-            runs[runtime], warmups[runtime] = timing.prepare_generation(fn, prompt, args.tokens, config.seq_len)
-            print(f"generate {runtime:<11} {model:<9} warm-up {warmups[runtime]:.2f} s", flush=True)
-        seconds = timing.interleaved_medians(runs, args.repeats)
-        reference = runs["torch"]() if "torch" in runs else None
-        for runtime, run in runs.items():
-            tokens_per_s = args.tokens / seconds[runtime]
-            generate_rows.append({"runtime": runtime, "model": model, "tokens_per_s": tokens_per_s,
-                                  "ms_per_token": 1e3 * seconds[runtime] / args.tokens,
-                                  "warmup_seconds": warmups[runtime],
-                                  "same_tokens_as_torch": None if reference is None else run() == reference})
-    for row in generate_rows:
-        torch_row = next((r for r in generate_rows if r["runtime"] == "torch" and r["model"] == row["model"]), None)
-        row["speedup_vs_torch"] = _ratio(row["tokens_per_s"], torch_row["tokens_per_s"]) if torch_row else None
+def print_generation(rows: list[dict[str, Any]], size: str) -> None:
+    print(f"generation, {size} size, batch 1, greedy (speed-up over PyTorch; higher is faster)")
+    print(f"  {'runtime':<12}{'model':<10}{'cell':<6}{'tokens/s':>9}{'speed-up':>10}{'ms/token':>10}{'of limit':>10}"
+          "  same tokens")
+    for r in rows:
+        same = {True: "yes", False: "NO", None: "—"}[r["same_tokens_as_torch"]]
+        print(f"  {r['runtime']:<12}{r['model']:<10}{r['cell']:<6}{r['tokens_per_s']:>9.0f}"
+              f"{_fmt(r['speedup_vs_torch'], '.2f'):>10}{r['ms_per_token']:>10.3f}{r['limit_fraction']:>10.1%}  {same}")
 
-    return {
-        "train": train_rows,
-        "generate": generate_rows,
-        "matmul_gflops": peak,
-        "settings": {"steps": args.steps, "tokens": args.tokens, "repeats": args.repeats},
-        "config": base.to_dict(),
-        "machine": describe_machine(args.threads),
-    }
+
+def print_epochs(rows: list[dict[str, Any]]) -> None:
+    print("\none training epoch of the large corpus")
+    print(f"  {'impl':<7}{'model':<10}{'cell':<6}{'device':<7}{'threads':>8}{'steps':>7}{'seconds':>9}")
+    for r in rows:
+        print(f"  {r['impl']:<7}{r['model']:<10}{r['cell']:<6}{r['device']:<7}{r['threads']!s:>8}{r['steps']:>7}"
+              f"{r['seconds']:>9.1f}")
 
 
 def print_summary(results: dict[str, Any]) -> None:
-    print("\ntraining (time per epoch relative to PyTorch eager; lower is faster)")
-    print(f"  {'impl':<7}{'model':<10}{'examples/s':>11}{'vs torch':>10}{'GFLOP/s':>9}{'of peak':>9}")
-    for r in results["train"]:
-        print(f"  {r['impl']:<7}{r['model']:<10}{r['examples_per_s']:>11.0f}{_fmt(r['time_ratio_vs_torch'], '.2f'):>10}"
-              f"{r['gflops']:>9.2f}{r['fraction_of_peak']:>9.1%}")
-    print("generation, batch 1, greedy (speed-up over PyTorch; higher is faster)")
-    print(f"  {'runtime':<12}{'model':<10}{'tokens/s':>9}{'speed-up':>10}  same tokens")
-    for r in results["generate"]:
-        same = {True: "yes", False: "NO", None: "—"}[r["same_tokens_as_torch"]]
-        print(f"  {r['runtime']:<12}{r['model']:<10}{r['tokens_per_s']:>9.0f}{_fmt(r['speedup_vs_torch'], '.2f'):>10}"
-              f"  {same}")
+    for size in results["sizes"]:
+        train = [r for r in results["train"] if r["size"] == size]
+        generate = [r for r in results["generate"] if r["size"] == size]
+        if train:
+            print_training(train, size)
+        if generate:
+            print_generation(generate, size)
+    if results["epochs"]:
+        print_epochs(results["epochs"])
 
 
 @cli
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for flag in ("steps", "tokens", "repeats", "batch_size", "hidden_size", "embed_dim"):
-        if getattr(args, flag) <= 0:
-            raise UsageError(f"--{flag.replace('_', '-')} must be a positive number, got {getattr(args, flag)}")
+    check_args(args)
     base = data_config(args, batch_size=args.batch_size, hidden_size=args.hidden_size, embed_dim=args.embed_dim)
     impls = parse_names(args.impls, IMPLS, "--impls")
-    runtimes = parse_names(args.runtimes, RUNTIMES, "--runtimes")
+    runtimes = [] if args.epoch_large else parse_names(args.runtimes, RUNTIMES, "--runtimes")
     models = parse_names(args.models, MODELS, "--models")
+    cells = parse_names(args.cells, tuple(CELLS), "--cells")
+    sizes = ["large"] if args.epoch_large else list(SIZES) if args.size == "both" else [args.size]
+    if args.epoch_large and args.size == "benchmark":
+        raise UsageError("--epoch-large times the large size; leave out --size benchmark")
+    if args.epoch_large and args.runtimes != ",".join(RUNTIMES):
+        raise UsageError("--epoch-large times training only; leave out --runtimes")
     limit_threads(args.threads)
-    results = run_speed(args, base, impls, runtimes, models)
+    device = resolve_device(args.device)
+    results = run_speed(args, base, impls, runtimes, models, cells, sizes, device)
     print_summary(results)
     if args.json:
         from wordrnn.run.folder import atomic_write_text

@@ -1,0 +1,209 @@
+"""How fast a step could be: the work it must do, against what this machine can do.
+
+A training step (or a generated token) must do a number of floating-point
+operations and move a number of bytes between memory and the cores. The
+machine does at most ``peak`` FLOP/s (a large float32 matrix product, the best
+case for arithmetic) and moves at most ``bandwidth`` bytes/s (a large array
+copy, the best case for memory), so no implementation can take less than
+
+    limit = max(flops / peak, bytes / bandwidth)
+
+and ``limit / achieved`` (0 to 1) says how much of the machine an
+implementation uses. Both rates are measured in the same run as the step, on
+the same device and thread budget. The bandwidth is measured with a copy whose
+footprint is the step's working set (parameters, gradients, optimizer state),
+so a model that fits in the caches is held to the cache's speed, not to main
+memory's.
+
+What is counted (float32, 4 bytes a number; T window, B batch, G gates, H
+state, V vocabulary, P parameters, of which the "table" is the looked-up
+matrix: the embedding, or ``rnn.w_ih`` of the one-hot model, whose product
+with a one-hot vector is a column lookup):
+
+- FLOPs: the cell's forward step (``wordrnn.core.cells.Cell.step_flops``) T
+  times, the output layer 2HV, the softmax about 5V; the backward pass twice
+  the forward; the optimizer about 10 FLOPs a parameter for Adam, 2 for SGD,
+  and 2 for the gradient norm (clipping).
+- Bytes: the forward pass reads every weight outside the table once and the B*T
+  table rows it looks up; the backward pass reads those weights again and
+  writes and reads back their gradients (2x), and the table's B*T gradient
+  rows (2x); Adam reads and writes every parameter and both moments (6P: its
+  moments decay everywhere, so the whole table moves), SGD the parameters it
+  changes (2x); activations are written once and read once (the RNN inputs,
+  the gate pre-activations and states of every step, and the B*V logits).
+
+Generation (batch 1) counts the forward pass alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from wordrnn.core.cells import get_cell
+from wordrnn.core.config import Config
+from wordrnn.core.params import param_shapes
+
+FLOAT_BYTES = 4
+ADAM_FLOPS, SGD_FLOPS, CLIP_FLOPS = 10, 2, 2  # per parameter per step
+SOFTMAX_FLOPS = 5  # per logit: max, subtract, exp, sum, divide
+
+
+@dataclass(frozen=True)
+class Work:
+    """What one step must do."""
+
+    flops: float
+    bytes: float
+
+    def seconds(self, peak_gflops: float, bandwidth_gbs: float) -> float:
+        """The lower bound on the step's time: whichever of arithmetic and memory takes longer."""
+        return max(self.flops / (peak_gflops * 1e9), self.bytes / (bandwidth_gbs * 1e9))
+
+    def bound(self, peak_gflops: float, bandwidth_gbs: float) -> str:
+        """``"compute"`` or ``"memory"``: which of the two sets the limit."""
+        return "compute" if self.flops / peak_gflops >= self.bytes / bandwidth_gbs else "memory"
+
+
+def _sizes(config: Config) -> tuple[int, int, int]:
+    """(all parameters, the looked-up table's parameters, the table's row length)."""
+    shapes = param_shapes(config)
+    total = sum(int(np.prod(s)) for s in shapes.values())
+    if config.model == "embedding":
+        return total, config.vocab_size * config.embed_dim, config.embed_dim
+    gh = get_cell(config.cell).num_gates * config.hidden_size
+    return total, config.vocab_size * gh, gh  # the one-hot input product looks up a column of w_ih
+
+
+def forward_flops(config: Config) -> float:
+    """FLOPs of one example's forward pass: T cell steps, the output layer, the softmax."""
+    cell = get_cell(config.cell)
+    steps = cell.step_flops(config.input_size, config.hidden_size, input_is_lookup=config.model == "onehot")
+    return config.seq_len * steps + 2.0 * config.hidden_size * config.vocab_size + SOFTMAX_FLOPS * config.vocab_size
+
+
+def activation_numbers(config: Config, batch: int) -> float:
+    """Numbers the forward pass keeps for the backward pass: inputs, pre-activations, states, logits."""
+    cell = get_cell(config.cell)
+    gh = cell.num_gates * config.hidden_size
+    states = (2 if cell.has_cell_state else 1) * config.hidden_size
+    per_step = (config.embed_dim if config.model == "embedding" else 0) + gh + states
+    return batch * (config.seq_len * per_step + config.vocab_size)
+
+
+def train_step_work(config: Config, batch: int) -> Work:
+    """The work of one training step on ``batch`` windows (forward, backward, clip, optimizer)."""
+    total, table, row = _sizes(config)
+    dense = total - table
+    looked_up = batch * config.seq_len * row
+    optimizer_flops = (ADAM_FLOPS if config.optimizer == "adam" else SGD_FLOPS) + (CLIP_FLOPS if config.clip else 0)
+    flops = 3.0 * batch * forward_flops(config) + optimizer_flops * total
+    weights = dense + looked_up  # forward reads
+    backward = dense + 2 * dense + 2 * looked_up  # weights again; gradients written and read back
+    optimizer = 6 * total if config.optimizer == "adam" else 2 * (dense + looked_up)
+    activations = 2 * activation_numbers(config, batch)
+    return Work(flops, FLOAT_BYTES * float(weights + backward + optimizer + activations))
+
+
+def generate_token_work(config: Config) -> Work:
+    """The work of one greedy token at batch 1: the forward pass over one window."""
+    total, table, row = _sizes(config)
+    numbers = (total - table) + config.seq_len * row + activation_numbers(config, 1)
+    return Work(forward_flops(config), FLOAT_BYTES * float(numbers))
+
+
+def working_set_bytes(config: Config) -> int:
+    """Bytes a training step keeps touching: parameters, gradients and (Adam) both moments."""
+    total, _, _ = _sizes(config)
+    return FLOAT_BYTES * total * (4 if config.optimizer == "adam" else 2)
+
+
+# -- measuring the machine ---------------------------------------------------------------------------
+
+
+def _best_seconds(fn: Callable[[], Any], sync: Callable[[], Any], repeats: int, min_seconds: float = 2e-3) -> float:
+    """The fastest time of one call of ``fn``: each repeat runs enough calls to last ``min_seconds``."""
+    fn()
+    sync()
+    calls = 1
+    while True:
+        started = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        sync()
+        elapsed = time.perf_counter() - started
+        if elapsed >= min_seconds:
+            break
+        calls *= 2
+    best = elapsed / calls
+    for _ in range(repeats - 1):
+        started = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        sync()
+        best = min(best, (time.perf_counter() - started) / calls)
+    return best
+
+
+def matmul_peak_gflops(device: str, repeats: int = 5) -> dict[str, float]:
+    """Float32 matrix-product GFLOP/s on ``device``: NumPy and PyTorch on "cpu" (n 1024), PyTorch on "cuda"
+    (n 4096, TF32 off, as the models run). The best of the repeats: a peak is what the machine can do."""
+    results = {}
+    if device == "cpu":
+        n = 1024
+        rng = np.random.default_rng(0)
+        a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+        results["numpy"] = 2.0 * n**3 / _best_seconds(lambda: a @ b, lambda: None, repeats) / 1e9
+    try:
+        import torch
+    except ImportError:
+        return results
+    n = 1024 if device == "cpu" else 4096
+    ta = torch.randn(n, n, device=device)
+    tb = torch.randn(n, n, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    results["torch"] = 2.0 * n**3 / _best_seconds(lambda: ta @ tb, sync, repeats) / 1e9
+    return results
+
+
+GPU_MIN_COPY = 256 * 2**20  # a smaller copy on a GPU measures the kernel launch, not the memory
+
+
+def copy_bandwidth_gbs(device: str, working_set: int, repeats: int = 5) -> float:
+    """GB/s of an array copy whose source and destination together take ``working_set`` bytes
+    (read + write counted; at least ``GPU_MIN_COPY`` on a GPU). NumPy on "cpu", PyTorch on "cuda"."""
+    if device != "cpu":
+        working_set = max(working_set, GPU_MIN_COPY)
+    n = max(working_set // (2 * FLOAT_BYTES), 1024)
+    if device == "cpu":
+        src = np.random.default_rng(0).standard_normal(n, dtype=np.float32)
+        dst = np.empty_like(src)
+        seconds = _best_seconds(lambda: np.copyto(dst, src), lambda: None, repeats)
+    else:
+        import torch
+
+        src = torch.randn(n, device=device)
+        dst = torch.empty_like(src)
+        seconds = _best_seconds(lambda: dst.copy_(src), torch.cuda.synchronize, repeats)
+    return 2.0 * FLOAT_BYTES * n / seconds / 1e9
+
+
+@dataclass
+class Limits:
+    """The measured rates of one device, and how they were measured (for the JSON)."""
+
+    device: str
+    matmul_gflops: dict[str, float]
+    bandwidth_gbs: dict[str, float]  # by working-set name (the size it was measured for)
+    working_set_bytes: dict[str, int]
+
+    @property
+    def peak_gflops(self) -> float:
+        return max(self.matmul_gflops.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "peak_gflops": self.peak_gflops}
