@@ -81,6 +81,7 @@ function readSettings() {
   const settings = samplerSettings({
     strategy: $("strategy").value, temperature: number("temperature", "Temperature"),
     topK: number("top-k", "Top-k", true), topP: number("top-p", "Top-p"), seed: BigInt(seedText),
+    allowUnk: $("allow-unk").checked,
   });
   return { words, settings };
 }

@@ -1,0 +1,136 @@
+"""The page in a real browser: headless Chromium opens the page python -m export.web serves, types a prompt,
+presses Write, and the poem that appears is Python's for the same file, settings and seed (docs/GENERATION.md)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from test_web import MARGIN, first_difference_margin, make_model, write_cases
+
+from export import web as export_web
+from wordrnn.core.cells import CELLS
+
+CHROMIUM = Path("/usr/lib/chromium/chromium")  # Debian's chromium package; Playwright never downloads a browser
+playwright = pytest.importorskip("playwright.sync_api",
+                                 reason="needs Playwright's Python package (pip install -e '.[dev]')")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"needs Chromium at {CHROMIUM} (apt-get install chromium)"),
+    pytest.mark.skipif(not (export_web.ORT_DIST / export_web.ORT_FILES[0]).is_file(),
+                       reason="needs onnxruntime-web in node_modules (make web, or npm ci)"),
+]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The served page, with an export of each cell beside model.onnx, and the cases Python wrote for each."""
+    folder = tmp_path_factory.mktemp("site")
+    models = {cell: make_model(folder, cell) for cell in CELLS}
+    cases = {cell: write_cases(path, folder)[1] for cell, path in models.items()}
+    out = folder / "site"
+    server = subprocess.Popen([sys.executable, "-m", "export.web", "--model", str(models["rnn"]), "--out", str(out),
+                               "--serve", "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        url = None
+        for line in server.stdout:
+            match = re.search(r"http://127\.0\.0\.1:\d+/", line)
+            if match:
+                url = match.group(0)
+                break
+        assert url, "export.web --serve printed no address"
+        for cell, path in models.items():
+            shutil.copyfile(path, out / f"{cell}.onnx")
+        yield url, models, cases, folder
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield chromium
+        chromium.close()
+
+
+def open_page(browser, url: str):
+    page = browser.new_page(viewport={"width": 1000, "height": 900})
+    page.goto(url)
+    page.wait_for_function("document.body.dataset.state === 'ready'")
+    return page
+
+
+def write(page, case: dict) -> tuple[str, list[int] | None]:
+    page.fill("#prompt", case["prompt"])
+    page.fill("#words", str(case["words"]))
+    page.select_option("#strategy", case["strategy"])
+    page.fill("#temperature", str(case["temperature"]))
+    page.fill("#top-k", str(case["top_k"]))
+    page.fill("#top-p", str(case["top_p"]))
+    page.fill("#seed", str(case["seed"]))
+    page.set_checked("#allow-unk", case["allow_unk"])
+    page.click("#write")
+    page.wait_for_function("document.body.dataset.state === 'done'")
+    ids = page.get_attribute("#output", "data-ids")
+    return page.text_content("#output"), (None if ids is None else [int(i) for i in ids.strip("[]").split(",")])
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_the_page_writes_pythons_poem_for_every_case(site, browser, cell):
+    url, models, cases, _ = site
+    page = open_page(browser, f"{url}?model={cell}.onnx")
+    assert page.text_content("#message") == ""
+    card = page.text_content("#card")
+    assert f"cell{cell}" in card and "input modelembedding" in card and "vocabulary21 tokens" in card
+    assert "trained withnumpy" in card and "validation perplexity" in card
+    for case in cases[cell]:
+        text, ids = write(page, case)
+        assert page.text_content("#message") == "", case
+        if ids != case["expected"]["ids"]:  # wasm's float32 logits may differ in the last bits from the CPU's
+            step, margin = first_difference_margin(models[cell], case, ids)
+            assert case["strategy"] == "sample" and margin <= MARGIN, (case, step, margin)
+            continue
+        assert text == case["expected"]["text"], case
+    page.close()
+
+
+def test_bad_input_shows_a_message_on_the_page_and_a_screenshot_is_taken(site, browser, tmp_path):
+    url, _, cases, folder = site
+    page = open_page(browser, url)
+    assert page.is_enabled("#write")
+    sampled = next(c for c in cases["rnn"] if c["strategy"] == "sample" and not c["allow_unk"])
+    text, _ = write(page, sampled)
+    assert text == sampled["expected"]["text"]
+    assert "tokens/s" in page.text_content("#status")
+    shot = tmp_path / "web_page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("WORDRNN_SCREENSHOT"):  # how docs/web_page.png is made
+        shutil.copyfile(shot, os.environ["WORDRNN_SCREENSHOT"])
+
+    for prompt, message in [("   ", "the prompt is empty"), ("zebra quartz", "is unknown to this model")]:
+        write(page, {**sampled, "prompt": prompt})
+        assert message in page.text_content("#message")
+    write(page, {**sampled, "top_p": 0})
+    assert "--top-p must lie in (0, 1]" in page.text_content("#message")
+
+    foreign = folder / "poem.onnx"
+    foreign.write_text("the sea is calm tonight\n")
+    page.set_input_files("#file", str(foreign))
+    page.wait_for_function("document.body.dataset.state === 'ready'")
+    assert "poem.onnx is not an ONNX model" in page.text_content("#message")
+    assert not page.is_enabled("#write") and page.text_content("#card") == ""
+    page.close()
+
+    missing = open_page(browser, f"{url}?model=nothing.onnx")
+    assert "nothing.onnx could not be read (HTTP 404)" in missing.text_content("#message")
+    missing.close()
