@@ -54,7 +54,7 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
         with os.fdopen(fd, "wb") as f:
-            _write_all(f, payload)
+            _write_all(f, payload, path)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException as err:
@@ -65,8 +65,8 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
         raise
 
 
-def _write_all(f, payload: bytes) -> None:
-    """The one place bytes reach the disk (a test replaces it to simulate a full disk)."""
+def _write_all(f, payload: bytes, target: Path) -> None:
+    """The one place bytes reach the disk, bound for ``target`` (a test replaces it to simulate a full disk)."""
     f.write(payload)
     f.flush()
     os.fsync(f.fileno())

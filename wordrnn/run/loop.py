@@ -309,7 +309,7 @@ class DivergenceGuard:
     def fail(self, what: str) -> None:
         kept = self.rows[-1]["epoch"] if self.rows else 0
         saved = (f"{self.run_dir} keeps epoch {kept}, the last good one" if kept
-                 else f"nothing was saved in {self.run_dir}: no epoch had completed")
+                 else f"nothing to keep: no epoch had completed in {self.run_dir}")
         raise Diverged(f"training diverged: {what}; {saved}. Try a smaller --lr (now {self.config.lr:g}) "
                        f"or a gradient clip such as --clip 1 (now {self.config.clip:g})")
 
