@@ -138,6 +138,38 @@ def lstm_backward(dh, dc, saved, da, db):
     return dc * f, da, None
 
 
+def gru_forward(a, b, b_ih, b_hh, h_prev, c_prev, h):
+    """The gates in place of their pre-activations in ``a``; h = (1 - z) * n + z * h_prev."""
+    a += b_ih
+    b += b_hh
+    a_r, a_z, a_n = _blocks(a, "gru", "rzn")
+    b_r, b_z, b_n = _blocks(b, "gru", "rzn")
+    r = _sigmoid(np.add(a_r, b_r, out=a_r))  # reset gate
+    z = _sigmoid(np.add(a_z, b_z, out=a_z))  # update gate
+    n = np.tanh(a_n + r * b_n, out=a_n)  # new gate
+    np.add((1 - z) * n, z * h_prev, out=h)
+    return None, (r, z, n, b_n, h_prev)
+
+
+def gru_backward(dh, dc, saved, da, db):
+    """Each gate's pre-activation gradient by the chain rule, the reset gate last since it acts through n:
+
+        da_n = dh * (1 - z) * (1 - n^2)         db_n = r * da_n
+        da_z = dh * (h_prev - n) * z (1 - z)     db_z = da_z
+        da_r = da_n * b_n * r (1 - r)            db_r = da_r
+        dh_prev = db W_hh + dh * z
+    """
+    r, z, n, b_n, h_prev = saved
+    da_r, da_z, da_n = _blocks(da, "gru", "rzn")
+    np.multiply(dh * (1 - z), 1 - n * n, out=da_n)
+    np.multiply(dh * (h_prev - n), z * (1 - z), out=da_z)
+    np.multiply(da_n * b_n, r * (1 - r), out=da_r)
+    db[...] = da
+    db_n = _blocks(db, "gru", "n")[0]
+    db_n *= r
+    return None, db, dh * z
+
+
 class CellSteps(NamedTuple):
     forward: Callable
     backward: Callable
@@ -146,6 +178,7 @@ class CellSteps(NamedTuple):
 STEPS: dict[str, CellSteps] = {
     "rnn": CellSteps(rnn_forward, rnn_backward),
     "lstm": CellSteps(lstm_forward, lstm_backward),
+    "gru": CellSteps(gru_forward, gru_backward),
 }
 
 

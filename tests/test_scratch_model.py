@@ -35,7 +35,15 @@ def lstm_step(a, b, h, c):
     return o * np.tanh(c), c
 
 
-REFERENCE_STEPS = {"rnn": rnn_step, "lstm": lstm_step}
+def gru_step(a, b, h, c):
+    """torch.nn.GRU: gate blocks r, z, n, and the reset gate applied to W_hn h + b_hn."""
+    r = sigmoid(a[0 * H:1 * H] + b[0 * H:1 * H])
+    z = sigmoid(a[1 * H:2 * H] + b[1 * H:2 * H])
+    n = np.tanh(a[2 * H:3 * H] + r * b[2 * H:3 * H])
+    return (1 - z) * n + z * h, c
+
+
+REFERENCE_STEPS = {"rnn": rnn_step, "lstm": lstm_step, "gru": gru_step}
 
 
 def naive_logits(params: model.Params, x: np.ndarray, cell: str = "rnn") -> np.ndarray:
