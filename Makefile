@@ -12,7 +12,7 @@ TORCH_VERSION ?= 2.13.0
 WORDRNN_DATA ?= $(abspath $(wildcard ../shared/data/poems-100.csv))
 export WORDRNN_DATA
 
-.PHONY: demo corpus test test-slow test-all lint setup clean
+.PHONY: demo corpus test test-slow test-all lint setup web clean
 
 setup: $(VENV)/.installed
 
@@ -31,17 +31,29 @@ demo: corpus
 corpus:
 	@$(PYTHON) -m data.locate
 
+# The JavaScript client and the page (web/): onnxruntime-node and onnxruntime-web, pinned by package-lock.json.
+# .npmrc skips onnxruntime-node's install script (it downloads optional GPU files; the CPU binaries ship in
+# the package). Python needs none of this: where npm is missing, the Node.js and browser tests skip.
+NPM := $(shell command -v npm 2>/dev/null)
+NODE_DEPS := $(if $(NPM),web,)
+
+web: node_modules/.installed
+
+node_modules/.installed: package.json package-lock.json .npmrc
+	npm ci --no-audit --no-fund
+	touch $@
+
 lint: setup
 	$(VENV)/bin/ruff check .
 
-test: lint
+test: lint $(NODE_DEPS)
 	$(PY) -m pytest
 
-test-slow: setup
+test-slow: setup $(NODE_DEPS)
 	$(PY) -m pytest -m slow
 
-test-all: lint
+test-all: lint $(NODE_DEPS)
 	$(PY) -m pytest -m ""
 
 clean:
-	rm -rf $(VENV) runs reports *.egg-info
+	rm -rf $(VENV) runs reports *.egg-info node_modules
