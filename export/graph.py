@@ -40,6 +40,7 @@ MIN_OPSET = 14  # the first RNN, LSTM and GRU that state their layout
 OP_ATTRIBUTES: dict[str, dict] = {
     "rnn": {"activations": ["Tanh"]},
     "lstm": {},
+    "gru": {"linear_before_reset": 1},  # torch's n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
 }
 
 

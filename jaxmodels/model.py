@@ -41,8 +41,14 @@ PRECISION = jax.lax.Precision.HIGHEST
 
 
 def _linear(x: jax.Array, weight: jax.Array, bias: jax.Array) -> jax.Array:
-    """``x W^T + b`` with W in torch's (out, in) layout."""
-    return jnp.matmul(x, weight.T, precision=PRECISION) + bias
+    """``x W^T + b`` with W in torch's (out, in) layout.
+
+    Written as a contraction over W's second axis rather than ``x @ W.T``: for a
+    single row (generation) XLA's CPU backend copies the transposed W on every
+    call, which for the output layer costs more than the product itself
+    (docs/PERFORMANCE.md); the contraction reads W where it lies.
+    """
+    return jax.lax.dot_general(x, weight, (((x.ndim - 1,), (1,)), ((), ())), precision=PRECISION) + bias
 
 
 State = tuple[jax.Array, ...]  # (h,), or (h, c) for the LSTM
@@ -62,8 +68,19 @@ def lstm_step(state: State, a: jax.Array, w_hh: jax.Array, b_hh: jax.Array) -> S
     return jax.nn.sigmoid(o) * jnp.tanh(c), c
 
 
+def gru_step(state: State, a: jax.Array, w_hh: jax.Array, b_hh: jax.Array) -> State:
+    """torch's GRU: ``r, z = sigmoid(a_r + b_r), sigmoid(a_z + b_z)``; ``n = tanh(a_n + r b_n)``;
+    ``h' = (1 - z) n + z h``."""
+    (h,) = state
+    a_r, a_z, a_n = jnp.split(a, 3, axis=-1)
+    b_r, b_z, b_n = jnp.split(_linear(h, w_hh, b_hh), 3, axis=-1)
+    r, z = jax.nn.sigmoid(a_r + b_r), jax.nn.sigmoid(a_z + b_z)
+    n = jnp.tanh(a_n + r * b_n)
+    return ((1 - z) * n + z * h,)
+
+
 # one step of each cell, given the input projection a = x W_ih^T + b_ih
-STEPS = {"rnn": elman_step, "lstm": lstm_step}
+STEPS = {"rnn": elman_step, "lstm": lstm_step, "gru": gru_step}
 
 
 def recurrence(cell: str, w_hh: jax.Array, b_hh: jax.Array, projected: jax.Array) -> jax.Array:
@@ -110,7 +127,9 @@ def apply(
         # x_t W_ih^T for a one-hot x_t of token k is column k of W_ih (any cell): the matmul's only
         # non-zero term is 1.0 * W_ih[:, k], which is exact, and adding zeros is exact, so
         # the lookup gives the one-hot product to the bit without the [T*B, V] matrix.
-        projected = w_ih.T[tokens] + b_ih
+        # gathered along W_ih's column axis: indexing ``w_ih.T`` instead copies the transposed [V, G*H] matrix
+        # every call, and its gradient scatters into that copy (docs/PERFORMANCE.md)
+        projected = jnp.moveaxis(jnp.take(w_ih, tokens, axis=1), 0, -1) + b_ih
     else:
         inputs = params["embedding"][tokens]  # [T, B, E]
         if input_mask is not None:

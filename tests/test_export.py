@@ -20,13 +20,14 @@ from export.graph import MIN_OPSET, build_graph
 from export.metadata import KEY_CONFIG, KEY_SOURCE, KEY_TOKENIZER, KEY_VOCAB, ModelCard, from_props, to_props
 from export.session import load
 from scratch.model import logits as numpy_logits
+from wordrnn.core.cells import CELLS
 from wordrnn.core.config import Config
 from wordrnn.core.params import init_params
 from wordrnn.core.sampling import SamplerSettings, generate
 from wordrnn.run.folder import WEIGHTS, atomic_write_text, load_run, save_params, write_config
 from wordrnn.run.generation import generate_text
 
-EXPORTED_CELLS = ("rnn", "lstm")
+EXPORTED_CELLS = tuple(CELLS)
 WORDS = ["<unk>", "\n", "the", "sea", "is", ",", "calm", "moon", "my", "love", "rose", "night", ".", "a", "red"]
 TOLERANCE = 1e-5
 

@@ -292,7 +292,8 @@ def test_short_batch_is_padded_and_weighted(model, backend):
     assert abs(float(loss) - ref.loss(params, x, y)) < 1e-5
 
 
-@pytest.mark.parametrize("model, cell", [("onehot", "rnn"), ("embedding", "rnn"), ("embedding", "lstm")])
+@pytest.mark.parametrize("model, cell", [("onehot", "rnn"), ("embedding", "rnn"), ("embedding", "lstm"),
+                                         ("onehot", "gru")])
 def test_optimizer_state_round_trip_resumes_exactly(model, cell, backend):
     config = tiny_config(model, dropout=0.2, weight_decay=0.01, cell=cell)
     x, y = batch(config, 30)
@@ -338,7 +339,7 @@ def test_logits_of_any_batch_and_window_length(backend):
 
 # -- every cell ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", list(CELLS))
 @pytest.mark.parametrize("model", MODELS)
 def test_every_cell_matches_the_reference_loop(cell, model):
     """float64 logits of each cell, windows of 1 and seq_len tokens, with masks, against the equations."""
@@ -358,7 +359,7 @@ def test_every_cell_matches_the_reference_loop(cell, model):
     assert module.cell == cell and module.rnn.w_hh[...].shape == (CELLS[cell].num_gates * 8, 8)
 
 
-@pytest.mark.parametrize("cell", ["lstm"])
+@pytest.mark.parametrize("cell", [c for c in CELLS if c != "rnn"])
 @pytest.mark.parametrize("model", MODELS)
 def test_every_cell_passes_finite_differences(cell, model):
     config = tiny_config(model, vocab_size=11, hidden_size=5, embed_dim=4, seq_len=3, cell=cell)
@@ -378,5 +379,7 @@ def test_weights_of_another_cell_are_refused():
     config = tiny_config("embedding", cell="lstm")
     params = {k: jnp.asarray(v) for k, v in init_params(config).items()}
     x, _ = batch(config, 2)
+    with pytest.raises(ValueError, match="not that of a gru cell"):
+        apply(params, x, cell="gru")
     with pytest.raises(ValueError, match="not that of a rnn cell"):
         apply(params, x)
