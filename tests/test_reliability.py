@@ -260,9 +260,9 @@ def test_resume_with_overwrite_is_contradictory(corpus, run_dir, tmp_path, capsy
 
 
 @pytest.mark.parametrize("flags, fragment", [
-    (("--model", "embedding"), "--model embedding (saved: onehot)"),
-    (("--min-freq", "2"), "--min-freq 2 (saved: 1)"),
-    (("--cell", "lstm"), "--cell lstm (saved: rnn)"),
+    (("--model", "embedding"), "--model embedding (the source run's: onehot)"),
+    (("--min-freq", "2"), "--min-freq 2 (the source run's: 1)"),
+    (("--cell", "lstm"), "--cell lstm (the source run's: rnn)"),
 ])
 def test_init_from_refuses_settings_its_weights_cannot_have(corpus, run_dir, tmp_path, capsys, flags, fragment):
     argv = [*trainer(corpus, tmp_path / "b", "--epochs", "1", "--init-from", str(run_dir)), *flags]

@@ -209,7 +209,7 @@ def _resume(requested: Config, run_dir: Path, given: Collection[str] | None) -> 
 def _seed_from(config: Config, source_dir: Path, given: Collection[str] | None, say) -> Start:
     """--init-from: the source's weights and vocabulary, so its model settings too (refusing given conflicts)."""
     source = load_run(source_dir)
-    _refuse_conflicts(config, source.config, given, only=ADOPTED,
+    _refuse_conflicts(config, source.config, given, only=ADOPTED, whose="the source run's",
                       why=f"--init-from {source_dir} starts from weights and a vocabulary built with other settings",
                       advice="drop them to use the source run's settings, or train from scratch")
     for name in ADOPTED:
@@ -221,10 +221,10 @@ def _seed_from(config: Config, source_dir: Path, given: Collection[str] | None, 
 
 
 def _refuse_conflicts(requested: Config, saved: Config, given: Collection[str] | None, *, why: str, advice: str,
-                      exempt: Collection[str] = (), only: Collection[str] | None = None) -> None:
+                      exempt: Collection[str] = (), only: Collection[str] | None = None, whose: str = "saved") -> None:
     """One line naming every asked-for setting that differs from the saved run's, with the saved value."""
     names = [n for n in (only or requested.to_dict()) if n not in exempt and (given is None or n in given)]
-    conflicts = [f"--{n.replace('_', '-')} {getattr(requested, n)} (saved: {getattr(saved, n)})"
+    conflicts = [f"--{n.replace('_', '-')} {getattr(requested, n)} ({whose}: {getattr(saved, n)})"
                  for n in names if getattr(requested, n) != getattr(saved, n)]
     if conflicts:
         raise UsageError(f"{why}, but {', '.join(conflicts)}; {advice}")
