@@ -298,7 +298,7 @@ export function samplerSettings(values = {}) {
 
 /** Step 1: float64 logits, <unk> at -Infinity unless allowed (or the only token). */
 export function maskedLogits(logits, settings) {
-  const z = Float64Array.from(logits);
+  const z = new Float64Array(logits);
   if (!settings.allowUnk && z.length > 1) z[UNK_ID] = -Infinity;
   return z;
 }
@@ -316,50 +316,57 @@ function total(values) {
   return s;
 }
 
-/** Steps 2 to 5: temperature, top-k, softmax, top-p and renormalization. */
+/**
+ * Steps 2 to 5: temperature, top-k, softmax, top-p and renormalization. The loops are fused (this runs once per
+ * token), but every value and every sum is the one the contract's step-by-step order gives.
+ */
 export function probabilities(masked, settings) {
   const n = masked.length;
   const z = new Float64Array(n);
-  for (let i = 0; i < n; i++) z[i] = masked[i] / settings.temperature;
-  if (settings.topK > 0 && settings.topK < n) {
-    const kth = Float64Array.from(z).sort().reverse()[settings.topK - 1];
-    for (let i = 0; i < n; i++) if (z[i] < kth) z[i] = -Infinity;
-  }
   let max = -Infinity;
-  for (let i = 0; i < n; i++) if (z[i] > max) max = z[i];
-  const w = new Float64Array(n);
-  for (let i = 0; i < n; i++) w[i] = Math.exp(z[i] - max);
-  const s = total(w);
-  let p = new Float64Array(n);
-  for (let i = 0; i < n; i++) p[i] = w[i] / s;
-  if (settings.topP < 1) {
-    const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => p[b] - p[a] || a - b);
-    let kept = n;
-    let c = 0;
-    for (let j = 0; j < n; j++) {
-      c += p[order[j]];
-      if (c >= settings.topP) {
-        kept = j + 1;
-        break;
-      }
-    }
-    const cut = new Float64Array(n);
-    for (let j = 0; j < kept; j++) cut[order[j]] = p[order[j]];
-    const s2 = total(cut);
-    p = new Float64Array(n);
-    for (let i = 0; i < n; i++) p[i] = cut[i] / s2;
+  for (let i = 0; i < n; i++) {
+    z[i] = masked[i] / settings.temperature;
+    if (z[i] > max) max = z[i]; // the top-k cut below never removes the maximum
   }
+  const kth = settings.topK > 0 && settings.topK < n ? z.slice().sort()[n - settings.topK] : -Infinity;
+  const p = z; // reused in place: each z[i] is read before p[i] is written
+  let s = 0;
+  for (let i = 0; i < n; i++) {
+    p[i] = z[i] < kth ? 0 : Math.exp(z[i] - max);
+    s += p[i];
+  }
+  for (let i = 0; i < n; i++) p[i] /= s;
+  if (settings.topP < 1) topP(p, settings.topP);
   return p;
+}
+
+/** Step 5's top-p cut, in place: keep the most likely tokens until their sum reaches topP, then renormalize. */
+function topP(p, limit) {
+  const n = p.length;
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => p[b] - p[a] || a - b);
+  let kept = n;
+  let c = 0;
+  for (let j = 0; j < n; j++) {
+    c += p[order[j]];
+    if (c >= limit) {
+      kept = j + 1;
+      break;
+    }
+  }
+  for (let j = kept; j < n; j++) p[order[j]] = 0;
+  const s = total(p);
+  for (let i = 0; i < n; i++) p[i] /= s;
 }
 
 /** Step 6: the first token whose cumulative probability exceeds u times the total. */
 export function pick(p, u) {
   const n = p.length;
-  const cumulative = new Float64Array(n);
+  const target = u * total(p); // total(p) is the last cumulative sum: the same additions in the same order
   let c = 0;
-  for (let i = 0; i < n; i++) cumulative[i] = c += p[i];
-  const target = u * cumulative[n - 1];
-  for (let i = 0; i < n; i++) if (cumulative[i] > target) return i;
+  for (let i = 0; i < n; i++) {
+    c += p[i];
+    if (c > target) return i;
+  }
   for (let i = n - 1; i > 0; i--) if (p[i] > 0) return i;
   return 0;
 }
