@@ -89,7 +89,7 @@ def human_bytes(n: int) -> str:
 
 def _file_above(path: Path) -> Path | None:
     """The first existing non-folder among ``path``'s parents (a folder cannot be made under a file)."""
-    for parent in path.absolute().parents:
+    for parent in path.parents:
         if parent.exists():
             return None if parent.is_dir() else parent
     return None
