@@ -538,3 +538,21 @@ def test_compare_writes_samples_and_an_interrupted_rerun_leaves_no_old_report(co
     code, _, err = run_main(compare.main, [*argv, "--overwrite"], capsys)
     assert code == 130 and "no report written" in err
     assert not (out / "REPORT.md").exists() and not (out / "results.json").exists()
+
+
+def test_cli_maps_each_kind_of_failure_to_its_exit_code(capsys):
+    from wordrnn.core.errors import RunFailed, cli
+
+    def failing(exc):
+        @cli
+        def main():
+            raise exc
+        return main
+
+    for exc, code in ((UsageError("bad flag"), 2), (RunFailed("diverged"), 1), (DiskFull("full"), 1),
+                      (KeyboardInterrupt(), 130)):
+        with pytest.raises(SystemExit) as stop:
+            failing(exc)()
+        assert stop.value.code == code
+        err = capsys.readouterr().err
+        assert (f"error: {exc}" if code != 130 else "interrupted") in err and "Traceback" not in err

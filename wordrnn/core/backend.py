@@ -3,7 +3,7 @@
 A backend is small: it turns canonical weights into its own state, takes a
 training step, computes logits, and turns its state back into canonical
 arrays. Everything else (batches, evaluation, checkpoints, resume, progress,
-Ctrl-C, the NaN guard, samples) is the loop's job and is written once.
+Ctrl-C, the divergence guard, samples) is the loop's job and is written once.
 
 State is passed in and returned (JAX style); PyTorch and NumPy backends may
 mutate it in place and return the same object.

@@ -6,7 +6,8 @@
   diverged, the disk is full, an exported model does not match its source).
   The message says what happened and what was kept; the command exits 1.
 
-A Ctrl-C ends a command with 130, the shell's code for SIGINT.
+A Ctrl-C ends a command with 130, the shell's code for SIGINT, after one
+``interrupted`` line (the training loop says what it kept).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def plural(n: int, word: str) -> str:
 
 
 def cli(main: Callable[..., T]) -> Callable[..., T]:
-    """Wrap a command's ``main``: ``UsageError`` exits 2, ``RunFailed`` exits 1, each after one ``error:`` line."""
+    """Wrap a command's ``main``: ``UsageError`` exits 2, ``RunFailed`` exits 1, each after one ``error:`` line;
+    a Ctrl-C that the command does not handle itself exits 130."""
 
     @wraps(main)
     def wrapper(*args, **kwargs):
@@ -53,5 +55,8 @@ def cli(main: Callable[..., T]) -> Callable[..., T]:
         except RunFailed as err:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(FAILED_EXIT) from None
+        except KeyboardInterrupt:
+            print("\ninterrupted", file=sys.stderr)
+            raise SystemExit(INTERRUPTED_EXIT) from None
 
     return wrapper
