@@ -15,6 +15,7 @@ import pytest
 from conftest import ROOT, assert_usage_error, run_module
 from onnx import TensorProto, helper
 
+from data.tokenizer import detokenize, tokenize
 from data.vocab import Vocab
 from export import onnx as export_onnx
 from export import web as export_web
@@ -28,6 +29,7 @@ from wordrnn.core.sampling import (
     draw_margin,
     generate,
     masked_logits,
+    next_token,
     probabilities,
 )
 from wordrnn.run.folder import WEIGHTS, atomic_write_text, save_params, write_config
@@ -197,6 +199,58 @@ def test_node_cli_prints_what_python_prints(rnn_file, flags):
 ])
 def test_node_cli_refuses_bad_input(rnn_file, flags, fragment):
     assert_usage_error(node("web/generate.mjs", "--model", str(rnn_file), *flags), fragment)
+
+
+# Characters where languages' defaults part: Python-only and JavaScript-only whitespace, combining marks, final
+# sigma, dotted capital I, astral letters and digits, curly quotes, CR/LF, underscores, apostrophes.
+TRICKY = list("ab Z\u00c9e\u0301'\u2019\u201c\u201d\",.;:!?()[]{}-_7\u0663 \t\r\n\x1c\x1f\x85\u00a0\u2028"
+              "\u3000\ufeff\u200b\u03a3\u0130\u00df") + ["\U0001d400", "\U0001f600", "\r\n", "\n\n", "o'er"]
+TEXTS = ["O my Luve\u2019s like a red, red rose\r\nThat\u2019s newly sprung;\n\n\n\nNew stanza", "",
+         "  \n\n leading and trailing \n \n\n", "\u039f\u0394\u03a5\u03a3\u03a3\u0395\u03a5\u03a3 \u0130stanbul",
+         "snake_case and (brackets) [x] {y} 'quoted' \"twice\"", "caf\u00e9 vs cafe\u0301, na\u00efve n't 's"]
+
+
+@needs_node
+def test_node_tokenizes_and_detokenizes_as_python(tmp_path):
+    rng = np.random.default_rng(0)
+    texts = TEXTS + ["".join(rng.choice(TRICKY, size=rng.integers(1, 40))) for _ in range(400)]
+    path = tmp_path / "texts.json"
+    path.write_text(json.dumps({"texts": texts}))
+    result = node("web/conformance.mjs", "tokenize", str(path))
+    assert result.returncode == 0, result.stderr
+    got = json.loads(result.stdout)
+    for mode in ("default", "whitespace"):
+        for text, (tokens, joined) in zip(texts, got[mode]):
+            assert tokens == tokenize(text, mode), (mode, text)
+            assert joined == detokenize(tokens), (mode, text)
+
+
+def sampler_rows(rng: np.random.Generator) -> list[dict]:
+    """Logits with many ties (whole numbers), settings across every cut, a one-token vocabulary."""
+    rows = []
+    for i in range(300):
+        v = int(rng.choice([1, 2, 5, 50, 400]))
+        logits = (rng.integers(-3, 4, v) if i % 2 else rng.standard_normal(v) * 3).astype(np.float32)
+        rows.append({"logits": logits.tolist(), "strategy": "greedy" if i % 5 == 0 else "sample",
+                     "temperature": float(rng.choice([0.3, 1.0, 1.7])), "top_k": int(rng.choice([0, 0, 1, 3, 10])),
+                     "top_p": float(rng.choice([1.0, 1.0, 0.5, 0.9, 0.999])), "seed": str(int(rng.integers(0, 2**63)) * 2),
+                     "allow_unk": bool(i % 3 == 0), "draws": 20})
+    return rows
+
+
+@needs_node
+def test_node_sampler_picks_pythons_tokens_from_the_same_logits(tmp_path):
+    rows = sampler_rows(np.random.default_rng(1))
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps({"rows": rows}))
+    result = node("web/conformance.mjs", "sampler", str(path))
+    assert result.returncode == 0, result.stderr
+    for row, got in zip(rows, json.loads(result.stdout), strict=True):
+        settings = SamplerSettings(row["strategy"], row["temperature"], row["top_k"], row["top_p"], int(row["seed"]),
+                                   row["allow_unk"])
+        rng = SplitMix64(settings.seed)
+        logits = np.asarray(row["logits"], np.float32)
+        assert got == [next_token(logits, settings, rng) for _ in range(row["draws"])], row
 
 
 # ---------------------------------------------------------------- the metadata reader against onnx

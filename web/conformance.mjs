@@ -2,6 +2,11 @@
 // Conformance runner for docs/GENERATION.md, used by the tests (and by anyone checking a client):
 //   node web/conformance.mjs cases CASES.json   -> JSON [{ids, text} or {error}] for each case, in order
 //   node web/conformance.mjs metadata FILE...   -> JSON {FILE: {props} or {error}}: this module's metadata reader
+//   node web/conformance.mjs tokenize TEXTS.json -> JSON {MODE: [[tokens, detokenized text], ...]} for
+//                                                   {"texts": [...]} in both tokenizer modes
+//   node web/conformance.mjs sampler ROWS.json   -> JSON [[token, ...], ...]: for each {logits, strategy, temperature,
+//                                                   top_k, top_p, seed, allow_unk, draws}, draws tokens from one
+//                                                   generator and the same logits
 // A cases file is {"model": PATH, "cases": [{prompt, words, strategy, temperature, top_k, top_p, seed,
 // allow_unk, ...}]}, as the Python tests write it.
 
@@ -9,7 +14,9 @@ import { readFile } from "node:fs/promises";
 
 import * as ort from "onnxruntime-node";
 
-import { WordrnnError, WordrnnModel, generateText, readMetadata, samplerSettings } from "./wordrnn.mjs";
+import {
+  SplitMix64, WordrnnError, WordrnnModel, detokenize, generateText, nextToken, readMetadata, samplerSettings, tokenize,
+} from "./wordrnn.mjs";
 
 async function runCases(path) {
   const spec = JSON.parse(await readFile(path, "utf8"));
@@ -41,9 +48,34 @@ async function readAll(paths) {
   return out;
 }
 
+async function tokenizeAll(path) {
+  const { texts } = JSON.parse(await readFile(path, "utf8"));
+  const out = {};
+  for (const mode of ["default", "whitespace"]) {
+    out[mode] = texts.map((text) => {
+      const tokens = tokenize(text, mode);
+      return [tokens, detokenize(tokens)];
+    });
+  }
+  return out;
+}
+
+async function sampleAll(path) {
+  const { rows } = JSON.parse(await readFile(path, "utf8"));
+  return rows.map((r) => {
+    const settings = samplerSettings({ strategy: r.strategy, temperature: r.temperature, topK: r.top_k, topP: r.top_p,
+      seed: BigInt(r.seed), allowUnk: r.allow_unk });
+    const rng = new SplitMix64(settings.seed);
+    const logits = Float32Array.from(r.logits);
+    return Array.from({ length: r.draws }, () => nextToken(logits, settings, rng));
+  });
+}
+
+const COMMANDS = {
+  sampler: (args) => sampleAll(args[0]), cases: (args) => runCases(args[0]), metadata: readAll, tokenize: (args) => tokenizeAll(args[0]) };
 const [command, ...rest] = process.argv.slice(2);
-const result = command === "cases" ? await runCases(rest[0]) : command === "metadata" ? await readAll(rest) : null;
+const result = command in COMMANDS ? await COMMANDS[command](rest) : null;
 if (result === null) {
-  process.stderr.write("usage: node web/conformance.mjs cases CASES.json | metadata FILE...\n");
+  process.stderr.write("usage: node web/conformance.mjs cases CASES.json | metadata FILE... | tokenize TEXTS.json | sampler ROWS.json\n");
   process.exitCode = 2;
 } else process.stdout.write(JSON.stringify(result) + "\n");
