@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     n_val_tok = int(sum(len(p) for p in ds.val_ids))
     rows = [
         ("corpus", str(ds.source)),
-        ("poems separated by" if ds.separator[0].islower() else "poems read from", ds.separator),
+        ("poems told apart by", ds.separator),
         ("poems (train / validation)",
          f"{len(ds.train_ids) + len(ds.val_ids)} ({len(ds.train_ids)} / {len(ds.val_ids)})"),
         ("tokens (train / validation)", f"{n_train_tok + n_val_tok} ({n_train_tok} / {n_val_tok})"),
