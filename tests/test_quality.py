@@ -1,0 +1,177 @@
+"""Cross-validation by poem, the mixture, novelty of samples, and the quality command on tiny corpora."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from wordrnn.bench.folds import build_folds, fold_split, inner_split
+from wordrnn.bench.mixture import WEIGHT_GRID, choose_weight, mix, mix_log_prob, target_log_prob
+from wordrnn.bench.novelty import novelty
+from wordrnn.core.errors import UsageError
+
+WORDS = "the sea wind night love star moon rose light dark cold fire old song heart day".split()
+
+
+def tiny_poems(n: int, seed: int = 0, length: int = 30) -> list[str]:
+    """``n`` poems of random lines over a small vocabulary; poem i also holds the unique word ``only<i>``."""
+    rng = np.random.default_rng(seed)
+    poems = []
+    for i in range(n):
+        words = list(rng.choice(WORDS, size=length))
+        words.insert(int(rng.integers(len(words))), f"only{i}")
+        lines = [" ".join(words[j:j + 6]) for j in range(0, len(words), 6)]
+        poems.append("\n".join(lines))
+    return poems
+
+
+def tokens_of(poems: list[str]) -> list[list[str]]:
+    from data.tokenizer import tokenize
+
+    return [tokenize(p) for p in poems]
+
+
+@pytest.mark.parametrize("n,k", [(10, 5), (23, 5), (7, 3), (4, 4)])
+def test_every_poem_is_held_out_exactly_once(n, k):
+    parts = fold_split(n, k, seed=1)
+    assert len(parts) == k
+    joined = np.concatenate(parts)
+    assert sorted(joined.tolist()) == list(range(n))  # every poem once: none twice, none missing
+    assert all(len(p) > 0 for p in parts)
+
+
+def test_inner_validation_is_drawn_from_training_poems_only():
+    train = np.array([0, 2, 3, 5, 8, 9, 11, 12, 15, 17, 20])
+    inner_train, inner_val = inner_split(train, seed=3)
+    assert set(inner_val) | set(inner_train) == set(train)
+    assert not set(inner_val) & set(inner_train)
+    assert len(inner_val) >= 1 and len(inner_train) >= 1
+
+
+def test_folds_keep_held_out_poems_out_of_training_and_vocabulary():
+    poems = tiny_poems(12)
+    folds = build_folds(tokens_of(poems), k=4, seq_len=3, min_freq=1)
+    held = np.concatenate([f.heldout for f in folds])
+    assert sorted(held.tolist()) == list(range(12))
+    for fold in folds:
+        seen = set(fold.inner_train) | set(fold.inner_val)
+        assert seen == set(range(12)) - set(fold.heldout)
+        assert not set(fold.inner_train) & set(fold.inner_val)
+        for i in fold.heldout:  # a word found only in a held-out poem is <unk> for that fold
+            assert f"only{i}" not in fold.vocab.index
+        for i in seen:
+            assert f"only{i}" in fold.vocab.index
+        assert (fold.test_y == 0).any()  # ... and so appears among the held-out targets as <unk>
+        assert fold.dataset.train_ids and len(fold.dataset.val_x) and len(fold.test_x)
+
+
+def test_too_few_poems_for_the_folds_is_a_usage_error():
+    with pytest.raises(UsageError, match=r"has 3 poem\(s\).*--folds between 2 and 3"):
+        build_folds(tokens_of(tiny_poems(3)), k=5, seq_len=3, min_freq=1)
+
+
+def test_a_fold_without_windows_is_a_usage_error():
+    poems = ["a b", "c d", "e f g h i j k l", "m n o p q r s t", "u v w x y z a b"]
+    with pytest.raises(UsageError, match=r"fold \d of 5 has no .* window of 5 tokens \(the corpus has 5 poems\)"):
+        build_folds(tokens_of(poems), k=5, seq_len=4, min_freq=1)
+
+
+def random_distributions(rng: np.random.Generator, n: int, v: int) -> np.ndarray:
+    logits = rng.normal(size=(n, v)) * 3
+    p = np.exp(logits)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.1, 0.5, 0.65, 1.0])
+def test_mixture_is_a_distribution(weight):
+    rng = np.random.default_rng(0)
+    p_a, p_b = random_distributions(rng, 20, 13), random_distributions(rng, 20, 13)
+    m = mix(p_a, p_b, weight)
+    np.testing.assert_allclose(m.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    assert (m >= 0).all()
+    targets = rng.integers(0, 13, size=20)
+    rows = np.arange(20)
+    np.testing.assert_allclose(mix_log_prob(np.log(p_a[rows, targets]), np.log(p_b[rows, targets]), weight),
+                               np.log(m[rows, targets]), rtol=1e-12)
+
+
+def test_mixture_loss_is_never_above_the_worse_part():
+    rng = np.random.default_rng(1)
+    p_a, p_b = random_distributions(rng, 200, 30), random_distributions(rng, 200, 30)
+    targets = rng.integers(0, 30, size=200)
+    la, lb = np.log(p_a[np.arange(200), targets]), np.log(p_b[np.arange(200), targets])
+    worse = max(-la.mean(), -lb.mean())
+    for w in WEIGHT_GRID:
+        assert -mix_log_prob(la, lb, float(w)).mean() <= worse + 1e-12
+    best = choose_weight(la, lb)
+    assert -mix_log_prob(la, lb, best).mean() <= min(-la.mean(), -lb.mean()) + 1e-12
+
+
+def test_choose_weight_trusts_the_model_that_is_better_on_every_target():
+    la = np.log(np.full(50, 0.5))
+    lb = np.log(np.full(50, 0.1))
+    assert choose_weight(la, lb) == 1.0
+    assert choose_weight(lb, la) == 0.0
+
+
+def test_target_log_prob_is_log_softmax_of_the_target():
+    logits = np.array([[0.0, np.log(3.0)], [2.0, 2.0]])
+    np.testing.assert_allclose(target_log_prob(logits, np.array([1, 0])), np.log([0.75, 0.5]), rtol=1e-12)
+
+
+def test_novelty_on_a_tiny_corpus_by_hand():
+    training = [["a", "b", "c", "d", "e"], ["x", "y", "z"]]
+    generated = ["a", "b", "c", "d", "q", "y", "z", "a"]
+    # 4-grams of the generated text: abcd (in training), bcdq, cdqy, dqyz, qyza (not): 1 of 5 copied.
+    # Longest verbatim run: "a b c d" (4 tokens); "y z a" is not one run because "z a" crosses a poem end.
+    result = novelty(generated, training)
+    assert result.ngrams == 5
+    assert result.copied_4grams == pytest.approx(1 / 5)
+    assert result.longest_copy == 4
+    whole = novelty(["x", "y", "z"], training)
+    assert (whole.ngrams, whole.longest_copy) == (0, 3)
+    assert novelty(["q", "r"], training).longest_copy == 0
+
+
+def write_corpus(tmp_path, poems: list[str]):
+    path = tmp_path / "tiny.txt"
+    path.write_text("\n\n\n".join(poems) + "\n")
+    return path
+
+
+def test_quality_command_writes_the_documented_json(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from wordrnn.bench.quality import main
+
+    data = write_corpus(tmp_path, tiny_poems(8, length=40))
+    out = tmp_path / "q.json"
+    assert main(["--data", str(data), "--folds", "2", "--epochs", "1", "--hidden-size", "8", "--embed-dim", "8",
+                 "--json", str(out), "--quiet"]) == 0
+    doc = json.loads(out.read_text())
+    (corpus,) = doc["corpora"]
+    assert corpus["data"] == str(data)
+    assert corpus["folds"] == 2 and isinstance(corpus["tokens"], int) and corpus["tokens"] > 8 * 40
+    names = [r["name"] for r in corpus["rows"]]
+    assert names == ["kneser-ney", "recipe", "mixture", "plain"]
+    rows = {r["name"]: r for r in corpus["rows"]}
+    for row in rows.values():
+        assert isinstance(row["ppl_mean"], float) and row["ppl_mean"] > 1
+        assert isinstance(row["ppl_std"], float) and row["ppl_std"] >= 0
+        assert row["below_kneser_ney"] == pytest.approx(1 - row["ppl_mean"] / rows["kneser-ney"]["ppl_mean"])
+    assert rows["kneser-ney"]["below_kneser_ney"] == 0.0
+    assert set(corpus["samples"]) == set(names)
+    assert "kneser-ney" in capsys.readouterr().out.lower()
+
+
+def test_quality_command_refuses_too_few_poems(tmp_path, capsys):
+    from wordrnn.bench.quality import main
+
+    data = write_corpus(tmp_path, tiny_poems(3))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--data", str(data), "--folds", "5", "--json", str(tmp_path / "q.json")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "3 poem" in err[0] and "--folds between 2 and 3" in err[0]
+    assert not (tmp_path / "q.json").exists()

@@ -1,0 +1,323 @@
+"""``python -m wordrnn.bench.quality``: cross-validated perplexity of Kneser-Ney, the recipe, their mixture and
+the lab's plain RNN, on one corpus (``--data``) or on the whole suite (``--suite``).
+
+For each fold (``wordrnn.bench.folds``): the Kneser-Ney order is chosen on the
+fold's inner validation poems; the recipe and the plain embedding RNN are
+trained on the inner training poems with early stopping on the inner
+validation poems (PyTorch backend, the one training loop); the mixture weight
+is chosen on the inner validation poems; then all four score the fold's
+held-out poems, on the same targets. Perplexities are averaged over folds
+(mean and standard deviation); with ``--seeds N`` each RNN's fold loss is the
+mean over N training seeds. Samples from fold 1's models are shown with how
+much of them is copied from the training poems (``wordrnn.bench.novelty``).
+
+Only light modules are imported at the top: ``--threads`` must be applied before torch loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data.tokenizer import tokenize
+from wordrnn.bench.folds import Fold, build_folds
+from wordrnn.bench.kneser_ney import KneserNey
+from wordrnn.bench.mixture import choose_weight, mix, mix_log_prob, target_log_prob
+from wordrnn.bench.novelty import TrainingText
+from wordrnn.core.config import TOKENIZERS, Config
+from wordrnn.core.errors import UsageError, cli
+from wordrnn.core.flags import add_model_flags, add_training_flags
+from wordrnn.core.recipes import recipe
+from wordrnn.run.folder import atomic_write_text
+
+ROWS = ("kneser-ney", "recipe", "mixture", "plain")
+LABELS = {"kneser-ney": "Kneser-Ney (best order)", "recipe": "recipe (--recipe quality)",
+          "mixture": "recipe + Kneser-Ney mixture", "plain": "plain embedding RNN (lab)"}
+KN_ORDERS = (1, 2, 3, 4, 5)
+PLAIN = {"model": "embedding", "cell": "rnn"}  # the rest is the benchmark configuration
+DEFAULT_JSON = "reports/quality.json"
+PROMPT = "the"
+SAMPLE_TOKENS = 60
+
+
+def say(*parts: Any) -> None:
+    print(*parts, flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m wordrnn.bench.quality",
+        description="Cross-validated perplexity, by poem, of the best Kneser-Ney n-gram model, the quality "
+        "recipe, their mixture and the lab's plain embedding RNN, with percentages below Kneser-Ney "
+        "(docs/QUALITY.md). The model and training flags default to the quality recipe (--recipe "
+        "quality); a flag given explicitly overrides it for the recipe row. The plain row is the "
+        "benchmark configuration with the same --epochs and --patience.",
+    )
+    g = parser.add_argument_group("corpus")
+    g.add_argument("--data", default=None, metavar="PATH", help="corpus (.csv or .txt) to cross-validate on")
+    g.add_argument("--suite", action="store_true",
+                   help="every corpus of the suite (wordrnn.bench.corpora: poems-100, sonnets, lucrece, milton)")
+    g.add_argument("--text-column", default=Config.text_column, help="CSV column holding the poems")
+    g.add_argument("--tokenizer", default=Config.tokenizer, choices=TOKENIZERS, help="default: %(default)s")
+    g.add_argument("--min-freq", type=int, default=Config.min_freq,
+                   help="words seen fewer times in a fold's training poems become <unk> (default: %(default)s)")
+    g.add_argument("--seq-len", type=int, default=Config.seq_len,
+                   help="tokens in each input window, every row (default: %(default)s)")
+    g = parser.add_argument_group("cross-validation")
+    g.add_argument("--folds", type=int, default=5, help="folds over poems (default: %(default)s)")
+    g.add_argument("--seeds", type=int, default=1,
+                   help="training seeds per fold for the RNNs; a fold's loss is their mean (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seeds the folds and the first training seed (default: %(default)s)")
+    add_model_flags(parser)
+    add_training_flags(parser)
+    g = parser.add_argument_group("output")
+    g.add_argument("--json", default=DEFAULT_JSON, metavar="PATH", help="results file (default: %(default)s)")
+    g.add_argument("--threads", type=int, default=1,
+                   help="compute threads for PyTorch (0: its default; default: %(default)s, which on a busy "
+                   "2-core machine is many times faster than 2, see wordrnn.core.threads)")
+    g.add_argument("--quiet", action="store_true", help="only the final table")
+    parser.set_defaults(**recipe("quality"))
+    return parser
+
+
+@dataclass
+class CorpusResult:
+    data: str
+    tokens: int
+    poems: int
+    folds: int
+    seeds: int
+    fold_ppl: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in ROWS})
+    choices: list[dict[str, Any]] = field(default_factory=list)  # per fold: order, weights, epochs
+    samples: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def rows(self) -> list[dict[str, Any]]:
+        kn = float(np.mean(self.fold_ppl["kneser-ney"]))
+        out = []
+        for name in ROWS:
+            ppl = self.fold_ppl[name]
+            mean = float(np.mean(ppl))
+            out.append({"name": name, "ppl_mean": mean, "ppl_std": float(np.std(ppl, ddof=1)) if len(ppl) > 1
+                        else 0.0, "below_kneser_ney": 1.0 - mean / kn, "fold_ppl": ppl})
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"data": self.data, "tokens": self.tokens, "poems": self.poems, "folds": self.folds,
+                "seeds": self.seeds, "rows": self.rows(), "choices": self.choices, "samples": self.samples,
+                "seconds": self.seconds}
+
+
+def kneser_ney_for_fold(fold: Fold) -> tuple[KneserNey, dict[int, float]]:
+    """The order with the lowest inner-validation perplexity, fitted to the inner training poems."""
+    V = len(fold.vocab)
+    ds = fold.dataset
+    models = {n: KneserNey(n).fit(ds.train_ids, V) for n in KN_ORDERS}
+    ppl = {n: m.perplexity(ds.val_x, ds.val_y) for n, m in models.items()}
+    best = min(ppl, key=ppl.get)
+    return models[best], ppl
+
+
+class TrainedRNN:
+    """An RNN trained on a fold by the one loop, early-stopped on the inner validation poems."""
+
+    def __init__(self, config: Config, fold: Fold, workdir: Path):
+        from wordrnn.bench.backends import make_backend
+        from wordrnn.run.folder import load_run
+        from wordrnn.run.loop import train
+
+        self.backend = make_backend("torch")
+        run_dir = workdir / f"{config.cell}-fold{fold.index}-seed{config.seed}"
+        result = train(config, self.backend, run_dir, overwrite=True, quiet=True, dataset=fold.dataset,
+                       write_samples=False)
+        if result.exit_code:
+            raise KeyboardInterrupt
+        self.best_epoch = result.best_epoch
+        self.epochs = len(result.metrics)
+        self.best_val_ppl = min(r["val_ppl"] for r in result.metrics)
+        self.config = result.config
+        self.state = self.backend.init(load_run(run_dir).params, self.config)
+
+    def describe(self) -> str:
+        return f"best inner-validation ppl {self.best_val_ppl:.1f} at epoch {self.best_epoch} of {self.epochs}"
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return self.backend.logits(self.state, x)
+
+    def target_log_prob(self, x: np.ndarray, y: np.ndarray, batch: int = 2048) -> np.ndarray:
+        return np.concatenate([target_log_prob(self.logits(x[i:i + batch]), y[i:i + batch])
+                               for i in range(0, len(y), batch)]) if len(y) else np.zeros(0)
+
+
+def _ppl(logp: np.ndarray) -> float:
+    return math.exp(-float(np.mean(logp)))
+
+
+def evaluate_corpus(poems: list[str], data: str, recipe_config: Config, plain_config: Config, folds: int,
+                    seeds: int, seed: int = 0, quiet: bool = False) -> CorpusResult:
+    """Cross-validate the four rows on one corpus."""
+    started = time.perf_counter()
+    c = recipe_config
+    tokens = [tokenize(p, c.tokenizer) for p in poems]
+    fold_list = build_folds(tokens, folds, c.seq_len, c.min_freq, c.tokenizer, seed)
+    result = CorpusResult(data, sum(len(t) for t in tokens), len(poems), folds, seeds)
+    log = (lambda *a: None) if quiet else say
+    log(f"{data}: {result.poems} poems, {result.tokens:,} tokens, {folds} folds x {seeds} seed(s)")
+    with tempfile.TemporaryDirectory(prefix="wordrnn-quality-") as tmp:
+        for fold in fold_list:
+            ds = fold.dataset
+            kn, kn_ppl = kneser_ney_for_fold(fold)
+            kn_val = kn.log_prob(ds.val_x, ds.val_y)
+            kn_test = kn.log_prob(fold.test_x, fold.test_y)
+            losses: dict[str, list[float]] = {r: [] for r in ("recipe", "mixture", "plain")}
+            choice: dict[str, Any] = {"fold": fold.index + 1, "kneser_ney_order": kn.order,
+                                      "kneser_ney_inner_ppl": kn_ppl, "heldout_poems": len(fold.heldout),
+                                      "heldout_targets": len(fold.test_y), "vocab": len(fold.vocab),
+                                      "weights": [], "recipe_epochs": [], "plain_epochs": []}
+            for s in range(seed, seed + seeds):
+                rnn = TrainedRNN(replace(recipe_config, seed=s), fold, Path(tmp))
+                log(f"    fold {fold.index + 1}, seed {s}: recipe trained, {rnn.describe()} "
+                    f"({time.perf_counter() - started:.0f} s)")
+                r_val, r_test = rnn.target_log_prob(ds.val_x, ds.val_y), rnn.target_log_prob(fold.test_x,
+                                                                                             fold.test_y)
+                w = choose_weight(r_val, kn_val)
+                plain = TrainedRNN(replace(plain_config, seed=s), fold, Path(tmp))
+                log(f"    fold {fold.index + 1}, seed {s}: plain trained, {plain.describe()} "
+                    f"({time.perf_counter() - started:.0f} s)")
+                p_test = plain.target_log_prob(fold.test_x, fold.test_y)
+                losses["recipe"].append(-float(r_test.mean()))
+                losses["mixture"].append(-float(mix_log_prob(r_test, kn_test, w).mean()))
+                losses["plain"].append(-float(p_test.mean()))
+                choice["weights"].append(w)
+                choice["recipe_epochs"].append(rnn.best_epoch)
+                choice["plain_epochs"].append(plain.best_epoch)
+                if fold.index == 0 and s == seed:
+                    result.samples = fold_samples(fold, tokens, kn, rnn, plain, w)
+            result.fold_ppl["kneser-ney"].append(_ppl(kn_test))
+            for name, values in losses.items():
+                result.fold_ppl[name].append(math.exp(float(np.mean(values))))
+            result.choices.append(choice)
+            log(f"  fold {fold.index + 1}/{folds}: held-out ppl " + ", ".join(
+                f"{name} {result.fold_ppl[name][-1]:.1f}" for name in ROWS)
+                + f"  (KN order {kn.order}, mixture weight {np.mean(choice['weights']):.2f}, recipe epoch "
+                f"{choice['recipe_epochs']}, plain epoch {choice['plain_epochs']}; "
+                f"{time.perf_counter() - started:.0f} s)")
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def fold_samples(fold: Fold, tokens: list[list[str]], kn: KneserNey, rnn: TrainedRNN, plain: TrainedRNN,
+                 weight: float) -> dict[str, dict[str, Any]]:
+    """One seeded sample per row from fold 1's models, with its novelty against the fold's training poems."""
+    from wordrnn.core.sampling import SamplerSettings
+    from wordrnn.run.generation import generate_text
+
+    settings = SamplerSettings(temperature=0.8, top_p=0.9, seed=0)
+    seq_len = rnn.config.seq_len
+
+    def mixture_logits(x: np.ndarray) -> np.ndarray:
+        p_rnn = np.exp(np.asarray(rnn.logits(x), np.float64))
+        p_rnn /= p_rnn.sum(axis=1, keepdims=True)
+        return np.log(mix(p_rnn, np.exp(kn.log_distributions(x)), weight))
+
+    training = TrainingText([tokens[i] for i in fold.inner_train])
+    prompt_len = len(tokenize(PROMPT))
+    out = {}
+    for name, fn in (("kneser-ney", kn.log_distributions), ("recipe", rnn.logits),
+                     ("mixture", mixture_logits), ("plain", plain.logits)):
+        text = generate_text(fn, fold.vocab, seq_len, PROMPT, SAMPLE_TOKENS, settings)
+        generated = tokenize(text)[prompt_len:]
+        n = training.novelty(generated)
+        out[name] = {"text": text, "copied_4grams": n.copied_4grams, "longest_copy": n.longest_copy,
+                     "novelty": n.describe()}
+    return out
+
+
+def table(results: list[CorpusResult]) -> str:
+    """One markdown table: per corpus and row, the cross-validated perplexity and % below Kneser-Ney."""
+    lines = ["| corpus | tokens | folds | " + " | ".join(LABELS[r] for r in ROWS) + " |",
+             "|---|--:|--:|" + "--:|" * len(ROWS)]
+    for res in results:
+        cells = []
+        for row in res.rows():
+            b = row["below_kneser_ney"]
+            below = "" if row["name"] == "kneser-ney" else f" ({abs(b):.1%} {'below' if b >= 0 else 'above'})"
+            cells.append(f"{row['ppl_mean']:.1f} ± {row['ppl_std']:.1f}{below}")
+        lines.append(f"| {Path(res.data).name} | {res.tokens:,} | {res.folds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n(perplexity on held-out poems, mean ± standard deviation over folds; " \
+        "in brackets: how far below (or above) Kneser-Ney's, as a share of it)"
+
+
+def samples_text(results: list[CorpusResult]) -> str:
+    parts = []
+    for res in results:
+        for name, s in res.samples.items():
+            parts.append(f"--- {Path(res.data).name}, {LABELS[name]} (fold 1): {s['novelty']} ---\n{s['text']}")
+    return "\n\n".join(parts)
+
+
+def configs_from_args(args: argparse.Namespace) -> tuple[Config, Config]:
+    common = dict(text_column=args.text_column, tokenizer=args.tokenizer, min_freq=args.min_freq,
+                  seq_len=args.seq_len, epochs=args.epochs, patience=args.patience)
+    recipe_config = Config(model=args.model, cell=args.cell, hidden_size=args.hidden_size,
+                           embed_dim=args.embed_dim, batch_size=args.batch_size, lr=args.lr,
+                           optimizer=args.optimizer, clip=args.clip, weight_decay=args.weight_decay,
+                           dropout=args.dropout, **common).validate()
+    plain_config = Config(**PLAIN, **common).validate()
+    return recipe_config, plain_config
+
+
+def corpora_from_args(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """(label, poems) for each corpus to evaluate."""
+    from data.corpus import read_poems
+    from data.locate import locate_corpus
+    from wordrnn.bench.corpora import SUITE, load_corpus
+
+    if args.suite and args.data:
+        raise UsageError("give either --data PATH (one corpus) or --suite (every corpus of the suite), not both")
+    if args.suite:
+        return [(c.name, c.poems) for c in map(load_corpus, SUITE)]
+    path = locate_corpus(args.data)
+    return [(str(path), read_poems(path, args.text_column))]
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
+    recipe_config, plain_config = configs_from_args(args)
+    corpora = corpora_from_args(args)
+    from wordrnn.core.threads import limit_threads
+
+    limit_threads(args.threads)
+    results = []
+    for label, poems in corpora:
+        results.append(evaluate_corpus(poems, label, recipe_config, plain_config, args.folds, args.seeds,
+                                       args.seed, args.quiet))
+    document = {"corpora": [r.to_json() for r in results],
+                "recipe": {k: getattr(recipe_config, k) for k in recipe("quality")},
+                "plain": {k: getattr(plain_config, k) for k in recipe("quality")},
+                "command": " ".join(["python -m wordrnn.bench.quality", *(sys.argv[1:] if argv is None else argv)])}
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(document, indent=2) + "\n")
+    if not args.quiet:
+        say(samples_text(results))
+    say(table(results))
+    say(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,37 @@
+"""Recommended configurations, as data: ``--recipe NAME`` in every trainer.
+
+A recipe replaces the benchmark defaults of the settings it names; a flag given
+on the command line still wins over it. ``quality`` is the one configuration
+recommended for quality on any corpus of verse (docs/QUALITY.md has the search
+behind it and the cross-validated results on the suite of corpora): it is not
+tuned per corpus.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+RECIPES: dict[str, dict[str, Any]] = {
+    "quality": {
+        "model": "embedding",
+        "cell": "lstm",
+        "embed_dim": 100,
+        "hidden_size": 128,
+        "seq_len": 5,
+        "dropout": 0.5,
+        "weight_decay": 1e-5,
+        "lr": 1e-3,
+        "optimizer": "adam",
+        "batch_size": 64,
+        "clip": 5.0,
+        "patience": 3,
+        "epochs": 30,
+    },
+}
+
+
+def recipe(name: str) -> dict[str, Any]:
+    """A copy of the recipe's settings (``Config`` field names)."""
+    if name not in RECIPES:
+        raise KeyError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    return dict(RECIPES[name])
