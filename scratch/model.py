@@ -5,7 +5,12 @@ vocabulary, E embedding width, H hidden size, G the cell's gate count (1 for
 ``rnn``, 4 for ``lstm``, 3 for ``gru``; ``wordrnn.core.cells`` says, with the
 order of the gate blocks in the stacked weights). Inside, arrays are
 time-major ([T, B, ...]) so that the values of one step are one contiguous
-[B, ...] block for the matrix products of the recurrence.
+[B, ...] block for the matrix products of the recurrence, and the gate work
+between the products is gate-major ([G, B, H]): there each gate's block is
+one contiguous [B, H] array, on which NumPy's element-wise loops run several
+times faster than on the strided column blocks of a [B, G*H] product
+(docs/PERFORMANCE.md). The products themselves stay fused, one per step for
+all gates.
 
 The model, the same for every cell:
 
@@ -62,20 +67,20 @@ def is_embedding(params: Params) -> bool:
 # -- the cells -------------------------------------------------------------------------------------------------
 #
 # A forward step gets the step's pre-activations without biases, a = u_t W_ih^T and b = h_{t-1} W_hh^T (both
-# [B, G*H], its own to overwrite), the biases, the previous state and the [B, H] array to write h_t into. It
-# returns the next cell state (None for cells without one) and what its backward step needs.
+# gate-major [G, B, H], its own to overwrite), the biases (gate-major [G, 1, H]), the previous state and the
+# [B, H] array to write h_t into. It returns the next cell state (None for cells without one) and what its
+# backward step needs.
 #
 # A backward step gets dh = dL/dh_t, dc = dL/dc_t through c_{t+1} (None for cells without a cell state), what
-# the forward step saved, and two [B, G*H] arrays to fill: da = dL/d(a + b_ih) and db = dL/d(b + b_hh). It
-# returns dL/dc_{t-1}, the array that holds db (``da`` itself where the two coincide), and the part of
-# dL/dh_{t-1} that does not pass through W_hh (None where there is none).
+# the forward step saved, and two gate-major [G, B, H] arrays to fill: da = dL/d(a + b_ih) and
+# db = dL/d(b + b_hh). It returns dL/dc_{t-1}, the array that holds db (``da`` itself where the two coincide),
+# and the part of dL/dh_{t-1} that does not pass through W_hh (None where there is none).
 
 
 def _blocks(z: np.ndarray, cell: str, names: str) -> tuple[np.ndarray, ...]:
-    """Views of the gate blocks ``names`` (one letter each) of ``z`` [B, G*H], where the registry puts them."""
+    """The gate blocks ``names`` (one letter each) of gate-major ``z`` [G, ...], in the registry's order."""
     gates = get_cell(cell).gates
-    H = z.shape[-1] // len(gates)
-    return tuple(z[..., gates.index(n) * H:(gates.index(n) + 1) * H] for n in names)
+    return tuple(z[gates.index(n)] for n in names)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -91,15 +96,17 @@ def rnn_forward(a, b, b_ih, b_hh, h_prev, c_prev, h):
     """h = tanh(a + b_ih + b_hh + b); keeps h, since tanh' = 1 - h^2."""
     a += b_ih + b_hh
     a += b
-    np.tanh(a, out=h)
+    (a_h,) = _blocks(a, "rnn", "h")
+    np.tanh(a_h, out=h)
     return None, h
 
 
 def rnn_backward(dh, dc, h, da, db):
     """da = db = dh * (1 - h^2)."""
-    np.multiply(h, h, out=da)
-    np.subtract(1, da, out=da)
-    da *= dh
+    (da_h,) = _blocks(da, "rnn", "h")
+    np.multiply(h, h, out=da_h)
+    np.subtract(1, da_h, out=da_h)
+    da_h *= dh
     return None, da, None
 
 
@@ -165,7 +172,7 @@ def gru_backward(dh, dc, saved, da, db):
     np.multiply(dh * (h_prev - n), z * (1 - z), out=da_z)
     np.multiply(da_n * b_n, r * (1 - r), out=da_r)
     db[...] = da
-    db_n = _blocks(db, "gru", "n")[0]
+    (db_n,) = _blocks(db, "gru", "n")
     db_n *= r
     return None, db, dh * z
 
@@ -196,6 +203,23 @@ def _cell_steps(params: Params, cell: str) -> CellSteps:
 
 # -- the model, the same for every cell ----------------------------------------------------------------------
 
+def _gate_major(z: np.ndarray, G: int, out: np.ndarray | None = None) -> np.ndarray:
+    """[..., B, G*H] as a contiguous [..., G, B, H] (into ``out`` if given)."""
+    *lead, B, GH = z.shape
+    view = z.reshape(*lead, B, G, GH // G).swapaxes(-3, -2)
+    if out is None:
+        return np.ascontiguousarray(view)
+    np.copyto(out, view)
+    return out
+
+
+def _row_major(z: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Gate-major [..., G, B, H] back into the [..., B, G*H] layout of the products, in ``out``."""
+    *lead, G, B, H = z.shape
+    np.copyto(out.reshape(*lead, B, G, H), z.swapaxes(-3, -2))
+    return out
+
+
 def _mask(masks: Masks | None, key: str, dtype: np.dtype) -> np.ndarray | None:
     if not masks or masks.get(key) is None:
         return None
@@ -221,7 +245,8 @@ def forward(params: Params, x: np.ndarray, masks: Masks | None = None, cell: str
         inputs = params["embedding"][xs]  # [T, B, E], a fresh gathered copy
         if m_in is not None:
             inputs *= m_in.transpose(1, 0, 2)
-        a = inputs @ w_ih.T  # a_t for every step in one product: [T, B, G*H]
+        # a_t for every step in one [T*B, E] x [E, G*H] product (numpy would run a [T, B, E] operand as T products)
+        a = (inputs.reshape(-1, inputs.shape[-1]) @ w_ih.T).reshape(*xs.shape, -1)  # [T, B, G*H]
     else:
         if m_in is not None:
             raise ValueError("the one-hot model has no input dropout (masks['input'] must be None)")
@@ -233,17 +258,21 @@ def forward(params: Params, x: np.ndarray, masks: Masks | None = None, cell: str
         a = w_ih.T[xs]  # [T, B, G*H]
 
     T, B = xs.shape
-    H = w_hh.shape[1]
-    b = np.empty_like(a)  # b_t = h_{t-1} W_hh^T
+    G, H = get_cell(cell).num_gates, w_hh.shape[1]
+    a = _gate_major(a, G)  # [T, G, B, H]
+    b = np.empty_like(a)  # b_t = h_{t-1} W_hh^T, gate-major
     b[0] = 0  # h_{-1} = 0
+    product = np.empty((B, G * H), dtype)  # h_{t-1} W_hh^T as the product leaves it
+    b_ih, b_hh = params["rnn.b_ih"].reshape(G, 1, H), params["rnn.b_hh"].reshape(G, 1, H)
     hs = np.empty((T, B, H), dtype)
     h_prev = np.zeros((B, H), dtype)
     c = np.zeros((B, H), dtype) if get_cell(cell).has_cell_state else None
     saved = []
     for t in range(T):
         if t:
-            np.matmul(h_prev, w_hh.T, out=b[t])
-        c, keep = steps.forward(a[t], b[t], params["rnn.b_ih"], params["rnn.b_hh"], h_prev, c, hs[t])
+            np.matmul(h_prev, w_hh.T, out=product)
+            _gate_major(product, G, out=b[t])
+        c, keep = steps.forward(a[t], b[t], b_ih, b_hh, h_prev, c, hs[t])
         saved.append(keep)
         h_prev = hs[t]
 
@@ -320,23 +349,26 @@ def _head_grads(params: Params, cache: dict, e: np.ndarray, sums: np.ndarray, y:
 
 
 def _backward_through_time(params: Params, cache: dict, dh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Run the cell's backward steps from t = T-1 down to 0: da [T, B, G*H] and db (``da`` itself where equal)."""
-    steps = STEPS[cache["cell"]]
+    """Run the cell's backward steps from t = T-1 down to 0: da and db [T, B, G*H] (``db is da`` where equal)."""
+    cell = cache["cell"]
+    steps = STEPS[cell]
     hs, saved, w_hh = cache["hs"], cache["saved"], params["rnn.w_hh"]
-    T = len(hs)
-    da = np.empty((T, *dh.shape[:-1], w_hh.shape[0]), dh.dtype)
+    (T, B, H), G = hs.shape, get_cell(cell).num_gates
+    da = np.empty((T, G, B, H), dh.dtype)  # gate-major, as the cells fill them
     db = np.empty_like(da)
-    dc = np.zeros_like(dh) if get_cell(cache["cell"]).has_cell_state else None
+    db_rows = np.empty((T, B, G * H), dh.dtype)  # db in the layout of the products
+    dc = np.zeros_like(dh) if get_cell(cell).has_cell_state else None
     shared = True
     for t in range(T - 1, -1, -1):
         da_t = da[t]
         dc, db_t, direct = steps.backward(dh, dc, saved[t], da_t, db[t])
         shared = db_t is da_t
+        _row_major(db_t, out=db_rows[t])
         if t:
-            dh = db_t @ w_hh
+            dh = db_rows[t] @ w_hh
             if direct is not None:
                 dh += direct
-    return da, (da if shared else db)
+    return (db_rows if shared else _row_major(da, np.empty_like(db_rows))), db_rows
 
 
 def loss_and_grads(params: Params, x: np.ndarray, y: np.ndarray, masks: Masks | None = None,
