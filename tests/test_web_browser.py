@@ -117,6 +117,15 @@ def test_bad_input_shows_a_message_on_the_page_and_a_screenshot_is_taken(site, b
     if os.environ.get("WORDRNN_SCREENSHOT"):  # how docs/web_page.png is made
         shutil.copyfile(shot, os.environ["WORDRNN_SCREENSHOT"])
 
+    # Words appear as they are written: part of the poem is on the page while the page is still writing.
+    page.fill("#words", "3000")
+    page.click("#write")
+    page.wait_for_function("document.body.dataset.state === 'writing' && "
+                           "document.getElementById('output').textContent.split(' ').length > 8")
+    partial = page.text_content("#output")
+    page.wait_for_function("document.body.dataset.state === 'done'")
+    assert len(page.text_content("#output")) > len(partial) and page.text_content("#output").startswith(partial)
+
     for prompt, message in [("   ", "the prompt is empty"), ("zebra quartz", "is unknown to this model")]:
         write(page, {**sampled, "prompt": prompt})
         assert message in page.text_content("#message")

@@ -2,7 +2,7 @@
 // by docs/GENERATION.md, word by word. Every failure is a message on the page.
 
 import * as ort from "./ort.wasm.bundle.min.mjs";
-import { WordrnnError, WordrnnModel, generateText, samplerSettings } from "./wordrnn.mjs";
+import { WordrnnError, WordrnnModel, generateText, samplerSettings, tokenize } from "./wordrnn.mjs";
 
 // One wasm thread: no SharedArrayBuffer, so a plain static host needs no cross-origin isolation headers.
 ort.env.wasm.numThreads = 1;
@@ -109,6 +109,9 @@ async function write(event) {
   $("write").disabled = true;
   try {
     const { words, settings } = readSettings();
+    if (!tokenize($("prompt").value, model.card.tokenizer).length) {
+      throw new WordrnnError("the prompt is empty; write at least one word in the Prompt box");
+    }
     const paint = painter();
     const start = performance.now();
     const { ids } = await generateText(model, $("prompt").value, words, settings, async (piece) => {
