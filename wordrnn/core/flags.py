@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import MODELS, OPTIMIZERS, TOKENIZERS, Config
+from wordrnn.core.recipes import RECIPES, recipe
 
 _DEFAULTS = Config()
 _UNSET = object()
@@ -41,6 +42,11 @@ class SharedParser(argparse.ArgumentParser):
         for name, value in vars(parsed).items():
             if value is _UNSET:
                 setattr(parsed, name, self.get_default(name))
+        if getattr(parsed, "recipe", None):  # the recipe replaces the defaults; a flag given explicitly wins
+            settings = {k: v for k, v in recipe(parsed.recipe).items() if k not in given}
+            for name, value in settings.items():
+                setattr(parsed, name, value)
+            given |= set(settings)
         parsed.given = frozenset(given)
         return parsed, rest
 
@@ -116,6 +122,9 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
 def shared_parser(description: str, prog: str | None = None) -> argparse.ArgumentParser:
     """A parser with all shared flags; a trainer adds its own before parsing."""
     parser = SharedParser(prog=prog, description=description)
+    parser.add_argument("--recipe", default=None, choices=tuple(RECIPES),
+                        help="start from a recommended configuration instead of the benchmark defaults "
+                        "(quality: docs/QUALITY.md); flags given explicitly override the recipe's settings")
     add_data_flags(parser)
     add_model_flags(parser)
     add_training_flags(parser)
