@@ -175,3 +175,18 @@ def test_quality_command_refuses_too_few_poems(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "3 poem" in err[0] and "--folds between 2 and 3" in err[0]
     assert not (tmp_path / "q.json").exists()
+
+
+def test_compare_rows_carry_the_novelty_of_their_samples():
+    from data.dataset import build_dataset
+    from wordrnn.bench.comparison import Entry, fill_novelty
+
+    poems = ["the sea is cold\nthe night is long", "the sea is deep\nmy love is near", "the moon\nthe star"]
+    dataset = build_dataset(poems * 4, seq_len=2, min_freq=1, val_fraction=0.25, seed=0)
+    copied = Entry({"name": "copy"}, sample="the sea is cold\nthe night is long")
+    fresh = Entry({"name": "fresh"}, sample="the sea star moon near deep")
+    fill_novelty([copied, fresh], dataset, prompt="the sea")
+    # after the prompt: "is cold \n the night is long", 7 tokens, 4 4-grams, all inside a training poem
+    assert copied.row["sample_copied_4grams"] == 1.0 and copied.row["sample_longest_copy"] == 7
+    assert fresh.row["sample_copied_4grams"] == 0.0 and fresh.row["sample_longest_copy"] == 1
+    assert "copied 4-grams 100% of 4" in copied.row["sample_novelty"]

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from data.dataset import Dataset
+from data.tokenizer import tokenize
 from data.vocab import Vocab
 from wordrnn.bench.backends import IMPLS, LABELS, make_backend
 from wordrnn.bench.kneser_ney import KneserNey, select_order
+from wordrnn.bench.novelty import TrainingText
 from wordrnn.core.backend import Backend
 from wordrnn.core.config import Config
 from wordrnn.core.errors import UsageError
@@ -123,6 +125,20 @@ def sample_text(logits_fn, vocab: Vocab, seq_len: int, prompt: str) -> str:
     return generate_text(logits_fn, vocab, seq_len, prompt, SAMPLE_TOKENS, SAMPLE_SETTINGS)
 
 
+def fill_novelty(entries: list[Entry], dataset: Dataset, prompt: str) -> None:
+    """How much of each sample is copied from the training poems (``wordrnn.bench.novelty``), in its row.
+
+    The training poems are read through the vocabulary, as the models see them; the prompt is not counted.
+    """
+    training = TrainingText([dataset.vocab.decode(ids) for ids in dataset.train_ids])
+    skip = len(tokenize(prompt, dataset.vocab.tokenizer))
+    for e in entries:
+        result = training.novelty(tokenize(e.sample, dataset.vocab.tokenizer)[skip:])
+        e.row["sample_copied_4grams"] = result.copied_4grams
+        e.row["sample_longest_copy"] = result.longest_copy
+        e.row["sample_novelty"] = result.describe()
+
+
 def fill_speed_ratios(entries: list[Entry]) -> None:
     """Seconds per epoch over PyTorch's on the same model (benchmark configuration only)."""
     torch_spe = {e.row["model"]: e.row["seconds_per_epoch"] for e in entries
@@ -192,6 +208,7 @@ def run_comparison(base: Config, dataset: Dataset, out: Path, impls: list[str], 
         + ", ".join(f"{n}: {ppl:.2f}" for n, ppl in per_order.items()) + f" -> order {kn.row['order']}")
     entries.append(kn)
     fill_speed_ratios(entries)
+    fill_novelty(entries, dataset, prompt)
     extras: dict[str, Any] = {"kneser_ney_orders": per_order, "tuned": tuned, "tuned_impl": tuned_impl}
     if export and any(e.run_dir is not None for e in entries):
         say("exporting the best run to ONNX")

@@ -175,10 +175,12 @@ def report_markdown(entries: list[Entry], payload: dict[str, Any]) -> str:
         "## Samples",
         f"Every run, prompt `{payload['prompt']}`, {SAMPLE_TOKENS} tokens, temperature "
         f"{SAMPLE_SETTINGS.temperature}, top-p {SAMPLE_SETTINGS.top_p}, seed {SAMPLE_SETTINGS.seed}, "
-        "from the best epoch's weights.",
+        "from the best epoch's weights. Beside each: the share of its 4-grams found in the training poems and "
+        "its longest run copied verbatim from one of them (the prompt not counted; wordrnn.bench.novelty).",
     ]
     for e in entries:
-        parts += [f"### {e.row['name']}", _verse(e.sample)]
+        novelty = e.row.get("sample_novelty")
+        parts += [f"### {e.row['name']}", *([f"*{novelty}*"] if novelty else []), _verse(e.sample)]
     onnx = payload.get("onnx")
     if onnx:
         parts += [
