@@ -71,7 +71,8 @@ def test_speed_reports_ratios_and_limits_at_both_sizes(tmp_path, tiny_corpus):
     assert doc["sizes"]["large"]["vocab_size"] == 60 and doc["sizes"]["large"]["source"] == "synthetic"
     cpu = doc["limits"]["cpu"]
     assert cpu["peak_gflops"] == max(cpu["matmul_gflops"].values()) > 0
-    assert set(cpu["bandwidth_gbs"]) == {"benchmark/embedding/rnn", "large/embedding/rnn"}
+    assert set(cpu["bandwidth_gbs"]) == {f"{s}/embedding/rnn/{t}" for s in ("benchmark", "large")
+                                         for t in ("train", "generate")}
     assert all(v > 0 for v in cpu["bandwidth_gbs"].values())
 
     assert [(r["size"], r["impl"]) for r in doc["train"]] == [(s, i) for s in ("benchmark", "large")
@@ -116,7 +117,7 @@ def test_speed_times_an_epoch_of_the_large_corpus(tmp_path, tiny_corpus):
 def test_synthetic_corpus_is_seeded_and_zipf_like():
     import numpy as np
 
-    from wordrnn.bench.synthetic import SyntheticSize, corpus_text, synthetic_dataset, word
+    from wordrnn.bench.synthetic import SyntheticSize, corpus_text, synthetic_dataset, words
 
     size = SyntheticSize(vocab_size=2000, train_tokens=100_000)
     first, again = synthetic_dataset(size), synthetic_dataset(size)
@@ -124,7 +125,7 @@ def test_synthetic_corpus_is_seeded_and_zipf_like():
     other = synthetic_dataset(SyntheticSize(vocab_size=2000, train_tokens=100_000, seed=1))
     assert not np.array_equal(first.train_x[:100], other.train_x[:100])
     assert len(first.vocab) == 2000 and sum(len(p) for p in first.train_ids) == 100_000
-    assert len({word(r) for r in range(1, 2000)}) == 1999  # distinct words
+    assert len(set(words(1999))) == 1999 and first.vocab.tokens[1:] == words(1999)  # distinct words
     # Zipf: log frequency falls about one for one with log rank (exponent 1), over the well-sampled ranks
     counts = np.bincount(np.concatenate(first.train_ids), minlength=2000)[1:201]
     slope = np.polyfit(np.log(np.arange(1, 201)), np.log(counts), 1)[0]

@@ -116,9 +116,12 @@ def generate_token_work(config: Config) -> Work:
     return Work(forward_flops(config), FLOAT_BYTES * float(numbers))
 
 
-def working_set_bytes(config: Config) -> int:
-    """Bytes a training step keeps touching: parameters, gradients and (Adam) both moments."""
-    total, _, _ = _sizes(config)
+def working_set_bytes(config: Config, training: bool = True) -> int:
+    """Bytes a step keeps touching: in training the parameters, gradients and (Adam) both moments; in
+    generation the weights outside the looked-up table."""
+    total, table, _ = _sizes(config)
+    if not training:
+        return FLOAT_BYTES * (total - table)
     return FLOAT_BYTES * total * (4 if config.optimizer == "adam" else 2)
 
 

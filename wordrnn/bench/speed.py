@@ -137,10 +137,12 @@ def variants(config: Config, models: list[str], cells: list[str]) -> list[Config
 
 
 def measure_limits(device: str, configs: dict[str, Config], repeats: int) -> dict[str, Any]:
-    """The matmul peak and copy bandwidths of ``device``: one bandwidth per working set (``configs``' keys)."""
+    """The matmul peak and copy bandwidths of ``device``: one bandwidth per working set (each of ``configs``,
+    training and generation)."""
     from wordrnn.bench import roofline
 
-    working = {key: roofline.working_set_bytes(config) for key, config in configs.items()}
+    working = {f"{key}/{task}": roofline.working_set_bytes(config, training=task == "train")
+               for key, config in configs.items() for task in ("train", "generate")}
     bandwidth = {key: roofline.copy_bandwidth_gbs(device, nbytes, repeats) for key, nbytes in working.items()}
     return roofline.Limits(device, roofline.matmul_peak_gflops(device, repeats), bandwidth, working).to_dict()
 
@@ -159,13 +161,13 @@ def best_limits(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]
     return {**first, "matmul_gflops": matmul, "bandwidth_gbs": bandwidth, "peak_gflops": max(matmul.values())}
 
 
-def add_limits(rows: list[dict[str, Any]], limits: dict[str, dict[str, Any]], seconds_key: str) -> None:
+def add_limits(rows: list[dict[str, Any]], limits: dict[str, dict[str, Any]], task: str, seconds_key: str) -> None:
     """Each row's estimate (its inputs, the lower bound, what bounds it) and the fraction of it achieved."""
     from wordrnn.bench.roofline import Work
 
     for row in rows:
         lim = limits[row["device"]]
-        peak, bandwidth = lim["peak_gflops"], lim["bandwidth_gbs"][variant_key(row["size"], row)]
+        peak, bandwidth = lim["peak_gflops"], lim["bandwidth_gbs"][f"{variant_key(row['size'], row)}/{task}"]
         work = Work(row["flops_per_step"], row["bytes_per_step"])
         seconds = row[seconds_key] / 1e3
         row.update(peak_gflops=peak, bandwidth_gbs=bandwidth, limit_ms=1e3 * work.seconds(peak, bandwidth),
@@ -287,8 +289,8 @@ def run_speed(args: argparse.Namespace, base: Config, impls: list[str], runtimes
         after = {d: measure_limits(d, configs, LIMIT_REPEATS) for d in on}
         print_limits(after, "after")
         limits = {d: best_limits(limits[d], after[d]) for d in on}
-        add_limits(results["train"], limits, "step_ms")
-        add_limits(results["generate"], limits, "ms_per_token")
+        add_limits(results["train"], limits, "train", "step_ms")
+        add_limits(results["generate"], limits, "generate", "ms_per_token")
     add_ratios(results["train"], "impl", "examples_per_s", "time_ratio_vs_torch", invert=True)
     add_ratios(results["generate"], "runtime", "tokens_per_s", "speedup_vs_torch", invert=False)
     return {
@@ -315,9 +317,14 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def print_limits(limits: dict[str, dict[str, Any]], when: str) -> None:
+    """The peak, and the range of copy bandwidths over the working sets of each size and task."""
     for d, lim in limits.items():
+        ranges: dict[str, list[float]] = {}
+        for key, gbs in lim["bandwidth_gbs"].items():
+            size, _, _, task = key.split("/")
+            ranges.setdefault(f"{size} {task}", []).append(gbs)
         print(f"{d}, {when} the timings: float32 matmul peak {lim['peak_gflops']:.1f} GFLOP/s; copy bandwidth "
-              + ", ".join(f"{k} {v:.1f}" for k, v in lim["bandwidth_gbs"].items()) + " GB/s", flush=True)
+              + ", ".join(f"{k} {min(v):.0f}-{max(v):.0f}" for k, v in ranges.items()) + " GB/s", flush=True)
 
 
 def print_training(rows: list[dict[str, Any]], size: str) -> None:

@@ -45,16 +45,30 @@ class SyntheticSize:
 LARGE = SyntheticSize()
 
 
-def word(rank: int) -> str:
-    """A distinct lower-case word for each rank >= 1 (bijective base 26: a, b, ..., z, aa, ab, ...).
-
-    Letters only, so the project's tokenizer keeps each word as one token.
-    """
+def base26(n: int) -> str:
+    """Bijective base 26 in letters: 1 -> a, 26 -> z, 27 -> aa, ... (letters only: one token each)."""
     letters = []
-    while rank > 0:
-        rank, digit = divmod(rank - 1, 26)
+    while n > 0:
+        n, digit = divmod(n - 1, 26)
         letters.append(ALPHABET[digit])
     return "".join(reversed(letters))
+
+
+def words(n: int) -> list[str]:
+    """``n`` distinct lower-case words, most frequent first.
+
+    The first are the words of the trainers' sample prompts (``wordrnn.run.loop.SAMPLE_PROMPTS``), so a
+    trainer run on this corpus can write its samples at the end; the rest are letter strings.
+    """
+    from wordrnn.run.loop import SAMPLE_PROMPTS
+
+    chosen = list(dict.fromkeys(w for prompt in SAMPLE_PROMPTS for w in prompt.split()))[:n]
+    taken, i = set(chosen), 1
+    while len(chosen) < n:
+        if base26(i) not in taken:
+            chosen.append(base26(i))
+        i += 1
+    return chosen
 
 
 def zipf_probabilities(n_words: int, exponent: float = 1.0) -> np.ndarray:
@@ -82,7 +96,7 @@ def synthetic_poems(size: SyntheticSize = LARGE) -> tuple[list[np.ndarray], list
 
 
 def synthetic_vocab(size: SyntheticSize = LARGE) -> Vocab:
-    return Vocab([UNK, *(word(r) for r in range(1, size.vocab_size))], min_freq=1)
+    return Vocab([UNK, *words(size.vocab_size - 1)], min_freq=1)
 
 
 def synthetic_dataset(size: SyntheticSize = LARGE, seq_len: int = 5) -> Dataset:
@@ -96,10 +110,10 @@ def synthetic_dataset(size: SyntheticSize = LARGE, seq_len: int = 5) -> Dataset:
 def corpus_text(size: SyntheticSize = LARGE) -> str:
     """The same poems as text: lines of ``size.line_tokens`` words, poems separated by two blank lines."""
     train, val = synthetic_poems(size)
-    words = np.array([""] + [word(r) for r in range(1, size.vocab_size)], dtype=object)
+    table = np.array(["", *words(size.vocab_size - 1)], dtype=object)
     poems = []
     for ids in train + val:
-        tokens = words[ids]
+        tokens = table[ids]
         lines = [" ".join(tokens[i:i + size.line_tokens]) for i in range(0, len(tokens), size.line_tokens)]
         poems.append("\n".join(lines))
     return "\n\n\n".join(poems) + "\n"

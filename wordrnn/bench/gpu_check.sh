@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The GPU check: the parity suite, two training epochs of PyTorch and JAX, and bench.speed at both sizes, all on
+# one NVIDIA GPU, each step under a time limit; one JSON ($OUT/gpu_check.json) and one log ($OUT/gpu_check.log).
+#
+#   PYTHONPATH=. OUT=/some/dir bash wordrnn/bench/gpu_check.sh            # on the GPU machine
+#   PYTHONPATH=. OUT=/tmp/dry bash wordrnn/bench/gpu_check.sh --device cpu  # dry run: the same steps, CPU, small sizes
+#
+# It needs no network and no corpus: the corpora are the seeded synthetic ones (wordrnn.bench.synthetic), written
+# to a temporary folder. A step that fails or runs out of time is recorded (its exit status, 124 for a timeout)
+# and the next one runs; the script's own status is 0 when every step passed.
+set -u
+
+DEVICE=cuda
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --device) DEVICE="${2:?--device takes cuda or cpu}"; shift 2 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "error: unknown argument $1; use --device cuda|cpu" >&2; exit 2 ;;
+  esac
+done
+case "$DEVICE" in
+  cuda) ACCELERATOR=gpu ;;
+  cpu) ACCELERATOR=cpu ;;
+  *) echo "error: --device takes cuda or cpu, got $DEVICE" >&2; exit 2 ;;
+esac
+
+PYTHON="${PYTHON:-python}"
+OUT="${OUT:-gpu_check_out}"
+mkdir -p "$OUT"
+WORK="$(mktemp -d /tmp/wordrnn_gpu_check.XXXXXX)"
+LOG="$OUT/gpu_check.log"
+STEPS="$WORK/steps.jsonl"
+: > "$LOG"
+: > "$STEPS"
+
+if [ "$DEVICE" = cuda ]; then
+  # the user's size, and a corpus shaped like the benchmark's (poems-100: about 1,800 words, 30k windows)
+  LARGE=(--large-vocab 16000 --large-tokens 500000)
+  BENCH_CORPUS=(--vocab-size 1900 --train-tokens 33000)
+  EPOCH_CORPUS=(--vocab-size 16000 --train-tokens 500000)
+  SPEED=(--steps 20 --tokens 50 --repeats 3)
+  PARITY=()
+  LIMITS=(120 100 100 150 180)  # seconds: parity, torch epochs, jax epochs, speed benchmark, speed large
+else
+  LARGE=(--large-vocab 400 --large-tokens 8000)
+  BENCH_CORPUS=(--vocab-size 200 --train-tokens 4000)
+  EPOCH_CORPUS=(--vocab-size 300 --train-tokens 6000)
+  SPEED=(--steps 2 --tokens 5 --repeats 1 --cells rnn)
+  PARITY=(--cells rnn --steps 3)
+  LIMITS=(300 120 120 300 300)
+fi
+
+# step NAME LIMIT COMMAND...: run it under `timeout`, its output to the log, one line of record to $STEPS
+step() {
+  local name="$1" limit="$2"
+  shift 2
+  echo "=== $name (limit ${limit}s): $*" | tee -a "$LOG"
+  local started rc ms
+  started=$(date +%s%N)
+  timeout --kill-after=10 "$limit" "$@" >> "$LOG" 2>&1
+  rc=$?
+  ms=$(( ($(date +%s%N) - started) / 1000000 ))
+  echo "=== $name: exit $rc after ${ms} ms" | tee -a "$LOG"
+  "$PYTHON" -c 'import json, sys; print(json.dumps({"name": sys.argv[1], "rc": int(sys.argv[2]),
+"seconds": int(sys.argv[3]) / 1e3, "command": sys.argv[4:]}))' "$name" "$rc" "$ms" "$@" >> "$STEPS"
+}
+
+step machine 30 bash -c 'nvidia-smi || true; '"$PYTHON"' -c "import jax, torch; print(jax.devices(), torch.cuda.is_available())"'
+step corpora 60 bash -c "$PYTHON -m wordrnn.bench.synthetic $WORK/benchmark.txt ${BENCH_CORPUS[*]} &&
+                         $PYTHON -m wordrnn.bench.synthetic $WORK/large.txt ${EPOCH_CORPUS[*]}"
+step parity "${LIMITS[0]}" "$PYTHON" -m wordrnn.bench.parity --device "$DEVICE" "${PARITY[@]}"
+step torch_epochs "${LIMITS[1]}" "$PYTHON" -m torchmodels.train --data "$WORK/large.txt" --epochs 2 \
+  --device "$DEVICE" --out "$WORK/runs/torch" --quiet
+step jax_epochs "${LIMITS[2]}" "$PYTHON" -m jaxmodels.train --data "$WORK/large.txt" --epochs 2 \
+  --accelerator "$ACCELERATOR" --out "$WORK/runs/jax" --quiet
+step speed_benchmark "${LIMITS[3]}" "$PYTHON" -m wordrnn.bench.speed --size benchmark --data "$WORK/benchmark.txt" \
+  --min-freq 1 --device "$DEVICE" "${SPEED[@]}" --json "$WORK/speed_benchmark.json"
+step speed_large "${LIMITS[4]}" "$PYTHON" -m wordrnn.bench.speed --size large "${LARGE[@]}" --device "$DEVICE" \
+  "${SPEED[@]}" --json "$WORK/speed_large.json"
+
+# one JSON: every step's record, the epochs' metrics, both speed results (whatever finished)
+"$PYTHON" - "$WORK" "$OUT/gpu_check.json" "$DEVICE" <<'EOF'
+import json, sys
+from pathlib import Path
+
+work, out, device = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+
+
+def read_json(path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+steps = [json.loads(line) for line in (work / "steps.jsonl").read_text().splitlines() if line.strip()]
+epochs = {}
+for framework in ("torch", "jax"):
+    metrics = work / "runs" / framework / "metrics.jsonl"
+    epochs[framework] = [json.loads(l) for l in metrics.read_text().splitlines() if l.strip()] if metrics.is_file() else None
+doc = {
+    "device": device,
+    "passed": all(s["rc"] == 0 for s in steps),
+    "steps": steps,
+    "epochs": epochs,
+    "speed": {"benchmark": read_json(work / "speed_benchmark.json"), "large": read_json(work / "speed_large.json")},
+}
+tmp = out.with_suffix(".json.tmp")
+tmp.write_text(json.dumps(doc, indent=2) + "\n")
+tmp.replace(out)
+print(f"wrote {out}: " + ", ".join(f"{s['name']} {'ok' if s['rc'] == 0 else 'exit ' + str(s['rc'])}" for s in steps))
+sys.exit(0 if doc["passed"] else 1)
+EOF
