@@ -30,6 +30,7 @@ from wordrnn.bench.machine import describe_machine, limit_threads
 from wordrnn.core.config import MODELS, Config
 from wordrnn.core.errors import INTERRUPTED_EXIT, UsageError, cli, plural
 from wordrnn.core.flags import add_data_flags, add_training_flags, config_from_args
+from wordrnn.core.recipes import recipe
 
 DEFAULT_OUT = "reports/latest"  # what `make demo` writes
 # What a report folder holds besides its run folders: removed first when a report is replaced.
@@ -38,11 +39,11 @@ REPORT_FILES = ("REPORT.md", "results.json", "results.csv", "loss_curves.png", "
 # with --threads 1 (about 2 minutes on the development box, the tuned run included).
 DEFAULT_EPOCHS = 6
 
-# The tuned embedding RNN of the report: the winner of `python -m wordrnn.bench.tune` (docs/TUNING.md), trained
-# for the epoch count at which it reached its best validation perplexity there, by the same trainer.
-# What is not named keeps the benchmark configuration and this command's flags.
-TUNED: dict[str, Any] = {"model": "embedding", "dropout": 0.4, "weight_decay": 1e-4, "lr": 5e-4, "epochs": 16}
-TUNED_IMPL = "numpy"
+# The tuned embedding RNN of the report is the quality recipe (wordrnn.core.recipes, docs/QUALITY.md): one
+# configuration for every corpus, with its own early stopping, trained by PyTorch (the fastest for its LSTM on a
+# CPU). The windows are the comparison's (--seq-len), so that every row is scored on the same targets.
+TUNED: dict[str, Any] = {k: v for k, v in recipe("quality").items() if k != "seq_len"}
+TUNED_IMPL = "torch"
 
 
 def build_parser() -> argparse.ArgumentParser:
