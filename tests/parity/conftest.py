@@ -1,4 +1,4 @@
-"""Fixtures of the parity tests: one small random problem per model, computed on one thread.
+"""Fixtures of the parity tests: one small random problem per model and cell, computed on one thread.
 
 The sizes are small so that the whole folder runs in well under a minute;
 ``python -m wordrnn.bench.parity`` runs the same comparisons at the benchmark sizes.
@@ -10,10 +10,12 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
-from wordrnn.bench import parity_checks as pc
+from wordrnn.core import cells
+from wordrnn.testing import parity as pc
 
 SMALL = {"vocab_size": 50, "hidden_size": 16, "embed_dim": 12, "seq_len": 5, "batch_size": 7}
 MODELS = ("onehot", "embedding")
+CELLS = tuple(cells.CELLS)
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -36,6 +38,11 @@ def model(request) -> str:
     return request.param
 
 
+@pytest.fixture(params=CELLS)
+def cell(request) -> str:
+    return request.param
+
+
 @pytest.fixture
 def small() -> dict[str, int]:
     """The sizes of every problem here (also what the command-line test passes as flags)."""
@@ -43,5 +50,5 @@ def small() -> dict[str, int]:
 
 
 @pytest.fixture
-def problem(model: str, small: dict[str, int]) -> pc.Problem:
-    return pc.make_problem(model, **small)
+def problem(model: str, cell: str, small: dict[str, int]) -> pc.Problem:
+    return pc.random_problem(model, **small, cell=cell)

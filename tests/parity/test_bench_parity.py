@@ -1,8 +1,9 @@
-"""``python -m wordrnn.bench.parity``: one markdown table, DESIGN.md's tolerances, exit 1 when one is exceeded.
+"""``python -m wordrnn.bench.parity``: one markdown table, docs/DESIGN.md's tolerances, exit 1 when one is exceeded.
 
-The command runs in this process, for the embedding model, on the sizes and
-settings of the other parity tests (so JAX reuses their compilations); the
-full-size run of both models is ``python -m wordrnn.bench.parity`` itself.
+The command runs in this process, for the embedding model and one cell, on the
+sizes and settings of the other parity tests (so JAX reuses their
+compilations); the full-size run of both models and every cell is
+``python -m wordrnn.bench.parity`` itself.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import numpy as np
 import pytest
 
 from wordrnn.bench import parity
-from wordrnn.bench import parity_checks as pc
 from wordrnn.core.params import param_shapes
+from wordrnn.testing import parity as pc
 
 # what test_trajectories.py uses; --threads 0 leaves the thread pools to the package fixture
 TRAINING = ["--lr", "1e-2", "--weight-decay", "1e-2", "--threads", "0"]
@@ -35,7 +36,7 @@ def test_help_explains_the_command(capsys):
         parity.main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for fragment in ("--vocab-size", "--hidden-size", "--seed", "tolerance", "exits 1"):
+    for fragment in ("--vocab-size", "--hidden-size", "--seed", "--cells", "--device", "tolerance", "exits 1"):
         assert fragment in out
 
 
@@ -47,6 +48,8 @@ def test_help_explains_the_command(capsys):
     (["--dropout", "1"], "--dropout"),
     (["--weight-decay", "0"], "--weight-decay"),
     (["--threads", "-1"], "--threads"),
+    (["--cells", "lstm,nosuch"], "--cells"),
+    (["--device", "tpu"], "--device"),
 ])
 def test_bad_input_is_one_error_line(capsys, argv, fragment):
     with pytest.raises(SystemExit) as exit_info:
@@ -59,34 +62,42 @@ def test_bad_input_is_one_error_line(capsys, argv, fragment):
 
 
 def test_small_run_prints_one_passing_table(capsys, small):
-    assert parity.main(flags(small, "--model", "embedding")) == 0
+    assert parity.main(flags(small, "--model", "embedding", "--cells", "lstm")) == 0
     rows = table_rows(capsys.readouterr().out)
     header, body = rows[0], rows[2:]
-    assert header == ["model", "check", *pc.PAIRS, "tolerance", "result"]
+    assert header == ["model", "cell", "check", *pc.PAIRS, "tolerance", "result"]
     n_params = len(param_shapes(pc.make_config("embedding", **small)))
     # logits + each gradient, f32 and f64; logits + the worst gradient with masks, f32 and f64;
     # loss and weights of two trajectories
-    assert [row[0] for row in body] == ["embedding"] * (2 * (1 + n_params) + 2 * 2 + 2 * 2)
+    assert [row[:2] for row in body] == [["embedding", "lstm"]] * (2 * (1 + n_params) + 2 * 2 + 2 * 2)
     for row in body:
-        diffs, tolerance = [float(cell) for cell in row[2:5]], float(row[5])
+        diffs, tolerance = [float(cell) for cell in row[3:6]], float(row[6])
         assert all(math.isfinite(d) and d <= tolerance for d in diffs), row
-        assert row[6] == "pass"
+        assert row[7] == "pass"
+
+
+def test_cuda_without_a_gpu_is_a_usage_error(capsys, small):
+    pytest.importorskip("torch").cuda.is_available() and pytest.skip("this machine has CUDA")
+    with pytest.raises(SystemExit) as exit_info:
+        parity.main(flags(small, "--device", "cuda"))
+    assert exit_info.value.code == 2
+    assert "--device cuda" in capsys.readouterr().err
 
 
 def test_exits_1_when_a_difference_exceeds_its_tolerance(capsys, monkeypatch, small):
     honest = pc.PASSES["jax"]
 
-    def off_by_1e_3(*args):
-        result = honest(*args)
+    def off_by_1e_3(*args, **kwargs):
+        result = honest(*args, **kwargs)
         result.logits = result.logits + np.float64(1e-3)
         return result
 
     monkeypatch.setitem(pc.PASSES, "jax", off_by_1e_3)
-    assert parity.main(flags(small, "--model", "embedding")) == 1
+    assert parity.main(flags(small, "--model", "embedding", "--cells", "lstm")) == 1
     out = capsys.readouterr().out
-    failed = [row for row in table_rows(out)[2:] if row[6] != "pass"]
-    assert failed and all(row[1].startswith("logits") for row in failed)
-    assert {row[1] for row in failed} == {"logits f32", "logits f64", "logits f32, dropout masks p=0.3",
+    failed = [row for row in table_rows(out)[2:] if row[7] != "pass"]
+    assert failed and all(row[2].startswith("logits") for row in failed)
+    assert {row[2] for row in failed} == {"logits f32", "logits f64", "logits f32, dropout masks p=0.3",
                                           "logits f64, dropout masks p=0.3"}
     assert "over tolerance" in out
 

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from data.dataset import load_dataset
-from wordrnn.bench import parity_checks as pc
+from wordrnn.core import tolerances
 from wordrnn.core.config import Config
+from wordrnn.testing import parity as pc
 
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 
@@ -42,7 +43,7 @@ def test_fixed_dropout_masks_agree(problem, dtype):
 
     masked = logits(masks)
     for dropped in [k for k, v in masks.items() if v is not None]:
-        assert pc.max_abs_diff(logits(dict(masks, **{dropped: None})), masked) > 1e3 * pc.LOGITS_TOL[dtype]
+        assert pc.max_abs_diff(logits(dict(masks, **{dropped: None})), masked) > 1e3 * tolerances.LOGITS[dtype]
 
 
 # Each new window shape costs a JAX compilation (a second or more of CPU). By default, float64 (the
@@ -74,11 +75,12 @@ def test_torch_onehot_gather_form_agrees(problem, dtype):
 
 
 def test_a_wrong_implementation_is_caught(problem):
-    """A W_hh given transposed to one framework fails the logits and gradient checks."""
-    wrong = dict(problem.params, **{"rnn.w_hh": problem.params["rnn.w_hh"].T.copy()})
+    """A W_hh with its rows reversed (for the LSTM and GRU: gate blocks swapped) given to one framework fails
+    the logits and gradient checks."""
+    wrong = dict(problem.params, **{"rnn.w_hh": problem.params["rnn.w_hh"][::-1].copy()})
     passes = {fw: pc.forward_backward(fw, problem.config, params, problem.x, problem.y, None, np.float64)
               for fw, params in (("numpy", problem.params), ("torch", wrong))}
-    checks = {c.name: c for c in pc.compare_passes(problem.config.model, passes, np.float64)}
+    checks = {c.name: c for c in pc.compare_passes(problem.config, passes, np.float64)}
     assert not checks["logits f64"].passed
     assert not checks["grad rnn.w_hh f64"].passed
 

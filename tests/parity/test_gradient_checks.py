@@ -20,8 +20,8 @@ from jax.test_util import check_grads
 
 from scratch.gradcheck import check_gradients
 from torchmodels.model import CANONICAL, build_module
-from wordrnn.bench import parity_checks as pc
 from wordrnn.core.tolerances import FINITE_DIFFERENCE
+from wordrnn.testing import parity as pc
 
 MASKS = pytest.mark.parametrize("with_masks", [False, True], ids=["no-masks", "fixed-masks"])
 
@@ -67,7 +67,7 @@ def test_jax_check_grads_on_apply(problem):
 
         @jax.jit
         def loss(p):
-            return pc.jax_loss(p, x, y, masks)[0]
+            return pc.jax_loss(p, x, y, masks, problem.config.cell)[0]
 
         check_grads(loss, (params,), order=1, modes=("rev",))
 

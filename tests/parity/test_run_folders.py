@@ -1,6 +1,6 @@
 """Run folders written by each framework load in the other two and give the same logits.
 
-Each framework trains one epoch of the tiny corpus through ``wordrnn.run.loop.train``
+For every model and cell, each framework trains one epoch of the tiny corpus through ``wordrnn.run.loop.train``
 from the same initial weights, on the same batches. The three run folders
 then hold weights within the trajectory tolerance of each other, and the
 weights of every one of them give the same logits (1e-5) in all three
@@ -16,15 +16,16 @@ import numpy as np
 from conftest import write_tiny_corpus
 
 from data.dataset import load_dataset
-from wordrnn.bench import parity_checks as pc
+from wordrnn.core import tolerances
 from wordrnn.core.config import Config
 from wordrnn.core.params import init_params
 from wordrnn.run.folder import load_run
 from wordrnn.run.loop import train
+from wordrnn.testing import parity as pc
 
 
-def test_run_folders_load_in_every_framework(model, small, tmp_path):
-    config = Config(model=model, data=str(write_tiny_corpus(tmp_path)), min_freq=1, epochs=1, seed=0,
+def test_run_folders_load_in_every_framework(model, cell, small, tmp_path):
+    config = Config(model=model, cell=cell, data=str(write_tiny_corpus(tmp_path)), min_freq=1, epochs=1, seed=0,
                     hidden_size=small["hidden_size"], embed_dim=small["embed_dim"], seq_len=small["seq_len"],
                     batch_size=small["batch_size"])
     dataset = load_dataset(**config.dataset_args())
@@ -37,10 +38,10 @@ def test_run_folders_load_in_every_framework(model, small, tmp_path):
     for a, b in combinations(pc.FRAMEWORKS, 2):
         assert runs[a].framework == a and runs[a].vocab.tokens == runs[b].vocab.tokens
         for name, value in runs[a].params.items():
-            assert pc.max_abs_diff(value, runs[b].params[name]) <= pc.TRAJECTORY_TOL, (a, b, name)
+            assert pc.max_abs_diff(value, runs[b].params[name]) <= tolerances.TRAJECTORY, (a, b, name)
     start = init_params(runs["numpy"].config)
     moved = max(pc.max_abs_diff(start[k], v) for k, v in runs["numpy"].params.items())
-    assert moved > 100 * pc.TRAJECTORY_TOL
+    assert moved > 100 * tolerances.TRAJECTORY
 
     # each framework's weights, loaded by all three, give the same logits
     assert len(dataset.val_x) > 0
@@ -51,4 +52,4 @@ def test_run_folders_load_in_every_framework(model, small, tmp_path):
             logits[framework] = backend.logits(backend.init(run.params, run.config), dataset.val_x)
         for a, b in combinations(pc.FRAMEWORKS, 2):
             diff = pc.max_abs_diff(logits[a], logits[b])
-            assert diff <= pc.LOGITS_TOL[np.float32], f"{writer}'s weights: {a} vs {b} differ by {diff:.2e}"
+            assert diff <= tolerances.LOGITS[np.float32], f"{writer}'s weights: {a} vs {b} differ by {diff:.2e}"

@@ -13,7 +13,8 @@ from dataclasses import replace
 
 import pytest
 
-from wordrnn.bench import parity_checks as pc
+from wordrnn.core import tolerances
+from wordrnn.testing import parity as pc
 
 # Larger than the benchmark's 1e-3 (``python -m wordrnn.bench.parity`` uses that) so the weights move further.
 LR = 1e-2
@@ -49,4 +50,4 @@ def test_clipping_and_weight_decay_change_the_trajectory(problem):
     for variant in (replace(config, clip=0.0), replace(config, weight_decay=WEIGHT_DECAY)):
         other = pc.trajectory("numpy", variant, problem.params, batches)
         moved = max(pc.max_abs_diff(base.params[k], other.params[k]) for k in base.params)
-        assert moved > 10 * pc.TRAJECTORY_TOL, (variant.clip, variant.weight_decay, moved)
+        assert moved > 10 * tolerances.TRAJECTORY, (variant.clip, variant.weight_decay, moved)

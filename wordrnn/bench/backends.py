@@ -17,9 +17,13 @@ IMPLS = ("numpy", "torch", "jax")
 LABELS = {"numpy": "NumPy", "torch": "PyTorch", "jax": "JAX/Flax", "kneser-ney": "Kneser-Ney"}
 
 
-def make_backend(impl: str) -> Backend:
+def make_backend(impl: str, device: str = "auto", onehot_gather: bool = False) -> Backend:
     """``numpy``: the from-scratch reference; ``torch``: eager PyTorch on the best device
-    (cuda, mps, else cpu); ``jax``: Flax NNX, jitted, on the first device JAX finds."""
+    (cuda, mps, else cpu); ``jax``: Flax NNX, jitted, on the first device JAX finds.
+
+    ``device`` (``auto``, ``cpu`` or ``cuda``) pins torch and JAX to one kind of device (the parity
+    checks compare on the CPU or on a GPU); ``onehot_gather`` is torch's gather form of the one-hot model.
+    """
     if impl == "numpy":
         from scratch.backend import NumpyBackend
 
@@ -27,11 +31,15 @@ def make_backend(impl: str) -> Backend:
     if impl == "torch":
         from torchmodels.backend import TorchBackend
 
-        return TorchBackend(device="auto")
+        return TorchBackend(device=device, onehot_gather=onehot_gather)
     if impl == "jax":
         from jaxmodels.backend import JaxBackend
 
-        return JaxBackend()
+        if device == "auto":
+            return JaxBackend()
+        import jax
+
+        return JaxBackend(jax.devices({"cuda": "gpu"}.get(device, device))[:1])
     raise ValueError(f"unknown implementation {impl!r}; choose one of {', '.join(IMPLS)}")
 
 

@@ -1,15 +1,17 @@
-"""How far apart are the NumPy, PyTorch and Flax implementations? One table, DESIGN.md's tolerances.
+"""How far apart are the NumPy, PyTorch and Flax implementations? One table, docs/DESIGN.md's tolerances.
 
     python -m wordrnn.bench.parity                          # benchmark sizes: V 1823, H 128, E 100, T 5, B 64
-    python -m wordrnn.bench.parity --model onehot --vocab-size 50 --hidden-size 16
+    python -m wordrnn.bench.parity --model onehot --cells lstm --vocab-size 50 --hidden-size 16
+    python -m wordrnn.bench.parity --device cuda            # torch and JAX on the GPU, TF32 off
 
-From one set of random canonical weights (no corpus needed), for each model:
+From one set of random canonical weights (no corpus needed), for each model and cell:
 logits and every parameter's gradient of the loss in float32 and float64,
 then both with fixed dropout masks fed to all three, and 20 Adam steps with
 clipping (then with weight decay too) through each framework's training
 backend. Every row gives the worst difference of each pair of frameworks, the
-tolerance, and pass or FAIL; the exit status is 1 if any row fails. The
-comparisons are ``wordrnn.bench.parity_checks``, the code the parity tests run.
+tolerance, and pass or FAIL; the exit status is 1 if any row fails. This is
+the command; the comparisons are the library ``wordrnn.testing.parity``, the
+code the parity tests run.
 
 Only light modules are imported at the top, so ``--threads`` is applied before
 NumPy, PyTorch and JAX start their thread pools.
@@ -20,19 +22,29 @@ from __future__ import annotations
 import argparse
 import time
 
+from wordrnn.bench.backends import parse_names
 from wordrnn.bench.machine import limit_threads
+from wordrnn.core.cells import CELLS
 from wordrnn.core.config import MODELS, Config
 from wordrnn.core.errors import UsageError, cli
+
+DEVICES = ("cpu", "cuda")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m wordrnn.bench.parity",
-        description="Compare the NumPy, PyTorch and Flax implementations on random weights and batches: "
+        description="Compare the NumPy, PyTorch and Flax implementations of every model and cell on random "
+                    "weights and batches: "
                     "logits and gradients (float32, float64, with fixed dropout masks) and Adam training "
                     "trajectories. Prints one markdown table with DESIGN.md's tolerances; exits 1 if any "
                     "difference exceeds its tolerance.")
     parser.add_argument("--model", choices=(*MODELS, "both"), default="both", help="default: %(default)s")
+    parser.add_argument("--cells", default=",".join(CELLS),
+                        help="comma-separated cells to compare (default: %(default)s)")
+    parser.add_argument("--device", choices=DEVICES, default="cpu",
+                        help="where torch and JAX compute; cuda runs with TF32 off and JAX's matmul precision "
+                             "'highest' (NumPy stays on the CPU; default: %(default)s)")
     parser.add_argument("--vocab-size", type=int, default=1823,
                         help="V (default: %(default)s, poems-100's vocabulary at --min-freq 2)")
     parser.add_argument("--hidden-size", type=int, default=128, help="H (default: %(default)s)")
@@ -54,6 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # sizes and learning rate as every trainer checks them (Config.validate names the flag)
     Config(hidden_size=args.hidden_size, embed_dim=args.embed_dim, seq_len=args.seq_len,
            batch_size=args.batch_size, lr=args.lr).validate()
+    args.cells = parse_names(args.cells, tuple(CELLS), "--cells")
     if args.vocab_size < 2:
         raise UsageError(f"--vocab-size must be at least 2, got {args.vocab_size}")
     if args.steps < 1:
@@ -69,13 +82,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def markdown_table(checks: list) -> str:
     """One row per ``Check``: the worst difference of each pair, the tolerance, pass or FAIL."""
     pairs = list(checks[0].diffs)  # every check compares the same pairs
-    header = ["model", "check", *pairs, "tolerance", "result"]
+    header = ["model", "cell", "check", *pairs, "tolerance", "result"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for check in checks:
         diffs = [f"{check.diffs[pair]:.2e}" for pair in pairs]
         result = "pass" if check.passed else "**FAIL**"
-        cells = [check.model, check.name, *diffs, f"{check.tolerance:g}", result]
-        lines.append("| " + " | ".join(cells) + " |")
+        row = [check.model, check.cell, check.name, *diffs, f"{check.tolerance:g}", result]
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
@@ -83,18 +96,25 @@ def markdown_table(checks: list) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     limit_threads(args.threads)
-    from wordrnn.bench.parity_checks import all_checks  # imports NumPy, PyTorch and JAX: after limit_threads
+    # imports NumPy, PyTorch and JAX: after limit_threads
+    from wordrnn.testing.parity import all_checks, use_device
 
+    try:
+        use_device(args.device)
+    except RuntimeError as err:
+        raise UsageError(f"--device {args.device}: {err}; use --device cpu") from None
     started = time.perf_counter()
     checks = []
-    for model in MODELS if args.model == "both" else (args.model,):
-        checks += all_checks(model, args.vocab_size, args.hidden_size, args.embed_dim, args.seq_len,
-                             args.batch_size, seed=args.seed, steps=args.steps, lr=args.lr,
-                             weight_decay=args.weight_decay, dropout=args.dropout)
+    for cell in args.cells:
+        for model in MODELS if args.model == "both" else (args.model,):
+            checks += all_checks(model, args.vocab_size, args.hidden_size, args.embed_dim, args.seq_len,
+                                 args.batch_size, seed=args.seed, steps=args.steps, lr=args.lr,
+                                 weight_decay=args.weight_decay, dropout=args.dropout, cell=cell,
+                                 device=args.device)
     failed = [c for c in checks if not c.passed]
-    print(f"parity: V {args.vocab_size}, H {args.hidden_size}, E {args.embed_dim}, T {args.seq_len}, "
-          f"B {args.batch_size}, seed {args.seed}; random weights and batches. Gradients: max abs diff over "
-          f"the largest entry; trajectories: worst step's loss, max abs diff of all weights at the end\n")
+    print(f"parity on {args.device}: V {args.vocab_size}, H {args.hidden_size}, E {args.embed_dim}, "
+          f"T {args.seq_len}, B {args.batch_size}, seed {args.seed}; random weights and batches. Gradients: max abs "
+          f"diff over the largest entry; trajectories: worst step's loss, max abs diff of all weights at the end\n")
     print(markdown_table(checks))
     verdict = "all within tolerance" if not failed else f"{len(failed)} over tolerance"
     print(f"\n{len(checks)} checks, {verdict} ({time.perf_counter() - started:.0f} s)")
