@@ -5,9 +5,8 @@ test can call with plain arrays: the NNX module is split once into its graph
 definition and its parameter ``State`` (``nnx.split``) and merged back inside
 the jitted function (``nnx.merge`` runs only while tracing). ``nnx.jit``
 walks the module graph in Python on every call (Flax's performance guide says
-so); measured side by side on the benchmark sizes (V 3000, 2-core CPU under
-load) this form ran 5-35% more steps per second than ``nnx.jit`` with an
-``nnx.Optimizer``. Parameters and optimizer state are donated, so XLA updates
+so), and this form runs more steps per second than ``nnx.jit`` with an
+``nnx.Optimizer`` (docs/PERFORMANCE.md). Parameters and optimizer state are donated, so XLA updates
 them in place. Dropout masks come in as arrays: ``wordrnn.core.dropout.step_masks``
 draws them from ``(config.seed, step)`` in NumPy, as every framework does.
 
@@ -200,8 +199,8 @@ class JaxBackend:
         "replicated").
 
         With one process they go in as they are: jit's dispatch copies them to their
-        ``in_shardings`` in C++, which measured 0.3-0.5 ms a step cheaper on the CPU than
-        a ``jax.device_put`` of the same arrays first. With several processes every
+        ``in_shardings`` in C++, cheaper on the CPU than a ``jax.device_put`` of the same
+        arrays first (docs/PERFORMANCE.md). With several processes every
         process holds the same host batch and contributes the shards on its own devices.
         """
         if jax.process_count() == 1:

@@ -81,7 +81,7 @@ class TorchBackend:
         torch.manual_seed(config.seed)
         model = build_module(config, params, device=self.device, onehot_gather=self.onehot_gather)
         weights = [p for _, p in canonical_parameters(model)]
-        # The fused kernels (one pass over each tensor) give ~25% more steps/s on the CPU; same formula.
+        # The fused kernels make one pass over each tensor: more steps/s (docs/PERFORMANCE.md); same formula.
         fused = self.device.type in ("cpu", "cuda")
         optimizer_class = torch.optim.Adam if config.optimizer == "adam" else torch.optim.SGD
         optimizer = optimizer_class(weights, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)

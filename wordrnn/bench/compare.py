@@ -36,7 +36,7 @@ DEFAULT_OUT = "reports/latest"  # what `make demo` writes
 # What a report folder holds besides its run folders: removed first when a report is replaced.
 REPORT_FILES = ("REPORT.md", "results.json", "results.csv", "loss_curves.png", "model.onnx")
 # 6 epochs show where the plain RNNs start to overfit and fit the 4-minute budget on a 2-core CPU
-# with --threads 1 (about 2 minutes on the development box, the tuned run included).
+# with --threads 1 (docs/PERFORMANCE.md has the measured time).
 DEFAULT_EPOCHS = 6
 
 # The tuned embedding RNN of the report is the quality recipe (wordrnn.core.recipes, docs/QUALITY.md): one

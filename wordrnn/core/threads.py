@@ -2,8 +2,7 @@
 
 On a small machine whose cores are also busy with other work, thread pools
 that spin-wait for a free core can make a training step many times slower
-(measured on the 2-core development box under load: a PyTorch step about 15x
-slower with 2 threads than with 1). ``--threads N`` gives NumPy's BLAS,
+(docs/PERFORMANCE.md). ``--threads N`` gives NumPy's BLAS,
 OpenMP, PyTorch and XLA the same budget, so timings compare like with like.
 """
 
