@@ -147,8 +147,8 @@ def test_quality_command_writes_the_documented_json(tmp_path, capsys):
 
     data = write_corpus(tmp_path, tiny_poems(8, length=40))
     out = tmp_path / "q.json"
-    assert main(["--data", str(data), "--folds", "2", "--epochs", "1", "--hidden-size", "8", "--embed-dim", "8",
-                 "--json", str(out), "--quiet"]) == 0
+    assert main(["--data", str(data), "--folds", "2", "--jobs", "1", "--epochs", "1", "--hidden-size", "8",
+                 "--embed-dim", "8", "--json", str(out), "--quiet"]) == 0
     doc = json.loads(out.read_text())
     (corpus,) = doc["corpora"]
     assert corpus["data"] == str(data)

@@ -22,7 +22,9 @@ import math
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_flags(parser)
     g = parser.add_argument_group("output")
     g.add_argument("--json", default=DEFAULT_JSON, metavar="PATH", help="results file (default: %(default)s)")
+    g.add_argument("--jobs", type=int, default=2,
+                   help="folds trained at a time, each in its own process (default: %(default)s, one per core "
+                   "of a 2-core machine)")
     g.add_argument("--threads", type=int, default=1,
-                   help="compute threads for PyTorch (0: its default; default: %(default)s, which on a busy "
-                   "2-core machine is many times faster than 2, see wordrnn.core.threads)")
+                   help="compute threads of each process (0: the libraries' default; default: %(default)s: on a "
+                   "busy 2-core machine two threads in one process are many times slower, see "
+                   "wordrnn.core.threads)")
     g.add_argument("--quiet", action="store_true", help="only the final table")
     parser.set_defaults(**recipe("quality"))
     return parser
@@ -163,56 +169,86 @@ def _ppl(logp: np.ndarray) -> float:
     return math.exp(-float(np.mean(logp)))
 
 
+@dataclass
+class FoldOutcome:
+    ppl: dict[str, float]  # held-out perplexity per row
+    choice: dict[str, Any]  # what the inner validation chose
+    samples: dict[str, dict[str, Any]]
+
+
+def score_fold(fold: Fold, tokens: list[list[str]], recipe_config: Config, plain_config: Config, seeds: int,
+               seed: int, quiet: bool, started: float, workdir: str) -> FoldOutcome:
+    """One fold: choose and fit everything on its training poems, then score its held-out poems."""
+    log = (lambda *a: None) if quiet else say
+    ds = fold.dataset
+    kn, kn_ppl = kneser_ney_for_fold(fold)
+    kn_val = kn.log_prob(ds.val_x, ds.val_y)
+    kn_test = kn.log_prob(fold.test_x, fold.test_y)
+    losses: dict[str, list[float]] = {r: [] for r in ("recipe", "mixture", "plain")}
+    choice: dict[str, Any] = {"fold": fold.index + 1, "kneser_ney_order": kn.order,
+                              "kneser_ney_inner_ppl": kn_ppl, "heldout_poems": len(fold.heldout),
+                              "heldout_targets": len(fold.test_y), "vocab": len(fold.vocab),
+                              "weights": [], "recipe_epochs": [], "plain_epochs": []}
+    samples: dict[str, dict[str, Any]] = {}
+    for s in range(seed, seed + seeds):
+        rnn = TrainedRNN(replace(recipe_config, seed=s), fold, Path(workdir))
+        log(f"    fold {fold.index + 1}, seed {s}: recipe trained, {rnn.describe()} "
+            f"({time.time() - started:.0f} s)")
+        r_val, r_test = rnn.target_log_prob(ds.val_x, ds.val_y), rnn.target_log_prob(fold.test_x, fold.test_y)
+        w = choose_weight(r_val, kn_val)
+        plain = TrainedRNN(replace(plain_config, seed=s), fold, Path(workdir))
+        log(f"    fold {fold.index + 1}, seed {s}: plain trained, {plain.describe()} "
+            f"({time.time() - started:.0f} s)")
+        p_test = plain.target_log_prob(fold.test_x, fold.test_y)
+        losses["recipe"].append(-float(r_test.mean()))
+        losses["mixture"].append(-float(mix_log_prob(r_test, kn_test, w).mean()))
+        losses["plain"].append(-float(p_test.mean()))
+        choice["weights"].append(w)
+        choice["recipe_epochs"].append(rnn.best_epoch)
+        choice["plain_epochs"].append(plain.best_epoch)
+        if fold.index == 0 and s == seed:
+            samples = fold_samples(fold, tokens, kn, rnn, plain, w)
+    ppl = {"kneser-ney": _ppl(kn_test), **{name: math.exp(float(np.mean(v))) for name, v in losses.items()}}
+    log(f"  fold {fold.index + 1}: held-out ppl " + ", ".join(f"{name} {ppl[name]:.1f}" for name in ROWS)
+        + f"  (KN order {kn.order}, mixture weight {np.mean(choice['weights']):.2f}, recipe epoch "
+        f"{choice['recipe_epochs']}, plain epoch {choice['plain_epochs']}; {time.time() - started:.0f} s)")
+    return FoldOutcome(ppl, choice, samples)
+
+
+def _worker_init(threads: int) -> None:
+    from wordrnn.core.threads import limit_threads
+
+    limit_threads(threads)
+
+
 def evaluate_corpus(poems: list[str], data: str, recipe_config: Config, plain_config: Config, folds: int,
-                    seeds: int, seed: int = 0, quiet: bool = False) -> CorpusResult:
-    """Cross-validate the four rows on one corpus."""
-    started = time.perf_counter()
+                    seeds: int, seed: int = 0, quiet: bool = False, jobs: int = 1, threads: int = 1) -> CorpusResult:
+    """Cross-validate the four rows on one corpus; ``jobs`` folds at a time, each in its own process."""
+    started = time.time()
     c = recipe_config
     tokens = [tokenize(p, c.tokenizer) for p in poems]
     fold_list = build_folds(tokens, folds, c.seq_len, c.min_freq, c.tokenizer, seed)
     result = CorpusResult(data, sum(len(t) for t in tokens), len(poems), folds, seeds)
-    log = (lambda *a: None) if quiet else say
-    log(f"{data}: {result.poems} poems, {result.tokens:,} tokens, {folds} folds x {seeds} seed(s)")
+    if not quiet:
+        say(f"{data}: {result.poems} poems, {result.tokens:,} tokens, {folds} folds x {seeds} seed(s), "
+            f"{min(jobs, folds)} fold(s) at a time")
     with tempfile.TemporaryDirectory(prefix="wordrnn-quality-") as tmp:
-        for fold in fold_list:
-            ds = fold.dataset
-            kn, kn_ppl = kneser_ney_for_fold(fold)
-            kn_val = kn.log_prob(ds.val_x, ds.val_y)
-            kn_test = kn.log_prob(fold.test_x, fold.test_y)
-            losses: dict[str, list[float]] = {r: [] for r in ("recipe", "mixture", "plain")}
-            choice: dict[str, Any] = {"fold": fold.index + 1, "kneser_ney_order": kn.order,
-                                      "kneser_ney_inner_ppl": kn_ppl, "heldout_poems": len(fold.heldout),
-                                      "heldout_targets": len(fold.test_y), "vocab": len(fold.vocab),
-                                      "weights": [], "recipe_epochs": [], "plain_epochs": []}
-            for s in range(seed, seed + seeds):
-                rnn = TrainedRNN(replace(recipe_config, seed=s), fold, Path(tmp))
-                log(f"    fold {fold.index + 1}, seed {s}: recipe trained, {rnn.describe()} "
-                    f"({time.perf_counter() - started:.0f} s)")
-                r_val, r_test = rnn.target_log_prob(ds.val_x, ds.val_y), rnn.target_log_prob(fold.test_x,
-                                                                                             fold.test_y)
-                w = choose_weight(r_val, kn_val)
-                plain = TrainedRNN(replace(plain_config, seed=s), fold, Path(tmp))
-                log(f"    fold {fold.index + 1}, seed {s}: plain trained, {plain.describe()} "
-                    f"({time.perf_counter() - started:.0f} s)")
-                p_test = plain.target_log_prob(fold.test_x, fold.test_y)
-                losses["recipe"].append(-float(r_test.mean()))
-                losses["mixture"].append(-float(mix_log_prob(r_test, kn_test, w).mean()))
-                losses["plain"].append(-float(p_test.mean()))
-                choice["weights"].append(w)
-                choice["recipe_epochs"].append(rnn.best_epoch)
-                choice["plain_epochs"].append(plain.best_epoch)
-                if fold.index == 0 and s == seed:
-                    result.samples = fold_samples(fold, tokens, kn, rnn, plain, w)
-            result.fold_ppl["kneser-ney"].append(_ppl(kn_test))
-            for name, values in losses.items():
-                result.fold_ppl[name].append(math.exp(float(np.mean(values))))
-            result.choices.append(choice)
-            log(f"  fold {fold.index + 1}/{folds}: held-out ppl " + ", ".join(
-                f"{name} {result.fold_ppl[name][-1]:.1f}" for name in ROWS)
-                + f"  (KN order {kn.order}, mixture weight {np.mean(choice['weights']):.2f}, recipe epoch "
-                f"{choice['recipe_epochs']}, plain epoch {choice['plain_epochs']}; "
-                f"{time.perf_counter() - started:.0f} s)")
-    result.seconds = time.perf_counter() - started
+        args = [(fold, tokens, recipe_config, plain_config, seeds, seed, quiet, started, tmp) for fold in fold_list]
+        if jobs <= 1:
+            _worker_init(threads)
+            outcomes = [score_fold(*a) for a in args]
+        else:
+            # Processes, not threads: one single-threaded PyTorch per core is what a small, busy CPU runs
+            # fastest (wordrnn.core.threads). "spawn": every worker starts its own PyTorch.
+            with ProcessPoolExecutor(min(jobs, folds), mp_context=get_context("spawn"),
+                                     initializer=_worker_init, initargs=(threads,)) as pool:
+                outcomes = list(pool.map(score_fold, *zip(*args, strict=True)))
+    for outcome in outcomes:
+        for name in ROWS:
+            result.fold_ppl[name].append(outcome.ppl[name])
+        result.choices.append(outcome.choice)
+    result.samples = outcomes[0].samples
+    result.seconds = time.time() - started
     return result
 
 
@@ -296,15 +332,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     recipe_config, plain_config = configs_from_args(args)
     corpora = corpora_from_args(args)
-    from wordrnn.core.threads import limit_threads
-
-    limit_threads(args.threads)
+    if args.threads < 0:
+        raise UsageError(f"--threads must be 0 (library defaults) or a positive number, got {args.threads}")
     results = []
     for label, poems in corpora:
         results.append(evaluate_corpus(poems, label, recipe_config, plain_config, args.folds, args.seeds,
-                                       args.seed, args.quiet))
+                                       args.seed, args.quiet, args.jobs, args.threads))
+        if not args.quiet:
+            say(f"{label}: {results[-1].seconds:.0f} s")
     document = {"corpora": [r.to_json() for r in results],
                 "recipe": {k: getattr(recipe_config, k) for k in recipe("quality")},
                 "plain": {k: getattr(plain_config, k) for k in recipe("quality")},
