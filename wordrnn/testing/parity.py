@@ -334,10 +334,10 @@ def gradient_norms(config: Config, params: Params, batches: Sequence[tuple[np.nd
     return np.array(norms)
 
 
-# torch's Adam eps (every framework's), and how far float32 gradients of one entry may stray, as a fraction of
-# the terms it sums: a few hundred float32 ulps (the float32 gradient checks above agree to about 1e-6)
+# torch's Adam eps (every framework's), and how far two float32 frameworks' gradients of one entry stray, as a
+# fraction of the terms it sums (the LSTM's worst seen: torch against NumPy, 3e-6)
 ADAM_EPS = 1e-8
-FLOAT32_GRADIENT_ERROR = 1e-5
+FLOAT32_GRADIENT_ERROR = 3e-6
 
 
 def first_step_spread(config: Config, params: Params, x: np.ndarray, y: np.ndarray) -> float:
@@ -370,17 +370,17 @@ def trajectory_problem(config: Config, params: Params, steps: int = 20, seed: in
     included, which shrinks the norms), so that clipping binds on some steps
     and not on others (``gradient_norms`` tells which).
 
-    Batches whose first Adam step is ill-conditioned (``first_step_spread`` above a tenth of the
+    Batches whose first Adam step is ill-conditioned (``first_step_spread`` above half the
     trajectory tolerance: some weight's gradient cancels to within a few eps, so float32 rounding
     alone decides where it goes) are drawn again, from the next seed: on them, the weights of two
-    correct float32 implementations differ by more than the tolerance.
+    correct float32 implementations differ by about the tolerance.
     """
     for attempt in range(20):
         rng = np.random.default_rng([seed, 11] + [attempt] * (attempt > 0))
         batches = [random_batch(config.vocab_size, config.batch_size, config.seq_len, rng) for _ in range(steps)]
         norms = gradient_norms(replace(config, clip=0.0), params, batches)
         chosen = replace(config, clip=float(np.median(norms)))
-        if first_step_spread(chosen, params, *batches[0]) <= tolerances.TRAJECTORY / 10:
+        if first_step_spread(chosen, params, *batches[0]) <= tolerances.TRAJECTORY / 2:
             return chosen, batches
     raise RuntimeError("no well-conditioned batches in 20 draws; lower the learning rate or the weight decay")
 
