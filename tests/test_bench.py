@@ -5,8 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
-from conftest import assert_usage_error, run_module
+import pytest
+from conftest import ROOT, assert_usage_error, run_module
 
 from wordrnn.bench.compare import TUNED_IMPL
 
@@ -155,3 +160,21 @@ def test_bad_flags_are_one_line_errors(tiny_corpus):
                        "training tokens")
     assert_usage_error(run_module("wordrnn.bench.compare", "--data", str(tiny_corpus), *TINY, "--prompt", "zzz qqq",
                                   "--out", str(tiny_corpus.parent / "r")), "prompt")
+
+
+@pytest.mark.slow
+def test_gpu_check_script_dry_run_on_the_cpu(tmp_path):
+    """The GPU check's every step, on the CPU at small sizes: one JSON with every step passed."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OUT": str(tmp_path),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(["bash", str(ROOT / "wordrnn/bench/gpu_check.sh"), "--device", "cpu"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=1500)
+    doc = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert result.returncode == 0, [(s["name"], s["rc"], s["output_tail"][-500:]) for s in doc["steps"]]
+    assert doc["passed"] is True and doc["device"] == "cpu"
+    assert [s["name"] for s in doc["steps"]] == ["machine", "corpora", "parity", "torch_epochs", "jax_epochs",
+                                                 "speed_benchmark", "speed_large"]
+    assert [e["epoch"] for e in doc["epochs"]["torch"]] == [1, 2] == [e["epoch"] for e in doc["epochs"]["jax"]]
+    for size in ("benchmark", "large"):
+        assert {r["size"] for r in doc["speed"][size]["train"]} == {size}
+    assert (tmp_path / "gpu_check.log").stat().st_size > 0

@@ -37,18 +37,23 @@ if [ "$DEVICE" = cuda ]; then
   # the user's size, and a corpus shaped like the benchmark's (poems-100: about 1,800 words, 30k windows)
   LARGE=(--large-vocab 16000 --large-tokens 500000)
   BENCH_CORPUS=(--vocab-size 1900 --train-tokens 33000)
-  EPOCH_CORPUS=(--vocab-size 16000 --train-tokens 500000)
-  SPEED=(--steps 20 --tokens 50 --repeats 3)
+  EPOCH_CORPUS=(--vocab-size 16000 --train-tokens 200000)
+  SPEED_BENCHMARK=(--steps 20 --tokens 50 --repeats 3)
+  SPEED_LARGE=(--steps 10 --tokens 30 --repeats 3)
   PARITY=()
-  LIMITS=(120 100 100 150 180)  # seconds: parity, torch epochs, jax epochs, speed benchmark, speed large
+  # seconds for: machine, corpora, parity, torch epochs, jax epochs, speed benchmark, speed large (sum 470)
+  LIMITS=(20 30 90 60 60 90 120)
 else
   LARGE=(--large-vocab 400 --large-tokens 8000)
   BENCH_CORPUS=(--vocab-size 200 --train-tokens 4000)
   EPOCH_CORPUS=(--vocab-size 300 --train-tokens 6000)
-  SPEED=(--steps 2 --tokens 5 --repeats 1 --cells rnn)
-  PARITY=(--cells rnn --steps 3)
-  LIMITS=(300 120 120 300 300)
+  SPEED_BENCHMARK=(--steps 2 --tokens 5 --repeats 1 --cells rnn)
+  SPEED_LARGE=("${SPEED_BENCHMARK[@]}")
+  PARITY=(--cells rnn)
+  LIMITS=(60 60 300 120 120 300 300)
 fi
+# JAX would otherwise take most of the GPU's memory at start, leaving PyTorch (same process in bench.speed) little
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
 
 # step NAME LIMIT COMMAND...: run it under `timeout`, its output to the log, one line of record to $STEPS
 step() {
@@ -57,28 +62,30 @@ step() {
   echo "=== $name (limit ${limit}s): $*" | tee -a "$LOG"
   local started rc ms
   started=$(date +%s%N)
-  timeout --kill-after=10 "$limit" "$@" >> "$LOG" 2>&1
+  timeout --kill-after=10 "$limit" "$@" > "$WORK/$name.out" 2>&1
   rc=$?
+  cat "$WORK/$name.out" >> "$LOG"
   ms=$(( ($(date +%s%N) - started) / 1000000 ))
   echo "=== $name: exit $rc after ${ms} ms" | tee -a "$LOG"
   "$PYTHON" -c 'import json, sys; print(json.dumps({"name": sys.argv[1], "rc": int(sys.argv[2]),
 "seconds": int(sys.argv[3]) / 1e3, "command": sys.argv[4:]}))' "$name" "$rc" "$ms" "$@" >> "$STEPS"
 }
 
-step machine 30 bash -c 'nvidia-smi || true; '"$PYTHON"' -c "import jax, torch; print(jax.devices(), torch.cuda.is_available())"'
-step corpora 60 bash -c "$PYTHON -m wordrnn.bench.synthetic $WORK/benchmark.txt ${BENCH_CORPUS[*]} &&
+step machine "${LIMITS[0]}" bash -c 'nvidia-smi || true; '"$PYTHON"' -c "import jax, torch; print(jax.devices(), torch.cuda.is_available())"'
+step corpora "${LIMITS[1]}" bash -c "$PYTHON -m wordrnn.bench.synthetic $WORK/benchmark.txt ${BENCH_CORPUS[*]} &&
                          $PYTHON -m wordrnn.bench.synthetic $WORK/large.txt ${EPOCH_CORPUS[*]}"
-step parity "${LIMITS[0]}" "$PYTHON" -m wordrnn.bench.parity --device "$DEVICE" "${PARITY[@]}"
-step torch_epochs "${LIMITS[1]}" "$PYTHON" -m torchmodels.train --data "$WORK/large.txt" --epochs 2 \
-  --device "$DEVICE" --out "$WORK/runs/torch" --quiet
-step jax_epochs "${LIMITS[2]}" "$PYTHON" -m jaxmodels.train --data "$WORK/large.txt" --epochs 2 \
-  --accelerator "$ACCELERATOR" --out "$WORK/runs/jax" --quiet
-step speed_benchmark "${LIMITS[3]}" "$PYTHON" -m wordrnn.bench.speed --size benchmark --data "$WORK/benchmark.txt" \
-  --min-freq 1 --device "$DEVICE" "${SPEED[@]}" --json "$WORK/speed_benchmark.json"
-step speed_large "${LIMITS[4]}" "$PYTHON" -m wordrnn.bench.speed --size large "${LARGE[@]}" --device "$DEVICE" \
-  "${SPEED[@]}" --json "$WORK/speed_large.json"
+step parity "${LIMITS[2]}" "$PYTHON" -m wordrnn.bench.parity --device "$DEVICE" ${PARITY[@]+"${PARITY[@]}"}
+step torch_epochs "${LIMITS[3]}" "$PYTHON" -m torchmodels.train --data "$WORK/large.txt" --epochs 2 \
+  --device "$DEVICE" --threads 1 --out "$WORK/runs/torch" --quiet
+step jax_epochs "${LIMITS[4]}" "$PYTHON" -m jaxmodels.train --data "$WORK/large.txt" --epochs 2 \
+  --accelerator "$ACCELERATOR" --threads 1 --out "$WORK/runs/jax" --quiet
+step speed_benchmark "${LIMITS[5]}" "$PYTHON" -m wordrnn.bench.speed --size benchmark --data "$WORK/benchmark.txt" \
+  --min-freq 1 --device "$DEVICE" "${SPEED_BENCHMARK[@]}" --json "$WORK/speed_benchmark.json"
+step speed_large "${LIMITS[6]}" "$PYTHON" -m wordrnn.bench.speed --size large "${LARGE[@]}" --device "$DEVICE" \
+  "${SPEED_LARGE[@]}" --json "$WORK/speed_large.json"
 
-# one JSON: every step's record, the epochs' metrics, both speed results (whatever finished)
+# one JSON: every step's record and the end of its output, the epochs' metrics, both speed results (whatever
+# finished)
 "$PYTHON" - "$WORK" "$OUT/gpu_check.json" "$DEVICE" <<'EOF'
 import json, sys
 from pathlib import Path
@@ -91,6 +98,9 @@ def read_json(path):
 
 
 steps = [json.loads(line) for line in (work / "steps.jsonl").read_text().splitlines() if line.strip()]
+for s in steps:  # the end of each step's output (the parity table, an error message)
+    output = work / f"{s['name']}.out"
+    s["output_tail"] = output.read_text(errors="replace")[-4000:] if output.is_file() else ""
 epochs = {}
 for framework in ("torch", "jax"):
     metrics = work / "runs" / framework / "metrics.jsonl"

@@ -235,9 +235,10 @@ def epoch_rows(config: Config, dataset: Any, impls: list[str], args: argparse.Na
     from wordrnn.bench import timing
 
     rows = []
+    steps = -(-len(dataset.train_x) // config.batch_size)
     for impl in impls:
+        print(f"epoch    large     {impl:<11} {config.model:<9} {config.cell:<4} {steps} steps...", flush=True)
         seconds, warmup = timing.time_epoch(impl, config, dataset, devices[impl])
-        steps = -(-len(dataset.train_x) // config.batch_size)
         print(f"epoch    large     {impl:<11} {config.model:<9} {config.cell:<4} {seconds:.1f} s "
               f"({steps} steps, threads {args.threads or 'default'})", flush=True)
         rows.append({"impl": impl, "model": config.model, "cell": config.cell, "size": "large",
