@@ -406,6 +406,7 @@ def trajectory_checks(config: Config, params: Params, batches: Sequence[tuple[np
     if config.weight_decay:
         label += f", wd {config.weight_decay:g}"
     label += f", clip {config.clip:.3g} ({clipped} clipped)"
+    label += f", first-step spread {first_step_spread(config, params, *batches[0]):.1e}"
     return compare_trajectories(config, runs, label)
 
 
