@@ -51,13 +51,16 @@ decide the input model (an ``embedding`` entry means the embedding model);
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from wordrnn.core.cells import get_cell
 from wordrnn.core.dropout import Masks
 from wordrnn.core.params import Params
+
+Array = np.ndarray
+BackwardResult = tuple[Array | None, Array, Array | None]  # dL/dc_{t-1}, db, the direct part of dL/dh_{t-1}
 
 
 def is_embedding(params: Params) -> bool:
@@ -92,7 +95,8 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return z
 
 
-def rnn_forward(a, b, b_ih, b_hh, h_prev, c_prev, h):
+def rnn_forward(a: Array, b: Array, b_ih: Array, b_hh: Array, h_prev: Array, c_prev: Array | None,
+                h: Array) -> tuple[Array | None, Any]:
     """h = tanh(a + b_ih + b_hh + b); keeps h, since tanh' = 1 - h^2."""
     a += b_ih + b_hh
     a += b
@@ -101,7 +105,7 @@ def rnn_forward(a, b, b_ih, b_hh, h_prev, c_prev, h):
     return None, h
 
 
-def rnn_backward(dh, dc, h, da, db):
+def rnn_backward(dh: Array, dc: Array | None, h: Array, da: Array, db: Array) -> BackwardResult:
     """da = db = dh * (1 - h^2)."""
     (da_h,) = _blocks(da, "rnn", "h")
     np.multiply(h, h, out=da_h)
@@ -110,7 +114,8 @@ def rnn_backward(dh, dc, h, da, db):
     return None, da, None
 
 
-def lstm_forward(a, b, b_ih, b_hh, h_prev, c_prev, h):
+def lstm_forward(a: Array, b: Array, b_ih: Array, b_hh: Array, h_prev: Array, c_prev: Array | None,
+                 h: Array) -> tuple[Array | None, Any]:
     """The gates in place of their pre-activations in ``a``; c = f * c_prev + i * g; h = o * tanh(c)."""
     a += b_ih + b_hh
     a += b
@@ -125,7 +130,7 @@ def lstm_forward(a, b, b_ih, b_hh, h_prev, c_prev, h):
     return c, (i, f, g, o, c_prev, tanh_c)
 
 
-def lstm_backward(dh, dc, saved, da, db):
+def lstm_backward(dh: Array, dc: Array, saved: tuple, da: Array, db: Array) -> BackwardResult:
     """dL/dc_t gathers both paths to c_t, then each gate's pre-activation gradient by the chain rule:
 
         dc     = dc_next + dh * o * (1 - tanh(c)^2)
@@ -145,7 +150,8 @@ def lstm_backward(dh, dc, saved, da, db):
     return dc * f, da, None
 
 
-def gru_forward(a, b, b_ih, b_hh, h_prev, c_prev, h):
+def gru_forward(a: Array, b: Array, b_ih: Array, b_hh: Array, h_prev: Array, c_prev: Array | None,
+                h: Array) -> tuple[Array | None, Any]:
     """The gates in place of their pre-activations in ``a``; h = (1 - z) * n + z * h_prev."""
     a += b_ih
     b += b_hh
@@ -158,7 +164,7 @@ def gru_forward(a, b, b_ih, b_hh, h_prev, c_prev, h):
     return None, (r, z, n, b_n, h_prev)
 
 
-def gru_backward(dh, dc, saved, da, db):
+def gru_backward(dh: Array, dc: Array | None, saved: tuple, da: Array, db: Array) -> BackwardResult:
     """Each gate's pre-activation gradient by the chain rule, the reset gate last since it acts through n:
 
         da_n = dh * (1 - z) * (1 - n^2)         db_n = r * da_n
