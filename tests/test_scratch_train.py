@@ -15,6 +15,7 @@ from safetensors.numpy import load_file
 from data.batches import batch_indices
 from scratch import generate, model, train
 from scratch.backend import NumpyBackend
+from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import step_masks
 from wordrnn.core.params import init_params
@@ -155,6 +156,19 @@ def test_generation_is_deterministic_for_a_seed(tiny_run: Path, capsys) -> None:
     assert first != generate_output(capsys, *common, "--seed", "5")
     greedy = generate_output(capsys, *common, "--strategy", "greedy", "--seed", "1")
     assert greedy == generate_output(capsys, *common, "--strategy", "greedy", "--seed", "2")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_generation_runs_the_cell_the_run_folder_records(tmp_path: Path, capsys, cell: str) -> None:
+    corpus = write_tiny_corpus(tmp_path)
+    out = tmp_path / cell
+    assert train.main(train_args(corpus, out, "--cell", cell, "--model", "onehot", "--epochs", "1")) == 0
+    capsys.readouterr()
+    common = ("--run", str(out), "--prompt", "the sea", "--words", "8", "--strategy", "greedy")
+    text = generate_output(capsys, *common)
+    assert text.startswith("the sea") and text == generate_output(capsys, *common)
+    weights = load_file(out / "weights.safetensors")
+    assert weights["rnn.w_hh"].shape == (get_cell(cell).num_gates * 10, 10)  # --hidden-size 10
 
 
 def expect_usage_error(capsys, args: list[str], fragment: str) -> None:
