@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cell_equations import design_logits
 
 from scratch import gradcheck, model
 from scratch.gradcheck import check_gradients, make_problem
+from wordrnn.core.cells import CELLS as REGISTRY
 from wordrnn.core.config import Config
 from wordrnn.core.params import init_params
 from wordrnn.core.tolerances import FINITE_DIFFERENCE as TOLERANCE
@@ -14,51 +16,6 @@ from wordrnn.core.tolerances import FINITE_DIFFERENCE as TOLERANCE
 MODELS = ["onehot", "embedding"]
 CELLS = list(model.STEPS)
 V, H, E = 13, 8, 6
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-z))
-
-
-def rnn_step(a, b, h, c):
-    return np.tanh(a + b), c
-
-
-def lstm_step(a, b, h, c):
-    """torch.nn.LSTM: gate blocks i, f, g, o."""
-    z = a + b
-    i = sigmoid(z[0 * H:1 * H])
-    f = sigmoid(z[1 * H:2 * H])
-    g = np.tanh(z[2 * H:3 * H])
-    o = sigmoid(z[3 * H:4 * H])
-    c = f * c + i * g
-    return o * np.tanh(c), c
-
-
-def gru_step(a, b, h, c):
-    """torch.nn.GRU: gate blocks r, z, n, and the reset gate applied to W_hn h + b_hn."""
-    r = sigmoid(a[0 * H:1 * H] + b[0 * H:1 * H])
-    z = sigmoid(a[1 * H:2 * H] + b[1 * H:2 * H])
-    n = np.tanh(a[2 * H:3 * H] + r * b[2 * H:3 * H])
-    return (1 - z) * n + z * h, c
-
-
-REFERENCE_STEPS = {"rnn": rnn_step, "lstm": lstm_step, "gru": gru_step}
-
-
-def naive_logits(params: model.Params, x: np.ndarray, cell: str = "rnn") -> np.ndarray:
-    """DESIGN.md's equations, one window and one step at a time, with explicit one-hot vectors (float64)."""
-    p = {k: v.astype(np.float64) for k, v in params.items()}
-    vocab = p["out.bias"].shape[0]
-    step = REFERENCE_STEPS[cell]
-    out = []
-    for window in x:
-        h = c = np.zeros(p["rnn.w_hh"].shape[1])
-        for token in window:
-            x_t = p["embedding"][token] if "embedding" in p else np.eye(vocab)[token]
-            h, c = step(x_t @ p["rnn.w_ih"].T + p["rnn.b_ih"], h @ p["rnn.w_hh"].T + p["rnn.b_hh"], h, c)
-        out.append(h @ p["out.weight"].T + p["out.bias"])
-    return np.array(out)
 
 
 def params_for(kind: str, dtype=np.float64, seed: int = 0, cell: str = "rnn") -> model.Params:
@@ -71,18 +28,21 @@ def batch(b: int, t: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, V, size=(b, t)), rng.integers(0, V, size=b)
 
 
-def test_every_cell_of_the_registry_but_none_other_has_numpy_steps() -> None:
-    from wordrnn.core.cells import CELLS as REGISTRY
-    assert set(CELLS) <= set(REGISTRY) and "rnn" in CELLS
+def test_the_numpy_reference_has_every_cell_of_the_registry() -> None:
+    assert CELLS == list(REGISTRY)
 
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("kind", MODELS)
 @pytest.mark.parametrize("t", [1, 2, 5])
-def test_forward_matches_the_equations_one_window_at_a_time(cell: str, kind: str, t: int) -> None:
+def test_forward_matches_the_equations(cell: str, kind: str, t: int) -> None:
+    """Against the reference loop of ``tests/cell_equations.py``: DESIGN.md's equations, one-hot vectors and all."""
     params = params_for(kind, cell=cell)
     x, _ = batch(4, t)
-    np.testing.assert_allclose(model.logits(params, x, cell), naive_logits(params, x, cell), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(model.logits(params, x, cell), design_logits(params, x, cell=cell), rtol=0, atol=1e-12)
+    masks = make_problem(kind, V, H, E, batch_size=4, seq_len=t, dropout=0.5, seed=2, cell=cell)[3]
+    np.testing.assert_allclose(model.forward(params, x, masks, cell)[0], design_logits(params, x, masks, cell),
+                               rtol=0, atol=1e-12)
 
 
 def test_the_onehot_gather_is_bit_identical_to_the_onehot_product() -> None:
@@ -211,7 +171,7 @@ def test_repeated_tokens_sum_their_gradients_like_add_at() -> None:
 def test_the_loss_is_the_mean_cross_entropy() -> None:
     params = params_for("embedding")
     x, y = batch(6, 3)
-    z = naive_logits(params, x)
+    z = design_logits(params, x)
     log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
     expected = -log_probs[np.arange(6), y].mean()
     assert model.loss(params, x, y) == pytest.approx(expected, abs=1e-12)
