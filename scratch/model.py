@@ -7,10 +7,10 @@ order of the gate blocks in the stacked weights). Inside, arrays are
 time-major ([T, B, ...]) so that the values of one step are one contiguous
 [B, ...] block for the matrix products of the recurrence, and the gate work
 between the products is gate-major ([G, B, H]): there each gate's block is
-one contiguous [B, H] array, on which NumPy's element-wise loops run several
-times faster than on the strided column blocks of a [B, G*H] product
-(docs/PERFORMANCE.md). The products themselves stay fused, one per step for
-all gates.
+one contiguous [B, H] array, on which NumPy's element-wise loops run faster
+than on the strided column blocks of a [B, G*H] product (what that buys a
+whole step is in docs/PERFORMANCE.md). The products themselves stay fused,
+one per step for all gates.
 
 The model, the same for every cell:
 
