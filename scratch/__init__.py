@@ -1,4 +1,4 @@
-"""The NumPy reference: forward pass, hand-written BPTT, optimizers, gradient check.
+"""The NumPy reference: forward pass and hand-written BPTT of every cell, optimizers, gradient check.
 
 Imports NumPy, ``wordrnn`` and ``data`` only. Every other implementation is
 checked against this one, so it favours plain, readable math (the equations
