@@ -6,7 +6,7 @@ traces the Flax model with jax2onnx instead (``export.jax_graph``). Before
 anything is written the model must pass ``onnx.checker`` (full check, with
 shape inference) and onnxruntime's logits must match the source model's
 (PyTorch, or the NumPy reference where torch is not installed) within
-DESIGN.md's 1e-5 on random batches of several shapes; otherwise nothing is
+docs/DESIGN.md's 1e-5 on random batches of several shapes; otherwise nothing is
 written and the command exits 1 (``RunFailed``). An existing ``--out`` is
 replaced only with ``--overwrite``, as the trainers do with run folders.
 """
@@ -27,6 +27,7 @@ import onnx.defs
 from export.graph import DEFAULT_OPSET, MIN_OPSET, build_graph
 from export.metadata import ModelCard, to_props, validation_summary
 from export.session import OnnxLM, open_session
+from wordrnn.core import tolerances
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.errors import RunFailed, UsageError, cli
@@ -34,7 +35,7 @@ from wordrnn.core.params import Params
 from wordrnn.core.sampling import LogitsFn
 from wordrnn.run.folder import Run, atomic_write_bytes, check_out_file, load_run, read_metrics
 
-TOLERANCE = 1e-5  # DESIGN.md: ONNX (onnxruntime) vs source model logits, max abs diff
+TOLERANCE = tolerances.ONNX  # onnxruntime vs the source model's logits, max abs diff
 BATCHES = (1, 7)
 REFERENCES = ("torch", "numpy")
 SOURCES = ("weights", "jax")

@@ -1,5 +1,5 @@
 """The cells' equations written out in NumPy float64, one line per gate: the reference loop the framework tests
-hold every implementation to (DESIGN.md's equations, independent of the NumPy reference in ``scratch``)."""
+hold every implementation to (docs/DESIGN.md's equations, independent of the NumPy reference in ``scratch``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def cell_step(cell: str, h: np.ndarray, c: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One step of DESIGN.md's cell equations, from a = x W_ih^T + b_ih and b = h W_hh^T + b_hh."""
+    """One step of docs/DESIGN.md's cell equations, from a = x W_ih^T + b_ih and b = h W_hh^T + b_hh."""
     if cell == "rnn":
         return np.tanh(a + b), c
     if cell == "lstm":
@@ -26,7 +26,7 @@ def cell_step(cell: str, h: np.ndarray, c: np.ndarray, a: np.ndarray, b: np.ndar
 
 def design_logits(params: dict[str, np.ndarray], x: np.ndarray, masks: dict | None = None,
                   cell: str = "rnn") -> np.ndarray:
-    """DESIGN.md's equations written out directly, in float64, one-hot vectors materialized."""
+    """docs/DESIGN.md's equations written out directly, in float64, one-hot vectors materialized."""
     p = {k: v.astype(np.float64) for k, v in params.items()}
     masks = masks or {}
     if "embedding" in p:

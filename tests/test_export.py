@@ -20,6 +20,7 @@ from export.graph import MIN_OPSET, build_graph
 from export.metadata import KEY_CONFIG, KEY_SOURCE, KEY_TOKENIZER, KEY_VOCAB, ModelCard, from_props, to_props
 from export.session import load
 from scratch.model import logits as numpy_logits
+from wordrnn.core import tolerances
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import Config
 from wordrnn.core.params import init_params
@@ -29,7 +30,7 @@ from wordrnn.run.generation import generate_text
 
 EXPORTED_CELLS = tuple(CELLS)
 WORDS = ["<unk>", "\n", "the", "sea", "is", ",", "calm", "moon", "my", "love", "rose", "night", ".", "a", "red"]
-TOLERANCE = 1e-5
+TOLERANCE = tolerances.ONNX
 
 
 def make_run(folder: Path, model: str, seed: int = 1, seq_len: int = 5, framework: str = "numpy",

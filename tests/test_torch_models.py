@@ -1,4 +1,4 @@
-"""torchmodels.model: the PyTorch models agree with the NumPy reference and DESIGN.md's equations, for every cell."""
+"""torchmodels.model: the PyTorch models agree with the NumPy reference and docs/DESIGN.md's equations, every cell."""
 
 from __future__ import annotations
 

@@ -73,7 +73,7 @@ def test_loss_falls_on_a_tiny_corpus(model: str, cell: str) -> None:
     ("onehot", "adam", False), ("onehot", "adam", True), ("embedding", "adam", False), ("embedding", "sgd", False),
 ])
 def test_twenty_steps_match_the_numpy_backend(model: str, optimizer: str, gather: bool) -> None:
-    """Clipping (active), weight decay and the optimizer as DESIGN.md defines them (torch's semantics)."""
+    """Clipping (active), weight decay and the optimizer as docs/DESIGN.md defines them (torch's semantics)."""
     lr = 1e-2 if optimizer == "adam" else 0.5
     config, params, x, y = problem(model, optimizer=optimizer, lr=lr, clip=0.5, weight_decay=0.01)
     _, torch_losses = train(TorchBackend(onehot_gather=gather), config, params, x, y, 20)

@@ -1,7 +1,7 @@
 """The PyTorch backend of the one training loop (``wordrnn.run.loop``).
 
 It holds a model and a torch optimizer, takes a step, and converts to and
-from canonical arrays. Semantics follow DESIGN.md, which are torch's own:
+from canonical arrays. Semantics follow docs/DESIGN.md, which are torch's own:
 ``clip_grad_norm_`` (clip 0 = off), then ``Adam``/``SGD`` with ``weight_decay``
 (the L2 term is added to the clipped gradient inside the optimizer).
 

@@ -1,1 +1,1 @@
-"""Cross-framework parity tests (GitHub issue 6; fixed dropout masks, issue 9)."""
+"""Cross-framework parity tests: every model and cell, fixed dropout masks, training trajectories."""

@@ -1,8 +1,8 @@
-"""Logits and gradients of NumPy, PyTorch and Flax from the same weights and batch (DESIGN.md tolerances).
+"""Logits and gradients of NumPy, PyTorch and Flax from the same weights and batch (docs/DESIGN.md tolerances).
 
 Float32: logits within 1e-5, every parameter's gradient within 1e-5 of the
 largest entry of that gradient; float64 (torch double, jax x64): 1e-10. Also
-with fixed dropout masks fed to all three (issue 9), for windows shorter than
+with fixed dropout masks fed to all three, for windows shorter than
 ``seq_len`` and a batch of one, and for torch's gather form of the one-hot model.
 """
 

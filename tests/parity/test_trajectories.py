@@ -1,7 +1,7 @@
 """Twenty Adam steps with clipping, same weights, same batches, through each framework's training backend.
 
 The losses of every step and the weights after the last agree within 1e-4
-(DESIGN.md). The clip is chosen so that it bites on some steps and not on
+(docs/DESIGN.md). The clip is chosen so that it bites on some steps and not on
 others, and one variant adds weight decay; both settings change the
 trajectory by far more than the tolerance, so a framework that ignored or
 misapplied either would fail.

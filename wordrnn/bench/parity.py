@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Compare the NumPy, PyTorch and Flax implementations of every model and cell on random "
                     "weights and batches: "
                     "logits and gradients (float32, float64, with fixed dropout masks) and Adam training "
-                    "trajectories. Prints one markdown table with DESIGN.md's tolerances; exits 1 if any "
+                    "trajectories. Prints one markdown table with docs/DESIGN.md's tolerances; exits 1 if any "
                     "difference exceeds its tolerance.")
     parser.add_argument("--model", choices=(*MODELS, "both"), default="both", help="default: %(default)s")
     parser.add_argument("--cells", default=",".join(CELLS),
