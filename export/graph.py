@@ -29,6 +29,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from export.metadata import INPUT_NAME, OUTPUT_NAME
+from export.session import graph_name
 from wordrnn.core.cells import Cell, get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.params import Params
@@ -84,7 +85,7 @@ def build_graph(params: Params, config: Config, opset: int = DEFAULT_OPSET,
         helper.make_node("Gemm", ["h", "out.weight", "out.bias"], [OUTPUT_NAME], transB=1),
     ]
     graph = helper.make_graph(
-        nodes, f"wordrnn_{config.model}_{cell.name}",
+        nodes, graph_name(config.model, cell.name),
         inputs=[helper.make_tensor_value_info(INPUT_NAME, TensorProto.INT64, ["batch", "seq"])],
         outputs=[helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", V])],
         initializer=initializers,

@@ -18,6 +18,7 @@ from jax2onnx import to_onnx
 from onnx import TensorProto, helper
 
 from export.metadata import INPUT_NAME, OUTPUT_NAME
+from export.session import graph_name
 from jaxmodels.model import apply
 from wordrnn.core.config import Config
 from wordrnn.core.params import Params
@@ -35,7 +36,7 @@ def build_jax_graph(params: Params, config: Config, opset: int,
     arrays = {name: jnp.asarray(value, jnp.float32) for name, value in params.items()}
     spec = jax.ShapeDtypeStruct(jax.export.symbolic_shape("batch, seq"), jnp.int32)
     model = to_onnx(lambda tokens: apply(arrays, tokens, cell=config.cell), [spec],
-                    model_name=f"wordrnn_{config.model}_{config.cell}",
+                    model_name=graph_name(config.model, config.cell),
                     opset=opset, input_names=[TRACED_INPUT], output_names=[OUTPUT_NAME])
     cast = helper.make_node("Cast", [INPUT_NAME], [TRACED_INPUT], to=TensorProto.INT32)
     nodes = [cast, *model.graph.node]

@@ -11,7 +11,13 @@ import numpy as np
 import onnxruntime as ort
 
 from export.metadata import INPUT_NAME, OUTPUT_NAME, ModelCard, from_props
+from wordrnn.core.cells import CELLS
 from wordrnn.core.errors import UsageError
+
+
+def graph_name(model: str, cell: str) -> str:
+    """The name export gives the graph: it states the model and the cell, which ``load`` holds the metadata to."""
+    return f"wordrnn_{model}_{cell}"
 
 
 class OnnxLM:
@@ -45,7 +51,12 @@ def load(path: str | Path) -> OnnxLM:
     if not path.is_file():
         raise UsageError(f"{path} is not a file; give the .onnx file written by python -m export.onnx")
     session = open_session(path, str(path))
-    card = from_props(session.get_modelmeta().custom_metadata_map, str(path))
+    meta = session.get_modelmeta()
+    card = from_props(meta.custom_metadata_map, str(path))
+    graph_cell = meta.graph_name.rpartition("_")[2]
+    if graph_cell in CELLS and graph_cell != card.cell:
+        raise UsageError(f"{path} holds a {graph_cell} graph but its metadata says cell {card.cell}; "
+                         "export it again with python -m export.onnx")
     inputs = {i.name: i.type for i in session.get_inputs()}
     outputs = {o.name for o in session.get_outputs()}
     if inputs.get(INPUT_NAME) != "tensor(int64)" or OUTPUT_NAME not in outputs:

@@ -271,6 +271,22 @@ def test_export_refuses_weights_of_another_cell(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_a_file_whose_metadata_names_another_cell_is_refused(exported, tmp_path, capsys):
+    from export import generate
+
+    _, out = exported
+    model = onnx.load(str(out))
+    props = {p.key: p.value for p in model.metadata_props}
+    config = json.loads(props[KEY_CONFIG])
+    graph_cell, config["cell"] = config["cell"], {"rnn": "gru", "lstm": "rnn", "gru": "lstm"}[config["cell"]]
+    props[KEY_CONFIG] = json.dumps(config)
+    onnx.helper.set_model_props(model, props)
+    relabeled = tmp_path / "relabeled.onnx"
+    onnx.save(model, str(relabeled))
+    usage_error(capsys, generate.main, ["--model", str(relabeled)], f"a {graph_cell} graph",
+                f"says cell {config['cell']}")
+
+
 def test_export_refuses_a_bad_opset_or_a_folder_as_output(tmp_path, capsys):
     run_dir = make_run(tmp_path / "run", "onehot")
     out = tmp_path / "model.onnx"
