@@ -31,7 +31,7 @@ import optax
 from flax import nnx
 
 from jaxmodels import devices as devs
-from jaxmodels.model import Masks, build_nnx_model, to_canonical
+from jaxmodels.model import Masks, apply, build_nnx_model, to_canonical
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import step_masks
 from wordrnn.core.params import Params
@@ -128,6 +128,7 @@ class JaxState(NamedTuple):
 
 
 STEP_SHARDING = ("data", "data", "data", "data")  # x, y, weights, masks
+FORWARD_UNROLL = 8  # recurrence steps unrolled in the forward-only program (the benchmark window is 5)
 
 
 def _global_array(host: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:
@@ -177,7 +178,11 @@ class JaxBackend:
         step = partial(train_step, graphdef, tx)
 
         def forward(params, x):
-            return nnx.merge(graphdef, params)(x)
+            module = nnx.merge(graphdef, params)
+            # no gradient is taken here (evaluation, generation), so the short recurrence is unrolled: XLA's
+            # loop overhead is a large part of a batch-1 step on the CPU (docs/PERFORMANCE.md)
+            return apply(module.arrays(), x, onehot=module.onehot, cell=module.cell,
+                         unroll=min(x.shape[1], FORWARD_UNROLL))
 
         return Program(
             config=config,

@@ -83,11 +83,12 @@ def gru_step(state: State, a: jax.Array, w_hh: jax.Array, b_hh: jax.Array) -> St
 STEPS = {"rnn": elman_step, "lstm": lstm_step, "gru": gru_step}
 
 
-def recurrence(cell: str, w_hh: jax.Array, b_hh: jax.Array, projected: jax.Array) -> jax.Array:
+def recurrence(cell: str, w_hh: jax.Array, b_hh: jax.Array, projected: jax.Array, unroll: int = 1) -> jax.Array:
     """h_T of ``cell`` over time-major input projections [T, B, G*H], every state starting at 0.
 
     ``projected[t]`` is ``x_t W_ih^T + b_ih``, computed for all steps at once
-    outside the scan; the scan's body is the cell's step.
+    outside the scan; the scan's body is the cell's step, ``unroll`` steps per
+    loop iteration (``jax.lax.scan``'s own option; the same operations).
     """
     step = STEPS[cell]
     zeros = jnp.zeros((projected.shape[1], w_hh.shape[1]), projected.dtype)
@@ -96,13 +97,13 @@ def recurrence(cell: str, w_hh: jax.Array, b_hh: jax.Array, projected: jax.Array
     def body(state, a):
         return step(state, a, w_hh, b_hh), None
 
-    final, _ = jax.lax.scan(body, state0, projected)
+    final, _ = jax.lax.scan(body, state0, projected, unroll=unroll)
     return final[0]
 
 
 def apply(
     params: dict[str, jax.Array], x: jax.Array, masks: Masks | None = None, onehot: bool | None = None,
-    cell: str = "rnn",
+    cell: str = "rnn", unroll: int = 1,
 ) -> jax.Array:
     """Logits [B, V] of a ``cell`` model for token ids ``x`` [B, T] (any T >= 1), from canonical arrays.
 
@@ -135,7 +136,7 @@ def apply(
         if input_mask is not None:
             inputs = inputs * jnp.swapaxes(input_mask, 0, 1)
         projected = _linear(inputs, w_ih, b_ih)
-    h_last = recurrence(cell, params["rnn.w_hh"], params["rnn.b_hh"], projected)
+    h_last = recurrence(cell, params["rnn.w_hh"], params["rnn.b_hh"], projected, unroll)
     if hidden_mask is not None:
         h_last = h_last * hidden_mask
     return _linear(h_last, params["out.weight"], params["out.bias"])
