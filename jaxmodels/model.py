@@ -13,7 +13,7 @@ the modules only hold the parameters and call it. The recurrence is an explicit
 (``STEPS``: torch's equations for the Elman RNN, the LSTM and the GRU, see
 ``wordrnn.core.cells``): Flax's own ``SimpleCell``, ``LSTMCell`` and
 ``GRUCell`` keep their own kernels in (in, out) layout and their own bias
-arrangement, so they could not hold DESIGN.md's stacked weights and two biases
+arrangement, so they could not hold docs/DESIGN.md's stacked weights and two biases
 in torch's (out, in) layout.
 
 Dropout is not a module here: ``apply`` takes explicit masks
@@ -124,7 +124,7 @@ def apply(
     tokens = jnp.asarray(x).T  # time-major [T, B]: lax.scan walks the leading axis
     if onehot:
         if input_mask is not None:
-            raise ValueError("the one-hot model takes no input dropout mask (DESIGN.md: embedding model only)")
+            raise ValueError("the one-hot model takes no input dropout mask (docs/DESIGN.md: embedding model only)")
         # x_t W_ih^T for a one-hot x_t of token k is column k of W_ih (any cell): the matmul's only
         # non-zero term is 1.0 * W_ih[:, k], which is exact, and adding zeros is exact, so
         # the lookup gives the one-hot product to the bit without the [T*B, V] matrix.
