@@ -238,11 +238,12 @@ def epoch_rows(config: Config, dataset: Any, impls: list[str], args: argparse.Na
     steps = -(-len(dataset.train_x) // config.batch_size)
     for impl in impls:
         print(f"epoch    large     {impl:<11} {config.model:<9} {config.cell:<4} {steps} steps...", flush=True)
-        seconds, warmup = timing.time_epoch(impl, config, dataset, devices[impl])
+        seconds, cpu_seconds, warmup = timing.time_epoch(impl, config, dataset, devices[impl])
         print(f"epoch    large     {impl:<11} {config.model:<9} {config.cell:<4} {seconds:.1f} s "
               f"({steps} steps, threads {args.threads or 'default'})", flush=True)
         rows.append({"impl": impl, "model": config.model, "cell": config.cell, "size": "large",
                      "device": devices[impl], "threads": args.threads or "library defaults", "seconds": seconds,
+                     "cpu_seconds": cpu_seconds,
                      "steps": steps, "examples": len(dataset.train_x), "warmup_seconds": warmup})
     return rows
 
@@ -351,10 +352,10 @@ def print_generation(rows: list[dict[str, Any]], size: str) -> None:
 
 def print_epochs(rows: list[dict[str, Any]]) -> None:
     print("\none training epoch of the large corpus")
-    print(f"  {'impl':<7}{'model':<10}{'cell':<6}{'device':<7}{'threads':>8}{'steps':>7}{'seconds':>9}")
+    print(f"  {'impl':<7}{'model':<10}{'cell':<6}{'device':<7}{'threads':>8}{'steps':>7}{'seconds':>9}{'CPU s':>8}")
     for r in rows:
         print(f"  {r['impl']:<7}{r['model']:<10}{r['cell']:<6}{r['device']:<7}{r['threads']!s:>8}{r['steps']:>7}"
-              f"{r['seconds']:>9.1f}")
+              f"{r['seconds']:>9.1f}{r['cpu_seconds']:>8.1f}")
 
 
 def print_summary(results: dict[str, Any]) -> None:

@@ -101,15 +101,18 @@ def prepare_training(impl: str, config: Config, dataset: Dataset, device: str,
     return (lambda count: trainer.run(batches, count)), warmup_seconds, len(batches[0][0])
 
 
-def time_epoch(impl: str, config: Config, dataset: Dataset, device: str, warmup: int = 3) -> tuple[float, float]:
+def time_epoch(impl: str, config: Config, dataset: Dataset, device: str,
+               warmup: int = 3) -> tuple[float, float, float]:
     """Seconds of one full training epoch of ``impl`` (every batch, the last partial one included),
-    after ``warmup`` steps timed apart; returns (epoch seconds, warm-up seconds)."""
+    after ``warmup`` steps timed apart; returns (epoch seconds, the process's CPU seconds in the epoch,
+    warm-up seconds). On a shared machine the CPU seconds say how long the epoch takes with a core to itself."""
     batches = epoch_batches(dataset, config)
     trainer = Trainer(impl, config, device)
     warmup_seconds, _ = timed(lambda: trainer.run(batches, warmup))
     trainer.step = 0
+    cpu_started = time.process_time()
     seconds, _ = timed(lambda: trainer.run(batches, len(batches)))
-    return seconds, warmup_seconds
+    return seconds, time.process_time() - cpu_started, warmup_seconds
 
 
 def onnx_logits(config: Config, params: Params, threads: int) -> LogitsFn:
