@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
         "benchmark configuration with the same --epochs and --patience.",
     )
     g = parser.add_argument_group("corpus")
-    g.add_argument("--data", default=None, metavar="PATH", help="corpus (.csv or .txt) to cross-validate on")
+    g.add_argument("--data", default=None, metavar="PATH",
+                   help="corpus (.csv or .txt) to cross-validate on (default: $WORDRNN_DATA, then the user cache, "
+                   "then the download of poems-100)")
     g.add_argument("--suite", action="store_true",
                    help="every corpus of the suite (wordrnn.bench.corpora: poems-100, sonnets, lucrece, milton)")
     g.add_argument("--text-column", default=Config.text_column, help="CSV column holding the poems")
