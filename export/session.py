@@ -1,6 +1,6 @@
 """An exported ``.onnx`` file opened in onnxruntime: the model card and a logits function.
 
-Imports onnxruntime and NumPy, never torch or jax (DESIGN.md).
+Imports onnxruntime and NumPy, never torch or jax (docs/DESIGN.md).
 """
 
 from __future__ import annotations

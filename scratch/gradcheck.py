@@ -11,7 +11,7 @@ compared with the analytic one. The error reported per parameter is
     max_i |analytic_i - numerical_i| / max(max_j |analytic_j|, max_i |numerical_i|)
 
 that is, the worst absolute error measured against the scale of that
-parameter's gradient (the same "relative to the largest entry" that DESIGN.md
+parameter's gradient (the same "relative to the largest entry" that docs/DESIGN.md
 uses across frameworks). An entry-wise |a - n| / (|a| + |n|) would be
 meaningless here: many entries have true gradients of 1e-12 or exactly 0
 (tokens absent from the batch), where the finite difference is pure rounding

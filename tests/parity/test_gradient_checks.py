@@ -1,7 +1,7 @@
 """Each implementation's gradients against finite differences, in float64.
 
 The NumPy reference's hand-written BPTT against central differences
-(``scratch.gradcheck``, DESIGN.md's 1e-6 per parameter), and the autodiff
+(``scratch.gradcheck``, docs/DESIGN.md's 1e-6 per parameter), and the autodiff
 frameworks with their own checkers: ``torch.autograd.gradcheck`` on the torch
 model and ``jax.test_util.check_grads`` on ``jaxmodels.model.apply``. (That
 torch and Flax agree with the NumPy gradients entry by entry, to 1e-10, is

@@ -134,7 +134,7 @@ def write_tables(out: Path, args: argparse.Namespace, base: Config, rows: list[d
         f"Written by `python -m wordrnn.bench.tune --out {out}` (trainer: {args.impl}, at most "
         f"{plural(args.epochs, 'epoch')}, early stopping after {plural(args.patience, 'epoch')} without a better "
         "validation loss; each trial's best epoch counts). "
-        "Everything not named is the benchmark configuration of DESIGN.md (seed "
+        "Everything not named is the benchmark configuration of docs/DESIGN.md (seed "
         f"{base.seed}, min-freq {base.min_freq}, seq_len {base.seq_len}, H 128, E 100, batch 64, Adam lr 1e-3, "
         "clip 5).",
         "",

@@ -1,7 +1,7 @@
 """The configuration every trainer shares, validated in one place.
 
 One flat dataclass holds the model, data and training settings; its defaults
-are the benchmark configuration of DESIGN.md. It is written to
+are the benchmark configuration of docs/DESIGN.md. It is written to
 ``config.json`` in every run folder and read back by any framework.
 """
 

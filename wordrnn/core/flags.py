@@ -1,4 +1,4 @@
-"""The command-line flags every trainer shares: same names, same defaults (DESIGN.md)."""
+"""The command-line flags every trainer shares: same names, same defaults (docs/DESIGN.md)."""
 
 from __future__ import annotations
 

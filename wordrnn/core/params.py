@@ -1,6 +1,6 @@
 """Canonical parameters: names, shapes, and the one seeded initializer.
 
-Every implementation reads and writes these names (DESIGN.md). The
+Every implementation reads and writes these names (docs/DESIGN.md). The
 initializer follows torch's defaults so that a freshly built ``nn.RNN`` and
 ours are drawn from the same distributions, but it uses NumPy so the same
 seed gives the same initial model in every framework.
