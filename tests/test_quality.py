@@ -151,7 +151,7 @@ def test_quality_command_writes_the_documented_json(tmp_path, capsys):
                  "--embed-dim", "8", "--json", str(out), "--quiet"]) == 0
     doc = json.loads(out.read_text())
     (corpus,) = doc["corpora"]
-    assert corpus["data"] == str(data)
+    assert corpus["data"] == str(data) and corpus["name"] == data.name
     assert corpus["folds"] == 2 and isinstance(corpus["tokens"], int) and corpus["tokens"] > 8 * 40
     names = [r["name"] for r in corpus["rows"]]
     assert names == ["kneser-ney", "recipe", "mixture", "plain"]

@@ -109,6 +109,11 @@ class CorpusResult:
     choices: list[dict[str, Any]] = field(default_factory=list)  # per fold: order, weights, epochs
     samples: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
+    name: str = ""  # short label for tables; ``data`` says where the text came from
+
+    @property
+    def label(self) -> str:
+        return self.name or Path(self.data).name
 
     def rows(self) -> list[dict[str, Any]]:
         kn = float(np.mean(self.fold_ppl["kneser-ney"]))
@@ -121,7 +126,7 @@ class CorpusResult:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"data": self.data, "tokens": self.tokens, "poems": self.poems, "folds": self.folds,
+        return {"name": self.label, "data": self.data, "tokens": self.tokens, "poems": self.poems, "folds": self.folds,
                 "seeds": self.seeds, "rows": self.rows(), "choices": self.choices, "samples": self.samples,
                 "seconds": self.seconds}
 
@@ -224,16 +229,17 @@ def _worker_init(threads: int) -> None:
 
 
 def evaluate_corpus(poems: list[str], data: str, recipe_config: Config, plain_config: Config, folds: int,
-                    seeds: int, seed: int = 0, quiet: bool = False, jobs: int = 1, threads: int = 1) -> CorpusResult:
+                    seeds: int, seed: int = 0, quiet: bool = False, jobs: int = 1, threads: int = 1,
+                    name: str = "") -> CorpusResult:
     """Cross-validate the four rows on one corpus; ``jobs`` folds at a time, each in its own process."""
     started = time.time()
     c = recipe_config
     tokens = [tokenize(p, c.tokenizer) for p in poems]
     fold_list = build_folds(tokens, folds, c.seq_len, c.min_freq, c.tokenizer, seed)
-    result = CorpusResult(data, sum(len(t) for t in tokens), len(poems), folds, seeds)
+    result = CorpusResult(data, sum(len(t) for t in tokens), len(poems), folds, seeds, name=name)
     if not quiet:
-        say(f"{data}: {result.poems} poems, {result.tokens:,} tokens, {folds} folds x {seeds} seed(s), "
-            f"{min(jobs, folds)} fold(s) at a time")
+        say(f"{result.label} ({data}): {result.poems} poems, {result.tokens:,} tokens, {folds} folds x "
+            f"{seeds} seed(s), {min(jobs, folds)} fold(s) at a time")
     with tempfile.TemporaryDirectory(prefix="wordrnn-quality-") as tmp:
         args = [(fold, tokens, recipe_config, plain_config, seeds, seed, quiet, started, tmp) for fold in fold_list]
         if jobs <= 1:
@@ -291,7 +297,7 @@ def table(results: list[CorpusResult]) -> str:
             b = row["below_kneser_ney"]
             below = "" if row["name"] == "kneser-ney" else f" ({abs(b):.1%} {'below' if b >= 0 else 'above'})"
             cells.append(f"{row['ppl_mean']:.1f} ± {row['ppl_std']:.1f}{below}")
-        lines.append(f"| {Path(res.data).name} | {res.tokens:,} | {res.folds} | " + " | ".join(cells) + " |")
+        lines.append(f"| {res.label} | {res.tokens:,} | {res.folds} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\n(perplexity on held-out poems, mean ± standard deviation over folds; " \
         "in brackets: how far below (or above) Kneser-Ney's, as a share of it)"
 
@@ -300,7 +306,7 @@ def samples_text(results: list[CorpusResult]) -> str:
     parts = []
     for res in results:
         for name, s in res.samples.items():
-            parts.append(f"--- {Path(res.data).name}, {LABELS[name]} (fold 1): {s['novelty']} ---\n{s['text']}")
+            parts.append(f"--- {res.label}, {LABELS[name]} (fold 1): {s['novelty']} ---\n{s['text']}")
     return "\n\n".join(parts)
 
 
@@ -315,8 +321,8 @@ def configs_from_args(args: argparse.Namespace) -> tuple[Config, Config]:
     return recipe_config, plain_config
 
 
-def corpora_from_args(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
-    """(label, poems) for each corpus to evaluate."""
+def corpora_from_args(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
+    """(name, where the text came from, poems) for each corpus to evaluate."""
     from data.corpus import read_poems
     from data.locate import locate_corpus
     from wordrnn.bench.corpora import SUITE, load_corpus
@@ -324,9 +330,9 @@ def corpora_from_args(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     if args.suite and args.data:
         raise UsageError("give either --data PATH (one corpus) or --suite (every corpus of the suite), not both")
     if args.suite:
-        return [(c.name, c.poems) for c in map(load_corpus, SUITE)]
+        return [(c.name, c.origin, c.poems) for c in map(load_corpus, SUITE)]
     path = locate_corpus(args.data)
-    return [(str(path), read_poems(path, args.text_column))]
+    return [(path.name, str(path), read_poems(path, args.text_column))]
 
 
 @cli
@@ -341,11 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads < 0:
         raise UsageError(f"--threads must be 0 (library defaults) or a positive number, got {args.threads}")
     results = []
-    for label, poems in corpora:
-        results.append(evaluate_corpus(poems, label, recipe_config, plain_config, args.folds, args.seeds,
-                                       args.seed, args.quiet, args.jobs, args.threads))
+    for name, data, poems in corpora:
+        results.append(evaluate_corpus(poems, data, recipe_config, plain_config, args.folds, args.seeds,
+                                       args.seed, args.quiet, args.jobs, args.threads, name))
         if not args.quiet:
-            say(f"{label}: {results[-1].seconds:.0f} s")
+            say(f"{name}: {results[-1].seconds:.0f} s")
     document = {"corpora": [r.to_json() for r in results],
                 "recipe": {k: getattr(recipe_config, k) for k in recipe("quality")},
                 "plain": {k: getattr(plain_config, k) for k in recipe("quality")},
