@@ -36,7 +36,7 @@ def test_the_numpy_reference_has_every_cell_of_the_registry() -> None:
 @pytest.mark.parametrize("kind", MODELS)
 @pytest.mark.parametrize("t", [1, 2, 5])
 def test_forward_matches_the_equations(cell: str, kind: str, t: int) -> None:
-    """Against the reference loop of ``tests/cell_equations.py``: docs/DESIGN.md's equations, one-hot vectors and all."""
+    """Against the reference loop of ``tests/cell_equations.py`` (docs/DESIGN.md's equations), one-hot and all."""
     params = params_for(kind, cell=cell)
     x, _ = batch(4, t)
     np.testing.assert_allclose(model.logits(params, x, cell), design_logits(params, x, cell=cell), rtol=0, atol=1e-12)
