@@ -215,3 +215,16 @@ def test_init_from_reuses_the_source_vocabulary_and_weights(tmp_path):
                    init_from=tmp_path / "a", quiet=True, given={"epochs"})
     b = load_run(tmp_path / "b")
     assert b.vocab.tokens == source.vocab.tokens and result.config.hidden_size == 128
+
+
+def test_sample_prompts_fall_back_to_a_word_the_vocabulary_knows():
+    from data.vocab import Vocab
+    from wordrnn.run.loop import SAMPLE_PROMPTS, sample_prompts
+
+    poems = [["stone", "and", "stone", ",", "\n", "the", "dust"]]
+    vocab = Vocab.build(poems, min_freq=1, tokenizer="default")
+    prompts = sample_prompts(vocab)
+    assert SAMPLE_PROMPTS == ("the sea", "my love", "the night")
+    assert prompts == ["the sea", "stone", "the night"]  # no word of "my love" is known: the most frequent word
+    only_punctuation = Vocab.build([[",", "\n"]], min_freq=1, tokenizer="default")
+    assert sample_prompts(only_punctuation) == []

@@ -179,7 +179,7 @@ def test_quality_command_refuses_too_few_poems(tmp_path, capsys):
 
 def test_compare_rows_carry_the_novelty_of_their_samples():
     from data.dataset import build_dataset
-    from wordrnn.bench.comparison import Entry, fill_novelty
+    from wordrnn.bench.lab import Entry, fill_novelty
 
     poems = ["the sea is cold\nthe night is long", "the sea is deep\nmy love is near", "the moon\nthe star"]
     dataset = build_dataset(poems * 4, seq_len=2, min_freq=1, val_fraction=0.25, seed=0)

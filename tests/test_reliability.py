@@ -518,11 +518,11 @@ def test_help_shows_every_default(capsys):
 
 def test_compare_writes_samples_and_an_interrupted_rerun_leaves_no_old_report(corpus, tmp_path, capsys,
                                                                                 monkeypatch):
-    from wordrnn.bench import compare, comparison
+    from wordrnn.bench import compare, lab
 
     out = tmp_path / "report"
     argv = ["--data", str(corpus), "--seq-len", "3", "--min-freq", "1", "--hidden-size", "8", "--embed-dim", "4",
-            "--epochs", "1", "--impls", "numpy", "--models", "embedding", "--no-tuned", "--no-export", "--quiet",
+            "--epochs", "1", "--impls", "numpy", "--models", "embedding", "--no-recipe", "--no-export", "--quiet",
             "--out", str(out)]
     code, stdout, err = run_main(compare.main, argv, capsys)
     assert code == 0, err
@@ -534,7 +534,7 @@ def test_compare_writes_samples_and_an_interrupted_rerun_leaves_no_old_report(co
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(comparison, "run_comparison", interrupted)
+    monkeypatch.setattr(lab, "run_comparison", interrupted)
     code, _, err = run_main(compare.main, [*argv, "--overwrite"], capsys)
     assert code == 130 and "no report written" in err
     assert not (out / "REPORT.md").exists() and not (out / "results.json").exists()

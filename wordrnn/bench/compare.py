@@ -1,8 +1,8 @@
 """``python -m wordrnn.bench.compare``: every implementation of both models, side by side, in one report.
 
 Trains NumPy, PyTorch and JAX/Flax x one-hot and embedding on the benchmark
-configuration (same data, split, initial weights and batches), a tuned
-embedding RNN (``TUNED``) and the Kneser-Ney baseline, then writes the report
+configuration (same data, split, initial weights and batches), the quality
+embedding RNN (``RECIPE_RUN``) and the Kneser-Ney baseline, then writes the report
 folder (``wordrnn.bench.report``): REPORT.md, results.json, results.csv,
 loss_curves.png, the run folders (each with its samples.txt), and the best run
 exported to ONNX with a sample generated from it by onnxruntime.
@@ -25,12 +25,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from wordrnn.bench.backends import IMPLS, parse_names
 from wordrnn.bench.machine import describe_machine, limit_threads
 from wordrnn.core.config import MODELS, Config
 from wordrnn.core.errors import INTERRUPTED_EXIT, UsageError, cli, plural
 from wordrnn.core.flags import add_data_flags, add_training_flags, config_from_args
 from wordrnn.core.recipes import recipe
+from wordrnn.frameworks import IMPLS, parse_names
 
 DEFAULT_OUT = "reports/latest"  # what `make demo` writes
 # What a report folder holds besides its run folders: removed first when a report is replaced.
@@ -39,18 +39,18 @@ REPORT_FILES = ("REPORT.md", "results.json", "results.csv", "loss_curves.png", "
 # with --threads 1 (docs/PERFORMANCE.md has the measured time).
 DEFAULT_EPOCHS = 6
 
-# The tuned embedding RNN of the report is the quality recipe (wordrnn.core.recipes, docs/QUALITY.md): one
+# The recipe row of the report is the quality recipe (wordrnn.core.recipes, docs/QUALITY.md): one
 # configuration for every corpus, with its own early stopping, trained by PyTorch (the fastest for its LSTM on a
 # CPU). The windows are the comparison's (--seq-len), so that every row is scored on the same targets.
-TUNED: dict[str, Any] = {k: v for k, v in recipe("quality").items() if k != "seq_len"}
-TUNED_IMPL = "torch"
+RECIPE_RUN: dict[str, Any] = {k: v for k, v in recipe("quality").items() if k != "seq_len"}
+RECIPE_IMPL = "torch"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m wordrnn.bench.compare",
         description="Train the NumPy, PyTorch and JAX/Flax RNNs (one-hot and embedding) on the same data, "
-        "initial weights and batches, plus a tuned RNN and a Kneser-Ney baseline, and write a report "
+        "initial weights and batches, plus the quality recipe (an LSTM) and a Kneser-Ney baseline, and write a report "
         "(REPORT.md, results.json, results.csv, loss_curves.png, the best run exported to ONNX).",
     )
     add_data_flags(parser)
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="replace the report already in --out")
     g.add_argument("--impls", default=",".join(IMPLS), help="implementations to train (default: %(default)s)")
     g.add_argument("--models", default=",".join(MODELS), help="models to train (default: %(default)s)")
-    g.add_argument("--no-tuned", action="store_true", help="skip the tuned embedding RNN")
+    g.add_argument("--no-recipe", action="store_true", help="skip the quality recipe's run (docs/QUALITY.md)")
     g.add_argument("--no-export", action="store_true", help="skip the ONNX export of the best run")
     g.add_argument("--prompt", default="the sea", help="prompt of every sample (default: %(default)r)")
     g.add_argument("--threads", type=int, default=1,
@@ -82,15 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     impls = parse_names(args.impls, IMPLS, "--impls")
     models = parse_names(args.models, MODELS, "--models")
     base = config_from_args(args)
-    tuned = None if args.no_tuned else {"epochs": base.epochs, **TUNED}
-    if tuned is not None:
-        replace(base, **tuned).validate()
+    recipe_run = None if args.no_recipe else {"epochs": base.epochs, **RECIPE_RUN}
+    if recipe_run is not None:
+        replace(base, **recipe_run).validate()
     out = Path(args.out)
     check_report_folder(out, args.overwrite)
     limit_threads(args.threads)
 
     from data.dataset import load_dataset
-    from wordrnn.bench.comparison import dataset_summary, run_comparison
+    from wordrnn.bench.lab import dataset_summary, run_comparison
     from wordrnn.bench.report import write_report
     from wordrnn.run.generation import prompt_to_ids
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
           f"training / {summary['val_windows']:,} validation windows; {plural(base.epochs, 'epoch')}; "
           f"report -> {out}", flush=True)
     try:
-        entries, extras = run_comparison(base, dataset, out, impls, models, tuned, TUNED_IMPL, args.prompt,
+        entries, extras = run_comparison(base, dataset, out, impls, models, recipe_run, RECIPE_IMPL, args.prompt,
                                          args.quiet, export=not args.no_export)
     except KeyboardInterrupt:
         print(f"\ninterrupted: no report written; {out} holds only the run folders trained so far",

@@ -22,11 +22,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from wordrnn.bench.backends import parse_names
 from wordrnn.bench.machine import limit_threads
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import MODELS, Config
 from wordrnn.core.errors import UsageError, cli
+from wordrnn.frameworks import parse_names
 
 DEVICES = ("cpu", "cuda")
 

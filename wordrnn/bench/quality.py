@@ -145,7 +145,7 @@ class TrainedRNN:
     """An RNN trained on a fold by the one loop, early-stopped on the inner validation poems."""
 
     def __init__(self, config: Config, fold: Fold, workdir: Path):
-        from wordrnn.bench.backends import make_backend
+        from wordrnn.frameworks import make_backend
         from wordrnn.run.folder import load_run
         from wordrnn.run.loop import train
 

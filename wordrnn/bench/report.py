@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from wordrnn.bench.backends import LABELS
-from wordrnn.bench.comparison import SAMPLE_SETTINGS, SAMPLE_TOKENS, Entry
+from wordrnn.bench.lab import SAMPLE_SETTINGS, SAMPLE_TOKENS, Entry
 from wordrnn.core.config import Config
+from wordrnn.frameworks import LABELS
 from wordrnn.run.folder import atomic_write_bytes, atomic_write_text
 
 CSV_COLUMNS = (
@@ -26,9 +26,9 @@ CSV_COLUMNS = (
     "first_epoch_seconds", "final_train_loss", "best_val_loss", "best_val_ppl", "best_val_ppl_known",
     "best_epoch", "val_top1", "val_top5", "time_ratio_vs_torch",
 )
-COLORS = {"numpy": "tab:blue", "torch": "tab:orange", "jax": "tab:green", "tuned": "tab:purple"}
+COLORS = {"numpy": "tab:blue", "torch": "tab:orange", "jax": "tab:green", "recipe": "tab:purple"}
 # Implementations that agree draw on top of each other: wide lines first, so each stays visible as a stripe.
-WIDTHS = {"numpy": 5.0, "torch": 3.0, "jax": 1.2, "tuned": 1.2}
+WIDTHS = {"numpy": 5.0, "torch": 3.0, "jax": 1.2, "recipe": 1.2}
 
 
 def _json_safe(value: Any) -> Any:
@@ -69,7 +69,7 @@ def plot_loss_curves(out: Path, entries: list[Entry]) -> None:
         for e in entries:
             if e.row["model"] != model or not e.curves:
                 continue
-            key = "tuned" if e.row["variant"] == "tuned" else e.row["impl"]
+            key = "recipe" if e.row["variant"] == "recipe" else e.row["impl"]
             style = {"color": COLORS[key], "lw": WIDTHS[key], "ms": 2 + WIDTHS[key]}
             epochs = [c["epoch"] for c in e.curves]
             label = LABELS[e.row["impl"]] + ("" if e.row["variant"] == "benchmark" else f" ({e.row['variant']})")
@@ -159,9 +159,11 @@ def report_markdown(entries: list[Entry], payload: dict[str, Any]) -> str:
         ]),
         "![training and validation loss per epoch](loss_curves.png)",
     ]
-    if payload.get("tuned"):
-        changes = json.dumps(payload["tuned"])
-        parts += ["## Tuned run", f"{LABELS[payload['tuned_impl']]}, the benchmark configuration with `{changes}`."]
+    if payload.get("recipe"):
+        changes = json.dumps(payload["recipe"])
+        parts += ["## The quality recipe",
+                  f"{LABELS[payload['recipe_impl']]}, `--recipe quality` (docs/QUALITY.md): "
+                  f"the benchmark configuration with `{changes}`."]
     parts += [
         "## Configuration",
         _key_values({k: v for k, v in config.items() if k not in ("extra", "data")}),

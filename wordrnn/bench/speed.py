@@ -30,13 +30,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from wordrnn.bench.backends import IMPLS, parse_names
 from wordrnn.bench.machine import describe_machine, limit_threads
 from wordrnn.bench.synthetic import LARGE, SyntheticSize, check_size
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import MODELS, Config
 from wordrnn.core.errors import UsageError, cli
 from wordrnn.core.flags import add_data_flags, data_config
+from wordrnn.frameworks import IMPLS, parse_names
 
 RUNTIMES = ("onnxruntime", "torch", "flax", "numpy")
 SIZES = ("benchmark", "large")

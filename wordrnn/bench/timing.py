@@ -18,11 +18,11 @@ import numpy as np
 
 from data.batches import batch_indices
 from data.dataset import Dataset
-from wordrnn.bench.backends import make_backend
 from wordrnn.core.backend import Backend
 from wordrnn.core.config import Config
 from wordrnn.core.params import Params, init_params
 from wordrnn.core.sampling import SamplerSettings, generate
+from wordrnn.frameworks import make_backend
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]
 GREEDY = SamplerSettings("greedy", allow_unk=True)

@@ -19,11 +19,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from wordrnn.bench.backends import IMPLS, make_backend
 from wordrnn.core.config import Config
 from wordrnn.core.errors import UsageError, cli, plural
 from wordrnn.core.flags import add_data_flags, data_config
 from wordrnn.core.threads import limit_threads
+from wordrnn.frameworks import IMPLS, make_backend
 from wordrnn.run.folder import atomic_write_text, check_out_dir, check_out_file
 
 DEFAULT_OUT = "reports/tuning/TUNING.md"

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from data.batches import batch_indices, num_batches
 from data.dataset import Dataset, load_dataset
+from data.tokenizer import tokenize
 from data.vocab import Vocab
 from wordrnn.core.backend import Backend
 from wordrnn.core.config import Config
@@ -369,13 +370,26 @@ def _say_interrupted(run_dir: Path, rows: list[dict[str, Any]]) -> None:
 
 # ---------------------------------------------------------------- samples and the command
 
+def sample_prompts(vocab: Vocab) -> list[str]:
+    """``SAMPLE_PROMPTS``, each replaced by the vocabulary's most frequent word where it knows none of its words.
+
+    A corpus without "sea", "love" or "night" still trains; its samples then start from a word it has.
+    """
+    fallback = next((t for t in vocab.tokens if t != vocab.tokens[vocab.unk_id] and t[:1].isalnum()), None)
+
+    def known(prompt: str) -> bool:
+        return any(t in vocab.index for t in tokenize(prompt, vocab.tokenizer))
+
+    return [p if known(p) else fallback for p in SAMPLE_PROMPTS if known(p) or fallback is not None]
+
+
 def write_run_samples(backend: Backend, run_dir: Path, config: Config, vocab: Vocab) -> str:
     """Generate from the best weights: one greedy and two sampled texts, saved to samples.txt."""
     best, _ = load_arrays(run_dir / WEIGHTS)
     state = backend.init(best, config)
     logits_fn = lambda x: backend.logits(state, x)  # noqa: E731
     blocks = []
-    for i, prompt in enumerate(SAMPLE_PROMPTS):
+    for i, prompt in enumerate(sample_prompts(vocab)):
         settings = SamplerSettings("greedy") if i == 0 else SamplerSettings(temperature=0.8, top_p=0.9, seed=i)
         text = generate_text(logits_fn, vocab, config.seq_len, prompt, SAMPLE_TOKENS, settings)
         blocks.append(f"--- prompt {prompt!r}, {settings.strategy}"

@@ -13,7 +13,7 @@ how far apart the answers are:
   compared by the loss of every step and by the weights after the last one.
 
 Every cell of ``wordrnn.core.cells`` and both models are covered; the
-frameworks are those of ``wordrnn.bench.backends``, the one registry. The
+frameworks are those of ``wordrnn.frameworks``, the one registry. The
 tolerances are ``wordrnn.core.tolerances`` (the table of docs/DESIGN.md) and are
 never widened here; a ``Check`` holds the worst difference of each pair of
 frameworks and whether it is within them.
@@ -39,11 +39,11 @@ import torch.nn.functional as F
 from jaxmodels import model as jax_model
 from scratch import model as np_model
 from torchmodels import model as torch_model
-from wordrnn.bench.backends import IMPLS, make_backend
 from wordrnn.core import tolerances
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import Masks, draw_masks
 from wordrnn.core.params import PARAM_NAMES, Params, init_params
+from wordrnn.frameworks import IMPLS, make_backend
 
 FRAMEWORKS = IMPLS  # numpy, torch, jax
 DEVICES = ("cpu", "cuda")
@@ -295,7 +295,7 @@ def pass_checks(config: Config, params: Params, x: np.ndarray, y: np.ndarray, ma
 
 @cache
 def backend_for(framework: str, device: str = "cpu"):
-    """One backend per framework, device and process, from ``wordrnn.bench.backends``
+    """One backend per framework, device and process, from ``wordrnn.frameworks``
     (``torch-gather``: torch's gather form of the one-hot model); the JAX backend keeps its compiled
     steps between calls."""
     if framework == "torch-gather":

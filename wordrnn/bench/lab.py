@@ -19,13 +19,13 @@ from typing import Any
 from data.dataset import Dataset
 from data.tokenizer import tokenize
 from data.vocab import Vocab
-from wordrnn.bench.backends import IMPLS, LABELS, make_backend
 from wordrnn.bench.kneser_ney import KneserNey, select_order
 from wordrnn.bench.novelty import TrainingText
 from wordrnn.core.backend import Backend
 from wordrnn.core.config import Config
 from wordrnn.core.errors import UsageError
 from wordrnn.core.sampling import SamplerSettings, generate
+from wordrnn.frameworks import IMPLS, LABELS, make_backend
 from wordrnn.run.folder import atomic_write_bytes, load_run
 from wordrnn.run.generation import generate_text, prompt_to_ids
 from wordrnn.run.loop import count_params, train
@@ -186,12 +186,12 @@ def export_best(entries: list[Entry], out: Path, prompt: str) -> dict[str, Any]:
 
 
 def run_comparison(base: Config, dataset: Dataset, out: Path, impls: list[str], models: list[str],
-                   tuned: dict[str, Any] | None, tuned_impl: str, prompt: str, quiet: bool,
+                   recipe_run: dict[str, Any] | None, recipe_impl: str, prompt: str, quiet: bool,
                    export: bool) -> tuple[list[Entry], dict[str, Any]]:
     """Train everything, fit the baseline, export the best; return the entries and the extras for the report."""
     jobs = [(impl, replace(base, model=model), "benchmark") for model in models for impl in impls]
-    if tuned is not None:
-        jobs.append((tuned_impl, replace(base, **tuned), "tuned"))
+    if recipe_run is not None:
+        jobs.append((recipe_impl, replace(base, **recipe_run), "recipe"))
     entries: list[Entry] = []
     for i, (impl, config, variant) in enumerate(jobs, start=1):
         name = f"{impl}-{config.model}" + ("" if variant == "benchmark" else f"-{variant}")
@@ -209,7 +209,7 @@ def run_comparison(base: Config, dataset: Dataset, out: Path, impls: list[str], 
     entries.append(kn)
     fill_speed_ratios(entries)
     fill_novelty(entries, dataset, prompt)
-    extras: dict[str, Any] = {"kneser_ney_orders": per_order, "tuned": tuned, "tuned_impl": tuned_impl}
+    extras: dict[str, Any] = {"kneser_ney_orders": per_order, "recipe": recipe_run, "recipe_impl": recipe_impl}
     if export and any(e.run_dir is not None for e in entries):
         say("exporting the best run to ONNX")
         extras["onnx"] = export_best(entries, out, prompt)
