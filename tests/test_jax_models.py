@@ -20,6 +20,7 @@ from jaxmodels.backend import (
 )
 from jaxmodels.model import apply, build_nnx_model, to_canonical
 from scratch import model as ref
+from wordrnn.core import tolerances
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import step_masks
@@ -132,7 +133,7 @@ def test_gradients_match_numpy_reference(model):
     assert abs(float(got_loss) - want_loss) < 1e-5
     for name in params:
         scale = np.abs(want[name]).max()
-        assert np.abs(np.asarray(got[name]) - want[name]).max() <= 1e-5 * scale, name
+        assert np.abs(np.asarray(got[name]) - want[name]).max() <= tolerances.GRADIENTS[np.float32] * scale, name
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -154,7 +155,7 @@ def test_float64_gradients_match_reference_and_finite_differences(model):
     assert abs(float(got_loss) - want_loss) < 1e-12
     for name in params:
         scale = np.abs(want[name]).max()
-        assert np.abs(np.asarray(got[name]) - want[name]).max() <= 1e-10 * scale, name
+        assert np.abs(np.asarray(got[name]) - want[name]).max() <= tolerances.GRADIENTS[np.float64] * scale, name
 
 
 def test_weighted_cross_entropy_ignores_padding():

@@ -10,6 +10,7 @@ from cell_equations import design_logits
 
 from scratch import model as reference
 from torchmodels.model import CANONICAL, EmbeddingRNN, OneHotRNN, build_module, to_canonical
+from wordrnn.core import tolerances
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import Config
 from wordrnn.core.errors import UsageError
@@ -53,8 +54,8 @@ def test_logits_match_numpy_reference_float32(model: str, gather: bool, steps: i
     with torch.no_grad():
         got = module(torch.from_numpy(x)).numpy()
     assert got.dtype == np.float32 and got.shape == (B, V)
-    assert np.abs(got - reference.logits(params, x)).max() <= 1e-5
-    assert np.abs(got - design_logits(params, x)).max() <= 1e-5
+    assert np.abs(got - reference.logits(params, x)).max() <= tolerances.LOGITS[np.float32]
+    assert np.abs(got - design_logits(params, x)).max() <= tolerances.LOGITS[np.float32]
 
 
 @pytest.mark.parametrize("model,gather", FORMS)
@@ -67,7 +68,7 @@ def test_logits_and_gradients_match_numpy_reference_float64(model: str, gather: 
     logits = module(torch.from_numpy(x), torch_masks(masks, model, torch.float64))
     F.cross_entropy(logits, torch.from_numpy(y)).backward()
 
-    assert np.abs(logits.detach().numpy() - design_logits(params, x, np_masks)).max() <= 1e-10
+    assert np.abs(logits.detach().numpy() - design_logits(params, x, np_masks)).max() <= tolerances.LOGITS[np.float64]
     loss, grads = reference.loss_and_grads(params, x, y, np_masks)
     assert abs(F.cross_entropy(logits, torch.from_numpy(y)).item() - loss) <= 1e-10
     own = dict(module.named_parameters())
