@@ -129,42 +129,43 @@ def _verse(text: str) -> str:
     return "```text\n" + text.strip("\n") + "\n```"
 
 
-def report_markdown(entries: list[Entry], payload: dict[str, Any]) -> str:
-    config, data, machine = payload["config"], payload["dataset"], payload["machine"]
-    orders = payload["kneser_ney_orders"]
-    baseline = next((e for e in entries if e.row["impl"] == "kneser-ney"), None)
+def results_notes(entries: list[Entry], payload: dict[str, Any]) -> str:
+    """What the results table's columns mean, and how the validation and the baseline were scored."""
+    config, data, orders = payload["config"], payload["dataset"], payload["kneser_ney_orders"]
+    baseline = any(e.row["impl"] == "kneser-ney" for e in entries)
     unknown = ("words never seen in training" if config["min_freq"] <= 1
                else f"words seen fewer than {config['min_freq']} times in training")
-    parts = [
-        "# wordrnn: NumPy, PyTorch and JAX/Flax side by side, with a Kneser-Ney baseline",
-        f"Written by `{payload['command']}` on {payload['date']} in {payload['wall_seconds']:.0f} s.",
-        "## Results",
-        results_table(entries),
-        "\n".join([
-            "- Every RNN trains on the same data, split and vocabulary, from the same initial weights and "
-            "with the same batches (one seed), through the one training loop; only the framework differs.",
-            "- *training s*: the epochs' training time, evaluation excluded. *s / epoch*: the median epoch "
-            "after the first, which carries the warm-up (JAX compiles then; `first_epoch_seconds` in results.csv).",
-            "- *time vs PyTorch*: seconds per epoch over PyTorch's on the same model (below 1 is faster). "
-            "Measured in one process, one run after another, on a machine that may be shared: "
-            "compare ratios, not absolute times.",
-            f"- Validation: {data['val_windows']:,} targets from {data['val_poems']} held-out poems; "
-            f"{data['val_oov_rate']:.1%} of them are `<unk>` ({unknown}). Perplexity counts every target, "
-            "`<unk>` included; `best_val_ppl_known` in results.csv counts only in-vocabulary targets. "
-            "Top-1/top-5 are at the best epoch.",
-            *([f"- Kneser-Ney: interpolated, modified (three discounts per order), chosen on validation among "
-               f"orders {', '.join(f'{n} (ppl {p:.1f})' for n, p in orders.items())}; scored on exactly the "
-               f"same targets. Its *parameters* are stored n-grams; its *training s* is counting them."]
-              if baseline else []),
-        ]),
-        "![training and validation loss per epoch](loss_curves.png)",
-    ]
-    if payload.get("recipe"):
-        changes = json.dumps(payload["recipe"])
-        parts += ["## The quality recipe",
-                  f"{LABELS[payload['recipe_impl']]}, `--recipe quality` (docs/QUALITY.md): "
-                  f"the benchmark configuration with `{changes}`."]
-    parts += [
+    return "\n".join([
+        "- Every RNN trains on the same data, split and vocabulary, from the same initial weights and "
+        "with the same batches (one seed), through the one training loop; only the framework differs.",
+        "- *training s*: the epochs' training time, evaluation excluded. *s / epoch*: the median epoch "
+        "after the first, which carries the warm-up (JAX compiles then; `first_epoch_seconds` in results.csv).",
+        "- *time vs PyTorch*: seconds per epoch over PyTorch's on the same model (below 1 is faster). "
+        "Measured in one process, one run after another, on a machine that may be shared: "
+        "compare ratios, not absolute times.",
+        f"- Validation: {data['val_windows']:,} targets from {data['val_poems']} held-out poems; "
+        f"{data['val_oov_rate']:.1%} of them are `<unk>` ({unknown}). Perplexity counts every target, "
+        "`<unk>` included; `best_val_ppl_known` in results.csv counts only in-vocabulary targets. "
+        "Top-1/top-5 are at the best epoch.",
+        *([f"- Kneser-Ney: interpolated, modified (three discounts per order), chosen on validation among "
+           f"orders {', '.join(f'{n} (ppl {p:.1f})' for n, p in orders.items())}; scored on exactly the "
+           f"same targets. Its *parameters* are stored n-grams; its *training s* is counting them."]
+          if baseline else []),
+    ])
+
+
+def recipe_section(payload: dict[str, Any]) -> list[str]:
+    if not payload.get("recipe"):
+        return []
+    return ["## The quality recipe",
+            f"{LABELS[payload['recipe_impl']]}, `--recipe quality` (docs/QUALITY.md): "
+            f"the benchmark configuration with `{json.dumps(payload['recipe'])}`."]
+
+
+def setup_section(payload: dict[str, Any]) -> list[str]:
+    """The configuration, the data and the machine the report was made with."""
+    config, data, machine = payload["config"], payload["dataset"], payload["machine"]
+    return [
         "## Configuration",
         _key_values({k: v for k, v in config.items() if k not in ("extra", "data")}),
         _key_values({"corpus": data["source"], "vocabulary": data["vocab_size"],
@@ -174,6 +175,12 @@ def report_markdown(entries: list[Entry], payload: dict[str, Any]) -> str:
         "## Machine",
         _key_values({k: v for k, v in machine.items() if k != "versions"}),
         _key_values(machine["versions"]),
+    ]
+
+
+def samples_section(entries: list[Entry], payload: dict[str, Any]) -> list[str]:
+    """Every run's sample with its novelty."""
+    parts = [
         "## Samples",
         f"Every run, prompt `{payload['prompt']}`, {SAMPLE_TOKENS} tokens, temperature "
         f"{SAMPLE_SETTINGS.temperature}, top-p {SAMPLE_SETTINGS.top_p}, seed {SAMPLE_SETTINGS.seed}, "
@@ -183,20 +190,41 @@ def report_markdown(entries: list[Entry], payload: dict[str, Any]) -> str:
     for e in entries:
         novelty = e.row.get("sample_novelty")
         parts += [f"### {e.row['name']}", *([f"*{novelty}*"] if novelty else []), _verse(e.sample)]
+    return parts
+
+
+def onnx_section(payload: dict[str, Any]) -> list[str]:
+    """The best run's export: its check against the source framework and its samples from onnxruntime."""
     onnx = payload.get("onnx")
-    if onnx:
-        parts += [
-            "## ONNX",
-            f"The run with the lowest validation loss, {onnx['source']}, exported to `{onnx['path']}` "
-            f"({onnx['bytes']:,} bytes): onnx.checker passed, and onnxruntime's logits differ from "
-            f"{onnx['reference']}'s by at most {onnx['max_abs_logit_diff']:.2g}. Greedy generation with "
-            f"onnxruntime gives {'the same' if onnx['greedy_identical'] else 'DIFFERENT'} tokens as the "
-            "framework that trained it.",
-            "Sampled with onnxruntime (same prompt and settings as above):",
-            _verse(onnx["sample"]),
-            "Greedy:",
-            _verse(onnx["greedy"]),
-        ]
+    if not onnx:
+        return []
+    return [
+        "## ONNX",
+        f"The run with the lowest validation loss, {onnx['source']}, exported to `{onnx['path']}` "
+        f"({onnx['bytes']:,} bytes): onnx.checker passed, and onnxruntime's logits differ from "
+        f"{onnx['reference']}'s by at most {onnx['max_abs_logit_diff']:.2g}. Greedy generation with "
+        f"onnxruntime gives {'the same' if onnx['greedy_identical'] else 'DIFFERENT'} tokens as the "
+        "framework that trained it.",
+        "Sampled with onnxruntime (same prompt and settings as above):",
+        _verse(onnx["sample"]),
+        "Greedy:",
+        _verse(onnx["greedy"]),
+    ]
+
+
+def report_markdown(entries: list[Entry], payload: dict[str, Any]) -> str:
+    parts = [
+        "# wordrnn: NumPy, PyTorch and JAX/Flax side by side, with a Kneser-Ney baseline",
+        f"Written by `{payload['command']}` on {payload['date']} in {payload['wall_seconds']:.0f} s.",
+        "## Results",
+        results_table(entries),
+        results_notes(entries, payload),
+        "![training and validation loss per epoch](loss_curves.png)",
+        *recipe_section(payload),
+        *setup_section(payload),
+        *samples_section(entries, payload),
+        *onnx_section(payload),
+    ]
     return "\n\n".join(parts) + "\n"
 
 

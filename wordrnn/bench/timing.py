@@ -21,10 +21,9 @@ from data.dataset import Dataset
 from wordrnn.core.backend import Backend
 from wordrnn.core.config import Config
 from wordrnn.core.params import Params, init_params
-from wordrnn.core.sampling import SamplerSettings, generate
+from wordrnn.core.sampling import LogitsFn, SamplerSettings, generate
 from wordrnn.frameworks import make_backend
 
-LogitsFn = Callable[[np.ndarray], np.ndarray]
 GREEDY = SamplerSettings("greedy", allow_unk=True)
 RUNTIME_IMPLS = {"torch": "torch", "flax": "jax", "numpy": "numpy"}  # generation runtimes that are trainers too
 
