@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 from data.dataset import load_dataset
-from wordrnn.core.errors import cli
+from wordrnn.core.errors import CommandParser, cli
 from wordrnn.core.flags import add_data_flags, data_config
 
 
 @cli
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m data",
         description="Print corpus statistics (poems, tokens, vocabulary, windows, validation OOV rate) "
         "for the given data settings.",

@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from wordrnn.core.errors import UsageError, cli
+from wordrnn.core.errors import CommandParser, UsageError, cli
 
 CORPUS_NAME = "poems-100.csv"
 CORPUS_URL = ("https://raw.githubusercontent.com/amank010/Deep-Learning-Lab-Text-Generation/"
@@ -84,9 +84,8 @@ def download(url: str, dest: Path, sha256: str, timeout: float = 30.0) -> Path:
 @cli
 def main(argv: list[str] | None = None) -> int:
     """Find (or fetch) the corpus and print its path; exit 2 with how to supply it when there is none."""
-    import argparse
 
-    parser = argparse.ArgumentParser(prog="python3 -m data.locate",
+    parser = CommandParser(prog="python3 -m data.locate",
                                      description="Print the corpus every command would read, fetching the pinned "
                                                  "copy into the user cache if needed. Standard library only.")
     parser.add_argument("--data", default=None, metavar="PATH", help="corpus to check instead of the defaults")

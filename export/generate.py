@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 
 from export.session import load
-from wordrnn.core.errors import cli
+from wordrnn.core.errors import CommandParser, cli
 from wordrnn.run.generation import add_sampler_flags, print_samples, settings_from_args
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m export.generate",
         description="Generate verse from an exported ONNX model with onnxruntime (no torch, no jax).",
     )

@@ -30,7 +30,7 @@ from export.session import OnnxLM, open_session
 from wordrnn.core import tolerances
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
-from wordrnn.core.errors import RunFailed, UsageError, cli
+from wordrnn.core.errors import CommandParser, RunFailed, UsageError, cli
 from wordrnn.core.params import Params
 from wordrnn.core.sampling import LogitsFn
 from wordrnn.run.folder import Run, atomic_write_bytes, check_out_file, load_run, read_metrics
@@ -124,7 +124,7 @@ def human_size(n: int) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m export.onnx",
         description="Export a run folder (trained by any framework) to one self-contained ONNX file: "
         "input 'tokens' int64 [batch, seq], output 'logits' float32 [batch, V], both axes dynamic, "

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from export.session import load
-from wordrnn.core.errors import UsageError, cli
+from wordrnn.core.errors import CommandParser, UsageError, cli
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
@@ -98,7 +98,7 @@ def serve(folder: Path, port: int) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m export.web",
         description="Write a static web page that generates verse from an exported model in the browser "
         "(onnxruntime-web, by docs/GENERATION.md): index.html, its scripts, onnxruntime-web's files and the "

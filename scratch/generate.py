@@ -14,13 +14,13 @@ import argparse
 import numpy as np
 
 from scratch import model
-from wordrnn.core.errors import cli
+from wordrnn.core.errors import CommandParser, cli
 from wordrnn.run.folder import load_run
 from wordrnn.run.generation import add_sampler_flags, print_samples, settings_from_args
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m scratch.generate",
         description="Generate verse from a run folder (any framework's) with the NumPy reference model.",
     )

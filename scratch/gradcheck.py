@@ -33,7 +33,7 @@ import numpy as np
 from scratch import model
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import Masks, draw_masks
-from wordrnn.core.errors import UsageError, cli
+from wordrnn.core.errors import CommandParser, UsageError, cli
 from wordrnn.core.flags import seed
 from wordrnn.core.params import Params, init_params
 from wordrnn.core.tolerances import FINITE_DIFFERENCE, TINY
@@ -98,7 +98,7 @@ def _positive(text: str) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m scratch.gradcheck",
         description="Check the NumPy BPTT gradients of every cell and both models against central finite "
                     f"differences (float64); exits 1 if any parameter's relative error exceeds {FINITE_DIFFERENCE:g}.")

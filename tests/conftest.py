@@ -59,6 +59,7 @@ def assert_usage_error(result: subprocess.CompletedProcess, *fragments: str) -> 
     """Exit 2, one `error:` line naming the problem, and no traceback."""
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
+    assert "usage:" not in result.stderr, result.stderr  # argparse's usage block is not part of the one line
     lines = [line for line in result.stderr.strip().splitlines() if "error:" in line]
     assert len(lines) == 1, result.stderr
     for fragment in fragments:

@@ -27,7 +27,7 @@ from typing import Any
 
 from wordrnn.bench.machine import describe_machine, limit_threads
 from wordrnn.core.config import MODELS, Config
-from wordrnn.core.errors import INTERRUPTED_EXIT, UsageError, cli, plural
+from wordrnn.core.errors import INTERRUPTED_EXIT, CommandParser, UsageError, cli, plural
 from wordrnn.core.flags import add_data_flags, add_training_flags, config_from_args
 from wordrnn.core.recipes import recipe
 from wordrnn.frameworks import IMPLS, parse_names
@@ -47,7 +47,7 @@ RECIPE_IMPL = "torch"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m wordrnn.bench.compare",
         description="Train the NumPy, PyTorch and JAX/Flax RNNs (one-hot and embedding) on the same data, "
         "initial weights and batches, plus the quality recipe (an LSTM) and a Kneser-Ney baseline, and write a report "

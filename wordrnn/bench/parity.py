@@ -25,14 +25,14 @@ import time
 from wordrnn.bench.machine import limit_threads
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import MODELS, Config
-from wordrnn.core.errors import UsageError, cli
+from wordrnn.core.errors import CommandParser, UsageError, cli
 from wordrnn.frameworks import parse_names
 
 DEVICES = ("cpu", "cuda")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m wordrnn.bench.parity",
         description="Compare the NumPy, PyTorch and Flax implementations of every model and cell on random "
                     "weights and batches: "

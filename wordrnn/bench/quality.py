@@ -36,7 +36,7 @@ from wordrnn.bench.kneser_ney import KneserNey
 from wordrnn.bench.mixture import choose_weight, mix, mix_log_prob, target_log_prob
 from wordrnn.bench.novelty import TrainingText
 from wordrnn.core.config import TOKENIZERS, Config
-from wordrnn.core.errors import UsageError, cli
+from wordrnn.core.errors import CommandParser, UsageError, cli
 from wordrnn.core.flags import add_model_flags, add_training_flags
 from wordrnn.core.recipes import recipe
 from wordrnn.run.folder import atomic_write_text
@@ -56,7 +56,7 @@ def say(*parts: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m wordrnn.bench.quality",
         description="Cross-validated perplexity, by poem, of the best Kneser-Ney n-gram model, the quality "
         "recipe, their mixture and the lab's plain embedding RNN, with percentages below Kneser-Ney "

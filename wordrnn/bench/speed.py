@@ -34,7 +34,7 @@ from wordrnn.bench.machine import describe_machine, limit_threads
 from wordrnn.bench.synthetic import LARGE, SyntheticSize, check_size
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import MODELS, Config
-from wordrnn.core.errors import UsageError, cli
+from wordrnn.core.errors import CommandParser, UsageError, cli
 from wordrnn.core.flags import add_data_flags, data_config
 from wordrnn.frameworks import IMPLS, parse_names
 
@@ -46,7 +46,7 @@ LIMIT_REPEATS = 10
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m wordrnn.bench.speed",
         description="Measure training throughput and generation speed of the NumPy, PyTorch and JAX/Flax "
         "implementations (and onnxruntime for generation) in one process, as ratios to PyTorch and as a fraction "

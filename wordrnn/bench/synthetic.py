@@ -24,7 +24,7 @@ import numpy as np
 
 from data.dataset import Dataset, make_windows
 from data.vocab import UNK, Vocab
-from wordrnn.core.errors import UsageError, cli
+from wordrnn.core.errors import CommandParser, UsageError, cli
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 
@@ -130,9 +130,8 @@ def write_corpus(path: Path, size: SyntheticSize = LARGE) -> Path:
 @cli
 def main(argv: list[str] | None = None) -> int:
     """``python -m wordrnn.bench.synthetic PATH``: write the synthetic corpus file."""
-    import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m wordrnn.bench.synthetic",
+    parser = CommandParser(prog="python -m wordrnn.bench.synthetic",
                                      description="Write the seeded synthetic corpus (Zipf-like words) as a .txt "
                                      "file that every trainer reads with --data.")
     parser.add_argument("path", type=Path, help="the .txt file to write")

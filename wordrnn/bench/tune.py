@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from wordrnn.core.config import Config
-from wordrnn.core.errors import UsageError, cli, plural
+from wordrnn.core.errors import CommandParser, UsageError, cli, plural
 from wordrnn.core.flags import add_data_flags, data_config
 from wordrnn.core.threads import limit_threads
 from wordrnn.frameworks import IMPLS, make_backend
@@ -69,7 +69,7 @@ def kneser_ney_best(dataset) -> tuple[int, float]:
 
 @cli
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wordrnn.bench.tune", description=__doc__.split("\n\n")[1])
+    parser = CommandParser(prog="python -m wordrnn.bench.tune", description=__doc__.split("\n\n")[1])
     add_data_flags(parser)
     parser.add_argument("--impl", default="numpy", choices=IMPLS, help="framework that trains (default: numpy)")
     parser.add_argument("--epochs", type=int, default=20, help="most epochs per trial (default: %(default)s)")

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from wordrnn.core.errors import UsageError, cli
+from wordrnn.core.errors import CommandParser, UsageError, cli
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/lib/chromium/chromium")
@@ -119,7 +119,7 @@ def browser_speed(model: Path, tokens: int, folder: Path) -> dict[str, float]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m wordrnn.bench.web_speed", description=__doc__.split("\n\n")[1])
+    parser = CommandParser(prog="python -m wordrnn.bench.web_speed", description=__doc__.split("\n\n")[1])
     parser.add_argument("--model", metavar="FILE", help="an exported .onnx (default: a benchmark-size model)")
     parser.add_argument("--tokens", type=int, default=2000, help="tokens per measurement (default: %(default)s)")
     return parser.parse_args(argv)

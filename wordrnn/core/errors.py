@@ -12,6 +12,7 @@ A Ctrl-C ends a command with 130, the shell's code for SIGINT, after one
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -34,6 +35,13 @@ class RunFailed(Exception):
 
 class DiskFull(RunFailed):
     """A write ran out of space; the file it would have replaced is intact."""
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (``prog: error: ...``) and exit 2 instead of the usage block."""
+
+    def error(self, message: str):  # noqa: ANN201 - argparse's signature
+        self.exit(USAGE_EXIT, f"{self.prog}: error: {message}; see --help\n")
 
 
 def plural(n: int, word: str) -> str:

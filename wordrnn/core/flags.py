@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import MODELS, OPTIMIZERS, TOKENIZERS, Config
+from wordrnn.core.errors import CommandParser
 from wordrnn.core.recipes import RECIPES, recipe
 
 _DEFAULTS = Config()
@@ -24,7 +25,7 @@ def seed(text: str) -> int:
     return value
 
 
-class SharedParser(argparse.ArgumentParser):
+class SharedParser(CommandParser):
     """An ``ArgumentParser`` that also records which flags the command line gave (``given_flags``).
 
     ``--resume`` and ``--init-from`` compare only those with the saved run: a
