@@ -40,7 +40,7 @@ def test_compare_writes_a_consistent_report(tmp_path, tiny_corpus):
         assert 0 <= r["val_top1"] <= r["val_top5"] <= 1
     rnns = [r for r in doc["rows"] if r["variant"] == "benchmark"]
     assert all(r["best_epoch"] == 1 and r["epochs"] == 1 for r in rnns)
-    # Same data, initial weights and batches: the three frameworks agree (DESIGN.md: 1e-4 after 20 steps).
+    # Same data, initial weights and batches: the three frameworks agree (docs/DESIGN.md: 1e-4 after 20 steps).
     losses = [r["best_val_loss"] for r in rnns]
     assert max(losses) - min(losses) <= tolerances.TRAJECTORY, losses
     assert rows["PyTorch embedding"]["time_ratio_vs_torch"] == 1.0

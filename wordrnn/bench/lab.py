@@ -152,7 +152,7 @@ def fill_speed_ratios(entries: list[Entry]) -> None:
 def export_best(entries: list[Entry], out: Path, prompt: str) -> dict[str, Any]:
     """Export the RNN with the lowest validation loss to ONNX; generate from it with onnxruntime.
 
-    Also checks DESIGN.md's promise that greedy generation gives identical tokens in
+    Also checks docs/DESIGN.md's promise that greedy generation gives identical tokens in
     every runtime: onnxruntime against the framework that trained the run.
     """
     from export.onnx import TOLERANCE, export_run
