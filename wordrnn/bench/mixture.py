@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from wordrnn.core.metrics import log_softmax
+
 WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 41), 3)
 
 
@@ -39,10 +41,7 @@ def choose_weight(logp_a: np.ndarray, logp_b: np.ndarray, grid: np.ndarray = WEI
 
 def target_log_prob(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """log softmax(logits)[target] per row, in float64."""
-    logits = np.asarray(logits, np.float64)
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_norm = np.log(np.exp(shifted).sum(axis=1))
-    return shifted[np.arange(len(targets)), np.asarray(targets)] - log_norm
+    return log_softmax(np.asarray(logits))[np.arange(len(targets)), np.asarray(targets)]
 
 
 def _check_weight(weight: float) -> None:
