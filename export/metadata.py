@@ -74,7 +74,7 @@ def to_props(card: ModelCard) -> dict[str, str]:
     return {
         KEY_FORMAT: FORMAT,
         KEY_GENERATION: GENERATION,
-        KEY_CONFIG: json.dumps(card.config.to_dict(), ensure_ascii=False),
+        KEY_CONFIG: json.dumps(card.config.to_json_dict(), ensure_ascii=False),
         KEY_VOCAB: json.dumps(card.vocab.tokens, ensure_ascii=False),
         KEY_TOKENIZER: json.dumps({"mode": card.vocab.tokenizer, "min_freq": card.vocab.min_freq}),
         KEY_SOURCE: json.dumps(card.source, ensure_ascii=False),

@@ -117,7 +117,7 @@ def test_metadata_reads_back(exported):
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert json.loads(props[KEY_VOCAB]) == WORDS
     assert json.loads(props[KEY_TOKENIZER]) == {"mode": "default", "min_freq": 2}
-    assert json.loads(props[KEY_CONFIG]) == run.config.to_dict()
+    assert json.loads(props[KEY_CONFIG]) == run.config.to_json_dict()
     assert json.loads(props[KEY_SOURCE])["framework"] == "numpy"
     card = load(out).card  # the same, through onnxruntime
     assert card.config == run.config and card.vocab.tokens == WORDS and card.framework == "numpy"

@@ -16,8 +16,19 @@ from wordrnn.core.cells import CELLS
 from wordrnn.core.errors import UsageError
 
 MODELS = ("onehot", "embedding")
+CONTEXTS = ("window", "poem")
 OPTIMIZERS = ("adam", "sgd")
 TOKENIZERS = ("default", "whitespace")
+
+# The version of the config.json format this code writes. A field added in version N is marked
+# ``since(N)``: a config.json of an earlier version lacks it and reads the field's default, which
+# must therefore be the value that reproduces the earlier behaviour.
+FORMAT_VERSION = 2
+
+
+def since(version: int, default: Any) -> Any:
+    """A field added in format ``version``, whose ``default`` reproduces what earlier versions did."""
+    return field(default=default, metadata={"since": version})
 
 
 @dataclass
@@ -26,6 +37,8 @@ class Config:
     model: str = "embedding"
     cell: str = "rnn"
     seq_len: int = 5
+    context: str = since(2, "window")  # window: h0 = 0 per window, last step only; poem: state carried
+    bptt: int = since(2, 35)  # poem context: tokens per truncated-BPTT chunk
     hidden_size: int = 128
     embed_dim: int = 100
     # data
@@ -59,11 +72,13 @@ class Config:
             raise UsageError(
                 f"unknown --optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
             )
+        if self.context not in CONTEXTS:
+            raise UsageError(f"unknown --context {self.context!r}; choose one of {', '.join(CONTEXTS)}")
         if self.tokenizer not in TOKENIZERS:
             raise UsageError(
                 f"unknown --tokenizer {self.tokenizer!r}; choose one of {', '.join(TOKENIZERS)}"
             )
-        for name in ("seq_len", "hidden_size", "embed_dim", "batch_size", "epochs", "min_freq"):
+        for name in ("seq_len", "bptt", "hidden_size", "embed_dim", "batch_size", "epochs", "min_freq"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 flag = "--" + name.replace("_", "-")
@@ -98,18 +113,35 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def to_json_dict(self) -> dict[str, Any]:
+        """What config.json holds: every setting and the format version."""
+        return {"format_version": FORMAT_VERSION, **self.to_dict()}
+
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config.json") -> Config:
-        """Read a config back: every setting must be there with its type; keys this version does not know
-        (the framework, library versions) are ignored. ``source`` names the file in error messages."""
+        """Read a config back, from this format version or an earlier one.
+
+        A setting added after the file's version takes its old-behaviour default (``since``); a setting
+        the file's version had must be there with its type; a file of a newer version is refused. Keys
+        this version does not know (the framework, library versions) are ignored. ``source`` names the
+        file in error messages.
+        """
         if not isinstance(values, dict):
             raise UsageError(f"{source} holds {type(values).__name__}, not an object of settings; "
                              "the run folder is damaged, train it again")
+        version = values.get("format_version", 1)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise UsageError(f"{source}: format_version is {version!r}, not a version number; "
+                             "the file was edited or damaged: restore it or train the run again")
+        if version > FORMAT_VERSION:
+            raise UsageError(f"{source} is format version {version}, written by a newer wordrnn; this one reads "
+                             f"versions up to {FORMAT_VERSION}: upgrade wordrnn to use the run")
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        missing = [name for name in fields if name not in values and name != "extra"]
+        missing = [name for name, f in fields.items()
+                   if name not in values and name != "extra" and f.metadata.get("since", 1) <= version]
         if missing:
-            raise UsageError(f"{source} lacks {', '.join(missing)}; it was not written by this version of "
-                             "wordrnn or was edited: train the run again")
+            raise UsageError(f"{source} lacks {', '.join(missing)}, which format version {version} always "
+                             "records; the file was edited or damaged: restore it or train the run again")
         for name in fields:
             if name in values and not _has_type(values[name], _FIELD_TYPES[name]):
                 raise UsageError(f"{source}: {name} is {values[name]!r}, which is not {_FIELD_TYPES[name]}; "
@@ -118,12 +150,14 @@ class Config:
 
 
 # What each config.json field must hold (a float field accepts a whole number too).
-_FIELD_TYPES = {f.name: {"int": "a whole number", "float": "a number", "str": "text",
+_FIELD_TYPES = {f.name: {"int": "a whole number", "float": "a number", "str": "text", "bool": "true or false",
                          "str | None": "text or null", "dict[str, Any]": "an object"}[f.type]
                 for f in dataclasses.fields(Config)}
 
 
 def _has_type(value: Any, kind: str) -> bool:
+    if kind == "true or false":
+        return isinstance(value, bool)
     if isinstance(value, bool):
         return False
     return {"a whole number": isinstance(value, int),

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from wordrnn.core.cells import CELLS
-from wordrnn.core.config import MODELS, OPTIMIZERS, TOKENIZERS, Config
+from wordrnn.core.config import CONTEXTS, MODELS, OPTIMIZERS, TOKENIZERS, Config
 from wordrnn.core.errors import CommandParser
 from wordrnn.core.recipes import RECIPES, recipe
 
@@ -82,6 +82,11 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                    help="onehot: one-hot inputs of size V; embedding: a trainable V x E table (default: %(default)s)")
     g.add_argument("--cell", default=_DEFAULTS.cell, choices=tuple(CELLS),
                    help="recurrent cell: rnn (Elman, tanh; the lab's), lstm or gru (default: %(default)s)")
+    g.add_argument("--context", default=_DEFAULTS.context, choices=CONTEXTS,
+                   help="window: each window of --seq-len tokens from a zero state (the lab's); poem: whole poems "
+                   "with the state carried, trained by truncated BPTT (default: %(default)s)")
+    g.add_argument("--bptt", type=int, default=_DEFAULTS.bptt,
+                   help="poem context: tokens per truncated-BPTT chunk (default: %(default)s)")
     g.add_argument("--hidden-size", type=int, default=_DEFAULTS.hidden_size,
                    help="RNN state size H (default: %(default)s)")
     g.add_argument("--embed-dim", type=int, default=_DEFAULTS.embed_dim,
@@ -144,7 +149,8 @@ def data_config(args: argparse.Namespace, **settings) -> Config:
 def config_from_args(args: argparse.Namespace, extra: dict | None = None) -> Config:
     """The validated ``Config`` all the shared flags describe."""
     return data_config(
-        args, model=args.model, cell=args.cell, hidden_size=args.hidden_size, embed_dim=args.embed_dim,
+        args, model=args.model, cell=args.cell, context=args.context, bptt=args.bptt,
+        hidden_size=args.hidden_size, embed_dim=args.embed_dim,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, clip=args.clip,
         weight_decay=args.weight_decay, dropout=args.dropout, patience=args.patience, extra=dict(extra or {}),
     )

@@ -172,7 +172,7 @@ def library_versions() -> dict[str, str]:
 
 
 def write_config(run_dir: Path, config: Config, framework: str) -> None:
-    payload = {**config.to_dict(), "framework": framework, "versions": library_versions()}
+    payload = {**config.to_json_dict(), "framework": framework, "versions": library_versions()}
     atomic_write_text(run_dir / CONFIG, json.dumps(payload, indent=2) + "\n")
 
 
