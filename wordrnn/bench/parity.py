@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = [c for c in checks if not c.passed]
     print(f"parity on {args.device}: V {args.vocab_size}, H {args.hidden_size}, E {args.embed_dim}, "
           f"T {args.seq_len}, B {args.batch_size}, poem chunks of {args.bptt}, seed {args.seed}; random weights "
-          f"and batches. Gradients: max abs diff over the largest entry; trajectories: worst step's loss, max abs diff of all weights at the end\n")
+          "and batches. Gradients: max abs diff over the largest entry; trajectories: worst step's loss, max abs "
+          "diff of all weights at the end\n")
     print(markdown_table(checks))
     verdict = "all within tolerance" if not failed else f"{len(failed)} over tolerance"
     print(f"\n{len(checks)} checks, {verdict} ({time.perf_counter() - started:.0f} s)")
