@@ -32,6 +32,9 @@ with a one-hot vector is a column lookup):
   changes (2x); activations are written once and read once (the RNN inputs,
   the gate pre-activations and states of every step, and the B*V logits).
 
+A chunk of the poem context (B streams of T tokens, every position scored) counts the same with the
+output layer, the softmax and the logits B*T times instead of B times.
+
 Generation (batch 1) counts the forward pass alone.
 """
 
@@ -79,34 +82,49 @@ def _sizes(config: Config) -> tuple[int, int, int]:
     return total, config.vocab_size * gh, gh  # the one-hot input product looks up a column of w_ih
 
 
-def forward_flops(config: Config) -> float:
-    """FLOPs of one example's forward pass: T cell steps, the output layer, the softmax."""
+def forward_flops(config: Config, steps: int | None = None, scored: int = 1) -> float:
+    """FLOPs of one row's forward pass: ``steps`` cell steps (default the window, T) and ``scored`` output
+    layers and softmaxes (1 for a window, T for a chunk of the poem context)."""
     cell = get_cell(config.cell)
-    steps = cell.step_flops(config.input_size, config.hidden_size, input_is_lookup=config.model == "onehot")
-    return config.seq_len * steps + 2.0 * config.hidden_size * config.vocab_size + SOFTMAX_FLOPS * config.vocab_size
+    step = cell.step_flops(config.input_size, config.hidden_size, input_is_lookup=config.model == "onehot")
+    steps = config.seq_len if steps is None else steps
+    return steps * step + scored * (2.0 * config.hidden_size * config.vocab_size + SOFTMAX_FLOPS * config.vocab_size)
 
 
-def activation_numbers(config: Config, batch: int) -> float:
-    """Numbers the forward pass keeps for the backward pass: inputs, pre-activations, states, logits."""
+def activation_numbers(config: Config, batch: int, steps: int | None = None, scored: int = 1) -> float:
+    """Numbers the forward pass keeps for the backward pass: inputs, pre-activations, states, logits
+    (``batch`` rows of ``steps`` steps, ``scored`` positions of logits each)."""
     cell = get_cell(config.cell)
     gh = cell.num_gates * config.hidden_size
     states = (2 if cell.has_cell_state else 1) * config.hidden_size
     per_step = (config.embed_dim if config.model == "embedding" else 0) + gh + states
-    return batch * (config.seq_len * per_step + config.vocab_size)
+    steps = config.seq_len if steps is None else steps
+    return batch * (steps * per_step + scored * config.vocab_size)
+
+
+def _training_work(config: Config, rows: int, steps: int, scored: int) -> Work:
+    """Forward, backward, clip and optimizer over ``rows`` rows of ``steps`` steps, ``scored`` outputs a row."""
+    total, table, row = _sizes(config)
+    dense = total - table
+    looked_up = rows * steps * row
+    optimizer_flops = (ADAM_FLOPS if config.optimizer == "adam" else SGD_FLOPS) + (CLIP_FLOPS if config.clip else 0)
+    flops = 3.0 * rows * forward_flops(config, steps, scored) + optimizer_flops * total
+    weights = dense + looked_up  # forward reads
+    backward = dense + 2 * dense + 2 * looked_up  # weights again; gradients written and read back
+    optimizer = 6 * total if config.optimizer == "adam" else 2 * (dense + looked_up)
+    activations = 2 * activation_numbers(config, rows, steps, scored)
+    return Work(flops, FLOAT_BYTES * float(weights + backward + optimizer + activations))
 
 
 def train_step_work(config: Config, batch: int) -> Work:
     """The work of one training step on ``batch`` windows (forward, backward, clip, optimizer)."""
-    total, table, row = _sizes(config)
-    dense = total - table
-    looked_up = batch * config.seq_len * row
-    optimizer_flops = (ADAM_FLOPS if config.optimizer == "adam" else SGD_FLOPS) + (CLIP_FLOPS if config.clip else 0)
-    flops = 3.0 * batch * forward_flops(config) + optimizer_flops * total
-    weights = dense + looked_up  # forward reads
-    backward = dense + 2 * dense + 2 * looked_up  # weights again; gradients written and read back
-    optimizer = 6 * total if config.optimizer == "adam" else 2 * (dense + looked_up)
-    activations = 2 * activation_numbers(config, batch)
-    return Work(flops, FLOAT_BYTES * float(weights + backward + optimizer + activations))
+    return _training_work(config, batch, config.seq_len, 1)
+
+
+def chunk_step_work(config: Config, streams: int, bptt: int) -> Work:
+    """The work of one poem-context step on a chunk of ``streams`` x ``bptt`` tokens: the (B*T)-row output
+    products, ``bptt`` recurrent steps of ``streams`` rows, clip and optimizer."""
+    return _training_work(config, streams, bptt, bptt)
 
 
 def generate_token_work(config: Config) -> Work:

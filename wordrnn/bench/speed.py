@@ -9,6 +9,11 @@ an estimated lower bound on its step time (``wordrnn.bench.roofline``: the
 step's FLOPs against a float32 matmul peak and its bytes against a copy
 bandwidth, both measured in this run) and the fraction of it achieved.
 
+Two contexts (``--context``): ``window`` (a batch of windows, the last step scored) and ``poem``
+(a chunk of ``--batch-size`` streams x ``--bptt`` tokens, the state carried from chunk to chunk and
+every position scored: training tokens per second, the limit counted for the chunk). Generation is
+measured in the window context only.
+
 Two sizes: ``benchmark`` (the corpus and configuration of docs/DESIGN.md) and
 ``large`` (a user's size: a seeded synthetic corpus, ``wordrnn.bench.synthetic``);
 both models and every cell. ``--epoch-large`` times one whole epoch of the
@@ -33,7 +38,7 @@ from typing import Any
 from wordrnn.bench.machine import describe_machine, limit_threads
 from wordrnn.bench.synthetic import LARGE, SyntheticSize, check_size
 from wordrnn.core.cells import CELLS
-from wordrnn.core.config import MODELS, Config
+from wordrnn.core.config import CONTEXTS, MODELS, Config
 from wordrnn.core.errors import CommandParser, UsageError, cli
 from wordrnn.core.flags import add_data_flags, data_config
 from wordrnn.frameworks import IMPLS, parse_names
@@ -54,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_data_flags(parser)
     g = parser.add_argument_group("model")
-    for flag, default, what in (("--batch-size", Config.batch_size, "windows per step"),
+    g.add_argument("--context", choices=(*CONTEXTS, "both"), default="window",
+                   help="window: batches of windows, the last step scored; poem: chunks of streams of whole "
+                   "poems, the state carried, every position scored (default: %(default)s)")
+    for flag, default, what in (("--batch-size", Config.batch_size, "windows per step, or streams per chunk"),
+                                ("--bptt", Config.bptt, "tokens per chunk in the poem context"),
                                 ("--hidden-size", Config.hidden_size, "RNN state size H"),
                                 ("--embed-dim", Config.embed_dim, "embedding size E")):
         g.add_argument(flag, type=int, default=default, help=f"{what} (default: %(default)s)")
@@ -94,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_args(args: argparse.Namespace) -> None:
-    for flag in ("steps", "tokens", "repeats", "batch_size", "hidden_size", "embed_dim"):
+    for flag in ("steps", "tokens", "repeats", "batch_size", "bptt", "hidden_size", "embed_dim"):
         if getattr(args, flag) <= 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be a positive number, got {getattr(args, flag)}")
     check_size(large_size(args))
@@ -131,9 +140,11 @@ def load_size(size: str, base: Config, args: argparse.Namespace) -> tuple[Config
     return replace(base, vocab_size=len(dataset.vocab)), dataset
 
 
-def variants(config: Config, models: list[str], cells: list[str]) -> list[Config]:
-    """One configuration per model and cell."""
-    return [replace(config, model=model, cell=cell) for model in models for cell in cells]
+def variants(config: Config, models: list[str], cells: list[str], contexts: tuple[str, ...] = ("window",)
+             ) -> list[Config]:
+    """One configuration per context, model and cell."""
+    return [replace(config, context=context, model=model, cell=cell)
+            for context in contexts for model in models for cell in cells]
 
 
 def measure_limits(device: str, configs: dict[str, Config], repeats: int) -> dict[str, Any]:
@@ -181,22 +192,25 @@ def add_limits(rows: list[dict[str, Any]], limits: dict[str, dict[str, Any]], ta
 
 def training_rows(size: str, config: Config, dataset: Any, impls: list[str], args: argparse.Namespace,
                   devices: dict[str, str]) -> list[dict[str, Any]]:
-    """Every implementation's training speed on one size, model and cell, measured side by side."""
+    """Every implementation's training speed on one size, context, model and cell, measured side by side."""
     from wordrnn.bench import roofline, timing
 
     runs, warmups = {}, {}
     for impl in impls:
         runs[impl], warmups[impl], batch = timing.prepare_training(impl, config, dataset, devices[impl])
-        print(f"train    {size:<9} {impl:<11} {config.model:<9} {config.cell:<4} warm-up {warmups[impl]:.2f} s",
-              flush=True)
+        print(f"train    {size:<9} {config.context:<6} {impl:<11} {config.model:<9} {config.cell:<4} "
+              f"warm-up {warmups[impl]:.2f} s", flush=True)
     seconds = timing.interleaved_medians({impl: (lambda run=run: run(args.steps)) for impl, run in runs.items()},
                                          args.repeats)
-    work = roofline.train_step_work(config, batch)
+    poem = config.context == "poem"
+    work = (roofline.chunk_step_work(config, config.batch_size, config.bptt) if poem
+            else roofline.train_step_work(config, batch))
     rows = []
     for impl in impls:
         step_s = seconds[impl] / args.steps
-        rows.append({"impl": impl, "model": config.model, "cell": config.cell, "size": size, "device": devices[impl],
-                     "examples_per_s": batch / step_s, "batch": batch, "step_ms": 1e3 * step_s,
+        rows.append({"impl": impl, "context": config.context, "model": config.model, "cell": config.cell,
+                     "size": size, "device": devices[impl], "examples_per_s": batch / step_s,
+                     "unit": "tokens" if poem else "windows", "batch": batch, "step_ms": 1e3 * step_s,
                      "warmup_seconds": warmups[impl], "flops_per_step": work.flops, "bytes_per_step": work.bytes})
     return rows
 
@@ -231,28 +245,38 @@ def generation_rows(size: str, config: Config, dataset: Any, runtimes: list[str]
 
 def epoch_rows(config: Config, dataset: Any, impls: list[str], args: argparse.Namespace,
                devices: dict[str, str]) -> list[dict[str, Any]]:
-    """One whole training epoch of the large corpus per implementation, one model and cell."""
+    """One whole training epoch of the large corpus per implementation, one context, model and cell."""
     from wordrnn.bench import timing
 
     rows = []
-    steps = -(-len(dataset.train_x) // config.batch_size)
+    steps = len(timing.epoch_batches(dataset, config))
+    name = f"epoch    large     {config.context:<6} {{impl:<11}} {config.model:<9} {config.cell:<4}"
     for impl in impls:
-        print(f"epoch    large     {impl:<11} {config.model:<9} {config.cell:<4} {steps} steps...", flush=True)
+        print(name.format(impl=impl) + f" {steps} steps...", flush=True)
         seconds, cpu_seconds, warmup = timing.time_epoch(impl, config, dataset, devices[impl])
-        print(f"epoch    large     {impl:<11} {config.model:<9} {config.cell:<4} {seconds:.1f} s "
-              f"({steps} steps, threads {args.threads or 'default'})", flush=True)
-        rows.append({"impl": impl, "model": config.model, "cell": config.cell, "size": "large",
+        print(name.format(impl=impl) + f" {seconds:.1f} s ({steps} steps, threads {args.threads or 'default'})",
+              flush=True)
+        rows.append({"impl": impl, "context": config.context, "model": config.model, "cell": config.cell,
+                     "size": "large",
                      "device": devices[impl], "threads": args.threads or "library defaults", "seconds": seconds,
                      "cpu_seconds": cpu_seconds,
-                     "steps": steps, "examples": len(dataset.train_x), "warmup_seconds": warmup})
+                     "steps": steps, "examples": len(dataset.train_x), "targets": _targets(config, dataset),
+                     "warmup_seconds": warmup})
     return rows
 
 
+def _targets(config: Config, dataset: Any) -> int:
+    """Targets an epoch trains on: one a window, or every token of a poem but its last."""
+    if config.context == "poem":
+        return sum(len(ids) - 1 for ids in dataset.train_ids)
+    return len(dataset.train_x)
+
+
 def add_ratios(rows: list[dict[str, Any]], who: str, value: str, ratio: str, invert: bool) -> None:
-    """``row[ratio]``: ``row[value]`` against the torch row of the same size, model and cell
+    """``row[ratio]``: ``row[value]`` against the torch row of the same size, context, model and cell
     (``invert``: torch's over this one, so a time ratio comes from a throughput)."""
     def group(r: dict[str, Any]) -> tuple:
-        return r["size"], r["model"], r["cell"]
+        return r["size"], r.get("context", "window"), r["model"], r["cell"]
 
     for row in rows:
         torch_row = next((r for r in rows if r[who] == "torch" and group(r) == group(row)), None)
@@ -263,13 +287,14 @@ def add_ratios(rows: list[dict[str, Any]], who: str, value: str, ratio: str, inv
 
 
 def run_speed(args: argparse.Namespace, base: Config, impls: list[str], runtimes: list[str], models: list[str],
-              cells: list[str], sizes: list[str], device: str) -> dict[str, Any]:
+              cells: list[str], sizes: list[str], device: str, contexts: tuple[str, ...] = ("window",)
+              ) -> dict[str, Any]:
     """Load each size, measure the machine, then every training and generation group; all rows, for the JSON."""
     devices = {name: "cpu" if name in CPU_ONLY else device for name in (*impls, *runtimes)}
     loaded = {size: load_size(size, base, args) for size in sizes}
     for size, (config, dataset) in loaded.items():
         print(f"{size}: vocabulary {config.vocab_size}, {len(dataset.train_x)} training windows, "
-              f"batch {config.batch_size}", flush=True)
+              f"batch {config.batch_size}, bptt {config.bptt} (poem context)", flush=True)
     configs = {variant_key(size, v): v for size, (config, _) in loaded.items() for v in variants(config, models, cells)}
     on = sorted(set(devices.values()))
     limits = {d: measure_limits(d, configs, LIMIT_REPEATS) for d in on}
@@ -279,13 +304,13 @@ def run_speed(args: argparse.Namespace, base: Config, impls: list[str], runtimes
 
     results: dict[str, Any] = {"train": [], "generate": [], "epochs": []}
     for size, (config, dataset) in loaded.items():
-        for variant in variants(config, models, cells):
+        for variant in variants(config, models, cells, contexts):
             if args.epoch_large:
                 results["epochs"] += epoch_rows(variant, dataset, impls, args, devices)
                 continue
             if impls:
                 results["train"] += training_rows(size, variant, dataset, impls, args, devices)
-            if runtimes:
+            if runtimes and variant.context == "window":  # generation reads windows in both contexts' models
                 results["generate"] += generation_rows(size, variant, dataset, runtimes, args, devices)
     if not args.epoch_large:
         after = {d: measure_limits(d, configs, LIMIT_REPEATS) for d in on}
@@ -305,7 +330,8 @@ def run_speed(args: argparse.Namespace, base: Config, impls: list[str], runtimes
                          "source": str(dataset.source) if dataset.source else "synthetic"}
                   for size, (config, dataset) in loaded.items()},
         "settings": {"steps": args.steps, "tokens": args.tokens, "repeats": args.repeats, "device": device,
-                     "threads": args.threads},
+                     "threads": args.threads, "contexts": list(contexts), "bptt": base.bptt,
+                     "batch_size": base.batch_size},
         "config": base.to_dict(),
         "machine": describe_machine(args.threads),
     }
@@ -329,10 +355,13 @@ def print_limits(limits: dict[str, dict[str, Any]], when: str) -> None:
               + ", ".join(f"{k} {min(v):.0f}-{max(v):.0f}" for k, v in ranges.items()) + " GB/s", flush=True)
 
 
-def print_training(rows: list[dict[str, Any]], size: str) -> None:
-    print(f"\ntraining, {size} size (time per epoch relative to PyTorch eager, lower is faster; "
+def print_training(rows: list[dict[str, Any]], size: str, context: str = "window") -> None:
+    shape = (f"chunks of {rows[0]['batch']} tokens, every position scored" if context == "poem"
+             else "batches of windows")
+    print(f"\ntraining, {size} size, {context} context ({shape}; time relative to PyTorch eager, lower is faster; "
           "of limit: estimated lower bound / achieved step time)")
-    print(f"  {'impl':<7}{'model':<10}{'cell':<6}{'examples/s':>11}{'vs torch':>10}{'step ms':>9}{'limit ms':>10}"
+    per_s = "tokens/s" if context == "poem" else "examples/s"
+    print(f"  {'impl':<7}{'model':<10}{'cell':<6}{per_s:>11}{'vs torch':>10}{'step ms':>9}{'limit ms':>10}"
           f"{'of limit':>10}  bound")
     for r in rows:
         print(f"  {r['impl']:<7}{r['model']:<10}{r['cell']:<6}{r['examples_per_s']:>11.0f}"
@@ -352,18 +381,20 @@ def print_generation(rows: list[dict[str, Any]], size: str) -> None:
 
 def print_epochs(rows: list[dict[str, Any]]) -> None:
     print("\none training epoch of the large corpus")
-    print(f"  {'impl':<7}{'model':<10}{'cell':<6}{'device':<7}{'threads':>8}{'steps':>7}{'seconds':>9}{'CPU s':>8}")
+    print(f"  {'context':<8}{'impl':<7}{'model':<10}{'cell':<6}{'device':<7}{'threads':>8}{'steps':>7}{'seconds':>9}"
+          f"{'CPU s':>8}{'targets/s':>10}")
     for r in rows:
-        print(f"  {r['impl']:<7}{r['model']:<10}{r['cell']:<6}{r['device']:<7}{r['threads']!s:>8}{r['steps']:>7}"
-              f"{r['seconds']:>9.1f}{r['cpu_seconds']:>8.1f}")
+        print(f"  {r['context']:<8}{r['impl']:<7}{r['model']:<10}{r['cell']:<6}{r['device']:<7}{r['threads']!s:>8}"
+              f"{r['steps']:>7}{r['seconds']:>9.1f}{r['cpu_seconds']:>8.1f}{r['targets'] / r['seconds']:>10.0f}")
 
 
 def print_summary(results: dict[str, Any]) -> None:
     for size in results["sizes"]:
-        train = [r for r in results["train"] if r["size"] == size]
+        for context in CONTEXTS:
+            train = [r for r in results["train"] if r["size"] == size and r["context"] == context]
+            if train:
+                print_training(train, size, context)
         generate = [r for r in results["generate"] if r["size"] == size]
-        if train:
-            print_training(train, size)
         if generate:
             print_generation(generate, size)
     if results["epochs"]:
@@ -374,9 +405,12 @@ def print_summary(results: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_args(args)
-    base = data_config(args, batch_size=args.batch_size, hidden_size=args.hidden_size, embed_dim=args.embed_dim)
+    base = data_config(args, batch_size=args.batch_size, bptt=args.bptt, hidden_size=args.hidden_size,
+                       embed_dim=args.embed_dim)
+    contexts = CONTEXTS if args.context == "both" else (args.context,)
     impls = parse_names(args.impls, IMPLS, "--impls")
-    runtimes = [] if args.epoch_large else parse_names(args.runtimes, RUNTIMES, "--runtimes")
+    runtimes = [] if args.epoch_large or contexts == ("poem",) else parse_names(args.runtimes, RUNTIMES,
+                                                                                 "--runtimes")
     models = parse_names(args.models, MODELS, "--models")
     cells = parse_names(args.cells, tuple(CELLS), "--cells")
     sizes = ["large"] if args.epoch_large else list(SIZES) if args.size == "both" else [args.size]
@@ -386,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError("--epoch-large times training only; leave out --runtimes")
     limit_threads(args.threads)
     device = resolve_device(args.device)
-    results = run_speed(args, base, impls, runtimes, models, cells, sizes, device)
+    results = run_speed(args, base, impls, runtimes, models, cells, sizes, device, contexts)
     print_summary(results)
     if args.json:
         from wordrnn.run.folder import atomic_write_text

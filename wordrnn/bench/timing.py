@@ -18,6 +18,7 @@ import numpy as np
 
 from data.batches import batch_indices
 from data.dataset import Dataset
+from data.streams import Chunk, epoch_chunks
 from wordrnn.core.backend import Backend
 from wordrnn.core.config import Config
 from wordrnn.core.params import Params, init_params
@@ -62,26 +63,43 @@ def speed_backend(impl: str, device: str) -> Backend:
     return make_backend(impl)
 
 
-def epoch_batches(dataset: Dataset, config: Config, epoch: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The batches of one epoch, in the order every trainer draws them."""
+Steps = list[tuple[np.ndarray, np.ndarray]] | list[Chunk]  # batches of windows, or chunks of streams
+
+
+def epoch_batches(dataset: Dataset, config: Config, epoch: int = 1) -> Steps:
+    """The steps of one epoch, in the order every trainer takes them: batches of windows, or (the poem
+    context) the chunks of the epoch's streams."""
+    if config.context == "poem":
+        return epoch_chunks(dataset.train_ids, config.batch_size, config.bptt, config.seed, epoch)
     order = batch_indices(len(dataset.train_x), config.batch_size, config.seed, epoch)
     return [(dataset.train_x[b], dataset.train_y[b]) for b in order]
 
 
+def step_tokens(config: Config, batch: tuple[np.ndarray, np.ndarray] | Chunk) -> int:
+    """What one step trains on: the windows of a batch (one target each), or the B*T positions of a chunk."""
+    return batch.x.size if isinstance(batch, Chunk) else len(batch[0])
+
+
 class Trainer:
-    """One implementation's backend and state, stepping through a list of batches (cycled)."""
+    """One implementation's backend and state, stepping through a list of batches or chunks (cycled; a chunk's
+    carry passes to the next, and the first chunk of an epoch starts every stream's poem, so cycling is sound)."""
 
     def __init__(self, impl: str, config: Config, device: str):
         self.backend = speed_backend(impl, device)
         self.state = self.backend.init(init_params(config), config)
         self.step = 0
+        self.carry: Any = None
 
-    def run(self, batches: list[tuple[np.ndarray, np.ndarray]], count: int) -> float:
+    def run(self, batches: Steps, count: int) -> float:
         """``count`` steps; returns ``float(loss)`` of the last, which waits for every step."""
         loss = None
         for _ in range(count):
-            x, y = batches[self.step % len(batches)]
-            self.state, loss = self.backend.train_step(self.state, x, y, self.step)
+            batch = batches[self.step % len(batches)]
+            if isinstance(batch, Chunk):
+                self.state, loss, self.carry = self.backend.train_chunk(
+                    self.state, batch.x, batch.y, batch.weights, batch.reset, self.carry, self.step)
+            else:
+                self.state, loss = self.backend.train_step(self.state, *batch, self.step)
             self.step += 1
         return float(loss)
 
@@ -89,26 +107,28 @@ class Trainer:
 def prepare_training(impl: str, config: Config, dataset: Dataset, device: str,
                      warmup: int = 3) -> tuple[Callable[[int], float], float, int]:
     """A function running ``count`` training steps of ``impl`` on the benchmark batches, its warm-up
-    time, and the examples in each step.
+    time, and what each step trains on (windows, or a chunk's B*T tokens in the poem context).
 
-    Full batches (unless there are none), the first epoch's order, cycled.
+    Full batches (unless there are none), the first epoch's order, cycled. Every chunk of the poem
+    context has the full B streams.
     """
     batches = epoch_batches(dataset, config)
-    batches = [b for b in batches if len(b[0]) == config.batch_size] or batches
+    if config.context != "poem":
+        batches = [b for b in batches if len(b[0]) == config.batch_size] or batches
     trainer = Trainer(impl, config, device)
     warmup_seconds, _ = timed(lambda: trainer.run(batches, warmup))
-    return (lambda count: trainer.run(batches, count)), warmup_seconds, len(batches[0][0])
+    return (lambda count: trainer.run(batches, count)), warmup_seconds, step_tokens(config, batches[0])
 
 
 def time_epoch(impl: str, config: Config, dataset: Dataset, device: str,
                warmup: int = 3) -> tuple[float, float, float]:
-    """Seconds of one full training epoch of ``impl`` (every batch, the last partial one included),
-    after ``warmup`` steps timed apart; returns (epoch seconds, the process's CPU seconds in the epoch,
+    """Seconds of one full training epoch of ``impl`` (every batch, the last partial one included; or every
+    chunk), after ``warmup`` steps timed apart; returns (epoch seconds, the process's CPU seconds in the epoch,
     warm-up seconds). On a shared machine the CPU seconds say how long the epoch takes with a core to itself."""
     batches = epoch_batches(dataset, config)
     trainer = Trainer(impl, config, device)
     warmup_seconds, _ = timed(lambda: trainer.run(batches, warmup))
-    trainer.step = 0
+    trainer.step, trainer.carry = 0, None
     cpu_started = time.process_time()
     seconds, _ = timed(lambda: trainer.run(batches, len(batches)))
     return seconds, time.process_time() - cpu_started, warmup_seconds
