@@ -68,24 +68,37 @@ def forward(params: Params, x: Array, cell: str = "rnn", state: State | None = N
     top = np.stack(hs[-1:] if last_only else hs, axis=1)  # [B, T or 1, H]
     if m_out is not None:
         top = top * (m_out if m_out.ndim == 3 else m_out[:, None, :])
-    logits = top @ params["out.weight"].T + params["out.bias"]
+    logits = _output_layer(top, params["out.weight"].T) + params["out.bias"]
     cache = {"cell": cell, "x": x, "u": u, "saved": saved, "keep": keep, "top": top, "m_in": None if not masks
              else masks.get("input"), "m_out": m_out, "last_only": last_only}
     return (logits[:, 0] if last_only else logits), state, cache
 
 
+def _output_layer(top: Array, w: Array) -> Array:
+    """``top`` [B, T, K] times ``w`` [K, N] as one [B*T, K] product: one BLAS call, where a stacked matmul
+    makes one small call per stream (docs/PERFORMANCE.md)."""
+    return (top.reshape(-1, top.shape[-1]) @ w).reshape(*top.shape[:-1], w.shape[-1])
+
+
 def cross_entropy(logits: Array, y: Array, weights: Array | None = None) -> tuple[float, Array]:
-    """The weighted mean cross-entropy of logits [..., V] and targets [...], and its gradient wrt the logits."""
-    y = np.asarray(y)
-    w = np.ones(y.shape, logits.dtype) if weights is None else np.asarray(weights, logits.dtype)
+    """The weighted mean cross-entropy of logits [..., V] and targets [...], and its gradient wrt the logits.
+
+    With z = logits - max, s = sum(exp z) and c = w / sum(w): loss = -sum c (z_y - log s), and
+    d_logits = c (exp(z) / s - onehot(y)). One exponential per logit, computed in place: the [B*T, V] array
+    is the largest a poem-context step touches.
+    """
+    y = np.asarray(y)[..., None]
+    w = np.ones(y.shape[:-1], logits.dtype) if weights is None else np.asarray(weights, logits.dtype)
     z = logits - logits.max(axis=-1, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-    picked = np.take_along_axis(log_p, y[..., None], axis=-1)[..., 0]
-    total = w.sum()
-    loss = float(-(w * picked).sum() / total)
-    d_logits = np.exp(log_p)  # softmax - onehot(y), weighted
-    np.put_along_axis(d_logits, y[..., None], np.take_along_axis(d_logits, y[..., None], axis=-1) - 1, axis=-1)
-    return loss, d_logits * (w / total)[..., None]
+    z_y = np.take_along_axis(z, y, axis=-1)[..., 0]
+    e = np.exp(z, out=z)
+    s = e.sum(axis=-1, keepdims=True)
+    c = w / w.sum()
+    loss = float(-(c * (z_y - np.log(s[..., 0]))).sum())
+    d_logits = e
+    d_logits *= c[..., None] / s  # c * softmax
+    np.put_along_axis(d_logits, y, np.take_along_axis(d_logits, y, axis=-1) - c[..., None], axis=-1)
+    return loss, d_logits
 
 
 def loss_and_grads(params: Params, x: Array, y: Array, weights: Array | None = None, cell: str = "rnn",
@@ -101,7 +114,7 @@ def loss_and_grads(params: Params, x: Array, y: Array, weights: Array | None = N
     # logits = top W_out^T + b_out
     g["out.weight"] = d_logits.reshape(-1, d_logits.shape[-1]).T @ top.reshape(-1, top.shape[-1])
     g["out.bias"] = d_logits.sum(axis=(0, 1))
-    d_top = d_logits @ params["out.weight"]  # [B, T or 1, H]
+    d_top = _output_layer(d_logits, params["out.weight"])  # [B, T or 1, H]
     # top = h * m_out
     if cache["m_out"] is not None:
         d_top = d_top * (cache["m_out"] if cache["m_out"].ndim == 3 else cache["m_out"][:, None, :])
