@@ -313,9 +313,11 @@ class JaxBackend:
         return np.array(np.asarray(logits)[:n], dtype=np.float32), carry
 
     def _zero_carry(self, config: Config, rows: int) -> tuple:
+        """A zero state placed as the step returns its carry (sharded over the streams): a host array would
+        be another input type, and the step would compile twice (docs/PERFORMANCE.md)."""
         zeros = np.zeros((rows, config.hidden_size), np.float32)
         carry = (zeros, zeros) if get_cell(config.cell).has_cell_state else (zeros,)
-        return self._feed((carry,), ("data",))[0]
+        return self._put(carry, self.batch_sharding)
 
     def logits(self, state: JaxState, x: np.ndarray) -> np.ndarray:
         # pad to a power of two (and a multiple of the device count): few shapes, few compilations
