@@ -220,7 +220,8 @@ class JaxBackend:
             chunk_step=jax.jit(partial(chunk_step, graphdef, tx), donate_argnums=(0, 1),
                                in_shardings=(rep, rep, data, data, data, data, data, data),
                                out_shardings=(rep, rep, rep, data)),
-            sequence=jax.jit(sequence, in_shardings=(rep, data, data), out_shardings=(data, data)),
+            # the logits replicated, so every process of a multi-process run can read them (evaluation)
+            sequence=jax.jit(sequence, in_shardings=(rep, data, data), out_shardings=(rep, data)),
         )
 
     def _put(self, tree: Any, sharding: Any) -> Any:
@@ -291,7 +292,7 @@ class JaxBackend:
             _pad_rows(np.asarray(weights, np.float32), rows),
             _pad_rows(np.asarray(reset, bool), rows),
         )
-        fed = self._feed((*batch, masks), STEP_SHARDING + ("data", "data"))
+        fed = self._feed((*batch, masks), STEP_SHARDING + ("data",))  # x, y, weights, reset, masks
         params, opt_state, loss, carry = program.chunk_step(state.params, state.opt_state, *fed[:4], carry, fed[4])
         return JaxState(params, opt_state, program), loss, carry
 

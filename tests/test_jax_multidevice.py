@@ -1,4 +1,5 @@
-"""Data parallelism: 4 (forced) CPU devices, uneven batches, two processes on 127.0.0.1.
+"""Data parallelism: 4 (forced) CPU devices, uneven batches, two processes on 127.0.0.1; both contexts (in the
+poem context the streams are sharded, the carried state with them).
 
 JAX fixes its device count when it starts, so each check runs in a subprocess
 with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``.
@@ -18,8 +19,9 @@ from conftest import ROOT, assert_usage_error, run_module
 
 FOUR_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
 
-# Trains 10 windows with batch size 4 (batches of 4, 4 and 2) on the first N devices and prints
-# the losses and final weights; with a process id it first joins a two-process run.
+# Trains 10 windows with batch size 4 (batches of 4, 4 and 2) on the first N devices, or (context "poem")
+# 9 poems in 4 streams, chunks of 5 tokens with the state carried, and prints the losses and final weights;
+# with a process id it first joins a two-process run.
 SCRIPT = """
 import json, sys
 import numpy as np
@@ -29,15 +31,27 @@ if len(sys.argv) > 3:
 from wordrnn.core.config import Config
 from wordrnn.core.params import init_params
 from jaxmodels.backend import JaxBackend
+from data.streams import epoch_chunks
 
-def run(model, n_devices, dropout):
+def run(model, n_devices, dropout, context="window"):
     config = Config(model=model, vocab_size=40, hidden_size=16, embed_dim=8, seq_len=3, batch_size=4,
-                    dropout=dropout, lr=0.01)
+                    dropout=dropout, lr=0.01, context=context, bptt=5, cell="lstm" if context == "poem" else "rnn")
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 40, (10, 3)), rng.integers(0, 40, 10)
     backend = JaxBackend(devs.select_devices("cpu", n_devices))
     state = backend.init(init_params(config), config)
     losses = []
+    if context == "poem":
+        poems = [rng.integers(1, 40, n) for n in rng.integers(3, 12, 9)]
+        for epoch in range(2):
+            carry = None
+            for step, c in enumerate(epoch_chunks(poems, 4, 5, 0, epoch), start=10 * epoch):
+                state, loss, carry = backend.train_chunk(state, c.x, c.y, c.weights, c.reset, carry, step)
+                losses.append(float(loss))
+        logits = backend.sequence_logits(state, np.stack([p[:3] for p in poems[:3]]), None, None)[0]
+        weights = {k: v.tolist() for k, v in backend.canonical(state).items()}
+        return {"devices": len(backend.devices), "padded": backend.padded_batch(2, config), "losses": losses,
+                "weights": weights, "logits": logits.tolist()}
     for epoch in range(2):
         for step, start in enumerate(range(0, 10, 4), start=3 * epoch):
             state, loss = backend.train_step(state, x[start:start + 4], y[start:start + 4], step)
@@ -46,7 +60,7 @@ def run(model, n_devices, dropout):
     return {"devices": len(backend.devices), "padded": backend.padded_batch(2, config), "losses": losses,
             "weights": weights, "logits": backend.logits(state, x[:3]).tolist()}
 
-runs = [run(model, n, dropout) for model, n, dropout in json.loads(sys.argv[1])]
+runs = [run(*case) for case in json.loads(sys.argv[1])]
 print("RESULT " + json.dumps(runs))
 """
 
@@ -92,6 +106,23 @@ def test_four_devices_train_like_one(tmp_path):
     assert np.abs(np.subtract(one["losses"], one_dropout["losses"])).max() > 1e-3
 
 
+@pytest.mark.slow
+def test_four_devices_train_poems_like_one(tmp_path):
+    """The poem context: the streams (4, or padded to 6 on 3 devices) and their carried state are sharded."""
+    cases = [[model, n, dropout, "poem"] for model, n, dropout in (("embedding", 1, 0.0), ("embedding", 4, 0.0),
+                                                                   ("embedding", 3, 0.0), ("onehot", 1, 0.0),
+                                                                   ("onehot", 4, 0.0), ("embedding", 1, 0.3),
+                                                                   ("embedding", 4, 0.3))]
+    one, four, three, onehot_one, onehot_four, one_dropout, four_dropout = run_script(tmp_path, cases,
+                                                                                        env=FOUR_DEVICES)
+    assert [r["devices"] for r in (one, four, three)] == [1, 4, 3]
+    assert len(one["losses"]) > 4  # several chunks an epoch: the state is carried
+    assert_same_training(one, four)
+    assert_same_training(one, three)
+    assert_same_training(onehot_one, onehot_four)
+    assert_same_training(one_dropout, four_dropout)
+
+
 def test_devices_flag_on_four_devices(tiny_corpus, tmp_path):
     result = run_module("jaxmodels.train", "--devices", "9", "--data", str(tiny_corpus),
                         "--out", str(tmp_path / "run"), env=FOUR_DEVICES)
@@ -114,7 +145,7 @@ def free_port() -> int:
 def test_two_processes_train_like_one_device(tmp_path):
     """jax.distributed on the CPU backend (gloo): 2 processes x 2 devices = one 4-device mesh."""
     address = f"127.0.0.1:{free_port()}"
-    cases = [["embedding", None, 0.0]]
+    cases = [["embedding", None, 0.0], ["embedding", None, 0.0, "poem"]]
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     procs = [run_script(tmp_path, cases, str(pid), address, env=env, background=True) for pid in (0, 1)]
     try:
@@ -122,8 +153,9 @@ def test_two_processes_train_like_one_device(tmp_path):
     finally:
         for p in procs:
             p.kill()
-    results = [parse(p.returncode, out, err)[0] for p, (out, err) in zip(procs, outputs, strict=True)]
-    (one,) = run_script(tmp_path, [["embedding", 1, 0.0]])
+    results = [parse(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]
+    singles = run_script(tmp_path, [["embedding", 1, 0.0], ["embedding", 1, 0.0, "poem"]])
     for result in results:
-        assert result["devices"] == 4
-        assert_same_training(one, result)
+        for one, run in zip(singles, result, strict=True):
+            assert run["devices"] == 4
+            assert_same_training(one, run)
