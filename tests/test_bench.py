@@ -1,4 +1,5 @@
-"""Smoke tests of ``python -m wordrnn.bench.compare`` and ``python -m wordrnn.bench.speed`` on a tiny corpus."""
+"""Smoke tests of ``python -m wordrnn.bench.compare``, ``wordrnn.bench.speed`` and ``wordrnn.bench.scaling`` on a
+tiny corpus."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, assert_usage_error, run_module
 
+from wordrnn.bench import roofline
 from wordrnn.bench.compare import RECIPE_IMPL
 from wordrnn.core import tolerances
+from wordrnn.core.config import Config
 
 TINY = ("--seq-len", "3", "--min-freq", "1")
 
@@ -120,6 +123,62 @@ def test_speed_times_an_epoch_of_the_large_corpus(tmp_path, tiny_corpus):
         assert r["examples"] == windows and r["steps"] == -(-windows // 64)
 
 
+POEM = ("--context", "poem", "--bptt", "5", "--batch-size", "4")
+
+
+def test_speed_in_the_poem_context_counts_tokens_and_the_chunk_limit(tmp_path, tiny_corpus):
+    path = tmp_path / "speed.json"
+    result = run_module("wordrnn.bench.speed", "--data", str(tiny_corpus), *TINY, *POEM, "--models", "embedding",
+                        "--cells", "lstm", "--size", "large", *SMALL_LARGE, "--device", "cpu", "--steps", "1",
+                        "--repeats", "1", "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "training, large size, poem context" in result.stdout and "tokens/s" in result.stdout
+    doc = json.loads(path.read_text())
+    assert doc["generate"] == []  # generation is measured in the window context
+    assert [r["impl"] for r in doc["train"]] == ["numpy", "torch", "jax"]
+    for r in doc["train"]:
+        assert r["context"] == "poem" and r["unit"] == "tokens" and r["batch"] == 4 * 5
+        assert r["examples_per_s"] > 0 and r["time_ratio_vs_torch"] > 0 and 0 < r["limit_fraction"] <= 1
+    flops = {r["flops_per_step"] for r in doc["train"]}
+    config = Config(model="embedding", cell="lstm", vocab_size=60, seq_len=3, batch_size=4, context="poem", bptt=5)
+    assert flops == {roofline.chunk_step_work(config, 4, 5).flops}
+
+
+def test_the_poem_chunk_counts_the_output_layer_at_every_position():
+    config = Config(model="embedding", cell="gru", vocab_size=500, hidden_size=32, seq_len=7, batch_size=8)
+    chunk, window = roofline.chunk_step_work(config, 8, 7), roofline.train_step_work(config, 8)
+    H, V = config.hidden_size, config.vocab_size
+    assert math.isclose(chunk.flops - window.flops, 3 * 8 * 6 * (2 * H * V + roofline.SOFTMAX_FLOPS * V))
+    assert math.isclose(chunk.bytes - window.bytes, roofline.FLOAT_BYTES * 2 * 8 * 6 * V)  # the logits, kept
+
+
+def test_speed_times_a_poem_epoch(tmp_path, tiny_corpus):
+    path = tmp_path / "epoch.json"
+    result = run_module("wordrnn.bench.speed", "--data", str(tiny_corpus), *TINY, "--epoch-large", *SMALL_LARGE,
+                        *POEM, "--models", "embedding", "--cells", "gru", "--impls", "numpy,torch", "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(path.read_text())["epochs"]
+    assert [(r["context"], r["impl"]) for r in rows] == [("poem", "numpy"), ("poem", "torch")]
+    for r in rows:
+        assert r["seconds"] > 0 and r["steps"] > 1 and 0 < r["targets"] < 3000
+
+
+def test_scaling_writes_the_picture_and_its_json(tmp_path):
+    out = tmp_path / "docs" / "scaling_cpu.png"
+    result = run_module("wordrnn.bench.scaling", "--vocab-size", "60", "--streams", "2,4", "--hidden", "8,16",
+                        "--batch-size", "2", "--hidden-size", "8", "--bptt", "4", "--repeats", "1",
+                        "--impls", "numpy,torch", "--device", "cpu", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_size > 1000 and out.read_bytes()[:4] == b"\x89PNG"
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert [(r["streams"], r["impl"]) for r in doc["sweeps"]["streams"]] == [(b, i) for b in (2, 4)
+                                                                             for i in ("numpy", "torch")]
+    assert [r["hidden"] for r in doc["sweeps"]["hidden"]] == [8, 8, 16, 16]
+    for r in doc["sweeps"]["streams"] + doc["sweeps"]["hidden"]:
+        assert r["tokens_per_s"] > 0 and 0 < r["limit_fraction"] <= 1
+        assert math.isclose(r["limit_fraction"], r["tokens_per_s"] / r["limit_tokens_per_s"], rel_tol=1e-9)
+
+
 def test_synthetic_corpus_is_seeded_and_zipf_like():
     import numpy as np
 
@@ -159,6 +218,10 @@ def test_bad_flags_are_one_line_errors(tiny_corpus):
     assert_usage_error(run_module("wordrnn.bench.speed", "--data", str(tiny_corpus), "--cells", "rnn,tcn"), "--cells")
     assert_usage_error(run_module("wordrnn.bench.speed", "--data", str(tiny_corpus), "--large-tokens", "10"),
                        "training tokens")
+    assert_usage_error(run_module("wordrnn.bench.speed", "--data", str(tiny_corpus), "--bptt", "0"), "--bptt")
+    assert_usage_error(run_module("wordrnn.bench.scaling", "--streams", "8,x"), "--streams")
+    assert_usage_error(run_module("wordrnn.bench.scaling", "--hidden", "0"), "--hidden")
+    assert_usage_error(run_module("wordrnn.bench.scaling", "--vocab-size", "1"), "--vocab-size")
     assert_usage_error(run_module("wordrnn.bench.compare", "--data", str(tiny_corpus), *TINY, "--prompt", "zzz qqq",
                                   "--out", str(tiny_corpus.parent / "r")), "prompt")
 
@@ -174,8 +237,12 @@ def test_gpu_check_script_dry_run_on_the_cpu(tmp_path):
     assert result.returncode == 0, [(s["name"], s["rc"], s["output_tail"][-500:]) for s in doc["steps"]]
     assert doc["passed"] is True and doc["device"] == "cpu"
     assert [s["name"] for s in doc["steps"]] == ["machine", "corpora", "parity", "torch_epochs", "jax_epochs",
-                                                 "speed_benchmark", "speed_large"]
-    assert [e["epoch"] for e in doc["epochs"]["torch"]] == [1, 2] == [e["epoch"] for e in doc["epochs"]["jax"]]
+                                                 "torch_poem_epochs", "jax_poem_epochs", "speed_benchmark",
+                                                 "speed_large", "scaling"]
+    for run in ("torch", "jax", "torch_poem", "jax_poem"):
+        assert [e["epoch"] for e in doc["epochs"][run]] == [1, 2], run
+    assert {r["context"] for r in doc["speed"]["large"]["train"]} == {"window", "poem"}
+    assert (tmp_path / "scaling_cpu.png").is_file() and doc["scaling"]["sweeps"]["streams"]
     for size in ("benchmark", "large"):
         assert {r["size"] for r in doc["speed"][size]["train"]} == {size}
     assert (tmp_path / "gpu_check.log").stat().st_size > 0

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The GPU check: the parity suite, two training epochs of PyTorch and JAX, and bench.speed at both sizes, all on
-# one NVIDIA GPU, each step under a time limit; one JSON ($OUT/gpu_check.json) and one log ($OUT/gpu_check.log).
+# The GPU check: the parity suite (both contexts), two training epochs of PyTorch and JAX in each context,
+# bench.speed at both sizes and contexts, and the poem-context scaling sweep (streams up to 1,024, H up to 1,024;
+# float32, TF32 off), all on one NVIDIA GPU, each step under a time limit (8 minutes in all); one JSON
+# ($OUT/gpu_check.json), one log ($OUT/gpu_check.log) and the sweep's picture ($OUT/scaling_gpu.png and .json).
 #
 #   PYTHONPATH=. OUT=/some/dir bash wordrnn/bench/gpu_check.sh            # on the GPU machine
 #   PYTHONPATH=. OUT=/tmp/dry bash wordrnn/bench/gpu_check.sh --device cpu  # dry run: the same steps, CPU, small sizes
@@ -14,7 +16,7 @@ DEVICE=cuda
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) DEVICE="${2:?--device takes cuda or cpu}"; shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument $1; use --device cuda|cpu" >&2; exit 2 ;;
   esac
 done
@@ -38,11 +40,13 @@ if [ "$DEVICE" = cuda ]; then
   LARGE=(--large-vocab 16000 --large-tokens 500000)
   BENCH_CORPUS=(--vocab-size 1900 --train-tokens 33000)
   EPOCH_CORPUS=(--vocab-size 16000 --train-tokens 200000)
-  SPEED_BENCHMARK=(--steps 20 --tokens 50 --repeats 3)
-  SPEED_LARGE=(--steps 10 --tokens 30 --repeats 3)
+  SPEED_BENCHMARK=(--steps 10 --tokens 50 --repeats 3 --context both)
+  SPEED_LARGE=(--steps 5 --tokens 30 --repeats 3 --context both)
   PARITY=()
-  # seconds for: machine, corpora, parity, torch epochs, jax epochs, speed benchmark, speed large (sum 530)
-  LIMITS=(20 30 150 60 60 90 120)
+  SCALING=(--impls torch,jax --steps 2 --repeats 3)  # NumPy would spend minutes on the host per point
+  # seconds for: machine, corpora, parity, torch epochs, jax epochs, torch poem epochs, jax poem epochs,
+  # speed benchmark, speed large, scaling (sum 480: the 8 minutes)
+  LIMITS=(15 20 100 35 35 30 30 65 65 85)
 else
   LARGE=(--large-vocab 400 --large-tokens 8000)
   BENCH_CORPUS=(--vocab-size 200 --train-tokens 4000)
@@ -50,7 +54,9 @@ else
   SPEED_BENCHMARK=(--steps 2 --tokens 5 --repeats 1 --cells rnn)
   SPEED_LARGE=("${SPEED_BENCHMARK[@]}")
   PARITY=(--cells rnn)
-  LIMITS=(60 60 300 120 120 300 300)
+  SCALING=(--impls torch,jax --vocab-size 300 --streams 8,16 --hidden 16,32 --batch-size 8 --hidden-size 16
+           --bptt 5 --steps 1 --repeats 1)
+  LIMITS=(60 60 300 120 120 120 120 300 300 300)
 fi
 # JAX would otherwise take most of the GPU's memory at start, leaving PyTorch (same process in bench.speed) little
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
@@ -79,10 +85,16 @@ step torch_epochs "${LIMITS[3]}" "$PYTHON" -m torchmodels.train --data "$WORK/la
   --device "$DEVICE" --threads 1 --out "$WORK/runs/torch" --quiet
 step jax_epochs "${LIMITS[4]}" "$PYTHON" -m jaxmodels.train --data "$WORK/large.txt" --epochs 2 \
   --accelerator "$ACCELERATOR" --threads 1 --out "$WORK/runs/jax" --quiet
-step speed_benchmark "${LIMITS[5]}" "$PYTHON" -m wordrnn.bench.speed --size benchmark --data "$WORK/benchmark.txt" \
+step torch_poem_epochs "${LIMITS[5]}" "$PYTHON" -m torchmodels.train --data "$WORK/large.txt" --epochs 2 \
+  --context poem --device "$DEVICE" --threads 1 --out "$WORK/runs/torch_poem" --quiet
+step jax_poem_epochs "${LIMITS[6]}" "$PYTHON" -m jaxmodels.train --data "$WORK/large.txt" --epochs 2 \
+  --context poem --accelerator "$ACCELERATOR" --threads 1 --out "$WORK/runs/jax_poem" --quiet
+step speed_benchmark "${LIMITS[7]}" "$PYTHON" -m wordrnn.bench.speed --size benchmark --data "$WORK/benchmark.txt" \
   --min-freq 1 --device "$DEVICE" "${SPEED_BENCHMARK[@]}" --json "$WORK/speed_benchmark.json"
-step speed_large "${LIMITS[6]}" "$PYTHON" -m wordrnn.bench.speed --size large "${LARGE[@]}" --device "$DEVICE" \
+step speed_large "${LIMITS[8]}" "$PYTHON" -m wordrnn.bench.speed --size large "${LARGE[@]}" --device "$DEVICE" \
   "${SPEED_LARGE[@]}" --json "$WORK/speed_large.json"
+step scaling "${LIMITS[9]}" "$PYTHON" -m wordrnn.bench.scaling --device "$DEVICE" "${SCALING[@]}" \
+  --out "$OUT/scaling_${ACCELERATOR}.png"
 
 # one JSON: every step's record and the end of its output, the epochs' metrics, both speed results (whatever
 # finished)
@@ -102,15 +114,16 @@ for s in steps:  # the end of each step's output (the parity table, an error mes
     output = work / f"{s['name']}.out"
     s["output_tail"] = output.read_text(errors="replace")[-4000:] if output.is_file() else ""
 epochs = {}
-for framework in ("torch", "jax"):
-    metrics = work / "runs" / framework / "metrics.jsonl"
-    epochs[framework] = [json.loads(l) for l in metrics.read_text().splitlines() if l.strip()] if metrics.is_file() else None
+for run in ("torch", "jax", "torch_poem", "jax_poem"):
+    metrics = work / "runs" / run / "metrics.jsonl"
+    epochs[run] = [json.loads(l) for l in metrics.read_text().splitlines() if l.strip()] if metrics.is_file() else None
 doc = {
     "device": device,
     "passed": all(s["rc"] == 0 for s in steps),
     "steps": steps,
     "epochs": epochs,
     "speed": {"benchmark": read_json(work / "speed_benchmark.json"), "large": read_json(work / "speed_large.json")},
+    "scaling": read_json(next(out.parent.glob("scaling_*.json"), out.parent / "none.json")),
 }
 tmp = out.with_suffix(".json.tmp")
 tmp.write_text(json.dumps(doc, indent=2) + "\n")
