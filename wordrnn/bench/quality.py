@@ -38,6 +38,7 @@ from wordrnn.bench.novelty import TrainingText
 from wordrnn.core.config import TOKENIZERS, Config
 from wordrnn.core.errors import CommandParser, UsageError, cli
 from wordrnn.core.flags import add_model_flags, add_training_flags
+from wordrnn.core.paths import check_writable
 from wordrnn.core.recipes import recipe
 from wordrnn.run.folder import atomic_write_text
 
@@ -343,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     recipe_config, plain_config = configs_from_args(args)
+    check_writable(args.json, "--json")
     corpora = corpora_from_args(args)
     if args.threads < 0:
         raise UsageError(f"--threads must be 0 (library defaults) or a positive number, got {args.threads}")

@@ -6,6 +6,10 @@
   diverged, the disk is full, an exported model does not match its source).
   The message says what happened and what was kept; the command exits 1.
 
+An ``OSError`` that names a path (a folder the user may not write, a read-only
+or full disk, a missing parent) is one line naming that path too: exit 2, or 1
+for a full disk, which is no fault of the input.
+
 A Ctrl-C ends a command with 130, the shell's code for SIGINT, after one
 ``interrupted`` line (the training loop says what it kept).
 """
@@ -13,6 +17,8 @@ A Ctrl-C ends a command with 130, the shell's code for SIGINT, after one
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -66,5 +72,21 @@ def cli(main: Callable[..., T]) -> Callable[..., T]:
         except KeyboardInterrupt:
             print("\ninterrupted", file=sys.stderr)
             raise SystemExit(INTERRUPTED_EXIT) from None
+        except OSError as err:
+            if err.filename is None:
+                raise
+            full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+            print(f"error: {path_error(err)}", file=sys.stderr)
+            raise SystemExit(FAILED_EXIT if full else USAGE_EXIT) from None
 
     return wrapper
+
+
+def path_error(err: OSError) -> str:
+    """An ``OSError`` on a path, in words, with what to do (one line)."""
+    reason = err.strerror or os.strerror(err.errno or 0)
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        advice = "free some space and run the command again"
+    else:
+        advice = "give a path in a folder you can write to (and that exists)"
+    return f"cannot use {err.filename}: {reason}; {advice}"

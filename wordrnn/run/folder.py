@@ -35,11 +35,11 @@ from data.vocab import Vocab
 from wordrnn.core.config import Config
 from wordrnn.core.errors import DiskFull, UsageError
 from wordrnn.core.params import Params, check_params, param_shapes
+from wordrnn.core.paths import TMP_SUFFIX, check_writable
 
 CONFIG, VOCAB, WEIGHTS, METRICS, SAMPLES, CHECKPOINT = (
     "config.json", "vocab.json", "weights.safetensors", "metrics.jsonl", "samples.txt", "checkpoint.safetensors")
 REQUIRED = (CONFIG, VOCAB, WEIGHTS)
-TMP_SUFFIX = ".tmp"
 
 
 def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
@@ -96,13 +96,14 @@ def _file_above(path: Path) -> Path | None:
 
 
 def check_out_dir(path: str | Path, flag: str = "--out") -> None:
-    """Refuse, before any work, an output folder that is a file or would lie under one."""
+    """Refuse, before any work, an output folder that is a file, would lie under one, or cannot be written."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UsageError(f"{flag} {path} is a file, not a folder; give a folder name (it will be created)")
     above = _file_above(path)
     if above is not None:
         raise UsageError(f"{flag} {path} lies under {above}, which is a file; give a path inside a folder")
+    check_writable(path, flag)
 
 
 def check_out_file(path: str | Path, overwrite: bool, flag: str = "--out") -> None:
@@ -115,6 +116,7 @@ def check_out_file(path: str | Path, overwrite: bool, flag: str = "--out") -> No
         raise UsageError(f"{flag} {path} is a folder; give a file name inside it")
     if path.exists() and not overwrite:
         raise UsageError(f"{path} already exists; pass --overwrite to replace it, or choose another {flag}")
+    check_writable(path.parent, flag)
 
 
 def remove_orphans(folder: str | Path) -> list[Path]:
