@@ -103,3 +103,120 @@ def test_a_stray_quote_inside_a_quoted_csv_field_is_named(tmp_path):
     path.write_text('title,text\na,"one"two"\nb,"three"\n')
     with pytest.raises(UsageError, match=r"the record on line 2 is not valid CSV"):
         read_corpus(path)
+
+
+# ---------------------------------------------------------------- run folders from elsewhere
+
+@pytest.fixture(scope="module")
+def run_dir(corpus, tmp_path_factory) -> Path:
+    """A one-epoch one-hot run (1 epoch, so --resume --epochs 2 can continue it)."""
+    out = tmp_path_factory.mktemp("runs") / "run"
+    assert scratch_train.main(trainer(corpus, out, "--epochs", "1", "--model", "onehot")) == 0
+    return out
+
+
+def test_resume_from_a_checkpoint_holding_nan_says_the_file_is_damaged(corpus, run_dir, tmp_path, capsys):
+    from wordrnn.run.folder import CHECKPOINT, load_arrays, save_arrays
+
+    copy = Path(shutil.copytree(run_dir, tmp_path / "copy"))
+    arrays, counters = load_arrays(copy / CHECKPOINT)
+    arrays["param.rnn.w_hh"] = arrays["param.rnn.w_hh"].copy()
+    arrays["param.rnn.w_hh"][0, 0] = float("nan")
+    save_arrays(copy / CHECKPOINT, arrays, counters)
+    code, _, err = run_main(scratch_train.main, trainer(corpus, copy, "--resume", "--epochs", "2"), capsys)
+    line = one_error_line(err)
+    assert code == 2 and f"{copy / CHECKPOINT} is damaged: param.rnn.w_hh holds NaN" in line
+    assert "--lr" not in line
+
+
+def test_a_report_folder_given_as_a_run_is_named_a_report(run_dir, tmp_path):
+    report = tmp_path / "report"
+    shutil.copytree(run_dir, report / "runs" / "numpy-onehot")
+    (report / "REPORT.md").write_text("# report\n")
+    assert_usage_error(run_module("scratch.generate", "--run", str(report)),
+                       f"{report} is a report folder", "not a run", str(report / "runs" / "numpy-onehot"))
+
+
+# ---------------------------------------------------------------- Ctrl-C inside a larger command
+
+COMPARE = ("--seq-len", "3", "--min-freq", "1", "--hidden-size", "8", "--embed-dim", "4", "--epochs", "1",
+           "--impls", "numpy", "--models", "embedding", "--no-recipe", "--no-export", "--quiet")
+
+
+def test_compare_after_ctrl_c_says_rerun_and_a_rerun_works(corpus, tmp_path, capsys, monkeypatch):
+    from wordrnn.bench import compare, lab
+
+    out = tmp_path / "report"
+    argv = ["--data", str(corpus), *COMPARE, "--out", str(out)]
+    real = lab.train
+
+    def interrupted(config, backend, run_dir, **kwargs):
+        (Path(run_dir) / "config.json").parent.mkdir(parents=True)
+        real(config, backend, run_dir, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lab, "train", interrupted)
+    code, _, err = run_main(compare.main, argv, capsys)
+    assert code == 130 and "Run the same command again to start afresh" in err
+    assert "--resume" not in err  # the trainer's advice is not this command's
+    monkeypatch.undo()
+    code, _, err = run_main(compare.main, argv, capsys)
+    assert code == 0, err
+    assert "holds the runs of an interrupted comparison and no report; starting afresh" in err
+    assert (out / "REPORT.md").is_file()
+
+
+def test_quality_after_ctrl_c_names_no_temporary_folder(corpus, tmp_path, capsys, monkeypatch):
+    from wordrnn.bench import quality
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(quality, "evaluate_corpus", interrupted)
+    out = tmp_path / "q.json"
+    code, _, err = run_main(quality.main, ["--data", str(corpus), "--json", str(out)], capsys)
+    assert code == 130 and "the folds' temporary runs are gone" in err and "start afresh" in err
+    assert "--resume" not in err and not out.exists()
+
+
+# ---------------------------------------------------------------- one trainer per run folder
+
+def test_a_second_trainer_on_a_locked_folder_refuses_naming_the_holder(corpus, tmp_path):
+    import socket
+
+    from wordrnn.run.lock import LOCK, locked
+
+    out = tmp_path / "run"
+    with locked(out):  # this process holds it, as a first trainer would
+        second = run_module("scratch.train", *trainer(corpus, out, "--epochs", "1"))
+        assert (out / LOCK).is_file()
+    assert_usage_error(second, f"{out} is in use: process {os.getpid()} on {socket.gethostname()}",
+                       "choose another --out")
+    assert not out.exists()  # made for the lock, empty again: removed
+
+
+def test_a_stale_lock_of_a_dead_process_is_replaced_with_a_note(corpus, tmp_path, capsys):
+    import json
+    import socket
+
+    from wordrnn.run.lock import LOCK
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": 0}))
+    code, _, err = run_main(scratch_train.main, trainer(corpus, out, "--epochs", "1"), capsys)
+    assert code == 0, err
+    assert f"removed the stale lock of process {dead.pid} (no longer running)" in err
+    assert not (out / LOCK).exists() and (out / "weights.safetensors").is_file()
+
+
+def test_the_lock_is_released_when_training_fails(corpus, tmp_path, capsys):
+    from wordrnn.run.lock import LOCK
+
+    out = tmp_path / "run"
+    code, _, _ = run_main(scratch_train.main, trainer(corpus, out, "--epochs", "2", "--lr", "1e4", "--clip", "0"),
+                          capsys)
+    assert code == 1  # diverged
+    assert not (out / LOCK).exists()

@@ -24,11 +24,16 @@ from collections.abc import Callable
 from functools import wraps
 from typing import TypeVar
 
+from wordrnn.core.interrupt import INTERRUPTED_EXIT, drain_device_work, install_sigint_handler
+
 T = TypeVar("T")
 
 FAILED_EXIT = 1
 USAGE_EXIT = 2
-INTERRUPTED_EXIT = 130
+# The libraries a command may lack, by the extra of pyproject.toml that installs them ("": the package itself).
+EXTRAS = {"numpy": "", "safetensors": "", "tqdm": "", "threadpoolctl": "", "matplotlib": "", "torch": "torch",
+          "jax": "jax", "jaxlib": "jax", "flax": "jax", "optax": "jax", "onnx": "onnx", "onnxruntime": "onnx",
+          "onnxscript": "onnx", "jax2onnx": "jax2onnx"}
 
 
 class UsageError(Exception):
@@ -61,8 +66,14 @@ def cli(main: Callable[..., T]) -> Callable[..., T]:
 
     @wraps(main)
     def wrapper(*args, **kwargs):
+        install_sigint_handler()
         try:
             return main(*args, **kwargs)
+        except ImportError as err:
+            if not isinstance(err, ModuleNotFoundError) or (err.name or "").split(".")[0] not in EXTRAS:
+                raise
+            print(f"error: {missing_library(err.name)}", file=sys.stderr)
+            raise SystemExit(USAGE_EXIT) from None
         except UsageError as err:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(USAGE_EXIT) from None
@@ -78,8 +89,18 @@ def cli(main: Callable[..., T]) -> Callable[..., T]:
             full = err.errno in (errno.ENOSPC, errno.EDQUOT)
             print(f"error: {path_error(err)}", file=sys.stderr)
             raise SystemExit(FAILED_EXIT if full else USAGE_EXIT) from None
+        finally:
+            drain_device_work()
 
     return wrapper
+
+
+def missing_library(name: str) -> str:
+    """A library this Python lacks, and the two ways to get it (one line)."""
+    top = name.split(".")[0]
+    extra = f"[{EXTRAS[top]}]" if EXTRAS[top] else ""
+    return (f"this command needs {top}, which {sys.executable} cannot import; run it with the environment "
+            f"`make setup` builds (.venv/bin/python -m ...), or install it: pip install -e '.{extra}'")
 
 
 def path_error(err: OSError) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from wordrnn.core.errors import UsageError
 
+REPORT_RUNS = "runs"  # the folder of a report (python -m wordrnn.bench.compare) that holds its run folders
 TMP_SUFFIX = ".tmp"  # what every temporary file of an atomic write ends with (a later run removes orphans)
 
 

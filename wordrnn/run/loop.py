@@ -34,6 +34,7 @@ from wordrnn.core.backend import Backend
 from wordrnn.core.config import Config
 from wordrnn.core.errors import INTERRUPTED_EXIT, RunFailed, UsageError, plural
 from wordrnn.core.flags import config_from_args, given_flags
+from wordrnn.core.memory import check_memory
 from wordrnn.core.metrics import evaluate
 from wordrnn.core.params import Params, init_params
 from wordrnn.core.sampling import SamplerSettings
@@ -46,6 +47,7 @@ from wordrnn.run.folder import (
     VOCAB,
     WEIGHTS,
     atomic_write_text,
+    check_finite,
     check_optimizer_arrays,
     check_out_dir,
     load_arrays,
@@ -59,6 +61,7 @@ from wordrnn.run.folder import (
     write_metrics,
 )
 from wordrnn.run.generation import generate_text
+from wordrnn.run.lock import holds_run_lock
 
 SAMPLE_PROMPTS = ("the sea", "my love", "the night")
 SAMPLE_TOKENS = 40
@@ -108,14 +111,16 @@ def count_params(params: Params) -> int:
     return int(sum(p.size for p in params.values()))
 
 
+@holds_run_lock
 def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool = False,
           init_from: str | Path | None = None, overwrite: bool = False, quiet: bool = False,
           dataset: Dataset | None = None, write_samples: bool = True,
-          given: Collection[str] | None = None) -> RunResult:
+          given: Collection[str] | None = None, explain_interrupt: bool = True) -> RunResult:
     """Train ``backend`` on the data ``config`` names and write the run folder ``run_dir``.
 
     ``given``: the settings the user asked for explicitly (``None``: all of them). ``--resume`` and
-    ``--init-from`` refuse a given setting that contradicts the saved run.
+    ``--init-from`` refuse a given setting that contradicts the saved run. ``explain_interrupt``: after
+    Ctrl-C, say how to continue with this trainer's flags (off where a larger command owns the folder).
     """
     run_dir = Path(run_dir)
     check_out_dir(run_dir)
@@ -129,6 +134,9 @@ def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool
     if dataset is None:
         dataset = load_dataset(**config.dataset_args(), vocab=start.vocab)
     config.vocab_size = len(dataset.vocab)
+    memory_note = check_memory(config)  # refuses a model that cannot fit, before its weights exist
+    if memory_note and primary:
+        print(memory_note, file=sys.stderr)
     params = start.params if start.params is not None else init_params(config)
     state = backend.init(params, config)
     if start.optimizer is not None:
@@ -145,7 +153,8 @@ def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool
     try:
         best = _train_epochs(backend, state, dataset, config, run_dir, start, primary, quiet, say)
     except KeyboardInterrupt:
-        _say_interrupted(run_dir, result.metrics)
+        if explain_interrupt:
+            _say_interrupted(run_dir, result.metrics)
         result.exit_code = INTERRUPTED_EXIT
         return result
     result.best_epoch = best["epoch"]
@@ -195,6 +204,7 @@ def _resume(requested: Config, run_dir: Path, given: Collection[str] | None) -> 
     config.epochs, config.patience = requested.epochs, requested.patience
     config.extra = {**config.extra, **requested.extra}
     arrays, counters = load_arrays(run_dir / CHECKPOINT)
+    check_finite(arrays, run_dir / CHECKPOINT)
     if counters["epoch"] >= config.epochs:
         raise UsageError(f"{run_dir} has already trained {plural(counters['epoch'], 'epoch')}; "
                          f"ask for more with --epochs N (N > {counters['epoch']})")
