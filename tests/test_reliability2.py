@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import assert_usage_error, run_module, write_tiny_corpus
 from test_reliability import one_error_line, run_main, trainer
@@ -220,3 +221,116 @@ def test_the_lock_is_released_when_training_fails(corpus, tmp_path, capsys):
                           capsys)
     assert code == 1  # diverged
     assert not (out / LOCK).exists()
+
+
+# ---------------------------------------------------------------- memory
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("model", ["onehot", "embedding"])
+def test_the_memory_estimate_counts_the_parameters_the_initializer_makes(model, cell):
+    from wordrnn.core.config import Config
+    from wordrnn.core.memory import estimate_training_memory
+    from wordrnn.core.params import init_params
+
+    config = Config(model=model, cell=cell, vocab_size=37, hidden_size=11, embed_dim=5)
+    made = sum(p.size for p in init_params(config).values())
+    estimate = estimate_training_memory(config)
+    assert estimate.parameters == made
+    assert estimate.weights == 2 * 4 * made and estimate.optimizer == 2 * 4 * made  # Adam: two moments
+    assert estimate_training_memory(Config(model=model, cell=cell, vocab_size=37, hidden_size=11,
+                                           embed_dim=5, optimizer="sgd")).optimizer == 0
+
+
+def test_a_poem_model_counts_logits_at_every_position():
+    from wordrnn.core.config import Config
+    from wordrnn.core.memory import activation_floats
+
+    window = Config(vocab_size=5000, batch_size=64, seq_len=5)
+    poem = Config(vocab_size=5000, batch_size=64, context="poem", bptt=35)
+    assert activation_floats(poem) >= 3 * 64 * 35 * 5000  # logits, softmax and gradient at 64 x 35 positions
+    assert activation_floats(window) < 3 * 64 * 2 * 5000  # the last position only
+
+
+def test_a_model_too_large_for_the_memory_is_refused_before_allocating(corpus, tmp_path):
+    result = run_module("scratch.train", *trainer(corpus, tmp_path / "run", "--epochs", "1"),
+                        "--hidden-size", "100000000")
+    assert_usage_error(result, "this model needs about", "GiB of memory is available", "--hidden-size")
+    assert "MemoryError" not in result.stderr and not (tmp_path / "run").exists()
+
+
+def test_a_run_that_uses_most_of_the_memory_is_announced():
+    from wordrnn.core.config import Config
+    from wordrnn.core.memory import check_memory, estimate_training_memory
+
+    config = Config(vocab_size=100)
+    need = estimate_training_memory(config).total
+    assert check_memory(config, available=10 * need) is None
+    assert "will use most of the memory available" in check_memory(config, available=int(1.5 * need))
+    with pytest.raises(UsageError, match="this model needs about"):
+        check_memory(config, available=need - 1)
+
+
+# ---------------------------------------------------------------- the corpus a run was trained on
+
+OTHER_POEMS = [
+    "Autumn leaves are falling down,\ngolden, red and brown;\nthe wind is cold upon the town.",
+    "The river runs beneath the hill,\nthe mill is turning, never still;\nthe river runs, and always will.",
+    "Stars above the silent snow,\nwinter fields where no winds blow,\nthe stars above, the snow below.",
+    "A bird upon the garden wall\nsings of spring and of the fall;\nthe bird, the wall, the garden, all.",
+    "The sea is wide, the night is long,\nthe river sings its golden song.",
+    "Snow and stars and leaves and wind:\nthe autumn river, cold and thinned.",
+]
+
+
+def test_resume_on_a_changed_corpus_refuses_naming_both_checksums(tmp_path, capsys):
+    import hashlib
+    import json
+
+    from wordrnn.run.corpus_record import CORPUS
+
+    corpus, out = write_tiny_corpus(tmp_path), tmp_path / "run"
+    assert scratch_train.main(trainer(corpus, out, "--epochs", "1")) == 0
+    before = hashlib.sha256(corpus.read_bytes()).hexdigest()
+    saved = json.loads((out / CORPUS).read_text())
+    assert saved == {"path": str(corpus.resolve()), "size": corpus.stat().st_size, "sha256": before}
+    original = corpus.read_text()
+    corpus.write_text(original.replace("sea", "lake"))  # words replaced, same file
+    after = hashlib.sha256(corpus.read_bytes()).hexdigest()
+    code, _, err = run_main(scratch_train.main, trainer(corpus, out, "--resume", "--epochs", "2"), capsys)
+    line = one_error_line(err)
+    assert code == 2 and "the corpus changed since" in line and before in line and after in line
+    corpus.write_text(original)
+    code, _, err = run_main(scratch_train.main, trainer(corpus, out, "--resume", "--epochs", "2"), capsys)
+    assert code == 0, err  # the file it was trained on resumes
+
+
+def test_init_from_another_corpus_says_so_even_when_quiet(run_dir, tmp_path, capsys):
+    other = write_tiny_corpus(tmp_path, OTHER_POEMS)
+    code, out, err = run_main(scratch_train.main, trainer(other, tmp_path / "b", "--epochs", "1", "--init-from",
+                                                          str(run_dir)), capsys)
+    assert code == 0, err
+    assert f"note: --init-from {run_dir} covers this corpus differently" in err
+    assert "of this corpus's validation targets <unk>" in err and "--new-vocab" in err
+
+
+def test_init_from_with_new_vocab_keeps_the_weights_of_shared_words(run_dir, tmp_path, capsys):
+    from wordrnn.run.folder import load_run
+
+    other = write_tiny_corpus(tmp_path, OTHER_POEMS)
+    code, _, err = run_main(scratch_train.main, trainer(other, tmp_path / "b", "--epochs", "1", "--init-from",
+                                                        str(run_dir), "--new-vocab", "--lr", "1e-12"), capsys)
+    assert code == 0, err
+    source, seeded = load_run(run_dir), load_run(tmp_path / "b")
+    fresh = seeded.vocab
+    assert "autumn" in fresh.index and "autumn" not in source.vocab.index  # this corpus's vocabulary
+    word = "sea"
+    new_col = seeded.params["rnn.w_ih"][:, fresh.index[word]]
+    old_col = source.params["rnn.w_ih"][:, source.vocab.index[word]]
+    assert np.allclose(new_col, old_col, atol=1e-6)  # a shared word keeps its trained weights (lr ~ 0)
+    assert np.allclose(seeded.params["out.bias"][fresh.index[word]],
+                       source.params["out.bias"][source.vocab.index[word]], atol=1e-6)
+
+
+def test_a_vocabulary_flag_without_init_from_is_refused(corpus, tmp_path, capsys):
+    code, _, err = run_main(scratch_train.main, trainer(corpus, tmp_path / "b", "--new-vocab"), capsys)
+    assert code == 2 and "choose the vocabulary of an --init-from run" in one_error_line(err)

@@ -120,6 +120,12 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     g.add_argument("--init-from", default=None, metavar="DIR",
                    help="start from the best weights of another run folder (any framework; same vocabulary)")
+    vocab = g.add_mutually_exclusive_group()
+    vocab.add_argument("--vocab-from-source", dest="vocab_choice", action="store_const", const="source",
+                       help="with --init-from: keep the source run's vocabulary (the default, then noted where "
+                       "this corpus has other words)")
+    vocab.add_argument("--new-vocab", dest="vocab_choice", action="store_const", const="new",
+                       help="with --init-from: build the vocabulary from this corpus; shared words keep their weights")
     g.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     g.add_argument("--threads", type=int, default=0,
                    help="compute threads for NumPy, PyTorch and XLA (0: each library's default)")

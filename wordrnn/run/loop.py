@@ -19,7 +19,7 @@ import math
 import sys
 import time
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from wordrnn.core.metrics import evaluate
 from wordrnn.core.params import Params, init_params
 from wordrnn.core.sampling import SamplerSettings
 from wordrnn.core.threads import limit_threads
+from wordrnn.run.corpus_record import record_corpus
 from wordrnn.run.folder import (
     CHECKPOINT,
     CONFIG,
@@ -61,6 +62,7 @@ from wordrnn.run.folder import (
     write_metrics,
 )
 from wordrnn.run.generation import generate_text
+from wordrnn.run.init_vocab import choose_vocabulary
 from wordrnn.run.lock import holds_run_lock
 
 SAMPLE_PROMPTS = ("the sea", "my love", "the night")
@@ -115,12 +117,14 @@ def count_params(params: Params) -> int:
 def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool = False,
           init_from: str | Path | None = None, overwrite: bool = False, quiet: bool = False,
           dataset: Dataset | None = None, write_samples: bool = True,
-          given: Collection[str] | None = None, explain_interrupt: bool = True) -> RunResult:
+          given: Collection[str] | None = None, explain_interrupt: bool = True,
+          vocab_choice: str | None = None) -> RunResult:
     """Train ``backend`` on the data ``config`` names and write the run folder ``run_dir``.
 
     ``given``: the settings the user asked for explicitly (``None``: all of them). ``--resume`` and
     ``--init-from`` refuse a given setting that contradicts the saved run. ``explain_interrupt``: after
     Ctrl-C, say how to continue with this trainer's flags (off where a larger command owns the folder).
+    ``vocab_choice``: with ``init_from``, whose vocabulary the run uses (``wordrnn.run.init_vocab``).
     """
     run_dir = Path(run_dir)
     check_out_dir(run_dir)
@@ -133,6 +137,10 @@ def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool
     config = start.config
     if dataset is None:
         dataset = load_dataset(**config.dataset_args(), vocab=start.vocab)
+    if init_from is not None:
+        dataset, seeded = choose_vocabulary(config, Path(init_from), start.vocab, start.params, dataset,
+                                            vocab_choice)
+        start = replace(start, vocab=dataset.vocab, params=seeded)
     config.vocab_size = len(dataset.vocab)
     memory_note = check_memory(config)  # refuses a model that cannot fit, before its weights exist
     if memory_note and primary:
@@ -142,6 +150,8 @@ def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool
     if start.optimizer is not None:
         state = backend.load_optimizer_arrays(state, start.optimizer)
     if primary:
+        if dataset.source is not None:
+            record_corpus(run_dir, dataset.source, resuming=start.epoch > 0)
         _write_settings(run_dir, config, backend.framework, dataset.vocab, fresh=start.epoch == 0)
 
     if dataset.source is not None:
@@ -412,8 +422,12 @@ def write_run_samples(backend: Backend, run_dir: Path, config: Config, vocab: Vo
 def train_from_args(args: argparse.Namespace, backend: Backend, extra: dict[str, Any] | None = None) -> int:
     """What every ``python -m <framework>.train`` does after parsing its flags."""
     limit_threads(args.threads)
+    if args.vocab_choice is not None and args.init_from is None:
+        raise UsageError("--vocab-from-source and --new-vocab choose the vocabulary of an --init-from run; "
+                         "add --init-from DIR, or drop them")
     config = config_from_args(args, extra)
     run_dir = Path(args.out or f"runs/{backend.framework}-{config.model}")
     result = train(config, backend, run_dir, resume=args.resume, init_from=args.init_from,
-                   overwrite=args.overwrite, quiet=args.quiet, given=given_flags(args))
+                   overwrite=args.overwrite, quiet=args.quiet, given=given_flags(args),
+                   vocab_choice=args.vocab_choice)
     return result.exit_code
