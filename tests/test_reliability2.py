@@ -8,12 +8,15 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_usage_error, run_module, write_tiny_corpus
+from conftest import ROOT, assert_usage_error, run_module, write_tiny_corpus
 from test_reliability import one_error_line, run_main, trainer
 
 from data.corpus import read_corpus
@@ -334,3 +337,96 @@ def test_init_from_with_new_vocab_keeps_the_weights_of_shared_words(run_dir, tmp
 def test_a_vocabulary_flag_without_init_from_is_refused(corpus, tmp_path, capsys):
     code, _, err = run_main(scratch_train.main, trainer(corpus, tmp_path / "b", "--new-vocab"), capsys)
     assert code == 2 and "choose the vocabulary of an --init-from run" in one_error_line(err)
+
+
+# ---------------------------------------------------------------- Ctrl-C at any moment
+
+INTERRUPT_IN_GC_CALLBACK = """
+import gc, os, signal
+from wordrnn.core.errors import cli
+
+def callback(phase, info):  # as JAX's _xla_gc_callback is: Python run by the garbage collector
+    if phase == "start" and not fired:
+        fired.append(1)
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while the callback runs
+        sum(range(1000))
+
+fired = []
+
+@cli
+def main():
+    gc.callbacks.append(callback)
+    for _ in range(200_000):
+        gc.collect(0) if not fired else [[] for _ in range(10)]
+    print("ran to the end")
+    return 0
+
+raise SystemExit(main())
+"""
+
+INTERRUPT_IN_IMPORT = """
+import os, signal
+os.kill(os.getpid(), signal.SIGINT)  # arrives while this module is being imported
+total = sum(range(10_000))
+open({marker!r}, "w").write("imported whole")
+"""
+
+
+def _python(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_ctrl_c_inside_a_gc_callback_is_not_lost(tmp_path):
+    result = _python(INTERRUPT_IN_GC_CALLBACK, tmp_path)
+    assert result.returncode == 130, (result.stdout, result.stderr)
+    assert "ran to the end" not in result.stdout and "Exception ignored" not in result.stderr
+
+
+def test_ctrl_c_during_an_import_waits_for_the_module_to_be_whole(tmp_path):
+    marker = tmp_path / "marker"
+    (tmp_path / "slow_module.py").write_text(INTERRUPT_IN_IMPORT.format(marker=str(marker)))
+    code = ("from wordrnn.core.errors import cli\n"
+            "@cli\ndef main():\n    import slow_module\n    import time\n    time.sleep(600)\n"
+            "raise SystemExit(main())\n")
+    result = _python(code, tmp_path)
+    assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr
+    assert marker.read_text() == "imported whole"
+
+
+def _sigint_when(proc: subprocess.Popen, ready, deadline: float = 300) -> None:
+    """Send SIGINT to ``proc``'s process group once ``ready()`` holds."""
+    stop = time.monotonic() + deadline
+    while not ready() and proc.poll() is None and time.monotonic() < stop:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the command ended before the moment came"
+    os.killpg(proc.pid, signal.SIGINT)
+
+
+def _maps(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return ""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["importing jaxlib", "compiling the step", "training the second epoch"])
+def test_ctrl_c_at_several_moments_of_a_jax_run_exits_130(corpus, tmp_path, moment):
+    if not Path("/proc/self/maps").exists():
+        pytest.skip("needs /proc to see when jaxlib is loading")
+    out, log = tmp_path / "run", tmp_path / "stdout"
+    argv = [a for a in trainer(corpus, out, "--epochs", "50", "--threads", "1") if a != "--quiet"]
+    with log.open("w") as stdout:
+        proc = subprocess.Popen([sys.executable, "-m", "jaxmodels.train", *argv], cwd=ROOT, stdout=stdout,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"})
+        ready = {"importing jaxlib": lambda: "jaxlib" in _maps(proc.pid),
+                 "compiling the step": lambda: "jax devices:" in log.read_text(),
+                 "training the second epoch": lambda: "epoch   1/50" in log.read_text()}[moment]
+        _sigint_when(proc, ready)
+        _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert "Segmentation fault" not in err and "Traceback" not in err and "Exception ignored" not in err, err
+    assert "interrupted" in err

@@ -18,7 +18,6 @@ they have returned; ``drain_device_work`` waits for dispatched work before any c
 
 from __future__ import annotations
 
-import _thread
 import gc
 import signal
 import sys
@@ -47,11 +46,12 @@ def _unsafe_here(frame: FrameType | None) -> bool:
 
 def deliver_sigint(signum: int, frame: FrameType | None) -> None:
     """The SIGINT handler. Where raising is unsafe, the same signal again a moment later (from a timer
-    thread: raised at once, it would run this handler again before the frame returns). Elsewhere,
+    thread: sent at once, it would run this handler again before the frame returns). Elsewhere,
     ``KeyboardInterrupt`` once a command's ``main`` runs (its ``@cli`` reports it), and before that an
     ``interrupted`` line and ``SystemExit(130)``."""
     if _unsafe_here(frame):
-        timer = threading.Timer(REDELIVER_SECONDS, _thread.interrupt_main, args=(signum,))
+        # A real signal to the main thread, so that a blocking call there (a sleep, a wait on XLA) wakes.
+        timer = threading.Timer(REDELIVER_SECONDS, signal.pthread_kill, args=(threading.main_thread().ident, signum))
         timer.daemon = True
         timer.start()
         return
