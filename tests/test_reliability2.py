@@ -430,3 +430,48 @@ def test_ctrl_c_at_several_moments_of_a_jax_run_exits_130(corpus, tmp_path, mome
     assert proc.returncode == 130, (proc.returncode, err)
     assert "Segmentation fault" not in err and "Traceback" not in err and "Exception ignored" not in err, err
     assert "interrupted" in err
+
+
+# ---------------------------------------------------------------- repetition controls (docs/GENERATION.md 5a)
+
+def test_the_repetition_penalty_divides_positive_and_multiplies_negative_logits_of_seen_tokens():
+    from wordrnn.core.sampling import SamplerSettings, apply_repetition_controls
+
+    z = np.array([-np.inf, 2.0, -1.0, 0.0, 3.0])
+    got = apply_repetition_controls(z, [1, 2, 3, 1], SamplerSettings(repetition_penalty=2.0))
+    assert got.tolist() == [-np.inf, 1.0, -2.0, 0.0, 3.0]  # 4 was never written: unchanged
+    assert z.tolist() == [-np.inf, 2.0, -1.0, 0.0, 3.0]  # a new array
+
+
+def test_no_repeat_ngram_bans_what_would_repeat_an_ngram_of_the_text_prompt_included():
+    from wordrnn.core.sampling import SamplerSettings, apply_repetition_controls, banned_by_ngrams
+
+    history = [5, 6, 7, 5, 6]  # the prompt 5 6 7, then 5 6: 7 would repeat "5 6 7"
+    assert banned_by_ngrams(history, 3) == {7}
+    assert banned_by_ngrams(history, 2) == {7}  # "6 7" once before
+    assert banned_by_ngrams(history, 1) == {5, 6, 7}  # every token already written
+    assert banned_by_ngrams(history, 6) == set() and banned_by_ngrams(history, 0) == set()
+    z = np.zeros(8)
+    assert np.isneginf(apply_repetition_controls(z, history, SamplerSettings(no_repeat_ngram=3))[7])
+
+
+def test_a_ban_that_would_leave_no_token_changes_nothing():
+    from wordrnn.core.sampling import SamplerSettings, apply_repetition_controls
+
+    z = np.array([-np.inf, 1.0, 2.0])
+    got = apply_repetition_controls(z, [1, 2], SamplerSettings(no_repeat_ngram=1))
+    assert got.tolist() == z.tolist()
+
+
+def test_greedy_with_several_samples_is_refused(tmp_path):
+    assert_usage_error(run_module("export.generate", "--model", str(tmp_path / "m.onnx"), "--strategy", "greedy",
+                                  "--num-samples", "2"), "--strategy greedy draws no random numbers",
+                       "--num-samples 1")
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (("--no-repeat-ngram", "-1"), "--no-repeat-ngram must be 0 (off) or a positive number"),
+    (("--repetition-penalty", "0"), "--repetition-penalty must be a positive number"),
+])
+def test_bad_repetition_settings_are_refused(tmp_path, flags, fragment):
+    assert_usage_error(run_module("export.generate", "--model", str(tmp_path / "m.onnx"), *flags), fragment)
