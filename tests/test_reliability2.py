@@ -475,3 +475,27 @@ def test_greedy_with_several_samples_is_refused(tmp_path):
 ])
 def test_bad_repetition_settings_are_refused(tmp_path, flags, fragment):
     assert_usage_error(run_module("export.generate", "--model", str(tmp_path / "m.onnx"), *flags), fragment)
+
+
+# ---------------------------------------------------------------- the corpus make demo found
+
+def test_the_corpus_make_demo_located_is_found_by_later_commands(real_corpus, tmp_path):
+    cache = tmp_path / "cache"
+    env = {k: v for k, v in os.environ.items() if k != "WORDRNN_DATA"}
+    env.update(XDG_CACHE_HOME=str(cache), PYTHONPATH=str(ROOT))
+    located = subprocess.run([sys.executable, "-S", "-m", "data.locate"], cwd=ROOT, capture_output=True, text=True,
+                             env={**env, "WORDRNN_DATA": str(real_corpus)})
+    stored = cache / "wordrnn" / real_corpus.name
+    assert located.returncode == 0, located.stderr
+    assert f"stored a copy of the corpus in {stored}" in located.stderr
+    assert stored.read_bytes() == real_corpus.read_bytes()
+    later = subprocess.run([sys.executable, "-m", "data"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert later.returncode == 0 and str(stored) in later.stdout, later.stderr
+
+
+def test_another_corpus_is_not_copied_into_the_cache(corpus, tmp_path):
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    located = subprocess.run([sys.executable, "-S", "-m", "data.locate", "--data", str(corpus)], cwd=ROOT,
+                             capture_output=True, text=True, env=env)
+    assert located.returncode == 0 and "stored" not in located.stderr
+    assert not (tmp_path / "cache").exists()
