@@ -499,3 +499,24 @@ def test_another_corpus_is_not_copied_into_the_cache(corpus, tmp_path):
                              capture_output=True, text=True, env=env)
     assert located.returncode == 0 and "stored" not in located.stderr
     assert not (tmp_path / "cache").exists()
+
+
+# ---------------------------------------------------------------- a Python without the frameworks
+
+HIDE_AND_RUN = """
+import runpy, sys
+sys.modules[{hidden!r}] = None  # as a Python without it: importing it raises ModuleNotFoundError
+sys.argv = [{module!r}, *{argv!r}]
+runpy.run_module({module!r}, run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("module, hidden, extra", [("torchmodels.train", "torch", "torch"),
+                                                   ("jaxmodels.train", "jax", "jax")])
+def test_a_trainer_without_its_framework_says_how_to_install_it(corpus, tmp_path, module, hidden, extra):
+    code = HIDE_AND_RUN.format(hidden=hidden, module=module, argv=trainer(corpus, tmp_path / "run"))
+    result = _python(code, tmp_path)
+    assert result.returncode == 2, result.stderr
+    line = one_error_line(result.stderr)
+    assert f"this command needs {hidden}, which {sys.executable} cannot import" in line
+    assert ".venv/bin/python -m" in line and f"pip install -e '.[{extra}]'" in line
