@@ -520,3 +520,37 @@ def test_a_trainer_without_its_framework_says_how_to_install_it(corpus, tmp_path
     line = one_error_line(result.stderr)
     assert f"this command needs {hidden}, which {sys.executable} cannot import" in line
     assert ".venv/bin/python -m" in line and f"pip install -e '.[{extra}]'" in line
+
+
+# ---------------------------------------------------------------- what the report and --help say
+
+def test_the_report_configuration_names_what_the_recipe_row_changes():
+    from wordrnn.bench.report import setup_section
+
+    payload = {"config": {"model": "embedding", "cell": "rnn", "hidden_size": 128, "extra": {}, "data": None},
+               "dataset": {"source": "c.csv", "vocab_size": 10, "train_poems": 9, "train_tokens": 90,
+                           "train_windows": 80, "val_poems": 1, "val_windows": 8},
+               "machine": {"cpu": "x", "versions": {}}, "recipe": {"cell": "lstm", "model": "embedding"},
+               "recipe_impl": "torch"}
+    text = "\n".join(setup_section(payload))
+    assert "| cell | rnn |" in text  # the benchmark rows
+    recipe_part = text.split("The recipe row (PyTorch) differs in:")[1]
+    assert "| cell | lstm |" in recipe_part and "model" not in recipe_part.split("## Machine")[0]
+
+
+def test_quality_help_explains_the_tokenizer_and_shows_the_text_column_default(capsys):
+    from wordrnn.bench import quality
+
+    with pytest.raises(SystemExit):
+        quality.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "default: default" not in text
+    assert "CSV column holding the poems (default: text)" in text and "words, punctuation marks" in text
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="needs npm")
+def test_npm_reads_the_project_config_without_a_warning():
+    result = subprocess.run(["npm", "config", "get", "ignore-scripts"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "true", result.stderr
+    assert "Unknown project config" not in result.stderr, result.stderr

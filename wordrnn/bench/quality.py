@@ -37,7 +37,7 @@ from wordrnn.bench.mixture import choose_weight, mix, mix_log_prob, target_log_p
 from wordrnn.bench.novelty import TrainingText
 from wordrnn.core.config import TOKENIZERS, Config
 from wordrnn.core.errors import INTERRUPTED_EXIT, CommandParser, UsageError, cli
-from wordrnn.core.flags import add_model_flags, add_training_flags
+from wordrnn.core.flags import TEXT_COLUMN_HELP, TOKENIZER_HELP, add_model_flags, add_training_flags
 from wordrnn.core.paths import check_writable
 from wordrnn.core.recipes import recipe
 from wordrnn.run.folder import atomic_write_text
@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "then the download of poems-100)")
     g.add_argument("--suite", action="store_true",
                    help="every corpus of the suite (wordrnn.bench.corpora: poems-100, sonnets, lucrece, milton)")
-    g.add_argument("--text-column", default=Config.text_column, help="CSV column holding the poems")
-    g.add_argument("--tokenizer", default=Config.tokenizer, choices=TOKENIZERS, help="default: %(default)s")
+    g.add_argument("--text-column", default=Config.text_column, help=TEXT_COLUMN_HELP)
+    g.add_argument("--tokenizer", default=Config.tokenizer, choices=TOKENIZERS, help=TOKENIZER_HELP)
     g.add_argument("--min-freq", type=int, default=Config.min_freq,
                    help="words seen fewer times in a fold's training poems become <unk> (default: %(default)s)")
     g.add_argument("--seq-len", type=int, default=Config.seq_len,
