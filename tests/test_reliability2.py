@@ -395,6 +395,28 @@ def test_ctrl_c_during_an_import_waits_for_the_module_to_be_whole(tmp_path):
     assert marker.read_text() == "imported whole"
 
 
+INTERRUPTED_WITH_XLA = """
+import atexit, sys, types
+if {xla}:
+    sys.modules["jaxlib"] = types.ModuleType("jaxlib")  # as a process that has loaded XLA
+from wordrnn.core.errors import cli
+atexit.register(lambda: print("interpreter teardown ran", flush=True))
+
+@cli
+def main():
+    raise KeyboardInterrupt
+
+main()
+"""
+
+
+@pytest.mark.parametrize("xla", [True, False])
+def test_an_interrupted_command_with_xla_loaded_skips_the_interpreter_teardown(tmp_path, xla):
+    result = _python(INTERRUPTED_WITH_XLA.format(xla=xla), tmp_path)
+    assert result.returncode == 130 and "interrupted" in result.stderr, result.stderr
+    assert ("interpreter teardown ran" in result.stdout) is not xla
+
+
 def _sigint_when(proc: subprocess.Popen, ready, deadline: float = 300) -> None:
     """Send SIGINT to ``proc``'s process group once ``ready()`` holds."""
     stop = time.monotonic() + deadline
@@ -411,25 +433,44 @@ def _maps(pid: int) -> str:
         return ""
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("moment", ["importing jaxlib", "compiling the step", "training the second epoch"])
-def test_ctrl_c_at_several_moments_of_a_jax_run_exits_130(corpus, tmp_path, moment):
-    if not Path("/proc/self/maps").exists():
-        pytest.skip("needs /proc to see when jaxlib is loading")
-    out, log = tmp_path / "run", tmp_path / "stdout"
-    argv = [a for a in trainer(corpus, out, "--epochs", "50", "--threads", "1") if a != "--quiet"]
+def _interrupt_at(module: str, argv: list[str], moment: str, tmp_path: Path) -> str:
+    """Run ``python -m module argv``, send SIGINT to its process group at ``moment``; its stderr, after
+    checking that it exited 130 with its message and nothing else."""
+    log = tmp_path / "stdout"
     with log.open("w") as stdout:
-        proc = subprocess.Popen([sys.executable, "-m", "jaxmodels.train", *argv], cwd=ROOT, stdout=stdout,
+        proc = subprocess.Popen([sys.executable, "-m", module, *argv], cwd=ROOT, stdout=stdout,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True,
                                 env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"})
         ready = {"importing jaxlib": lambda: "jaxlib" in _maps(proc.pid),
                  "compiling the step": lambda: "jax devices:" in log.read_text(),
-                 "training the second epoch": lambda: "epoch   1/50" in log.read_text()}[moment]
+                 "starting the JAX run": lambda: "JAX/Flax embedding" in log.read_text(),
+                 "training the second epoch": lambda: "epoch   1/" in log.read_text()}[moment]
         _sigint_when(proc, ready)
         _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, (proc.returncode, err)
     assert "Segmentation fault" not in err and "Traceback" not in err and "Exception ignored" not in err, err
     assert "interrupted" in err
+    return err
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc to see jaxlib load")
+
+
+@pytest.mark.slow
+@needs_proc
+@pytest.mark.parametrize("moment", ["importing jaxlib", "compiling the step", "training the second epoch"])
+def test_ctrl_c_at_several_moments_of_a_jax_run_exits_130(corpus, tmp_path, moment):
+    argv = [a for a in trainer(corpus, tmp_path / "run", "--epochs", "50", "--threads", "1") if a != "--quiet"]
+    _interrupt_at("jaxmodels.train", argv, moment, tmp_path)
+
+
+@pytest.mark.slow
+@needs_proc
+@pytest.mark.parametrize("moment", ["starting the JAX run", "training the second epoch"])
+def test_ctrl_c_during_the_jax_run_of_compare_exits_130(corpus, tmp_path, moment):
+    argv = ["--data", str(corpus), *[a for a in COMPARE if a != "--quiet"], "--epochs", "50", "--impls", "jax",
+            "--threads", "1", "--out", str(tmp_path / "report")]
+    assert "Run the same command again" in _interrupt_at("wordrnn.bench.compare", argv, moment, tmp_path)
 
 
 # ---------------------------------------------------------------- repetition controls (docs/GENERATION.md 5a)

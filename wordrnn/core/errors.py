@@ -24,7 +24,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import TypeVar
 
-from wordrnn.core.interrupt import INTERRUPTED_EXIT, drain_device_work, install_sigint_handler
+from wordrnn.core.interrupt import INTERRUPTED_EXIT, drain_device_work, install_sigint_handler, leave_after_interrupt
 
 T = TypeVar("T")
 
@@ -64,11 +64,16 @@ def cli(main: Callable[..., T]) -> Callable[..., T]:
     """Wrap a command's ``main``: ``UsageError`` exits 2, ``RunFailed`` exits 1, each after one ``error:`` line;
     a Ctrl-C that the command does not handle itself exits 130."""
 
+    entry_point = main.__module__ == "__main__"  # run as ``python -m``, not called by a test or a command
+
     @wraps(main)
     def wrapper(*args, **kwargs):
         install_sigint_handler()
         try:
-            return main(*args, **kwargs)
+            code = main(*args, **kwargs)
+            if code == INTERRUPTED_EXIT:  # a command that reported its own interrupt
+                leave_after_interrupt(entry_point)
+            return code
         except ImportError as err:
             if not isinstance(err, ModuleNotFoundError) or (err.name or "").split(".")[0] not in EXTRAS:
                 raise
@@ -82,6 +87,7 @@ def cli(main: Callable[..., T]) -> Callable[..., T]:
             raise SystemExit(FAILED_EXIT) from None
         except KeyboardInterrupt:
             print("\ninterrupted", file=sys.stderr)
+            leave_after_interrupt(entry_point)
             raise SystemExit(INTERRUPTED_EXIT) from None
         except OSError as err:
             if err.filename is None:
