@@ -110,7 +110,7 @@ def check_out_file(path: str | Path, overwrite: bool, flag: str = "--out") -> No
         raise UsageError(f"{flag} {path} is a folder; give a file name inside it")
     if path.exists() and not overwrite:
         raise UsageError(f"{path} already exists; pass --overwrite to replace it, or choose another {flag}")
-    check_writable(path.parent, flag)
+    check_writable(path, flag)
 
 
 def remove_orphans(folder: str | Path) -> list[Path]:
