@@ -21,6 +21,7 @@ from test_reliability import one_error_line, run_main, trainer
 
 from data.corpus import read_corpus
 from scratch import train as scratch_train
+from wordrnn.core.cells import CELLS
 from wordrnn.core.errors import UsageError
 
 
@@ -228,7 +229,7 @@ def test_the_lock_is_released_when_training_fails(corpus, tmp_path, capsys):
 
 # ---------------------------------------------------------------- memory
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", list(CELLS))
 @pytest.mark.parametrize("model", ["onehot", "embedding"])
 def test_the_memory_estimate_counts_the_parameters_the_initializer_makes(model, cell):
     from wordrnn.core.config import Config
