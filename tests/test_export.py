@@ -100,7 +100,7 @@ def test_file_is_one_self_contained_graph_of_standard_ops(exported):
     model = onnx.load(str(out), load_external_data=False)
     onnx.checker.check_model(model, full_check=True)
     assert all(t.data_location == onnx.TensorProto.DEFAULT for t in model.graph.initializer)
-    op = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[load(out).card.cell]
+    op = CELLS[load(out).card.cell].onnx_op
     assert [n.op_type for n in model.graph.node] == ["Gather", "Transpose", op, "Squeeze", "Gemm"]
     assert {n.domain for n in model.graph.node} == {""}
     (tokens,), (logits,) = model.graph.input, model.graph.output
@@ -278,7 +278,8 @@ def test_a_file_whose_metadata_names_another_cell_is_refused(exported, tmp_path,
     model = onnx.load(str(out))
     props = {p.key: p.value for p in model.metadata_props}
     config = json.loads(props[KEY_CONFIG])
-    graph_cell, config["cell"] = config["cell"], {"rnn": "gru", "lstm": "rnn", "gru": "lstm"}[config["cell"]]
+    graph_cell, config["cell"] = config["cell"], {"rnn": "gru", "lstm": "rnn", "gru": "lstm",
+                                                        "rnn_relu": "lstm"}[config["cell"]]
     props[KEY_CONFIG] = json.dumps(config)
     onnx.helper.set_model_props(model, props)
     relabeled = tmp_path / "relabeled.onnx"

@@ -28,6 +28,7 @@ Without masks there is no dropout, whatever ``module.training`` says.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,6 +55,7 @@ RECURRENT: dict[str, Callable[[int, int], nn.Module]] = {
     "rnn": lambda i, h: nn.RNN(i, h, nonlinearity="tanh", batch_first=True),
     "lstm": lambda i, h: nn.LSTM(i, h, batch_first=True),
     "gru": lambda i, h: nn.GRU(i, h, batch_first=True),
+    "rnn_relu": lambda i, h: nn.RNN(i, h, nonlinearity="relu", batch_first=True),
 }
 
 Masks = dict[str, torch.Tensor | None]
@@ -64,6 +66,12 @@ def elman_step(state: State, a: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Te
     """``h' = tanh(b + a)``, grouped as nn.RNN's CPU kernel groups it (so the two forms agree to the bit)."""
     (h,) = state
     return (torch.tanh(F.linear(h, w_hh, b_hh) + a),)
+
+
+def relu_step(state: State, a: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> State:
+    """``h' = relu(b + a)``, grouped as ``elman_step``."""
+    (h,) = state
+    return (torch.relu(F.linear(h, w_hh, b_hh) + a),)
 
 
 def lstm_step(state: State, a: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> State:
@@ -87,8 +95,35 @@ def gru_step(state: State, a: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tens
 
 # one step of each cell, given the input projection a = x W_ih^T + b_ih
 STEPS: dict[str, Callable[[State, torch.Tensor, torch.Tensor, torch.Tensor], State]] = {
-    "rnn": elman_step, "lstm": lstm_step, "gru": gru_step,
+    "rnn": elman_step, "lstm": lstm_step, "gru": gru_step, "rnn_relu": relu_step,
 }
+
+
+class StepLayer(nn.Module):
+    """The recurrent layer of a cell torch has no module for: the registry's parameters under ``nn.RNN``'s names,
+    the cell's step (``STEPS``) run over time, called as ``nn.RNN`` is (batch first; output and final state)."""
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int):
+        super().__init__()
+        self.cell, self.hidden_size = cell, hidden_size
+        for name, shape in get_cell(cell).param_shapes(input_size, hidden_size).items():
+            self.register_parameter(CANONICAL[name].split(".", 1)[1], nn.Parameter(torch.empty(shape)))
+
+    def forward(self, inputs: torch.Tensor, hx: torch.Tensor | tuple | None = None) -> tuple[torch.Tensor, Any]:
+        states = get_cell(self.cell).states
+        if hx is None:
+            zeros = inputs.new_zeros(inputs.shape[0], self.hidden_size)
+            state: State = tuple(zeros for _ in states)
+        else:
+            state = tuple(s[0] for s in (hx if isinstance(hx, tuple) else (hx,)))
+        projected = F.linear(inputs.transpose(0, 1), self.weight_ih_l0, self.bias_ih_l0)
+        w_hh, b_hh = getattr(self, "weight_hh_l0", None), getattr(self, "bias_hh_l0", None)
+        hs = []
+        for projected_t in projected:
+            state = STEPS[self.cell](state, projected_t, w_hh, b_hh)
+            hs.append(state[0])
+        final = tuple(s[None] for s in state)
+        return torch.stack(hs, dim=1), final if len(final) > 1 else final[0]
 
 
 class RNNLanguageModel(nn.Module):
@@ -98,7 +133,8 @@ class RNNLanguageModel(nn.Module):
         super().__init__()
         self.vocab_size = vocab_size
         self.cell = cell
-        self.rnn = RECURRENT[cell](input_size, hidden_size)
+        self.rnn = RECURRENT[cell](input_size, hidden_size) if cell in RECURRENT else StepLayer(cell, input_size,
+                                                                                                   hidden_size)
         self.out = nn.Linear(hidden_size, vocab_size)
 
     def recur(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -116,8 +152,7 @@ class RNNLanguageModel(nn.Module):
     # -- the poem context: every position, the state carried in and out --------------------------------------
 
     def zero_state(self, batch: int) -> State:
-        w_hh = self.rnn.weight_hh_l0
-        zeros = w_hh.new_zeros(batch, w_hh.shape[1])
+        zeros = self.out.weight.new_zeros(batch, self.out.weight.shape[1])
         return (zeros, zeros.clone()) if get_cell(self.cell).has_cell_state else (zeros,)
 
     def sequence(self, x: torch.Tensor, state: State | None = None, reset: torch.Tensor | None = None,
@@ -152,7 +187,9 @@ class RNNLanguageModel(nn.Module):
                     ) -> tuple[torch.Tensor, State]:
         """Every h_t [B, T, H] from time-major input projections [T, B, G*H], the state zeroed where ``keep``
         [B, T] is 0, before the step."""
-        step, w_hh, b_hh = STEPS[self.cell], self.rnn.weight_hh_l0, self.rnn.bias_hh_l0
+        # a cell without recurrent weights has neither (its step ignores them)
+        step = STEPS[self.cell]
+        w_hh, b_hh = getattr(self.rnn, "weight_hh_l0", None), getattr(self.rnn, "bias_hh_l0", None)
         hs = []
         for t, projected_t in enumerate(projected):
             if keep is not None and t:
