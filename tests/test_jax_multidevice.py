@@ -144,18 +144,18 @@ def free_port() -> int:
 @pytest.mark.slow
 def test_two_processes_train_like_one_device(tmp_path):
     """jax.distributed on the CPU backend (gloo): 2 processes x 2 devices = one 4-device mesh."""
-    address = f"127.0.0.1:{free_port()}"
-    cases = [["embedding", None, 0.0], ["embedding", None, 0.0, "poem"]]
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    procs = [run_script(tmp_path, cases, str(pid), address, env=env, background=True) for pid in (0, 1)]
-    try:
-        outputs = [p.communicate(timeout=300) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    results = [parse(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]
-    singles = run_script(tmp_path, [["embedding", 1, 0.0], ["embedding", 1, 0.0, "poem"]])
-    for result in results:
-        for one, run in zip(singles, result, strict=True):
-            assert run["devices"] == 4
-            assert_same_training(one, run)
+    for context in ("window", "poem"):  # one pair of processes each: one distributed run per process
+        address = f"127.0.0.1:{free_port()}"
+        procs = [run_script(tmp_path, [["embedding", None, 0.0, context]], str(pid), address, env=env,
+                            background=True) for pid in (0, 1)]
+        try:
+            outputs = [p.communicate(timeout=300) for p in procs]
+        finally:
+            for p in procs:
+                p.kill()
+        results = [parse(p.returncode, out, err)[0] for p, (out, err) in zip(procs, outputs, strict=True)]
+        (one,) = run_script(tmp_path, [["embedding", 1, 0.0, context]])
+        for result in results:
+            assert result["devices"] == 4
+            assert_same_training(one, result)
