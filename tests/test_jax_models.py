@@ -147,7 +147,7 @@ def test_float64_gradients_match_reference_and_finite_differences(model):
     want_loss, want = ref.loss_and_grads(params, x, y)
     with jax.enable_x64(True):
         jparams = {k: jnp.asarray(v) for k, v in params.items()}
-        assert jparams["rnn.w_hh"].dtype == jnp.float64
+        assert jparams["rnn.w_ih"].dtype == jnp.float64
 
         @jax.jit
         def loss(p):
@@ -360,7 +360,8 @@ def test_every_cell_matches_the_reference_loop(cell, model):
                                              for k, v in masks.items()}, cell)
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
     module = build_nnx_model(config, params)
-    assert module.cell == cell and module.rnn.w_hh[...].shape == (CELLS[cell].num_gates * 8, 8)
+    assert module.cell == cell
+    assert {k: v.shape for k, v in module.rnn.arrays().items()} == CELLS[cell].param_shapes(config.input_size, 8)
 
 
 @pytest.mark.parametrize("cell", [c for c in CELLS if c != "rnn"])

@@ -91,7 +91,7 @@ def random_params(config: Config, seed: int = 0, bias_scale: float = 0.3) -> Par
     """
     params = init_params(config, seed=seed, dtype=np.float64)
     rng = np.random.default_rng([seed, 7])
-    for name in ("rnn.b_ih", "rnn.b_hh", "out.bias"):
+    for name in [n for n in ("rnn.b_ih", "rnn.b_hh", "out.bias") if n in params]:  # a cell may have no rnn.b_hh
         params[name] = params[name] + rng.normal(0.0, bias_scale, params[name].shape)
     return params
 
