@@ -22,14 +22,14 @@ with a one-hot vector is a column lookup):
 
 - FLOPs: the cell's forward step (``wordrnn.core.cells.Cell.step_flops``) T
   times, the output layer 2HV, the softmax about 5V; the backward pass twice
-  the forward; the optimizer about 10 FLOPs a parameter for Adam, 2 for SGD,
-  and 2 for the gradient norm (clipping).
+  the forward; the optimizer's ``flops_per_param`` (``wordrnn.core.optimizers``)
+  and 2 a parameter for the gradient norm (clipping).
 - Bytes: the forward pass reads every weight outside the table once and the B*T
   table rows it looks up; the backward pass reads those weights again and
   writes and reads back their gradients (2x), and the table's B*T gradient
-  rows (2x); Adam reads and writes every parameter and both moments (6P: its
-  moments decay everywhere, so the whole table moves), SGD the parameters it
-  changes (2x); activations are written once and read once (the RNN inputs,
+  rows (2x); an optimizer with S state slots reads and writes every parameter
+  and slot (2(1+S)P: Adam's moments decay everywhere, so the whole table moves),
+  SGD the parameters it changes (2x); activations are written once and read once (the RNN inputs,
   the gate pre-activations and states of every step, and the B*V logits).
 
 Generation (batch 1) counts the forward pass alone.
@@ -46,10 +46,11 @@ import numpy as np
 
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
+from wordrnn.core.optimizers import get_optimizer
 from wordrnn.core.params import param_shapes
 
 FLOAT_BYTES = 4
-ADAM_FLOPS, SGD_FLOPS, CLIP_FLOPS = 10, 2, 2  # per parameter per step
+CLIP_FLOPS = 2  # per parameter per step (the optimizer's own: ``Optimizer.flops_per_param``)
 SOFTMAX_FLOPS = 5  # per logit: max, subtract, exp, sum, divide
 
 
@@ -100,11 +101,14 @@ def train_step_work(config: Config, batch: int) -> Work:
     total, table, row = _sizes(config)
     dense = total - table
     looked_up = batch * config.seq_len * row
-    optimizer_flops = (ADAM_FLOPS if config.optimizer == "adam" else SGD_FLOPS) + (CLIP_FLOPS if config.clip else 0)
+    spec = get_optimizer(config.optimizer)
+    optimizer_flops = spec.flops_per_param + (CLIP_FLOPS if config.clip else 0)
     flops = 3.0 * batch * forward_flops(config) + optimizer_flops * total
     weights = dense + looked_up  # forward reads
     backward = dense + 2 * dense + 2 * looked_up  # weights again; gradients written and read back
-    optimizer = 6 * total if config.optimizer == "adam" else 2 * (dense + looked_up)
+    # an optimizer with state reads and writes every parameter and slot (the slots decay everywhere, so the
+    # whole table moves); one without changes only the parameters that have a gradient
+    optimizer = 2 * (1 + len(spec.slots)) * total if spec.slots else 2 * (dense + looked_up)
     activations = 2 * activation_numbers(config, batch)
     return Work(flops, FLOAT_BYTES * float(weights + backward + optimizer + activations))
 
@@ -122,7 +126,7 @@ def working_set_bytes(config: Config, training: bool = True) -> int:
     total, table, _ = _sizes(config)
     if not training:
         return FLOAT_BYTES * (total - table)
-    return FLOAT_BYTES * total * (4 if config.optimizer == "adam" else 2)
+    return FLOAT_BYTES * total * (2 + len(get_optimizer(config.optimizer).slots))
 
 
 # -- measuring the machine ---------------------------------------------------------------------------

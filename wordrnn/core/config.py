@@ -14,10 +14,11 @@ from typing import Any
 
 from wordrnn.core.cells import CELLS
 from wordrnn.core.errors import UsageError
+from wordrnn.core.optimizers import OPTIMIZERS as _OPTIMIZERS
 
 MODELS = ("onehot", "embedding")
 CONTEXTS = ("window", "poem")
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = tuple(_OPTIMIZERS)
 TOKENIZERS = ("default", "whitespace")
 
 # The version of the config.json format this code writes. A field added in version N is marked
