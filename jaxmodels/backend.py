@@ -88,10 +88,20 @@ def adam_stages(spec: Optimizer, config: Config) -> list[tuple[str, optax.Gradie
     return [*l2_decay(config), (spec.name, optax.scale_by_adam(b1=b1, b2=b2, eps=spec.hyper["eps"], eps_root=0.0))]
 
 
+def adamw_stages(spec: Optimizer, config: Config) -> list[tuple[str, optax.GradientTransformation]]:
+    """torch's AdamW: Adam's step on the clipped gradient, then ``wd * p`` added to it (decoupled decay:
+    the learning rate stage makes it ``p <- p - lr * (adam + wd * p)``)."""
+    b1, b2 = spec.hyper["betas"]
+    adam = optax.scale_by_adam(b1=b1, b2=b2, eps=spec.hyper["eps"], eps_root=0.0)
+    decay = [("weight_decay", optax.add_decayed_weights(config.weight_decay))] if config.weight_decay > 0 else []
+    return [(spec.name, adam), *decay]
+
+
 # One entry per optimizer of ``wordrnn.core.optimizers``.
 JAX_OPTIMIZERS = {
     "adam": JaxOptimizer(adam_stages, {"m": "mu", "v": "nu"}, "count"),
     "sgd": JaxOptimizer(lambda spec, config: l2_decay(config), {}, None),
+    "adamw": JaxOptimizer(adamw_stages, {"m": "mu", "v": "nu"}, "count"),
 }
 
 

@@ -6,6 +6,7 @@
     Adam:          m <- m + (1 - b1) (g - m)                         (torch's lerp form)
                    v <- b2 v + (1 - b2) g^2
                    p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    AdamW:         p <- p (1 - lr wd), then Adam's step without the L2 term (decoupled decay)
 
 Updates are in place, through one preallocated work array per parameter, and
 in the parameters' dtype. The optimizer state is exposed under the names of
@@ -118,8 +119,26 @@ class Adam:
         self.step = int(np.asarray(arrays[self.spec.step_name]).item())  # shape () or (1,): both hold one count
 
 
+class AdamW(Adam):
+    """torch ``optim.AdamW``: the weight decay shrinks the parameters, ``p <- p (1 - lr wd)``, before Adam's
+    step, instead of entering the gradient."""
+
+    spec = get_optimizer("adamw")
+
+    def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = spec.hyper["betas"],
+                 eps: float = spec.hyper["eps"], weight_decay: float = 0.0):
+        super().__init__(params, lr, betas, eps, weight_decay=0.0)
+        self.decoupled_decay = weight_decay
+
+    def update(self, params: Params, grads: Params) -> None:
+        if self.decoupled_decay:
+            for p in params.values():
+                p *= 1 - self.lr * self.decoupled_decay
+        super().update(params, grads)
+
+
 # One class per optimizer of ``wordrnn.core.optimizers``, each built as ``cls(params, lr=, weight_decay=)``.
-OPTIMIZERS: dict[str, type[SGD] | type[Adam]] = {"adam": Adam, "sgd": SGD}
+OPTIMIZERS: dict[str, type[SGD] | type[Adam]] = {"adam": Adam, "sgd": SGD, "adamw": AdamW}
 
 
 def make_optimizer(name: str, params: Params, lr: float, weight_decay: float) -> SGD | Adam:

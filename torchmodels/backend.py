@@ -73,6 +73,7 @@ ADAM_SLOTS = {"m": "exp_avg", "v": "exp_avg_sq"}
 TORCH_OPTIMIZERS = {
     "adam": TorchOptimizer(torch.optim.Adam, ADAM_SLOTS),
     "sgd": TorchOptimizer(torch.optim.SGD, {}),
+    "adamw": TorchOptimizer(torch.optim.AdamW, ADAM_SLOTS),
 }
 
 

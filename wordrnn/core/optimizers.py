@@ -58,6 +58,7 @@ ADAM_HYPER = {"betas": (0.9, 0.999), "eps": 1e-8}
 OPTIMIZERS: dict[str, Optimizer] = {
     "adam": Optimizer("adam", "Adam", ("m", "v"), True, "l2", 10, ADAM_HYPER),
     "sgd": Optimizer("sgd", "SGD", (), False, "l2", 2),
+    "adamw": Optimizer("adamw", "AdamW", ("m", "v"), True, "decoupled", 12, ADAM_HYPER),
 }
 
 
