@@ -35,9 +35,9 @@ from wordrnn.bench.folds import Fold, build_folds
 from wordrnn.bench.kneser_ney import KneserNey
 from wordrnn.bench.mixture import choose_weight, mix, mix_log_prob, target_log_prob
 from wordrnn.bench.novelty import TrainingText
-from wordrnn.core.config import TOKENIZERS, Config
+from wordrnn.core.config import TOKENIZERS, Config, options
 from wordrnn.core.errors import CommandParser, UsageError, cli
-from wordrnn.core.flags import add_model_flags, add_training_flags
+from wordrnn.core.flags import add_model_flags, add_threads_flag, add_training_flags, config_from_args
 from wordrnn.core.recipes import recipe
 from wordrnn.run.folder import atomic_write_text
 
@@ -46,6 +46,7 @@ LABELS = {"kneser-ney": "Kneser-Ney (best order)", "recipe": "recipe (--recipe q
           "mixture": "recipe + Kneser-Ney mixture", "plain": "plain embedding RNN (lab)"}
 KN_ORDERS = (1, 2, 3, 4, 5)
 PLAIN = {"model": "embedding", "cell": "rnn"}  # the rest is the benchmark configuration
+STOPPING = ("epochs", "patience")  # the plain row trains as long as the recipe row
 DEFAULT_JSON = "reports/quality.json"
 PROMPT = "the"
 SAMPLE_TOKENS = 60
@@ -89,10 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--jobs", type=int, default=2,
                    help="folds trained at a time, each in its own process (default: %(default)s, one per core "
                    "of a 2-core machine)")
-    g.add_argument("--threads", type=int, default=1,
-                   help="compute threads of each process (0: the libraries' default; default: %(default)s: on a "
-                   "busy 2-core machine two threads in one process are many times slower, see "
-                   "wordrnn.core.threads)")
+    add_threads_flag(g)
     g.add_argument("--quiet", action="store_true", help="only the final table")
     parser.set_defaults(**recipe("quality"))
     return parser
@@ -311,13 +309,11 @@ def samples_text(results: list[CorpusResult]) -> str:
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[Config, Config]:
-    common = dict(text_column=args.text_column, tokenizer=args.tokenizer, min_freq=args.min_freq,
-                  seq_len=args.seq_len, epochs=args.epochs, patience=args.patience)
-    recipe_config = Config(model=args.model, cell=args.cell, hidden_size=args.hidden_size,
-                           embed_dim=args.embed_dim, batch_size=args.batch_size, lr=args.lr,
-                           optimizer=args.optimizer, clip=args.clip, weight_decay=args.weight_decay,
-                           dropout=args.dropout, **common).validate()
-    plain_config = Config(**PLAIN, **common).validate()
+    """The recipe row's configuration (every setting the flags give) and the plain row's: the benchmark
+    configuration of ``PLAIN`` with the recipe row's data settings and its stopping rule."""
+    recipe_config = config_from_args(args)
+    shared = [f.name for f in options("data")] + list(STOPPING)
+    plain_config = replace(Config(**PLAIN), **{name: getattr(recipe_config, name) for name in shared}).validate()
     return recipe_config, plain_config
 
 
