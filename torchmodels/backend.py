@@ -21,43 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torchmodels.devices import resolve_device
 from torchmodels.model import Masks, build_module, canonical_parameters, to_canonical
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import step_masks
-from wordrnn.core.errors import UsageError
 from wordrnn.core.optimizers import Optimizer, get_optimizer
 from wordrnn.core.params import Params
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
-
-
-def available_devices() -> list[str]:
-    found = ["cpu"]
-    if torch.cuda.is_available():
-        found.append("cuda")
-    if torch.backends.mps.is_available():
-        found.append("mps")
-    return found
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda if there is one, else mps, else cpu; an absent device is a ``UsageError``."""
-    available = available_devices()
-    if name == "auto":
-        return torch.device(next(d for d in ("cuda", "mps", "cpu") if d in available))
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"unknown --device {name!r}; choose one of {', '.join(DEVICES)}") from None
-    if device.type not in available:
-        why = "built without CUDA" if device.type == "cuda" and torch.version.cuda is None else "no such device"
-        raise UsageError(
-            f"--device {name} is not available on this machine (torch {torch.__version__}: {why}); "
-            f"available: {', '.join(available)}"
-        )
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return device
 
 
 @dataclass(frozen=True)

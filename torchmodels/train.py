@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from torchmodels.backend import DEVICES, TorchBackend
+from torchmodels.backend import TorchBackend
+from torchmodels.devices import DEVICES
 from wordrnn.core.errors import cli
 from wordrnn.core.flags import shared_parser
 from wordrnn.run.loop import train_from_args
