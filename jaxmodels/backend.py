@@ -1,21 +1,18 @@
 """The JAX backend of the one training loop: optax optimizer, one jitted data-parallel step.
 
-The step, ``train_step``, is a module-level pure function of pytrees that a
-test can call with plain arrays: the NNX module is split once into its graph
-definition and its parameter ``State`` (``nnx.split``) and merged back inside
-the jitted function (``nnx.merge`` runs only while tracing). ``nnx.jit``
-walks the module graph in Python on every call (Flax's performance guide says
-so), and this form runs more steps per second than ``nnx.jit`` with an
-``nnx.Optimizer`` (docs/PERFORMANCE.md). Parameters and optimizer state are donated, so XLA updates
-them in place. Dropout masks come in as arrays: ``wordrnn.core.dropout.step_masks``
-draws them from ``(config.seed, step)`` in NumPy, as every framework does.
+The step, ``train_step``, is a module-level pure function of pytrees: the NNX
+module is split once into its graph definition and parameter ``State``
+(``nnx.split``) and merged back inside the jitted function, which is cheaper a
+step than ``nnx.jit`` (docs/PERFORMANCE.md). Parameters and optimizer state are
+donated, so XLA updates them in place. The optimizer is an ``optax.named_chain``
+built from ``JAX_OPTIMIZERS``; its state is found by the optimizer's name.
+Dropout masks come in as arrays drawn by ``wordrnn.core.dropout.step_masks``.
 
-Data parallelism: a one-axis mesh (``devices.data_mesh``); each batch is
-split along it and the parameters and optimizer state are replicated, so the
-gradient all-reduce is inserted by XLA. Every batch is padded to one size (a
-multiple of the device count, at least ``batch_size``) and carries a weight per
-example, 1 for a real window and 0 for padding, so the loss is exactly the mean
-over the real windows and the step compiles once.
+Data parallelism: a one-axis mesh (``devices.data_mesh``); each batch is split
+along it, parameters and optimizer state are replicated, and XLA inserts the
+gradient all-reduce. Every batch is padded to one size (a multiple of the
+device count, at least ``batch_size``) with a weight per example (1 real, 0
+padding), so the loss is the mean over the real windows and the step compiles once.
 """
 
 from __future__ import annotations

@@ -1,38 +1,17 @@
 """How fast a step could be: the work it must do, against what this machine can do.
 
-A training step (or a generated token) must do a number of floating-point
-operations and move a number of bytes between memory and the cores. The
-machine does at most ``peak`` FLOP/s (a large float32 matrix product, the best
-case for arithmetic) and moves at most ``bandwidth`` bytes/s (a large array
-copy, the best case for memory), so no implementation can take less than
+A step must do ``flops`` of arithmetic and move ``bytes`` between memory and
+the cores; the machine does at most ``peak`` FLOP/s (a large float32 matrix
+product) and moves at most ``bandwidth`` bytes/s (a copy the size of the
+step's working set), both measured in the same run, so no implementation
+takes less than
 
     limit = max(flops / peak, bytes / bandwidth)
 
-and ``limit / achieved`` (0 to 1) says how much of the machine an
-implementation uses. Both rates are measured in the same run as the step, on
-the same device and thread budget. The bandwidth is measured with a copy whose
-footprint is the step's working set (parameters, gradients, optimizer state),
-so a model that fits in the caches is held to the cache's speed, not to main
-memory's.
-
-What is counted (float32, 4 bytes a number; T window, B batch, G gates, H
-state, V vocabulary, P parameters, of which the "table" is the looked-up
-matrix: the embedding, or ``rnn.w_ih`` of the one-hot model, whose product
-with a one-hot vector is a column lookup):
-
-- FLOPs: the cell's forward step (``wordrnn.core.cells.Cell.step_flops``) T
-  times, the output layer 2HV, the softmax about 5V; the backward pass twice
-  the forward; the optimizer's ``flops_per_param`` (``wordrnn.core.optimizers``)
-  and 2 a parameter for the gradient norm (clipping).
-- Bytes: the forward pass reads every weight outside the table once and the B*T
-  table rows it looks up; the backward pass reads those weights again and
-  writes and reads back their gradients (2x), and the table's B*T gradient
-  rows (2x); an optimizer with S state slots reads and writes every parameter
-  and slot (2(1+S)P: Adam's moments decay everywhere, so the whole table moves),
-  SGD the parameters it changes (2x); activations are written once and read once (the RNN inputs,
-  the gate pre-activations and states of every step, and the B*V logits).
-
-Generation (batch 1) counts the forward pass alone.
+and ``limit / achieved`` (0 to 1) says how much of the machine it uses.
+docs/PERFORMANCE.md ("The limit beside the ratio") says what is counted:
+the cell's step (``wordrnn.core.cells``), the output layer and softmax, the
+backward pass, clipping and the optimizer (``wordrnn.core.optimizers``).
 """
 
 from __future__ import annotations
