@@ -19,12 +19,49 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from wordrnn.core.errors import UsageError
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]  # int64 [1, T] -> float [1, V]
+Feed = Callable[[list[int]], np.ndarray]  # the token ids the model has not read yet -> logits [V] after the last
+
+
+@dataclass(frozen=True)
+class Stateful:
+    """A poem model for generation: ``step(x [1, T], carry) -> (logits [1, T, V], carry)``.
+
+    ``carry`` is the model's state in whatever form the runtime keeps it (None: the zero state). The
+    prompt is read once; after that each step reads one token, so a token costs the same however long
+    the text already is.
+    """
+
+    step: Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
+
+
+Source = LogitsFn | Stateful  # a window model's logits function, or a poem model's stepper
+
+
+def feed_of(source: Source, seq_len: int) -> Feed:
+    """A fresh ``Feed`` (zero state, empty context) for ``source``.
+
+    A window model sees the last ``seq_len`` tokens of the text each time; a poem model carries its state.
+    """
+    ids: list[int] = []
+    carry: Any = None
+
+    def window(new: list[int]) -> np.ndarray:
+        ids.extend(new)
+        return np.asarray(source(np.asarray([ids[-seq_len:]], dtype=np.int64)))[0]
+
+    def stateful(new: list[int]) -> np.ndarray:
+        nonlocal carry
+        logits, carry = source.step(np.asarray([new], dtype=np.int64), carry)
+        return np.asarray(logits)[0, -1]
+
+    return stateful if isinstance(source, Stateful) else window
 STRATEGIES = ("sample", "greedy")
 UNK_ID = 0  # the contract's <unk>: id 0 of every vocabulary
 SEED_LIMIT = 2**64  # seeds are unsigned 64-bit integers
@@ -127,18 +164,20 @@ def next_token(logits: np.ndarray, settings: SamplerSettings, rng: SplitMix64) -
     return pick(probabilities(z, settings), rng.random())
 
 
-def iter_generate(logits_fn: LogitsFn, prompt_ids: list[int], n_tokens: int, seq_len: int,
+def iter_generate(source: Source, prompt_ids: list[int], n_tokens: int, seq_len: int,
                   settings: SamplerSettings) -> Iterator[int]:
-    """Yield ``n_tokens`` new token ids, each conditioned on the last ``seq_len`` tokens."""
+    """Yield ``n_tokens`` new token ids: each conditioned on the last ``seq_len`` tokens (a window model) or on
+    everything since the prompt began (a ``Stateful`` poem model)."""
     rng = SplitMix64(settings.seed)
-    ids = list(prompt_ids)
-    for _ in range(n_tokens):
-        context = np.asarray([ids[-seq_len:]], dtype=np.int64)
-        token = next_token(np.asarray(logits_fn(context))[0], settings, rng)
-        ids.append(token)
+    feed = feed_of(source, seq_len)
+    logits = feed(list(prompt_ids))
+    for i in range(n_tokens):
+        token = next_token(np.asarray(logits), settings, rng)
         yield token
+        if i + 1 < n_tokens:
+            logits = feed([token])
 
 
-def generate(logits_fn: LogitsFn, prompt_ids: list[int], n_tokens: int, seq_len: int,
+def generate(source: Source, prompt_ids: list[int], n_tokens: int, seq_len: int,
              settings: SamplerSettings) -> list[int]:
-    return list(iter_generate(logits_fn, prompt_ids, n_tokens, seq_len, settings))
+    return list(iter_generate(source, prompt_ids, n_tokens, seq_len, settings))

@@ -1,0 +1,151 @@
+"""The model over a chunk of a stream, with the state carried in and out: the NumPy reference of both contexts.
+
+Shapes: B streams, T steps, V vocabulary, E embedding width, H hidden size. ``reset`` [B, T] is True where a
+poem starts: the state is zeroed before that token is read, wherever in the chunk it falls. For every step t:
+
+    u_t = onehot(x_t)  or  emb[x_t] * m_in          (m_in: the input dropout mask, one per stream, locked)
+    s_{t-1} = s_{t-1} * (1 - reset_t)               (s is h, or (h, c) for the LSTM; s_{-1} = the state in)
+    a_t = u_t W_ih^T + b_ih
+    s_t = cell(a_t, s_{t-1})                         (scratch.cells)
+    logits_t = (h_t * m_out) W_out^T + b_out         (m_out: the output dropout mask, locked)
+    loss = sum_{b,t} w_bt CE(logits_bt, y_bt) / sum_{b,t} w_bt
+
+The weights ``w`` are 1 for a real target and 0 where there is none (the last token of a poem, padding).
+Backpropagation runs the same lines in reverse; the gradient stops at the state in (truncated BPTT).
+A window model is the same recurrence from a zero state, scored at its last step only (``last_only``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scratch.cells import STEPS, State
+from wordrnn.core.cells import get_cell
+from wordrnn.core.dropout import Masks
+from wordrnn.core.params import Params
+
+Array = np.ndarray
+
+
+def zero_state(params: Params, cell: str, batch: int) -> State:
+    H, dtype = params["out.weight"].shape[1], params["out.weight"].dtype
+    return tuple(np.zeros((batch, H), dtype) for _ in range(2 if get_cell(cell).has_cell_state else 1))
+
+
+def _inputs(params: Params, x: Array, masks: Masks | None) -> tuple[Array | None, Array]:
+    """u_t for every step, time-major (None for one-hot), and a = u W_ih^T + b_ih [T, B, G*H]."""
+    w_ih, b_ih = params["rnn.w_ih"], params["rnn.b_ih"]
+    m_in = None if not masks else masks.get("input")
+    if "embedding" not in params:
+        if m_in is not None:
+            raise ValueError("the one-hot model has no input dropout (masks['input'] must be None)")
+        return None, w_ih.T[x.T] + b_ih  # onehot(k) W_ih^T is column k of W_ih, exactly
+    u = params["embedding"][x]  # [B, T, E]
+    if m_in is not None:
+        u = u * m_in  # [B, 1, E] locked, or [B, T, E]
+    u = u.transpose(1, 0, 2)
+    return u, u @ w_ih.T + b_ih
+
+
+def forward(params: Params, x: Array, cell: str = "rnn", state: State | None = None, reset: Array | None = None,
+            masks: Masks | None = None, last_only: bool = False) -> tuple[Array, State, dict]:
+    """Logits [B, T, V] (or [B, V] with ``last_only``), the state after the last step, and the backward's cache."""
+    x = np.asarray(x)
+    B, T = x.shape
+    steps = STEPS[cell]
+    state = zero_state(params, cell, B) if state is None else tuple(np.asarray(s, params["out.weight"].dtype)
+                                                                      for s in state)
+    keep = None if reset is None else (1 - np.asarray(reset, params["out.weight"].dtype)).T[:, :, None]  # [T, B, 1]
+    u, a = _inputs(params, x, masks)
+    hs, saved = [], []
+    for t in range(T):
+        if keep is not None:
+            state = tuple(s * keep[t] for s in state)
+        state, keep_t = steps.forward(params, a[t], state)
+        hs.append(state[0])
+        saved.append(keep_t)
+    m_out = None if not masks else masks.get("hidden")
+    top = np.stack(hs[-1:] if last_only else hs, axis=1)  # [B, T or 1, H]
+    if m_out is not None:
+        top = top * (m_out if m_out.ndim == 3 else m_out[:, None, :])
+    logits = top @ params["out.weight"].T + params["out.bias"]
+    cache = {"cell": cell, "x": x, "u": u, "saved": saved, "keep": keep, "top": top, "m_in": None if not masks
+             else masks.get("input"), "m_out": m_out, "last_only": last_only}
+    return (logits[:, 0] if last_only else logits), state, cache
+
+
+def cross_entropy(logits: Array, y: Array, weights: Array | None = None) -> tuple[float, Array]:
+    """The weighted mean cross-entropy of logits [..., V] and targets [...], and its gradient wrt the logits."""
+    y = np.asarray(y)
+    w = np.ones(y.shape, logits.dtype) if weights is None else np.asarray(weights, logits.dtype)
+    z = logits - logits.max(axis=-1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    picked = np.take_along_axis(log_p, y[..., None], axis=-1)[..., 0]
+    total = w.sum()
+    loss = float(-(w * picked).sum() / total)
+    d_logits = np.exp(log_p)  # softmax - onehot(y), weighted
+    np.put_along_axis(d_logits, y[..., None], np.take_along_axis(d_logits, y[..., None], axis=-1) - 1, axis=-1)
+    return loss, d_logits * (w / total)[..., None]
+
+
+def loss_and_grads(params: Params, x: Array, y: Array, weights: Array | None = None, cell: str = "rnn",
+                   state: State | None = None, reset: Array | None = None, masks: Masks | None = None,
+                   last_only: bool = False) -> tuple[float, Params, State]:
+    """The weighted mean cross-entropy, its gradient for every parameter, and the state after the chunk."""
+    logits, state_out, cache = forward(params, x, cell, state, reset, masks, last_only)
+    loss, d_logits = cross_entropy(logits, y, weights)
+    if last_only:
+        d_logits = d_logits[:, None]
+    g = {name: np.zeros_like(p) for name, p in params.items()}
+    top = cache["top"]
+    # logits = top W_out^T + b_out
+    g["out.weight"] = d_logits.reshape(-1, d_logits.shape[-1]).T @ top.reshape(-1, top.shape[-1])
+    g["out.bias"] = d_logits.sum(axis=(0, 1))
+    d_top = d_logits @ params["out.weight"]  # [B, T or 1, H]
+    # top = h * m_out
+    if cache["m_out"] is not None:
+        d_top = d_top * (cache["m_out"] if cache["m_out"].ndim == 3 else cache["m_out"][:, None, :])
+    d_a = _backward_through_time(params, g, cache, d_top)  # [T, B, G*H]
+    _input_grads(params, g, cache, d_a)
+    return loss, g, state_out
+
+
+def _backward_through_time(params: Params, g: Params, cache: dict, d_top: Array) -> Array:
+    """The cell's backward steps from the last step to the first; returns dL/da [T, B, G*H]."""
+    steps, saved, keep = STEPS[cache["cell"]], cache["saved"], cache["keep"]
+    T = len(saved)
+    d_h_out = np.zeros((T, *d_top.shape[::2]), d_top.dtype)  # dL/dh_t from the output layer, [T, B, H]
+    if cache["last_only"]:
+        d_h_out[-1] = d_top[:, 0]
+    else:
+        d_h_out[:] = d_top.transpose(1, 0, 2)
+    d_state = tuple(np.zeros_like(d_h_out[0]) for _ in range(2 if get_cell(cache["cell"]).has_cell_state else 1))
+    d_a = []
+    for t in range(T - 1, -1, -1):
+        full = (d_h_out[t] + d_state[0], *d_state[1:])  # h_t feeds the output layer and step t+1
+        da_t, d_state = steps.backward(params, g, saved[t], full)
+        # s_{t-1} = s_{t-1} * keep_t: no gradient flows into the state a reset erased
+        if keep is not None:
+            d_state = tuple(d * keep[t] for d in d_state)
+        d_a.append(da_t)
+    return np.stack(d_a[::-1])
+
+
+def _input_grads(params: Params, g: Params, cache: dict, d_a: Array) -> None:
+    """dW_ih, db_ih and the embedding's gradient from dL/da [T, B, G*H]."""
+    T, B, GH = d_a.shape
+    flat = d_a.reshape(T * B, GH)
+    # a = u W_ih^T + b_ih
+    g["rnn.b_ih"] = flat.sum(axis=0)
+    ids = cache["x"].T.reshape(-1)
+    if cache["u"] is None:
+        g["rnn.w_ih"] = np.zeros_like(params["rnn.w_ih"])
+        np.add.at(g["rnn.w_ih"].T, ids, flat)  # the transpose of the column gather
+        return
+    g["rnn.w_ih"] = flat.T @ cache["u"].reshape(T * B, -1)
+    d_u = (flat @ params["rnn.w_ih"]).reshape(T, B, -1).transpose(1, 0, 2)  # [B, T, E]
+    # u = emb[x] * m_in
+    if cache["m_in"] is not None:
+        d_u = d_u * cache["m_in"]
+    g["embedding"] = np.zeros_like(params["embedding"])
+    np.add.at(g["embedding"], cache["x"].reshape(-1), d_u.reshape(B * T, -1))
