@@ -29,6 +29,8 @@ from wordrnn.run.generation import generate_text
 from wordrnn.run.loop import SAMPLE_PROMPTS, SAMPLE_TOKENS, train
 
 FIXTURES = sorted((ROOT / "tests" / "fixtures").glob("run-v*"))
+# JAX compiles each new shape: seconds of CPU, so its variants are in the slow set
+WITH_JAX_SLOW = [pytest.param(i, marks=pytest.mark.slow) if i == "jax" else i for i in IMPLS]
 GREEDY = ["--strategy", "greedy", "--prompt", "the sea", "--words", "12"]
 
 
@@ -73,7 +75,7 @@ def test_the_fixture_loads(fixture_run):
     assert [row["epoch"] for row in read_metrics(fixture_run)] == list(range(1, run.config.epochs + 1))
 
 
-@pytest.mark.parametrize("impl", [pytest.param(i, marks=pytest.mark.slow) if i == "jax" else i for i in IMPLS])
+@pytest.mark.parametrize("impl", WITH_JAX_SLOW)
 def test_every_framework_generates_what_the_writing_version_did(fixture_run, impl):
     """The loop's greedy sample (what samples.txt holds first), from the weights loaded by ``impl``."""
     run = load_run(fixture_run)
@@ -94,8 +96,7 @@ def test_generation_and_the_onnx_export_agree(fixture_run, tmp_path, capsys):
     assert capsys.readouterr().out == ours
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", WITH_JAX_SLOW)
 def test_the_fixture_resumes_in_every_framework(fixture_run, impl, monkeypatch):
     monkeypatch.chdir(ROOT)  # config.json names the corpus relative to the repository root
     saved = load_run(fixture_run).config
