@@ -68,12 +68,11 @@ def since(version: int, default: Any, **flag: Any) -> Any:
 
 @dataclass
 class Config:
-    # model
+    # model (the flags of a group come in field order: seq_len and seed are data flags)
     model: str = option("embedding", "onehot: one-hot inputs of size V; embedding: a trainable V x E table "
                         "(default: %(default)s)", group="model", choices=MODELS, adopted=True)
     cell: str = option("rnn", "recurrent cell: rnn (Elman, tanh; the lab's), lstm or gru (default: %(default)s)",
                        group="model", choices=tuple(CELLS), adopted=True)
-    seq_len: int = option(5, "tokens in each input window (default: %(default)s)", group="data")
     # window: h0 = 0 per window, last step only; poem: state carried
     context: str = since(2, "window", group="model", choices=CONTEXTS,
                          help="window: each window of --seq-len tokens from a zero state (the lab's); poem: whole "
@@ -91,6 +90,9 @@ class Config:
     min_freq: int = option(2, "words seen fewer times in training become <unk> (default: %(default)s)",
                            group="data", adopted=True)
     val_fraction: float = option(0.1, "share of poems held out for validation (default: %(default)s)", group="data")
+    seq_len: int = option(5, "tokens in each input window (default: %(default)s)", group="data")
+    seed: int = option(0, "seeds the split, the initial weights, the batches and dropout (default: %(default)s)",
+                       group="data", parse=whole_number)
     # training
     epochs: int = option(10, "passes over the training windows (default: %(default)s)", group="training",
                          resumable=True)
@@ -105,8 +107,6 @@ class Config:
                             "(default: %(default)s)", group="training")
     patience: int = option(0, "stop after this many epochs without a better validation loss (0: never; default: "
                            "%(default)s)", group="training", resumable=True)
-    seed: int = option(0, "seeds the split, the initial weights, the batches and dropout (default: %(default)s)",
-                       group="data", parse=whole_number)
     # filled in when the data is read; not a flag
     vocab_size: int = field(default=0, metadata={"derived": True})
     # framework-specific settings (device, compile, accelerator...), recorded as given
