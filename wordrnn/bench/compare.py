@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from wordrnn.bench.machine import describe_machine, limit_threads
-from wordrnn.core.config import MODELS, Config
+from wordrnn.core.config import CONTEXTS, MODELS, Config
 from wordrnn.core.errors import INTERRUPTED_EXIT, CommandParser, UsageError, cli, plural
 from wordrnn.core.flags import add_data_flags, add_threads_flag, add_training_flags, config_from_args
 from wordrnn.core.recipes import recipe
@@ -43,6 +43,8 @@ DEFAULT_EPOCHS = 6
 # configuration for every corpus, with its own early stopping, trained by PyTorch (the fastest for its LSTM on a
 # CPU). The windows are the comparison's (--seq-len), so that every row is scored on the same targets.
 RECIPE_RUN: dict[str, Any] = {k: v for k, v in recipe("quality").items() if k != "seq_len"}
+# The same recipe read as whole poems with the state carried (scored on the same targets).
+POEM_RECIPE_RUN: dict[str, Any] = {k: v for k, v in recipe("quality-poem").items() if k != "seq_len"}
 RECIPE_IMPL = "torch"
 
 
@@ -60,12 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RNN state size H (default: %(default)s)")
     g.add_argument("--embed-dim", type=int, default=Config.embed_dim,
                    help="embedding size E (default: %(default)s)")
+    g.add_argument("--context", default=Config.context, choices=CONTEXTS,
+                   help="the context of the six lab runs: window (the lab's) or poem; the recipe rows are one of "
+                   "each (default: %(default)s)")
+    g.add_argument("--bptt", type=int, default=Config.bptt,
+                   help="poem context: tokens per truncated-BPTT chunk of the lab runs (default: %(default)s)")
     g = parser.add_argument_group("comparison")
     g.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help="report folder (default: %(default)s)")
     g.add_argument("--overwrite", action="store_true", help="replace the report already in --out")
     g.add_argument("--impls", default=",".join(IMPLS), help="implementations to train (default: %(default)s)")
     g.add_argument("--models", default=",".join(MODELS), help="models to train (default: %(default)s)")
-    g.add_argument("--no-recipe", action="store_true", help="skip the quality recipe's run (docs/QUALITY.md)")
+    g.add_argument("--no-recipe", action="store_true",
+                   help="skip the quality recipe's runs, window and poem context (docs/QUALITY.md)")
     g.add_argument("--no-export", action="store_true", help="skip the ONNX export of the best run")
     g.add_argument("--prompt", default="the sea", help="prompt of every sample (default: %(default)r)")
     add_threads_flag(g)
@@ -80,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     impls = parse_names(args.impls, IMPLS, "--impls")
     models = parse_names(args.models, MODELS, "--models")
     base = config_from_args(args)
-    recipe_run = None if args.no_recipe else {"epochs": base.epochs, **RECIPE_RUN}
-    if recipe_run is not None:
-        replace(base, **recipe_run).validate()
+    recipe_runs = {} if args.no_recipe else {"recipe": {"epochs": base.epochs, **RECIPE_RUN},
+                                              "recipe, poem context": {"epochs": base.epochs, **POEM_RECIPE_RUN}}
+    for run in recipe_runs.values():
+        replace(base, **run).validate()
     out = Path(args.out)
     check_report_folder(out, args.overwrite)
     limit_threads(args.threads)
@@ -102,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
           f"training / {summary['val_windows']:,} validation windows; {plural(base.epochs, 'epoch')}; "
           f"report -> {out}", flush=True)
     try:
-        entries, extras = run_comparison(base, dataset, out, impls, models, recipe_run, RECIPE_IMPL, args.prompt,
+        entries, extras = run_comparison(base, dataset, out, impls, models, recipe_runs, RECIPE_IMPL, args.prompt,
                                          args.quiet, export=not args.no_export)
     except KeyboardInterrupt:
         print(f"\ninterrupted: no report written; {out} holds only the run folders trained so far",
