@@ -385,5 +385,6 @@ class JaxBackend:
             # a scalar may come back from a checkpoint as shape (1,) (np.ascontiguousarray makes 0-d arrays 1-d)
             count = np.asarray(arrays[spec.step_name]).reshape(())
             fields[entry.step] = jnp.asarray(count, getattr(own, entry.step).dtype)
-        opt_state = {**state.opt_state, spec.name: own._replace(**fields)}
+        opt_state = state.opt_state.copy()  # named_chain's OrderedDict: another container type would recompile
+        opt_state[spec.name] = own._replace(**fields)
         return JaxState(state.params, self._put(opt_state, self.replicated), state.program)

@@ -19,6 +19,8 @@ from wordrnn.run.folder import check_optimizer_arrays
 from wordrnn.testing import parity as pc
 
 LR, WEIGHT_DECAY = 1e-2, 1e-2
+# The resumed runs use the trajectories' problem, so each framework compiles (JAX) one step per optimizer.
+STEPS, RESUME_AT = 20, 10
 WRITER_READER = [("numpy", "torch"), ("torch", "jax"), ("jax", "numpy")]
 
 
@@ -44,7 +46,7 @@ def problem(optimizer: str, steps: int, small: dict[str, int]) -> tuple[Config, 
 
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 def test_trajectories_agree_for_every_optimizer(optimizer, small):
-    config, params, batches = problem(optimizer, 20, small)
+    config, params, batches = problem(optimizer, STEPS, small)
     checks = pc.trajectory_checks(config, params, batches)
     assert [str(c) for c in checks if not c.passed] == []
 
@@ -60,22 +62,22 @@ def train(backend, state, batches, start: int) -> tuple[object, list[float]]:
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 @pytest.mark.parametrize("writer, reader", WRITER_READER, ids=[f"{a}-to-{b}" for a, b in WRITER_READER])
 def test_a_run_resumes_under_another_framework(optimizer, writer, reader, small):
-    config, params, batches = problem(optimizer, 6, small)
+    config, params, batches = problem(optimizer, STEPS, small)
     straight = pc.trajectory(reader, config, params, batches)
 
-    first = pc.backend_for(writer)
-    state, _ = train(first, first.init(pc._cast(params, np.float32), config), batches[:3], 0)
+    first = pc.backend_for(writer, "cpu")  # the backends (and compiled steps) the trajectories used
+    state, _ = train(first, first.init(pc._cast(params, np.float32), config), batches[:RESUME_AT], 0)
     weights = first.canonical(state)
     arrays = check_optimizer_arrays(first.optimizer_arrays(state), config)  # what a checkpoint gives back
     assert sorted(arrays) == sorted(OPTIMIZERS[optimizer].state_names(list(weights)))
-    second = pc.backend_for(reader)
+    second = pc.backend_for(reader, "cpu")
     resumed, losses = train(second, second.load_optimizer_arrays(second.init(weights, config), arrays),
-                            batches[3:], 3)
+                            batches[RESUME_AT:], RESUME_AT)
     final = second.canonical(resumed)
 
-    assert pc.max_abs_diff(np.array(losses), straight.losses[3:]) <= tolerances.TRAJECTORY
+    assert pc.max_abs_diff(np.array(losses), straight.losses[RESUME_AT:]) <= tolerances.TRAJECTORY
     assert max(pc.max_abs_diff(final[k], straight.params[k]) for k in final) <= tolerances.TRAJECTORY
     if arrays:  # the state mattered: the same weights with a fresh optimizer go elsewhere
-        fresh, _ = train(second, second.init(weights, config), batches[3:], 3)
+        fresh, _ = train(second, second.init(weights, config), batches[RESUME_AT:], RESUME_AT)
         moved = max(pc.max_abs_diff(second.canonical(fresh)[k], final[k]) for k in final)
         assert moved > 10 * tolerances.TRAJECTORY
