@@ -37,14 +37,6 @@ from wordrnn.core.params import Params
 DEFAULT_OPSET = 17  # RNN/LSTM/GRU-14, Gather-13, Squeeze-13, Gemm-13: every onnxruntime since 1.11 runs it
 MIN_OPSET = 14  # the first RNN, LSTM and GRU that state their layout
 
-# the attributes each cell's op needs besides hidden_size (its defaults do the rest)
-OP_ATTRIBUTES: dict[str, dict] = {
-    "rnn": {"activations": ["Tanh"]},
-    "lstm": {},
-    "gru": {"linear_before_reset": 1},  # torch's n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
-}
-
-
 def input_table(params: Params, config: Config) -> tuple[str, np.ndarray, np.ndarray]:
     """What the Gather reads from, and the recurrent op's input weight W ([G*H, I], torch's gate order)."""
     if config.model == "embedding":
@@ -80,7 +72,7 @@ def build_graph(params: Params, config: Config, opset: int = DEFAULT_OPSET,
         helper.make_node("Gather", [table_name, INPUT_NAME], ["inputs"], axis=0),
         helper.make_node("Transpose", ["inputs"], ["inputs_time_major"], perm=[1, 0, 2]),
         helper.make_node(cell.onnx_op, ["inputs_time_major", "rnn.W", "rnn.R", "rnn.B"], ["", "h_last"],
-                         hidden_size=H, **OP_ATTRIBUTES[cell.name]),
+                         hidden_size=H, **cell.onnx_attributes),
         helper.make_node("Squeeze", ["h_last", "direction_axis"], ["h"]),
         helper.make_node("Gemm", ["h", "out.weight", "out.bias"], [OUTPUT_NAME], transB=1),
     ]

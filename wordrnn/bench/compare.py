@@ -29,6 +29,7 @@ from wordrnn.bench.machine import describe_machine, limit_threads
 from wordrnn.core.config import CONTEXTS, MODELS, Config
 from wordrnn.core.errors import INTERRUPTED_EXIT, CommandParser, UsageError, cli, plural
 from wordrnn.core.flags import add_data_flags, add_threads_flag, add_training_flags, config_from_args
+from wordrnn.core.paths import REPORT_RUNS
 from wordrnn.core.recipes import recipe
 from wordrnn.frameworks import IMPLS, parse_names
 
@@ -114,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         entries, extras = run_comparison(base, dataset, out, impls, models, recipe_runs, RECIPE_IMPL, args.prompt,
                                          args.quiet, export=not args.no_export)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: no report written; {out} holds only the run folders trained so far",
-              file=sys.stderr)
+        print(f"\ninterrupted: no report written; {out} holds only the run folders trained so far. "
+              "Run the same command again to start afresh", file=sys.stderr)
         return INTERRUPTED_EXIT
     command = shlex.join(["python", "-m", "wordrnn.bench.compare", *(sys.argv[1:] if argv is None else argv)])
     write_report(out, entries, base, extras, summary, describe_machine(args.threads), command, args.prompt,
@@ -130,8 +131,16 @@ def check_report_folder(out: Path, overwrite: bool) -> None:
     from wordrnn.run.folder import check_out_dir
 
     check_out_dir(out)
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    if not out.is_dir() or overwrite or not any(out.iterdir()):
+        return
+    if any((out / name).exists() for name in REPORT_FILES):
         raise UsageError(f"{out} already holds a report; pass --overwrite to replace it, or choose another --out")
+    if sorted(p.name for p in out.iterdir()) != [REPORT_RUNS]:
+        raise UsageError(f"{out} holds files that are not a report of this command; choose another --out, "
+                         "or pass --overwrite to write the report there anyway")
+    # Only the run folders of a comparison stopped before its report: nothing finished to protect.
+    print(f"note: {out} holds the runs of an interrupted comparison and no report; starting afresh",
+          file=sys.stderr)
 
 
 def clear_report(out: Path) -> None:

@@ -24,6 +24,7 @@ from wordrnn.bench.novelty import TrainingText
 from wordrnn.core.backend import Backend
 from wordrnn.core.config import Config
 from wordrnn.core.errors import UsageError
+from wordrnn.core.paths import REPORT_RUNS
 from wordrnn.core.sampling import SamplerSettings, generate
 from wordrnn.frameworks import IMPLS, LABELS, make_backend
 from wordrnn.run.folder import atomic_write_bytes, load_run
@@ -54,7 +55,7 @@ def train_rnn(impl: str, config: Config, dataset: Dataset, run_dir: Path, prompt
               variant: str = "benchmark") -> Entry:
     """Train one implementation of one model through ``wordrnn.run.loop`` and describe the run."""
     backend = make_backend(impl)
-    result = train(config, backend, run_dir, overwrite=True, quiet=quiet, dataset=dataset)
+    result = train(config, backend, run_dir, overwrite=True, quiet=quiet, dataset=dataset, explain_interrupt=False)
     if result.exit_code:  # the loop caught Ctrl-C and kept the run folder; stop the whole comparison
         raise KeyboardInterrupt
     best = next(r for r in result.metrics if r["epoch"] == result.best_epoch)
@@ -201,7 +202,7 @@ def run_comparison(base: Config, dataset: Dataset, out: Path, impls: list[str], 
                                                                                           .replace(" ", "-"))
         say(f"[{i}/{len(jobs) + 1}] {LABELS[impl]} {config.model} ({variant}): {config.epochs} epochs "
             f"-> {out / 'runs' / name}")
-        entry = train_rnn(impl, replace(config), dataset, out / "runs" / name, prompt, quiet, variant)
+        entry = train_rnn(impl, replace(config), dataset, out / REPORT_RUNS / name, prompt, quiet, variant)
         r = entry.row
         say(f"      best val ppl {r['best_val_ppl']:.2f} (epoch {r['best_epoch']}), "
             f"{r['seconds_per_epoch']:.2f} s/epoch, {r['train_seconds']:.1f} s training")

@@ -170,9 +170,14 @@ def recipe_section(payload: dict[str, Any]) -> list[str]:
 def setup_section(payload: dict[str, Any]) -> list[str]:
     """The configuration, the data and the machine the report was made with."""
     config, data, machine = payload["config"], payload["dataset"], payload["machine"]
+    # The table is the benchmark rows'; the recipe row (often the best run, and then the exported one) is
+    # another model, so its differences are listed beside it rather than left for the reader to guess.
+    recipe = {k: v for k, v in (payload.get("recipe") or {}).items() if config.get(k) != v}
     return [
         "## Configuration",
+        *(["The benchmark rows:"] if recipe else []),
         _key_values({k: v for k, v in config.items() if k not in ("extra", "data")}),
+        *([f"The recipe row ({LABELS[payload['recipe_impl']]}) differs in:", _key_values(recipe)] if recipe else []),
         _key_values({"corpus": data["source"], "vocabulary": data["vocab_size"],
                      "training poems / tokens / windows":
                          f"{data['train_poems']} / {data['train_tokens']:,} / {data['train_windows']:,}",

@@ -85,8 +85,9 @@ class Config:
     data: str | None = option(None, "corpus (.csv or .txt); default: $WORDRNN_DATA, then the user cache, then "
                               "download", group="data", metavar="PATH")
     text_column: str = option("text", "CSV column holding the poems (default: %(default)s)", group="data")
-    tokenizer: str = option("default", "default: words, punctuation and line breaks; whitespace: the lab report's "
-                            "lower().split()", group="data", choices=TOKENIZERS, adopted=True)
+    tokenizer: str = option("default", "default (the default): words, punctuation marks and line breaks as tokens; "
+                            "whitespace: the lab report's lower().split()", group="data", choices=TOKENIZERS,
+                            adopted=True)
     min_freq: int = option(2, "words seen fewer times in training become <unk> (default: %(default)s)",
                            group="data", adopted=True)
     val_fraction: float = option(0.1, "share of poems held out for validation (default: %(default)s)", group="data")

@@ -62,6 +62,13 @@ def add_option(group: argparse._ActionsContainer, option: dataclasses.Field) -> 
     group.add_argument(flag, default=option.default, help=meta["help"], **extra)
 
 
+def add_options(group: argparse._ActionsContainer, *names: str) -> None:
+    """The flags of the ``Config`` options ``names``, for a command that takes only some of a group's."""
+    fields = {f.name: f for f in options()}
+    for name in names:
+        add_option(group, fields[name])
+
+
 def add_option_group(parser: argparse.ArgumentParser, group: str) -> None:
     """Every ``Config`` option of ``group``, in field order, under that heading."""
     g = parser.add_argument_group(group)
@@ -99,6 +106,12 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     g.add_argument("--init-from", default=None, metavar="DIR",
                    help="start from the best weights of another run folder (any framework; same vocabulary)")
+    vocab = g.add_mutually_exclusive_group()
+    vocab.add_argument("--vocab-from-source", dest="vocab_choice", action="store_const", const="source",
+                       help="with --init-from: keep the source run's vocabulary (the default, then noted where "
+                       "this corpus has other words)")
+    vocab.add_argument("--new-vocab", dest="vocab_choice", action="store_const", const="new",
+                       help="with --init-from: build the vocabulary from this corpus; shared words keep their weights")
     g.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     add_threads_flag(g)
 
