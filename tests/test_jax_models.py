@@ -323,6 +323,14 @@ def test_optimizer_state_round_trip_resumes_exactly(model, cell, backend):
     assert resumed == straight
 
 
+def test_loaded_optimizer_state_keeps_the_pytree_of_a_fresh_one(backend):
+    """A resumed run reuses the compiled step: the restored state has the fresh state's containers."""
+    config = tiny_config("embedding", cell="gru")
+    state = backend.init(init_params(config), config)
+    loaded = backend.load_optimizer_arrays(state, backend.optimizer_arrays(state))
+    assert jax.tree.structure(loaded.opt_state) == jax.tree.structure(state.opt_state)
+
+
 def test_sgd_has_no_optimizer_arrays(backend):
     config = tiny_config("onehot", optimizer="sgd")
     state = backend.init(init_params(config), config)
