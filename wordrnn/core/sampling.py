@@ -17,7 +17,7 @@ integer arithmetic that any language writes in a few lines. A draw is the top
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +25,9 @@ import numpy as np
 from wordrnn.core.errors import UsageError
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]  # int64 [1, T] -> float [1, V]
+# The ids not yet seen -> float [V], the logits after the last of them. A feed keeps what it has read: a
+# window model the last seq_len ids (WindowFeed), a poem model its recurrent state.
+Feed = Callable[[Sequence[int]], np.ndarray]
 STRATEGIES = ("sample", "greedy")
 UNK_ID = 0  # the contract's <unk>: id 0 of every vocabulary
 SEED_LIMIT = 2**64  # seeds are unsigned 64-bit integers
@@ -127,16 +130,34 @@ def next_token(logits: np.ndarray, settings: SamplerSettings, rng: SplitMix64) -
     return pick(probabilities(z, settings), rng.random())
 
 
+class WindowFeed:
+    """A window model as a feed: the logits after the last ``seq_len`` ids seen, read from a zero state."""
+
+    def __init__(self, logits_fn: LogitsFn, seq_len: int):
+        self.logits_fn = logits_fn
+        self.seq_len = seq_len
+        self.window: list[int] = []
+
+    def __call__(self, ids: Sequence[int]) -> np.ndarray:
+        self.window = [*self.window, *ids][-self.seq_len:]
+        return np.asarray(self.logits_fn(np.asarray([self.window], dtype=np.int64)))[0]
+
+
+def iter_feed(feed: Feed, prompt_ids: list[int], n_tokens: int, settings: SamplerSettings) -> Iterator[int]:
+    """Yield ``n_tokens`` new token ids: the prompt is fed once, then each new token (the last needs no logits)."""
+    rng = SplitMix64(settings.seed)
+    logits = feed(list(prompt_ids))
+    for i in range(n_tokens):
+        token = next_token(np.asarray(logits), settings, rng)
+        yield token
+        if i + 1 < n_tokens:
+            logits = feed([token])
+
+
 def iter_generate(logits_fn: LogitsFn, prompt_ids: list[int], n_tokens: int, seq_len: int,
                   settings: SamplerSettings) -> Iterator[int]:
     """Yield ``n_tokens`` new token ids, each conditioned on the last ``seq_len`` tokens."""
-    rng = SplitMix64(settings.seed)
-    ids = list(prompt_ids)
-    for _ in range(n_tokens):
-        context = np.asarray([ids[-seq_len:]], dtype=np.int64)
-        token = next_token(np.asarray(logits_fn(context))[0], settings, rng)
-        ids.append(token)
-        yield token
+    return iter_feed(WindowFeed(logits_fn, seq_len), prompt_ids, n_tokens, settings)
 
 
 def generate(logits_fn: LogitsFn, prompt_ids: list[int], n_tokens: int, seq_len: int,
