@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings_from_args(args)  # bad sampler values are refused before the model is loaded
     lm = load(args.model)
-    print_samples(lm.new_feed, lm.card.vocab, args)
+    print_samples(lm.source, lm.card.vocab, lm.card.config.seq_len, args)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""An exported ``.onnx`` file opened in onnxruntime: the model card, a logits function, and a generation feed.
+"""An exported ``.onnx`` file opened in onnxruntime: the model card, a logits function, and what generation reads.
 
 Imports onnxruntime and NumPy, never torch or jax (docs/DESIGN.md).
 """
@@ -14,7 +14,7 @@ import onnxruntime as ort
 from export.metadata import INPUT_NAME, OUTPUT_NAME, ModelCard, TensorSpec, from_props
 from wordrnn.core.cells import CELLS
 from wordrnn.core.errors import UsageError
-from wordrnn.core.sampling import Feed, WindowFeed
+from wordrnn.core.sampling import Source, Stateful
 
 State = tuple[np.ndarray, ...]  # a poem model's (h,) or (h, c), each float32 [batch, H]
 EXPORT_AGAIN = "export it again with python -m export.onnx"
@@ -29,7 +29,7 @@ class OnnxLM:
     """The language model in one ONNX file.
 
     ``logits(int64 [B, T]) -> float32 [B, V]`` scores the token after each row, read from a zero state (a
-    window model's whole interface). A poem model also runs with its state carried: ``run`` and ``new_feed``.
+    window model's whole interface). A poem model also runs with its state carried: ``run`` and ``source``.
     """
 
     def __init__(self, session: ort.InferenceSession, card: ModelCard, where: str):
@@ -70,25 +70,13 @@ class OnnxLM:
             raise UsageError(f"{self.where} is a poem model: it needs its state {names} beside the tokens, "
                              f"got {got}; start a poem from zero_state({batch})")
 
-    def new_feed(self) -> Feed:
-        """A fresh generation feed: the state carried for a poem model, the last ``seq_len`` ids for a window."""
-        return PoemFeed(self) if self.card.states else WindowFeed(self.logits, self.card.config.seq_len)
-
-
-class PoemFeed:
-    """Generation with the state carried: each call runs only the ids not yet seen, from the state it kept.
-
-    The prompt is fed once, then one token a step, so a token costs the same however long the text is.
-    """
-
-    def __init__(self, lm: OnnxLM):
-        self.lm = lm
-        self.state = lm.zero_state(1)
-
-    def __call__(self, ids: Sequence[int]) -> np.ndarray:
-        """The float32 logits [V] of the token after ``ids``, the ids not yet seen."""
-        logits, self.state = self.lm.run(np.asarray([ids], np.int64), self.state)
-        return logits[0, -1]
+    @property
+    def source(self) -> Source:
+        """What the sampler reads this model through: ``logits`` (windows of a window model), or a poem model's
+        ``Stateful`` stepper, which runs only the tokens not yet read, from the state it carried."""
+        if not self.card.states:
+            return self.logits
+        return Stateful(lambda x, carry: self.run(x, self.zero_state(len(x)) if carry is None else carry))
 
 
 def open_session(model: bytes | str | Path, where: str, threads: int = 0) -> ort.InferenceSession:

@@ -32,6 +32,7 @@ from flax import nnx
 
 from jaxmodels import devices as devs
 from jaxmodels.model import Masks, apply, build_nnx_model, to_canonical
+from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import step_masks
 from wordrnn.core.params import Params
@@ -87,7 +88,8 @@ def adam_stage(config: Config) -> int | None:
 
 
 def weighted_cross_entropy(logits: jax.Array, y: jax.Array, weights: jax.Array) -> jax.Array:
-    """Mean cross-entropy (nats) over the examples whose weight is 1; padding (weight 0) adds nothing."""
+    """Mean cross-entropy (nats) over the targets whose weight is 1 (logits [..., V], y and weights [...]);
+    padding (weight 0) adds nothing."""
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
     return jnp.sum(losses * weights) / jnp.sum(weights)
 
@@ -110,6 +112,25 @@ def train_step(graphdef: Any, tx: optax.GradientTransformation, params: nnx.Stat
     return optax.apply_updates(params, updates), opt_state, loss
 
 
+def chunk_step(graphdef: Any, tx: optax.GradientTransformation, params: nnx.State, opt_state: optax.OptState,
+               x: jax.Array, y: jax.Array, weights: jax.Array, reset: jax.Array, carry: tuple,
+               masks: Masks | None) -> tuple[nnx.State, optax.OptState, jax.Array, tuple]:
+    """One optimizer step on a chunk of streams (the poem context): ``train_step`` with the state carried.
+
+    ``x``, ``y`` int [B, T], ``weights`` [B, T], ``reset`` bool [B, T], ``carry`` the state after the previous
+    chunk ((h,) or (h, c), [B, H] each). The gradient stops at ``carry`` (truncated BPTT); the state after
+    this chunk comes back beside the new parameters, optimizer state and loss.
+    """
+
+    def loss_of(p):
+        logits, final = nnx.merge(graphdef, p).sequence(x, carry, reset, masks)
+        return weighted_cross_entropy(logits, y, weights), final
+
+    (loss, final), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss, final
+
+
 @dataclass
 class Program:
     """What one configuration compiles: the graph definition, the optimizer, the jitted functions."""
@@ -119,6 +140,8 @@ class Program:
     tx: optax.GradientTransformation
     step: Any  # jitted (params, opt_state, x, y, weights, masks) -> (params, opt_state, loss)
     forward: Any  # jitted (params, x) -> logits
+    chunk_step: Any  # jitted (params, opt_state, x, y, weights, reset, carry, masks) -> (..., loss, carry)
+    sequence: Any  # jitted (params, x, carry) -> (logits [B, T, V], carry)
 
 
 class JaxState(NamedTuple):
@@ -184,6 +207,9 @@ class JaxBackend:
             return apply(module.arrays(), x, onehot=module.onehot, cell=module.cell,
                          unroll=min(x.shape[1], FORWARD_UNROLL))
 
+        def sequence(params, x, carry):
+            return nnx.merge(graphdef, params).sequence(x, carry)
+
         return Program(
             config=config,
             graphdef=graphdef,
@@ -191,6 +217,10 @@ class JaxBackend:
             step=jax.jit(step, donate_argnums=(0, 1), in_shardings=(rep, rep, data, data, data, data),
                          out_shardings=(rep, rep, rep)),
             forward=jax.jit(forward, in_shardings=(rep, data), out_shardings=rep),
+            chunk_step=jax.jit(partial(chunk_step, graphdef, tx), donate_argnums=(0, 1),
+                               in_shardings=(rep, rep, data, data, data, data, data, data),
+                               out_shardings=(rep, rep, rep, data)),
+            sequence=jax.jit(sequence, in_shardings=(rep, data, data), out_shardings=(data, data)),
         )
 
     def _put(self, tree: Any, sharding: Any) -> Any:
@@ -244,6 +274,48 @@ class JaxBackend:
         )
         params, opt_state, loss = program.step(state.params, state.opt_state, *self._feed(batch, STEP_SHARDING))
         return JaxState(params, opt_state, program), loss
+
+    def train_chunk(self, state: JaxState, x: np.ndarray, y: np.ndarray, weights: np.ndarray, reset: np.ndarray,
+                    carry: tuple | None, step: int) -> tuple[JaxState, jax.Array, tuple]:
+        program = state.program
+        config = program.config
+        rows = self.padded_batch(len(x), config)  # padded streams have weight 0 everywhere
+        if carry is None:
+            carry = self._zero_carry(config, rows)
+        masks = step_masks(config, step, len(x), x.shape[1])
+        if masks is not None:
+            masks = {k: None if m is None else _pad_rows(m, rows) for k, m in masks.items()}
+        batch = (
+            _pad_rows(np.asarray(x, np.int32), rows),
+            _pad_rows(np.asarray(y, np.int32), rows),
+            _pad_rows(np.asarray(weights, np.float32), rows),
+            _pad_rows(np.asarray(reset, bool), rows),
+        )
+        fed = self._feed((*batch, masks), STEP_SHARDING + ("data", "data"))
+        params, opt_state, loss, carry = program.chunk_step(state.params, state.opt_state, *fed[:4], carry, fed[4])
+        return JaxState(params, opt_state, program), loss, carry
+
+    def sequence_logits(self, state: JaxState, x: np.ndarray, reset: np.ndarray | None, carry: tuple | None
+                        ) -> tuple[np.ndarray, tuple]:
+        """Evaluation and generation read whole poems from their first token, so a reset can only come first:
+        it zeroes the rows of ``carry`` it marks."""
+        n = len(x)
+        rows = _round_up(1 << max(n - 1, 0).bit_length(), len(self.devices))
+        if carry is None:
+            carry = self._zero_carry(state.program.config, rows)
+        if reset is not None:
+            if reset[:, 1:].any():
+                raise ValueError("sequence_logits reads whole poems: a reset is allowed at the first position only")
+            keep = jnp.asarray(_pad_rows(~np.asarray(reset[:, :1]), rows), carry[0].dtype)
+            carry = tuple(s * keep for s in carry)
+        (x_in,) = self._feed((_pad_rows(np.asarray(x, np.int32), rows),), ("data",))
+        logits, carry = state.program.sequence(state.params, x_in, carry)
+        return np.array(np.asarray(logits)[:n], dtype=np.float32), carry
+
+    def _zero_carry(self, config: Config, rows: int) -> tuple:
+        zeros = np.zeros((rows, config.hidden_size), np.float32)
+        carry = (zeros, zeros) if get_cell(config.cell).has_cell_state else (zeros,)
+        return self._feed((carry,), ("data",))[0]
 
     def logits(self, state: JaxState, x: np.ndarray) -> np.ndarray:
         # pad to a power of two (and a multiple of the device count): few shapes, few compilations

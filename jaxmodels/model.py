@@ -101,6 +101,69 @@ def recurrence(cell: str, w_hh: jax.Array, b_hh: jax.Array, projected: jax.Array
     return final[0]
 
 
+def zero_state(cell: str, batch: int, hidden: int, dtype) -> State:
+    zeros = jnp.zeros((batch, hidden), dtype)
+    return (zeros, zeros) if get_cell(cell).has_cell_state else (zeros,)
+
+
+def carried_recurrence(cell: str, w_hh: jax.Array, b_hh: jax.Array, projected: jax.Array, state: State,
+                       keep: jax.Array | None) -> tuple[jax.Array, State]:
+    """Every h_t [T, B, H] and the final state of ``cell`` over time-major projections [T, B, G*H], from
+    ``state``; the state is multiplied by ``keep`` [T, B, 1] (0 where a poem starts) before each step."""
+    step = STEPS[cell]
+
+    def body(carry, inputs):
+        a, keep_t = inputs
+        carry = tuple(s * keep_t for s in carry)
+        carry = step(carry, a, w_hh, b_hh)
+        return carry, carry[0]
+
+    if keep is None:
+        keep = jnp.ones((*projected.shape[:2], 1), projected.dtype)
+    final, hs = jax.lax.scan(body, state, (projected, keep))
+    return hs, final
+
+
+def input_projection(params: dict[str, jax.Array], tokens: jax.Array, input_mask: jax.Array | None,
+                     onehot: bool) -> jax.Array:
+    """x_t W_ih^T + b_ih for time-major ``tokens`` [T, B]: [T, B, G*H]."""
+    w_ih, b_ih = params["rnn.w_ih"], params["rnn.b_ih"]
+    if onehot:
+        if input_mask is not None:
+            raise ValueError("the one-hot model takes no input dropout mask (docs/DESIGN.md: embedding model only)")
+        # x_t W_ih^T for a one-hot x_t of token k is column k of W_ih (any cell): the matmul's only
+        # non-zero term is 1.0 * W_ih[:, k], which is exact, and adding zeros is exact, so
+        # the lookup gives the one-hot product to the bit without the [T*B, V] matrix.
+        # gathered along W_ih's column axis: indexing ``w_ih.T`` instead copies the transposed [V, G*H] matrix
+        # every call, and its gradient scatters into that copy (docs/PERFORMANCE.md)
+        return jnp.moveaxis(jnp.take(w_ih, tokens, axis=1), 0, -1) + b_ih
+    inputs = params["embedding"][tokens]  # [T, B, E]
+    if input_mask is not None:
+        inputs = inputs * jnp.swapaxes(input_mask, 0, 1)  # [B, T or 1, E] -> [T or 1, B, E]
+    return _linear(inputs, w_ih, b_ih)
+
+
+def apply_sequence(params: dict[str, jax.Array], x: jax.Array, state: State | None = None,
+                   reset: jax.Array | None = None, masks: Masks | None = None, cell: str = "rnn"
+                   ) -> tuple[jax.Array, State]:
+    """Logits [B, T, V] at every position of ``x`` [B, T] and the state after the last (the poem context).
+
+    ``reset`` [B, T] bool: a poem starts there, and the state is zeroed before that token is read.
+    """
+    onehot = "embedding" not in params
+    tokens = jnp.asarray(x).T
+    projected = input_projection(params, tokens, masks.get("input") if masks else None, onehot)
+    if state is None:
+        state = zero_state(cell, x.shape[0], params["rnn.w_hh"].shape[1], projected.dtype)
+    keep = None if reset is None else (1 - jnp.asarray(reset, projected.dtype)).T[:, :, None]
+    hs, final = carried_recurrence(cell, params["rnn.w_hh"], params["rnn.b_hh"], projected, state, keep)
+    hs = jnp.swapaxes(hs, 0, 1)  # [B, T, H]
+    hidden_mask = masks.get("hidden") if masks else None
+    if hidden_mask is not None:
+        hs = hs * hidden_mask  # [B, 1, H], locked over the chunk
+    return _linear(hs, params["out.weight"], params["out.bias"]), final
+
+
 def apply(
     params: dict[str, jax.Array], x: jax.Array, masks: Masks | None = None, onehot: bool | None = None,
     cell: str = "rnn", unroll: int = 1,
@@ -118,24 +181,9 @@ def apply(
     gates = get_cell(cell).num_gates
     if params["rnn.w_hh"].shape[0] != gates * params["rnn.w_hh"].shape[1]:
         raise ValueError(f"rnn.w_hh has shape {params['rnn.w_hh'].shape}, not that of a {cell} cell ({gates} gates)")
-    input_mask = masks.get("input") if masks else None
     hidden_mask = masks.get("hidden") if masks else None
-    w_ih, b_ih = params["rnn.w_ih"], params["rnn.b_ih"]
     tokens = jnp.asarray(x).T  # time-major [T, B]: lax.scan walks the leading axis
-    if onehot:
-        if input_mask is not None:
-            raise ValueError("the one-hot model takes no input dropout mask (docs/DESIGN.md: embedding model only)")
-        # x_t W_ih^T for a one-hot x_t of token k is column k of W_ih (any cell): the matmul's only
-        # non-zero term is 1.0 * W_ih[:, k], which is exact, and adding zeros is exact, so
-        # the lookup gives the one-hot product to the bit without the [T*B, V] matrix.
-        # gathered along W_ih's column axis: indexing ``w_ih.T`` instead copies the transposed [V, G*H] matrix
-        # every call, and its gradient scatters into that copy (docs/PERFORMANCE.md)
-        projected = jnp.moveaxis(jnp.take(w_ih, tokens, axis=1), 0, -1) + b_ih
-    else:
-        inputs = params["embedding"][tokens]  # [T, B, E]
-        if input_mask is not None:
-            inputs = inputs * jnp.swapaxes(input_mask, 0, 1)
-        projected = _linear(inputs, w_ih, b_ih)
+    projected = input_projection(params, tokens, masks.get("input") if masks else None, onehot)
     h_last = recurrence(cell, params["rnn.w_hh"], params["rnn.b_hh"], projected, unroll)
     if hidden_mask is not None:
         h_last = h_last * hidden_mask
@@ -191,6 +239,11 @@ class WordRNN(nnx.Module):
 
     def __call__(self, x: jax.Array, masks: Masks | None = None) -> jax.Array:
         return apply(self.arrays(), x, masks, onehot=self.onehot, cell=self.cell)
+
+    def sequence(self, x: jax.Array, state: State | None = None, reset: jax.Array | None = None,
+                 masks: Masks | None = None) -> tuple[jax.Array, State]:
+        """Logits [B, T, V] at every position and the state after the last (``apply_sequence``)."""
+        return apply_sequence(self.arrays(), x, state, reset, masks, cell=self.cell)
 
 
 def build_nnx_model(config: Config, params: Params, dtype=jnp.float32) -> WordRNN:

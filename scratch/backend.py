@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scratch import model
+from scratch import model, sequence
 from scratch.optim import SGD, Adam, clip_by_global_norm
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import Masks, step_masks
@@ -59,8 +59,23 @@ class NumpyBackend:
         state.optimizer.update(state.params, grads)
         return state, loss
 
+    def train_chunk(self, state: NumpyState, x: np.ndarray, y: np.ndarray, weights: np.ndarray, reset: np.ndarray,
+                    carry: tuple | None, step: int) -> tuple[NumpyState, float, tuple]:
+        config = state.config
+        masks = self.dropout_masks(config, step, x.shape[0], x.shape[1])
+        loss, grads, carry = sequence.loss_and_grads(state.params, x, y, weights, config.cell, carry, reset, masks)
+        if config.clip > 0:
+            clip_by_global_norm(grads, config.clip)
+        state.optimizer.update(state.params, grads)
+        return state, loss, carry
+
     def logits(self, state: NumpyState, x: np.ndarray) -> np.ndarray:
         return model.logits(state.params, x, state.config.cell).astype(np.float32, copy=False)
+
+    def sequence_logits(self, state: NumpyState, x: np.ndarray, reset: np.ndarray | None, carry: tuple | None
+                        ) -> tuple[np.ndarray, tuple]:
+        logits, carry, _ = sequence.forward(state.params, x, state.config.cell, carry, reset)
+        return logits.astype(np.float32, copy=False), carry
 
     def canonical(self, state: NumpyState) -> Params:
         return {name: p.astype(np.float32) for name, p in state.params.items()}

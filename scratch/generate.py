@@ -15,7 +15,6 @@ import numpy as np
 
 from scratch import model
 from wordrnn.core.errors import CommandParser, cli
-from wordrnn.core.sampling import WindowFeed
 from wordrnn.run.folder import load_run
 from wordrnn.run.generation import add_sampler_flags, print_samples, settings_from_args
 
@@ -36,11 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     settings_from_args(args)  # bad sampler values are refused before the run folder is read
     run = load_run(args.run)
     params = {name: np.asarray(p, dtype=np.float32) for name, p in run.params.items()}
-
-    def logits_fn(x: np.ndarray) -> np.ndarray:
-        return model.logits(params, x, run.config.cell)
-
-    print_samples(lambda: WindowFeed(logits_fn, run.config.seq_len), run.vocab, args)
+    print_samples(lambda x: model.logits(params, x, run.config.cell), run.vocab, run.config.seq_len, args)
     return 0
 
 

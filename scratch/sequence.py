@@ -99,7 +99,7 @@ def loss_and_grads(params: Params, x: Array, y: Array, weights: Array | None = N
     g = {name: np.zeros_like(p) for name, p in params.items()}
     top = cache["top"]
     # logits = top W_out^T + b_out
-    g["out.weight"] = np.einsum("btv,bth->vh", d_logits, top)
+    g["out.weight"] = d_logits.reshape(-1, d_logits.shape[-1]).T @ top.reshape(-1, top.shape[-1])
     g["out.bias"] = d_logits.sum(axis=(0, 1))
     d_top = d_logits @ params["out.weight"]  # [B, T or 1, H]
     # top = h * m_out

@@ -29,16 +29,16 @@ from export.metadata import (
     ModelCard,
     to_props,
 )
-from export.session import PoemFeed, load
+from export.session import load
 from scratch.sequence import forward
 from wordrnn.core import tolerances
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import Config
 from wordrnn.core.errors import UsageError
 from wordrnn.core.params import init_params
-from wordrnn.core.sampling import SamplerSettings, generate, iter_feed
+from wordrnn.core.sampling import SamplerSettings, Stateful, generate
 from wordrnn.run.folder import load_run
-from wordrnn.run.generation import write_text
+from wordrnn.run.generation import generate_text
 
 TOLERANCE = tolerances.ONNX
 H = 16  # make_run's hidden size
@@ -63,15 +63,9 @@ def random_state(cell: str, batch: int, rng: np.random.Generator) -> tuple[np.nd
     return tuple((rng.standard_normal((batch, H)) * 0.5).astype(np.float32) for _ in range(count))
 
 
-class NumpyPoemFeed:
-    """The NumPy reference with its state carried: what an ONNX poem feed must reproduce."""
-
-    def __init__(self, params, cell: str):
-        self.params, self.cell, self.state = params, cell, None
-
-    def __call__(self, ids) -> np.ndarray:
-        logits, self.state, _ = forward(self.params, np.asarray([ids], np.int64), self.cell, state=self.state)
-        return logits[0, -1]
+def numpy_poem(params, cell: str) -> Stateful:
+    """The NumPy reference with its state carried: what the ONNX poem model must reproduce."""
+    return Stateful(lambda x, carry: forward(params, x, cell, state=carry)[:2])
 
 
 # --- the file ---
@@ -135,26 +129,44 @@ def test_generation_carries_the_state_one_token_a_step(poem):
     """The prompt is run once, then one token a step; the tokens are those of reading the whole text afresh."""
     run_dir, out = poem
     run, lm = load_run(run_dir), load(out)
-    cell = run.config.cell
+    cell, seq_len = run.config.cell, run.config.seq_len
     prompt = [int(i) for i in run.vocab.encode(tokenize("the sea is calm , my love", "default"))]
     fed = []
     real_run = lm.run
     lm.run = lambda x, state: (fed.append(np.shape(x)), real_run(x, state))[1]
     for settings in (SamplerSettings("greedy", allow_unk=True), SamplerSettings(temperature=0.9, seed=4)):
         fed.clear()
-        got = list(iter_feed(lm.new_feed(), prompt, 50, settings))
+        got = generate(lm.source, prompt, 50, seq_len, settings)
         assert fed == [(1, len(prompt))] + [(1, 1)] * 49
-        assert got == list(iter_feed(NumpyPoemFeed(run.params, cell), prompt, 50, settings))
+        assert got == generate(numpy_poem(run.params, cell), prompt, 50, seq_len, settings)
         if settings.strategy == "greedy":  # a window as long as the text: the whole poem re-read every step
             whole = generate(lambda x: forward(run.params, x, cell)[0][:, -1], prompt, 50, 10**6, settings)
             assert got == whole
+
+
+def test_greedy_generation_of_a_poem_model_is_identical_in_every_runtime(poem):
+    """NumPy, PyTorch, Flax (each backend's own carried state) and onnxruntime write the same greedy tokens."""
+    from jaxmodels.backend import JaxBackend
+    from torchmodels.backend import TorchBackend
+    from wordrnn.run.loop import generation_source
+
+    run_dir, out = poem
+    run = load_run(run_dir)
+    prompt = [int(i) for i in run.vocab.encode(tokenize("the sea is calm", "default"))]
+    settings = SamplerSettings("greedy", allow_unk=True)
+    want = generate(numpy_poem(run.params, run.config.cell), prompt, 40, run.config.seq_len, settings)
+    assert generate(load(out).source, prompt, 40, run.config.seq_len, settings) == want
+    for backend in (TorchBackend("cpu"), JaxBackend()):
+        source = generation_source(backend, backend.init(run.params, run.config), run.config)
+        assert generate(source, prompt, 40, run.config.seq_len, settings) == want, backend.framework
 
 
 def test_generate_command_writes_what_the_numpy_reference_writes(poem):
     run_dir, out = poem
     run = load_run(run_dir)
     settings = SamplerSettings(temperature=0.8, top_p=0.9, seed=5)
-    want = write_text(NumpyPoemFeed(run.params, run.config.cell), run.vocab, "My love is", 40, settings)
+    want = generate_text(numpy_poem(run.params, run.config.cell), run.vocab, run.config.seq_len, "My love is", 40,
+                         settings)
     result = run_module("export.generate", "--model", str(out), "--prompt", "My love is", "--words", "40",
                         "--temperature", "0.8", "--top-p", "0.9", "--seed", "5")
     assert result.returncode == 0, result.stderr
@@ -214,7 +226,7 @@ def test_a_window_model_has_no_state_to_feed(tmp_path):
     assert export(make_run(tmp_path / "run", "onehot"), out) == 0
     with pytest.raises(UsageError, match="window model: it takes tokens alone"):
         load(out).run(np.zeros((1, 2), np.int64), ())
-    assert not isinstance(load(out).new_feed(), PoemFeed)
+    assert not isinstance(load(out).source, Stateful)
 
 
 # --- a file whose graph does not match its metadata (a lying file) ---

@@ -28,13 +28,14 @@ from wordrnn.core.sampling import (
     SamplerSettings,
     SplitMix64,
     draw_margin,
-    iter_feed,
+    feed_of,
+    generate,
     masked_logits,
     next_token,
     probabilities,
 )
 from wordrnn.run.folder import WEIGHTS, atomic_write_text, save_params, write_config, write_metrics
-from wordrnn.run.generation import prompt_to_ids, write_text
+from wordrnn.run.generation import generate_text, prompt_to_ids
 
 NODE = shutil.which("node")
 NODE_MODULES = ROOT / "node_modules" / "onnxruntime-node"
@@ -113,8 +114,9 @@ def write_cases(model: Path, folder: Path) -> tuple[Path, list[dict]]:
         case = dict(zip(KEYS, values))
         settings = SamplerSettings(case["strategy"], case["temperature"], case["top_k"], case["top_p"], case["seed"],
                                    case["allow_unk"])
-        text = write_text(lm.new_feed(), lm.card.vocab, case["prompt"], case["words"], settings)
-        ids = list(iter_feed(lm.new_feed(), prompt_to_ids(case["prompt"], lm.card.vocab), case["words"], settings))
+        seq_len = lm.card.config.seq_len
+        text = generate_text(lm.source, lm.card.vocab, seq_len, case["prompt"], case["words"], settings)
+        ids = generate(lm.source, prompt_to_ids(case["prompt"], lm.card.vocab), case["words"], seq_len, settings)
         cases.append({**case, "expected": {"ids": ids, "text": text}})
     path = folder / f"{model.stem}-cases.json"
     # Seeds as decimal strings: a JSON number loses the low bits of a 64-bit seed in JavaScript.
@@ -128,7 +130,7 @@ def first_difference_margin(model: Path, case: dict, got: list[int]) -> tuple[in
     lm = load(model)
     settings = SamplerSettings(case["strategy"], case["temperature"], case["top_k"], case["top_p"], case["seed"],
                                case["allow_unk"])
-    feed = lm.new_feed()
+    feed = feed_of(lm.source, lm.card.config.seq_len)
     logits = feed(prompt_to_ids(case["prompt"], lm.card.vocab))
     rng = SplitMix64(case["seed"])
     for step, token in enumerate(got):

@@ -102,6 +102,29 @@ class TorchBackend:
         state.optimizer.step()
         return state, loss.detach()
 
+    def train_chunk(self, state: TorchState, x: np.ndarray, y: np.ndarray, weights: np.ndarray,
+                    reset: np.ndarray, carry: tuple | None, step: int) -> tuple[TorchState, torch.Tensor, tuple]:
+        config = state.config
+        xb, yb = self._tensor(x), self._tensor(y)
+        wb = torch.as_tensor(weights).to(self.device, state.model.out.weight.dtype, non_blocking=True)
+        masks = self.dropout_masks(state, step, xb.shape[0], xb.shape[1])
+        logits, carry = state.model.sequence(xb, carry, torch.as_tensor(reset).to(self.device), masks)
+        losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none")
+        loss = (losses * wb.reshape(-1)).sum() / wb.sum()
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.clip > 0:
+            nn.utils.clip_grad_norm_(state.model.parameters(), config.clip)
+        state.optimizer.step()
+        return state, loss.detach(), tuple(s.detach() for s in carry)  # truncated BPTT: no gradient across chunks
+
+    def sequence_logits(self, state: TorchState, x: np.ndarray, reset: np.ndarray | None, carry: tuple | None
+                        ) -> tuple[np.ndarray, tuple]:
+        with torch.inference_mode():
+            reset_b = None if reset is None else torch.as_tensor(reset).to(self.device)
+            logits, carry = state.model.sequence(self._tensor(x), carry, reset_b)
+        return logits.to("cpu", torch.float32).numpy(), carry
+
     def dropout_masks(self, state: TorchState, step: int, batch: int, seq_len: int) -> Masks | None:
         """The masks of ``wordrnn.core.dropout.step_masks`` for this step, as tensors on the model's device."""
         masks = step_masks(state.config, step, batch, seq_len)

@@ -113,6 +113,54 @@ class RNNLanguageModel(nn.Module):
             h_last = h_last * hidden_mask
         return self.out(h_last)
 
+    # -- the poem context: every position, the state carried in and out --------------------------------------
+
+    def zero_state(self, batch: int) -> State:
+        w_hh = self.rnn.weight_hh_l0
+        zeros = w_hh.new_zeros(batch, w_hh.shape[1])
+        return (zeros, zeros.clone()) if get_cell(self.cell).has_cell_state else (zeros,)
+
+    def sequence(self, x: torch.Tensor, state: State | None = None, reset: torch.Tensor | None = None,
+                 masks: Masks | None = None) -> tuple[torch.Tensor, State]:
+        """Logits [B, T, V] at every position of ``x`` [B, T] and the state after the last.
+
+        ``reset`` [B, T] bool: a poem starts there and the state is zeroed before that token. A reset at
+        the first position only zeroes rows of the incoming state, so the chunk still runs through torch's
+        fused recurrent layer; resets further in need the cell step by step (``STEPS``).
+        """
+        state = self.zero_state(x.shape[0]) if state is None else state
+        keep = None if reset is None else (~reset).to(state[0].dtype)
+        if keep is not None:
+            state = tuple(s * keep[:, :1] for s in state)
+        if self.steps_needed(reset):
+            hs, state = self.recur_steps(self.projected(x, masks), state, keep)
+        else:
+            hs, state = self.recur_layer(self.layer_inputs(x, masks), state)
+        return self.head(hs, masks), state
+
+    def steps_needed(self, reset: torch.Tensor | None) -> bool:
+        return reset is not None and bool(reset[:, 1:].any())
+
+    def recur_layer(self, inputs: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """Every h_t [B, T, H] of torch's layer over input vectors [B, T, in], from ``state``."""
+        hx = tuple(s[None] for s in state)
+        out, final = self.rnn(inputs, hx if len(hx) > 1 else hx[0])
+        final = final if isinstance(final, tuple) else (final,)
+        return out, tuple(f[0] for f in final)
+
+    def recur_steps(self, projected: torch.Tensor, state: State, keep: torch.Tensor | None
+                    ) -> tuple[torch.Tensor, State]:
+        """Every h_t [B, T, H] from time-major input projections [T, B, G*H], the state zeroed where ``keep``
+        [B, T] is 0, before the step."""
+        step, w_hh, b_hh = STEPS[self.cell], self.rnn.weight_hh_l0, self.rnn.bias_hh_l0
+        hs = []
+        for t, projected_t in enumerate(projected):
+            if keep is not None and t:
+                state = tuple(s * keep[:, t:t + 1] for s in state)
+            state = step(state, projected_t, w_hh, b_hh)
+            hs.append(state[0])
+        return torch.stack(hs, dim=1), state
+
 
 class OneHotRNN(RNNLanguageModel):
     """Each token is a one-hot vector of size V fed straight into the RNN."""
@@ -122,8 +170,7 @@ class OneHotRNN(RNNLanguageModel):
         self.gather = gather
 
     def forward(self, x: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
-        if masks and masks.get("input") is not None:
-            raise ValueError("input dropout is for the embedding model only; the one-hot model takes none")
+        self.refuse_input_mask(masks)
         if self.gather:
             h_last = self.recur_gathered(x)
         else:
@@ -131,23 +178,33 @@ class OneHotRNN(RNNLanguageModel):
         return self.head(h_last, masks)
 
     def recur_gathered(self, x: torch.Tensor) -> torch.Tensor:
-        """h_T with the input projection looked up instead of multiplied, then the cell step by step.
+        """h_T with the input projection looked up instead of multiplied, then the cell step by step."""
+        _, state = self.recur_steps(self.projected(x, None), self.zero_state(x.shape[0]), None)
+        return state[0]
+
+    def projected(self, x: torch.Tensor, masks: Masks | None) -> torch.Tensor:
+        """x_t W_ih^T + b_ih, time-major [T, B, G*H], as a lookup of columns of W_ih.
 
         Columns are picked time-major with ``index_select`` (faster forward and
         backward than ``F.embedding`` on ``W_ih^T`` and a ``[:, t]`` slice per
         step; docs/PERFORMANCE.md).
         """
-        w_ih, w_hh = self.rnn.weight_ih_l0, self.rnn.weight_hh_l0
-        b_ih, b_hh = self.rnn.bias_ih_l0, self.rnn.bias_hh_l0
-        steps, batch = x.shape[1], x.shape[0]
+        self.refuse_input_mask(masks)
+        w_ih, b_ih = self.rnn.weight_ih_l0, self.rnn.bias_ih_l0
         columns = w_ih.index_select(1, x.t().reshape(-1))  # [G*H, T*B]: column x[b, t] of W_ih
-        projected = columns.t().reshape(steps, batch, -1) + b_ih  # [T, B, G*H]: x_t W_ih^T + b_ih
-        zeros = projected.new_zeros(batch, w_hh.shape[1])
-        state: State = (zeros, zeros) if get_cell(self.cell).has_cell_state else (zeros,)
-        step = STEPS[self.cell]
-        for projected_t in projected:
-            state = step(state, projected_t, w_hh, b_hh)
-        return state[0]
+        return columns.t().reshape(x.shape[1], x.shape[0], -1) + b_ih
+
+    def layer_inputs(self, x: torch.Tensor, masks: Masks | None) -> torch.Tensor:
+        self.refuse_input_mask(masks)
+        return F.one_hot(x, self.vocab_size).to(self.rnn.weight_ih_l0.dtype)
+
+    def steps_needed(self, reset: torch.Tensor | None) -> bool:
+        return self.gather or super().steps_needed(reset)
+
+    @staticmethod
+    def refuse_input_mask(masks: Masks | None) -> None:
+        if masks and masks.get("input") is not None:
+            raise ValueError("input dropout is for the embedding model only; the one-hot model takes none")
 
 
 class EmbeddingRNN(RNNLanguageModel):
@@ -158,11 +215,17 @@ class EmbeddingRNN(RNNLanguageModel):
         self.embedding = nn.Embedding(vocab_size, embed_dim)
 
     def forward(self, x: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
+        return self.head(self.recur(self.layer_inputs(x, masks)), masks)
+
+    def layer_inputs(self, x: torch.Tensor, masks: Masks | None) -> torch.Tensor:
+        """The embedding rows of ``x``, times the input dropout mask ([B, T, E] or locked [B, 1, E])."""
         inputs = self.embedding(x)
         input_mask = masks.get("input") if masks else None
-        if input_mask is not None:
-            inputs = inputs * input_mask
-        return self.head(self.recur(inputs), masks)
+        return inputs if input_mask is None else inputs * input_mask
+
+    def projected(self, x: torch.Tensor, masks: Masks | None) -> torch.Tensor:
+        """x_t W_ih^T + b_ih, time-major [T, B, G*H]."""
+        return F.linear(self.layer_inputs(x, masks).transpose(0, 1), self.rnn.weight_ih_l0, self.rnn.bias_ih_l0)
 
 
 def build_module(

@@ -24,7 +24,7 @@ import time
 
 from wordrnn.bench.machine import limit_threads
 from wordrnn.core.cells import CELLS
-from wordrnn.core.config import MODELS, Config
+from wordrnn.core.config import CONTEXTS, MODELS, Config
 from wordrnn.core.errors import CommandParser, UsageError, cli
 from wordrnn.frameworks import parse_names
 
@@ -40,6 +40,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     "trajectories. Prints one markdown table with docs/DESIGN.md's tolerances; exits 1 if any "
                     "difference exceeds its tolerance.")
     parser.add_argument("--model", choices=(*MODELS, "both"), default="both", help="default: %(default)s")
+    parser.add_argument("--context", choices=(*CONTEXTS, "both"), default="both",
+                        help="window: windows from a zero state; poem: carried chunks of streams with a poem "
+                             "starting inside one (default: %(default)s)")
+    parser.add_argument("--bptt", type=int, default=20, help="chunk length of the poem context (default: %(default)s)")
     parser.add_argument("--cells", default=",".join(CELLS),
                         help="comma-separated cells to compare (default: %(default)s)")
     parser.add_argument("--device", choices=DEVICES, default="cpu",
@@ -64,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "%(default)s, the fastest on a busy shared machine)")
     args = parser.parse_args(argv)
     # sizes and learning rate as every trainer checks them (Config.validate names the flag)
-    Config(hidden_size=args.hidden_size, embed_dim=args.embed_dim, seq_len=args.seq_len,
+    Config(hidden_size=args.hidden_size, embed_dim=args.embed_dim, seq_len=args.seq_len, bptt=args.bptt,
            batch_size=args.batch_size, lr=args.lr).validate()
     args.cells = parse_names(args.cells, tuple(CELLS), "--cells")
     if args.vocab_size < 2:
@@ -97,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     limit_threads(args.threads)
     # imports NumPy, PyTorch and JAX: after limit_threads
-    from wordrnn.testing.parity import all_checks, use_device
+    from wordrnn.testing.parity import all_checks, all_poem_checks, use_device
 
     try:
         use_device(args.device)
@@ -107,14 +111,19 @@ def main(argv: list[str] | None = None) -> int:
     checks = []
     for cell in args.cells:
         for model in MODELS if args.model == "both" else (args.model,):
-            checks += all_checks(model, args.vocab_size, args.hidden_size, args.embed_dim, args.seq_len,
-                                 args.batch_size, seed=args.seed, steps=args.steps, lr=args.lr,
-                                 weight_decay=args.weight_decay, dropout=args.dropout, cell=cell,
-                                 device=args.device)
+            sizes = (model, args.vocab_size, args.hidden_size, args.embed_dim, args.seq_len, args.batch_size)
+            if args.context in ("window", "both"):
+                checks += all_checks(*sizes, seed=args.seed, steps=args.steps, lr=args.lr,
+                                     weight_decay=args.weight_decay, dropout=args.dropout, cell=cell,
+                                     device=args.device)
+            if args.context in ("poem", "both"):
+                checks += all_poem_checks(*sizes, seed=args.seed, steps=args.steps, lr=args.lr,
+                                          dropout=args.dropout, cell=cell, bptt=args.bptt, device=args.device)
     failed = [c for c in checks if not c.passed]
     print(f"parity on {args.device}: V {args.vocab_size}, H {args.hidden_size}, E {args.embed_dim}, "
-          f"T {args.seq_len}, B {args.batch_size}, seed {args.seed}; random weights and batches. Gradients: max abs "
-          f"diff over the largest entry; trajectories: worst step's loss, max abs diff of all weights at the end\n")
+          f"T {args.seq_len}, B {args.batch_size}, poem chunks of {args.bptt}, seed {args.seed}; random weights "
+          "and batches. Gradients: max abs diff over the largest entry; trajectories: worst step's loss, max abs "
+          "diff of all weights at the end\n")
     print(markdown_table(checks))
     verdict = "all within tolerance" if not failed else f"{len(failed)} over tolerance"
     print(f"\n{len(checks)} checks, {verdict} ({time.perf_counter() - started:.0f} s)")

@@ -65,8 +65,8 @@ def benchmark_model(folder: Path, context: str = "window", cell: str = "rnn") ->
 def python_speed(model: Path, tokens: int) -> dict[str, float]:
     from export.metadata import ModelCard, from_props
     from export.session import OnnxLM, open_session
-    from wordrnn.core.sampling import SamplerSettings, iter_feed
-    from wordrnn.run.generation import prompt_to_ids, write_text
+    from wordrnn.core.sampling import SamplerSettings, iter_generate
+    from wordrnn.run.generation import generate_text, prompt_to_ids
 
     session = open_session(model, str(model), threads=1)
     card: ModelCard = from_props(session.get_modelmeta().custom_metadata_map, str(model))
@@ -74,12 +74,13 @@ def python_speed(model: Path, tokens: int) -> dict[str, float]:
 
     def write(strategy: str, n: int) -> float:
         start = time.perf_counter()
-        write_text(lm.new_feed(), card.vocab, "the", n, SamplerSettings(strategy, seed=0))
+        generate_text(lm.source, card.vocab, card.config.seq_len, "the", n, SamplerSettings(strategy, seed=0))
         return n / (time.perf_counter() - start)
 
     def step_times(n: int) -> list[float]:
         times, last = [], time.perf_counter()
-        for _ in iter_feed(lm.new_feed(), prompt_to_ids("the", card.vocab), n, SamplerSettings("greedy")):
+        prompt = prompt_to_ids("the", card.vocab)
+        for _ in iter_generate(lm.source, prompt, n, card.config.seq_len, SamplerSettings("greedy")):
             now = time.perf_counter()
             times.append(now - last)
             last = now

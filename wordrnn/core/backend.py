@@ -45,6 +45,22 @@ class Backend(Protocol):
     def logits(self, state: State, x: np.ndarray) -> np.ndarray:
         """Float32 [B, V] logits for int64 [B, T] windows, evaluation mode (no dropout)."""
 
+    def train_chunk(self, state: State, x: np.ndarray, y: np.ndarray, weights: np.ndarray, reset: np.ndarray,
+                    carry: Any, step: int) -> tuple[State, Any, Any]:
+        """One optimizer step on a chunk of streams (the poem context; ``data.streams.Chunk``).
+
+        ``x``, ``y`` int64 [B, T], ``weights`` float32 [B, T] (1 for a target, 0 for none), ``reset`` bool
+        [B, T] (a poem starts there: the state is zeroed before that token). ``carry`` is the state after
+        the previous chunk in the backend's own form (None: zero); the step takes no gradient through it.
+        Returns the new state, the weighted mean cross-entropy (lazily, as ``train_step``) and the carry
+        after this chunk.
+        """
+
+    def sequence_logits(self, state: State, x: np.ndarray, reset: np.ndarray | None, carry: Any
+                        ) -> tuple[np.ndarray, Any]:
+        """Float32 [B, T, V] logits at every position of int64 [B, T] ``x`` from ``carry`` (None: zero), in
+        evaluation mode, and the carry after the last position. ``reset`` as in ``train_chunk`` (None: none)."""
+
     def canonical(self, state: State) -> Params:
         """The current weights as canonical float32 NumPy arrays."""
 

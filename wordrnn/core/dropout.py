@@ -3,8 +3,13 @@
 Inverted dropout with rate p, in training only: mask values are 0 or 1/(1-p).
 Two masks, the same for every cell:
 
-- ``"input"`` [B, T, E]: on the RNN input vectors of the embedding model (None for one-hot);
-- ``"hidden"`` [B, H]: on the last hidden state, before the output layer.
+- ``"input"``: on the RNN input vectors of the embedding model (None for one-hot);
+- ``"hidden"``: on the hidden state the output layer reads.
+
+The window context draws the input mask per position, [B, T, E], and the hidden mask for the one state
+it scores, [B, H]. The poem context locks both masks for the whole chunk (variational dropout, Gal and
+Ghahramani 2016): [B, 1, E] and [B, 1, H], one mask per stream broadcast over every position, so a
+stream is read by one thinned network from the chunk's first token to its last.
 
 The masks of training step ``step`` are drawn by NumPy from
 ``default_rng([seed, step])``, input mask first, so they depend on nothing
@@ -23,7 +28,10 @@ Masks = dict[str, "np.ndarray | None"]
 
 
 def mask_shapes(config: Config, batch: int, seq_len: int) -> dict[str, tuple[int, ...] | None]:
-    """The shape of each mask for a batch of ``batch`` windows of ``seq_len`` tokens."""
+    """The shape of each mask for a batch of ``batch`` windows (or streams) of ``seq_len`` tokens."""
+    if config.context == "poem":
+        return {"input": (batch, 1, config.embed_dim) if config.model == "embedding" else None,
+                "hidden": (batch, 1, config.hidden_size)}
     return {
         "input": (batch, seq_len, config.embed_dim) if config.model == "embedding" else None,
         "hidden": (batch, config.hidden_size),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -13,25 +14,22 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
-def evaluate(logits_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray,
-             batch_size: int = 1024, unk_id: int = 0) -> dict[str, float]:
+def score_rows(logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per target: the negative log-likelihood (nats), whether it ranked first, whether it ranked in the top 5."""
+    logp = log_softmax(np.asarray(logits))
+    target = logp[np.arange(len(y)), y]
+    rank = (logp > target[:, None]).sum(axis=1)  # how many tokens score strictly higher
+    return -target, rank < 1, rank < 5
+
+
+def summarize(nll: np.ndarray, top1: np.ndarray, top5: np.ndarray, y: np.ndarray, unk_id: int = 0
+              ) -> dict[str, float]:
     """Validation loss (nats), perplexity over all targets and over in-vocabulary targets, top-1/top-5.
 
     ``val_ppl`` counts every target, ``<unk>`` included (the headline);
     ``val_ppl_known`` only targets that are real words of the vocabulary (not ``unk_id``,
     ``data.vocab.Vocab.unk_id``: this base layer does not import ``data``).
     """
-    nll = np.empty(len(y))
-    top1 = np.empty(len(y), dtype=bool)
-    top5 = np.empty(len(y), dtype=bool)
-    for start in range(0, len(y), batch_size):
-        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-        logp = log_softmax(np.asarray(logits_fn(xb)))
-        target = logp[np.arange(len(yb)), yb]
-        nll[start:start + len(yb)] = -target
-        rank = (logp > target[:, None]).sum(axis=1)  # how many tokens score strictly higher
-        top1[start:start + len(yb)] = rank < 1
-        top5[start:start + len(yb)] = rank < 5
     known = y != unk_id
     loss = float(nll.mean())
     with np.errstate(over="ignore"):  # a diverging model has an infinite perplexity, not a warning
@@ -42,3 +40,54 @@ def evaluate(logits_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np
             "val_top1": float(top1.mean()),
             "val_top5": float(top5.mean()),
         }
+
+
+def evaluate(logits_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray,
+             batch_size: int = 1024, unk_id: int = 0) -> dict[str, float]:
+    """``summarize`` of a window model over windows ``x`` [N, T] and their targets ``y`` [N]."""
+    scores = [score_rows(logits_fn(x[start:start + batch_size]), y[start:start + batch_size])
+              for start in range(0, len(y), batch_size)]
+    nll, top1, top5 = (np.concatenate(parts) for parts in zip(*scores, strict=True))
+    return summarize(nll, top1, top5, y, unk_id)
+
+
+SequenceLogits = Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]  # (x [B, T], carry) -> (logits [B, T, V], carry)
+
+
+def poem_target_logits(sequence_logits: SequenceLogits, poems: list[np.ndarray], min_context: int,
+                       streams: int = 64, chunk: int = 128) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Read each poem whole from a zero state and yield (logits [N, V], targets [N], scored [N] bool) in
+    pieces, poem by poem and in order: every target after a poem's first token, ``scored`` where it has at
+    least ``min_context`` tokens before it (the window context's targets, so the two are compared on the
+    same tokens). Poems are read ``streams`` at a time, ``chunk`` positions per call, the state carried."""
+    for first in range(0, len(poems), streams):
+        group = poems[first:first + streams]
+        length = max(len(p) for p in group)
+        x = np.zeros((len(group), length), np.int64)
+        for row, ids in enumerate(group):
+            x[row, :len(ids)] = ids
+        carry = None
+        pieces: list[list[np.ndarray]] = [[] for _ in group]
+        for start in range(0, length - 1, chunk):
+            logits, carry = sequence_logits(x[:, start:start + chunk], carry)
+            for row, ids in enumerate(group):
+                stop = min(start + chunk, len(ids) - 1)  # position p predicts token p + 1
+                if stop > start:
+                    pieces[row].append(logits[row, :stop - start])
+        for row, ids in enumerate(group):
+            if len(ids) > 1:
+                positions = np.arange(1, len(ids))
+                yield np.concatenate(pieces[row]), ids[1:], positions >= min_context
+
+
+def evaluate_poems(sequence_logits: SequenceLogits, poems: list[np.ndarray], min_context: int,
+                   unk_id: int = 0) -> dict[str, float]:
+    """``summarize`` of a poem model over the window context's targets, plus ``val_ppl_all``: the perplexity
+    over every token after a poem's first (more context-free tokens than the window context scores)."""
+    parts = [(*score_rows(logits, y), y, scored) for logits, y, scored in
+             poem_target_logits(sequence_logits, poems, min_context)]
+    nll, top1, top5, y, scored = (np.concatenate(column) for column in zip(*parts, strict=True))
+    row = summarize(nll[scored], top1[scored], top5[scored], y[scored], unk_id)
+    with np.errstate(over="ignore"):
+        row["val_ppl_all"] = float(np.exp(nll.mean()))
+    return row

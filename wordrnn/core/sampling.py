@@ -17,17 +17,51 @@ integer arithmetic that any language writes in a few lines. A draw is the top
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from wordrnn.core.errors import UsageError
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]  # int64 [1, T] -> float [1, V]
-# The ids not yet seen -> float [V], the logits after the last of them. A feed keeps what it has read: a
-# window model the last seq_len ids (WindowFeed), a poem model its recurrent state.
-Feed = Callable[[Sequence[int]], np.ndarray]
+Feed = Callable[[list[int]], np.ndarray]  # the token ids the model has not read yet -> logits [V] after the last
+
+
+@dataclass(frozen=True)
+class Stateful:
+    """A poem model for generation: ``step(x [1, T], carry) -> (logits [1, T, V], carry)``.
+
+    ``carry`` is the model's state in whatever form the runtime keeps it (None: the zero state). The
+    prompt is read once; after that each step reads one token, so a token costs the same however long
+    the text already is.
+    """
+
+    step: Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
+
+
+Source = LogitsFn | Stateful  # a window model's logits function, or a poem model's stepper
+
+
+def feed_of(source: Source, seq_len: int) -> Feed:
+    """A fresh ``Feed`` (zero state, empty context) for ``source``.
+
+    A window model sees the last ``seq_len`` tokens of the text each time; a poem model carries its state.
+    """
+    ids: list[int] = []
+    carry: Any = None
+
+    def window(new: list[int]) -> np.ndarray:
+        ids.extend(new)
+        return np.asarray(source(np.asarray([ids[-seq_len:]], dtype=np.int64)))[0]
+
+    def stateful(new: list[int]) -> np.ndarray:
+        nonlocal carry
+        logits, carry = source.step(np.asarray([new], dtype=np.int64), carry)
+        return np.asarray(logits)[0, -1]
+
+    return stateful if isinstance(source, Stateful) else window
 STRATEGIES = ("sample", "greedy")
 UNK_ID = 0  # the contract's <unk>: id 0 of every vocabulary
 SEED_LIMIT = 2**64  # seeds are unsigned 64-bit integers
@@ -130,22 +164,12 @@ def next_token(logits: np.ndarray, settings: SamplerSettings, rng: SplitMix64) -
     return pick(probabilities(z, settings), rng.random())
 
 
-class WindowFeed:
-    """A window model as a feed: the logits after the last ``seq_len`` ids seen, read from a zero state."""
-
-    def __init__(self, logits_fn: LogitsFn, seq_len: int):
-        self.logits_fn = logits_fn
-        self.seq_len = seq_len
-        self.window: list[int] = []
-
-    def __call__(self, ids: Sequence[int]) -> np.ndarray:
-        self.window = [*self.window, *ids][-self.seq_len:]
-        return np.asarray(self.logits_fn(np.asarray([self.window], dtype=np.int64)))[0]
-
-
-def iter_feed(feed: Feed, prompt_ids: list[int], n_tokens: int, settings: SamplerSettings) -> Iterator[int]:
-    """Yield ``n_tokens`` new token ids: the prompt is fed once, then each new token (the last needs no logits)."""
+def iter_generate(source: Source, prompt_ids: list[int], n_tokens: int, seq_len: int,
+                  settings: SamplerSettings) -> Iterator[int]:
+    """Yield ``n_tokens`` new token ids: each conditioned on the last ``seq_len`` tokens (a window model) or on
+    everything since the prompt began (a ``Stateful`` poem model)."""
     rng = SplitMix64(settings.seed)
+    feed = feed_of(source, seq_len)
     logits = feed(list(prompt_ids))
     for i in range(n_tokens):
         token = next_token(np.asarray(logits), settings, rng)
@@ -154,12 +178,6 @@ def iter_feed(feed: Feed, prompt_ids: list[int], n_tokens: int, settings: Sample
             logits = feed([token])
 
 
-def iter_generate(logits_fn: LogitsFn, prompt_ids: list[int], n_tokens: int, seq_len: int,
-                  settings: SamplerSettings) -> Iterator[int]:
-    """Yield ``n_tokens`` new token ids, each conditioned on the last ``seq_len`` tokens."""
-    return iter_feed(WindowFeed(logits_fn, seq_len), prompt_ids, n_tokens, settings)
-
-
-def generate(logits_fn: LogitsFn, prompt_ids: list[int], n_tokens: int, seq_len: int,
+def generate(source: Source, prompt_ids: list[int], n_tokens: int, seq_len: int,
              settings: SamplerSettings) -> list[int]:
-    return list(iter_generate(logits_fn, prompt_ids, n_tokens, seq_len, settings))
+    return list(iter_generate(source, prompt_ids, n_tokens, seq_len, settings))

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from dataclasses import replace
 from typing import TextIO
 
 from data.tokenizer import NEWLINE, Detokenizer, tokenize
 from data.vocab import UNK, Vocab
 from wordrnn.core.errors import UsageError
-from wordrnn.core.sampling import STRATEGIES, Feed, LogitsFn, SamplerSettings, WindowFeed, iter_feed
+from wordrnn.core.sampling import STRATEGIES, SamplerSettings, Source, iter_generate
 
 
 def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
@@ -51,10 +50,9 @@ def settings_from_args(args: argparse.Namespace) -> SamplerSettings:
     return settings
 
 
-def print_samples(new_feed: Callable[[], Feed], vocab: Vocab, args: argparse.Namespace,
+def print_samples(source: Source, vocab: Vocab, seq_len: int, args: argparse.Namespace,
                   stream: TextIO | None = None) -> None:
-    """What every ``generate`` command prints: ``--num-samples`` texts, streamed line by line, each from a
-    fresh feed (``new_feed()``: a window model's ``WindowFeed``, a poem model's state from zero)."""
+    """What every ``generate`` command prints: ``--num-samples`` texts, streamed line by line."""
     stream = stream or sys.stdout
     settings = settings_from_args(args)
     prompt_to_ids(args.prompt, vocab)  # refuses an empty or all-unknown prompt before anything is printed
@@ -65,7 +63,7 @@ def print_samples(new_feed: Callable[[], Feed], vocab: Vocab, args: argparse.Nam
         sample = replace(settings, seed=settings.seed + i)
         if args.num_samples > 1:
             stream.write(("\n" if i else "") + f"--- sample {i + 1}, seed {sample.seed} ---\n")
-        write_text(new_feed(), vocab, args.prompt, args.words, sample, stream=stream)
+        generate_text(source, vocab, seq_len, args.prompt, args.words, sample, stream=stream)
 
 
 def unknown_words(prompt: str, vocab: Vocab) -> list[str]:
@@ -87,15 +85,10 @@ def prompt_to_ids(prompt: str, vocab: Vocab) -> list[int]:
     return ids
 
 
-def generate_text(logits_fn: LogitsFn, vocab: Vocab, seq_len: int, prompt: str, n_tokens: int,
+def generate_text(source: Source, vocab: Vocab, seq_len: int, prompt: str, n_tokens: int,
                   settings: SamplerSettings, stream: TextIO | None = None) -> str:
-    """Prompt in, verse out, from a window model: each token conditioned on the last ``seq_len``."""
-    return write_text(WindowFeed(logits_fn, seq_len), vocab, prompt, n_tokens, settings, stream)
-
-
-def write_text(feed: Feed, vocab: Vocab, prompt: str, n_tokens: int, settings: SamplerSettings,
-               stream: TextIO | None = None) -> str:
-    """Prompt in, verse out, from a fresh ``feed``. With ``stream``, each line is written as soon as it is complete.
+    """Prompt in, verse out, from a window model's logits or a poem model's ``Stateful`` stepper (``source``).
+    With ``stream``, each line is written as soon as it is complete.
 
     The detokenizer sees each token once, so the cost grows linearly with the length.
     """
@@ -103,7 +96,7 @@ def write_text(feed: Feed, vocab: Vocab, prompt: str, n_tokens: int, settings: S
     detok = Detokenizer()
     pieces = [detok.push(token) for token in vocab.decode(prompt_ids)]
     shown = 0  # pieces already written to the stream
-    for token_id in iter_feed(feed, prompt_ids, n_tokens, settings):
+    for token_id in iter_generate(source, prompt_ids, n_tokens, seq_len, settings):
         token = vocab.tokens[token_id]
         pieces.append(detok.push(token))
         if stream is not None and token == NEWLINE:

@@ -28,15 +28,16 @@ from tqdm import tqdm
 
 from data.batches import batch_indices, num_batches
 from data.dataset import Dataset, load_dataset
+from data.streams import epoch_chunks
 from data.tokenizer import tokenize
 from data.vocab import Vocab
 from wordrnn.core.backend import Backend
 from wordrnn.core.config import Config
 from wordrnn.core.errors import INTERRUPTED_EXIT, RunFailed, UsageError, plural
 from wordrnn.core.flags import config_from_args, given_flags
-from wordrnn.core.metrics import evaluate
+from wordrnn.core.metrics import evaluate, evaluate_poems
 from wordrnn.core.params import Params, init_params
-from wordrnn.core.sampling import SamplerSettings
+from wordrnn.core.sampling import SamplerSettings, Source, Stateful
 from wordrnn.core.threads import limit_threads
 from wordrnn.run.folder import (
     CHECKPOINT,
@@ -138,9 +139,14 @@ def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool
 
     if dataset.source is not None:
         say(f"corpus {dataset.describe_source()}")
-    say(f"{backend.framework} {config.model} {config.cell}: vocabulary {config.vocab_size}, "
-        f"{count_params(params):,} parameters, {len(dataset.train_x)} training / {len(dataset.val_x)} "
-        f"validation windows, validation OOV {dataset.val_oov_rate:.1%} -> {run_dir}")
+    if config.context == "poem":
+        reads = (f"{len(dataset.train_ids)} training poems in {config.batch_size} streams, chunks of {config.bptt}; "
+                 f"{len(dataset.val_ids)} validation poems")
+    else:
+        reads = f"{len(dataset.train_x)} training / {len(dataset.val_x)} validation windows"
+    say(f"{backend.framework} {config.model} {config.cell}, {config.context} context: vocabulary "
+        f"{config.vocab_size}, {count_params(params):,} parameters, {reads}, validation OOV "
+        f"{dataset.val_oov_rate:.1%} -> {run_dir}")
     result = RunResult(run_dir, config, start.rows, start.best["epoch"])
     try:
         best = _train_epochs(backend, state, dataset, config, run_dir, start, primary, quiet, say)
@@ -210,6 +216,10 @@ def _resume(requested: Config, run_dir: Path, given: Collection[str] | None) -> 
 def _seed_from(config: Config, source_dir: Path, given: Collection[str] | None, say) -> Start:
     """--init-from: the source's weights and vocabulary, so its model settings too (refusing given conflicts)."""
     source = load_run(source_dir)
+    if source.config.context != config.context:
+        raise UsageError(f"--init-from {source_dir} is a {source.config.context}-context run and this one is "
+                         f"--context {config.context}; start from a {config.context}-context run, or train "
+                         "from scratch")
     _refuse_conflicts(config, source.config, given, only=ADOPTED, whose="the source run's",
                       why=f"--init-from {source_dir} starts from weights and a vocabulary built with other settings",
                       advice="drop them to use the source run's settings, or train from scratch")
@@ -252,8 +262,7 @@ def _train_epochs(backend: Backend, state: Any, dataset: Dataset, config: Config
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for epoch in range(start.epoch + 1, config.epochs + 1):
             state, step, row = _train_epoch(backend, state, dataset, config, epoch, step, quiet, guard)
-            row.update(evaluate(lambda xb, s=state: backend.logits(s, xb), dataset.val_x, dataset.val_y,
-                                unk_id=dataset.vocab.unk_id))
+            row.update(evaluate_run(backend, state, dataset, config))
             row["eval_seconds"] = time.perf_counter() - row.pop("_eval_start")
             row["val_oov_rate"] = dataset.val_oov_rate
             guard.check_validation(row, step)
@@ -315,13 +324,54 @@ class DivergenceGuard:
                        f"or a gradient clip such as --clip 1 (now {self.config.clip:g})")
 
 
+def evaluate_run(backend: Backend, state: Any, dataset: Dataset, config: Config) -> dict[str, float]:
+    """The validation row: windows from a zero state, or whole poems read with the state carried; both score
+    the same targets (every token with at least ``seq_len`` tokens before it in its poem)."""
+    unk = dataset.vocab.unk_id
+    if config.context == "poem":
+        return evaluate_poems(lambda x, carry: backend.sequence_logits(state, x, None, carry), dataset.val_ids,
+                              config.seq_len, unk_id=unk)
+    return evaluate(lambda xb: backend.logits(state, xb), dataset.val_x, dataset.val_y, unk_id=unk)
+
+
+def _batches(backend: Backend, dataset: Dataset, config: Config, epoch: int) -> tuple[int, Any]:
+    """How many steps the epoch takes, and a generator of ``(step function, targets)`` for each.
+
+    The window context steps over shuffled batches of windows; the poem context over the chunks of the
+    epoch's streams, carrying the state from one chunk to the next (``data.streams``).
+    """
+    if config.context == "poem":
+        chunks = epoch_chunks(dataset.train_ids, config.batch_size, config.bptt, config.seed, epoch)
+
+        def poem_steps():
+            carry = None
+            for chunk in chunks:
+                def take(state, step, chunk=chunk):
+                    nonlocal carry
+                    state, loss, carry = backend.train_chunk(state, chunk.x, chunk.y, chunk.weights, chunk.reset,
+                                                             carry, step)
+                    return state, loss
+                yield take, chunk.targets
+
+        return len(chunks), poem_steps()
+    n = len(dataset.train_x)
+
+    def window_steps():
+        for idx in batch_indices(n, config.batch_size, config.seed, epoch):
+            yield (lambda state, step, idx=idx: backend.train_step(state, dataset.train_x[idx],
+                                                                   dataset.train_y[idx], step)), len(idx)
+
+    return num_batches(n, config.batch_size), window_steps()
+
+
 def _train_epoch(backend: Backend, state: Any, dataset: Dataset, config: Config, epoch: int, step: int,
                  quiet: bool, guard: DivergenceGuard) -> tuple[Any, int, dict[str, Any]]:
-    """One pass over the training windows; returns the state, the global step and the epoch's row."""
-    n = len(dataset.train_x)
+    """One pass over the training data; returns the state, the global step and the epoch's row."""
+    total_steps, steps = _batches(backend, dataset, config, epoch)
     # On a terminal a live bar; in a log file the per-epoch lines say enough (a bar there is carriage returns).
-    bar = tqdm(total=num_batches(n, config.batch_size), desc=f"epoch {epoch}/{config.epochs}",
-               unit="batch", disable=quiet or not sys.stderr.isatty(), leave=False, file=sys.stderr)
+    bar = tqdm(total=total_steps, desc=f"epoch {epoch}/{config.epochs}",
+               unit="chunk" if config.context == "poem" else "batch", disable=quiet or not sys.stderr.isatty(),
+               leave=False, file=sys.stderr)
     pending: list[tuple[int, Any, int]] = []  # (step, loss not yet on the host, batch size)
     total, seen = 0.0, 0
     started = time.perf_counter()
@@ -337,9 +387,9 @@ def _train_epoch(backend: Backend, state: Any, dataset: Dataset, config: Config,
         bar.set_postfix(loss=f"{total / max(seen, 1):.3f}", refresh=False)
 
     with bar:
-        for idx in batch_indices(n, config.batch_size, config.seed, epoch):
-            state, loss = backend.train_step(state, dataset.train_x[idx], dataset.train_y[idx], step)
-            pending.append((step, loss, len(idx)))
+        for take, targets in steps:
+            state, loss = take(state, step)
+            pending.append((step, loss, targets))
             step += 1
             if len(pending) >= LOSS_SYNC_EVERY:
                 sync()
@@ -387,7 +437,7 @@ def write_run_samples(backend: Backend, run_dir: Path, config: Config, vocab: Vo
     """Generate from the best weights: one greedy and two sampled texts, saved to samples.txt."""
     best, _ = load_arrays(run_dir / WEIGHTS)
     state = backend.init(best, config)
-    logits_fn = lambda x: backend.logits(state, x)  # noqa: E731
+    logits_fn = generation_source(backend, state, config)
     blocks = []
     for i, prompt in enumerate(sample_prompts(vocab)):
         settings = SamplerSettings("greedy") if i == 0 else SamplerSettings(temperature=0.8, top_p=0.9, seed=i)
@@ -397,6 +447,13 @@ def write_run_samples(backend: Backend, run_dir: Path, config: Config, vocab: Vo
     samples = "\n".join(blocks)
     atomic_write_text(run_dir / SAMPLES, samples)
     return samples
+
+
+def generation_source(backend: Backend, state: Any, config: Config) -> Source:
+    """What the sampler reads a model through: windows of a window model, a ``Stateful`` poem model."""
+    if config.context == "poem":
+        return Stateful(lambda x, carry: backend.sequence_logits(state, x, None, carry))
+    return lambda x: backend.logits(state, x)
 
 
 def train_from_args(args: argparse.Namespace, backend: Backend, extra: dict[str, Any] | None = None) -> int:

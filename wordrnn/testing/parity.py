@@ -36,8 +36,10 @@ import optax
 import torch
 import torch.nn.functional as F
 
+from data.streams import Chunk, epoch_chunks
 from jaxmodels import model as jax_model
 from scratch import model as np_model
+from scratch import sequence as np_sequence
 from torchmodels import model as torch_model
 from wordrnn.core import tolerances
 from wordrnn.core.config import Config
@@ -138,9 +140,10 @@ def _cast(arrays: dict[str, np.ndarray | None] | None, dtype: type) -> dict | No
 class Pass:
     """What one framework computed, widened to float64 NumPy for comparison."""
 
-    logits: np.ndarray  # [B, V]
+    logits: np.ndarray  # [B, V] (window), [B, T, V] (poem: every position of every chunk)
     loss: float
     grads: Params  # d(mean cross-entropy)/d(parameter), canonical names and shapes
+    state: tuple[np.ndarray, ...] = ()  # poem context: the state after the last chunk
 
 
 def numpy_pass(config: Config, params: Params, x: np.ndarray, y: np.ndarray, masks: Masks | None,
@@ -216,6 +219,168 @@ def forward_backward(framework: str, config: Config, params: Params, x: np.ndarr
     return PASSES[framework](config, params, x, y, masks, dtype, device=device)
 
 
+# -- the poem context: chunks of streams with the state carried -------------------------------------------
+
+@dataclass
+class PoemProblem:
+    """Float64 weights, consecutive chunks of random streams (a poem starts inside one), a non-zero state
+    before the first, and locked dropout masks."""
+
+    config: Config
+    params: Params
+    chunks: list[Chunk]
+    state: tuple[np.ndarray, ...]
+    masks: Masks
+
+
+def random_poems(vocab_size: int, count: int, rng: np.random.Generator, shortest: int = 3, longest: int = 20
+                 ) -> list[np.ndarray]:
+    return [rng.integers(0, vocab_size, size=int(rng.integers(shortest, longest + 1)), dtype=np.int64)
+            for _ in range(count)]
+
+
+def random_poem_problem(model: str, vocab_size: int, hidden_size: int, embed_dim: int, seq_len: int,
+                        batch_size: int, seed: int = 0, dropout: float = 0.3, cell: str = "rnn", bptt: int = 6,
+                        chunks: int = 2) -> PoemProblem:
+    config = make_config(model, vocab_size, hidden_size, embed_dim, seq_len, batch_size, seed, cell,
+                         context="poem", bptt=bptt)
+    rng = np.random.default_rng([seed, 5])
+    poems = random_poems(vocab_size, 4 * batch_size, rng)
+    laid = epoch_chunks(poems, batch_size, bptt, seed, 1)[:chunks]
+    if not any(c.reset[:, 1:].any() for c in laid):
+        raise RuntimeError("no poem starts inside a chunk: choose another seed or shorter poems")
+    cells = 2 if config.cell == "lstm" else 1
+    state = tuple(0.5 * rng.standard_normal((batch_size, hidden_size)) for _ in range(cells))
+    masks = draw_masks(config, batch_size, bptt, rng, p=dropout, dtype=np.float64)
+    return PoemProblem(config, random_params(config, seed), laid, state, masks)
+
+
+def numpy_poem_pass(problem: PoemProblem, masks: Masks | None, dtype: type, device: str = "cpu") -> Pass:
+    own, own_masks = _cast(problem.params, dtype), _cast(masks, dtype)
+    state = tuple(np.asarray(s, dtype) for s in problem.state)
+    logits, total, grads = [], 0.0, {k: np.zeros_like(v) for k, v in own.items()}
+    for c in problem.chunks:
+        logits.append(np_sequence.forward(own, c.x, problem.config.cell, state, c.reset, own_masks)[0])
+        loss, g, state = np_sequence.loss_and_grads(own, c.x, c.y, c.weights, problem.config.cell, state,
+                                                    c.reset, own_masks)
+        total += loss
+        for k in grads:
+            grads[k] += g[k]
+    return Pass(np.concatenate(logits, axis=1).astype(np.float64), total, _cast(grads, np.float64),
+                tuple(np.asarray(s, np.float64) for s in state))
+
+
+def torch_poem_pass(problem: PoemProblem, masks: Masks | None, dtype: type, device: str = "cpu",
+                    onehot_gather: bool = False) -> Pass:
+    torch_dtype = torch.float64 if dtype == np.float64 else torch.float32
+    module = torch_model.build_module(problem.config, _cast(problem.params, dtype), dtype=torch_dtype,
+                                      device=device, onehot_gather=onehot_gather)
+    state = tuple(torch.from_numpy(np.asarray(s, dtype)).to(device) for s in problem.state)
+    logits, total = [], 0.0
+    for c in problem.chunks:
+        out, state = module.sequence(torch.from_numpy(c.x).to(device), state, torch.from_numpy(c.reset).to(device),
+                                     torch_masks(masks, dtype, device))
+        w = torch.from_numpy(c.weights).to(device, torch_dtype)
+        losses = F.cross_entropy(out.reshape(-1, out.shape[-1]), torch.from_numpy(c.y).to(device).reshape(-1),
+                                 reduction="none")
+        loss = (losses * w.reshape(-1)).sum() / w.sum()
+        loss.backward()  # each chunk's own loss: truncated BPTT takes no gradient across the boundary
+        total += float(loss.detach())
+        logits.append(out.detach())
+        state = tuple(s.detach() for s in state)
+    grads = {name: p.grad.double().cpu().numpy() for name, p in torch_model.canonical_parameters(module)}
+    return Pass(torch.cat(logits, dim=1).double().cpu().numpy(), total, grads,
+                tuple(s.double().cpu().numpy() for s in state))
+
+
+def jax_poem_loss(params: dict, x: jax.Array, y: jax.Array, weights: jax.Array, reset: jax.Array, state: tuple,
+                  masks: dict | None, cell: str) -> tuple[jax.Array, tuple]:
+    logits, final = jax_model.apply_sequence(params, x, state, reset, masks, cell=cell)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    return jnp.sum(losses * weights) / jnp.sum(weights), (logits, final)
+
+
+_jax_poem_value_and_grad = jax.jit(jax.value_and_grad(jax_poem_loss, has_aux=True), static_argnames="cell")
+
+
+def jax_poem_pass(problem: PoemProblem, masks: Masks | None, dtype: type, device: str = "cpu") -> Pass:
+    with jax.enable_x64(dtype == np.float64), jax.default_device(jax_device(device)):
+        own = {k: jnp.asarray(v) for k, v in _cast(problem.params, dtype).items()}
+        state = tuple(jnp.asarray(np.asarray(s, dtype)) for s in problem.state)
+        logits, total, grads = [], 0.0, None
+        for c in problem.chunks:
+            (loss, (out, state)), g = _jax_poem_value_and_grad(
+                own, jnp.asarray(c.x), jnp.asarray(c.y), jnp.asarray(c.weights, dtype), jnp.asarray(c.reset),
+                state, jax_masks(masks, dtype), cell=problem.config.cell)
+            total += float(loss)
+            logits.append(np.asarray(out, np.float64))
+            grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
+        return Pass(np.concatenate(logits, axis=1), total, {k: np.asarray(v, np.float64) for k, v in grads.items()},
+                    tuple(np.asarray(s, np.float64) for s in state))
+
+
+POEM_PASSES: dict[str, Callable[..., Pass]] = {
+    "numpy": numpy_poem_pass,
+    "torch": torch_poem_pass,
+    "torch-gather": partial(torch_poem_pass, onehot_gather=True),
+    "jax": jax_poem_pass,
+}
+
+
+def poem_pass_checks(problem: PoemProblem, masks: Masks | None = None, dtype: type = np.float32,
+                     frameworks: Sequence[str] = FRAMEWORKS, label: str = "", per_parameter: bool = True,
+                     device: str = "cpu") -> list[Check]:
+    """Every position's logits, the final state and the gradients of the chunks' losses, pairwise."""
+    passes = {fw: POEM_PASSES[fw](problem, masks, dtype, device=device) for fw in frameworks}
+    chunks = f"{len(problem.chunks)} carried chunks of {problem.config.bptt}"
+    return compare_passes(problem.config, passes, dtype, f"poem, {chunks}" + (f", {label}" if label else ""),
+                          per_parameter)
+
+
+def poem_trajectory(framework: str, config: Config, params: Params, chunks: Sequence[Chunk], device: str = "cpu"
+                    ) -> Trajectory:
+    """Train ``framework``'s backend from ``params`` over consecutive ``chunks``, the state carried."""
+    backend = backend_for(framework, device)
+    state = backend.init(_cast(params, np.float32), config)
+    losses, carry = [], None
+    for step, c in enumerate(chunks):
+        state, loss, carry = backend.train_chunk(state, c.x, c.y, c.weights, c.reset, carry, step)
+        losses.append(loss)
+    return Trajectory(np.array([float(v) for v in losses]), backend.canonical(state))
+
+
+def poem_trajectory_checks(config: Config, params: Params, steps: int = 20, seed: int = 0,
+                           frameworks: Sequence[str] = FRAMEWORKS, device: str = "cpu") -> list[Check]:
+    """``steps`` Adam steps over the consecutive chunks of random streams (several epochs if need be)."""
+    rng = np.random.default_rng([seed, 13])
+    poems = random_poems(config.vocab_size, 2 * config.batch_size, rng)
+    chunks: list[Chunk] = []
+    epoch = 1
+    while len(chunks) < steps:
+        chunks += epoch_chunks(poems, config.batch_size, config.bptt, seed, epoch)
+        epoch += 1
+    runs = {fw: poem_trajectory(fw, config, params, chunks[:steps], device) for fw in frameworks}
+    return compare_trajectories(config, runs, f"poem, {steps} {config.optimizer} steps over carried chunks of "
+                                              f"{config.bptt}, lr {config.lr:g}, clip {config.clip:g}")
+
+
+def all_poem_checks(model: str, vocab_size: int, hidden_size: int, embed_dim: int, seq_len: int, batch_size: int,
+                    seed: int = 0, steps: int = 20, lr: float = 1e-3, dropout: float = 0.3, cell: str = "rnn",
+                    bptt: int = 6, device: str = "cpu") -> list[Check]:
+    """The poem context's comparisons: float32 and float64, without and with locked dropout masks; then
+    ``steps`` Adam steps over carried chunks."""
+    use_device(device)
+    problem = random_poem_problem(model, vocab_size, hidden_size, embed_dim, seq_len, batch_size, seed, dropout,
+                                  cell, bptt)
+    checks = []
+    for dtype in (np.float32, np.float64):
+        checks += poem_pass_checks(problem, None, dtype, per_parameter=False, device=device)
+        checks += poem_pass_checks(problem, problem.masks, dtype, label=f"locked masks p={dropout:g}",
+                                   per_parameter=False, device=device)
+    checks += poem_trajectory_checks(replace(problem.config, lr=lr), problem.params, steps, seed, device=device)
+    return checks
+
+
 # -- measures and checks -------------------------------------------------------------------------------
 
 def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -275,6 +440,10 @@ def compare_passes(config: Config, passes: dict[str, Pass], dtype: type, label: 
 
     checks = [check(f"logits {tag}", tolerances.LOGITS[dtype],
                     {pair_label(a, b): max_abs_diff(passes[a].logits, passes[b].logits) for a, b in pairs})]
+    if passes[pairs[0][0]].state:
+        checks.append(check(f"final state {tag}", tolerances.LOGITS[dtype], {
+            pair_label(a, b): max(max_abs_diff(u, v) for u, v in zip(passes[a].state, passes[b].state, strict=True))
+            for a, b in pairs}))
     if per_parameter:
         checks += [check(f"grad {name} {tag}", tolerances.GRADIENTS[dtype], grad_diffs([name])) for name in names]
     else:

@@ -1,0 +1,76 @@
+"""The poem context's input pipeline: whole poems laid end to end in streams, cut into chunks.
+
+Per epoch the training poems are shuffled by a generator seeded with ``[seed, epoch]`` (as the window
+batches are) and dealt, in that order, each to the stream that holds the fewest tokens so far: the
+streams stay within one poem's length of each other, and no poem is split across streams. Position t
+of a stream holds a token, the next token of the same poem as its target (weight 1), or no target
+(weight 0: the poem's last token, or padding after the stream's end), and whether a poem starts there
+(the state is zeroed before it is read). Streams are padded to a whole number of chunks of ``bptt``.
+Every training target appears exactly once an epoch.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Chunk:
+    x: np.ndarray  # int64 [B, T] tokens read
+    y: np.ndarray  # int64 [B, T] next tokens (0 where weight is 0)
+    weights: np.ndarray  # float32 [B, T]: 1 for a real target, 0 for none
+    reset: np.ndarray  # bool [B, T]: a poem starts here; the state is zero before this token
+
+    @property
+    def targets(self) -> int:
+        return int(self.weights.sum())
+
+
+def lay_streams(poems: list[np.ndarray], streams: int) -> list[list[np.ndarray]]:
+    """Deal ``poems`` in order to ``streams`` streams, each to the one holding the fewest tokens (ties: lowest)."""
+    heap = [(0, i) for i in range(streams)]
+    laid: list[list[np.ndarray]] = [[] for _ in range(streams)]
+    for ids in poems:
+        length, i = heapq.heappop(heap)
+        laid[i].append(ids)
+        heapq.heappush(heap, (length + len(ids), i))
+    return laid
+
+
+def stream_arrays(poems: list[np.ndarray], streams: int, multiple: int) -> Chunk:
+    """The whole epoch as one [B, L] ``Chunk``, L a multiple of ``multiple``."""
+    laid = lay_streams(poems, streams)
+    longest = max(sum(len(p) for p in row) for row in laid)
+    length = max(multiple, -(-longest // multiple) * multiple)
+    x = np.zeros((streams, length), np.int64)
+    y = np.zeros((streams, length), np.int64)
+    weights = np.zeros((streams, length), np.float32)
+    reset = np.zeros((streams, length), bool)
+    for b, row in enumerate(laid):
+        at = 0
+        for ids in row:
+            n = len(ids)
+            x[b, at:at + n] = ids
+            y[b, at:at + n - 1] = ids[1:]
+            weights[b, at:at + n - 1] = 1
+            reset[b, at] = True
+            at += n
+    return Chunk(x, y, weights, reset)
+
+
+def epoch_chunks(poems: list[np.ndarray], streams: int, bptt: int, seed: int, epoch: int) -> list[Chunk]:
+    """The chunks of one epoch, in order: ``streams`` rows of ``bptt`` tokens each."""
+    order = np.random.default_rng([seed, epoch]).permutation(len(poems))
+    whole = stream_arrays([poems[i] for i in order], streams, bptt)
+    chunks = [Chunk(*(a[:, start:start + bptt] for a in (whole.x, whole.y, whole.weights, whole.reset)))
+              for start in range(0, whole.x.shape[1], bptt)]
+    return [c for c in chunks if c.targets]  # a last chunk holding only a poem's final token predicts nothing
+
+
+def scored_positions(poems: list[np.ndarray], min_context: int) -> list[np.ndarray]:
+    """For each poem, the positions j whose token is scored: those with at least ``min_context`` tokens before
+    them (the targets of the window context's windows of ``min_context``, in the same order)."""
+    return [np.arange(min_context, len(ids)) for ids in poems]
