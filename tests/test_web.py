@@ -447,3 +447,17 @@ def test_no_python_command_needs_node(rnn_file, tmp_path):
     env = {"PATH": "/nonexistent", "PYTHONPATH": str(ROOT), "HOME": os.environ.get("HOME", "/tmp")}
     result = run_module("export.generate", "--model", str(rnn_file), "--words", "5", env=env)
     assert result.returncode == 0 and result.stdout.startswith("the")
+
+
+@needs_node
+@pytest.mark.slow  # two benchmark-size exports and six measured texts per client: about 30 s on a busy 2-core box
+def test_web_speed_puts_the_poem_model_beside_the_window_model():
+    result = run_module("wordrnn.bench.web_speed", "--tokens", "80", "--no-browser", "--cell", "lstm")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith(("Python", "Node.js"))]
+    assert [(r[0], r[2]) for r in rows] == [("Python", "window"), ("Node.js", "window"), ("Python", "poem"),
+                                            ("Node.js", "poem")]
+    for row in rows:  # tokens/s greedy and sampled, the ratio to the window model, us early and late, their ratio
+        numbers = [float(x.rstrip("x")) for x in row[3:]]
+        assert len(numbers) == 6 and all(n > 0 for n in numbers), row
+    assert "us@20" in result.stdout and "us@80" in result.stdout
