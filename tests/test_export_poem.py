@@ -322,3 +322,31 @@ def test_a_version_1_client_refuses_a_poem_file_and_still_reads_a_window_file(po
                          text=True, env={"PYTHONPATH": str(v1_client), "PATH": "/usr/bin:/bin"})
     assert old.returncode == 0, old.stderr
     assert old.stdout == run_module("export.generate", *args).stdout
+
+
+def test_a_version_1_file_without_the_context_key_still_generates_in_python_and_node(tmp_path):
+    """A window file written before wordrnn.context existed (and its config before Config.context) is a window
+    model to every client of version 2."""
+    from test_web import NODE, NODE_MODULES
+
+    new = tmp_path / "new.onnx"
+    assert export(make_run(tmp_path / "run", "embedding", cell="gru"), new) == 0
+    model = onnx.load(str(new))
+    props = {p.key: p.value for p in model.metadata_props if p.key != KEY_CONTEXT}
+    config = json.loads(props["wordrnn.config"])
+    for key in ("format_version", "context", "bptt"):
+        del config[key]
+    props["wordrnn.config"] = json.dumps(config)
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, props)
+    old = tmp_path / "old.onnx"
+    onnx.save(model, str(old))
+    assert load(old).card.context == "window"
+    args = ["--words", "30", "--seed", "2", "--prompt", "the moon"]
+    want = run_module("export.generate", "--model", str(new), *args)
+    got = run_module("export.generate", "--model", str(old), *args)
+    assert want.returncode == got.returncode == 0 and got.stdout == want.stdout
+    if NODE is not None and NODE_MODULES.is_dir():
+        js = subprocess.run([NODE, "web/generate.mjs", "--model", str(old), *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+        assert js.returncode == 0 and js.stdout == want.stdout, js.stderr
