@@ -54,6 +54,7 @@ class Fold:
     dataset: Dataset  # train = inner training poems, val = inner validation poems (what the loop sees)
     test_x: np.ndarray  # windows of the held-out poems [N, T]
     test_y: np.ndarray
+    test_ids: list[np.ndarray]  # the held-out poems, whole (the poem context reads them from a zero state)
 
     @property
     def train_ids(self) -> list[np.ndarray]:
@@ -82,5 +83,5 @@ def build_folds(tokens: list[list[str]], k: int, seq_len: int, min_freq: int, to
                     f"fold {i + 1} of {k} has no {what} window of {seq_len + 1} tokens (the corpus has {n} "
                     f"poems); use fewer --folds (2 to {max(2, n // 4)}) or a larger corpus")
         dataset = Dataset(vocab, sets[0], sets[1], tx, ty, vx, vy)
-        folds.append(Fold(i, heldout, inner_train, inner_val, vocab, dataset, hx, hy))
+        folds.append(Fold(i, heldout, inner_train, inner_val, vocab, dataset, hx, hy, sets[2]))
     return folds

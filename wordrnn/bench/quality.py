@@ -167,7 +167,27 @@ class TrainedRNN:
     def logits(self, x: np.ndarray) -> np.ndarray:
         return self.backend.logits(self.state, x)
 
-    def target_log_prob(self, x: np.ndarray, y: np.ndarray, batch: int = 2048) -> np.ndarray:
+    def sequence_logits(self, x: np.ndarray, carry: Any) -> tuple[np.ndarray, Any]:
+        return self.backend.sequence_logits(self.state, x, None, carry)
+
+    def source(self) -> Any:
+        """What the sampler reads the model through (``wordrnn.core.sampling.Source``)."""
+        from wordrnn.run.loop import generation_source
+
+        return generation_source(self.backend, self.state, self.config)
+
+    def target_log_prob(self, x: np.ndarray, y: np.ndarray, poems: list[np.ndarray], batch: int = 2048
+                        ) -> np.ndarray:
+        """log P(y) for the windows ``x``, ``y`` of ``poems``: from the windows (window context), or from the
+        whole poems read with the state carried (poem context), in the windows' order."""
+        if self.config.context == "poem":
+            from wordrnn.core.metrics import poem_target_logits
+
+            parts = [target_log_prob(logits[scored], targets[scored]) for logits, targets, scored in
+                     poem_target_logits(self.sequence_logits, poems, self.config.seq_len)]
+            logp = np.concatenate(parts) if parts else np.zeros(0)
+            assert len(logp) == len(y), "the poem context scores the windows' targets"
+            return logp
         return np.concatenate([target_log_prob(self.logits(x[i:i + batch]), y[i:i + batch])
                                for i in range(0, len(y), batch)]) if len(y) else np.zeros(0)
 
@@ -201,12 +221,13 @@ def score_fold(fold: Fold, tokens: list[list[str]], recipe_config: Config, plain
         rnn = TrainedRNN(replace(recipe_config, seed=s), fold, Path(workdir))
         log(f"    fold {fold.index + 1}, seed {s}: recipe trained, {rnn.describe()} "
             f"({time.time() - started:.0f} s)")
-        r_val, r_test = rnn.target_log_prob(ds.val_x, ds.val_y), rnn.target_log_prob(fold.test_x, fold.test_y)
+        r_val = rnn.target_log_prob(ds.val_x, ds.val_y, ds.val_ids)
+        r_test = rnn.target_log_prob(fold.test_x, fold.test_y, fold.test_ids)
         w = choose_weight(r_val, kn_val)
         plain = TrainedRNN(replace(plain_config, seed=s), fold, Path(workdir))
         log(f"    fold {fold.index + 1}, seed {s}: plain trained, {plain.describe()} "
             f"({time.time() - started:.0f} s)")
-        p_test = plain.target_log_prob(fold.test_x, fold.test_y)
+        p_test = plain.target_log_prob(fold.test_x, fold.test_y, fold.test_ids)
         losses["recipe"].append(-float(r_test.mean()))
         losses["mixture"].append(-float(mix_log_prob(r_test, kn_test, w).mean()))
         losses["plain"].append(-float(p_test.mean()))
@@ -268,23 +289,42 @@ def fold_samples(fold: Fold, tokens: list[list[str]], kn: KneserNey, rnn: Traine
 
     settings = SamplerSettings(temperature=0.8, top_p=0.9, seed=0)
     seq_len = rnn.config.seq_len
-
-    def mixture_logits(x: np.ndarray) -> np.ndarray:
-        p_rnn = np.exp(np.asarray(rnn.logits(x), np.float64))
-        p_rnn /= p_rnn.sum(axis=1, keepdims=True)
-        return np.log(mix(p_rnn, np.exp(kn.log_distributions(x)), weight))
-
+    mixture = mixture_source(rnn, kn, weight)
     training = TrainingText([tokens[i] for i in fold.inner_train])
     prompt_len = len(tokenize(PROMPT))
     out = {}
-    for name, fn in (("kneser-ney", kn.log_distributions), ("recipe", rnn.logits),
-                     ("mixture", mixture_logits), ("plain", plain.logits)):
+    for name, fn in (("kneser-ney", kn.log_distributions), ("recipe", rnn.source()),
+                     ("mixture", mixture), ("plain", plain.source())):
         text = generate_text(fn, fold.vocab, seq_len, PROMPT, SAMPLE_TOKENS, settings)
         generated = tokenize(text)[prompt_len:]
         n = training.novelty(generated)
         out[name] = {"text": text, "copied_4grams": n.copied_4grams, "longest_copy": n.longest_copy,
                      "novelty": n.describe()}
     return out
+
+
+def mixture_source(rnn: TrainedRNN, kn: KneserNey, weight: float) -> Any:
+    """The RNN + Kneser-Ney mixture as a sampler source: a window model's, or a poem model's that carries the
+    RNN's state and the text so far (Kneser-Ney reads its last ``seq_len`` tokens)."""
+    from wordrnn.core.sampling import Stateful
+
+    seq_len = rnn.config.seq_len
+
+    def mixed(rnn_logits: np.ndarray, window: np.ndarray) -> np.ndarray:
+        p_rnn = np.exp(np.asarray(rnn_logits, np.float64))
+        p_rnn /= p_rnn.sum(axis=1, keepdims=True)
+        return np.log(mix(p_rnn, np.exp(kn.log_distributions(window)), weight))
+
+    if rnn.config.context != "poem":
+        return lambda x: mixed(rnn.logits(x), x)
+
+    def step(x: np.ndarray, carry: Any) -> tuple[np.ndarray, Any]:
+        rnn_carry, text = carry if carry is not None else (None, [])
+        logits, rnn_carry = rnn.sequence_logits(x, rnn_carry)
+        text = text + x[0].tolist()
+        return mixed(logits[:, -1], np.asarray([text[-seq_len:]]))[:, None], (rnn_carry, text)
+
+    return Stateful(step)
 
 
 def table(results: list[CorpusResult]) -> str:
@@ -313,7 +353,8 @@ def samples_text(results: list[CorpusResult]) -> str:
 def configs_from_args(args: argparse.Namespace) -> tuple[Config, Config]:
     common = dict(text_column=args.text_column, tokenizer=args.tokenizer, min_freq=args.min_freq,
                   seq_len=args.seq_len, epochs=args.epochs, patience=args.patience)
-    recipe_config = Config(model=args.model, cell=args.cell, hidden_size=args.hidden_size,
+    recipe_config = Config(model=args.model, cell=args.cell, context=args.context, bptt=args.bptt,
+                           hidden_size=args.hidden_size,
                            embed_dim=args.embed_dim, batch_size=args.batch_size, lr=args.lr,
                            optimizer=args.optimizer, clip=args.clip, weight_decay=args.weight_decay,
                            dropout=args.dropout, **common).validate()
@@ -353,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet:
             say(f"{name}: {results[-1].seconds:.0f} s")
     document = {"corpora": [r.to_json() for r in results],
-                "recipe": {k: getattr(recipe_config, k) for k in recipe("quality")},
+                "recipe": {k: getattr(recipe_config, k) for k in (*recipe("quality"), "context", "bptt")},
                 "plain": {k: getattr(plain_config, k) for k in recipe("quality")},
                 "command": " ".join(["python -m wordrnn.bench.quality", *(sys.argv[1:] if argv is None else argv)])}
     out = Path(args.json)
