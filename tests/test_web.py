@@ -238,7 +238,7 @@ def test_node_refuses_a_poem_model_fed_without_its_state_or_with_the_wrong_width
     script = f"""
 import {{ readFileSync }} from "node:fs";
 import * as ort from "onnxruntime-node";
-import {{ WordrnnModel }} from "./web/wordrnn.mjs";
+import {{ WordrnnModel, generateText, samplerSettings }} from "./web/wordrnn.mjs";
 const model = await WordrnnModel.load(ort, readFileSync({json.dumps(str(poem_file))}), "poem.onnx");
 const narrow = model.zeroState().map(() => new ort.Tensor("float32", new Float32Array(15), [1, 15]));
 const out = [];
@@ -247,12 +247,18 @@ for (const state of [undefined, narrow, model.zeroState().slice(1)]) {{
 }}
 const logits = (await model.run([2, 3], model.zeroState())).logits;
 out.push(logits.length);
+const fed = [];  // what generation feeds the session: the prompt once, then one token a step
+const run = model.session.run.bind(model.session);
+model.session.run = (feeds) => {{ fed.push(feeds.tokens.dims.join("x")); return run(feeds); }};
+await generateText(model, "the sea is calm", 30, samplerSettings({{ seed: 1n }}));
+out.push(fed);
 process.stdout.write(JSON.stringify(out));
 """
     result = node_module(script)
     assert result.returncode == 0, result.stderr
-    *messages, width = json.loads(result.stdout)
+    *messages, width, fed = json.loads(result.stdout)
     assert width == len(WORDS)
+    assert fed == ["1x4"] + ["1x1"] * 29
     want = ("poem.onnx is a poem model: it needs its state h0 float32 [1, 16], c0 float32 [1, 16] beside the tokens, "
             "got ")
     assert messages == [want + "no state; start a poem from zeroState()",
