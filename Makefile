@@ -39,7 +39,7 @@ quality: corpus
 	$(PY) -m wordrnn.bench.quality --suite
 
 # The JavaScript client and the page (web/): onnxruntime-node and onnxruntime-web, pinned by package-lock.json.
-# .npmrc skips onnxruntime-node's install script (it downloads optional GPU files; the CPU binaries ship in
+# .npmrc turns off install scripts (onnxruntime-node's downloads optional GPU files; the CPU binaries ship in
 # the package). Python needs none of this: where npm is missing, the Node.js and browser tests skip.
 NPM := $(shell command -v npm 2>/dev/null)
 NODE_DEPS := $(if $(NPM),web,)

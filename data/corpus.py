@@ -52,15 +52,38 @@ def read_corpus(path: Path, text_column: str = "text") -> Corpus:
 
 
 def _read_csv(text: str, path: Path, column: str) -> list[str]:
-    reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is None:
+    # strict: a quote left open would otherwise swallow every following row into one field, silently.
+    reader = csv.DictReader(io.StringIO(text), strict=True)
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as err:
+        raise _csv_error(path, 1, err) from None
+    if fieldnames is None:
         raise UsageError(f"{path} is empty; give a CSV with a header row and a {column!r} column")
-    if column not in reader.fieldnames:
+    if column not in fieldnames:
         raise UsageError(
-            f"{path} has no column {column!r} (columns: {', '.join(reader.fieldnames)}); "
+            f"{path} has no column {column!r} (columns: {', '.join(fieldnames)}); "
             f"pass --text-column NAME"
         )
-    return [row[column] or "" for row in reader]
+    poems = []
+    while True:
+        start = reader.line_num + 1  # the line the next record begins on
+        try:
+            row = next(reader)
+        except StopIteration:
+            return poems
+        except csv.Error as err:
+            raise _csv_error(path, start, err) from None
+        poems.append(row[column] or "")
+
+
+def _csv_error(path: Path, line: int, err: csv.Error) -> UsageError:
+    """The record that could not be read, by its first line, and the likely cause."""
+    if "unexpected end of data" in str(err):
+        return UsageError(f"{path}: the quote opened in the record on line {line} is never closed, so it would "
+                          "swallow the rest of the file; close it (a quote inside a quoted field is written \"\")")
+    return UsageError(f"{path}: the record on line {line} is not valid CSV ({err}); "
+                      "a quote inside a quoted field is written \"\"")
 
 
 def _read_txt(text: str) -> tuple[list[str], str]:

@@ -6,7 +6,9 @@ in the cache, and checked again whenever the cached copy is used (a truncated
 copy is fetched anew).
 
 ``python3 -m data.locate`` (standard library only, so it runs before any
-environment is built) prints where the corpus is, or says how to supply it.
+environment is built) prints where the corpus is, or says how to supply it;
+the pinned corpus it found elsewhere is copied into the cache, so that a
+command typed later, without ``make``'s $WORDRNN_DATA, finds it too.
 """
 
 from __future__ import annotations
@@ -73,12 +75,38 @@ def download(url: str, dest: Path, sha256: str, timeout: float = 30.0) -> Path:
             f"the downloaded corpus has SHA-256 {digest}, expected {sha256}; it was not kept. "
             f"Pass --data PATH with a good copy of {CORPUS_NAME}"
         )
+    _store(payload, dest)
+    print(f"wordrnn: checked SHA-256 and stored the corpus in {dest}", file=sys.stderr)
+    return dest
+
+
+def _store(payload: bytes, dest: Path) -> None:
+    """Write ``payload`` to ``dest`` atomically (a temporary file beside it, then a rename)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False, prefix=".download-") as tmp:
         tmp.write(payload)
     os.replace(tmp.name, dest)
-    print(f"wordrnn: checked SHA-256 and stored the corpus in {dest}", file=sys.stderr)
-    return dest
+
+
+def remember_corpus(found: Path, sha256: str = CORPUS_SHA256) -> Path | None:
+    """Copy the pinned corpus, found through --data or $WORDRNN_DATA, into the user cache when the cache has none,
+    so that later commands find it with neither (``make demo`` sets $WORDRNN_DATA; a command typed after it
+    does not). Says where it was stored; returns that path, or None when nothing was stored."""
+    cached = cache_dir() / CORPUS_NAME
+    if cached.is_file() or found.resolve() == cached.resolve():
+        return None
+    payload = found.read_bytes()
+    if sha256_of(payload) != sha256:
+        return None  # another corpus: the cache holds only the pinned one
+    try:
+        _store(payload, cached)
+    except OSError as err:
+        print(f"wordrnn: could not store a copy of the corpus in {cached} ({err.strerror}); later commands "
+              f"need --data or {ENV_VAR}", file=sys.stderr)
+        return None
+    print(f"wordrnn: stored a copy of the corpus in {cached}, where later commands find it without --data "
+          f"or {ENV_VAR}", file=sys.stderr)
+    return cached
 
 
 @cli
@@ -90,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
                                                  "copy into the user cache if needed. Standard library only.")
     parser.add_argument("--data", default=None, metavar="PATH", help="corpus to check instead of the defaults")
     args = parser.parse_args(argv)
-    print(f"corpus: {locate_corpus(args.data)}")
+    found = locate_corpus(args.data)
+    remember_corpus(found)
+    print(f"corpus: {found}")
     return 0
 
 

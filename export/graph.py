@@ -44,14 +44,6 @@ from wordrnn.core.params import Params
 DEFAULT_OPSET = 17  # RNN/LSTM/GRU-14, Gather-13, Squeeze-13, Gemm-13: every onnxruntime since 1.11 runs it
 MIN_OPSET = 14  # the first RNN, LSTM and GRU that state their layout
 
-# the attributes each cell's op needs besides hidden_size (its defaults do the rest)
-OP_ATTRIBUTES: dict[str, dict] = {
-    "rnn": {"activations": ["Tanh"]},
-    "lstm": {},
-    "gru": {"linear_before_reset": 1},  # torch's n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
-}
-
-
 def input_table(params: Params, config: Config) -> tuple[str, np.ndarray, np.ndarray]:
     """What the Gather reads from, and the recurrent op's input weight W ([G*H, I], torch's gate order)."""
     if config.model == "embedding":
@@ -105,7 +97,7 @@ Head = tuple[list[onnx.ValueInfoProto], list[onnx.ValueInfoProto], str]
 
 def recurrent_node(cell: Cell, H: int, inputs: list[str], outputs: list[str]) -> onnx.NodeProto:
     return helper.make_node(cell.onnx_op, ["inputs_time_major", "rnn.W", "rnn.R", "rnn.B", *inputs], outputs,
-                            hidden_size=H, **OP_ATTRIBUTES[cell.name])
+                            hidden_size=H, **cell.onnx_attributes)
 
 
 def window_head(params: Params, config: Config, cell: Cell, nodes: list, initializers: dict) -> Head:

@@ -30,7 +30,6 @@ from wordrnn.core.errors import UsageError
 # [batch, seq, V] for a poem model, which also takes its state in and gives it back: h0 -> hn, c0 -> cn).
 INPUT_NAME = "tokens"
 OUTPUT_NAME = "logits"
-STATE_NAMES = (("h0", "hn"), ("c0", "cn"))  # (input, output) of h, then of the LSTM's c
 
 FORMAT = "1"
 KEY_FORMAT = "wordrnn.format"
@@ -71,8 +70,8 @@ def state_specs(config: Config) -> tuple[StateSpec, ...]:
     """The states a ``config`` model carries from token to token: none in the window context."""
     if config.context != "poem":
         return ()
-    count = 2 if get_cell(config.cell).has_cell_state else 1
-    return tuple(StateSpec(i, o, config.hidden_size) for i, o in STATE_NAMES[:count])
+    # each state the registry names (h; and c for the LSTM) goes in as h0 (c0) and comes out as hn (cn)
+    return tuple(StateSpec(f"{name}0", f"{name}n", config.hidden_size) for name in get_cell(config.cell).states)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from export.session import load
 from wordrnn.core.errors import CommandParser, UsageError, cli
+from wordrnn.core.paths import check_writable
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
@@ -48,6 +49,7 @@ def check_out(out: Path, overwrite: bool) -> None:
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise UsageError(f"--out {out} is a folder that is not empty; give a new folder, or add --overwrite "
                          "to replace it")
+    check_writable(out)
 
 
 def write_site(model: Path, out: Path) -> list[Path]:
@@ -67,8 +69,10 @@ def write_site(model: Path, out: Path) -> list[Path]:
         staging.rename(out)
         if old is not None:
             shutil.rmtree(old)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(err, OSError):  # named by the folder asked for, not by the staging folder beside it
+            raise OSError(err.errno, err.strerror, str(out)) from None
         raise
     return sorted(out.iterdir())
 

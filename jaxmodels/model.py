@@ -178,9 +178,6 @@ def apply(
         onehot = "embedding" not in params
     elif onehot == ("embedding" in params):
         raise ValueError(f"onehot={onehot} but the params {'hold' if onehot else 'lack'} an embedding table")
-    gates = get_cell(cell).num_gates
-    if params["rnn.w_hh"].shape[0] != gates * params["rnn.w_hh"].shape[1]:
-        raise ValueError(f"rnn.w_hh has shape {params['rnn.w_hh'].shape}, not that of a {cell} cell ({gates} gates)")
     hidden_mask = masks.get("hidden") if masks else None
     tokens = jnp.asarray(x).T  # time-major [T, B]: lax.scan walks the leading axis
     projected = input_projection(params, tokens, masks.get("input") if masks else None, onehot)

@@ -4,21 +4,28 @@ The shared flags, plus where to run: ``--accelerator`` and ``--devices`` pick th
 devices (data parallel over all of them by default), and ``--coordinator-address``,
 ``--num-processes``, ``--process-id`` join a multi-host run before JAX looks
 at any device (importing jax, flax and optax starts no backend).
+
+JAX, Flax and optax (and the loop's NumPy) are imported inside the functions, under the command's
+``@cli``: a Ctrl-C during those seconds of imports is then one ``interrupted`` line, and a Python
+without them one line saying how to install them, where a module-level import would end in a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from jaxmodels import devices as devs
-from jaxmodels.backend import JaxBackend
-from wordrnn.core.errors import UsageError, cli
-from wordrnn.core.flags import shared_parser
-from wordrnn.core.threads import limit_threads
-from wordrnn.run.loop import train_from_args
+from wordrnn.core.interrupt import quit_on_ctrl_c
+
+quit_on_ctrl_c()  # before the imports below: a Ctrl-C while they load is one line too
+
+from wordrnn.core.errors import UsageError, cli  # noqa: E402
+from wordrnn.core.flags import shared_parser  # noqa: E402
+from wordrnn.core.threads import limit_threads  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from jaxmodels import devices as devs
+
     parser = shared_parser("Train the word-level RNN language model with JAX/Flax NNX.",
                            prog="python -m jaxmodels.train")
     g = parser.add_argument_group("jax")
@@ -37,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
 @cli
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from jaxmodels import devices as devs
+    from jaxmodels.backend import JaxBackend
+    from wordrnn.run.loop import train_from_args
+
     limit_threads(args.threads)  # XLA reads its thread flag when the backend starts: before any device query
     if args.coordinator_address:
         devs.init_distributed(args.coordinator_address, args.num_processes, args.process_id)

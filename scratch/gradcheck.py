@@ -31,6 +31,7 @@ from functools import partial
 import numpy as np
 
 from scratch import model
+from wordrnn.core.cells import CELLS
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import Masks, draw_masks
 from wordrnn.core.errors import CommandParser, UsageError, cli
@@ -104,7 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m scratch.gradcheck",
         description="Check the NumPy BPTT gradients of every cell and both models against central finite "
                     f"differences (float64); exits 1 if any parameter's relative error exceeds {FINITE_DIFFERENCE:g}.")
-    parser.add_argument("--cell", choices=tuple(model.STEPS), default=None,
+    parser.add_argument("--cell", choices=tuple(CELLS), default=None,
                         help="check this cell only (default: every cell)")
     parser.add_argument("--vocab-size", type=_positive, default=13, help="V (default: %(default)s)")
     parser.add_argument("--hidden-size", type=_positive, default=8, help="H (default: %(default)s)")
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     worst = 0.0
     print(f"{'cell':<5} {'model':<10} {'masks':<6} {'parameter':<11} {'worst rel. error':>16}")
-    for cell in (args.cell,) if args.cell else tuple(model.STEPS):
+    for cell in (args.cell,) if args.cell else tuple(CELLS):
         for kind in ("onehot", "embedding"):
             for dropout in (0.0, args.dropout):
                 params, x, y, masks = make_problem(kind, args.vocab_size, args.hidden_size, args.embed_dim,

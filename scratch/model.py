@@ -1,51 +1,14 @@
-"""The word-level recurrent models in NumPy: forward pass and backpropagation through time.
+"""The fast window kernel: the window context's forward pass and BPTT in NumPy, for the rnn, LSTM and GRU.
 
-Shapes: B windows in the batch, T tokens per window (any length >= 1), V
-vocabulary, E embedding width, H hidden size, G the cell's gate count (1 for
-``rnn``, 4 for ``lstm``, 3 for ``gru``; ``wordrnn.core.cells`` says, with the
-order of the gate blocks in the stacked weights). Inside, arrays are
-time-major ([T, B, ...]) so that the values of one step are one contiguous
-[B, ...] block for the matrix products of the recurrence, and the gate work
-between the products is gate-major ([G, B, H]): there each gate's block is
-one contiguous [B, H] array, on which NumPy's element-wise loops run faster
-than on the strided column blocks of a [B, G*H] product (what that buys a
-whole step is in docs/PERFORMANCE.md). The products themselves stay fused,
-one per step for all gates.
+It computes what ``scratch.sequence`` computes with ``last_only`` (a window from a zero state, scored at its
+last step), from the same equations (``scratch.cells``, where they read one line each), arranged for speed:
+arrays time-major ([T, B, ...]) so one step is one contiguous [B, ...] block, the gate work gate-major
+([G, B, H]) and in place, the embedding gradient a 0/1 selection product. Together these make a window
+training step 1.3-1.6 times faster than the plain steps (docs/PERFORMANCE.md); tests/test_scratch_sequence.py
+holds the two to 1e-12. A cell without a kernel here runs the plain steps.
 
-The model, the same for every cell:
-
-    onehot:     u_t = onehot(x_t),        so u_t W_ih^T = W_ih[:, x_t]       (a column gather)
-    embedding:  u_t = emb[x_t] * m_in_t                                      (m_in: input dropout mask)
-    a_t = u_t W_ih^T          [B, G*H]   the input side of every gate, all steps in one product
-    b_t = h_{t-1} W_hh^T      [B, G*H]   the recurrent side, one product per step; h_{-1} = c_{-1} = 0
-    h_t (and c_t) = cell(a_t + b_ih, b_t + b_hh, h_{t-1}, c_{t-1})
-    logits = (h_{T-1} * m_h) W_out^T + b_out                                (m_h: hidden dropout mask)
-    loss = mean_b [ logsumexp(logits_b) - logits_b[y_b] ]
-
-The cells, torch's ``nn.RNN``, ``nn.LSTM`` and ``nn.GRU`` (sigma is the
-logistic function, * is element-wise, a_k is gate k's block of a):
-
-    rnn:   h = tanh(a + b_ih + b + b_hh)
-    lstm:  i = sigma(a_i + b_i)   f = sigma(a_f + b_f)   g = tanh(a_g + b_g)   o = sigma(a_o + b_o)
-           c = f * c_prev + i * g
-           h = o * tanh(c)                                 (here a and b include their biases)
-    gru:   r = sigma(a_r + b_r)   z = sigma(a_z + b_z)   n = tanh(a_n + r * b_n)
-           h = (1 - z) * n + z * h_prev
-
-Backpropagation through time runs the steps in reverse. Each cell's backward
-step turns dL/dh_t (and dL/dc_t) into the gradients of its two
-pre-activations, da_t = dL/d(a_t + b_ih) and db_t = dL/d(b_t + b_hh) (the
-same array except for the GRU, whose new gate sees b_n through r), and the
-shared code assembles the rest for every cell:
-
-    dh_{t-1} = db_t W_hh  (+ the cell's direct path from h_{t-1} to h_t)
-    dW_ih = sum_t da_t^T u_t    db_ih = sum_t da_t    dW_hh = sum_t db_t^T h_{t-1}    db_hh = sum_t db_t
-
-A cell is two functions, one forward step and one backward step, found by
-name in ``STEPS``; nothing else here knows which cell runs. The parameters
-decide the input model (an ``embedding`` entry means the embedding model);
-``cell`` names the cell. All arithmetic stays in the parameters' dtype
-(float32 to train, float64 for the gradient check); nothing is silently widened.
+The parameters decide the input model (an ``embedding`` entry means the embedding model); ``cell`` names the
+cell. All arithmetic stays in the parameters' dtype (float32 to train, float64 for the gradient check).
 """
 
 from __future__ import annotations
@@ -55,6 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from scratch import sequence
 from wordrnn.core.cells import get_cell
 from wordrnn.core.dropout import Masks
 from wordrnn.core.params import Params
@@ -195,16 +159,10 @@ STEPS: dict[str, CellSteps] = {
 }
 
 
-def _cell_steps(params: Params, cell: str) -> CellSteps:
-    """The steps of ``cell``, once the weights are known to be that cell's."""
-    if cell not in STEPS:
-        raise ValueError(f"unknown cell {cell!r}; the NumPy reference has {', '.join(STEPS)}")
-    gates = get_cell(cell).num_gates
-    rows, H = params["rnn.w_hh"].shape
-    if rows != gates * H:
-        raise ValueError(f"rnn.w_hh has shape {(rows, H)}, but the {cell} cell needs [{gates}*H, H]: "
-                         "these are another cell's weights")
-    return STEPS[cell]
+def has_kernel(cell: str) -> bool:
+    """Whether this fast window kernel has ``cell``; every other cell runs the plain steps of ``scratch.cells``
+    (``scratch.sequence``), which compute the same numbers (tests/test_scratch_sequence.py)."""
+    return cell in STEPS
 
 
 # -- the model, the same for every cell ----------------------------------------------------------------------
@@ -241,7 +199,9 @@ def forward(params: Params, x: np.ndarray, masks: Masks | None = None, cell: str
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
         raise ValueError(f"x must be a [batch, time] array of token ids with both sizes >= 1, got {x.shape}")
-    steps = _cell_steps(params, cell)
+    if not has_kernel(cell):
+        return sequence.forward(params, x, cell, masks=masks, last_only=True)[::2]
+    steps = STEPS[cell]
     w_ih, w_hh = params["rnn.w_ih"], params["rnn.w_hh"]
     dtype = w_hh.dtype
     m_in, m_h = _mask(masks, "input", dtype), _mask(masks, "hidden", dtype)
@@ -380,6 +340,8 @@ def _backward_through_time(params: Params, cache: dict, dh: np.ndarray) -> tuple
 def loss_and_grads(params: Params, x: np.ndarray, y: np.ndarray, masks: Masks | None = None,
                    cell: str = "rnn") -> tuple[float, Params]:
     """The mean cross-entropy and its gradient for every parameter (same keys and shapes)."""
+    if not has_kernel(cell):
+        return sequence.loss_and_grads(params, x, y, cell=cell, masks=masks, last_only=True)[:2]
     y = np.asarray(y)
     z, cache = forward(params, x, masks, cell)
     loss_value, e, sums = _exp_shifted(z, y)

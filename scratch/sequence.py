@@ -52,6 +52,8 @@ def forward(params: Params, x: Array, cell: str = "rnn", state: State | None = N
     """Logits [B, T, V] (or [B, V] with ``last_only``), the state after the last step, and the backward's cache."""
     x = np.asarray(x)
     B, T = x.shape
+    if cell not in STEPS:
+        raise ValueError(f"unknown cell {cell!r}; the NumPy reference has {', '.join(STEPS)}")
     steps = STEPS[cell]
     state = zero_state(params, cell, B) if state is None else tuple(np.asarray(s, params["out.weight"].dtype)
                                                                       for s in state)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,6 +26,7 @@ from wordrnn.core import tolerances
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import step_masks
+from wordrnn.core.errors import UsageError
 from wordrnn.core.params import init_params
 
 MODELS = ("onehot", "embedding")
@@ -377,10 +380,7 @@ def test_every_cell_passes_finite_differences(cell, model):
 
 
 def test_weights_of_another_cell_are_refused():
+    """``build_nnx_model`` checks the weights against the configuration's cell (``check_params``, the one home)."""
     config = tiny_config("embedding", cell="lstm")
-    params = {k: jnp.asarray(v) for k, v in init_params(config).items()}
-    x, _ = batch(config, 2)
-    with pytest.raises(ValueError, match="not that of a gru cell"):
-        apply(params, x, cell="gru")
-    with pytest.raises(ValueError, match="not that of a rnn cell"):
-        apply(params, x)
+    with pytest.raises(UsageError, match="do not fit --cell gru"):
+        build_nnx_model(replace(config, cell="gru"), init_params(config))

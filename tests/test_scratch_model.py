@@ -7,14 +7,16 @@ import pytest
 from cell_equations import design_logits
 
 from scratch import gradcheck, model
+from scratch.backend import NumpyBackend
 from scratch.gradcheck import check_gradients, make_problem
 from wordrnn.core.cells import CELLS as REGISTRY
 from wordrnn.core.config import Config
+from wordrnn.core.errors import UsageError
 from wordrnn.core.params import init_params
 from wordrnn.core.tolerances import FINITE_DIFFERENCE as TOLERANCE
 
 MODELS = ["onehot", "embedding"]
-CELLS = list(model.STEPS)
+CELLS = list(REGISTRY)
 V, H, E = 13, 8, 6
 
 
@@ -28,8 +30,9 @@ def batch(b: int, t: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, V, size=(b, t)), rng.integers(0, V, size=b)
 
 
-def test_the_numpy_reference_has_every_cell_of_the_registry() -> None:
-    assert CELLS == list(REGISTRY)
+def test_the_window_kernel_knows_only_registry_cells() -> None:
+    """Cells the fast window kernel lacks run the plain steps (tests/test_scratch_sequence.py checks both agree)."""
+    assert set(model.STEPS) <= set(REGISTRY) and all(model.has_kernel(c) for c in model.STEPS)
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -190,11 +193,10 @@ def test_bad_inputs_are_refused() -> None:
 
 @pytest.mark.parametrize("cell", [c for c in CELLS if c != "rnn"])
 def test_weights_of_another_cell_are_refused(cell: str) -> None:
-    x = np.zeros((2, 3), np.int64)
-    with pytest.raises(ValueError, match=f"the {cell} cell needs"):
-        model.forward(params_for("onehot"), x, cell=cell)
-    with pytest.raises(ValueError, match="the rnn cell needs"):
-        model.forward(params_for("onehot", cell=cell), x)
+    """The backend checks the weights against the cell its configuration names (``check_params``, the one home)."""
+    config = Config(model="onehot", cell=cell, vocab_size=V, hidden_size=H, embed_dim=E)
+    with pytest.raises(UsageError, match=f"do not fit --cell {cell}"):
+        NumpyBackend().init(params_for("onehot"), config)
 
 
 def test_gradcheck_command_fails_when_a_parameter_is_off(monkeypatch, capsys) -> None:

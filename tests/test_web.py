@@ -27,6 +27,7 @@ from wordrnn.core.params import init_params
 from wordrnn.core.sampling import (
     SamplerSettings,
     SplitMix64,
+    apply_repetition_controls,
     draw_margin,
     feed_of,
     generate,
@@ -57,10 +58,23 @@ CASES = [
     ("the moon", 60, "sample", 1.5, 5, 1.0, 11, False),
     ("red rose", 60, "sample", 1.0, 0, 0.6, 3, False),
     ("red rose", 60, "sample", 0.8, 8, 0.9, 4, True),
+    # the repetition controls (section 5a): the n-gram ban alone, the penalty alone, both with every cut
+    ("the sea", 40, "greedy", 1.0, 0, 1.0, 0, False, 2, 1.0),
+    ("the sea", 40, "greedy", 1.0, 0, 1.0, 0, False, 0, 4.0),
+    ("my love", 60, "sample", 0.9, 8, 0.95, 12, False, 3, 1.2),
+    ("red rose", 60, "sample", 1.0, 0, 1.0, 13, False, 1, 0.8),
     ("zebra sea quartz", 30, "sample", 1.0, 0, 1.0, 5, False),
     ("Caf\u0065\u0301 night!", 30, "sample", 1.0, 3, 1.0, 6, False),
 ]
-KEYS = ("prompt", "words", "strategy", "temperature", "top_k", "top_p", "seed", "allow_unk")
+KEYS = ("prompt", "words", "strategy", "temperature", "top_k", "top_p", "seed", "allow_unk", "no_repeat_ngram",
+        "repetition_penalty")
+# The settings a case leaves out: the repetition controls off.
+CASE_DEFAULTS = {"no_repeat_ngram": 0, "repetition_penalty": 1.0}
+
+
+def case_settings(case: dict) -> SamplerSettings:
+    return SamplerSettings(case["strategy"], case["temperature"], case["top_k"], case["top_p"], case["seed"],
+                           case["allow_unk"], case["no_repeat_ngram"], case["repetition_penalty"])
 
 
 def make_model(folder: Path, cell: str, model: str = "embedding", context: str = "window") -> Path:
@@ -111,9 +125,8 @@ def write_cases(model: Path, folder: Path) -> tuple[Path, list[dict]]:
     lm = load(model)
     cases = []
     for values in CASES:
-        case = dict(zip(KEYS, values))
-        settings = SamplerSettings(case["strategy"], case["temperature"], case["top_k"], case["top_p"], case["seed"],
-                                   case["allow_unk"])
+        case = {**CASE_DEFAULTS, **dict(zip(KEYS, values))}
+        settings = case_settings(case)
         seq_len = lm.card.config.seq_len
         text = generate_text(lm.source, lm.card.vocab, seq_len, case["prompt"], case["words"], settings)
         ids = generate(lm.source, prompt_to_ids(case["prompt"], lm.card.vocab), case["words"], seq_len, settings)
@@ -128,13 +141,13 @@ def write_cases(model: Path, folder: Path) -> tuple[Path, list[dict]]:
 def first_difference_margin(model: Path, case: dict, got: list[int]) -> tuple[int, float] | None:
     """Where ``got`` first differs from Python's tokens: the step and how close Python's draw was to a boundary."""
     lm = load(model)
-    settings = SamplerSettings(case["strategy"], case["temperature"], case["top_k"], case["top_p"], case["seed"],
-                               case["allow_unk"])
+    settings = case_settings(case)
+    ids = prompt_to_ids(case["prompt"], lm.card.vocab)
     feed = feed_of(lm.source, lm.card.config.seq_len)
-    logits = feed(prompt_to_ids(case["prompt"], lm.card.vocab))
+    logits = feed(list(ids))
     rng = SplitMix64(case["seed"])
     for step, token in enumerate(got):
-        z = masked_logits(logits, settings)
+        z = apply_repetition_controls(masked_logits(logits, settings), ids, settings)
         if settings.strategy == "greedy":
             want = int(np.argmax(z))
             if want != token:
@@ -144,6 +157,7 @@ def first_difference_margin(model: Path, case: dict, got: list[int]) -> tuple[in
             want = int(np.searchsorted(np.cumsum(p), u * np.cumsum(p)[-1], side="right"))
             if want != token:
                 return step, draw_margin(p, u)
+        ids.append(token)
         logits = feed([token])
     return None
 
@@ -181,6 +195,12 @@ def test_the_vectors_exercise_what_they_claim(model_file, tmp_path):
         if not case["allow_unk"]:
             assert 0 not in ids
     assert any(1 in c["expected"]["ids"] for c in cases)  # line breaks are written somewhere
+    controlled = [c for c in cases if c["no_repeat_ngram"] or c["repetition_penalty"] != 1.0]
+    assert len(controlled) == 4 and all(c["expected"]["ids"] != cases[0]["expected"]["ids"] for c in controlled[:2])
+    banned = controlled[0]  # greedy without a repeated bigram, prompt included
+    text_ids = prompt_to_ids(banned["prompt"], lm.card.vocab) + banned["expected"]["ids"]
+    bigrams = list(zip(text_ids, text_ids[1:]))
+    assert len(bigrams) == len(set(bigrams))
     assert "caf\u00e9 night!" in cases[-1]["expected"]["text"]  # NFC: the decomposed é is the vocabulary's
     assert cases[-2]["expected"]["text"].startswith("<unk> sea <unk>")
     assert len(lm.card.vocab) == len(WORDS)
@@ -192,6 +212,7 @@ def test_the_vectors_exercise_what_they_claim(model_file, tmp_path):
     ("--seed", "3", "--num-samples", "3"),
     ("--temperature", "0.7", "--top-k", "5", "--top-p", "0.9", "--seed", "18446744073709551613", "--num-samples", "2"),
     ("--prompt", "zebra (the) sea, o\u2019er", "--allow-unk", "--words", "90"),
+    ("--no-repeat-ngram", "2", "--repetition-penalty", "1.5", "--seed", "4", "--top-k", "6"),
 ])
 @pytest.mark.parametrize("which", ["rnn_file", "poem_file"])
 def test_node_cli_prints_what_python_prints(which, flags, request):
@@ -292,6 +313,22 @@ process.stdout.write(JSON.stringify(out));
     assert poem_message == (f"{poem_file} follows the generation contract 'wordrnn-generation 2'; this version "
                             "follows 'wordrnn-generation 1'")
     assert window_seq_len == 4  # the same old client still reads today's window files
+
+
+@pytest.mark.parametrize("flags", [
+    ("--words", "-5"),
+    ("--num-samples", "-2"),
+    ("--strategy", "greedy", "--num-samples", "2"),
+    ("--no-repeat-ngram", "-1"),
+    ("--repetition-penalty", "0"),
+    ("--repetition-penalty", "-1.5"),
+])
+def test_node_cli_refuses_what_python_refuses_with_the_same_line(rnn_file, flags):
+    args = ("--model", str(rnn_file), *flags)
+    python, js = run_module("export.generate", *args), node("web/generate.mjs", *args)
+    assert_usage_error(python)
+    assert_usage_error(js)
+    assert js.stderr == python.stderr
 
 
 # Characters where languages' defaults part: Python-only and JavaScript-only whitespace, combining marks, final

@@ -82,6 +82,8 @@ def write(page, case: dict) -> tuple[str, list[int] | None]:
     page.fill("#top-p", str(case["top_p"]))
     page.fill("#seed", str(case["seed"]))
     page.set_checked("#allow-unk", case["allow_unk"])
+    page.fill("#no-repeat-ngram", str(case["no_repeat_ngram"]))
+    page.fill("#repetition-penalty", str(case["repetition_penalty"]))
     page.click("#write")
     page.wait_for_function("document.body.dataset.state === 'done'")
     ids = page.get_attribute("#output", "data-ids")

@@ -2,19 +2,27 @@
 
 The shared flags and the whole epoch loop come from ``wordrnn``; this file adds
 the PyTorch flags and hands a ``TorchBackend`` to the loop.
+
+PyTorch (and the loop's NumPy) are imported inside the functions, under the command's ``@cli``: a
+Ctrl-C during those imports is one ``interrupted`` line, and a Python without them one line saying how
+to install them, where a module-level import would end in a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from torchmodels.backend import DEVICES, TorchBackend
-from wordrnn.core.errors import cli
-from wordrnn.core.flags import shared_parser
-from wordrnn.run.loop import train_from_args
+from wordrnn.core.interrupt import quit_on_ctrl_c
+
+quit_on_ctrl_c()  # before the imports below: a Ctrl-C while they load is one line too
+
+from wordrnn.core.errors import cli  # noqa: E402
+from wordrnn.core.flags import shared_parser  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from torchmodels.backend import DEVICES
+
     parser = shared_parser("Train the word-level RNN language model with PyTorch.",
                            prog="python -m torchmodels.train")
     g = parser.add_argument_group("pytorch")
@@ -30,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 @cli
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from torchmodels.backend import TorchBackend
+    from wordrnn.run.loop import train_from_args
+
     backend = TorchBackend(device=args.device, compile=args.compile, onehot_gather=args.onehot_gather)
     extra = {"device": str(backend.device), "compile": args.compile, "onehot_gather": args.onehot_gather}
     return train_from_args(args, backend, extra=extra)

@@ -82,7 +82,8 @@ function readSettings() {
   const settings = samplerSettings({
     strategy: $("strategy").value, temperature: number("temperature", "Temperature"),
     topK: number("top-k", "Top-k", true), topP: number("top-p", "Top-p"), seed: BigInt(seedText),
-    allowUnk: $("allow-unk").checked,
+    allowUnk: $("allow-unk").checked, noRepeatNgram: number("no-repeat-ngram", "No repeated n-gram", true),
+    repetitionPenalty: number("repetition-penalty", "Repetition penalty"),
   });
   return { words, settings };
 }

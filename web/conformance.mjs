@@ -8,7 +8,7 @@
 //                                                   top_k, top_p, seed, allow_unk, draws}, draws tokens from one
 //                                                   generator and the same logits
 // A cases file is {"model": PATH, "cases": [{prompt, words, strategy, temperature, top_k, top_p, seed,
-// allow_unk, ...}]}, as the Python tests write it.
+// allow_unk, no_repeat_ngram, repetition_penalty, ...}]}, as the Python tests write it.
 
 import { readFile } from "node:fs/promises";
 
@@ -25,7 +25,8 @@ async function runCases(path) {
   for (const c of spec.cases) {
     try {
       const settings = samplerSettings({ strategy: c.strategy, temperature: c.temperature, topK: c.top_k,
-        topP: c.top_p, seed: BigInt(c.seed), allowUnk: c.allow_unk });
+        topP: c.top_p, seed: BigInt(c.seed), allowUnk: c.allow_unk, noRepeatNgram: c.no_repeat_ngram ?? 0,
+        repetitionPenalty: c.repetition_penalty ?? 1.0 });
       results.push(await generateText(model, c.prompt, c.words, settings));
     } catch (err) {
       if (!(err instanceof WordrnnError)) throw err;

@@ -11,7 +11,7 @@ import { WordrnnError, WordrnnModel, generateText, promptToIds, samplerSettings,
 
 const HELP = `usage: node web/generate.mjs --model FILE [--prompt TEXT] [--words N] [--num-samples N]
                                 [--strategy {sample,greedy}] [--temperature T] [--top-k K] [--top-p P]
-                                [--seed S] [--allow-unk]
+                                [--seed S] [--allow-unk] [--no-repeat-ngram N] [--repetition-penalty R]
 
 Generate verse from an exported wordrnn ONNX model with onnxruntime-node, by docs/GENERATION.md:
 the same flags, and for the same file, prompt, settings and seed the same text, as python -m export.generate.
@@ -27,6 +27,11 @@ A poem model reads the prompt once and then one token a step, its state carried.
   --top-p P           keep the smallest set of tokens whose probability reaches p (default: 1.0, all)
   --seed S            seed of the sampler's SplitMix64 generator, 0 to 2**64-1 (default: 0)
   --allow-unk         let the model write <unk> (default: never)
+  --no-repeat-ngram N never write an N-gram (N tokens in a row) that the text, prompt included, already holds
+                      (default: 0, off)
+  --repetition-penalty R
+                      for every token already in the text: a positive logit divided by R, a negative one
+                      multiplied by R (Keskar et al. 2019; 1.2 is common; default: 1.0, off)
 `;
 
 const OPTIONS = {
@@ -40,6 +45,8 @@ const OPTIONS = {
   "top-p": { type: "string", default: "1.0" },
   seed: { type: "string", default: "0" },
   "allow-unk": { type: "boolean", default: false },
+  "no-repeat-ngram": { type: "string", default: "0" },
+  "repetition-penalty": { type: "string", default: "1.0" },
   help: { type: "boolean", short: "h", default: false },
 };
 
@@ -63,10 +70,25 @@ function float(name, text) {
   return value;
 }
 
+/**
+ * "--words -5" as "--words=-5": argparse reads a negative number after a flag as its value (so Python answers with
+ * the range message), where parseArgs would call the flag's argument ambiguous.
+ */
+function joinNegativeValues(argv) {
+  const out = [];
+  for (let i = 0; i < argv.length; i++) {
+    const name = argv[i].startsWith("--") ? argv[i].slice(2) : null;
+    if (OPTIONS[name]?.type === "string" && /^-(\d|\.\d|inf)/i.test(argv[i + 1] ?? "")) {
+      out.push(`${argv[i]}=${argv[++i]}`);
+    } else out.push(argv[i]);
+  }
+  return out;
+}
+
 function parse(argv) {
   let values;
   try {
-    ({ values } = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: false }));
+    ({ values } = parseArgs({ args: joinNegativeValues(argv), options: OPTIONS, strict: true, allowPositionals: false }));
   } catch (err) {
     throw new WordrnnError(err.message);
   }
@@ -81,10 +103,16 @@ function parse(argv) {
   const seed = integer("seed", values.seed);
   const temperature = float("temperature", values.temperature);
   const topP = float("top-p", values["top-p"]);
+  const noRepeatNgram = integer("no-repeat-ngram", values["no-repeat-ngram"]);
+  const repetitionPenalty = float("repetition-penalty", values["repetition-penalty"]);
   if (words <= 0n) throw new WordrnnError(`--words must be a positive number, got ${words}`);
   if (numSamples <= 0n) throw new WordrnnError(`--num-samples must be a positive number, got ${numSamples}`);
+  if (values.strategy === "greedy" && numSamples > 1n) {
+    throw new WordrnnError(`--strategy greedy draws no random numbers, so all ${numSamples} samples would be the ` +
+      "same text; use --num-samples 1, or --strategy sample for different texts");
+  }
   const settings = samplerSettings({ strategy: values.strategy, temperature, topK: Number(topK), topP, seed,
-    allowUnk: values["allow-unk"] });
+    allowUnk: values["allow-unk"], noRepeatNgram: Number(noRepeatNgram), repetitionPenalty });
   samplerSettings({ ...settings, seed: seed + numSamples - 1n }); // the last sample's seed fits too
   return { model: values.model, prompt: values.prompt, words: Number(words), numSamples: Number(numSamples),
     settings };

@@ -310,19 +310,28 @@ export class SplitMix64 {
   }
 }
 
+/** A float as Python's repr writes it (0.0, 1.5, inf, 1e-07), so that messages match Python's to the byte. */
+export function pyFloat(x) {
+  if (Number.isNaN(x)) return "nan";
+  if (!Number.isFinite(x)) return x > 0 ? "inf" : "-inf";
+  if (Number.isInteger(x) && Math.abs(x) < 1e16) return x.toFixed(1);
+  return String(x).replace(/e([+-])(\d)$/, "e$10$2");
+}
+
 /** Defaults of every generate command; seed is a BigInt-able whole number. */
 export function samplerSettings(values = {}) {
-  const s = { strategy: "sample", temperature: 1.0, topK: 0, topP: 1.0, seed: 0n, allowUnk: false, ...values };
+  const s = { strategy: "sample", temperature: 1.0, topK: 0, topP: 1.0, seed: 0n, allowUnk: false, noRepeatNgram: 0,
+    repetitionPenalty: 1.0, ...values };
   if (!STRATEGIES.includes(s.strategy)) {
     throw new WordrnnError(`unknown --strategy '${s.strategy}'; choose one of ${STRATEGIES.join(", ")}`);
   }
   if (!(Number.isFinite(s.temperature) && s.temperature > 0)) {
-    throw new WordrnnError(`--temperature must be a positive number, got ${s.temperature}`);
+    throw new WordrnnError(`--temperature must be a positive number, got ${pyFloat(s.temperature)}`);
   }
   if (!Number.isInteger(s.topK) || s.topK < 0) {
     throw new WordrnnError(`--top-k must be 0 (off) or a positive number, got ${s.topK}`);
   }
-  if (!(s.topP > 0 && s.topP <= 1)) throw new WordrnnError(`--top-p must lie in (0, 1], got ${s.topP}`);
+  if (!(s.topP > 0 && s.topP <= 1)) throw new WordrnnError(`--top-p must lie in (0, 1], got ${pyFloat(s.topP)}`);
   let seed;
   try {
     seed = BigInt(s.seed);
@@ -332,6 +341,12 @@ export function samplerSettings(values = {}) {
   if (seed < 0n || seed >= SEED_LIMIT) {
     throw new WordrnnError(`--seed must be a whole number from 0 to 2**64 - 1, got ${s.seed}`);
   }
+  if (!Number.isInteger(s.noRepeatNgram) || s.noRepeatNgram < 0) {
+    throw new WordrnnError(`--no-repeat-ngram must be 0 (off) or a positive number, got ${s.noRepeatNgram}`);
+  }
+  if (!(Number.isFinite(s.repetitionPenalty) && s.repetitionPenalty > 0)) {
+    throw new WordrnnError(`--repetition-penalty must be a positive number (1: off), got ${pyFloat(s.repetitionPenalty)}`);
+  }
   return { ...s, seed };
 }
 
@@ -340,6 +355,38 @@ export function maskedLogits(logits, settings) {
   const z = new Float64Array(logits);
   if (!settings.allowUnk && z.length > 1) z[UNK_ID] = -Infinity;
   return z;
+}
+
+/**
+ * Steps 1a and 1b (section 5a), as Hugging Face's generate applies them, on float64 logits z given the ids of the
+ * text so far (prompt included): the repetition penalty, then the ban of tokens that would repeat an n-gram.
+ */
+export function applyRepetitionControls(masked, history, settings) {
+  const z = new Float64Array(masked);
+  const r = settings.repetitionPenalty;
+  if (r !== 1 && history.length) {
+    for (const id of new Set(history)) z[id] = z[id] < 0 ? z[id] * r : z[id] / r;
+  }
+  const banned = bannedByNgrams(history, settings.noRepeatNgram);
+  if (banned.size) {
+    const cut = new Float64Array(z);
+    for (const id of banned) cut[id] = -Infinity;
+    if (cut.some((v) => Number.isFinite(v))) return cut; // a ban that leaves no token changes nothing
+  }
+  return z;
+}
+
+/** The ids that would complete an n-gram already in history (none when n is 0). */
+export function bannedByNgrams(history, n) {
+  const banned = new Set();
+  if (n <= 0 || history.length < n - 1) return banned;
+  const start = history.length - n + 1;
+  for (let i = 0; i + n <= history.length; i++) {
+    let same = true;
+    for (let j = 0; j < n - 1 && same; j++) same = history[i + j] === history[start + j];
+    if (same) banned.add(history[i + n - 1]);
+  }
+  return banned;
 }
 
 export function argmax(z) {
@@ -410,8 +457,9 @@ export function pick(p, u) {
   return 0;
 }
 
-export function nextToken(logits, settings, rng) {
-  const z = maskedLogits(logits, settings);
+/** The next token id from one row of logits, given the ids of the text so far (read by the repetition controls). */
+export function nextToken(logits, settings, rng, history = []) {
+  const z = applyRepetitionControls(maskedLogits(logits, settings), history, settings);
   if (settings.strategy === "greedy") return argmax(z);
   return pick(probabilities(z, settings), rng.random());
 }
@@ -602,9 +650,11 @@ export function promptToIds(prompt, card) {
 export async function* generateIds(model, promptIds, nTokens, settings) {
   const rng = new SplitMix64(settings.seed);
   const feed = model.newFeed();
+  const history = [...promptIds]; // the repetition controls read the whole text, prompt included
   let logits = await feed(promptIds);
   for (let i = 0; i < nTokens; i++) {
-    const token = nextToken(logits, settings, rng);
+    const token = nextToken(logits, settings, rng, history);
+    history.push(token);
     yield token;
     if (i + 1 < nTokens) logits = await feed([token]);
   }

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from wordrnn.bench.machine import describe_machine, limit_threads
-from wordrnn.core.config import MODELS, Config
+from wordrnn.core.config import CONTEXTS, MODELS, Config
 from wordrnn.core.errors import INTERRUPTED_EXIT, CommandParser, UsageError, cli, plural
 from wordrnn.core.flags import add_data_flags, add_training_flags, config_from_args
+from wordrnn.core.paths import REPORT_RUNS
 from wordrnn.core.recipes import recipe
 from wordrnn.frameworks import IMPLS, parse_names
 
@@ -43,6 +44,8 @@ DEFAULT_EPOCHS = 6
 # configuration for every corpus, with its own early stopping, trained by PyTorch (the fastest for its LSTM on a
 # CPU). The windows are the comparison's (--seq-len), so that every row is scored on the same targets.
 RECIPE_RUN: dict[str, Any] = {k: v for k, v in recipe("quality").items() if k != "seq_len"}
+# The same recipe read as whole poems with the state carried (scored on the same targets).
+POEM_RECIPE_RUN: dict[str, Any] = {k: v for k, v in recipe("quality-poem").items() if k != "seq_len"}
 RECIPE_IMPL = "torch"
 
 
@@ -60,12 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RNN state size H (default: %(default)s)")
     g.add_argument("--embed-dim", type=int, default=Config.embed_dim,
                    help="embedding size E (default: %(default)s)")
+    g.add_argument("--context", default=Config.context, choices=CONTEXTS,
+                   help="the context of the six lab runs: window (the lab's) or poem; the recipe rows are one of "
+                   "each (default: %(default)s)")
+    g.add_argument("--bptt", type=int, default=Config.bptt,
+                   help="poem context: tokens per truncated-BPTT chunk of the lab runs (default: %(default)s)")
     g = parser.add_argument_group("comparison")
     g.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help="report folder (default: %(default)s)")
     g.add_argument("--overwrite", action="store_true", help="replace the report already in --out")
     g.add_argument("--impls", default=",".join(IMPLS), help="implementations to train (default: %(default)s)")
     g.add_argument("--models", default=",".join(MODELS), help="models to train (default: %(default)s)")
-    g.add_argument("--no-recipe", action="store_true", help="skip the quality recipe's run (docs/QUALITY.md)")
+    g.add_argument("--no-recipe", action="store_true",
+                   help="skip the quality recipe's runs, window and poem context (docs/QUALITY.md)")
     g.add_argument("--no-export", action="store_true", help="skip the ONNX export of the best run")
     g.add_argument("--prompt", default="the sea", help="prompt of every sample (default: %(default)r)")
     g.add_argument("--threads", type=int, default=1,
@@ -82,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     impls = parse_names(args.impls, IMPLS, "--impls")
     models = parse_names(args.models, MODELS, "--models")
     base = config_from_args(args)
-    recipe_run = None if args.no_recipe else {"epochs": base.epochs, **RECIPE_RUN}
-    if recipe_run is not None:
-        replace(base, **recipe_run).validate()
+    recipe_runs = {} if args.no_recipe else {"recipe": {"epochs": base.epochs, **RECIPE_RUN},
+                                              "recipe, poem context": {"epochs": base.epochs, **POEM_RECIPE_RUN}}
+    for run in recipe_runs.values():
+        replace(base, **run).validate()
     out = Path(args.out)
     check_report_folder(out, args.overwrite)
     limit_threads(args.threads)
@@ -104,11 +114,11 @@ def main(argv: list[str] | None = None) -> int:
           f"training / {summary['val_windows']:,} validation windows; {plural(base.epochs, 'epoch')}; "
           f"report -> {out}", flush=True)
     try:
-        entries, extras = run_comparison(base, dataset, out, impls, models, recipe_run, RECIPE_IMPL, args.prompt,
+        entries, extras = run_comparison(base, dataset, out, impls, models, recipe_runs, RECIPE_IMPL, args.prompt,
                                          args.quiet, export=not args.no_export)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: no report written; {out} holds only the run folders trained so far",
-              file=sys.stderr)
+        print(f"\ninterrupted: no report written; {out} holds only the run folders trained so far. "
+              "Run the same command again to start afresh", file=sys.stderr)
         return INTERRUPTED_EXIT
     command = shlex.join(["python", "-m", "wordrnn.bench.compare", *(sys.argv[1:] if argv is None else argv)])
     write_report(out, entries, base, extras, summary, describe_machine(args.threads), command, args.prompt,
@@ -123,8 +133,16 @@ def check_report_folder(out: Path, overwrite: bool) -> None:
     from wordrnn.run.folder import check_out_dir
 
     check_out_dir(out)
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    if not out.is_dir() or overwrite or not any(out.iterdir()):
+        return
+    if any((out / name).exists() for name in REPORT_FILES):
         raise UsageError(f"{out} already holds a report; pass --overwrite to replace it, or choose another --out")
+    if sorted(p.name for p in out.iterdir()) != [REPORT_RUNS]:
+        raise UsageError(f"{out} holds files that are not a report of this command; choose another --out, "
+                         "or pass --overwrite to write the report there anyway")
+    # Only the run folders of a comparison stopped before its report: nothing finished to protect.
+    print(f"note: {out} holds the runs of an interrupted comparison and no report; starting afresh",
+          file=sys.stderr)
 
 
 def clear_report(out: Path) -> None:

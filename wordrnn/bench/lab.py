@@ -24,6 +24,7 @@ from wordrnn.bench.novelty import TrainingText
 from wordrnn.core.backend import Backend
 from wordrnn.core.config import Config
 from wordrnn.core.errors import UsageError
+from wordrnn.core.paths import REPORT_RUNS
 from wordrnn.core.sampling import SamplerSettings, generate
 from wordrnn.frameworks import IMPLS, LABELS, make_backend
 from wordrnn.run.folder import atomic_write_bytes, load_run
@@ -54,7 +55,7 @@ def train_rnn(impl: str, config: Config, dataset: Dataset, run_dir: Path, prompt
               variant: str = "benchmark") -> Entry:
     """Train one implementation of one model through ``wordrnn.run.loop`` and describe the run."""
     backend = make_backend(impl)
-    result = train(config, backend, run_dir, overwrite=True, quiet=quiet, dataset=dataset)
+    result = train(config, backend, run_dir, overwrite=True, quiet=quiet, dataset=dataset, explain_interrupt=False)
     if result.exit_code:  # the loop caught Ctrl-C and kept the run folder; stop the whole comparison
         raise KeyboardInterrupt
     best = next(r for r in result.metrics if r["epoch"] == result.best_epoch)
@@ -84,7 +85,7 @@ def train_rnn(impl: str, config: Config, dataset: Dataset, run_dir: Path, prompt
         "run_dir": str(run_dir),
     }
     curves = [{k: r[k] for k in ("epoch", "train_loss", "val_loss")} for r in result.metrics]
-    sample = sample_text(lambda x: backend.logits(state, x), dataset.vocab, config.seq_len, prompt)
+    sample = sample_text(generation_source(backend, state, config), dataset.vocab, config.seq_len, prompt)
     return Entry(row, curves, sample, run_dir, config)
 
 
@@ -158,7 +159,8 @@ def export_best(entries: list[Entry], out: Path, prompt: str) -> dict[str, Any]:
     from export.onnx import TOLERANCE, export_run
     from export.session import load
 
-    best = min((e for e in entries if e.run_dir is not None), key=lambda e: e.row["best_val_loss"])
+    best = min((e for e in entries if e.run_dir is not None and e.config.context == "window"),
+               key=lambda e: e.row["best_val_loss"])
     run = load_run(best.run_dir)
     exported = export_run(run)
     if not exported.worst <= TOLERANCE:
@@ -188,18 +190,21 @@ def export_best(entries: list[Entry], out: Path, prompt: str) -> dict[str, Any]:
 
 
 def run_comparison(base: Config, dataset: Dataset, out: Path, impls: list[str], models: list[str],
-                   recipe_run: dict[str, Any] | None, recipe_impl: str, prompt: str, quiet: bool,
+                   recipe_runs: dict[str, dict[str, Any]], recipe_impl: str, prompt: str, quiet: bool,
                    export: bool) -> tuple[list[Entry], dict[str, Any]]:
-    """Train everything, fit the baseline, export the best; return the entries and the extras for the report."""
+    """Train everything, fit the baseline, export the best; return the entries and the extras for the report.
+
+    ``recipe_runs``: variant name -> the settings of a recipe row (none: no recipe rows).
+    """
     jobs = [(impl, replace(base, model=model), "benchmark") for model in models for impl in impls]
-    if recipe_run is not None:
-        jobs.append((recipe_impl, replace(base, **recipe_run), "recipe"))
+    jobs += [(recipe_impl, replace(base, **settings), variant) for variant, settings in recipe_runs.items()]
     entries: list[Entry] = []
     for i, (impl, config, variant) in enumerate(jobs, start=1):
-        name = f"{impl}-{config.model}" + ("" if variant == "benchmark" else f"-{variant}")
+        name = f"{impl}-{config.model}" + ("" if variant == "benchmark" else "-" + variant.replace(", ", "-")
+                                                                                          .replace(" ", "-"))
         say(f"[{i}/{len(jobs) + 1}] {LABELS[impl]} {config.model} ({variant}): {config.epochs} epochs "
             f"-> {out / 'runs' / name}")
-        entry = train_rnn(impl, replace(config), dataset, out / "runs" / name, prompt, quiet, variant)
+        entry = train_rnn(impl, replace(config), dataset, out / REPORT_RUNS / name, prompt, quiet, variant)
         r = entry.row
         say(f"      best val ppl {r['best_val_ppl']:.2f} (epoch {r['best_epoch']}), "
             f"{r['seconds_per_epoch']:.2f} s/epoch, {r['train_seconds']:.1f} s training")
@@ -211,7 +216,8 @@ def run_comparison(base: Config, dataset: Dataset, out: Path, impls: list[str], 
     entries.append(kn)
     fill_speed_ratios(entries)
     fill_novelty(entries, dataset, prompt)
-    extras: dict[str, Any] = {"kneser_ney_orders": per_order, "recipe": recipe_run, "recipe_impl": recipe_impl}
+    extras: dict[str, Any] = {"kneser_ney_orders": per_order, "recipe": recipe_runs.get("recipe"),
+                              "recipes": recipe_runs, "recipe_impl": recipe_impl}
     if export and any(e.run_dir is not None for e in entries):
         say("exporting the best run to ONNX")
         extras["onnx"] = export_best(entries, out, prompt)

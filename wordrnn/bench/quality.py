@@ -36,8 +36,9 @@ from wordrnn.bench.kneser_ney import KneserNey
 from wordrnn.bench.mixture import choose_weight, mix, mix_log_prob, target_log_prob
 from wordrnn.bench.novelty import TrainingText
 from wordrnn.core.config import TOKENIZERS, Config
-from wordrnn.core.errors import CommandParser, UsageError, cli
-from wordrnn.core.flags import add_model_flags, add_training_flags
+from wordrnn.core.errors import INTERRUPTED_EXIT, CommandParser, UsageError, cli
+from wordrnn.core.flags import TEXT_COLUMN_HELP, TOKENIZER_HELP, add_model_flags, add_training_flags
+from wordrnn.core.paths import check_writable
 from wordrnn.core.recipes import recipe
 from wordrnn.run.folder import atomic_write_text
 
@@ -70,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "then the download of poems-100)")
     g.add_argument("--suite", action="store_true",
                    help="every corpus of the suite (wordrnn.bench.corpora: poems-100, sonnets, lucrece, milton)")
-    g.add_argument("--text-column", default=Config.text_column, help="CSV column holding the poems")
-    g.add_argument("--tokenizer", default=Config.tokenizer, choices=TOKENIZERS, help="default: %(default)s")
+    g.add_argument("--text-column", default=Config.text_column, help=TEXT_COLUMN_HELP)
+    g.add_argument("--tokenizer", default=Config.tokenizer, choices=TOKENIZERS, help=TOKENIZER_HELP)
     g.add_argument("--min-freq", type=int, default=Config.min_freq,
                    help="words seen fewer times in a fold's training poems become <unk> (default: %(default)s)")
     g.add_argument("--seq-len", type=int, default=Config.seq_len,
@@ -152,7 +153,7 @@ class TrainedRNN:
         self.backend = make_backend("torch")
         run_dir = workdir / f"{config.cell}-fold{fold.index}-seed{config.seed}"
         result = train(config, self.backend, run_dir, overwrite=True, quiet=True, dataset=fold.dataset,
-                       write_samples=False)
+                       write_samples=False, explain_interrupt=False)
         if result.exit_code:
             raise KeyboardInterrupt
         self.best_epoch = result.best_epoch
@@ -384,15 +385,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     recipe_config, plain_config = configs_from_args(args)
+    check_writable(args.json, "--json")
     corpora = corpora_from_args(args)
     if args.threads < 0:
         raise UsageError(f"--threads must be 0 (library defaults) or a positive number, got {args.threads}")
     results = []
-    for name, data, poems in corpora:
-        results.append(evaluate_corpus(poems, data, recipe_config, plain_config, args.folds, args.seeds,
-                                       args.seed, args.quiet, args.jobs, args.threads, name))
-        if not args.quiet:
-            say(f"{name}: {results[-1].seconds:.0f} s")
+    try:
+        for name, data, poems in corpora:
+            results.append(evaluate_corpus(poems, data, recipe_config, plain_config, args.folds, args.seeds,
+                                           args.seed, args.quiet, args.jobs, args.threads, name))
+            if not args.quiet:
+                say(f"{name}: {results[-1].seconds:.0f} s")
+    except KeyboardInterrupt:
+        # The folds train in a temporary folder, removed on the way out: nothing is left to continue.
+        print(f"\ninterrupted: nothing written to {args.json}, and the folds' temporary runs are gone. "
+              "Run the same command again to start afresh", file=sys.stderr)
+        return INTERRUPTED_EXIT
     document = {"corpora": [r.to_json() for r in results],
                 "recipe": {k: getattr(recipe_config, k) for k in (*recipe("quality"), "context", "bptt")},
                 "plain": {k: getattr(plain_config, k) for k in recipe("quality")},

@@ -26,9 +26,10 @@ CSV_COLUMNS = (
     "first_epoch_seconds", "final_train_loss", "best_val_loss", "best_val_ppl", "best_val_ppl_known",
     "best_epoch", "val_top1", "val_top5", "time_ratio_vs_torch",
 )
-COLORS = {"numpy": "tab:blue", "torch": "tab:orange", "jax": "tab:green", "recipe": "tab:purple"}
+COLORS = {"numpy": "tab:blue", "torch": "tab:orange", "jax": "tab:green", "recipe": "tab:purple",
+          "recipe, poem context": "tab:red"}
 # Implementations that agree draw on top of each other: wide lines first, so each stays visible as a stripe.
-WIDTHS = {"numpy": 5.0, "torch": 3.0, "jax": 1.2, "recipe": 1.2}
+WIDTHS = {"numpy": 5.0, "torch": 3.0, "jax": 1.2, "recipe": 1.2, "recipe, poem context": 1.2}
 
 
 def _json_safe(value: Any) -> Any:
@@ -69,7 +70,7 @@ def plot_loss_curves(out: Path, entries: list[Entry]) -> None:
         for e in entries:
             if e.row["model"] != model or not e.curves:
                 continue
-            key = "recipe" if e.row["variant"] == "recipe" else e.row["impl"]
+            key = e.row["variant"] if e.row["variant"] in COLORS else e.row["impl"]
             style = {"color": COLORS[key], "lw": WIDTHS[key], "ms": 2 + WIDTHS[key]}
             epochs = [c["epoch"] for c in e.curves]
             label = LABELS[e.row["impl"]] + ("" if e.row["variant"] == "benchmark" else f" ({e.row['variant']})")
@@ -154,20 +155,29 @@ def results_notes(entries: list[Entry], payload: dict[str, Any]) -> str:
     ])
 
 
+RECIPE_FLAGS = {"recipe": "--recipe quality", "recipe, poem context": "--recipe quality-poem"}
+
+
 def recipe_section(payload: dict[str, Any]) -> list[str]:
-    if not payload.get("recipe"):
+    recipes = payload.get("recipes") or ({"recipe": payload["recipe"]} if payload.get("recipe") else {})
+    if not recipes:
         return []
     return ["## The quality recipe",
-            f"{LABELS[payload['recipe_impl']]}, `--recipe quality` (docs/QUALITY.md): "
-            f"the benchmark configuration with `{json.dumps(payload['recipe'])}`."]
+            *(f"- {variant}: {LABELS[payload['recipe_impl']]}, `{RECIPE_FLAGS[variant]}` (docs/QUALITY.md): "
+              f"the benchmark configuration with `{json.dumps(settings)}`." for variant, settings in recipes.items())]
 
 
 def setup_section(payload: dict[str, Any]) -> list[str]:
     """The configuration, the data and the machine the report was made with."""
     config, data, machine = payload["config"], payload["dataset"], payload["machine"]
+    # The table is the benchmark rows'; the recipe row (often the best run, and then the exported one) is
+    # another model, so its differences are listed beside it rather than left for the reader to guess.
+    recipe = {k: v for k, v in (payload.get("recipe") or {}).items() if config.get(k) != v}
     return [
         "## Configuration",
+        *(["The benchmark rows:"] if recipe else []),
         _key_values({k: v for k, v in config.items() if k not in ("extra", "data")}),
+        *([f"The recipe row ({LABELS[payload['recipe_impl']]}) differs in:", _key_values(recipe)] if recipe else []),
         _key_values({"corpus": data["source"], "vocabulary": data["vocab_size"],
                      "training poems / tokens / windows":
                          f"{data['train_poems']} / {data['train_tokens']:,} / {data['train_windows']:,}",

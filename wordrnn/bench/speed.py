@@ -36,6 +36,7 @@ from wordrnn.core.cells import CELLS
 from wordrnn.core.config import MODELS, Config
 from wordrnn.core.errors import CommandParser, UsageError, cli
 from wordrnn.core.flags import add_data_flags, data_config
+from wordrnn.core.paths import check_writable
 from wordrnn.frameworks import IMPLS, parse_names
 
 RUNTIMES = ("onnxruntime", "torch", "flax", "numpy")
@@ -384,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError("--epoch-large times the large size; leave out --size benchmark")
     if args.epoch_large and args.runtimes != ",".join(RUNTIMES):
         raise UsageError("--epoch-large times training only; leave out --runtimes")
+    if args.json:
+        check_writable(args.json, "--json")
     limit_threads(args.threads)
     device = resolve_device(args.device)
     results = run_speed(args, base, impls, runtimes, models, cells, sizes, device)

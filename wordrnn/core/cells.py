@@ -16,21 +16,42 @@ These are torch's ``nn.RNN``, ``nn.LSTM`` and ``nn.GRU``. Every state starts at 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
 class Cell:
+    """Everything outside a cell's step functions needs to know about it."""
+
     name: str
-    gates: tuple[str, ...]  # torch's stacking order of the gate blocks
-    has_cell_state: bool  # LSTM only: a second state c beside h
-    # ONNX's own op and its gate order (the exporter permutes torch's blocks into it)
-    onnx_op: str
-    onnx_gates: tuple[str, ...]
+    gates: tuple[str, ...]  # the blocks stacked in rnn.w_ih (and rnn.w_hh), torch's order
+    states: tuple[str, ...]  # the state it carries: ("h",), or ("h", "c") for the LSTM
+    elementwise_flops: int  # per hidden unit and step, besides the products
+    recurrent_weights: bool = True  # rnn.w_hh and rnn.b_hh exist (not for a cell whose gates read x only)
+    # ONNX's own op for the cell (None: the exporter's generic lowering), its gate order and attributes
+    onnx_op: str | None = None
+    onnx_gates: tuple[str, ...] = ()
+    onnx_attributes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_gates(self) -> int:
         return len(self.gates)
+
+    @property
+    def has_cell_state(self) -> bool:
+        return "c" in self.states
+
+    def param_shapes(self, input_size: int, hidden_size: int) -> dict[str, tuple[int, ...]]:
+        """The cell's canonical parameters and their shapes, in the initializer's order."""
+        GH = self.num_gates * hidden_size
+        shapes = {"rnn.w_ih": (GH, input_size)}
+        if self.recurrent_weights:
+            shapes["rnn.w_hh"] = (GH, hidden_size)
+        shapes["rnn.b_ih"] = (GH,)
+        if self.recurrent_weights:
+            shapes["rnn.b_hh"] = (GH,)
+        return shapes
 
     def onnx_permutation(self) -> list[int]:
         """Indices of torch's gate blocks in ONNX's order."""
@@ -43,16 +64,18 @@ class Cell:
         gate work is a few FLOPs per gate unit. With ``input_is_lookup`` the
         input product is a column gather (one-hot input), which is no arithmetic.
         """
-        G, H = self.num_gates, hidden_size
-        products = 2 * G * H * hidden_size + (0 if input_is_lookup else 2 * G * H * input_size)
-        elementwise = {"rnn": 3, "lstm": 14, "gru": 12}[self.name] * H
-        return float(products + elementwise)
+        GH, H = self.num_gates * hidden_size, hidden_size
+        products = (2 * GH * H if self.recurrent_weights else 0) + (0 if input_is_lookup else 2 * GH * input_size)
+        return float(products + self.elementwise_flops * H)
 
 
 CELLS: dict[str, Cell] = {
-    "rnn": Cell("rnn", ("h",), False, "RNN", ("h",)),
-    "lstm": Cell("lstm", ("i", "f", "g", "o"), True, "LSTM", ("i", "o", "f", "g")),
-    "gru": Cell("gru", ("r", "z", "n"), False, "GRU", ("z", "r", "n")),
+    "rnn": Cell("rnn", ("h",), ("h",), 3, onnx_op="RNN", onnx_gates=("h",),
+                onnx_attributes={"activations": ["Tanh"]}),
+    "lstm": Cell("lstm", ("i", "f", "g", "o"), ("h", "c"), 14, onnx_op="LSTM", onnx_gates=("i", "o", "f", "g")),
+    # torch's n = tanh(W_in x + b_in + r * (W_hn h + b_hn)) is ONNX's linear_before_reset=1
+    "gru": Cell("gru", ("r", "z", "n"), ("h",), 12, onnx_op="GRU", onnx_gates=("z", "r", "n"),
+                onnx_attributes={"linear_before_reset": 1}),
 }
 
 

@@ -6,6 +6,10 @@
   diverged, the disk is full, an exported model does not match its source).
   The message says what happened and what was kept; the command exits 1.
 
+An ``OSError`` that names a path (a folder the user may not write, a read-only
+or full disk, a missing parent) is one line naming that path too: exit 2, or 1
+for a full disk, which is no fault of the input.
+
 A Ctrl-C ends a command with 130, the shell's code for SIGINT, after one
 ``interrupted`` line (the training loop says what it kept).
 """
@@ -13,16 +17,23 @@ A Ctrl-C ends a command with 130, the shell's code for SIGINT, after one
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
 from typing import TypeVar
 
+from wordrnn.core.interrupt import INTERRUPTED_EXIT, drain_device_work, install_sigint_handler, leave_after_interrupt
+
 T = TypeVar("T")
 
 FAILED_EXIT = 1
 USAGE_EXIT = 2
-INTERRUPTED_EXIT = 130
+# The libraries a command may lack, by the extra of pyproject.toml that installs them ("": the package itself).
+EXTRAS = {"numpy": "", "safetensors": "", "tqdm": "", "threadpoolctl": "", "matplotlib": "", "torch": "torch",
+          "jax": "jax", "jaxlib": "jax", "flax": "jax", "optax": "jax", "onnx": "onnx", "onnxruntime": "onnx",
+          "onnxscript": "onnx", "jax2onnx": "jax2onnx"}
 
 
 class UsageError(Exception):
@@ -53,10 +64,21 @@ def cli(main: Callable[..., T]) -> Callable[..., T]:
     """Wrap a command's ``main``: ``UsageError`` exits 2, ``RunFailed`` exits 1, each after one ``error:`` line;
     a Ctrl-C that the command does not handle itself exits 130."""
 
+    entry_point = main.__module__ == "__main__"  # run as ``python -m``, not called by a test or a command
+
     @wraps(main)
     def wrapper(*args, **kwargs):
+        install_sigint_handler()
         try:
-            return main(*args, **kwargs)
+            code = main(*args, **kwargs)
+            if code == INTERRUPTED_EXIT:  # a command that reported its own interrupt
+                leave_after_interrupt(entry_point)
+            return code
+        except ImportError as err:
+            if not isinstance(err, ModuleNotFoundError) or (err.name or "").split(".")[0] not in EXTRAS:
+                raise
+            print(f"error: {missing_library(err.name)}", file=sys.stderr)
+            raise SystemExit(USAGE_EXIT) from None
         except UsageError as err:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(USAGE_EXIT) from None
@@ -65,6 +87,33 @@ def cli(main: Callable[..., T]) -> Callable[..., T]:
             raise SystemExit(FAILED_EXIT) from None
         except KeyboardInterrupt:
             print("\ninterrupted", file=sys.stderr)
+            leave_after_interrupt(entry_point)
             raise SystemExit(INTERRUPTED_EXIT) from None
+        except OSError as err:
+            if err.filename is None:
+                raise
+            full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+            print(f"error: {path_error(err)}", file=sys.stderr)
+            raise SystemExit(FAILED_EXIT if full else USAGE_EXIT) from None
+        finally:
+            drain_device_work()
 
     return wrapper
+
+
+def missing_library(name: str) -> str:
+    """A library this Python lacks, and the two ways to get it (one line)."""
+    top = name.split(".")[0]
+    extra = f"[{EXTRAS[top]}]" if EXTRAS[top] else ""
+    return (f"this command needs {top}, which {sys.executable} cannot import; run it with the environment "
+            f"`make setup` builds (.venv/bin/python -m ...), or install it: pip install -e '.{extra}'")
+
+
+def path_error(err: OSError) -> str:
+    """An ``OSError`` on a path, in words, with what to do (one line)."""
+    reason = err.strerror or os.strerror(err.errno or 0)
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        advice = "free some space and run the command again"
+    else:
+        advice = "give a path in a folder you can write to (and that exists)"
+    return f"cannot use {err.filename}: {reason}; {advice}"

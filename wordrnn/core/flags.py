@@ -12,6 +12,10 @@ from wordrnn.core.recipes import RECIPES, recipe
 
 _DEFAULTS = Config()
 _UNSET = object()
+# Shared with the commands that add these flags themselves, so every --help says the same.
+TEXT_COLUMN_HELP = "CSV column holding the poems (default: %(default)s)"
+TOKENIZER_HELP = ("default (the default): words, punctuation marks and line breaks as tokens; whitespace: the lab "
+                  "report's lower().split()")
 
 
 def seed(text: str) -> int:
@@ -62,10 +66,8 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("data")
     g.add_argument("--data", default=None, metavar="PATH",
                    help="corpus (.csv or .txt); default: $WORDRNN_DATA, then the user cache, then download")
-    g.add_argument("--text-column", default=_DEFAULTS.text_column,
-                   help="CSV column holding the poems (default: %(default)s)")
-    g.add_argument("--tokenizer", default=_DEFAULTS.tokenizer, choices=TOKENIZERS,
-                   help="default: words, punctuation and line breaks; whitespace: the lab report's lower().split()")
+    g.add_argument("--text-column", default=_DEFAULTS.text_column, help=TEXT_COLUMN_HELP)
+    g.add_argument("--tokenizer", default=_DEFAULTS.tokenizer, choices=TOKENIZERS, help=TOKENIZER_HELP)
     g.add_argument("--min-freq", type=int, default=_DEFAULTS.min_freq,
                    help="words seen fewer times in training become <unk> (default: %(default)s)")
     g.add_argument("--val-fraction", type=float, default=_DEFAULTS.val_fraction,
@@ -120,6 +122,12 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     g.add_argument("--init-from", default=None, metavar="DIR",
                    help="start from the best weights of another run folder (any framework; same vocabulary)")
+    vocab = g.add_mutually_exclusive_group()
+    vocab.add_argument("--vocab-from-source", dest="vocab_choice", action="store_const", const="source",
+                       help="with --init-from: keep the source run's vocabulary (the default, then noted where "
+                       "this corpus has other words)")
+    vocab.add_argument("--new-vocab", dest="vocab_choice", action="store_const", const="new",
+                       help="with --init-from: build the vocabulary from this corpus; shared words keep their weights")
     g.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     g.add_argument("--threads", type=int, default=0,
                    help="compute threads for NumPy, PyTorch and XLA (0: each library's default)")

@@ -8,6 +8,8 @@ seed gives the same initial model in every framework.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from wordrnn.core.cells import CELLS, get_cell
@@ -23,15 +25,7 @@ PARAM_NAMES = ("embedding", "rnn.w_ih", "rnn.w_hh", "rnn.b_ih", "rnn.b_hh", "out
 def param_shapes(config: Config) -> dict[str, tuple[int, ...]]:
     """The canonical shape of every parameter the model has (embedding model only: ``embedding``)."""
     V, H, E = config.vocab_size, config.hidden_size, config.embed_dim
-    GH = get_cell(config.cell).num_gates * H
-    shapes = {
-        "rnn.w_ih": (GH, config.input_size),
-        "rnn.w_hh": (GH, H),
-        "rnn.b_ih": (GH,),
-        "rnn.b_hh": (GH,),
-        "out.weight": (V, H),
-        "out.bias": (V,),
-    }
+    shapes = {**get_cell(config.cell).param_shapes(config.input_size, H), "out.weight": (V, H), "out.bias": (V,)}
     if config.model == "embedding":
         shapes = {"embedding": (V, E), **shapes}
     return shapes
@@ -59,27 +53,29 @@ def init_params(config: Config, seed: int | None = None, dtype=np.float32) -> Pa
 
 
 def check_params(params: Params, config: Config) -> None:
-    """Raise ``UsageError`` if ``params`` do not match the shapes ``config`` implies."""
+    """Raise ``UsageError`` if ``params`` do not match the names and shapes ``config`` implies (its cell named).
+
+    The configuration names the cell; the shapes are only checked against it. The message lists the cells
+    whose shapes the weights would fit, as a hint.
+    """
+    problem = _shape_problem(params, config)
+    if problem is None:
+        return
+    fit = [name for name in CELLS if _shape_problem(params, dataclasses.replace(config, cell=name)) is None]
+    hint = f"they fit {' or '.join('--cell ' + n for n in fit)}" if fit else "they come from another model or run"
+    raise UsageError(f"the weights do not fit --cell {config.cell} of this {config.model} model ({problem}); "
+                     f"{hint}: use the run's own configuration, or weights trained with --cell {config.cell}")
+
+
+def _shape_problem(params: Params, config: Config) -> str | None:
     expected = param_shapes(config)
-    weights_cell = cell_of(params)
-    if weights_cell is not None and weights_cell != config.cell:
-        raise UsageError(f"the weights hold the {weights_cell} cell but the configuration says --cell {config.cell}; "
-                         f"use --cell {weights_cell}, or weights trained with --cell {config.cell}")
     missing = sorted(set(expected) - set(params))
     if missing:
-        raise UsageError(f"weights lack {', '.join(missing)}; the run folder does not hold a {config.model} model")
+        return f"they lack {', '.join(missing)}"
+    extra = sorted(set(params) - set(expected) - {"embedding"})
+    if extra:
+        return f"they hold {', '.join(extra)}, which the {config.cell} cell has not"
     for name, shape in expected.items():
         if tuple(params[name].shape) != shape:
-            raise UsageError(
-                f"weight {name} has shape {tuple(params[name].shape)} but the vocabulary and "
-                f"config need {shape}; the weights and vocab.json come from different runs"
-            )
-
-
-def cell_of(params: Params) -> str | None:
-    """The cell whose gate count the stacked ``rnn.w_hh`` [G*H, H] implies (None if none does, or it is absent)."""
-    w_hh = params.get("rnn.w_hh")
-    if w_hh is None or w_hh.ndim != 2 or w_hh.shape[1] == 0 or w_hh.shape[0] % w_hh.shape[1]:
-        return None
-    gates = w_hh.shape[0] // w_hh.shape[1]
-    return next((name for name, cell in CELLS.items() if cell.num_gates == gates), None)
+            return f"{name} is {tuple(params[name].shape)}, the vocabulary and the config need {shape}"
+    return None

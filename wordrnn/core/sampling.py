@@ -17,7 +17,7 @@ integer arithmetic that any language writes in a few lines. A draw is the top
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +98,8 @@ class SamplerSettings:
     top_p: float = 1.0
     seed: int = 0
     allow_unk: bool = False
+    no_repeat_ngram: int = 0  # N > 0: no N-gram twice in one text (prompt included)
+    repetition_penalty: float = 1.0  # R != 1: Keskar et al.'s penalty on every token already in the text
 
     def validate(self) -> SamplerSettings:
         if self.strategy not in STRATEGIES:
@@ -110,6 +112,10 @@ class SamplerSettings:
             raise UsageError(f"--top-p must lie in (0, 1], got {self.top_p}")
         if not 0 <= self.seed < SEED_LIMIT:
             raise UsageError(f"--seed must be a whole number from 0 to 2**64 - 1, got {self.seed}")
+        if self.no_repeat_ngram < 0:
+            raise UsageError(f"--no-repeat-ngram must be 0 (off) or a positive number, got {self.no_repeat_ngram}")
+        if not (np.isfinite(self.repetition_penalty) and self.repetition_penalty > 0):
+            raise UsageError(f"--repetition-penalty must be a positive number (1: off), got {self.repetition_penalty}")
         return self
 
 
@@ -119,6 +125,38 @@ def masked_logits(logits: np.ndarray, settings: SamplerSettings) -> np.ndarray:
     if not settings.allow_unk and z.shape[0] > 1:
         z[UNK_ID] = -np.inf
     return z
+
+
+def apply_repetition_controls(z: np.ndarray, history: Sequence[int], settings: SamplerSettings) -> np.ndarray:
+    """Steps 1a and 1b (docs/GENERATION.md, section 5a), as Hugging Face's ``generate`` applies them, on the
+    float64 logits ``z`` given the ids of the text so far (prompt included); returns new logits.
+
+    - Repetition penalty R (Keskar et al. 2019): for every distinct id in ``history``, a positive logit is
+      divided by R and a negative one multiplied by R.
+    - No repeated N-gram: every id that would complete an N-gram already in ``history`` is set to -inf
+      (unless that would leave no token at all: then this step changes nothing).
+    """
+    z = np.array(z, dtype=np.float64)
+    if settings.repetition_penalty != 1.0 and len(history):
+        seen = np.unique(np.asarray(history, dtype=np.int64))
+        r = settings.repetition_penalty
+        z[seen] = np.where(z[seen] < 0, z[seen] * r, z[seen] / r)
+    banned = banned_by_ngrams(history, settings.no_repeat_ngram)
+    if banned:
+        cut = z.copy()
+        cut[sorted(banned)] = -np.inf
+        if np.isfinite(cut).any():
+            z = cut
+    return z
+
+
+def banned_by_ngrams(history: Sequence[int], n: int) -> set[int]:
+    """The ids that would complete an ``n``-gram already in ``history`` (none when ``n`` is 0)."""
+    if n <= 0 or len(history) < n - 1:
+        return set()
+    ids = list(history)
+    prefix = ids[len(ids) - n + 1:] if n > 1 else []
+    return {ids[i + n - 1] for i in range(len(ids) - n + 1) if ids[i:i + n - 1] == prefix}
 
 
 def probabilities(z: np.ndarray, settings: SamplerSettings) -> np.ndarray:
@@ -156,9 +194,10 @@ def draw_margin(p: np.ndarray, u: float) -> float:
     return float(np.min(np.abs(cumulative / cumulative[-1] - u)))
 
 
-def next_token(logits: np.ndarray, settings: SamplerSettings, rng: SplitMix64) -> int:
-    """Pick the next token id from one row of logits; greedy takes no draw from ``rng``."""
-    z = masked_logits(logits, settings)
+def next_token(logits: np.ndarray, settings: SamplerSettings, rng: SplitMix64, history: Sequence[int] = ()) -> int:
+    """Pick the next token id from one row of logits, given the ids of the text so far (``history``, which
+    only the repetition controls read); greedy takes no draw from ``rng``."""
+    z = apply_repetition_controls(masked_logits(logits, settings), history, settings)
     if settings.strategy == "greedy":
         return int(np.argmax(z))  # ties: the lowest id
     return pick(probabilities(z, settings), rng.random())
@@ -170,9 +209,11 @@ def iter_generate(source: Source, prompt_ids: list[int], n_tokens: int, seq_len:
     everything since the prompt began (a ``Stateful`` poem model)."""
     rng = SplitMix64(settings.seed)
     feed = feed_of(source, seq_len)
+    history = list(prompt_ids)  # the repetition controls read the whole text, prompt included
     logits = feed(list(prompt_ids))
     for i in range(n_tokens):
-        token = next_token(np.asarray(logits), settings, rng)
+        token = next_token(np.asarray(logits), settings, rng, history)
+        history.append(token)
         yield token
         if i + 1 < n_tokens:
             logits = feed([token])

@@ -34,12 +34,14 @@ from safetensors.numpy import load, save
 from data.vocab import Vocab
 from wordrnn.core.config import Config
 from wordrnn.core.errors import DiskFull, UsageError
+from wordrnn.core.memory import human_bytes
 from wordrnn.core.params import Params, check_params, param_shapes
+from wordrnn.core.paths import REPORT_RUNS, TMP_SUFFIX, check_writable
 
 CONFIG, VOCAB, WEIGHTS, METRICS, SAMPLES, CHECKPOINT = (
     "config.json", "vocab.json", "weights.safetensors", "metrics.jsonl", "samples.txt", "checkpoint.safetensors")
 REQUIRED = (CONFIG, VOCAB, WEIGHTS)
-TMP_SUFFIX = ".tmp"
+REPORT_MARKERS = ("REPORT.md", "results.json")  # what tells the report folder of a comparison from a run
 
 
 def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
@@ -79,14 +81,6 @@ def _disk_full_message(path: Path, needed: int) -> str:
             f"{kept}. Free some space and run the command again")
 
 
-def human_bytes(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
 def _file_above(path: Path) -> Path | None:
     """The first existing non-folder among ``path``'s parents (a folder cannot be made under a file)."""
     for parent in path.parents:
@@ -96,13 +90,14 @@ def _file_above(path: Path) -> Path | None:
 
 
 def check_out_dir(path: str | Path, flag: str = "--out") -> None:
-    """Refuse, before any work, an output folder that is a file or would lie under one."""
+    """Refuse, before any work, an output folder that is a file, would lie under one, or cannot be written."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UsageError(f"{flag} {path} is a file, not a folder; give a folder name (it will be created)")
     above = _file_above(path)
     if above is not None:
         raise UsageError(f"{flag} {path} lies under {above}, which is a file; give a path inside a folder")
+    check_writable(path, flag)
 
 
 def check_out_file(path: str | Path, overwrite: bool, flag: str = "--out") -> None:
@@ -115,6 +110,7 @@ def check_out_file(path: str | Path, overwrite: bool, flag: str = "--out") -> No
         raise UsageError(f"{flag} {path} is a folder; give a file name inside it")
     if path.exists() and not overwrite:
         raise UsageError(f"{path} already exists; pass --overwrite to replace it, or choose another {flag}")
+    check_writable(path, flag)
 
 
 def remove_orphans(folder: str | Path) -> list[Path]:
@@ -154,6 +150,17 @@ def load_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]
     header_len = int.from_bytes(payload[:8], "little")
     header = json.loads(payload[8:8 + header_len]).get("__metadata__") or {}
     return arrays, {k: json.loads(v) for k, v in header.items()}
+
+
+def check_finite(arrays: dict[str, np.ndarray], path: str | Path) -> None:
+    """Refuse a weights file holding NaN or infinity: training never saves one (the divergence guard stops
+    it first), so such a file was damaged after it was written, and no setting of the run is to blame."""
+    bad = [name for name, value in arrays.items()
+           if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.isfinite(value).all()]
+    if bad:
+        raise UsageError(f"{path} is damaged: {', '.join(bad[:3])}{'...' if len(bad) > 3 else ''} "
+                         "holds NaN or infinite values, which training never saves; restore the file "
+                         "or train the run again with --overwrite")
 
 
 def save_params(path: str | Path, params: Params) -> None:
@@ -203,6 +210,8 @@ def load_run(path: str | Path) -> Run:
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir} is not a run folder (no such directory); give a folder written by a trainer")
     missing = [name for name in REQUIRED if not (run_dir / name).is_file()]
+    if missing and any((run_dir / name).is_file() for name in REPORT_MARKERS):
+        raise UsageError(_report_folder_message(run_dir))
     if missing:
         raise UsageError(
             f"{run_dir} is incomplete: {', '.join(missing)} missing; train it to the end of an epoch first"
@@ -213,8 +222,16 @@ def load_run(path: str | Path) -> Run:
             f"{run_dir}: config.json says {config.vocab_size} words but vocab.json holds {len(vocab)}"
         )
     params, _ = load_arrays(run_dir / WEIGHTS)
+    check_finite(params, run_dir / WEIGHTS)
     check_params(params, config)
     return Run(run_dir, config, raw.get("framework", "unknown"), vocab, params)
+
+
+def _report_folder_message(report: Path) -> str:
+    runs = sorted(p for p in (report / REPORT_RUNS).glob("*") if (p / WEIGHTS).is_file())
+    which = (f"give one of its run folders, such as {', '.join(map(str, runs[:3]))}" if runs
+             else "it holds no complete run folder; give a folder written by a trainer")
+    return f"{report} is a report folder (REPORT.md of python -m wordrnn.bench.compare), not a run; {which}"
 
 
 def read_settings(run_dir: Path) -> tuple[dict[str, Any], Config, Vocab]:

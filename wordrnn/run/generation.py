@@ -36,6 +36,12 @@ def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0,
                    help="seed of the sampler's SplitMix64 generator, 0 to 2**64-1 (default: %(default)s)")
     g.add_argument("--allow-unk", action="store_true", help="let the model write <unk> (default: never)")
+    g.add_argument("--no-repeat-ngram", type=int, default=0, metavar="N",
+                   help="never write an N-gram (N tokens in a row) that the text, prompt included, already holds "
+                   "(default: 0, off)")
+    g.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R",
+                   help="for every token already in the text: a positive logit divided by R, a negative one "
+                   "multiplied by R (Keskar et al. 2019; 1.2 is common; default: 1.0, off)")
 
 
 def settings_from_args(args: argparse.Namespace) -> SamplerSettings:
@@ -44,8 +50,11 @@ def settings_from_args(args: argparse.Namespace) -> SamplerSettings:
         raise UsageError(f"--words must be a positive number, got {args.words}")
     if args.num_samples <= 0:
         raise UsageError(f"--num-samples must be a positive number, got {args.num_samples}")
+    if args.strategy == "greedy" and args.num_samples > 1:
+        raise UsageError(f"--strategy greedy draws no random numbers, so all {args.num_samples} samples would be "
+                         "the same text; use --num-samples 1, or --strategy sample for different texts")
     settings = SamplerSettings(args.strategy, args.temperature, args.top_k, args.top_p, args.seed,
-                               args.allow_unk).validate()
+                               args.allow_unk, args.no_repeat_ngram, args.repetition_penalty).validate()
     replace(settings, seed=args.seed + args.num_samples - 1).validate()  # the last sample's seed fits too
     return settings
 

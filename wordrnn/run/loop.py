@@ -19,7 +19,7 @@ import math
 import sys
 import time
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,12 @@ from wordrnn.core.backend import Backend
 from wordrnn.core.config import Config
 from wordrnn.core.errors import INTERRUPTED_EXIT, RunFailed, UsageError, plural
 from wordrnn.core.flags import config_from_args, given_flags
+from wordrnn.core.memory import check_memory
 from wordrnn.core.metrics import evaluate, evaluate_poems
 from wordrnn.core.params import Params, init_params
 from wordrnn.core.sampling import SamplerSettings, Source, Stateful
 from wordrnn.core.threads import limit_threads
+from wordrnn.run.corpus_record import record_corpus
 from wordrnn.run.folder import (
     CHECKPOINT,
     CONFIG,
@@ -47,6 +49,7 @@ from wordrnn.run.folder import (
     VOCAB,
     WEIGHTS,
     atomic_write_text,
+    check_finite,
     check_optimizer_arrays,
     check_out_dir,
     load_arrays,
@@ -60,6 +63,8 @@ from wordrnn.run.folder import (
     write_metrics,
 )
 from wordrnn.run.generation import generate_text
+from wordrnn.run.init_vocab import choose_vocabulary
+from wordrnn.run.lock import holds_run_lock
 
 SAMPLE_PROMPTS = ("the sea", "my love", "the night")
 SAMPLE_TOKENS = 40
@@ -109,14 +114,18 @@ def count_params(params: Params) -> int:
     return int(sum(p.size for p in params.values()))
 
 
+@holds_run_lock
 def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool = False,
           init_from: str | Path | None = None, overwrite: bool = False, quiet: bool = False,
           dataset: Dataset | None = None, write_samples: bool = True,
-          given: Collection[str] | None = None) -> RunResult:
+          given: Collection[str] | None = None, explain_interrupt: bool = True,
+          vocab_choice: str | None = None) -> RunResult:
     """Train ``backend`` on the data ``config`` names and write the run folder ``run_dir``.
 
     ``given``: the settings the user asked for explicitly (``None``: all of them). ``--resume`` and
-    ``--init-from`` refuse a given setting that contradicts the saved run.
+    ``--init-from`` refuse a given setting that contradicts the saved run. ``explain_interrupt``: after
+    Ctrl-C, say how to continue with this trainer's flags (off where a larger command owns the folder).
+    ``vocab_choice``: with ``init_from``, whose vocabulary the run uses (``wordrnn.run.init_vocab``).
     """
     run_dir = Path(run_dir)
     check_out_dir(run_dir)
@@ -129,12 +138,21 @@ def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool
     config = start.config
     if dataset is None:
         dataset = load_dataset(**config.dataset_args(), vocab=start.vocab)
+    if init_from is not None:
+        dataset, seeded = choose_vocabulary(config, Path(init_from), start.vocab, start.params, dataset,
+                                            vocab_choice)
+        start = replace(start, vocab=dataset.vocab, params=seeded)
     config.vocab_size = len(dataset.vocab)
+    memory_note = check_memory(config)  # refuses a model that cannot fit, before its weights exist
+    if memory_note and primary:
+        print(memory_note, file=sys.stderr)
     params = start.params if start.params is not None else init_params(config)
     state = backend.init(params, config)
     if start.optimizer is not None:
         state = backend.load_optimizer_arrays(state, start.optimizer)
     if primary:
+        if dataset.source is not None:
+            record_corpus(run_dir, dataset.source, resuming=start.epoch > 0)
         _write_settings(run_dir, config, backend.framework, dataset.vocab, fresh=start.epoch == 0)
 
     if dataset.source is not None:
@@ -151,7 +169,8 @@ def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool
     try:
         best = _train_epochs(backend, state, dataset, config, run_dir, start, primary, quiet, say)
     except KeyboardInterrupt:
-        _say_interrupted(run_dir, result.metrics)
+        if explain_interrupt:
+            _say_interrupted(run_dir, result.metrics)
         result.exit_code = INTERRUPTED_EXIT
         return result
     result.best_epoch = best["epoch"]
@@ -201,6 +220,7 @@ def _resume(requested: Config, run_dir: Path, given: Collection[str] | None) -> 
     config.epochs, config.patience = requested.epochs, requested.patience
     config.extra = {**config.extra, **requested.extra}
     arrays, counters = load_arrays(run_dir / CHECKPOINT)
+    check_finite(arrays, run_dir / CHECKPOINT)
     if counters["epoch"] >= config.epochs:
         raise UsageError(f"{run_dir} has already trained {plural(counters['epoch'], 'epoch')}; "
                          f"ask for more with --epochs N (N > {counters['epoch']})")
@@ -459,8 +479,12 @@ def generation_source(backend: Backend, state: Any, config: Config) -> Source:
 def train_from_args(args: argparse.Namespace, backend: Backend, extra: dict[str, Any] | None = None) -> int:
     """What every ``python -m <framework>.train`` does after parsing its flags."""
     limit_threads(args.threads)
+    if args.vocab_choice is not None and args.init_from is None:
+        raise UsageError("--vocab-from-source and --new-vocab choose the vocabulary of an --init-from run; "
+                         "add --init-from DIR, or drop them")
     config = config_from_args(args, extra)
     run_dir = Path(args.out or f"runs/{backend.framework}-{config.model}")
     result = train(config, backend, run_dir, resume=args.resume, init_from=args.init_from,
-                   overwrite=args.overwrite, quiet=args.quiet, given=given_flags(args))
+                   overwrite=args.overwrite, quiet=args.quiet, given=given_flags(args),
+                   vocab_choice=args.vocab_choice)
     return result.exit_code

@@ -1,0 +1,53 @@
+"""Which corpus file a run was trained on: ``corpus.json`` in the run folder (path, size, SHA-256).
+
+``--resume`` continues the saved windows and vocabulary; on a corpus that changed since (words
+replaced, poems added) it would train on other windows without a word. The record lets it refuse,
+naming both checksums. A folder written before the record existed has none and is not checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from wordrnn.core.errors import UsageError
+from wordrnn.run.folder import atomic_write_text
+
+CORPUS = "corpus.json"
+CHUNK = 1 << 20
+
+
+def describe_corpus(path: Path) -> dict[str, Any]:
+    """The record of one corpus file: its absolute path, its size in bytes and its SHA-256."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return {"path": str(path.resolve()), "size": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def read_record(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads((run_dir / CORPUS).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{run_dir / CORPUS} is unreadable ({err}); restore it, or delete it to resume "
+                         "without checking the corpus") from None
+    return record if isinstance(record, dict) and "sha256" in record else None
+
+
+def record_corpus(run_dir: Path, corpus: Path, resuming: bool) -> None:
+    """A fresh run writes the record; a resumed one checks that the corpus is the one it was trained on."""
+    now = describe_corpus(corpus)
+    if not resuming:
+        atomic_write_text(run_dir / CORPUS, json.dumps(now, indent=2) + "\n")
+        return
+    saved = read_record(run_dir)
+    if saved is not None and saved["sha256"] != now["sha256"]:
+        raise UsageError(f"--resume: the corpus changed since {run_dir} was trained: {now['path']} now has "
+                         f"SHA-256 {now['sha256']} ({now['size']:,} bytes), the run was trained on "
+                         f"{saved.get('path', '?')} with SHA-256 {saved['sha256']} ({saved.get('size', 0):,} "
+                         "bytes); resume with that file (--data), or train a new run (another --out)")
