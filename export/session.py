@@ -144,7 +144,7 @@ def load(path: str | Path) -> OnnxLM:
     session = open_session(path, str(path))
     meta = session.get_modelmeta()
     card = from_props(meta.custom_metadata_map, str(path))
-    graph_cell = meta.graph_name.rpartition("_")[2]
+    graph_cell = meta.graph_name.split("_", 2)[-1]  # wordrnn_<model>_<cell>; a cell name may hold "_"
     if graph_cell in CELLS and graph_cell != card.cell:
         raise UsageError(f"{path} holds a {graph_cell} graph but its metadata says cell {card.cell}; {EXPORT_AGAIN}")
     lm = OnnxLM(session, card, str(path))

@@ -60,6 +60,12 @@ def elman_step(state: State, a: jax.Array, w_hh: jax.Array, b_hh: jax.Array) -> 
     return (jnp.tanh(_linear(h, w_hh, b_hh) + a),)
 
 
+def relu_step(state: State, a: jax.Array, w_hh: jax.Array, b_hh: jax.Array) -> State:
+    """``h' = relu(b + a)``, grouped as ``elman_step``."""
+    (h,) = state
+    return (jax.nn.relu(_linear(h, w_hh, b_hh) + a),)
+
+
 def lstm_step(state: State, a: jax.Array, w_hh: jax.Array, b_hh: jax.Array) -> State:
     """torch's LSTM: gates i, f, g, o from ``a + b``; ``c' = f c + i g``, ``h' = o tanh(c')``."""
     h, c = state
@@ -80,7 +86,7 @@ def gru_step(state: State, a: jax.Array, w_hh: jax.Array, b_hh: jax.Array) -> St
 
 
 # one step of each cell, given the input projection a = x W_ih^T + b_ih
-STEPS = {"rnn": elman_step, "lstm": lstm_step, "gru": gru_step}
+STEPS = {"rnn": elman_step, "lstm": lstm_step, "gru": gru_step, "rnn_relu": relu_step}
 
 
 def recurrence(cell: str, w_hh: jax.Array, b_hh: jax.Array, projected: jax.Array, unroll: int = 1) -> jax.Array:

@@ -42,6 +42,21 @@ def rnn_backward(p: Params, g: Params, saved: Any, d_state: State) -> tuple[Arra
     return dz, (dz @ p["rnn.w_hh"],)
 
 
+def rnn_relu_forward(p: Params, a: Array, state: State) -> tuple[State, Any]:
+    (h_prev,) = state
+    h = np.maximum(a + h_prev @ p["rnn.w_hh"].T + p["rnn.b_hh"], 0)
+    return (h,), (h_prev, h)
+
+
+def rnn_relu_backward(p: Params, g: Params, saved: Any, d_state: State) -> tuple[Array, State]:
+    h_prev, h = saved
+    (dh,) = d_state
+    dz = dh * (h > 0)  # through the relu
+    g["rnn.w_hh"] += dz.T @ h_prev
+    g["rnn.b_hh"] += dz.sum(axis=0)
+    return dz, (dz @ p["rnn.w_hh"],)
+
+
 def lstm_forward(p: Params, a: Array, state: State) -> tuple[State, Any]:
     h_prev, c_prev = state
     z_i, z_f, z_g, z_o = np.split(a + h_prev @ p["rnn.w_hh"].T + p["rnn.b_hh"], 4, axis=1)
@@ -107,4 +122,5 @@ STEPS: dict[str, CellSteps] = {
     "rnn": CellSteps(rnn_forward, rnn_backward),
     "lstm": CellSteps(lstm_forward, lstm_backward),
     "gru": CellSteps(gru_forward, gru_backward),
+    "rnn_relu": CellSteps(rnn_relu_forward, rnn_relu_backward),
 }

@@ -14,10 +14,14 @@ def cell_step(cell: str, h: np.ndarray, c: np.ndarray, a: np.ndarray, b: np.ndar
     """One step of docs/DESIGN.md's cell equations, from a = x W_ih^T + b_ih and b = h W_hh^T + b_hh."""
     if cell == "rnn":
         return np.tanh(a + b), c
+    if cell == "rnn_relu":
+        return np.maximum(a + b, 0), c
     if cell == "lstm":
         i, f, g, o = np.split(a + b, 4, axis=1)
         c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
         return sigmoid(o) * np.tanh(c), c
+    if cell != "gru":
+        raise KeyError(f"tests/cell_equations.py has no equations for the {cell} cell: write them here")
     (a_r, a_z, a_n), (b_r, b_z, b_n) = np.split(a, 3, axis=1), np.split(b, 3, axis=1)
     r, z = sigmoid(a_r + b_r), sigmoid(a_z + b_z)
     n = np.tanh(a_n + r * b_n)

@@ -100,7 +100,7 @@ def test_file_is_one_self_contained_graph_of_standard_ops(exported):
     model = onnx.load(str(out), load_external_data=False)
     onnx.checker.check_model(model, full_check=True)
     assert all(t.data_location == onnx.TensorProto.DEFAULT for t in model.graph.initializer)
-    op = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[load(out).card.cell]
+    op = CELLS[load(out).card.cell].onnx_op
     assert [n.op_type for n in model.graph.node] == ["Gather", "Transpose", op, "Squeeze", "Gemm"]
     assert {n.domain for n in model.graph.node} == {""}
     (tokens,), (logits,) = model.graph.input, model.graph.output

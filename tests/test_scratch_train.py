@@ -15,6 +15,7 @@ from safetensors.numpy import load_file
 from data.batches import batch_indices
 from scratch import generate, model, train
 from scratch.backend import NumpyBackend
+from wordrnn.core.cells import CELLS as REGISTRY
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import step_masks
@@ -22,7 +23,7 @@ from wordrnn.core.params import init_params
 from wordrnn.run.folder import save_params
 
 V, H, E, B, T = 17, 12, 6, 8, 4
-CELLS = list(model.STEPS)
+CELLS = list(REGISTRY)
 
 
 def stream_problem(kind: str, **settings) -> tuple[Config, dict[str, np.ndarray], np.ndarray, np.ndarray]:

@@ -54,6 +54,7 @@ RECURRENT: dict[str, Callable[[int, int], nn.Module]] = {
     "rnn": lambda i, h: nn.RNN(i, h, nonlinearity="tanh", batch_first=True),
     "lstm": lambda i, h: nn.LSTM(i, h, batch_first=True),
     "gru": lambda i, h: nn.GRU(i, h, batch_first=True),
+    "rnn_relu": lambda i, h: nn.RNN(i, h, nonlinearity="relu", batch_first=True),
 }
 
 Masks = dict[str, torch.Tensor | None]
@@ -64,6 +65,12 @@ def elman_step(state: State, a: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Te
     """``h' = tanh(b + a)``, grouped as nn.RNN's CPU kernel groups it (so the two forms agree to the bit)."""
     (h,) = state
     return (torch.tanh(F.linear(h, w_hh, b_hh) + a),)
+
+
+def relu_step(state: State, a: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> State:
+    """``h' = relu(b + a)``, grouped as ``elman_step``."""
+    (h,) = state
+    return (torch.relu(F.linear(h, w_hh, b_hh) + a),)
 
 
 def lstm_step(state: State, a: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> State:
@@ -87,7 +94,7 @@ def gru_step(state: State, a: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tens
 
 # one step of each cell, given the input projection a = x W_ih^T + b_ih
 STEPS: dict[str, Callable[[State, torch.Tensor, torch.Tensor, torch.Tensor], State]] = {
-    "rnn": elman_step, "lstm": lstm_step, "gru": gru_step,
+    "rnn": elman_step, "lstm": lstm_step, "gru": gru_step, "rnn_relu": relu_step,
 }
 
 

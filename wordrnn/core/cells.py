@@ -6,6 +6,7 @@ in ``gates`` order (block k is rows k*H to (k+1)*H). The equations, with
 ``a = x W_ih^T + b_ih`` and ``b = h W_hh^T + b_hh`` split into gate blocks:
 
     rnn:  h' = tanh(a + b)
+    rnn_relu: h' = relu(a + b)
     lstm: i, f, g, o = sigmoid(a_i + b_i), sigmoid(a_f + b_f), tanh(a_g + b_g), sigmoid(a_o + b_o)
           c' = f * c + i * g;  h' = o * tanh(c')
     gru:  r, z = sigmoid(a_r + b_r), sigmoid(a_z + b_z)
@@ -76,6 +77,9 @@ CELLS: dict[str, Cell] = {
     # torch's n = tanh(W_in x + b_in + r * (W_hn h + b_hn)) is ONNX's linear_before_reset=1
     "gru": Cell("gru", ("r", "z", "n"), ("h",), 12, onnx_op="GRU", onnx_gates=("z", "r", "n"),
                 onnx_attributes={"linear_before_reset": 1}),
+    # torch's RNN_RELU: the Elman cell with relu for tanh
+    "rnn_relu": Cell("rnn_relu", ("h",), ("h",), 3, onnx_op="RNN", onnx_gates=("h",),
+                     onnx_attributes={"activations": ["Relu"]}),
 }
 
 
