@@ -97,7 +97,8 @@ def recurrence(cell: str, w_hh: jax.Array, b_hh: jax.Array, projected: jax.Array
     loop iteration (``jax.lax.scan``'s own option; the same operations).
     """
     step = STEPS[cell]
-    zeros = jnp.zeros((projected.shape[1], w_hh.shape[1]), projected.dtype)
+    hidden = projected.shape[-1] // get_cell(cell).num_gates
+    zeros = jnp.zeros((projected.shape[1], hidden), projected.dtype)
     state0 = (zeros, zeros) if get_cell(cell).has_cell_state else (zeros,)
 
     def body(state, a):
@@ -160,9 +161,9 @@ def apply_sequence(params: dict[str, jax.Array], x: jax.Array, state: State | No
     tokens = jnp.asarray(x).T
     projected = input_projection(params, tokens, masks.get("input") if masks else None, onehot)
     if state is None:
-        state = zero_state(cell, x.shape[0], params["rnn.w_hh"].shape[1], projected.dtype)
+        state = zero_state(cell, x.shape[0], params["out.weight"].shape[1], projected.dtype)
     keep = None if reset is None else (1 - jnp.asarray(reset, projected.dtype)).T[:, :, None]
-    hs, final = carried_recurrence(cell, params["rnn.w_hh"], params["rnn.b_hh"], projected, state, keep)
+    hs, final = carried_recurrence(cell, params.get("rnn.w_hh"), params.get("rnn.b_hh"), projected, state, keep)
     hs = jnp.swapaxes(hs, 0, 1)  # [B, T, H]
     hidden_mask = masks.get("hidden") if masks else None
     if hidden_mask is not None:
@@ -187,20 +188,27 @@ def apply(
     hidden_mask = masks.get("hidden") if masks else None
     tokens = jnp.asarray(x).T  # time-major [T, B]: lax.scan walks the leading axis
     projected = input_projection(params, tokens, masks.get("input") if masks else None, onehot)
-    h_last = recurrence(cell, params["rnn.w_hh"], params["rnn.b_hh"], projected, unroll)
+    h_last = recurrence(cell, params.get("rnn.w_hh"), params.get("rnn.b_hh"), projected, unroll)
     if hidden_mask is not None:
         h_last = h_last * hidden_mask
     return _linear(h_last, params["out.weight"], params["out.bias"])
 
 
 class CellWeights(nnx.Module):
-    """A cell's parameters, torch layout: W_ih [G*H, in], W_hh [G*H, H], two biases [G*H]."""
+    """A cell's parameters, torch layout: W_ih [G*H, in], b_ih [G*H], and (a cell with recurrent weights)
+    W_hh [G*H, H], b_hh [G*H]."""
 
-    def __init__(self, w_ih: jax.Array, w_hh: jax.Array, b_ih: jax.Array, b_hh: jax.Array):
+    def __init__(self, w_ih: jax.Array, b_ih: jax.Array, w_hh: jax.Array | None = None,
+                 b_hh: jax.Array | None = None):
         self.w_ih = nnx.Param(w_ih)
-        self.w_hh = nnx.Param(w_hh)
         self.b_ih = nnx.Param(b_ih)
-        self.b_hh = nnx.Param(b_hh)
+        if w_hh is not None:
+            self.w_hh = nnx.Param(w_hh)
+            self.b_hh = nnx.Param(b_hh)
+
+    def arrays(self) -> dict[str, jax.Array]:
+        names = ("w_ih", "w_hh", "b_ih", "b_hh")
+        return {f"rnn.{n}": getattr(self, n)[...] for n in names if hasattr(self, n)}
 
 
 class Readout(nnx.Module):
@@ -223,16 +231,13 @@ class WordRNN(nnx.Module):
         self.cell = cell
         if not onehot:
             self.embedding = nnx.Param(params["embedding"])
-        self.rnn = CellWeights(params["rnn.w_ih"], params["rnn.w_hh"], params["rnn.b_ih"], params["rnn.b_hh"])
+        self.rnn = CellWeights(params["rnn.w_ih"], params["rnn.b_ih"], params.get("rnn.w_hh"), params.get("rnn.b_hh"))
         self.out = Readout(params["out.weight"], params["out.bias"])
 
     def arrays(self) -> dict[str, jax.Array]:
         """The current parameter values under their canonical names (traceable)."""
         arrays = {
-            "rnn.w_ih": self.rnn.w_ih[...],
-            "rnn.w_hh": self.rnn.w_hh[...],
-            "rnn.b_ih": self.rnn.b_ih[...],
-            "rnn.b_hh": self.rnn.b_hh[...],
+            **self.rnn.arrays(),
             "out.weight": self.out.weight[...],
             "out.bias": self.out.bias[...],
         }

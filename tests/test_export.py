@@ -278,7 +278,8 @@ def test_a_file_whose_metadata_names_another_cell_is_refused(exported, tmp_path,
     model = onnx.load(str(out))
     props = {p.key: p.value for p in model.metadata_props}
     config = json.loads(props[KEY_CONFIG])
-    graph_cell, config["cell"] = config["cell"], {"rnn": "gru", "lstm": "rnn", "gru": "lstm"}[config["cell"]]
+    graph_cell, config["cell"] = config["cell"], {"rnn": "gru", "lstm": "rnn", "gru": "lstm",
+                                                        "rnn_relu": "lstm"}[config["cell"]]
     props[KEY_CONFIG] = json.dumps(config)
     onnx.helper.set_model_props(model, props)
     relabeled = tmp_path / "relabeled.onnx"

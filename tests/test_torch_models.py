@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from cell_equations import design_logits
 
 from scratch import model as reference
-from torchmodels.model import CANONICAL, EmbeddingRNN, OneHotRNN, build_module, to_canonical
+from torchmodels.model import CANONICAL, RECURRENT, EmbeddingRNN, OneHotRNN, StepLayer, build_module, to_canonical
 from wordrnn.core import tolerances
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import Config
@@ -274,3 +274,18 @@ def test_cell_weights_round_trip_and_are_refused_by_another_cell(cell: str) -> N
         return
     with pytest.raises(UsageError, match=f"do not fit --cell rnn .*they fit --cell {cell}"):
         build_module(rnn_config, params)
+
+
+@pytest.mark.parametrize("cell", [c for c in CELLS if c in RECURRENT])
+def test_the_step_layer_computes_what_torchs_layer_computes(cell: str) -> None:
+    """A cell torch has no module for runs in ``StepLayer``; on the cells torch has, the two agree."""
+    torch.manual_seed(0)
+    reference = RECURRENT[cell](E, H).double()
+    layer = StepLayer(cell, E, H).double()
+    layer.load_state_dict(reference.state_dict())
+    x = torch.randn(B, T, E, dtype=torch.float64)
+    (want, want_final), (got, got_final) = reference(x), layer(x)
+    assert (want - got).abs().max() <= 1e-12
+    for a, b in zip(want_final if isinstance(want_final, tuple) else (want_final,),
+                    got_final if isinstance(got_final, tuple) else (got_final,), strict=True):
+        assert (a - b).abs().max() <= 1e-12

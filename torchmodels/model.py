@@ -28,6 +28,7 @@ Without masks there is no dropout, whatever ``module.training`` says.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,6 +99,33 @@ STEPS: dict[str, Callable[[State, torch.Tensor, torch.Tensor, torch.Tensor], Sta
 }
 
 
+class StepLayer(nn.Module):
+    """The recurrent layer of a cell torch has no module for: the registry's parameters under ``nn.RNN``'s names,
+    the cell's step (``STEPS``) run over time, called as ``nn.RNN`` is (batch first; output and final state)."""
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int):
+        super().__init__()
+        self.cell, self.hidden_size = cell, hidden_size
+        for name, shape in get_cell(cell).param_shapes(input_size, hidden_size).items():
+            self.register_parameter(CANONICAL[name].split(".", 1)[1], nn.Parameter(torch.empty(shape)))
+
+    def forward(self, inputs: torch.Tensor, hx: torch.Tensor | tuple | None = None) -> tuple[torch.Tensor, Any]:
+        states = get_cell(self.cell).states
+        if hx is None:
+            zeros = inputs.new_zeros(inputs.shape[0], self.hidden_size)
+            state: State = tuple(zeros for _ in states)
+        else:
+            state = tuple(s[0] for s in (hx if isinstance(hx, tuple) else (hx,)))
+        projected = F.linear(inputs.transpose(0, 1), self.weight_ih_l0, self.bias_ih_l0)
+        w_hh, b_hh = getattr(self, "weight_hh_l0", None), getattr(self, "bias_hh_l0", None)
+        hs = []
+        for projected_t in projected:
+            state = STEPS[self.cell](state, projected_t, w_hh, b_hh)
+            hs.append(state[0])
+        final = tuple(s[None] for s in state)
+        return torch.stack(hs, dim=1), final if len(final) > 1 else final[0]
+
+
 class RNNLanguageModel(nn.Module):
     """What both models share: a recurrent layer of ``cell`` over input vectors, a linear layer on h_T."""
 
@@ -105,7 +133,8 @@ class RNNLanguageModel(nn.Module):
         super().__init__()
         self.vocab_size = vocab_size
         self.cell = cell
-        self.rnn = RECURRENT[cell](input_size, hidden_size)
+        self.rnn = RECURRENT[cell](input_size, hidden_size) if cell in RECURRENT else StepLayer(cell, input_size,
+                                                                                                   hidden_size)
         self.out = nn.Linear(hidden_size, vocab_size)
 
     def recur(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -123,8 +152,7 @@ class RNNLanguageModel(nn.Module):
     # -- the poem context: every position, the state carried in and out --------------------------------------
 
     def zero_state(self, batch: int) -> State:
-        w_hh = self.rnn.weight_hh_l0
-        zeros = w_hh.new_zeros(batch, w_hh.shape[1])
+        zeros = self.out.weight.new_zeros(batch, self.out.weight.shape[1])
         return (zeros, zeros.clone()) if get_cell(self.cell).has_cell_state else (zeros,)
 
     def sequence(self, x: torch.Tensor, state: State | None = None, reset: torch.Tensor | None = None,
@@ -159,7 +187,9 @@ class RNNLanguageModel(nn.Module):
                     ) -> tuple[torch.Tensor, State]:
         """Every h_t [B, T, H] from time-major input projections [T, B, G*H], the state zeroed where ``keep``
         [B, T] is 0, before the step."""
-        step, w_hh, b_hh = STEPS[self.cell], self.rnn.weight_hh_l0, self.rnn.bias_hh_l0
+        # a cell without recurrent weights has neither (its step ignores them)
+        step = STEPS[self.cell]
+        w_hh, b_hh = getattr(self.rnn, "weight_hh_l0", None), getattr(self.rnn, "bias_hh_l0", None)
         hs = []
         for t, projected_t in enumerate(projected):
             if keep is not None and t:
