@@ -1,7 +1,8 @@
 """``python -m export.generate``: verse from one ``.onnx`` file, with onnxruntime alone.
 
 Needs the file written by ``python -m export.onnx`` and nothing else: the
-vocabulary, tokenizer and window length come from its metadata. Imports
+vocabulary, tokenizer, context and window length come from its metadata. A
+poem model reads the prompt once and then one token a step, its state carried. Imports
 onnxruntime, NumPy, ``wordrnn.core``, ``wordrnn.run`` and ``data``, never torch or jax. Prompt handling
 and sampling are ``wordrnn.run.generation``'s, shared with every other runtime, so the
 same prompt, sampler settings and seed give the same text as
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings_from_args(args)  # bad sampler values are refused before the model is loaded
     lm = load(args.model)
-    print_samples(lm.logits, lm.card.vocab, lm.card.config.seq_len, args)
+    print_samples(lm.source, lm.card.vocab, lm.card.config.seq_len, args)
     return 0
 
 

@@ -1,7 +1,14 @@
-"""The model as a five-node ONNX graph, written from the canonical weights, for every cell.
+"""The model as a small ONNX graph, written from the canonical weights, for every cell and both contexts.
+
+A window model, five nodes:
 
     tokens [B, T] --Gather--> [B, T, I] --Transpose--> [T, B, I] --RNN/LSTM/GRU--> Y_h [1, B, H]
                   --Squeeze--> [B, H] --Gemm(out)--> logits [B, V]
+
+A poem model gives the op its state in (``initial_h``, and ``initial_c`` for the LSTM) and keeps ``Y``, the
+state of every step, so that a client feeds a prompt once and then one token a step, passing the state back:
+
+    tokens [B, T], h0 [B, H] (c0) --...--> Y [T, 1, B, H] --> logits [B, T, V];  Y_h --> hn [B, H] (Y_c --> cn)
 
 We write the graph by hand (``onnx.helper``) instead of tracing a framework's
 module: torch's dynamo exporter unrolls the recurrent layers and freezes the
@@ -28,7 +35,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from export.metadata import INPUT_NAME, OUTPUT_NAME
+from export.metadata import INPUT_NAME, OUTPUT_NAME, state_specs
 from export.session import graph_name
 from wordrnn.core.cells import Cell, get_cell
 from wordrnn.core.config import Config
@@ -54,7 +61,6 @@ def onnx_gate_order(stacked: np.ndarray, cell: Cell) -> np.ndarray:
 def build_graph(params: Params, config: Config, opset: int = DEFAULT_OPSET,
                 metadata: dict[str, str] | None = None) -> onnx.ModelProto:
     """The ONNX model for canonical float32 ``params``; ``metadata`` goes into ``metadata_props``."""
-    H, V = config.hidden_size, config.vocab_size
     cell = get_cell(config.cell)
     table_name, table, w_ih = input_table(params, config)
     b = np.concatenate([onnx_gate_order(params["rnn.b_ih"], cell), onnx_gate_order(params["rnn.b_hh"], cell)])
@@ -63,29 +69,72 @@ def build_graph(params: Params, config: Config, opset: int = DEFAULT_OPSET,
         "rnn.W": onnx_gate_order(w_ih, cell)[None],  # [1, G*H, I]: one direction
         "rnn.R": onnx_gate_order(params["rnn.w_hh"], cell)[None],
         "rnn.B": b[None],  # [1, 2*G*H]: Wb then Rb, added inside the op
-        "out.weight": params["out.weight"],
-        "out.bias": params["out.bias"],
     }
-    initializers = [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in initializers.items()]
-    initializers.append(numpy_helper.from_array(np.array([0], np.int64), "direction_axis"))
     nodes = [
         helper.make_node("Gather", [table_name, INPUT_NAME], ["inputs"], axis=0),
         helper.make_node("Transpose", ["inputs"], ["inputs_time_major"], perm=[1, 0, 2]),
-        helper.make_node(cell.onnx_op, ["inputs_time_major", "rnn.W", "rnn.R", "rnn.B"], ["", "h_last"],
-                         hidden_size=H, **cell.onnx_attributes),
-        helper.make_node("Squeeze", ["h_last", "direction_axis"], ["h"]),
-        helper.make_node("Gemm", ["h", "out.weight", "out.bias"], [OUTPUT_NAME], transB=1),
     ]
+    head = window_head if config.context == "window" else poem_head
+    inputs, outputs, description = head(params, config, cell, nodes, initializers)
+    tensors = [numpy_helper.from_array(v if v.dtype == np.int64 else np.asarray(v, np.float32), k)
+               for k, v in initializers.items()]
+    tensors.append(numpy_helper.from_array(np.array([0], np.int64), "direction_axis"))
     graph = helper.make_graph(
         nodes, graph_name(config.model, cell.name),
-        inputs=[helper.make_tensor_value_info(INPUT_NAME, TensorProto.INT64, ["batch", "seq"])],
-        outputs=[helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", V])],
-        initializer=initializers,
+        inputs=[helper.make_tensor_value_info(INPUT_NAME, TensorProto.INT64, ["batch", "seq"]), *inputs],
+        outputs=outputs, initializer=tensors,
     )
     opsets = [helper.make_opsetid("", opset)]
     model = helper.make_model(graph, opset_imports=opsets, producer_name="wordrnn",
                               ir_version=helper.find_min_ir_version_for(opsets),
-                              doc_string=f"wordrnn {config.model} {cell.onnx_op} language model: "
-                                         f"int64 tokens [batch, seq] -> next-token logits [batch, {V}]")
+                              doc_string=f"wordrnn {config.model} {cell.onnx_op} language model: {description}")
     helper.set_model_props(model, metadata or {})
     return model
+
+
+Head = tuple[list[onnx.ValueInfoProto], list[onnx.ValueInfoProto], str]
+
+
+def recurrent_node(cell: Cell, H: int, inputs: list[str], outputs: list[str]) -> onnx.NodeProto:
+    return helper.make_node(cell.onnx_op, ["inputs_time_major", "rnn.W", "rnn.R", "rnn.B", *inputs], outputs,
+                            hidden_size=H, **cell.onnx_attributes)
+
+
+def window_head(params: Params, config: Config, cell: Cell, nodes: list, initializers: dict) -> Head:
+    """From a zero state, the last step only: Y_h [1, B, H] --Squeeze--> [B, H] --Gemm(out)--> logits [B, V]."""
+    initializers.update({"out.weight": params["out.weight"], "out.bias": params["out.bias"]})
+    nodes += [
+        recurrent_node(cell, config.hidden_size, [], ["", "h_last"]),
+        helper.make_node("Squeeze", ["h_last", "direction_axis"], ["h"]),
+        helper.make_node("Gemm", ["h", "out.weight", "out.bias"], [OUTPUT_NAME], transB=1),
+    ]
+    V = config.vocab_size
+    outputs = [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", V])]
+    return [], outputs, f"int64 tokens [batch, seq] -> next-token logits [batch, {V}]"
+
+
+def poem_head(params: Params, config: Config, cell: Cell, nodes: list, initializers: dict) -> Head:
+    """From the state in, every step: h0 [B, H] --Unsqueeze--> the op's initial_h [1, B, H] (c0 likewise);
+    Y [T, 1, B, H] --Squeeze, Transpose--> [B, T, H] --MatMul, Add(out)--> logits [B, T, V];
+    Y_h [1, B, H] --Squeeze--> hn [B, H] (Y_c to cn)."""
+    H, V = config.hidden_size, config.vocab_size
+    states = state_specs(config)
+    initializers.update({"out.weight_t": params["out.weight"].T, "out.bias": params["out.bias"]})
+    initial = [f"{s.input}_op" for s in states]
+    last = [f"{s.output}_op" for s in states]
+    nodes += [helper.make_node("Unsqueeze", [s.input, "direction_axis"], [name]) for s, name in zip(states, initial)]
+    nodes += [
+        recurrent_node(cell, H, ["", *initial], ["states_op", *last]),  # "": no sequence_lens, every row full
+        helper.make_node("Squeeze", ["states_op", "direction_axis_y"], ["states_time_major"]),
+        helper.make_node("Transpose", ["states_time_major"], ["states"], perm=[1, 0, 2]),
+        helper.make_node("MatMul", ["states", "out.weight_t"], ["scores"]),
+        helper.make_node("Add", ["scores", "out.bias"], [OUTPUT_NAME]),
+    ]
+    nodes += [helper.make_node("Squeeze", [name, "direction_axis"], [s.output]) for s, name in zip(states, last)]
+    initializers["direction_axis_y"] = np.array([1], np.int64)
+    inputs = [helper.make_tensor_value_info(s.input, TensorProto.FLOAT, ["batch", s.size]) for s in states]
+    outputs = [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", "seq", V]),
+               *(helper.make_tensor_value_info(s.output, TensorProto.FLOAT, ["batch", s.size]) for s in states)]
+    names = ", ".join(s.input for s in states)
+    return inputs, outputs, (f"int64 tokens [batch, seq] and the state {names} [batch, {H}] -> logits of every "
+                             f"position [batch, seq, {V}] and the state after the last")

@@ -8,6 +8,11 @@ The vocabulary, tokenizer settings, model configuration and source framework
 travel inside the ``.onnx`` file, so that generation needs that one file and
 nothing else. Pure Python: ``export.generate`` reads these keys through
 onnxruntime without importing ``onnx``.
+
+A window model's file follows version 1 of the contract, as it always has, so
+that every client written before poem models existed still reads it. A poem
+model's file follows version 2: a version-1 client, which would feed it
+windows without its state, refuses it by the version string alone.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from data.vocab import Vocab
-from wordrnn.core.cells import CELLS
-from wordrnn.core.config import MODELS, TOKENIZERS, Config
+from wordrnn.core.cells import CELLS, get_cell
+from wordrnn.core.config import CONTEXTS, MODELS, TOKENIZERS, Config
 from wordrnn.core.errors import UsageError
 
-# The graph's interface: int64 tokens [batch, seq] in, float32 logits [batch, V] out.
+# The graph's interface: int64 tokens [batch, seq] in, float32 logits out ([batch, V] for a window model,
+# [batch, seq, V] for a poem model, which also takes its state in and gives it back: h0 -> hn, c0 -> cn).
 INPUT_NAME = "tokens"
 OUTPUT_NAME = "logits"
 
@@ -32,8 +38,40 @@ KEY_VOCAB = "wordrnn.vocab"
 KEY_TOKENIZER = "wordrnn.tokenizer"
 KEY_SOURCE = "wordrnn.source"
 KEY_GENERATION = "wordrnn.generation"
-GENERATION = "wordrnn-generation 1"  # the version of docs/GENERATION.md this file follows
+KEY_CONTEXT = "wordrnn.context"
+KEY_STATE = "wordrnn.state"
+# The versions of docs/GENERATION.md: a file names the oldest one that describes it (a window model 1, a poem
+# model 2); this code reads both.
+GENERATION_V1 = "wordrnn-generation 1"
+GENERATION = "wordrnn-generation 2"
+VERSION_OF_CONTEXT = {"window": GENERATION_V1, "poem": GENERATION}
 KEYS = (KEY_FORMAT, KEY_CONFIG, KEY_VOCAB, KEY_TOKENIZER, KEY_SOURCE, KEY_GENERATION)
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    """One recurrent state a poem model takes in and gives back: ``input`` [batch, size] -> ``output``."""
+
+    input: str
+    output: str
+    size: int
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of the graph: its name, element type and shape (None: a dynamic axis)."""
+
+    name: str
+    type: str  # onnxruntime's spelling: tensor(int64), tensor(float)
+    shape: tuple[int | None, ...]
+
+
+def state_specs(config: Config) -> tuple[StateSpec, ...]:
+    """The states a ``config`` model carries from token to token: none in the window context."""
+    if config.context != "poem":
+        return ()
+    # each state the registry names (h; and c for the LSTM) goes in as h0 (c0) and comes out as hn (cn)
+    return tuple(StateSpec(f"{name}0", f"{name}n", config.hidden_size) for name in get_cell(config.cell).states)
 
 
 @dataclass
@@ -59,6 +97,23 @@ class ModelCard:
         """The recurrent cell of the graph (``rnn``, ``lstm`` or ``gru``), from the recorded configuration."""
         return self.config.cell
 
+    @property
+    def context(self) -> str:
+        """``window`` (the last ``seq_len`` tokens from a zero state) or ``poem`` (the state carried)."""
+        return self.config.context
+
+    @property
+    def states(self) -> tuple[StateSpec, ...]:
+        return state_specs(self.config)
+
+    def interface(self) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+        """The inputs and outputs the graph of this card must have."""
+        V = self.config.vocab_size
+        tokens = TensorSpec(INPUT_NAME, "tensor(int64)", (None, None))
+        logits = TensorSpec(OUTPUT_NAME, "tensor(float)", (None, V) if self.context == "window" else (None, None, V))
+        return ((tokens, *(TensorSpec(s.input, "tensor(float)", (None, s.size)) for s in self.states)),
+                (logits, *(TensorSpec(s.output, "tensor(float)", (None, s.size)) for s in self.states)))
+
 
 def validation_summary(metrics: list[dict[str, Any]]) -> dict[str, Any]:
     """The best validation epoch of a run's ``metrics.jsonl`` rows (the one the weights hold), for the card."""
@@ -71,14 +126,18 @@ def validation_summary(metrics: list[dict[str, Any]]) -> dict[str, Any]:
 
 def to_props(card: ModelCard) -> dict[str, str]:
     """The ``metadata_props`` entries for ``card``: one JSON string per key."""
-    return {
+    props = {
         KEY_FORMAT: FORMAT,
-        KEY_GENERATION: GENERATION,
+        KEY_GENERATION: VERSION_OF_CONTEXT[card.context],
+        KEY_CONTEXT: card.context,
         KEY_CONFIG: json.dumps(card.config.to_json_dict(), ensure_ascii=False),
         KEY_VOCAB: json.dumps(card.vocab.tokens, ensure_ascii=False),
         KEY_TOKENIZER: json.dumps({"mode": card.vocab.tokenizer, "min_freq": card.vocab.min_freq}),
         KEY_SOURCE: json.dumps(card.source, ensure_ascii=False),
     }
+    if card.states:
+        props[KEY_STATE] = json.dumps([{"input": s.input, "output": s.output, "size": s.size} for s in card.states])
+    return props
 
 
 def from_props(props: dict[str, str], where: str) -> ModelCard:
@@ -90,9 +149,9 @@ def from_props(props: dict[str, str], where: str) -> ModelCard:
         raise UsageError(f"{where} lacks the metadata {', '.join(missing)}; export it again with python -m export.onnx")
     if props[KEY_FORMAT] != FORMAT:
         raise UsageError(f"{where} has wordrnn metadata format {props[KEY_FORMAT]!r}; this version reads {FORMAT!r}")
-    if props[KEY_GENERATION] != GENERATION:
+    if props[KEY_GENERATION] not in VERSION_OF_CONTEXT.values():
         raise UsageError(f"{where} follows the generation contract {props[KEY_GENERATION]!r}; "
-                         f"this version follows {GENERATION!r}")
+                         f"this version follows {GENERATION_V1!r} and {GENERATION!r}")
     try:
         config = Config.from_dict(json.loads(props[KEY_CONFIG]))
         tokens = json.loads(props[KEY_VOCAB])
@@ -108,4 +167,32 @@ def from_props(props: dict[str, str], where: str) -> ModelCard:
     if len(vocab) != config.vocab_size:
         raise UsageError(f"{where}: the vocabulary in the metadata has {len(vocab)} tokens but the config "
                          f"says {config.vocab_size}; export it again")
+    check_context(props, config, where)
     return ModelCard(config, vocab, source if isinstance(source, dict) else {})
+
+
+def check_context(props: dict[str, str], config: Config, where: str) -> None:
+    """The context key, the contract version and the state key agree with the configuration.
+
+    A version-1 file predates the key and is a window model; a version-2 file names its context.
+    """
+    version = props[KEY_GENERATION]
+    context = props.get(KEY_CONTEXT, "window" if version == GENERATION_V1 else None)
+    if context not in CONTEXTS:
+        raise UsageError(f"{where} has wordrnn metadata this version does not understand "
+                         f"({KEY_CONTEXT} {props.get(KEY_CONTEXT)!r}); export it again")
+    if context != config.context:
+        raise UsageError(f"{where}: the metadata says {KEY_CONTEXT} {context} but the config says context "
+                         f"{config.context}; export it again")
+    if context == "poem" and version == GENERATION_V1:
+        raise UsageError(f"{where} holds a poem model but follows {version!r}, which has no state; "
+                         f"a poem model follows {GENERATION!r}: export it again")
+    want = [{"input": s.input, "output": s.output, "size": s.size} for s in state_specs(config)]
+    try:
+        got = json.loads(props[KEY_STATE]) if KEY_STATE in props else []
+    except ValueError as err:
+        raise UsageError(f"{where} has unreadable wordrnn metadata ({KEY_STATE}: {err}); export it again") from None
+    if got != want:
+        raise UsageError(f"{where}: the metadata's {KEY_STATE} is {json.dumps(got)} but a {config.context} "
+                         f"{config.cell} model of hidden size {config.hidden_size} carries {json.dumps(want)}; "
+                         "export it again")

@@ -7,7 +7,11 @@ anything is written the model must pass ``onnx.checker`` (full check, with
 shape inference) and onnxruntime's logits must match the source model's
 (PyTorch, or the NumPy reference where torch is not installed) within
 docs/DESIGN.md's 1e-5 on random batches of several shapes; otherwise nothing is
-written and the command exits 1 (``RunFailed``). An existing ``--out`` is
+written and the command exits 1 (``RunFailed``). A poem model (``"context":
+"poem"`` in the run's config.json: the context is the run's, never a flag) is
+checked against the NumPy reference of the carried state (``scratch.sequence``)
+at every position and on its final state, from a zero and from a random state,
+whole and fed in two pieces with the state passed back. An existing ``--out`` is
 replaced only with ``--overwrite``, as the trainers do with run folders.
 """
 
@@ -26,7 +30,7 @@ import onnx.defs
 
 from export.graph import DEFAULT_OPSET, MIN_OPSET, build_graph
 from export.metadata import ModelCard, to_props, validation_summary
-from export.session import OnnxLM, open_session
+from export.session import OnnxLM, State, open_session
 from wordrnn.core import tolerances
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
@@ -41,8 +45,10 @@ REFERENCES = ("torch", "numpy")
 SOURCES = ("weights", "jax")
 
 
-def default_reference() -> str:
-    """PyTorch when it is installed, else the NumPy reference."""
+def default_reference(config: Config) -> str:
+    """PyTorch when it is installed, else the NumPy reference; a poem model: the NumPy reference of the state."""
+    if config.context == "poem":
+        return "numpy"
     return "torch" if importlib.util.find_spec("torch") is not None else "numpy"
 
 
@@ -65,21 +71,54 @@ def reference_logits(config: Config, params: Params, reference: str) -> tuple[st
     return "the NumPy reference", lambda x: logits(params, x, cell=config.cell)
 
 
-def check_shapes(seq_len: int) -> list[tuple[int, int]]:
-    """(batch, seq) pairs to compare on: batch 1 and 7; one token, three, and a full window."""
-    return [(b, t) for b in BATCHES for t in sorted({1, 3, seq_len})]
+def check_shapes(config: Config) -> list[tuple[int, int]]:
+    """(batch, seq) pairs to compare on: batch 1 and 7; one token, three, a full window, and for a poem model
+    a training chunk (``bptt``)."""
+    lengths = {1, 3, config.seq_len} | ({config.bptt} if config.context == "poem" else set())
+    return [(b, t) for b in BATCHES for t in sorted(lengths)]
 
 
-def worst_difference(onnx_fn: LogitsFn, reference_fn: LogitsFn, vocab_size: int, seq_len: int,
-                     seed: int = 0) -> float:
+def worst_difference(onnx_fn: LogitsFn, reference_fn: LogitsFn, config: Config, seed: int = 0) -> float:
     """Max |logit difference| over random token batches of every shape in ``check_shapes``."""
     rng = np.random.default_rng(seed)
     diffs = []
-    for batch, seq in check_shapes(seq_len):
-        x = rng.integers(0, vocab_size, size=(batch, seq), dtype=np.int64)
-        got, want = np.asarray(onnx_fn(x), np.float64), np.asarray(reference_fn(x), np.float64)
-        diffs.append(np.max(np.abs(got - want)) if got.shape == want.shape == (batch, vocab_size) else np.inf)
+    for batch, seq in check_shapes(config):
+        x = rng.integers(0, config.vocab_size, size=(batch, seq), dtype=np.int64)
+        diffs.append(difference(onnx_fn(x), reference_fn(x)))
     return float(np.max(diffs))  # NaN propagates, and fails the check
+
+
+def difference(got: np.ndarray, want: np.ndarray) -> float:
+    """Max |got - want|, infinite where the shapes differ."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    return float(np.max(np.abs(got - want))) if got.shape == want.shape else np.inf
+
+
+def poem_difference(lm: OnnxLM, params: Params, config: Config, seed: int = 0) -> float:
+    """Max |difference| of the logits at every position and of the final state, against ``scratch.sequence``,
+    over every shape in ``check_shapes``: from a zero and from a random state, whole and in two pieces."""
+    from scratch.sequence import forward
+
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for batch, seq in check_shapes(config):
+        x = rng.integers(0, config.vocab_size, size=(batch, seq), dtype=np.int64)
+        random_state = tuple(rng.standard_normal(s.shape).astype(np.float32) * 0.5 for s in lm.zero_state(batch))
+        for start in (lm.zero_state(batch), random_state):
+            want_logits, want_state, _ = forward(params, x, config.cell, state=start)
+            runs = [lm.run(x, start), *([in_two_pieces(lm, x, start)] if seq > 1 else [])]
+            for logits, state in runs:
+                diffs.append(difference(logits, want_logits))
+                diffs += [difference(got, want) for got, want in zip(state, want_state, strict=True)]
+    return float(np.max(diffs))
+
+
+def in_two_pieces(lm: OnnxLM, x: np.ndarray, start: State) -> tuple[np.ndarray, State]:
+    """The first half of each row from ``start``, then the rest from the state the first half gave back."""
+    half = x.shape[1] // 2
+    first, middle = lm.run(x[:, :half], start)
+    second, end = lm.run(x[:, half:], middle)
+    return np.concatenate([first, second], axis=1), end
 
 
 @dataclass
@@ -110,13 +149,22 @@ def export_run(run: Run, opset: int = DEFAULT_OPSET, reference: str | None = Non
     exporter, build = graph_builder(source, run.config.cell)
     card = ModelCard(run.config, run.vocab, {"framework": run.framework, "run": run.path.name,
                                              "exporter": exporter, **validation_summary(read_metrics(run.path))})
+    reference = reference or default_reference(run.config)
+    if run.config.context == "poem" and reference != "numpy":
+        raise UsageError(f"{run.path} holds a poem model, which is checked against the NumPy reference of the "
+                         f"carried state (scratch.sequence); drop --reference {reference} or give numpy")
+    if run.config.context == "poem" and source != "weights":
+        raise UsageError(f"{run.path} holds a poem model: --from {source} traces the window interface only; "
+                         "use --from weights")
     model = build(run.params, run.config, opset, metadata=to_props(card))
     onnx.checker.check_model(model, full_check=True)
     payload = model.SerializeToString()
     lm = OnnxLM(open_session(payload, "the exported model"), card, "the exported model")
-    name, reference_fn = reference_logits(run.config, run.params, reference or default_reference())
-    worst = worst_difference(lm.logits, reference_fn, run.config.vocab_size, run.config.seq_len)
-    return Exported(payload, exporter, name, worst)
+    if run.config.context == "poem":
+        worst = poem_difference(lm, run.params, run.config)
+        return Exported(payload, exporter, "the NumPy reference (scratch.sequence)", worst)
+    name, reference_fn = reference_logits(run.config, run.params, reference)
+    return Exported(payload, exporter, name, worst_difference(lm.logits, reference_fn, run.config))
 
 
 def human_size(n: int) -> str:
@@ -128,7 +176,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m export.onnx",
         description="Export a run folder (trained by any framework) to one self-contained ONNX file: "
         "input 'tokens' int64 [batch, seq], output 'logits' float32 [batch, V], both axes dynamic, "
-        "vocabulary and configuration in the metadata. The file is written only if onnx.checker "
+        "vocabulary and configuration in the metadata. A poem run (its config.json says context poem) "
+        "exports statefully: inputs 'tokens' and 'h0' (and 'c0' for the LSTM) [batch, H], outputs 'logits' "
+        "[batch, seq, V] and 'hn' (and 'cn'). The file is written only if onnx.checker "
         f"passes and onnxruntime's logits match the source model's within {TOLERANCE:g}.",
     )
     parser.add_argument("--run", required=True, metavar="DIR", help="run folder written by a trainer")
@@ -161,9 +211,12 @@ def main(argv: list[str] | None = None) -> int:
         f", E={config.embed_dim}" if config.model == "embedding" else "")
     print(f"{run.path}: {config.model} {config.cell} model trained with {run.framework} ({sizes})")
     print(f"exporter: {exported.exporter}, opset {args.opset}; onnx.checker (full check): passed")
-    shapes = ", ".join(f"{b}x{t}" for b, t in check_shapes(config.seq_len))
-    print(f"onnxruntime vs {exported.reference} on batch x seq {shapes}: "
-          f"worst |logit difference| {exported.worst:.3g} (tolerance {TOLERANCE:g})")
+    shapes = ", ".join(f"{b}x{t}" for b, t in check_shapes(config))
+    what = ("|logit difference|" if config.context == "window" else
+            "|difference| of the logits at every position and the final state, from a zero and a random state, "
+            "whole and in two pieces,")
+    print(f"{config.context} context; onnxruntime vs {exported.reference} on batch x seq {shapes}: "
+          f"worst {what} {exported.worst:.3g} (tolerance {TOLERANCE:g})")
     if not exported.worst <= TOLERANCE:
         raise RunFailed(f"the exported model's logits differ from {exported.reference}'s by {exported.worst:.3g} "
                         f"> {TOLERANCE:g}; nothing written")

@@ -1,25 +1,23 @@
 """The JAX backend of the one training loop: optax optimizer, one jitted data-parallel step.
 
-The step, ``train_step``, is a module-level pure function of pytrees that a
-test can call with plain arrays: the NNX module is split once into its graph
-definition and its parameter ``State`` (``nnx.split``) and merged back inside
-the jitted function (``nnx.merge`` runs only while tracing). ``nnx.jit``
-walks the module graph in Python on every call (Flax's performance guide says
-so), and this form runs more steps per second than ``nnx.jit`` with an
-``nnx.Optimizer`` (docs/PERFORMANCE.md). Parameters and optimizer state are donated, so XLA updates
-them in place. Dropout masks come in as arrays: ``wordrnn.core.dropout.step_masks``
-draws them from ``(config.seed, step)`` in NumPy, as every framework does.
+The step, ``train_step``, is a module-level pure function of pytrees: the NNX
+module is split once into its graph definition and parameter ``State``
+(``nnx.split``) and merged back inside the jitted function, which is cheaper a
+step than ``nnx.jit`` (docs/PERFORMANCE.md). Parameters and optimizer state are
+donated, so XLA updates them in place. The optimizer is an ``optax.named_chain``
+built from ``JAX_OPTIMIZERS``; its state is found by the optimizer's name.
+Dropout masks come in as arrays drawn by ``wordrnn.core.dropout.step_masks``.
 
-Data parallelism: a one-axis mesh (``devices.data_mesh``); each batch is
-split along it and the parameters and optimizer state are replicated, so the
-gradient all-reduce is inserted by XLA. Every batch is padded to one size (a
-multiple of the device count, at least ``batch_size``) and carries a weight per
-example, 1 for a real window and 0 for padding, so the loss is exactly the mean
-over the real windows and the step compiles once.
+Data parallelism: a one-axis mesh (``devices.data_mesh``); each batch is split
+along it, parameters and optimizer state are replicated, and XLA inserts the
+gradient all-reduce. Every batch is padded to one size (a multiple of the
+device count, at least ``batch_size``) with a weight per example (1 real, 0
+padding), so the loss is the mean over the real windows and the step compiles once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, NamedTuple
@@ -35,6 +33,7 @@ from jaxmodels.model import Masks, apply, build_nnx_model, to_canonical
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import step_masks
+from wordrnn.core.optimizers import Optimizer, get_optimizer
 from wordrnn.core.params import Params
 from wordrnn.core.tolerances import CLIP_EPS
 
@@ -62,29 +61,56 @@ def clip_by_global_norm_torch(max_norm: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def make_optimizer(config: Config) -> optax.GradientTransformation:
-    """Clip, then weight decay, then Adam or SGD, then the learning rate: torch's order and formulas.
+@dataclass(frozen=True)
+class JaxOptimizer:
+    """A registry optimizer in optax: its stages (weight decay included), and where its state lives.
 
-    ``add_decayed_weights`` before ``scale_by_adam`` is torch ``Adam(weight_decay=...)``
-    (an L2 term in the gradient), not AdamW. Adam is torch's: betas (0.9, 0.999),
-    eps 1e-8 added after the square root (``eps_root=0``).
+    The stage that keeps state is named after the optimizer in the ``optax.named_chain``, so the
+    backend finds it by name; ``slots`` maps each registry slot to that state's field, ``step`` names
+    the field counting steps.
     """
-    stages = []
-    if config.clip > 0:
-        stages.append(clip_by_global_norm_torch(config.clip))
-    if config.weight_decay > 0:
-        stages.append(optax.add_decayed_weights(config.weight_decay))
-    if config.optimizer == "adam":
-        stages.append(optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0))
-    stages.append(optax.scale_by_learning_rate(config.lr))
-    return optax.chain(*stages)
+
+    stages: Callable[[Optimizer, Config], list[tuple[str, optax.GradientTransformation]]]
+    slots: dict[str, str]
+    step: str | None
 
 
-def adam_stage(config: Config) -> int | None:
-    """Index of ``scale_by_adam``'s state inside ``make_optimizer(config)``'s chain state."""
-    if config.optimizer != "adam":
-        return None
-    return int(config.clip > 0) + int(config.weight_decay > 0)
+def l2_decay(config: Config) -> list[tuple[str, optax.GradientTransformation]]:
+    """``--weight-decay`` as torch's ``Adam``/``SGD`` apply it: ``wd * p`` added to the clipped gradient."""
+    return [("weight_decay", optax.add_decayed_weights(config.weight_decay))] if config.weight_decay > 0 else []
+
+
+def adam_stages(spec: Optimizer, config: Config) -> list[tuple[str, optax.GradientTransformation]]:
+    """The L2 term, then torch's Adam: eps added after the square root (``eps_root=0``)."""
+    b1, b2 = spec.hyper["betas"]
+    return [*l2_decay(config), (spec.name, optax.scale_by_adam(b1=b1, b2=b2, eps=spec.hyper["eps"], eps_root=0.0))]
+
+
+def adamw_stages(spec: Optimizer, config: Config) -> list[tuple[str, optax.GradientTransformation]]:
+    """torch's AdamW: Adam's step on the clipped gradient, then ``wd * p`` added to it (decoupled decay:
+    the learning rate stage makes it ``p <- p - lr * (adam + wd * p)``)."""
+    b1, b2 = spec.hyper["betas"]
+    adam = optax.scale_by_adam(b1=b1, b2=b2, eps=spec.hyper["eps"], eps_root=0.0)
+    decay = [("weight_decay", optax.add_decayed_weights(config.weight_decay))] if config.weight_decay > 0 else []
+    return [(spec.name, adam), *decay]
+
+
+# One entry per optimizer of ``wordrnn.core.optimizers``.
+JAX_OPTIMIZERS = {
+    "adam": JaxOptimizer(adam_stages, {"m": "mu", "v": "nu"}, "count"),
+    "sgd": JaxOptimizer(lambda spec, config: l2_decay(config), {}, None),
+    "adamw": JaxOptimizer(adamw_stages, {"m": "mu", "v": "nu"}, "count"),
+}
+
+
+def make_optimizer(config: Config) -> optax.GradientTransformation:
+    """Clip, then the optimizer's stages, then the learning rate: torch's order and formulas, as one
+    ``optax.named_chain`` (the optimizer's state is ``opt_state[config.optimizer]``)."""
+    spec = get_optimizer(config.optimizer)
+    stages = [("clip", clip_by_global_norm_torch(config.clip))] if config.clip > 0 else []
+    stages += JAX_OPTIMIZERS[spec.name].stages(spec, config)
+    stages.append(("learning_rate", optax.scale_by_learning_rate(config.lr)))
+    return optax.named_chain(*stages)
 
 
 def weighted_cross_entropy(logits: jax.Array, y: jax.Array, weights: jax.Array) -> jax.Array:
@@ -332,31 +358,36 @@ class JaxBackend:
         return to_canonical(nnx.merge(state.program.graphdef, state.params))
 
     def optimizer_arrays(self, state: JaxState) -> dict[str, np.ndarray]:
-        stage = adam_stage(state.program.config)
-        if stage is None:
+        """The optimizer's step count and slots under the registry's names (found by stage name)."""
+        spec = get_optimizer(state.program.config.optimizer)
+        entry = JAX_OPTIMIZERS[spec.name]
+        if not (entry.slots or entry.step):
             return {}
-        adam = state.opt_state[stage]
-        arrays = {"adam.step": np.array(adam.count, dtype=np.int64)}
-        for moment, tree in (("m", adam.mu), ("v", adam.nu)):
-            for name, value in to_canonical(nnx.merge(state.program.graphdef, tree)).items():
-                arrays[f"adam.{moment}.{name}"] = value
+        own = state.opt_state[spec.name]
+        arrays = {spec.step_name: np.array(getattr(own, entry.step), dtype=np.int64)} if entry.step else {}
+        for slot, attr in entry.slots.items():
+            for name, value in to_canonical(nnx.merge(state.program.graphdef, getattr(own, attr))).items():
+                arrays[spec.slot_name(slot, name)] = value
         return arrays
 
     def load_optimizer_arrays(self, state: JaxState, arrays: dict[str, np.ndarray]) -> JaxState:
         config = state.program.config
-        stage = adam_stage(config)
-        if stage is None:
+        spec = get_optimizer(config.optimizer)
+        entry = JAX_OPTIMIZERS[spec.name]
+        if not (entry.slots or entry.step):
             return state
         canonical = self.canonical(state)  # the arrays were checked by the loop (check_optimizer_arrays)
 
-        def moments(m: str) -> nnx.State:
-            values = {name: arrays[f"adam.{m}.{name}"] for name in canonical}
+        def slot_tree(slot: str) -> nnx.State:
+            values = {name: arrays[spec.slot_name(slot, name)] for name in canonical}
             return nnx.split(build_nnx_model(config, values, self.dtype), nnx.Param)[1]
 
-        adam = state.opt_state[stage]
-        # a scalar may come back from a checkpoint as shape (1,) (np.ascontiguousarray makes 0-d arrays 1-d)
-        count = np.asarray(arrays["adam.step"]).reshape(())
-        restored = adam._replace(count=jnp.asarray(count, adam.count.dtype),
-                                 mu=moments("m"), nu=moments("v"))
-        opt_state = tuple(restored if i == stage else s for i, s in enumerate(state.opt_state))
+        own = state.opt_state[spec.name]
+        fields = {attr: slot_tree(slot) for slot, attr in entry.slots.items()}
+        if entry.step:
+            # a scalar may come back from a checkpoint as shape (1,) (np.ascontiguousarray makes 0-d arrays 1-d)
+            count = np.asarray(arrays[spec.step_name]).reshape(())
+            fields[entry.step] = jnp.asarray(count, getattr(own, entry.step).dtype)
+        opt_state = state.opt_state.copy()  # named_chain's OrderedDict: another container type would recompile
+        opt_state[spec.name] = own._replace(**fields)
         return JaxState(state.params, self._put(opt_state, self.replicated), state.program)

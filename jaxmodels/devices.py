@@ -1,6 +1,7 @@
 """Which accelerator and how many of its devices to train on, the data mesh, and multi-host start.
 
-Nothing here falls back silently: asking for a platform that is not present,
+The one home of JAX's device choice and of its float32 precision on a GPU (``no_tf32``). Nothing
+here falls back silently: asking for a platform that is not present,
 or for more devices than there are, is a ``UsageError`` that names what is
 there.
 """
@@ -34,6 +35,17 @@ def init_distributed(coordinator_address: str, num_processes: int, process_id: i
                                process_id=process_id)
 
 
+def no_tf32() -> None:
+    """Float32 products at full precision, not TF32, on a GPU (the model's own products already ask for
+    ``Precision.HIGHEST``; this covers every other one). torch's counterpart: ``torchmodels.devices.no_tf32``."""
+    jax.config.update("jax_default_matmul_precision", "highest")
+
+
+def platform_of(device: str) -> str:
+    """The JAX platform of a device kind as the other frameworks name it (``cuda`` -> ``gpu``)."""
+    return {"cuda": "gpu"}.get(device, device)
+
+
 def platforms_present() -> list[str]:
     """The platforms among cpu/gpu/tpu that have at least one device here, best first."""
     present = []
@@ -62,6 +74,8 @@ def select_devices(accelerator: str = "auto", count: int | None = None) -> list[
     else:
         raise UsageError(f"--accelerator {accelerator}: no {accelerator.upper()} device is visible to JAX "
                          f"here; platforms present: {', '.join(present)}")
+    if platform == "gpu":
+        no_tf32()
     local = jax.local_devices(backend=platform)
     if count is None:
         count = len(local)

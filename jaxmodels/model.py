@@ -66,6 +66,14 @@ def relu_step(state: State, a: jax.Array, w_hh: jax.Array, b_hh: jax.Array) -> S
     return (jax.nn.relu(_linear(h, w_hh, b_hh) + a),)
 
 
+def mingru_step(state: State, a: jax.Array, w_hh: None, b_hh: None) -> State:
+    """The minimal GRU: ``z = sigmoid(a_z)``, ``h' = (1 - z) h + z a_h`` (no recurrent weights)."""
+    (h,) = state
+    a_z, h_tilde = jnp.split(a, 2, axis=-1)
+    z = jax.nn.sigmoid(a_z)
+    return ((1 - z) * h + z * h_tilde,)
+
+
 def lstm_step(state: State, a: jax.Array, w_hh: jax.Array, b_hh: jax.Array) -> State:
     """torch's LSTM: gates i, f, g, o from ``a + b``; ``c' = f c + i g``, ``h' = o tanh(c')``."""
     h, c = state
@@ -86,7 +94,7 @@ def gru_step(state: State, a: jax.Array, w_hh: jax.Array, b_hh: jax.Array) -> St
 
 
 # one step of each cell, given the input projection a = x W_ih^T + b_ih
-STEPS = {"rnn": elman_step, "lstm": lstm_step, "gru": gru_step, "rnn_relu": relu_step}
+STEPS = {"rnn": elman_step, "lstm": lstm_step, "gru": gru_step, "rnn_relu": relu_step, "mingru": mingru_step}
 
 
 def recurrence(cell: str, w_hh: jax.Array, b_hh: jax.Array, projected: jax.Array, unroll: int = 1) -> jax.Array:

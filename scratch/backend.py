@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scratch import model, sequence
-from scratch.optim import SGD, Adam, clip_by_global_norm
+from scratch.optim import SGD, Adam, clip_by_global_norm, make_optimizer
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import Masks, step_masks
 from wordrnn.core.params import Params, check_params, param_shapes
@@ -40,10 +40,7 @@ class NumpyBackend:
         check_params(params, config)
         # Own copies, in canonical order: the optimizer updates them in place.
         own = {name: np.array(params[name], dtype=self.dtype) for name in param_shapes(config)}
-        if config.optimizer == "adam":
-            optimizer = Adam(own, lr=config.lr, weight_decay=config.weight_decay)
-        else:
-            optimizer = SGD(own, lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = make_optimizer(config.optimizer, own, lr=config.lr, weight_decay=config.weight_decay)
         return NumpyState(config, own, optimizer)
 
     def dropout_masks(self, config: Config, step: int, batch: int, seq_len: int) -> Masks | None:
@@ -82,7 +79,8 @@ class NumpyBackend:
 
     def optimizer_arrays(self, state: NumpyState) -> dict[str, np.ndarray]:
         arrays = state.optimizer.state_arrays()
-        return {k: v if k == "adam.step" else v.astype(np.float32, copy=False) for k, v in arrays.items()}
+        step = state.optimizer.spec.step_name
+        return {k: v if k == step else v.astype(np.float32, copy=False) for k, v in arrays.items()}
 
     def load_optimizer_arrays(self, state: NumpyState, arrays: dict[str, np.ndarray]) -> NumpyState:
         state.optimizer.load_state_arrays(arrays)

@@ -113,6 +113,24 @@ def gru_backward(p: Params, g: Params, saved: Any, d_state: State) -> tuple[Arra
     return np.concatenate([da_r, da_z, da_n], axis=1), (dh_prev + db @ p["rnn.w_hh"],)
 
 
+def mingru_forward(p: Params, a: Array, state: State) -> tuple[State, Any]:
+    (h_prev,) = state
+    a_z, h_tilde = np.split(a, 2, axis=1)  # no recurrent weights: both gates read x only
+    z = sigmoid(a_z)
+    h = (1 - z) * h_prev + z * h_tilde
+    return (h,), (h_prev, z, h_tilde)
+
+
+def mingru_backward(p: Params, g: Params, saved: Any, d_state: State) -> tuple[Array, State]:
+    h_prev, z, h_tilde = saved
+    (dh,) = d_state
+    # h = (1 - z) * h_prev + z * h~
+    dz, dh_tilde, dh_prev = dh * (h_tilde - h_prev), dh * z, dh * (1 - z)
+    # z = sigma(a_z)
+    da_z = dz * z * (1 - z)
+    return np.concatenate([da_z, dh_tilde], axis=1), (dh_prev,)
+
+
 class CellSteps(NamedTuple):
     forward: Callable[[Params, Array, State], tuple[State, Any]]
     backward: Callable[[Params, Params, Any, State], tuple[Array, State]]
@@ -123,4 +141,5 @@ STEPS: dict[str, CellSteps] = {
     "lstm": CellSteps(lstm_forward, lstm_backward),
     "gru": CellSteps(gru_forward, gru_backward),
     "rnn_relu": CellSteps(rnn_relu_forward, rnn_relu_backward),
+    "mingru": CellSteps(mingru_forward, mingru_backward),
 }

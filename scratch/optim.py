@@ -6,17 +6,20 @@
     Adam:          m <- m + (1 - b1) (g - m)                         (torch's lerp form)
                    v <- b2 v + (1 - b2) g^2
                    p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    AdamW:         p <- p (1 - lr wd), then Adam's step without the L2 term (decoupled decay)
 
 Updates are in place, through one preallocated work array per parameter, and
-in the parameters' dtype. The optimizer state is exposed under the canonical
-names (``adam.step``, ``adam.m.<param>``, ``adam.v.<param>``) so that any
-framework can resume any other's run.
+in the parameters' dtype. The optimizer state is exposed under the names of
+``wordrnn.core.optimizers`` (``adam.step``, ``adam.m.<param>``, ``adam.v.<param>``)
+so that any framework can resume any other's run. ``OPTIMIZERS`` holds one class
+per optimizer of that registry.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from wordrnn.core.optimizers import get_optimizer
 from wordrnn.core.params import Params
 from wordrnn.core.tolerances import CLIP_EPS
 
@@ -39,6 +42,8 @@ def clip_by_global_norm(grads: Params, max_norm: float) -> tuple[Params, float]:
 
 class SGD:
     """Plain stochastic gradient descent (no momentum), torch ``optim.SGD`` semantics."""
+
+    spec = get_optimizer("sgd")
 
     def __init__(self, params: Params, lr: float, weight_decay: float = 0.0):
         self.lr, self.weight_decay = lr, weight_decay
@@ -63,8 +68,10 @@ class SGD:
 class Adam:
     """Adam with torch's defaults and formula (eps added after the bias-corrected square root)."""
 
-    def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0):
+    spec = get_optimizer("adam")
+
+    def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = spec.hyper["betas"],
+                 eps: float = spec.hyper["eps"], weight_decay: float = 0.0):
         self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
         self.step = 0
         self.m = {k: np.zeros_like(p) for k, p in params.items()}
@@ -97,10 +104,10 @@ class Adam:
             p -= w
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """The state under canonical names (copies)."""
-        arrays = {"adam.step": np.array(self.step, dtype=np.int64)}
-        arrays.update({f"adam.m.{k}": m.copy() for k, m in self.m.items()})
-        arrays.update({f"adam.v.{k}": v.copy() for k, v in self.v.items()})
+        """The state under the registry's names (copies)."""
+        arrays = {self.spec.step_name: np.array(self.step, dtype=np.int64)}
+        for slot, moments in (("m", self.m), ("v", self.v)):
+            arrays.update({self.spec.slot_name(slot, k): a.copy() for k, a in moments.items()})
         return arrays
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
@@ -108,5 +115,33 @@ class Adam:
         (``wordrnn.run.folder.check_optimizer_arrays``: every moment present and shaped like its parameter)."""
         for slot, moments in (("m", self.m), ("v", self.v)):
             for k, target in moments.items():
-                target[...] = arrays[f"adam.{slot}.{k}"]
-        self.step = int(np.asarray(arrays["adam.step"]).item())  # shape () or (1,): both hold one count
+                target[...] = arrays[self.spec.slot_name(slot, k)]
+        self.step = int(np.asarray(arrays[self.spec.step_name]).item())  # shape () or (1,): both hold one count
+
+
+class AdamW(Adam):
+    """torch ``optim.AdamW``: the weight decay shrinks the parameters, ``p <- p (1 - lr wd)``, before Adam's
+    step, instead of entering the gradient."""
+
+    spec = get_optimizer("adamw")
+
+    def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = spec.hyper["betas"],
+                 eps: float = spec.hyper["eps"], weight_decay: float = 0.0):
+        super().__init__(params, lr, betas, eps, weight_decay=0.0)
+        self.decoupled_decay = weight_decay
+
+    def update(self, params: Params, grads: Params) -> None:
+        if self.decoupled_decay:
+            for p in params.values():
+                p *= 1 - self.lr * self.decoupled_decay
+        super().update(params, grads)
+
+
+# One class per optimizer of ``wordrnn.core.optimizers``, each built as ``cls(params, lr=, weight_decay=)``.
+OPTIMIZERS: dict[str, type[SGD] | type[Adam]] = {"adam": Adam, "sgd": SGD, "adamw": AdamW}
+
+
+def make_optimizer(name: str, params: Params, lr: float, weight_decay: float) -> SGD | Adam:
+    """The optimizer called ``name`` over ``params`` (an unknown name is a ``UsageError``)."""
+    get_optimizer(name)  # an unknown name is a UsageError, never a KeyError or a fallback
+    return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay)

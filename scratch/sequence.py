@@ -55,6 +55,8 @@ def forward(params: Params, x: Array, cell: str = "rnn", state: State | None = N
     if cell not in STEPS:
         raise ValueError(f"unknown cell {cell!r}; the NumPy reference has {', '.join(STEPS)}")
     steps = STEPS[cell]
+    dtype = params["out.weight"].dtype  # the arithmetic stays in the parameters' dtype, whatever the masks'
+    masks = None if not masks else {k: None if m is None else np.asarray(m, dtype) for k, m in masks.items()}
     state = zero_state(params, cell, B) if state is None else tuple(np.asarray(s, params["out.weight"].dtype)
                                                                       for s in state)
     keep = None if reset is None else (1 - np.asarray(reset, params["out.weight"].dtype)).T[:, :, None]  # [T, B, 1]

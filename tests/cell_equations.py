@@ -16,6 +16,10 @@ def cell_step(cell: str, h: np.ndarray, c: np.ndarray, a: np.ndarray, b: np.ndar
         return np.tanh(a + b), c
     if cell == "rnn_relu":
         return np.maximum(a + b, 0), c
+    if cell == "mingru":  # b is 0: the cell has no recurrent weights
+        a_z, h_tilde = np.split(a, 2, axis=1)
+        z = sigmoid(a_z)
+        return (1 - z) * h + z * h_tilde, c
     if cell == "lstm":
         i, f, g, o = np.split(a + b, 4, axis=1)
         c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
@@ -39,10 +43,11 @@ def design_logits(params: dict[str, np.ndarray], x: np.ndarray, masks: dict | No
             inputs = inputs * masks["input"]
     else:
         inputs = np.eye(p["rnn.w_ih"].shape[1])[x]
-    h = c = np.zeros((x.shape[0], p["rnn.w_hh"].shape[1]))
+    h = c = np.zeros((x.shape[0], p["out.weight"].shape[1]))
     for t in range(x.shape[1]):
         a = inputs[:, t] @ p["rnn.w_ih"].T + p["rnn.b_ih"]
-        h, c = cell_step(cell, h, c, a, h @ p["rnn.w_hh"].T + p["rnn.b_hh"])
+        b = h @ p["rnn.w_hh"].T + p["rnn.b_hh"] if "rnn.w_hh" in p else 0.0
+        h, c = cell_step(cell, h, c, a, b)
     if masks.get("hidden") is not None:
         h = h * masks["hidden"]
     return h @ p["out.weight"].T + p["out.bias"]

@@ -34,10 +34,10 @@ TOLERANCE = tolerances.ONNX
 
 
 def make_run(folder: Path, model: str, seed: int = 1, seq_len: int = 5, framework: str = "numpy",
-             cell: str = "rnn") -> Path:
+             cell: str = "rnn", context: str = "window") -> Path:
     """A complete run folder with seeded weights, written with wordrnn.run.folder' own writers."""
-    config = Config(model=model, cell=cell, vocab_size=len(WORDS), hidden_size=16, embed_dim=8, seq_len=seq_len,
-                    seed=seed)
+    config = Config(model=model, cell=cell, context=context, vocab_size=len(WORDS), hidden_size=16, embed_dim=8,
+                    seq_len=seq_len, seed=seed)
     write_config(folder, config, framework)
     atomic_write_text(folder / "vocab.json", Vocab(WORDS, tokenizer="default", min_freq=2).to_json())
     save_params(folder / WEIGHTS, init_params(config))

@@ -500,22 +500,19 @@ def test_the_corpus_check_of_make_demo_needs_only_the_standard_library(corpus, t
 
 
 def test_report_defaults_agree_and_never_touch_tracked_docs():
-    from wordrnn.bench import compare, tune
+    from wordrnn.bench import compare
 
     makefile = (ROOT / "Makefile").read_text()
     assert f"wordrnn.bench.compare --out {compare.DEFAULT_OUT}" in makefile
-    assert not tune.DEFAULT_OUT.startswith("docs/")
+    assert not compare.DEFAULT_OUT.startswith("docs/")
 
 
 def test_help_shows_every_default(capsys):
     from scratch import gradcheck
-    from wordrnn.bench import tune
 
-    for main in (tune.main, gradcheck.main):
-        with pytest.raises(SystemExit):
-            main(["--help"])
+    with pytest.raises(SystemExit):
+        gradcheck.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "(default: runs/tune)" in text
     assert "sampled entries (default: 0)" in text
 
 

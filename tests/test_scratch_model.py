@@ -79,9 +79,11 @@ def test_bptt_on_short_windows_and_single_examples(cell: str, kind: str, b: int,
 
 
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("broken", ["rnn.w_hh", "rnn.b_hh", "out.bias", "embedding"])
+@pytest.mark.parametrize("broken", ["rnn.w_ih", "rnn.w_hh", "rnn.b_hh", "out.bias", "embedding"])
 def test_the_gradient_check_catches_a_wrong_gradient(cell: str, broken: str) -> None:
     params, x, y, _ = make_problem("embedding", V, H, E, batch_size=4, seq_len=3, dropout=0.0, seed=5, cell=cell)
+    if broken not in params:
+        pytest.skip(f"the {cell} cell has no {broken}")
 
     def wrong(params, x, y, masks=None):
         loss, grads = model.loss_and_grads(params, x, y, masks, cell)

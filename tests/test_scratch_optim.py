@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scratch.optim import SGD, Adam, clip_by_global_norm
+from scratch.optim import SGD, Adam, AdamW, clip_by_global_norm
 
 
 def tiny(dtype=np.float64) -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
@@ -87,6 +87,37 @@ def test_adam_matches_torch_with_clipping_and_weight_decay() -> None:
         ours.update(params, g)
     for w, p in zip(weights, params.values()):
         assert p.dtype == np.float32
+        np.testing.assert_allclose(p, w.detach().numpy(), rtol=0, atol=1e-6)
+
+
+def test_adamw_decays_the_parameters_apart_from_the_gradient() -> None:
+    params, grads = tiny()
+    lr, wd = 0.01, 0.1
+    start = {k: v.copy() for k, v in params.items()}
+    plain, decoupled = Adam({k: v.copy() for k, v in params.items()}, lr=lr), AdamW(params, lr=lr, weight_decay=wd)
+    shrunk = {k: v * (1 - lr * wd) for k, v in start.items()}  # p <- p (1 - lr wd), then Adam on the same g
+    plain.update(shrunk, grads[0])
+    decoupled.update(params, grads[0])
+    for k in params:
+        np.testing.assert_allclose(params[k], shrunk[k], rtol=1e-12, atol=1e-15)
+        np.testing.assert_array_equal(decoupled.m[k], plain.m[k])  # the moments never see the decay
+    assert sorted(decoupled.state_arrays()) == ["adamw.m.a", "adamw.m.b", "adamw.step", "adamw.v.a", "adamw.v.b"]
+
+
+def test_adamw_matches_torch_with_clipping() -> None:
+    torch = pytest.importorskip("torch")
+    params, grads = tiny(np.float32)
+    weights = [torch.nn.Parameter(torch.from_numpy(v.copy())) for v in params.values()]
+    theirs = torch.optim.AdamW(weights, lr=0.05, weight_decay=0.1)
+    ours = AdamW(params, lr=0.05, weight_decay=0.1)
+    for g in grads:
+        for w, gk in zip(weights, g.values()):
+            w.grad = torch.from_numpy(gk.copy())
+        torch.nn.utils.clip_grad_norm_(weights, 1.5)
+        theirs.step()
+        clip_by_global_norm(g, 1.5)
+        ours.update(params, g)
+    for w, p in zip(weights, params.values()):
         np.testing.assert_allclose(p, w.detach().numpy(), rtol=0, atol=1e-6)
 
 

@@ -169,7 +169,8 @@ def test_generation_runs_the_cell_the_run_folder_records(tmp_path: Path, capsys,
     text = generate_output(capsys, *common)
     assert text.startswith("the sea") and text == generate_output(capsys, *common)
     weights = load_file(out / "weights.safetensors")
-    assert weights["rnn.w_hh"].shape == (get_cell(cell).num_gates * 10, 10)  # --hidden-size 10
+    assert {k: v.shape for k, v in weights.items() if k.startswith("rnn.")} == get_cell(cell).param_shapes(
+        len(json.loads((out / "vocab.json").read_text())["tokens"]), 10)  # one-hot input, --hidden-size 10
 
 
 def expect_usage_error(capsys, args: list[str], fragment: str) -> None:

@@ -15,7 +15,9 @@ from data.batches import batch_indices
 from scratch import model as reference
 from scratch.backend import NumpyBackend
 from torchmodels import train as torch_train
-from torchmodels.backend import TorchBackend, resolve_device
+from torchmodels.backend import TorchBackend
+from torchmodels.devices import resolve_device
+from wordrnn import frameworks
 from wordrnn.core import tolerances
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import Config
@@ -166,6 +168,15 @@ def test_absent_device_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="available: cpu"):
         resolve_device("cuda")
     assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(UsageError, match="sees no CUDA device|available: cpu"):
+        frameworks.resolve_device("cuda")  # bench.speed's --device cuda asks the same function
+    assert frameworks.resolve_device("auto") == "cpu"
+
+
+def test_the_one_backend_factory_pins_a_device_kind() -> None:
+    assert frameworks.make_backend("torch", "cpu").device == torch.device("cpu")
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        frameworks.make_backend("torch", "tpu")
 
 
 # ---- the command line -------------------------------------------------------------------------------

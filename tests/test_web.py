@@ -19,6 +19,7 @@ from data.tokenizer import detokenize, tokenize
 from data.vocab import Vocab
 from export import onnx as export_onnx
 from export import web as export_web
+from export.metadata import VERSION_OF_CONTEXT
 from export.session import load
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import Config
@@ -28,6 +29,7 @@ from wordrnn.core.sampling import (
     SplitMix64,
     apply_repetition_controls,
     draw_margin,
+    feed_of,
     generate,
     masked_logits,
     next_token,
@@ -75,9 +77,10 @@ def case_settings(case: dict) -> SamplerSettings:
                            case["allow_unk"], case["no_repeat_ngram"], case["repetition_penalty"])
 
 
-def make_model(folder: Path, cell: str, model: str = "embedding") -> Path:
-    config = Config(model=model, cell=cell, vocab_size=len(WORDS), hidden_size=16, embed_dim=8, seq_len=4, seed=3)
-    run = folder / f"run-{cell}-{model}"
+def make_model(folder: Path, cell: str, model: str = "embedding", context: str = "window") -> Path:
+    config = Config(model=model, cell=cell, context=context, vocab_size=len(WORDS), hidden_size=16, embed_dim=8,
+                    seq_len=4, seed=3)
+    run = folder / f"run-{cell}-{model}-{context}"
     write_config(run, config, "numpy")
     atomic_write_text(run / "vocab.json", Vocab(WORDS).to_json())
     params = init_params(config)
@@ -86,7 +89,7 @@ def make_model(folder: Path, cell: str, model: str = "embedding") -> Path:
     write_metrics(run, [{"epoch": 1, "val_loss": 3.2, "val_ppl": 24.53},  # the card shows the best epoch's
                         {"epoch": 2, "val_loss": 3.0, "val_ppl": 20.09},
                         {"epoch": 3, "val_loss": 3.1, "val_ppl": 22.2}])
-    out = folder / f"{cell}-{model}.onnx"
+    out = folder / f"{cell}-{model}-{context}.onnx"
     try:
         code = export_onnx.main(["--run", str(run), "--out", str(out), "--reference", "numpy"])
     except SystemExit as stop:
@@ -95,16 +98,26 @@ def make_model(folder: Path, cell: str, model: str = "embedding") -> Path:
     return out
 
 
-@pytest.fixture(scope="module", params=list(CELLS))
+CELLS_AND_CONTEXTS = [(cell, context) for context in ("window", "poem") for cell in CELLS]
+
+
+@pytest.fixture(scope="module", params=CELLS_AND_CONTEXTS, ids=[f"{c}-{x}" for c, x in CELLS_AND_CONTEXTS])
 def model_file(request, tmp_path_factory) -> Path:
-    """One export of each cell the exporter supports."""
-    return make_model(tmp_path_factory.mktemp(request.param), request.param)
+    """One export of each cell the exporter supports, in each context."""
+    cell, context = request.param
+    return make_model(tmp_path_factory.mktemp(f"{cell}-{context}"), cell, context=context)
 
 
 @pytest.fixture(scope="module")
 def rnn_file(tmp_path_factory) -> Path:
     """One export, for what does not depend on the cell (flags, bad input, the page folder)."""
     return make_model(tmp_path_factory.mktemp("rnn"), "rnn", model="onehot")
+
+
+@pytest.fixture(scope="module")
+def poem_file(tmp_path_factory) -> Path:
+    """One poem model (the LSTM: two states), for the flags and the state's bad input."""
+    return make_model(tmp_path_factory.mktemp("poem"), "lstm", context="poem")
 
 
 def write_cases(model: Path, folder: Path) -> tuple[Path, list[dict]]:
@@ -114,10 +127,9 @@ def write_cases(model: Path, folder: Path) -> tuple[Path, list[dict]]:
     for values in CASES:
         case = {**CASE_DEFAULTS, **dict(zip(KEYS, values))}
         settings = case_settings(case)
-        text = generate_text(lm.logits, lm.card.vocab, lm.card.config.seq_len, case["prompt"], case["words"],
-                             settings)
-        ids = generate(lm.logits, prompt_to_ids(case["prompt"], lm.card.vocab), case["words"],
-                       lm.card.config.seq_len, settings)
+        seq_len = lm.card.config.seq_len
+        text = generate_text(lm.source, lm.card.vocab, seq_len, case["prompt"], case["words"], settings)
+        ids = generate(lm.source, prompt_to_ids(case["prompt"], lm.card.vocab), case["words"], seq_len, settings)
         cases.append({**case, "expected": {"ids": ids, "text": text}})
     path = folder / f"{model.stem}-cases.json"
     # Seeds as decimal strings: a JSON number loses the low bits of a 64-bit seed in JavaScript.
@@ -131,11 +143,11 @@ def first_difference_margin(model: Path, case: dict, got: list[int]) -> tuple[in
     lm = load(model)
     settings = case_settings(case)
     ids = prompt_to_ids(case["prompt"], lm.card.vocab)
+    feed = feed_of(lm.source, lm.card.config.seq_len)
+    logits = feed(list(ids))
     rng = SplitMix64(case["seed"])
-    seq_len = lm.card.config.seq_len
     for step, token in enumerate(got):
-        z = apply_repetition_controls(masked_logits(lm.logits(np.asarray([ids[-seq_len:]], np.int64))[0], settings),
-                                      ids, settings)
+        z = apply_repetition_controls(masked_logits(logits, settings), ids, settings)
         if settings.strategy == "greedy":
             want = int(np.argmax(z))
             if want != token:
@@ -146,6 +158,7 @@ def first_difference_margin(model: Path, case: dict, got: list[int]) -> tuple[in
             if want != token:
                 return step, draw_margin(p, u)
         ids.append(token)
+        logits = feed([token])
     return None
 
 
@@ -201,8 +214,9 @@ def test_the_vectors_exercise_what_they_claim(model_file, tmp_path):
     ("--prompt", "zebra (the) sea, o\u2019er", "--allow-unk", "--words", "90"),
     ("--no-repeat-ngram", "2", "--repetition-penalty", "1.5", "--seed", "4", "--top-k", "6"),
 ])
-def test_node_cli_prints_what_python_prints(rnn_file, flags):
-    args = ("--model", str(rnn_file), "--prompt", "the moon", "--words", "50", *flags)
+@pytest.mark.parametrize("which", ["rnn_file", "poem_file"])
+def test_node_cli_prints_what_python_prints(which, flags, request):
+    args = ("--model", str(request.getfixturevalue(which)), "--prompt", "the moon", "--words", "50", *flags)
     python = run_module("export.generate", *args)
     js = node("web/generate.mjs", *args)
     assert python.returncode == js.returncode == 0, (python.stderr, js.stderr)
@@ -225,6 +239,82 @@ def test_node_cli_refuses_bad_input(rnn_file, flags, fragment):
 
 
 @needs_node
+def test_node_refuses_a_file_whose_graph_does_not_match_its_metadata_as_python_does(tmp_path):
+    from test_export_poem import lying_files
+
+    for path, fragment in lying_files(tmp_path).values():
+        js = node("web/generate.mjs", "--model", str(path), "--words", "5")
+        assert_usage_error(js, str(path), fragment)
+        assert js.stdout == "" and js.stderr == run_module("export.generate", "--model", str(path)).stderr
+
+
+def node_module(script: str) -> subprocess.CompletedProcess:
+    """An ES module script run by Node.js from the repository root (imports resolve against node_modules)."""
+    return subprocess.run([NODE, "--input-type=module", "-e", script], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+@needs_node
+def test_node_refuses_a_poem_model_fed_without_its_state_or_with_the_wrong_width(poem_file):
+    script = f"""
+import {{ readFileSync }} from "node:fs";
+import * as ort from "onnxruntime-node";
+import {{ WordrnnModel, generateText, samplerSettings }} from "./web/wordrnn.mjs";
+const model = await WordrnnModel.load(ort, readFileSync({json.dumps(str(poem_file))}), "poem.onnx");
+const narrow = model.zeroState().map(() => new ort.Tensor("float32", new Float32Array(15), [1, 15]));
+const out = [];
+for (const state of [undefined, narrow, model.zeroState().slice(1)]) {{
+  try {{ await model.run([2, 3], state); out.push("ran"); }} catch (err) {{ out.push(err.message); }}
+}}
+const logits = (await model.run([2, 3], model.zeroState())).logits;
+out.push(logits.length);
+const fed = [];  // what generation feeds the session: the prompt once, then one token a step
+const run = model.session.run.bind(model.session);
+model.session.run = (feeds) => {{ fed.push(feeds.tokens.dims.join("x")); return run(feeds); }};
+await generateText(model, "the sea is calm", 30, samplerSettings({{ seed: 1n }}));
+out.push(fed);
+process.stdout.write(JSON.stringify(out));
+"""
+    result = node_module(script)
+    assert result.returncode == 0, result.stderr
+    *messages, width, fed = json.loads(result.stdout)
+    assert width == len(WORDS)
+    assert fed == ["1x4"] + ["1x1"] * 29
+    want = ("poem.onnx is a poem model: it needs its state h0 float32 [1, 16], c0 float32 [1, 16] beside the tokens, "
+            "got ")
+    assert messages == [want + "no state; start a poem from zeroState()",
+                        want + "float32 [1, 15], float32 [1, 15]; start a poem from zeroState()",
+                        want + "float32 [1, 16]; start a poem from zeroState()"]
+
+
+@needs_node
+def test_a_version_1_javascript_client_refuses_a_poem_file(poem_file, rnn_file, tmp_path):
+    from test_export_poem import V1_COMMIT
+
+    old = subprocess.run(["git", "-C", str(ROOT), "show", f"{V1_COMMIT}:web/wordrnn.mjs"], capture_output=True,
+                         text=True)
+    if old.returncode != 0:
+        pytest.skip(f"the repository's history lacks {V1_COMMIT[:7]}")
+    client = tmp_path / "wordrnn-v1.mjs"  # the version-1 module imports nothing: it runs from anywhere
+    client.write_text(old.stdout)
+    script = f"""
+import {{ readFileSync }} from "node:fs";
+import {{ cardFromMetadata, readMetadata }} from {json.dumps(client.as_uri())};
+const out = [];
+for (const path of {json.dumps([str(poem_file), str(rnn_file)])}) {{
+  try {{ out.push(cardFromMetadata(readMetadata(readFileSync(path), path), path).seqLen); }}
+  catch (err) {{ out.push(err.message); }}
+}}
+process.stdout.write(JSON.stringify(out));
+"""
+    result = node_module(script)
+    assert result.returncode == 0, result.stderr
+    poem_message, window_seq_len = json.loads(result.stdout)
+    assert poem_message == (f"{poem_file} follows the generation contract 'wordrnn-generation 2'; this version "
+                            "follows 'wordrnn-generation 1'")
+    assert window_seq_len == 4  # the same old client still reads today's window files
+
+
 @pytest.mark.parametrize("flags", [
     ("--words", "-5"),
     ("--num-samples", "-2"),
@@ -344,7 +434,7 @@ def test_metadata_reader_agrees_with_onnx_on_exports_and_foreign_files(model_fil
     result = node("web/conformance.mjs", "metadata", *map(str, files))
     assert result.returncode == 0, result.stderr
     read = json.loads(result.stdout)
-    assert read[str(model_file)]["props"]["wordrnn.generation"] == "wordrnn-generation 1"
+    assert read[str(model_file)]["props"]["wordrnn.generation"] == VERSION_OF_CONTEXT[load(model_file).card.context]
     for path in files:
         want, got = onnx_props(path), read[str(path)]
         if want is not None:
@@ -400,3 +490,17 @@ def test_no_python_command_needs_node(rnn_file, tmp_path):
     env = {"PATH": "/nonexistent", "PYTHONPATH": str(ROOT), "HOME": os.environ.get("HOME", "/tmp")}
     result = run_module("export.generate", "--model", str(rnn_file), "--words", "5", env=env)
     assert result.returncode == 0 and result.stdout.startswith("the")
+
+
+@needs_node
+@pytest.mark.slow  # two benchmark-size exports and six measured texts per client: about 30 s on a busy 2-core box
+def test_web_speed_puts_the_poem_model_beside_the_window_model():
+    result = run_module("wordrnn.bench.web_speed", "--tokens", "80", "--no-browser", "--cell", "lstm")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith(("Python", "Node.js"))]
+    assert [(r[0], r[2]) for r in rows] == [("Python", "window"), ("Node.js", "window"), ("Python", "poem"),
+                                            ("Node.js", "poem")]
+    for row in rows:  # tokens/s greedy and sampled, the ratio to the window model, us early and late, their ratio
+        numbers = [float(x.rstrip("x")) for x in row[3:]]
+        assert len(numbers) == 6 and all(n > 0 for n in numbers), row
+    assert "us@20" in result.stdout and "us@80" in result.stdout

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from test_web import MARGIN, first_difference_margin, make_model, write_cases
+from test_export_poem import lying_files
+from test_web import CELLS_AND_CONTEXTS, MARGIN, first_difference_margin, make_model, write_cases
 
 from export import web as export_web
-from wordrnn.core.cells import CELLS
 
 CHROMIUM = Path("/usr/lib/chromium/chromium")  # Debian's chromium package; Playwright never downloads a browser
 playwright = pytest.importorskip("playwright.sync_api",
@@ -30,12 +30,14 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """The served page, with an export of each cell beside model.onnx, and the cases Python wrote for each."""
+    """The served page, with an export of each cell and context beside model.onnx, the cases Python wrote for
+    each, and files whose graph does not match their metadata."""
     folder = tmp_path_factory.mktemp("site")
-    models = {cell: make_model(folder, cell) for cell in CELLS}
-    cases = {cell: write_cases(path, folder)[1] for cell, path in models.items()}
+    models = {(cell, context): make_model(folder, cell, context=context) for cell, context in CELLS_AND_CONTEXTS}
+    cases = {key: write_cases(path, folder)[1] for key, path in models.items()}
     out = folder / "site"
-    server = subprocess.Popen([sys.executable, "-m", "export.web", "--model", str(models["rnn"]), "--out", str(out),
+    server = subprocess.Popen([sys.executable, "-m", "export.web", "--model", str(models["rnn", "window"]),
+                               "--out", str(out),
                                "--serve", "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
@@ -46,8 +48,10 @@ def site(tmp_path_factory):
                 url = match.group(0)
                 break
         assert url, "export.web --serve printed no address"
-        for cell, path in models.items():
-            shutil.copyfile(path, out / f"{cell}.onnx")
+        for (cell, context), path in models.items():
+            shutil.copyfile(path, out / f"{cell}-{context}.onnx")
+        for path, _ in lying_files(folder).values():
+            shutil.copyfile(path, out / path.name)
         yield url, models, cases, folder
     finally:
         server.terminate()
@@ -86,19 +90,20 @@ def write(page, case: dict) -> tuple[str, list[int] | None]:
     return page.text_content("#output"), (None if ids is None else [int(i) for i in ids.strip("[]").split(",")])
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
-def test_the_page_writes_pythons_poem_for_every_case(site, browser, cell):
+@pytest.mark.parametrize(("cell", "context"), CELLS_AND_CONTEXTS)
+def test_the_page_writes_pythons_poem_for_every_case(site, browser, cell, context):
     url, models, cases, _ = site
-    page = open_page(browser, f"{url}?model={cell}.onnx")
+    page = open_page(browser, f"{url}?model={cell}-{context}.onnx")
     assert page.text_content("#message") == ""
     card = page.text_content("#card")
     assert f"cell{cell}" in card and "input modelembedding" in card and "vocabulary21 tokens" in card
     assert "trained withnumpy" in card and "validation perplexity20.09" in card
-    for case in cases[cell]:
+    assert ("contextthe whole poem, its state carried" if context == "poem" else "contexta window of 4 tokens") in card
+    for case in cases[cell, context]:
         text, ids = write(page, case)
         assert page.text_content("#message") == "", case
         if ids != case["expected"]["ids"]:  # wasm's float32 logits may differ in the last bits from the CPU's
-            step, margin = first_difference_margin(models[cell], case, ids)
+            step, margin = first_difference_margin(models[cell, context], case, ids)
             assert case["strategy"] == "sample" and margin <= MARGIN, (case, step, margin)
             continue
         assert text == case["expected"]["text"], case
@@ -109,7 +114,7 @@ def test_bad_input_shows_a_message_on_the_page_and_a_screenshot_is_taken(site, b
     url, _, cases, folder = site
     page = open_page(browser, url)
     assert page.is_enabled("#write")
-    sampled = next(c for c in cases["rnn"] if c["strategy"] == "sample" and not c["allow_unk"])
+    sampled = next(c for c in cases["rnn", "window"] if c["strategy"] == "sample" and not c["allow_unk"])
     text, _ = write(page, sampled)
     assert text == sampled["expected"]["text"]
     assert "tokens/s" in page.text_content("#status")
@@ -145,3 +150,13 @@ def test_bad_input_shows_a_message_on_the_page_and_a_screenshot_is_taken(site, b
     missing = open_page(browser, f"{url}?model=nothing.onnx")
     assert "nothing.onnx could not be read (HTTP 404)" in missing.text_content("#message")
     missing.close()
+
+
+def test_the_page_refuses_a_file_whose_graph_does_not_match_its_metadata(site, browser, tmp_path):
+    url = site[0]
+    for path, fragment in lying_files(tmp_path).values():
+        page = open_page(browser, f"{url}?model={path.name}")
+        message = page.text_content("#message")
+        assert message.startswith(f"{path.name}: ") and fragment in message and "export it again" in message, message
+        assert not page.is_enabled("#write") and page.text_content("#card") == ""
+        page.close()

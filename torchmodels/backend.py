@@ -2,8 +2,9 @@
 
 It holds a model and a torch optimizer, takes a step, and converts to and
 from canonical arrays. Semantics follow docs/DESIGN.md, which are torch's own:
-``clip_grad_norm_`` (clip 0 = off), then ``Adam``/``SGD`` with ``weight_decay``
-(the L2 term is added to the clipped gradient inside the optimizer).
+``clip_grad_norm_`` (clip 0 = off), then the torch optimizer of
+``TORCH_OPTIMIZERS`` with ``weight_decay`` (Adam and SGD add the L2 term to the
+clipped gradient inside the optimizer).
 
 Dropout masks are the ones ``wordrnn.core.dropout.step_masks`` specifies for
 ``(config.seed, step)``, drawn by NumPy and moved to the device, so a resumed
@@ -20,42 +21,36 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torchmodels.devices import resolve_device
 from torchmodels.model import Masks, build_module, canonical_parameters, to_canonical
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import step_masks
-from wordrnn.core.errors import UsageError
+from wordrnn.core.optimizers import Optimizer, get_optimizer
 from wordrnn.core.params import Params
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
+
+@dataclass(frozen=True)
+class TorchOptimizer:
+    """A registry optimizer in torch: its class and the torch state key of each of its slots."""
+
+    cls: type[torch.optim.Optimizer]
+    slots: dict[str, str]  # registry slot -> torch's key in ``optimizer.state[param]``
 
 
-def available_devices() -> list[str]:
-    found = ["cpu"]
-    if torch.cuda.is_available():
-        found.append("cuda")
-    if torch.backends.mps.is_available():
-        found.append("mps")
-    return found
+ADAM_SLOTS = {"m": "exp_avg", "v": "exp_avg_sq"}
+# One entry per optimizer of ``wordrnn.core.optimizers``.
+TORCH_OPTIMIZERS = {
+    "adam": TorchOptimizer(torch.optim.Adam, ADAM_SLOTS),
+    "sgd": TorchOptimizer(torch.optim.SGD, {}),
+    "adamw": TorchOptimizer(torch.optim.AdamW, ADAM_SLOTS),
+}
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda if there is one, else mps, else cpu; an absent device is a ``UsageError``."""
-    available = available_devices()
-    if name == "auto":
-        return torch.device(next(d for d in ("cuda", "mps", "cpu") if d in available))
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"unknown --device {name!r}; choose one of {', '.join(DEVICES)}") from None
-    if device.type not in available:
-        why = "built without CUDA" if device.type == "cuda" and torch.version.cuda is None else "no such device"
-        raise UsageError(
-            f"--device {name} is not available on this machine (torch {torch.__version__}: {why}); "
-            f"available: {', '.join(available)}"
-        )
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return device
+def make_optimizer(config: Config, weights: list[torch.Tensor], fused: bool) -> torch.optim.Optimizer:
+    """The torch optimizer ``config.optimizer`` names, with the registry's hyperparameters."""
+    spec = get_optimizer(config.optimizer)
+    return TORCH_OPTIMIZERS[spec.name].cls(weights, lr=config.lr, weight_decay=config.weight_decay,
+                                           fused=fused or None, **spec.hyper)
 
 
 @dataclass
@@ -83,8 +78,7 @@ class TorchBackend:
         weights = [p for _, p in canonical_parameters(model)]
         # The fused kernels make one pass over each tensor: more steps/s (docs/PERFORMANCE.md); same formula.
         fused = self.device.type in ("cpu", "cuda")
-        optimizer_class = torch.optim.Adam if config.optimizer == "adam" else torch.optim.SGD
-        optimizer = optimizer_class(weights, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
+        optimizer = make_optimizer(config, weights, fused)
         forward = torch.compile(model) if self.compile else model
         return TorchState(config, model, forward, optimizer)
 
@@ -143,38 +137,44 @@ class TorchBackend:
         return to_canonical(state.model)
 
     def optimizer_arrays(self, state: TorchState) -> dict[str, np.ndarray]:
-        """Adam's ``step``, ``exp_avg`` and ``exp_avg_sq`` under canonical names; SGD has none."""
-        if state.config.optimizer != "adam":
-            return {}
+        """The optimizer's step count and slots under the registry's names (zeros before the first step)."""
+        spec = get_optimizer(state.config.optimizer)
+        slots = TORCH_OPTIMIZERS[spec.name].slots
         arrays: dict[str, np.ndarray] = {}
         step = 0
         for name, param in canonical_parameters(state.model):
-            slot = state.optimizer.state.get(param)
-            if slot:
-                step = int(slot["step"])
-                m, v = (slot[k].detach().to("cpu", torch.float32).numpy().copy()
-                        for k in ("exp_avg", "exp_avg_sq"))
-            else:
-                m = v = np.zeros(tuple(param.shape), dtype=np.float32)
-            arrays[f"adam.m.{name}"], arrays[f"adam.v.{name}"] = m, v
-        arrays["adam.step"] = np.array(step, dtype=np.int64)
+            saved = state.optimizer.state.get(param)
+            if saved and "step" in saved:
+                step = int(saved["step"])
+            for slot, key in slots.items():
+                arrays[spec.slot_name(slot, name)] = (
+                    saved[key].detach().to("cpu", torch.float32).numpy().copy() if saved
+                    else np.zeros(tuple(param.shape), dtype=np.float32))
+        if spec.counts_steps:
+            arrays[spec.step_name] = np.array(step, dtype=np.int64)
         return arrays
 
     def load_optimizer_arrays(self, state: TorchState, arrays: dict[str, np.ndarray]) -> TorchState:
-        """Restore Adam's moments (checked by the loop); ``adam.step`` 0 means a fresh optimizer."""
-        if state.config.optimizer != "adam":
+        """Restore the optimizer's slots (checked by the loop); a step count of 0 means a fresh optimizer."""
+        spec = get_optimizer(state.config.optimizer)
+        if not spec.counts_steps:
             return state
-        step = int(np.asarray(arrays["adam.step"]).item())
+        step = int(np.asarray(arrays[spec.step_name]).item())
         saved = state.optimizer.state_dict()
         saved["state"] = {}
         if step > 0:
             for index, (name, _) in enumerate(canonical_parameters(state.model)):
-                slot = {"step": torch.tensor(float(step))}
-                for key, prefix in (("exp_avg", "adam.m."), ("exp_avg_sq", "adam.v.")):
-                    slot[key] = torch.from_numpy(np.array(arrays[prefix + name], dtype=np.float32))
-                saved["state"][index] = slot
-        state.optimizer.load_state_dict(saved)  # casts the moments to each parameter's dtype and device
+                saved["state"][index] = _torch_slots(spec, name, step, arrays)
+        state.optimizer.load_state_dict(saved)  # casts the slots to each parameter's dtype and device
         return state
 
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(a, dtype=np.int64)).to(self.device, non_blocking=True)
+
+
+def _torch_slots(spec: Optimizer, name: str, step: int, arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """One parameter's entry of a torch optimizer's ``state``, from the registry-named ``arrays``."""
+    slot = {"step": torch.tensor(float(step))}
+    for registry_slot, key in TORCH_OPTIMIZERS[spec.name].slots.items():
+        slot[key] = torch.from_numpy(np.array(arrays[spec.slot_name(registry_slot, name)], dtype=np.float32))
+    return slot

@@ -74,6 +74,14 @@ def relu_step(state: State, a: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Ten
     return (torch.relu(F.linear(h, w_hh, b_hh) + a),)
 
 
+def mingru_step(state: State, a: torch.Tensor, w_hh: None, b_hh: None) -> State:
+    """The minimal GRU: ``z = sigmoid(a_z)``, ``h' = (1 - z) h + z a_h`` (no recurrent weights)."""
+    (h,) = state
+    a_z, h_tilde = a.chunk(2, dim=-1)
+    z = torch.sigmoid(a_z)
+    return ((1 - z) * h + z * h_tilde,)
+
+
 def lstm_step(state: State, a: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> State:
     """torch's LSTM: gates i, f, g, o from ``a + b``; ``c' = f c + i g``, ``h' = o tanh(c')``."""
     h, c = state
@@ -95,7 +103,7 @@ def gru_step(state: State, a: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tens
 
 # one step of each cell, given the input projection a = x W_ih^T + b_ih
 STEPS: dict[str, Callable[[State, torch.Tensor, torch.Tensor, torch.Tensor], State]] = {
-    "rnn": elman_step, "lstm": lstm_step, "gru": gru_step, "rnn_relu": relu_step,
+    "rnn": elman_step, "lstm": lstm_step, "gru": gru_step, "rnn_relu": relu_step, "mingru": mingru_step,
 }
 
 

@@ -21,7 +21,7 @@ from wordrnn.core.flags import shared_parser  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from torchmodels.backend import DEVICES
+    from torchmodels.devices import DEVICES
 
     parser = shared_parser("Train the word-level RNN language model with PyTorch.",
                            prog="python -m torchmodels.train")

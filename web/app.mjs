@@ -22,7 +22,8 @@ function describe(err) {
 function showCard(card, name) {
   const ppl = card.valPpl === null ? "not recorded" : card.valPpl.toFixed(2);
   const rows = [["file", name], ["cell", card.cell], ["input model", card.model], ["vocabulary", `${card.vocabSize} tokens`],
-    ["window", `${card.seqLen} tokens`], ["trained with", card.framework], ["validation perplexity", ppl]];
+    ["context", card.context === "poem" ? "the whole poem, its state carried" : `a window of ${card.seqLen} tokens`],
+    ["trained with", card.framework], ["validation perplexity", ppl]];
   $("card").replaceChildren(...rows.flatMap(([k, v]) => {
     const dt = document.createElement("dt");
     const dd = document.createElement("dd");

@@ -15,6 +15,7 @@ const HELP = `usage: node web/generate.mjs --model FILE [--prompt TEXT] [--words
 
 Generate verse from an exported wordrnn ONNX model with onnxruntime-node, by docs/GENERATION.md:
 the same flags, and for the same file, prompt, settings and seed the same text, as python -m export.generate.
+A poem model reads the prompt once and then one token a step, its state carried.
 
   --model FILE        the .onnx file written by python -m export.onnx
   --prompt TEXT       text to continue (default: 'the')

@@ -1,11 +1,15 @@
-// wordrnn generation in JavaScript, by the contract of docs/GENERATION.md ("wordrnn-generation 1").
+// wordrnn generation in JavaScript, by the contract of docs/GENERATION.md ("wordrnn-generation 2", which reads the
+// window files of "wordrnn-generation 1" as they are).
 //
 // One ES module that runs unchanged in Node.js and in the browser: it imports nothing, and the caller hands
 // it onnxruntime (onnxruntime-node in Node, onnxruntime-web in the page). Everything here mirrors the
 // Python reference step for step: data/tokenizer.py (tokenizer, detokenizer), wordrnn/core/sampling.py
 // (SplitMix64 and the sampler) and wordrnn/run/generation.py (prompt handling and generation).
 
-export const GENERATION = "wordrnn-generation 1";
+export const GENERATION_V1 = "wordrnn-generation 1";
+export const GENERATION = "wordrnn-generation 2";
+// A file names the oldest version that describes it: a window model 1, a poem model (its state carried) 2.
+const VERSION_OF_CONTEXT = { window: GENERATION_V1, poem: GENERATION };
 export const FORMAT = "1";
 export const KEYS = ["wordrnn.format", "wordrnn.config", "wordrnn.vocab", "wordrnn.tokenizer", "wordrnn.source",
   "wordrnn.generation"];
@@ -15,8 +19,8 @@ export const UNK = "<unk>";
 export const UNK_ID = 0;
 export const NEWLINE = "\n";
 const MODELS = ["onehot", "embedding"];
-const CELLS = ["rnn", "lstm", "gru"];
 const TOKENIZERS = ["default", "whitespace"];
+const EXPORT_AGAIN = "export it again with python -m export.onnx";
 export const STRATEGIES = ["sample", "greedy"];
 
 /** Bad input (a file, a prompt, a setting): the message says what is wrong and what to do. */
@@ -150,9 +154,10 @@ export function cardFromMetadata(props, where = "the file") {
     throw new WordrnnError(`${where} has wordrnn metadata format '${props.get("wordrnn.format")}'; ` +
       `this version reads '${FORMAT}'`);
   }
-  if (props.get("wordrnn.generation") !== GENERATION) {
-    throw new WordrnnError(`${where} follows the generation contract '${props.get("wordrnn.generation")}'; ` +
-      `this version follows '${GENERATION}'`);
+  const version = props.get("wordrnn.generation");
+  if (!Object.values(VERSION_OF_CONTEXT).includes(version)) {
+    throw new WordrnnError(`${where} follows the generation contract '${version}'; ` +
+      `this version follows '${GENERATION_V1}' and '${GENERATION}'`);
   }
   const unreadable = `${where} has unreadable wordrnn metadata`;
   const config = parseJson(props.get("wordrnn.config"), unreadable);
@@ -164,8 +169,9 @@ export function cardFromMetadata(props, where = "the file") {
     throw new WordrnnError(`${unreadable}; export it again`);
   }
   if (tokens[0] !== UNK) throw new WordrnnError(`${unreadable} (a vocabulary starts with '${UNK}'); export it again`);
+  // The cell is the graph's business: this client learns the state it carries from wordrnn.state, not from a list.
   const cell = config.cell ?? "rnn";
-  if (!MODELS.includes(config.model) || !CELLS.includes(cell) || !TOKENIZERS.includes(tokenizer.mode)
+  if (!MODELS.includes(config.model) || typeof cell !== "string" || !TOKENIZERS.includes(tokenizer.mode)
       || !Number.isInteger(config.seq_len) || config.seq_len <= 0) {
     throw new WordrnnError(`${where} has wordrnn metadata this version does not understand (model ` +
       `'${config.model}', cell '${cell}', tokenizer '${tokenizer.mode}', seq_len ${config.seq_len})`);
@@ -174,15 +180,48 @@ export function cardFromMetadata(props, where = "the file") {
     throw new WordrnnError(`${where}: the vocabulary in the metadata has ${tokens.length} tokens but the config ` +
       `says ${config.vocab_size}; export it again`);
   }
+  const { context, states } = readContext(props, config, where);
   const index = new Map();
   tokens.forEach((token, id) => index.set(token, id));
   return {
-    config, tokens, index, cell, model: config.model, seqLen: config.seq_len, vocabSize: tokens.length,
+    config, tokens, index, cell, context, states, model: config.model, seqLen: config.seq_len,
+    vocabSize: tokens.length,
     tokenizer: tokenizer.mode, minFreq: tokenizer.min_freq,
     source: source && typeof source === "object" && !Array.isArray(source) ? source : {},
     get framework() { return String(this.source.framework ?? "unknown"); },
     get valPpl() { return typeof this.source.val_ppl === "number" ? this.source.val_ppl : null; },
   };
+}
+
+/**
+ * The context and the states it carries, as export/metadata.py checks them: a version-1 file predates
+ * wordrnn.context and is a window model; a poem model names each state [batch, size] it takes in and gives back.
+ */
+function readContext(props, config, where) {
+  const version = props.get("wordrnn.generation");
+  const context = props.get("wordrnn.context") ?? (version === GENERATION_V1 ? "window" : undefined);
+  if (!(context in VERSION_OF_CONTEXT)) {
+    throw new WordrnnError(`${where} has wordrnn metadata this version does not understand ` +
+      `(wordrnn.context '${props.get("wordrnn.context")}'); export it again`);
+  }
+  const configContext = config.context ?? "window";
+  if (context !== configContext) {
+    throw new WordrnnError(`${where}: the metadata says wordrnn.context ${context} but the config says context ` +
+      `${configContext}; export it again`);
+  }
+  if (context === "poem" && version === GENERATION_V1) {
+    throw new WordrnnError(`${where} holds a poem model but follows '${version}', which has no state; ` +
+      `a poem model follows '${GENERATION}': export it again`);
+  }
+  const states = props.has("wordrnn.state") ? parseJson(props.get("wordrnn.state"),
+    `${where} has unreadable wordrnn metadata (wordrnn.state)`) : [];
+  const wellFormed = Array.isArray(states) && states.every((s) => s && typeof s.input === "string"
+    && typeof s.output === "string" && Number.isInteger(s.size) && s.size > 0);
+  if (!wellFormed || (context === "poem") !== (states.length > 0)) {
+    throw new WordrnnError(`${where}: the metadata's wordrnn.state is ${JSON.stringify(states)}, which a ` +
+      `${context} model cannot carry; export it again`);
+  }
+  return { context, states };
 }
 
 // ------------------------------------------------------------------ tokenizer and detokenizer
@@ -427,6 +466,40 @@ export function nextToken(logits, settings, rng, history = []) {
 
 // ------------------------------------------------------------------ the model and generation
 
+/** The inputs and outputs a card's graph must have: [{name, type, shape}] with null for a dynamic axis. */
+export function cardInterface(card) {
+  const V = card.vocabSize;
+  const tokens = { name: INPUT_NAME, type: "int64", shape: [null, null] };
+  const logits = { name: OUTPUT_NAME, type: "float32", shape: card.context === "window" ? [null, V] : [null, null, V] };
+  const state = (name, size) => ({ name, type: "float32", shape: [null, size] });
+  return {
+    inputs: [tokens, ...card.states.map((s) => state(s.input, s.size))],
+    outputs: [logits, ...card.states.map((s) => state(s.output, s.size))],
+  };
+}
+
+const TYPE_WORDS = { float32: "float" }; // Python's onnxruntime spelling, so that both clients say the same
+
+/** "tokens int64 [?, ?], h0 float [?, 16]". */
+function describe(specs) {
+  return specs.map((s) => `${s.name} ${TYPE_WORDS[s.type] ?? s.type} ` +
+    `[${s.shape.map((d) => (typeof d === "number" ? String(d) : "?")).join(", ")}]`).join(", ");
+}
+
+/** The graph's inputs or outputs as it declares them (a symbolic axis: null). */
+function declared(names, metadata) {
+  return names.map((name, i) => {
+    const m = metadata?.[i];
+    const shape = m?.isTensor ? m.shape.map((d) => (typeof d === "number" && d >= 0 ? d : null)) : [];
+    return { name, type: m?.isTensor ? m.type : "unknown", shape };
+  });
+}
+
+function fits(got, want) {
+  return got.name === want.name && got.type === want.type && got.shape.length === want.shape.length
+    && got.shape.every((d, i) => d === null || want.shape[i] === null || d === want.shape[i]);
+}
+
 /** An exported .onnx file open in onnxruntime, with its model card. */
 export class WordrnnModel {
   constructor(ort, session, card, where) {
@@ -436,7 +509,10 @@ export class WordrnnModel {
     this.where = where;
   }
 
-  /** Read the card first (quick, and a clear message for a foreign file), then start onnxruntime. */
+  /**
+   * Read the card first (quick, and a clear message for a foreign file), then start onnxruntime and hold the
+   * graph to the card: its inputs and outputs as declared, and the widths it gives for one probe token.
+   */
   static async load(ort, bytes, where = "the file", sessionOptions = {}) {
     const data = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
     const card = cardFromMetadata(readMetadata(data, where), where);
@@ -447,18 +523,109 @@ export class WordrnnModel {
       const reason = String(err?.message ?? err).split("\n")[0];
       throw new WordrnnError(`${where} is not an ONNX model onnxruntime can load (${reason})`);
     }
-    if (!session.inputNames.includes(INPUT_NAME) || !session.outputNames.includes(OUTPUT_NAME)) {
-      throw new WordrnnError(`${where} has wordrnn metadata but no input '${INPUT_NAME}' and output ` +
-        `'${OUTPUT_NAME}'; export it again with python -m export.onnx`);
-    }
-    return new WordrnnModel(ort, session, card, where);
+    const model = new WordrnnModel(ort, session, card, where);
+    await model.checkInterface();
+    return model;
   }
 
-  /** float32 logits [V] of the next token after the context ids. */
+  /** Throw one line naming both sides where the graph does not take or give what the card describes. */
+  async checkInterface() {
+    const { card, session, where } = this;
+    const want = cardInterface(card);
+    const got = { inputs: declared(session.inputNames, session.inputMetadata),
+      outputs: declared(session.outputNames, session.outputMetadata) };
+    const what = `a ${card.context} ${card.cell} model of ${card.vocabSize} tokens`;
+    for (const kind of ["inputs", "outputs"]) {
+      const byName = new Map(got[kind].map((s) => [s.name, s]));
+      const names = (specs) => specs.map((s) => s.name).sort().join(",");
+      if (names(got[kind]) !== names(want[kind]) || !want[kind].every((s) => fits(byName.get(s.name), s))) {
+        throw new WordrnnError(`${where}: the graph's ${kind} are ${describe(got[kind])} but its metadata ` +
+          `describes ${what}, whose ${kind} are ${describe(want[kind])}; ${EXPORT_AGAIN}`);
+      }
+    }
+    let result;
+    try {
+      result = card.states.length ? await this.run([UNK_ID], this.zeroState()) : { logits: await this.window([UNK_ID]) };
+    } catch (err) {
+      if (err instanceof WordrnnError) throw err;
+      const reason = String(err?.message ?? err).split("\n")[0];
+      throw new WordrnnError(`${where}: the graph fails on one token (${reason}); ${EXPORT_AGAIN}`);
+    }
+    const values = [result.rawLogits ?? result.logits, ...(result.state ?? [])];
+    want.outputs.forEach((spec, i) => {
+      const dims = values[i].dims;
+      if (dims.length !== spec.shape.length || dims[dims.length - 1] !== spec.shape[spec.shape.length - 1]) {
+        throw new WordrnnError(`${where}: the graph's output ${spec.name} is [${dims.join(", ")}] for one token ` +
+          `but its metadata describes ${what}, whose ${spec.name} is ${spec.shape[spec.shape.length - 1]} wide; ` +
+          EXPORT_AGAIN);
+      }
+    });
+  }
+
+  tokens(ids) {
+    return new this.ort.Tensor("int64", BigInt64Array.from(ids, (id) => BigInt(id)), [1, ids.length]);
+  }
+
+  /** A window model: the output tensor for the context ids, read from a zero state. */
+  async window(context) {
+    const result = await this.session.run({ [INPUT_NAME]: this.tokens(context) });
+    return result[OUTPUT_NAME];
+  }
+
+  /** float32 logits [V] of the next token after the context ids (a window model). */
   async logits(context) {
-    const tokens = new this.ort.Tensor("int64", BigInt64Array.from(context, (id) => BigInt(id)), [1, context.length]);
-    const result = await this.session.run({ [INPUT_NAME]: tokens });
-    return result[OUTPUT_NAME].data;
+    return (await this.window(context)).data;
+  }
+
+  /** A poem model's state at the start of a poem: one zero tensor [1, size] per state. */
+  zeroState() {
+    return this.card.states.map((s) => new this.ort.Tensor("float32", new Float32Array(s.size), [1, s.size]));
+  }
+
+  /**
+   * A poem model from `state` (the tensors of the last run, or zeroState()): {logits: float32 [V] after the last
+   * id, rawLogits: the output tensor [1, T, V], state: the tensors to pass back}.
+   */
+  async run(ids, state) {
+    const { states } = this.card;
+    if (!states.length) {
+      throw new WordrnnError(`${this.where} is a window model: it takes tokens alone and carries no state`);
+    }
+    const fine = Array.isArray(state) && state.length === states.length && state.every((t, i) => t?.type === "float32"
+      && t.dims.length === 2 && t.dims[0] === 1 && t.dims[1] === states[i].size);
+    if (!fine) {
+      const names = states.map((s) => `${s.input} float32 [1, ${s.size}]`).join(", ");
+      const got = Array.isArray(state) ? state.map((t) => `${t?.type} [${t?.dims?.join(", ")}]`).join(", ") : "no state";
+      throw new WordrnnError(`${this.where} is a poem model: it needs its state ${names} beside the tokens, got ` +
+        `${got}; start a poem from zeroState()`);
+    }
+    const feeds = { [INPUT_NAME]: this.tokens(ids) };
+    states.forEach((s, i) => { feeds[s.input] = state[i]; });
+    const result = await this.session.run(feeds);
+    const raw = result[OUTPUT_NAME];
+    const V = raw.dims[raw.dims.length - 1];
+    return { logits: raw.data.subarray(raw.data.length - V), rawLogits: raw, state: states.map((s) => result[s.output]) };
+  }
+
+  /**
+   * A fresh generation feed, feed(ids) -> float32 logits [V] after the last of the ids not yet seen: a poem
+   * model runs only those, from the state it kept (so a token costs the same however long the text); a window
+   * model keeps the last seq_len ids and reads them from a zero state.
+   */
+  newFeed() {
+    if (this.card.states.length) {
+      let state = this.zeroState();
+      return async (ids) => {
+        const result = await this.run(ids, state);
+        state = result.state;
+        return result.logits;
+      };
+    }
+    let window = [];
+    return async (ids) => {
+      window = [...window, ...ids].slice(-this.card.seqLen);
+      return this.logits(window);
+    };
   }
 }
 
@@ -479,16 +646,17 @@ export function promptToIds(prompt, card) {
   return ids;
 }
 
-/** Yield nTokens new token ids, each conditioned on the last seq_len tokens. */
+/** Yield nTokens new token ids: the prompt is fed once, then each new token (the last needs no logits). */
 export async function* generateIds(model, promptIds, nTokens, settings) {
   const rng = new SplitMix64(settings.seed);
-  const ids = [...promptIds];
-  const seqLen = model.card.seqLen;
+  const feed = model.newFeed();
+  const history = [...promptIds]; // the repetition controls read the whole text, prompt included
+  let logits = await feed(promptIds);
   for (let i = 0; i < nTokens; i++) {
-    const logits = await model.logits(ids.slice(-seqLen));
-    const token = nextToken(logits, settings, rng, ids);
-    ids.push(token);
+    const token = nextToken(logits, settings, rng, history);
+    history.push(token);
     yield token;
+    if (i + 1 < nTokens) logits = await feed([token]);
   }
 }
 

@@ -17,13 +17,20 @@ IMPLS = ("numpy", "torch", "jax")
 LABELS = {"numpy": "NumPy", "torch": "PyTorch", "jax": "JAX/Flax", "kneser-ney": "Kneser-Ney"}
 
 
-def make_backend(impl: str, device: str = "auto", onehot_gather: bool = False) -> Backend:
-    """``numpy``: the from-scratch reference; ``torch``: eager PyTorch on the best device
-    (cuda, mps, else cpu); ``jax``: Flax NNX, jitted, on the first device JAX finds.
+DEVICES = ("auto", "cpu", "cuda")  # where torch and JAX compute; NumPy always runs on the CPU
 
-    ``device`` (``auto``, ``cpu`` or ``cuda``) pins torch and JAX to one kind of device (the parity
-    checks compare on the CPU or on a GPU); ``onehot_gather`` is torch's gather form of the one-hot model.
+
+def make_backend(impl: str, device: str = "auto", onehot_gather: bool = False) -> Backend:
+    """The one backend factory: ``numpy``, the from-scratch reference; ``torch``, eager PyTorch;
+    ``jax``, Flax NNX, jitted, on one device.
+
+    ``device`` (``DEVICES``): ``auto`` is torch's best device (cuda, mps, else cpu) and the first device
+    JAX finds; ``cpu`` or ``cuda`` pins both to that kind of device, float32 kept float32 there (the
+    parity checks and ``bench.speed`` compare on the CPU or on a GPU). ``onehot_gather`` is torch's
+    gather form of the one-hot model.
     """
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     if impl == "numpy":
         from scratch.backend import NumpyBackend
 
@@ -34,13 +41,22 @@ def make_backend(impl: str, device: str = "auto", onehot_gather: bool = False) -
         return TorchBackend(device=device, onehot_gather=onehot_gather)
     if impl == "jax":
         from jaxmodels.backend import JaxBackend
+        from jaxmodels.devices import platform_of, select_devices
 
-        if device == "auto":
-            return JaxBackend()
-        import jax
-
-        return JaxBackend(jax.devices({"cuda": "gpu"}.get(device, device))[:1])
+        return JaxBackend(None if device == "auto" else select_devices(platform_of(device), 1))
     raise ValueError(f"unknown implementation {impl!r}; choose one of {', '.join(IMPLS)}")
+
+
+def resolve_device(name: str) -> str:
+    """``cpu`` or ``cuda`` for a ``DEVICES`` name (``auto``: cuda if PyTorch sees a GPU); an absent GPU is a
+    ``UsageError``."""
+    import torch
+
+    from torchmodels.devices import resolve_device as torch_device
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch_device(name).type
 
 
 def parse_names(text: str, allowed: tuple[str, ...], flag: str) -> list[str]:

@@ -75,14 +75,15 @@ def test_torch_onehot_gather_form_agrees(problem, dtype):
 
 
 def test_a_wrong_implementation_is_caught(problem):
-    """A W_hh with its rows reversed (for the LSTM and GRU: gate blocks swapped) given to one framework fails
-    the logits and gradient checks."""
-    wrong = dict(problem.params, **{"rnn.w_hh": problem.params["rnn.w_hh"][::-1].copy()})
+    """A recurrent weight (W_ih for a cell without one) with its rows reversed (for the LSTM and GRU: gate blocks
+    swapped) given to one framework fails the logits and gradient checks."""
+    name = "rnn.w_hh" if "rnn.w_hh" in problem.params else "rnn.w_ih"
+    wrong = dict(problem.params, **{name: problem.params[name][::-1].copy()})
     passes = {fw: pc.forward_backward(fw, problem.config, params, problem.x, problem.y, None, np.float64)
               for fw, params in (("numpy", problem.params), ("torch", wrong))}
     checks = {c.name: c for c in pc.compare_passes(problem.config, passes, np.float64)}
     assert not checks["logits f64"].passed
-    assert not checks["grad rnn.w_hh f64"].passed
+    assert not checks[f"grad {name} f64"].passed
 
 
 @pytest.mark.slow

@@ -63,7 +63,7 @@ def test_jax_check_grads_on_apply(problem):
         params = {k: jnp.asarray(v) for k, v in problem.params.items()}
         masks = pc.jax_masks(problem.masks, np.float64)
         x, y = jnp.asarray(problem.x), jnp.asarray(problem.y)
-        assert params["rnn.w_hh"].dtype == jnp.float64
+        assert params["rnn.w_ih"].dtype == jnp.float64
 
         @jax.jit
         def loss(p):
@@ -73,14 +73,17 @@ def test_jax_check_grads_on_apply(problem):
 
 
 def test_the_finite_difference_check_catches_a_wrong_gradient(problem):
-    """The reference check fails when the gradient under test is off (here: W_hh's rows reversed)."""
+    """The reference check fails when the gradient under test is off (here: W_hh's rows reversed; W_ih's for a
+    cell without W_hh)."""
     from scratch.model import loss_and_grads
+
+    name = "rnn.w_hh" if "rnn.w_hh" in problem.params else "rnn.w_ih"
 
     def wrong(params, x, y, masks=None):
         loss, grads = loss_and_grads(params, x, y, masks, problem.config.cell)
-        grads["rnn.w_hh"] = grads["rnn.w_hh"][::-1].copy()  # the rows (gate units) in reverse order
+        grads[name] = grads[name][::-1].copy()  # the rows (gate units) in reverse order
         return loss, grads
 
     params = {k: v.copy() for k, v in problem.params.items()}
     errors = check_gradients(params, problem.x, problem.y, cell=problem.config.cell, loss_and_grads=wrong)
-    assert errors["rnn.w_hh"] > 1e3 * FINITE_DIFFERENCE
+    assert errors[name] > 1e3 * FINITE_DIFFERENCE

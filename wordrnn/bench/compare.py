@@ -28,7 +28,7 @@ from typing import Any
 from wordrnn.bench.machine import describe_machine, limit_threads
 from wordrnn.core.config import CONTEXTS, MODELS, Config
 from wordrnn.core.errors import INTERRUPTED_EXIT, CommandParser, UsageError, cli, plural
-from wordrnn.core.flags import add_data_flags, add_training_flags, config_from_args
+from wordrnn.core.flags import add_data_flags, add_threads_flag, add_training_flags, config_from_args
 from wordrnn.core.paths import REPORT_RUNS
 from wordrnn.core.recipes import recipe
 from wordrnn.frameworks import IMPLS, parse_names
@@ -77,9 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the quality recipe's runs, window and poem context (docs/QUALITY.md)")
     g.add_argument("--no-export", action="store_true", help="skip the ONNX export of the best run")
     g.add_argument("--prompt", default="the sea", help="prompt of every sample (default: %(default)r)")
-    g.add_argument("--threads", type=int, default=1,
-                   help="compute threads for every library, the same budget for each (0: each library's "
-                   "default; default: %(default)s, which on a busy shared machine is also the fastest)")
+    add_threads_flag(g)
     g.add_argument("--quiet", action="store_true", help="one line per run instead of progress bars and epochs")
     parser.set_defaults(epochs=DEFAULT_EPOCHS, model="embedding", cell="rnn")
     return parser

@@ -173,8 +173,10 @@ def export_best(entries: list[Entry], out: Path, prompt: str) -> dict[str, Any]:
     prompt_ids = prompt_to_ids(prompt, vocab)
     backend: Backend = make_backend(best.row["impl"])
     state = backend.init(run.params, best.config)
-    source_greedy = generate(lambda x: backend.logits(state, x), prompt_ids, SAMPLE_TOKENS, seq_len, GREEDY)
-    onnx_greedy = generate(lm.logits, prompt_ids, SAMPLE_TOKENS, seq_len, GREEDY)
+    # a poem run is read with its state carried, in the framework and in onnxruntime alike
+    source_greedy = generate(generation_source(backend, state, best.config), prompt_ids, SAMPLE_TOKENS, seq_len,
+                             GREEDY)
+    onnx_greedy = generate(lm.source, prompt_ids, SAMPLE_TOKENS, seq_len, GREEDY)
     return {
         "source": best.row["name"],
         "path": path.name,
@@ -182,8 +184,8 @@ def export_best(entries: list[Entry], out: Path, prompt: str) -> dict[str, Any]:
         "reference": exported.reference,
         "max_abs_logit_diff": exported.worst,
         "greedy_identical": source_greedy == onnx_greedy,
-        "sample": sample_text(lm.logits, vocab, seq_len, prompt),
-        "greedy": generate_text(lm.logits, vocab, seq_len, prompt, SAMPLE_TOKENS, GREEDY),
+        "sample": sample_text(lm.source, vocab, seq_len, prompt),
+        "greedy": generate_text(lm.source, vocab, seq_len, prompt, SAMPLE_TOKENS, GREEDY),
     }
 
 

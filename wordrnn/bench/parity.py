@@ -26,9 +26,8 @@ from wordrnn.bench.machine import limit_threads
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import CONTEXTS, MODELS, Config
 from wordrnn.core.errors import CommandParser, UsageError, cli
-from wordrnn.frameworks import parse_names
-
-DEVICES = ("cpu", "cuda")
+from wordrnn.core.flags import add_threads_flag
+from wordrnn.frameworks import DEVICES, parse_names
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bptt", type=int, default=20, help="chunk length of the poem context (default: %(default)s)")
     parser.add_argument("--cells", default=",".join(CELLS),
                         help="comma-separated cells to compare (default: %(default)s)")
-    parser.add_argument("--device", choices=DEVICES, default="cpu",
+    parser.add_argument("--device", choices=DEVICES[1:], default="cpu",  # a comparison names its device
                         help="where torch and JAX compute; cuda runs with TF32 off and JAX's matmul precision "
                              "'highest' (NumPy stays on the CPU; default: %(default)s)")
     parser.add_argument("--vocab-size", type=int, default=1823,
@@ -63,9 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="weight decay of the second trajectory (default: %(default)s)")
     parser.add_argument("--dropout", type=float, default=0.3,
                         help="drop rate of the fixed dropout masks (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="compute threads for every library (0: each library's default; default: "
-                             "%(default)s, the fastest on a busy shared machine)")
+    add_threads_flag(parser)
     args = parser.parse_args(argv)
     # sizes and learning rate as every trainer checks them (Config.validate names the flag)
     Config(hidden_size=args.hidden_size, embed_dim=args.embed_dim, seq_len=args.seq_len, bptt=args.bptt,

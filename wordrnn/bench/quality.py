@@ -35,9 +35,9 @@ from wordrnn.bench.folds import Fold, build_folds
 from wordrnn.bench.kneser_ney import KneserNey
 from wordrnn.bench.mixture import choose_weight, mix, mix_log_prob, target_log_prob
 from wordrnn.bench.novelty import TrainingText
-from wordrnn.core.config import TOKENIZERS, Config
+from wordrnn.core.config import Config, options
 from wordrnn.core.errors import INTERRUPTED_EXIT, CommandParser, UsageError, cli
-from wordrnn.core.flags import TEXT_COLUMN_HELP, TOKENIZER_HELP, add_model_flags, add_training_flags
+from wordrnn.core.flags import add_model_flags, add_options, add_threads_flag, add_training_flags, config_from_args
 from wordrnn.core.paths import check_writable
 from wordrnn.core.recipes import recipe
 from wordrnn.run.folder import atomic_write_text
@@ -47,6 +47,7 @@ LABELS = {"kneser-ney": "Kneser-Ney (best order)", "recipe": "recipe (--recipe q
           "mixture": "recipe + Kneser-Ney mixture", "plain": "plain embedding RNN (lab)"}
 KN_ORDERS = (1, 2, 3, 4, 5)
 PLAIN = {"model": "embedding", "cell": "rnn"}  # the rest is the benchmark configuration
+STOPPING = ("epochs", "patience")  # the plain row trains as long as the recipe row
 DEFAULT_JSON = "reports/quality.json"
 PROMPT = "the"
 SAMPLE_TOKENS = 60
@@ -71,8 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "then the download of poems-100)")
     g.add_argument("--suite", action="store_true",
                    help="every corpus of the suite (wordrnn.bench.corpora: poems-100, sonnets, lucrece, milton)")
-    g.add_argument("--text-column", default=Config.text_column, help=TEXT_COLUMN_HELP)
-    g.add_argument("--tokenizer", default=Config.tokenizer, choices=TOKENIZERS, help=TOKENIZER_HELP)
+    add_options(g, "text_column", "tokenizer")
     g.add_argument("--min-freq", type=int, default=Config.min_freq,
                    help="words seen fewer times in a fold's training poems become <unk> (default: %(default)s)")
     g.add_argument("--seq-len", type=int, default=Config.seq_len,
@@ -90,10 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--jobs", type=int, default=2,
                    help="folds trained at a time, each in its own process (default: %(default)s, one per core "
                    "of a 2-core machine)")
-    g.add_argument("--threads", type=int, default=1,
-                   help="compute threads of each process (0: the libraries' default; default: %(default)s: on a "
-                   "busy 2-core machine two threads in one process are many times slower, see "
-                   "wordrnn.core.threads)")
+    add_threads_flag(g)
     g.add_argument("--quiet", action="store_true", help="only the final table")
     parser.set_defaults(**recipe("quality"))
     return parser
@@ -352,14 +349,11 @@ def samples_text(results: list[CorpusResult]) -> str:
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[Config, Config]:
-    common = dict(text_column=args.text_column, tokenizer=args.tokenizer, min_freq=args.min_freq,
-                  seq_len=args.seq_len, epochs=args.epochs, patience=args.patience)
-    recipe_config = Config(model=args.model, cell=args.cell, context=args.context, bptt=args.bptt,
-                           hidden_size=args.hidden_size,
-                           embed_dim=args.embed_dim, batch_size=args.batch_size, lr=args.lr,
-                           optimizer=args.optimizer, clip=args.clip, weight_decay=args.weight_decay,
-                           dropout=args.dropout, **common).validate()
-    plain_config = Config(**PLAIN, **common).validate()
+    """The recipe row's configuration (every setting the flags give) and the plain row's: the benchmark
+    configuration of ``PLAIN`` with the recipe row's data settings and its stopping rule."""
+    recipe_config = config_from_args(args)
+    shared = [f.name for f in options("data")] + list(STOPPING)
+    plain_config = replace(Config(**PLAIN), **{name: getattr(recipe_config, name) for name in shared}).validate()
     return recipe_config, plain_config
 
 

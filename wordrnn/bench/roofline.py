@@ -1,41 +1,18 @@
 """How fast a step could be: the work it must do, against what this machine can do.
 
-A training step (or a generated token) must do a number of floating-point
-operations and move a number of bytes between memory and the cores. The
-machine does at most ``peak`` FLOP/s (a large float32 matrix product, the best
-case for arithmetic) and moves at most ``bandwidth`` bytes/s (a large array
-copy, the best case for memory), so no implementation can take less than
+A step must do ``flops`` of arithmetic and move ``bytes`` between memory and
+the cores; the machine does at most ``peak`` FLOP/s (a large float32 matrix
+product) and moves at most ``bandwidth`` bytes/s (a copy the size of the
+step's working set), both measured in the same run, so no implementation
+takes less than
 
     limit = max(flops / peak, bytes / bandwidth)
 
-and ``limit / achieved`` (0 to 1) says how much of the machine an
-implementation uses. Both rates are measured in the same run as the step, on
-the same device and thread budget. The bandwidth is measured with a copy whose
-footprint is the step's working set (parameters, gradients, optimizer state),
-so a model that fits in the caches is held to the cache's speed, not to main
-memory's.
-
-What is counted (float32, 4 bytes a number; T window, B batch, G gates, H
-state, V vocabulary, P parameters, of which the "table" is the looked-up
-matrix: the embedding, or ``rnn.w_ih`` of the one-hot model, whose product
-with a one-hot vector is a column lookup):
-
-- FLOPs: the cell's forward step (``wordrnn.core.cells.Cell.step_flops``) T
-  times, the output layer 2HV, the softmax about 5V; the backward pass twice
-  the forward; the optimizer about 10 FLOPs a parameter for Adam, 2 for SGD,
-  and 2 for the gradient norm (clipping).
-- Bytes: the forward pass reads every weight outside the table once and the B*T
-  table rows it looks up; the backward pass reads those weights again and
-  writes and reads back their gradients (2x), and the table's B*T gradient
-  rows (2x); Adam reads and writes every parameter and both moments (6P: its
-  moments decay everywhere, so the whole table moves), SGD the parameters it
-  changes (2x); activations are written once and read once (the RNN inputs,
-  the gate pre-activations and states of every step, and the B*V logits).
-
-A chunk of the poem context (B streams of T tokens, every position scored) counts the same with the
-output layer, the softmax and the logits B*T times instead of B times.
-
-Generation (batch 1) counts the forward pass alone.
+and ``limit / achieved`` (0 to 1) says how much of the machine it uses.
+docs/PERFORMANCE.md ("The limit beside the ratio") says what is counted:
+the cell's step (``wordrnn.core.cells``), the output layer and softmax, the
+backward pass, clipping and the optimizer (``wordrnn.core.optimizers``); a chunk of the poem context
+(``chunk_step_work``) counts the output layer, the softmax and the logits at all B*T positions.
 """
 
 from __future__ import annotations
@@ -49,10 +26,11 @@ import numpy as np
 
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
+from wordrnn.core.optimizers import get_optimizer
 from wordrnn.core.params import param_shapes
 
 FLOAT_BYTES = 4
-ADAM_FLOPS, SGD_FLOPS, CLIP_FLOPS = 10, 2, 2  # per parameter per step
+CLIP_FLOPS = 2  # per parameter per step (the optimizer's own: ``Optimizer.flops_per_param``)
 SOFTMAX_FLOPS = 5  # per logit: max, subtract, exp, sum, divide
 
 
@@ -107,11 +85,14 @@ def _training_work(config: Config, rows: int, steps: int, scored: int) -> Work:
     total, table, row = _sizes(config)
     dense = total - table
     looked_up = rows * steps * row
-    optimizer_flops = (ADAM_FLOPS if config.optimizer == "adam" else SGD_FLOPS) + (CLIP_FLOPS if config.clip else 0)
+    spec = get_optimizer(config.optimizer)
+    optimizer_flops = spec.flops_per_param + (CLIP_FLOPS if config.clip else 0)
     flops = 3.0 * rows * forward_flops(config, steps, scored) + optimizer_flops * total
     weights = dense + looked_up  # forward reads
     backward = dense + 2 * dense + 2 * looked_up  # weights again; gradients written and read back
-    optimizer = 6 * total if config.optimizer == "adam" else 2 * (dense + looked_up)
+    # an optimizer with state reads and writes every parameter and slot (the slots decay everywhere, so the
+    # whole table moves); one without changes only the parameters that have a gradient
+    optimizer = 2 * (1 + len(spec.slots)) * total if spec.slots else 2 * (dense + looked_up)
     activations = 2 * activation_numbers(config, rows, steps, scored)
     return Work(flops, FLOAT_BYTES * float(weights + backward + optimizer + activations))
 
@@ -140,7 +121,7 @@ def working_set_bytes(config: Config, training: bool = True) -> int:
     total, table, _ = _sizes(config)
     if not training:
         return FLOAT_BYTES * (total - table)
-    return FLOAT_BYTES * total * (4 if config.optimizer == "adam" else 2)
+    return FLOAT_BYTES * total * (2 + len(get_optimizer(config.optimizer).slots))
 
 
 # -- measuring the machine ---------------------------------------------------------------------------

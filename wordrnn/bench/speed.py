@@ -40,13 +40,12 @@ from wordrnn.bench.synthetic import LARGE, SyntheticSize, check_size
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import CONTEXTS, MODELS, Config
 from wordrnn.core.errors import CommandParser, UsageError, cli
-from wordrnn.core.flags import add_data_flags, data_config
+from wordrnn.core.flags import add_data_flags, add_threads_flag, data_config
 from wordrnn.core.paths import check_writable
-from wordrnn.frameworks import IMPLS, parse_names
+from wordrnn.frameworks import DEVICES, IMPLS, parse_names, resolve_device
 
 RUNTIMES = ("onnxruntime", "torch", "flax", "numpy")
 SIZES = ("benchmark", "large")
-DEVICES = ("auto", "cpu", "cuda")
 CPU_ONLY = ("numpy", "onnxruntime")  # these run on the CPU whatever --device says
 LIMIT_REPEATS = 10
 
@@ -90,9 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", choices=DEVICES, default="auto",
                    help="where PyTorch (--device) and JAX (--accelerator) run; NumPy and onnxruntime stay on the "
                    "CPU. auto: cuda if PyTorch sees a GPU, else cpu (default: %(default)s)")
-    g.add_argument("--threads", type=int, default=1,
-                   help="compute threads for every library, the same budget for each (0: each library's "
-                   "default; default: %(default)s)")
+    add_threads_flag(g)
     g.add_argument("--epoch-large", action="store_true",
                    help="instead of the tables, time one whole training epoch of the large corpus for each "
                    "implementation, model and cell selected")
@@ -112,20 +109,6 @@ def check_args(args: argparse.Namespace) -> None:
 
 def large_size(args: argparse.Namespace) -> SyntheticSize:
     return replace(LARGE, vocab_size=args.large_vocab, train_tokens=args.large_tokens)
-
-
-def resolve_device(name: str) -> str:
-    """"cpu" or "cuda"; on a GPU, float32 products stay float32 (TF32 off), as docs/DESIGN.md's tolerances need."""
-    import torch
-
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device cuda: PyTorch {torch.__version__} sees no CUDA device here; use --device cpu")
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-    return name
 
 
 def load_size(size: str, base: Config, args: argparse.Namespace) -> tuple[Config, Any]:

@@ -19,7 +19,6 @@ import numpy as np
 from data.batches import batch_indices
 from data.dataset import Dataset
 from data.streams import Chunk, epoch_chunks
-from wordrnn.core.backend import Backend
 from wordrnn.core.config import Config
 from wordrnn.core.params import Params, init_params
 from wordrnn.core.sampling import LogitsFn, SamplerSettings, generate
@@ -48,21 +47,6 @@ def interleaved_medians(fns: dict[str, Callable[[], Any]], repeats: int) -> dict
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def speed_backend(impl: str, device: str) -> Backend:
-    """``impl``'s backend on ``device`` ("cpu" or "cuda"): PyTorch there, JAX on the same kind of device;
-    NumPy always runs on the CPU."""
-    if impl == "torch":
-        from torchmodels.backend import TorchBackend
-
-        return TorchBackend(device=device)
-    if impl == "jax":
-        from jaxmodels.backend import JaxBackend
-        from jaxmodels.devices import select_devices
-
-        return JaxBackend(select_devices("gpu" if device == "cuda" else "cpu", 1))
-    return make_backend(impl)
-
-
 Steps = list[tuple[np.ndarray, np.ndarray]] | list[Chunk]  # batches of windows, or chunks of streams
 
 
@@ -85,7 +69,7 @@ class Trainer:
     carry passes to the next, and the first chunk of an epoch starts every stream's poem, so cycling is sound)."""
 
     def __init__(self, impl: str, config: Config, device: str):
-        self.backend = speed_backend(impl, device)
+        self.backend = make_backend(impl, device)
         self.state = self.backend.init(init_params(config), config)
         self.step = 0
         self.carry: Any = None
@@ -153,7 +137,7 @@ def logits_functions(config: Config, params: Params, runtimes: list[str], thread
         if runtime == "onnxruntime":
             fns[runtime] = onnx_logits(config, params, threads)
             continue
-        backend = speed_backend(RUNTIME_IMPLS[runtime], device)
+        backend = make_backend(RUNTIME_IMPLS[runtime], device)
         state = backend.init(params, config)
         fns[runtime] = lambda x, backend=backend, state=state: backend.logits(state, x)
     return fns

@@ -67,7 +67,7 @@ class Backend(Protocol):
     def optimizer_arrays(self, state: State) -> dict[str, np.ndarray]:
         """The optimizer state as named arrays (for exact resume).
 
-        Canonical naming, so a run can resume under another framework:
+        The names of ``wordrnn.core.optimizers``, so a run can resume under another framework:
         Adam: ``adam.step`` (int64 scalar, steps taken), ``adam.m.<param>`` and
         ``adam.v.<param>`` (first and second moments). SGD: no arrays.
         """
@@ -75,7 +75,7 @@ class Backend(Protocol):
     def load_optimizer_arrays(self, state: State, arrays: dict[str, np.ndarray]) -> State:
         """Restore what ``optimizer_arrays`` returned.
 
-        The loop checks the arrays first (``wordrnn.run.folder.check_optimizer_arrays``): for SGD they are
-        empty; for Adam they hold ``adam.step`` (0-d int64) and every moment, float32, shaped like its
-        parameter. A backend only copies them into its state.
+        The loop checks the arrays first (``wordrnn.run.folder.check_optimizer_arrays``): they hold exactly
+        the optimizer's registry names, the step a 0-d int64, every slot float32 shaped like its
+        parameter (SGD: none). A backend only copies them into its state.
         """

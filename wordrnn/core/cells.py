@@ -7,6 +7,7 @@ in ``gates`` order (block k is rows k*H to (k+1)*H). The equations, with
 
     rnn:  h' = tanh(a + b)
     rnn_relu: h' = relu(a + b)
+    mingru: z = sigmoid(a_z);  h' = (1 - z) * h + z * a_h      (no W_hh, no b_hh)
     lstm: i, f, g, o = sigmoid(a_i + b_i), sigmoid(a_f + b_f), tanh(a_g + b_g), sigmoid(a_o + b_o)
           c' = f * c + i * g;  h' = o * tanh(c')
     gru:  r, z = sigmoid(a_r + b_r), sigmoid(a_z + b_z)
@@ -80,6 +81,8 @@ CELLS: dict[str, Cell] = {
     # torch's RNN_RELU: the Elman cell with relu for tanh
     "rnn_relu": Cell("rnn_relu", ("h",), ("h",), 3, onnx_op="RNN", onnx_gates=("h",),
                      onnx_attributes={"activations": ["Relu"]}),
+    # the minimal GRU of Feng et al. 2024: gates of x alone, so the recurrence is linear in h; no ONNX op
+    "mingru": Cell("mingru", ("z", "h"), ("h",), 8, recurrent_weights=False),
 }
 
 

@@ -7,17 +7,20 @@ are the benchmark configuration of docs/DESIGN.md. It is written to
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from wordrnn.core.cells import CELLS
 from wordrnn.core.errors import UsageError
+from wordrnn.core.optimizers import OPTIMIZERS as _OPTIMIZERS
 
 MODELS = ("onehot", "embedding")
 CONTEXTS = ("window", "poem")
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = tuple(_OPTIMIZERS)
 TOKENIZERS = ("default", "whitespace")
 
 # The version of the config.json format this code writes. A field added in version N is marked
@@ -26,41 +29,89 @@ TOKENIZERS = ("default", "whitespace")
 FORMAT_VERSION = 2
 
 
-def since(version: int, default: Any) -> Any:
-    """A field added in format ``version``, whose ``default`` reproduces what earlier versions did."""
-    return field(default=default, metadata={"since": version})
+def whole_number(text: str) -> int:
+    """An argparse type for 0 or a positive whole number (a seed: NumPy refuses negative seeds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive whole number, got {value}")
+    return value
+
+
+def option(default: Any, help: str, *, group: str, choices: tuple[str, ...] | None = None,
+           parse: Callable[[str], Any] | None = None, metavar: str | None = None, resumable: bool = False,
+           adopted: bool = False, since: int = 1) -> Any:
+    """A setting that is also a shared command-line flag, ``--name-with-dashes``.
+
+    Everything the flag, the resume check and ``--init-from`` need is here, so a new option is this
+    field plus the code that uses it: ``help`` (argparse's, ``%(default)s`` allowed) and ``choices``
+    for the flag, ``group`` (``data``, ``model`` or ``training``: which ``add_*_flags`` declares it),
+    ``parse`` (an argparse type; default: the field's type; a ``bool`` is ``--name``/``--no-name``);
+    ``resumable``: ``--resume`` may change it (every other setting is the run's own);
+    ``adopted``: an ``--init-from`` run decides it (its weights and vocabulary only fit that value);
+    ``since``: the config.json format version that added it (see ``FORMAT_VERSION``).
+    """
+    meta = {"since": since, "help": help, "group": group, "choices": choices, "parse": parse, "metavar": metavar,
+            "resumable": resumable, "adopted": adopted}
+    return field(default=default, metadata=meta)
+
+
+def since(version: int, default: Any, **flag: Any) -> Any:
+    """A field added in format ``version``, whose ``default`` reproduces what earlier versions did; with
+    ``flag`` (``option``'s keywords, ``help`` and ``group`` among them) it is also a flag."""
+    if not flag:
+        return field(default=default, metadata={"since": version})
+    return option(default, since=version, **flag)
 
 
 @dataclass
 class Config:
-    # model
-    model: str = "embedding"
-    cell: str = "rnn"
-    seq_len: int = 5
-    context: str = since(2, "window")  # window: h0 = 0 per window, last step only; poem: state carried
-    bptt: int = since(2, 35)  # poem context: tokens per truncated-BPTT chunk
-    hidden_size: int = 128
-    embed_dim: int = 100
+    # model (the flags of a group come in field order: seq_len and seed are data flags)
+    model: str = option("embedding", "onehot: one-hot inputs of size V; embedding: a trainable V x E table "
+                        "(default: %(default)s)", group="model", choices=MODELS, adopted=True)
+    cell: str = option("rnn", "recurrent cell: rnn (Elman, tanh; the lab's), lstm or gru (default: %(default)s)",
+                       group="model", choices=tuple(CELLS), adopted=True)
+    # window: h0 = 0 per window, last step only; poem: state carried
+    context: str = since(2, "window", group="model", choices=CONTEXTS,
+                         help="window: each window of --seq-len tokens from a zero state (the lab's); poem: whole "
+                         "poems with the state carried, trained by truncated BPTT (default: %(default)s)")
+    bptt: int = since(2, 35, group="model", help="poem context: tokens per truncated-BPTT chunk (default: %(default)s)")
+    hidden_size: int = option(128, "RNN state size H (default: %(default)s)", group="model", adopted=True)
+    embed_dim: int = option(100, "embedding size E, embedding model only (default: %(default)s)", group="model",
+                            adopted=True)
     # data
-    data: str | None = None
-    text_column: str = "text"
-    tokenizer: str = "default"
-    min_freq: int = 2
-    val_fraction: float = 0.1
+    data: str | None = option(None, "corpus (.csv or .txt); default: $WORDRNN_DATA, then the user cache, then "
+                              "download", group="data", metavar="PATH")
+    text_column: str = option("text", "CSV column holding the poems (default: %(default)s)", group="data")
+    tokenizer: str = option("default", "default (the default): words, punctuation marks and line breaks as tokens; "
+                            "whitespace: the lab report's lower().split()", group="data", choices=TOKENIZERS,
+                            adopted=True)
+    min_freq: int = option(2, "words seen fewer times in training become <unk> (default: %(default)s)",
+                           group="data", adopted=True)
+    val_fraction: float = option(0.1, "share of poems held out for validation (default: %(default)s)", group="data")
+    seq_len: int = option(5, "tokens in each input window (default: %(default)s)", group="data")
+    seed: int = option(0, "seeds the split, the initial weights, the batches and dropout (default: %(default)s)",
+                       group="data", parse=whole_number)
     # training
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    clip: float = 5.0
-    weight_decay: float = 0.0
-    dropout: float = 0.0
-    patience: int = 0
-    seed: int = 0
+    epochs: int = option(10, "passes over the training windows (default: %(default)s)", group="training",
+                         resumable=True)
+    batch_size: int = option(64, "windows per step (default: %(default)s)", group="training")
+    lr: float = option(1e-3, "learning rate (default: %(default)s)", group="training")
+    optimizer: str = option("adam", "default: %(default)s", group="training", choices=OPTIMIZERS)
+    clip: float = option(5.0, "clip the global gradient norm to this (0: off; default: %(default)s)",
+                         group="training")
+    weight_decay: float = option(0.0, "L2 term wd * param added to the clipped gradient (default: %(default)s)",
+                                 group="training")
+    dropout: float = option(0.0, "dropout on the embedding inputs and the last hidden state, in training "
+                            "(default: %(default)s)", group="training")
+    patience: int = option(0, "stop after this many epochs without a better validation loss (0: never; default: "
+                           "%(default)s)", group="training", resumable=True)
     # filled in when the data is read; not a flag
-    vocab_size: int = 0
+    vocab_size: int = field(default=0, metadata={"derived": True})
     # framework-specific settings (device, compile, accelerator...), recorded as given
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict, metadata={"resumable": True})
 
     def validate(self) -> Config:
         """Raise ``UsageError`` naming the first setting that makes no sense."""
@@ -81,8 +132,7 @@ class Config:
         for name in ("seq_len", "bptt", "hidden_size", "embed_dim", "batch_size", "epochs", "min_freq"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
-                flag = "--" + name.replace("_", "-")
-                raise UsageError(f"{flag} must be a positive whole number, got {value!r}")
+                raise UsageError(f"{flag_of(name)} must be a positive whole number, got {value!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise UsageError(f"--seed must be 0 or a positive whole number, got {self.seed!r}")
         if self.patience < 0:
@@ -142,10 +192,9 @@ class Config:
         if missing:
             raise UsageError(f"{source} lacks {', '.join(missing)}, which format version {version} always "
                              "records; the file was edited or damaged: restore it or train the run again")
-        for name in fields:
-            if name in values and not _has_type(values[name], _FIELD_TYPES[name]):
-                raise UsageError(f"{source}: {name} is {values[name]!r}, which is not {_FIELD_TYPES[name]}; "
-                                 "the file was edited or damaged: restore it or train the run again")
+        for name, value in values.items():
+            if name in fields:
+                _check_saved(fields[name], value, source)
         return cls(**{k: v for k, v in values.items() if k in fields})
 
 
@@ -153,6 +202,18 @@ class Config:
 _FIELD_TYPES = {f.name: {"int": "a whole number", "float": "a number", "str": "text", "bool": "true or false",
                          "str | None": "text or null", "dict[str, Any]": "an object"}[f.type]
                 for f in dataclasses.fields(Config)}
+
+
+def _check_saved(f: dataclasses.Field, value: Any, source: str) -> None:
+    """A config.json value must have its field's type and, for a field with choices, be one of them."""
+    if not _has_type(value, _FIELD_TYPES[f.name]):
+        raise UsageError(f"{source}: {f.name} is {value!r}, which is not {_FIELD_TYPES[f.name]}; "
+                         "the file was edited or damaged: restore it or train the run again")
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise UsageError(f"{source}: {f.name} is {value!r}, which this wordrnn does not know (it knows "
+                         f"{', '.join(choices)}): the run was written by a newer wordrnn or edited; "
+                         "upgrade wordrnn or restore the file")
 
 
 def _has_type(value: Any, kind: str) -> bool:
@@ -165,3 +226,20 @@ def _has_type(value: Any, kind: str) -> bool:
             "text": isinstance(value, str),
             "text or null": value is None or isinstance(value, str),
             "an object": isinstance(value, dict)}[kind]
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of the ``Config`` field ``name``: ``seq_len`` -> ``--seq-len``."""
+    return "--" + name.replace("_", "-")
+
+
+def marked(mark: str) -> tuple[str, ...]:
+    """The names of the ``Config`` fields whose metadata sets ``mark`` (``resumable``, ``adopted``,
+    ``derived``: filled in by the code, never compared with a request), in field order."""
+    return tuple(f.name for f in dataclasses.fields(Config) if f.metadata.get(mark))
+
+
+def options(group: str | None = None) -> list[dataclasses.Field]:
+    """The fields that are shared flags (``option``), in field order; of one ``group`` if given."""
+    return [f for f in dataclasses.fields(Config)
+            if "help" in f.metadata and (group is None or f.metadata["group"] == group)]

@@ -1,32 +1,22 @@
-"""The command-line flags every trainer shares: same names, same defaults (docs/DESIGN.md)."""
+"""The command-line flags every trainer shares: same names, same defaults (docs/DESIGN.md).
+
+Each shared setting is a ``Config`` field declared with ``wordrnn.core.config.option``; its flag
+is made here from the field (name, type, default, help, choices), so a new option is declared once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Sequence
 
-from wordrnn.core.cells import CELLS
-from wordrnn.core.config import CONTEXTS, MODELS, OPTIMIZERS, TOKENIZERS, Config
+from wordrnn.core.config import Config, flag_of, options, whole_number
 from wordrnn.core.errors import CommandParser
 from wordrnn.core.recipes import RECIPES, recipe
+from wordrnn.core.threads import DEFAULT_THREADS
 
-_DEFAULTS = Config()
 _UNSET = object()
-# Shared with the commands that add these flags themselves, so every --help says the same.
-TEXT_COLUMN_HELP = "CSV column holding the poems (default: %(default)s)"
-TOKENIZER_HELP = ("default (the default): words, punctuation marks and line breaks as tokens; whitespace: the lab "
-                  "report's lower().split()")
-
-
-def seed(text: str) -> int:
-    """An argparse type: a seed is 0 or a positive whole number (NumPy refuses negative seeds)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be 0 or a positive whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or a positive whole number, got {value}")
-    return value
+seed = whole_number  # the argparse type of a seed, for commands with a --seed of their own
 
 
 class SharedParser(CommandParser):
@@ -61,56 +51,50 @@ def given_flags(args: argparse.Namespace) -> frozenset[str] | None:
     return getattr(args, "given", None)
 
 
+def add_option(group: argparse._ActionsContainer, option: dataclasses.Field) -> None:
+    """The flag of one ``Config`` option: its name, default, help and choices come from the field."""
+    meta, flag = option.metadata, flag_of(option.name)
+    if option.type == "bool":
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, default=option.default, help=meta["help"])
+        return
+    kind = meta["parse"] or {"int": int, "float": float}.get(option.type)
+    extra = {k: v for k, v in (("type", kind), ("choices", meta["choices"]), ("metavar", meta["metavar"])) if v}
+    group.add_argument(flag, default=option.default, help=meta["help"], **extra)
+
+
+def add_options(group: argparse._ActionsContainer, *names: str) -> None:
+    """The flags of the ``Config`` options ``names``, for a command that takes only some of a group's."""
+    fields = {f.name: f for f in options()}
+    for name in names:
+        add_option(group, fields[name])
+
+
+def add_option_group(parser: argparse.ArgumentParser, group: str) -> None:
+    """Every ``Config`` option of ``group``, in field order, under that heading."""
+    g = parser.add_argument_group(group)
+    for option in options(group):
+        add_option(g, option)
+
+
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
     """Flags that decide which tokens the model sees."""
-    g = parser.add_argument_group("data")
-    g.add_argument("--data", default=None, metavar="PATH",
-                   help="corpus (.csv or .txt); default: $WORDRNN_DATA, then the user cache, then download")
-    g.add_argument("--text-column", default=_DEFAULTS.text_column, help=TEXT_COLUMN_HELP)
-    g.add_argument("--tokenizer", default=_DEFAULTS.tokenizer, choices=TOKENIZERS, help=TOKENIZER_HELP)
-    g.add_argument("--min-freq", type=int, default=_DEFAULTS.min_freq,
-                   help="words seen fewer times in training become <unk> (default: %(default)s)")
-    g.add_argument("--val-fraction", type=float, default=_DEFAULTS.val_fraction,
-                   help="share of poems held out for validation (default: %(default)s)")
-    g.add_argument("--seq-len", type=int, default=_DEFAULTS.seq_len,
-                   help="tokens in each input window (default: %(default)s)")
-    g.add_argument("--seed", type=seed, default=_DEFAULTS.seed,
-                   help="seeds the split, the initial weights, the batches and dropout (default: %(default)s)")
+    add_option_group(parser, "data")
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("model")
-    g.add_argument("--model", default=_DEFAULTS.model, choices=MODELS,
-                   help="onehot: one-hot inputs of size V; embedding: a trainable V x E table (default: %(default)s)")
-    g.add_argument("--cell", default=_DEFAULTS.cell, choices=tuple(CELLS),
-                   help="recurrent cell: rnn (Elman, tanh; the lab's), lstm or gru (default: %(default)s)")
-    g.add_argument("--context", default=_DEFAULTS.context, choices=CONTEXTS,
-                   help="window: each window of --seq-len tokens from a zero state (the lab's); poem: whole poems "
-                   "with the state carried, trained by truncated BPTT (default: %(default)s)")
-    g.add_argument("--bptt", type=int, default=_DEFAULTS.bptt,
-                   help="poem context: tokens per truncated-BPTT chunk (default: %(default)s)")
-    g.add_argument("--hidden-size", type=int, default=_DEFAULTS.hidden_size,
-                   help="RNN state size H (default: %(default)s)")
-    g.add_argument("--embed-dim", type=int, default=_DEFAULTS.embed_dim,
-                   help="embedding size E, embedding model only (default: %(default)s)")
+    add_option_group(parser, "model")
 
 
 def add_training_flags(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=_DEFAULTS.epochs,
-                   help="passes over the training windows (default: %(default)s)")
-    g.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size,
-                   help="windows per step (default: %(default)s)")
-    g.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="learning rate (default: %(default)s)")
-    g.add_argument("--optimizer", default=_DEFAULTS.optimizer, choices=OPTIMIZERS, help="default: %(default)s")
-    g.add_argument("--clip", type=float, default=_DEFAULTS.clip,
-                   help="clip the global gradient norm to this (0: off; default: %(default)s)")
-    g.add_argument("--weight-decay", type=float, default=_DEFAULTS.weight_decay,
-                   help="L2 term wd * param added to the clipped gradient (default: %(default)s)")
-    g.add_argument("--dropout", type=float, default=_DEFAULTS.dropout,
-                   help="dropout on the embedding inputs and the last hidden state, in training (default: %(default)s)")
-    g.add_argument("--patience", type=int, default=_DEFAULTS.patience,
-                   help="stop after this many epochs without a better validation loss (0: never; default: %(default)s)")
+    add_option_group(parser, "training")
+
+
+def add_threads_flag(parser: argparse._ActionsContainer) -> None:
+    """``--threads``, the same in every command (see ``wordrnn.core.threads`` for the default)."""
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help="compute threads for NumPy, PyTorch and XLA, the same budget for each (0: each "
+                        "library's default; default: %(default)s, the fastest on a busy 2-core machine: "
+                        "docs/PERFORMANCE.md)")
 
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
@@ -129,8 +113,7 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     vocab.add_argument("--new-vocab", dest="vocab_choice", action="store_const", const="new",
                        help="with --init-from: build the vocabulary from this corpus; shared words keep their weights")
     g.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
-    g.add_argument("--threads", type=int, default=0,
-                   help="compute threads for NumPy, PyTorch and XLA (0: each library's default)")
+    add_threads_flag(g)
 
 
 def shared_parser(description: str, prog: str | None = None) -> argparse.ArgumentParser:
@@ -148,17 +131,10 @@ def shared_parser(description: str, prog: str | None = None) -> argparse.Argumen
 
 def data_config(args: argparse.Namespace, **settings) -> Config:
     """The validated ``Config`` of the data flags (``add_data_flags``) plus any other ``settings``."""
-    return Config(
-        data=args.data, text_column=args.text_column, tokenizer=args.tokenizer, min_freq=args.min_freq,
-        val_fraction=args.val_fraction, seq_len=args.seq_len, seed=args.seed, **settings,
-    ).validate()
+    return Config(**{f.name: getattr(args, f.name) for f in options("data")}, **settings).validate()
 
 
 def config_from_args(args: argparse.Namespace, extra: dict | None = None) -> Config:
-    """The validated ``Config`` all the shared flags describe."""
-    return data_config(
-        args, model=args.model, cell=args.cell, context=args.context, bptt=args.bptt,
-        hidden_size=args.hidden_size, embed_dim=args.embed_dim,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, clip=args.clip,
-        weight_decay=args.weight_decay, dropout=args.dropout, patience=args.patience, extra=dict(extra or {}),
-    )
+    """The validated ``Config`` of every option the parser declared (the others keep their defaults)."""
+    given = {f.name: getattr(args, f.name) for f in options() if hasattr(args, f.name)}
+    return Config(**given, extra=dict(extra or {})).validate()

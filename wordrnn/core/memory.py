@@ -6,7 +6,8 @@ machine, its neighbours with it). The estimate counts float32 numbers:
 
 - the weights twice: the seeded canonical copy every backend starts from, and the framework's own;
 - the gradients, and the update's temporaries of their size: three times;
-- the optimizer state: Adam's two moments (SGD keeps none);
+- the optimizer state: one copy per state slot of the optimizer (``wordrnn.core.optimizers``: Adam's
+  and AdamW's two moments; SGD keeps none);
 - the activations one batch keeps for the backward pass. A window model runs ``seq_len`` steps for
   ``batch_size`` windows and predicts at the last step only; a poem model runs ``bptt`` steps for
   ``batch_size`` streams and predicts at every position, so its logits (with their softmax and
@@ -26,12 +27,12 @@ from pathlib import Path
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.errors import UsageError
+from wordrnn.core.optimizers import get_optimizer
 from wordrnn.core.params import param_shapes
 
 FLOAT_BYTES = 4
 WEIGHT_COPIES = 2  # the canonical weights and the framework's
 GRADIENT_COPIES = 3  # the gradients, and two temporaries of their size in the update (NumPy makes them)
-OPTIMIZER_COPIES = {"adam": 2, "sgd": 0}
 LOGIT_COPIES = 3  # logits, their softmax, their gradient
 # A run whose estimate exceeds this share of the available memory is announced before it starts.
 MOST = 0.5
@@ -83,7 +84,7 @@ def estimate_training_memory(config: Config) -> MemoryEstimate:
     """The estimate for ``config`` (its ``vocab_size`` set): nothing is allocated."""
     n = count_parameters(config)
     return MemoryEstimate(n, WEIGHT_COPIES * n * FLOAT_BYTES, GRADIENT_COPIES * n * FLOAT_BYTES,
-                          OPTIMIZER_COPIES[config.optimizer] * n * FLOAT_BYTES,
+                          len(get_optimizer(config.optimizer).slots) * n * FLOAT_BYTES,
                           activation_floats(config) * FLOAT_BYTES)
 
 

@@ -14,6 +14,9 @@ import sys
 from wordrnn.core.errors import UsageError
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# What --threads means when it is not given, in every command: measured on the 2-core machine these
+# run on (docs/PERFORMANCE.md, "--threads").
+DEFAULT_THREADS = 1
 
 
 def limit_threads(threads: int) -> None:

@@ -14,8 +14,6 @@ GRADIENTS = {np.float32: 1e-5, np.float64: 1e-10}
 TRAJECTORY = 1e-4
 # onnxruntime against the source model's logits: max abs diff
 ONNX = 1e-5
-# sampled generation across runtimes may differ only where a draw lies this close to a cumulative boundary
-SAMPLING_MARGIN = 1e-6
 
 # keeps 0/0 at 0 in relative errors (a gradient that is exactly zero everywhere)
 TINY = 1e-30

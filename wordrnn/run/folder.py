@@ -35,6 +35,7 @@ from data.vocab import Vocab
 from wordrnn.core.config import Config
 from wordrnn.core.errors import DiskFull, UsageError
 from wordrnn.core.memory import human_bytes
+from wordrnn.core.optimizers import get_optimizer
 from wordrnn.core.params import Params, check_params, param_shapes
 from wordrnn.core.paths import REPORT_RUNS, TMP_SUFFIX, check_writable
 
@@ -251,31 +252,33 @@ def read_settings(run_dir: Path) -> tuple[dict[str, Any], Config, Vocab]:
 def check_optimizer_arrays(arrays: dict[str, np.ndarray], config: Config) -> dict[str, np.ndarray]:
     """The one check of a checkpoint's optimizer state, made before any backend loads it.
 
-    SGD keeps no state, so an SGD run's checkpoint holds none. An Adam run's holds
-    ``adam.step`` and both moments of every parameter, shaped like it; anything
-    else (no Adam state at all included) was not written by an Adam run of this
-    model and is refused. Returns the arrays normalized: ``adam.step`` a 0-d
-    int64, the moments float32.
+    The checkpoint must hold exactly what ``wordrnn.core.optimizers`` names for the run's optimizer:
+    its step count and every slot of every parameter, shaped like it (SGD: nothing). Anything else
+    was not written by a run of this optimizer and model and is refused. Returns the arrays
+    normalized: the step a 0-d int64, the slots float32.
     """
-    if config.optimizer != "adam":
-        if arrays:
-            raise UsageError(f"the checkpoint holds optimizer state ({', '.join(sorted(arrays)[:3])}...) but the "
-                             f"run uses --optimizer {config.optimizer}, which keeps none: it was written by another "
-                             "run; train this one again")
-        return {}
+    spec = get_optimizer(config.optimizer)
     shapes = param_shapes(config)
-    wanted = ["adam.step"] + [f"adam.{m}.{name}" for m in "mv" for name in shapes]
+    wanted = spec.state_names(list(shapes))
+    stray = sorted(set(arrays) - set(wanted))
+    if stray:
+        keeps = "which keeps none" if not wanted else f"which keeps only {spec.name}.*"
+        raise UsageError(f"the checkpoint holds optimizer state ({', '.join(stray[:3])}...) but the run uses "
+                         f"--optimizer {spec.name}, {keeps}: it was written by another run; train this one again")
     missing = [k for k in wanted if k not in arrays]
     if missing:
-        raise UsageError(f"the checkpoint lacks the Adam state {', '.join(missing[:3])}"
-                         f"{'...' if len(missing) > 3 else ''}: it was not written by an Adam run of this model, "
-                         "so it cannot be resumed with --optimizer adam")
-    checked = {"adam.step": np.asarray(arrays["adam.step"], dtype=np.int64).reshape(())}
-    for m in "mv":
+        raise UsageError(f"the checkpoint lacks the {spec.label} state {', '.join(missing[:3])}"
+                         f"{'...' if len(missing) > 3 else ''}: it was not written by an {spec.label} run of this "
+                         f"model, so it cannot be resumed with --optimizer {spec.name}")
+    checked = {}
+    if spec.counts_steps:
+        checked[spec.step_name] = np.asarray(arrays[spec.step_name], dtype=np.int64).reshape(())
+    for slot in spec.slots:
         for name, shape in shapes.items():
-            value = np.asarray(arrays[f"adam.{m}.{name}"])
+            key = spec.slot_name(slot, name)
+            value = np.asarray(arrays[key])
             if value.shape != tuple(shape):
-                raise UsageError(f"the checkpoint's adam.{m}.{name} has shape {value.shape}, the model needs "
+                raise UsageError(f"the checkpoint's {key} has shape {value.shape}, the model needs "
                                  f"{tuple(shape)}: it was written by another run; train this one again")
-            checked[f"adam.{m}.{name}"] = value.astype(np.float32, copy=False)
+            checked[key] = value.astype(np.float32, copy=False)
     return checked

@@ -15,7 +15,7 @@ from typing import TextIO
 from data.tokenizer import NEWLINE, Detokenizer, tokenize
 from data.vocab import UNK, Vocab
 from wordrnn.core.errors import UsageError
-from wordrnn.core.sampling import STRATEGIES, LogitsFn, SamplerSettings, iter_generate
+from wordrnn.core.sampling import STRATEGIES, SamplerSettings, Source, iter_generate
 
 
 def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +59,7 @@ def settings_from_args(args: argparse.Namespace) -> SamplerSettings:
     return settings
 
 
-def print_samples(logits_fn: LogitsFn, vocab: Vocab, seq_len: int, args: argparse.Namespace,
+def print_samples(source: Source, vocab: Vocab, seq_len: int, args: argparse.Namespace,
                   stream: TextIO | None = None) -> None:
     """What every ``generate`` command prints: ``--num-samples`` texts, streamed line by line."""
     stream = stream or sys.stdout
@@ -72,7 +72,7 @@ def print_samples(logits_fn: LogitsFn, vocab: Vocab, seq_len: int, args: argpars
         sample = replace(settings, seed=settings.seed + i)
         if args.num_samples > 1:
             stream.write(("\n" if i else "") + f"--- sample {i + 1}, seed {sample.seed} ---\n")
-        generate_text(logits_fn, vocab, seq_len, args.prompt, args.words, sample, stream=stream)
+        generate_text(source, vocab, seq_len, args.prompt, args.words, sample, stream=stream)
 
 
 def unknown_words(prompt: str, vocab: Vocab) -> list[str]:
@@ -94,9 +94,10 @@ def prompt_to_ids(prompt: str, vocab: Vocab) -> list[int]:
     return ids
 
 
-def generate_text(logits_fn: LogitsFn, vocab: Vocab, seq_len: int, prompt: str, n_tokens: int,
+def generate_text(source: Source, vocab: Vocab, seq_len: int, prompt: str, n_tokens: int,
                   settings: SamplerSettings, stream: TextIO | None = None) -> str:
-    """Prompt in, verse out. With ``stream``, each line is written as soon as it is complete.
+    """Prompt in, verse out, from a window model's logits or a poem model's ``Stateful`` stepper (``source``).
+    With ``stream``, each line is written as soon as it is complete.
 
     The detokenizer sees each token once, so the cost grows linearly with the length.
     """
@@ -104,7 +105,7 @@ def generate_text(logits_fn: LogitsFn, vocab: Vocab, seq_len: int, prompt: str, 
     detok = Detokenizer()
     pieces = [detok.push(token) for token in vocab.decode(prompt_ids)]
     shown = 0  # pieces already written to the stream
-    for token_id in iter_generate(logits_fn, prompt_ids, n_tokens, seq_len, settings):
+    for token_id in iter_generate(source, prompt_ids, n_tokens, seq_len, settings):
         token = vocab.tokens[token_id]
         pieces.append(detok.push(token))
         if stream is not None and token == NEWLINE:

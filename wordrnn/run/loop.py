@@ -32,7 +32,7 @@ from data.streams import epoch_chunks
 from data.tokenizer import tokenize
 from data.vocab import Vocab
 from wordrnn.core.backend import Backend
-from wordrnn.core.config import Config
+from wordrnn.core.config import Config, flag_of, marked, options
 from wordrnn.core.errors import INTERRUPTED_EXIT, RunFailed, UsageError, plural
 from wordrnn.core.flags import config_from_args, given_flags
 from wordrnn.core.memory import check_memory
@@ -72,10 +72,11 @@ LOSS_SYNC_EVERY = 20  # steps between host syncs of the running loss (lets async
 # A batch loss this many times that of uniform guessing (ln V) means training has diverged: a model that
 # learns never gets there, and letting it run on only produces an infinite perplexity and garbage samples.
 DIVERGED_FACTOR = 10.0
-# Settings that may change when a run is resumed; every other one is the run's and must stay as saved.
-RESUMABLE = ("epochs", "patience", "extra")
-# Settings an --init-from run decides: its weights and vocabulary only fit a model built with them.
-ADOPTED = ("model", "cell", "hidden_size", "embed_dim", "tokenizer", "min_freq")
+# Settings that may change when a run is resumed (``option(resumable=True)``); every other one is the run's and
+# must stay as saved, except those the code fills in (``derived``).
+RESUMABLE = marked("resumable")
+# Settings an --init-from run decides (``option(adopted=True)``): its weights and vocabulary only fit them.
+ADOPTED = marked("adopted")
 
 
 class Diverged(RunFailed):
@@ -213,12 +214,12 @@ def _resume(requested: Config, run_dir: Path, given: Collection[str] | None) -> 
         raise UsageError(f"nothing to resume in {run_dir}: no complete epoch was saved there; "
                          "run the same command without --resume to start afresh")
     _, config, vocab = read_settings(run_dir)
-    _refuse_conflicts(requested, config, given, exempt=RESUMABLE + ("vocab_size",),
+    _refuse_conflicts(requested, config, given, exempt=RESUMABLE + marked("derived"),
                       why=f"--resume continues {run_dir} with its saved settings",
-                      advice=f"drop them (only {', '.join('--' + n for n in RESUMABLE[:-1])} may change), "
-                             "or start a new run with another --out")
-    config.epochs, config.patience = requested.epochs, requested.patience
-    config.extra = {**config.extra, **requested.extra}
+                      advice=f"drop them (only {', '.join(flag_of(f.name) for f in options() if f.name in RESUMABLE)}"
+                             " may change), or start a new run with another --out")
+    for name in RESUMABLE:  # the request's value; the framework's settings (extra) add to the saved ones
+        setattr(config, name, {**config.extra, **requested.extra} if name == "extra" else getattr(requested, name))
     arrays, counters = load_arrays(run_dir / CHECKPOINT)
     check_finite(arrays, run_dir / CHECKPOINT)
     if counters["epoch"] >= config.epochs:

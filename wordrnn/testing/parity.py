@@ -38,38 +38,40 @@ import torch.nn.functional as F
 
 from data.streams import Chunk, epoch_chunks
 from jaxmodels import model as jax_model
+from jaxmodels.devices import no_tf32, platform_of
 from scratch import model as np_model
 from scratch import sequence as np_sequence
 from torchmodels import model as torch_model
+from torchmodels.devices import resolve_device
 from wordrnn.core import tolerances
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import Masks, draw_masks
 from wordrnn.core.params import PARAM_NAMES, Params, init_params
+from wordrnn.frameworks import DEVICES as FRAMEWORK_DEVICES
 from wordrnn.frameworks import IMPLS, make_backend
 
 FRAMEWORKS = IMPLS  # numpy, torch, jax
-DEVICES = ("cpu", "cuda")
+DEVICES = FRAMEWORK_DEVICES[1:]  # a comparison names its device
 DTYPE_TAGS = {np.float32: "f32", np.float64: "f64"}
 
 
 def use_device(device: str) -> None:
-    """Check that ``device`` is there and make float32 matmuls full precision on it (no TF32)."""
+    """Check that ``device`` is there and make float32 products full precision on it (no TF32)."""
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     if device == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError("no CUDA device: torch sees none")
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+        resolve_device("cuda")  # TF32 off in torch (torchmodels.devices)
         # cuDNN's float32 RNN kernels sum in an order that strays several times further from float64 than
         # every other implementation does (measured on an H200: docs/PERFORMANCE.md), so the parity checks
         # compare torch's own CUDA kernels, which compute the same equations.
         torch.backends.cudnn.enabled = False
-        jax.config.update("jax_default_matmul_precision", "highest")
+        no_tf32()  # and in JAX (jaxmodels.devices)
 
 
 def jax_device(device: str) -> jax.Device:
-    return jax.devices("gpu" if device == "cuda" else "cpu")[0]
+    return jax.devices(platform_of(device))[0]
 
 
 # -- problems ---------------------------------------------------------------------------------------
@@ -91,7 +93,7 @@ def random_params(config: Config, seed: int = 0, bias_scale: float = 0.3) -> Par
     """
     params = init_params(config, seed=seed, dtype=np.float64)
     rng = np.random.default_rng([seed, 7])
-    for name in ("rnn.b_ih", "rnn.b_hh", "out.bias"):
+    for name in [n for n in ("rnn.b_ih", "rnn.b_hh", "out.bias") if n in params]:  # a cell may have no rnn.b_hh
         params[name] = params[name] + rng.normal(0.0, bias_scale, params[name].shape)
     return params
 
