@@ -1,5 +1,5 @@
-"""Data parallelism: 4 (forced) CPU devices, uneven batches, two processes on 127.0.0.1; both contexts (in the
-poem context the streams are sharded, the carried state with them).
+"""Data parallelism: 4 (forced) CPU devices, uneven batches, two processes on 127.0.0.1; on 4 devices both contexts
+(in the poem context the streams are sharded, the carried state with them).
 
 JAX fixes its device count when it starts, so each check runs in a subprocess
 with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``.
@@ -144,18 +144,17 @@ def free_port() -> int:
 @pytest.mark.slow
 def test_two_processes_train_like_one_device(tmp_path):
     """jax.distributed on the CPU backend (gloo): 2 processes x 2 devices = one 4-device mesh."""
+    address = f"127.0.0.1:{free_port()}"
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    for context in ("window", "poem"):  # one pair of processes each: one distributed run per process
-        address = f"127.0.0.1:{free_port()}"
-        procs = [run_script(tmp_path, [["embedding", None, 0.0, context]], str(pid), address, env=env,
-                            background=True) for pid in (0, 1)]
-        try:
-            outputs = [p.communicate(timeout=300) for p in procs]
-        finally:
-            for p in procs:
-                p.kill()
-        results = [parse(p.returncode, out, err)[0] for p, (out, err) in zip(procs, outputs, strict=True)]
-        (one,) = run_script(tmp_path, [["embedding", 1, 0.0, context]])
-        for result in results:
-            assert result["devices"] == 4
-            assert_same_training(one, result)
+    procs = [run_script(tmp_path, [["embedding", None, 0.0]], str(pid), address, env=env, background=True)
+             for pid in (0, 1)]
+    try:
+        outputs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    results = [parse(p.returncode, out, err)[0] for p, (out, err) in zip(procs, outputs, strict=True)]
+    (one,) = run_script(tmp_path, [["embedding", 1, 0.0]])
+    for result in results:
+        assert result["devices"] == 4
+        assert_same_training(one, result)
