@@ -63,17 +63,13 @@ def build_graph(params: Params, config: Config, opset: int = DEFAULT_OPSET,
     """The ONNX model for canonical float32 ``params``; ``metadata`` goes into ``metadata_props``."""
     cell = get_cell(config.cell)
     table_name, table, w_ih = input_table(params, config)
-    b = np.concatenate([onnx_gate_order(params["rnn.b_ih"], cell), onnx_gate_order(params["rnn.b_hh"], cell)])
-    initializers = {
-        table_name: table,
-        "rnn.W": onnx_gate_order(w_ih, cell)[None],  # [1, G*H, I]: one direction
-        "rnn.R": onnx_gate_order(params["rnn.w_hh"], cell)[None],
-        "rnn.B": b[None],  # [1, 2*G*H]: Wb then Rb, added inside the op
-    }
+    initializers = {table_name: table, **(op_weights if cell.onnx_op else scan_weights)(params, cell, w_ih)}
     nodes = [
         helper.make_node("Gather", [table_name, INPUT_NAME], ["inputs"], axis=0),
         helper.make_node("Transpose", ["inputs"], ["inputs_time_major"], perm=[1, 0, 2]),
     ]
+    if not cell.onnx_op:
+        initializers.update(scan_constants(config.hidden_size))
     head = window_head if config.context == "window" else poem_head
     inputs, outputs, description = head(params, config, cell, nodes, initializers)
     tensors = [numpy_helper.from_array(v if v.dtype == np.int64 else np.asarray(v, np.float32), k)
@@ -87,7 +83,8 @@ def build_graph(params: Params, config: Config, opset: int = DEFAULT_OPSET,
     opsets = [helper.make_opsetid("", opset)]
     model = helper.make_model(graph, opset_imports=opsets, producer_name="wordrnn",
                               ir_version=helper.find_min_ir_version_for(opsets),
-                              doc_string=f"wordrnn {config.model} {cell.onnx_op} language model: {description}")
+                              doc_string=f"wordrnn {config.model} {cell.onnx_op or cell.name} language model: "
+                                         f"{description}")
     helper.set_model_props(model, metadata or {})
     return model
 
@@ -95,16 +92,89 @@ def build_graph(params: Params, config: Config, opset: int = DEFAULT_OPSET,
 Head = tuple[list[onnx.ValueInfoProto], list[onnx.ValueInfoProto], str]
 
 
-def recurrent_node(cell: Cell, H: int, inputs: list[str], outputs: list[str]) -> onnx.NodeProto:
-    return helper.make_node(cell.onnx_op, ["inputs_time_major", "rnn.W", "rnn.R", "rnn.B", *inputs], outputs,
-                            hidden_size=H, **cell.onnx_attributes)
+def op_weights(params: Params, cell: Cell, w_ih: np.ndarray) -> dict[str, np.ndarray]:
+    """The standard op's W, R and B, in its gate order."""
+    b = np.concatenate([onnx_gate_order(params["rnn.b_ih"], cell), onnx_gate_order(params["rnn.b_hh"], cell)])
+    return {
+        "rnn.W": onnx_gate_order(w_ih, cell)[None],  # [1, G*H, I]: one direction
+        "rnn.R": onnx_gate_order(params["rnn.w_hh"], cell)[None],
+        "rnn.B": b[None],  # [1, 2*G*H]: Wb then Rb, added inside the op
+    }
+
+
+def scan_weights(params: Params, cell: Cell, w_ih: np.ndarray) -> dict[str, np.ndarray]:
+    """The generic Scan's weights, one block per gate: W_<g> [I, H] and b_<g> [H]; R_<g> [H, H] and Rb_<g>."""
+    weights = {}
+    for g, w, b in zip(cell.gates, np.split(w_ih, cell.num_gates), np.split(params["rnn.b_ih"], cell.num_gates),
+                       strict=True):
+        weights[f"rnn.W_{g}"], weights[f"rnn.b_{g}"] = w.T, b
+    if cell.recurrent_weights:
+        for g, r, rb in zip(cell.gates, np.split(params["rnn.w_hh"], cell.num_gates),
+                            np.split(params["rnn.b_hh"], cell.num_gates), strict=True):
+            weights[f"R_{g}"], weights[f"Rb_{g}"] = r.T, rb
+    return weights
+
+
+def recurrent_nodes(cell: Cell, H: int, initial: list[str], outputs: list[str]) -> list[onnx.NodeProto]:
+    """The recurrence over ``inputs_time_major`` [T, B, I], as the standard op's interface has it: ``initial``
+    states [1, B, H] (none: zero), ``outputs`` every h [T, 1, B, H] ("" if unused) then the final states."""
+    if cell.onnx_op:
+        inputs = ["", *initial] if initial else []  # "": no sequence_lens, every row full
+        return [helper.make_node(cell.onnx_op, ["inputs_time_major", "rnn.W", "rnn.R", "rnn.B", *inputs],
+                                 outputs, hidden_size=H, **cell.onnx_attributes)]
+    return scan_nodes(cell, H, initial, outputs)
+
+
+def scan_nodes(cell: Cell, H: int, initial: list[str], outputs: list[str]) -> list[onnx.NodeProto]:
+    """A cell without an ONNX op: the gates' input projections for every step at once, then a Scan whose body is
+    the registry's ``onnx_step``; its results reshaped to the standard op's outputs."""
+    nodes = []
+    for g in cell.gates:
+        nodes += [helper.make_node("MatMul", ["inputs_time_major", f"rnn.W_{g}"], [f"xw_{g}"]),
+                  helper.make_node("Add", [f"xw_{g}", f"rnn.b_{g}"], [f"a_{g}_seq"])]
+    if initial:
+        starts = [f"{s}_start" for s in cell.states]
+        nodes += [helper.make_node("Squeeze", [name, "direction_axis"], [start])
+                  for name, start in zip(initial, starts, strict=True)]
+    else:  # a zero state of the batch's size
+        starts = ["zero_state"]
+        nodes += [helper.make_node("Shape", ["inputs_time_major"], ["input_shape"]),
+                  helper.make_node("Gather", ["input_shape", "batch_index"], ["batch"]),
+                  helper.make_node("Concat", ["batch", "hidden_shape"], ["state_shape"], axis=0),
+                  helper.make_node("ConstantOfShape", ["state_shape"], ["zero_state"],
+                                   value=numpy_helper.from_array(np.zeros(1, np.float32)))]
+        starts *= len(cell.states)
+    body = helper.make_graph(
+        [*(helper.make_node(op, list(ins), list(outs), **attrs) for op, ins, outs, attrs in cell.onnx_step),
+         helper.make_node("Identity", ["h_next"], ["h_out"])],
+        f"{cell.name}_step",
+        inputs=[helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", H])
+                for n in (*cell.states, *(f"a_{g}" for g in cell.gates))],
+        outputs=[helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", H])
+                 for n in (*(f"{s}_next" for s in cell.states), "h_out")],
+    )
+    finals = [f"{s}_final" for s in cell.states]
+    nodes.append(helper.make_node("Scan", [*starts, *(f"a_{g}_seq" for g in cell.gates)], [*finals, "every_h"],
+                                  body=body, num_scan_inputs=cell.num_gates))
+    every, *last = outputs
+    if every:
+        nodes.append(helper.make_node("Unsqueeze", ["every_h", "direction_axis_y"], [every]))
+    nodes += [helper.make_node("Unsqueeze", [final, "direction_axis"], [name])
+              for final, name in zip(finals, last, strict=True)]
+    return nodes
+
+
+def scan_constants(H: int) -> dict[str, np.ndarray]:
+    """What ``scan_nodes`` reads besides the weights."""
+    return {"batch_index": np.array([1], np.int64), "hidden_shape": np.array([H], np.int64),
+            "direction_axis_y": np.array([1], np.int64)}
 
 
 def window_head(params: Params, config: Config, cell: Cell, nodes: list, initializers: dict) -> Head:
     """From a zero state, the last step only: Y_h [1, B, H] --Squeeze--> [B, H] --Gemm(out)--> logits [B, V]."""
     initializers.update({"out.weight": params["out.weight"], "out.bias": params["out.bias"]})
     nodes += [
-        recurrent_node(cell, config.hidden_size, [], ["", "h_last"]),
+        *recurrent_nodes(cell, config.hidden_size, [], ["", "h_last"]),
         helper.make_node("Squeeze", ["h_last", "direction_axis"], ["h"]),
         helper.make_node("Gemm", ["h", "out.weight", "out.bias"], [OUTPUT_NAME], transB=1),
     ]
@@ -124,7 +194,7 @@ def poem_head(params: Params, config: Config, cell: Cell, nodes: list, initializ
     last = [f"{s.output}_op" for s in states]
     nodes += [helper.make_node("Unsqueeze", [s.input, "direction_axis"], [name]) for s, name in zip(states, initial)]
     nodes += [
-        recurrent_node(cell, H, ["", *initial], ["states_op", *last]),  # "": no sequence_lens, every row full
+        *recurrent_nodes(cell, H, initial, ["states_op", *last]),
         helper.make_node("Squeeze", ["states_op", "direction_axis_y"], ["states_time_major"]),
         helper.make_node("Transpose", ["states_time_major"], ["states"], perm=[1, 0, 2]),
         helper.make_node("MatMul", ["states", "out.weight_t"], ["scores"]),

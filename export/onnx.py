@@ -135,7 +135,8 @@ def graph_builder(source: str, cell: str = "rnn") -> tuple[str, Callable[..., on
     """The exporter ``--from`` names for a ``cell`` model: its description and ``build(params, config, opset,
     metadata)``."""
     if source == "weights":
-        return f"export.graph (onnx.helper, {get_cell(cell).onnx_op} op)", build_graph
+        op = get_cell(cell).onnx_op
+        return f"export.graph (onnx.helper, {f'{op} op' if op else 'a Scan of the cell step'})", build_graph
     if importlib.util.find_spec("jax2onnx") is None:
         raise UsageError("--from jax needs jax2onnx (pip install jax2onnx); or use --from weights")
     from export import jax_graph

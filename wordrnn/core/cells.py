@@ -35,6 +35,10 @@ class Cell:
     onnx_op: str | None = None
     onnx_gates: tuple[str, ...] = ()
     onnx_attributes: dict[str, Any] = field(default_factory=dict)
+    # Without an op: one step as ONNX primitives, (op, inputs, outputs, attributes) each, run by the exporter's
+    # generic Scan. It reads a_<gate> (that gate's x W_ih^T + b_ih, [B, H]), the state (h; c) and, for a cell
+    # with recurrent weights, R_<gate> (W_hh's block, transposed) and Rb_<gate>; it writes <state>_next.
+    onnx_step: tuple[tuple[str, tuple[str, ...], tuple[str, ...], dict[str, Any]], ...] = ()
 
     @property
     def num_gates(self) -> int:
@@ -82,7 +86,12 @@ CELLS: dict[str, Cell] = {
     "rnn_relu": Cell("rnn_relu", ("h",), ("h",), 3, onnx_op="RNN", onnx_gates=("h",),
                      onnx_attributes={"activations": ["Relu"]}),
     # the minimal GRU of Feng et al. 2024: gates of x alone, so the recurrence is linear in h; no ONNX op
-    "mingru": Cell("mingru", ("z", "h"), ("h",), 8, recurrent_weights=False),
+    "mingru": Cell("mingru", ("z", "h"), ("h",), 8, recurrent_weights=False, onnx_step=(
+        ("Sigmoid", ("a_z",), ("z",), {}),
+        ("Sub", ("a_h", "h"), ("step",), {}),
+        ("Mul", ("z", "step"), ("moved",), {}),
+        ("Add", ("h", "moved"), ("h_next",), {}),  # h + z (h~ - h) = (1 - z) h + z h~
+    )),
 }
 
 
