@@ -48,7 +48,7 @@ def test_loss_falls_over_a_hundred_adam_steps(kind: str, cell: str) -> None:
     assert all(p.dtype == np.float32 for p in state.params.values())
     before, after = model.loss(params, x, y, cell=cell), model.loss(backend.canonical(state), x, y, cell=cell)
     assert after < 0.25 * before, (before, after)  # the gated cells start slower than the Elman cell
-    assert params["rnn.w_hh"] is not state.params["rnn.w_hh"]  # init copies: the caller's arrays stay put
+    assert params["rnn.w_ih"] is not state.params["rnn.w_ih"]  # init copies: the caller's arrays stay put
 
 
 def test_dropout_masks_are_the_shared_specification() -> None:

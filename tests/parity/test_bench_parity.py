@@ -62,7 +62,7 @@ def test_bad_input_is_one_error_line(capsys, argv, fragment):
 
 
 def test_small_run_prints_one_passing_table(capsys, small):
-    assert parity.main(flags(small, "--model", "embedding", "--cells", "lstm")) == 0
+    assert parity.main(flags(small, "--model", "embedding", "--cells", "lstm", "--context", "window")) == 0
     rows = table_rows(capsys.readouterr().out)
     header, body = rows[0], rows[2:]
     assert header == ["model", "cell", "check", *pc.PAIRS, "tolerance", "result"]
