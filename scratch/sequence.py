@@ -29,7 +29,7 @@ Array = np.ndarray
 
 def zero_state(params: Params, cell: str, batch: int) -> State:
     H, dtype = params["out.weight"].shape[1], params["out.weight"].dtype
-    return tuple(np.zeros((batch, H), dtype) for _ in range(2 if get_cell(cell).has_cell_state else 1))
+    return tuple(np.zeros((batch, H), dtype) for _ in get_cell(cell).states)
 
 
 def _inputs(params: Params, x: Array, masks: Masks | None) -> tuple[Array | None, Array]:
@@ -136,7 +136,7 @@ def _backward_through_time(params: Params, g: Params, cache: dict, d_top: Array)
         d_h_out[-1] = d_top[:, 0]
     else:
         d_h_out[:] = d_top.transpose(1, 0, 2)
-    d_state = tuple(np.zeros_like(d_h_out[0]) for _ in range(2 if get_cell(cache["cell"]).has_cell_state else 1))
+    d_state = tuple(np.zeros_like(d_h_out[0]) for _ in get_cell(cache["cell"]).states)
     d_a = []
     for t in range(T - 1, -1, -1):
         full = (d_h_out[t] + d_state[0], *d_state[1:])  # h_t feeds the output layer and step t+1

@@ -26,7 +26,7 @@ def params_for(kind: str, cell: str, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def random_state(cell: str, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    return tuple(0.5 * rng.standard_normal((B, H)) for _ in range(2 if get_cell(cell).has_cell_state else 1))
+    return tuple(0.5 * rng.standard_normal((B, H)) for _ in get_cell(cell).states)
 
 
 def test_the_plain_reference_has_every_cell_of_the_registry() -> None:

@@ -159,8 +159,7 @@ def export_best(entries: list[Entry], out: Path, prompt: str) -> dict[str, Any]:
     from export.onnx import TOLERANCE, export_run
     from export.session import load
 
-    best = min((e for e in entries if e.run_dir is not None and e.config.context == "window"),
-               key=lambda e: e.row["best_val_loss"])
+    best = min((e for e in entries if e.run_dir is not None), key=lambda e: e.row["best_val_loss"])
     run = load_run(best.run_dir)
     exported = export_run(run)
     if not exported.worst <= TOLERANCE:

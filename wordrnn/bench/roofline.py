@@ -74,7 +74,7 @@ def activation_numbers(config: Config, batch: int, steps: int | None = None, sco
     (``batch`` rows of ``steps`` steps, ``scored`` positions of logits each)."""
     cell = get_cell(config.cell)
     gh = cell.num_gates * config.hidden_size
-    states = (2 if cell.has_cell_state else 1) * config.hidden_size
+    states = len(cell.states) * config.hidden_size
     per_step = (config.embed_dim if config.model == "embedding" else 0) + gh + states
     steps = config.seq_len if steps is None else steps
     return batch * (steps * per_step + scored * config.vocab_size)

@@ -44,6 +44,7 @@ from scratch import sequence as np_sequence
 from torchmodels import model as torch_model
 from torchmodels.devices import resolve_device
 from wordrnn.core import tolerances
+from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import Masks, draw_masks
 from wordrnn.core.params import PARAM_NAMES, Params, init_params
@@ -251,8 +252,7 @@ def random_poem_problem(model: str, vocab_size: int, hidden_size: int, embed_dim
     laid = epoch_chunks(poems, batch_size, bptt, seed, 1)[:chunks]
     if not any(c.reset[:, 1:].any() for c in laid):
         raise RuntimeError("no poem starts inside a chunk: choose another seed or shorter poems")
-    cells = 2 if config.cell == "lstm" else 1
-    state = tuple(0.5 * rng.standard_normal((batch_size, hidden_size)) for _ in range(cells))
+    state = tuple(0.5 * rng.standard_normal((batch_size, hidden_size)) for _ in get_cell(config.cell).states)
     masks = draw_masks(config, batch_size, bptt, rng, p=dropout, dtype=np.float64)
     return PoemProblem(config, random_params(config, seed), laid, state, masks)
 
