@@ -32,7 +32,7 @@ from jaxmodels import devices as devs
 from jaxmodels.model import Masks, apply, build_nnx_model, to_canonical
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
-from wordrnn.core.dropout import step_masks
+from wordrnn.core.dropout import BATCH_MASKS, MASKS, has_dropout, step_masks
 from wordrnn.core.optimizers import Optimizer, get_optimizer
 from wordrnn.core.params import Params
 from wordrnn.core.tolerances import CLIP_EPS
@@ -176,7 +176,7 @@ class JaxState(NamedTuple):
     program: Program
 
 
-STEP_SHARDING = ("data", "data", "data", "data")  # x, y, weights, masks
+STEP_SHARDING = ("data", "data", "data", "masks")  # x, y, weights, masks
 FORWARD_UNROLL = 8  # recurrence steps unrolled in the forward-only program (the benchmark window is 5)
 
 
@@ -187,6 +187,14 @@ def _global_array(host: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Arra
 
 def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
+
+
+def _padded_masks(masks: Masks | None, rows: int) -> Masks | None:
+    """A step's masks with the batch masks padded to ``rows`` (padding rows have weight 0: their masks are never
+    seen); the weight-drop mask is per weight, not per row, and goes in as it is."""
+    if masks is None:
+        return None
+    return {k: m if m is None or k not in BATCH_MASKS else _pad_rows(m, rows) for k, m in masks.items()}
 
 
 def _pad_rows(a: np.ndarray, rows: int) -> np.ndarray:
@@ -224,6 +232,8 @@ class JaxBackend:
     def _compile(self, config: Config, graphdef: Any) -> Program:
         tx = make_optimizer(config)
         rep, data = self.replicated, self.batch_sharding
+        # the batch masks are cut with the batch, the weight-drop mask (one per step) is on every device
+        masks = {k: data if k in BATCH_MASKS else rep for k in MASKS} if has_dropout(config) else data
         step = partial(train_step, graphdef, tx)
 
         def forward(params, x):
@@ -240,11 +250,11 @@ class JaxBackend:
             config=config,
             graphdef=graphdef,
             tx=tx,
-            step=jax.jit(step, donate_argnums=(0, 1), in_shardings=(rep, rep, data, data, data, data),
+            step=jax.jit(step, donate_argnums=(0, 1), in_shardings=(rep, rep, data, data, data, masks),
                          out_shardings=(rep, rep, rep)),
             forward=jax.jit(forward, in_shardings=(rep, data), out_shardings=rep),
             chunk_step=jax.jit(partial(chunk_step, graphdef, tx), donate_argnums=(0, 1),
-                               in_shardings=(rep, rep, data, data, data, data, data, data),
+                               in_shardings=(rep, rep, data, data, data, data, data, masks),
                                out_shardings=(rep, rep, rep, data)),
             # the logits replicated, so every process of a multi-process run can read them (evaluation)
             sequence=jax.jit(sequence, in_shardings=(rep, data, data), out_shardings=(rep, data)),
@@ -257,8 +267,8 @@ class JaxBackend:
         return jax.tree.map(lambda a: _global_array(np.asarray(a), sharding), tree)
 
     def _feed(self, arrays: tuple, kinds: tuple[str, ...]) -> tuple:
-        """A step's host arrays (or pytrees of them) as the jitted functions take them (``kinds``: "data" or
-        "replicated").
+        """A step's host arrays (or pytrees of them) as the jitted functions take them (``kinds``: "data",
+        "replicated", or "masks": a dict of dropout masks, each placed as ``_compile`` places it).
 
         With one process they go in as they are: jit's dispatch copies them to their
         ``in_shardings`` in C++, cheaper on the CPU than a ``jax.device_put`` of the same
@@ -268,8 +278,13 @@ class JaxBackend:
         if jax.process_count() == 1:
             return arrays
         shardings = {"data": self.batch_sharding, "replicated": self.replicated}
-        return tuple(jax.tree.map(lambda leaf, k=k: _global_array(leaf, shardings[k]), a)
-                     for a, k in zip(arrays, kinds, strict=True))
+
+        def place(a: Any, kind: str) -> Any:
+            if kind == "masks" and a is not None:
+                return {k: place(m, "data" if k in BATCH_MASKS else "replicated") for k, m in a.items()}
+            return jax.tree.map(lambda leaf: _global_array(leaf, shardings[kind]), a)
+
+        return tuple(place(a, k) for a, k in zip(arrays, kinds, strict=True))
 
     # -- the Backend protocol ---------------------------------------------------------------------
 
@@ -290,9 +305,7 @@ class JaxBackend:
         weights = self._ones.get(len(x))
         if weights is None:
             weights = self._ones[len(x)] = np.ones(len(x), np.float32)
-        masks = step_masks(program.config, step, len(x), x.shape[1])
-        if masks is not None:  # padding rows have weight 0: their masks are never seen
-            masks = {k: None if m is None else _pad_rows(m, rows) for k, m in masks.items()}
+        masks = _padded_masks(step_masks(program.config, step, x), rows)
         batch = (
             _pad_rows(np.asarray(x, np.int32), rows),
             _pad_rows(np.asarray(y, np.int32), rows),
@@ -309,16 +322,14 @@ class JaxBackend:
         rows = self.padded_batch(len(x), config)  # padded streams have weight 0 everywhere
         if carry is None:
             carry = self._zero_carry(config, rows)
-        masks = step_masks(config, step, len(x), x.shape[1])
-        if masks is not None:
-            masks = {k: None if m is None else _pad_rows(m, rows) for k, m in masks.items()}
+        masks = _padded_masks(step_masks(config, step, x), rows)
         batch = (
             _pad_rows(np.asarray(x, np.int32), rows),
             _pad_rows(np.asarray(y, np.int32), rows),
             _pad_rows(np.asarray(weights, np.float32), rows),
             _pad_rows(np.asarray(reset, bool), rows),
         )
-        fed = self._feed((*batch, masks), STEP_SHARDING + ("data",))  # x, y, weights, reset, masks
+        fed = self._feed((*batch, masks), STEP_SHARDING[:3] + ("data", "masks"))  # x, y, weights, reset, masks
         params, opt_state, loss, carry = program.chunk_step(state.params, state.opt_state, *fed[:4], carry, fed[4])
         return JaxState(params, opt_state, program), loss, carry
 

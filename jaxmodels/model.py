@@ -17,8 +17,9 @@ arrangement, so they could not hold docs/DESIGN.md's stacked weights and two bia
 in torch's (out, in) layout.
 
 Dropout is not a module here: ``apply`` takes explicit masks
-(``{"input": [B, T, E] or None, "hidden": [B, H] or None}``, values 0 or
-``1/(1-p)``), so tests can feed the same masks to every framework and the
+(``{"input": [B, T, E] or None, "hidden": [B, H] or None}``, and ``"recurrent"``
+[G*H, H] for weight-drop on ``w_hh``; values 0 or ``1/(1-p)``), so tests can
+feed the same masks to every framework and the
 training step can draw them from ``(seed, step)``.
 """
 
@@ -139,6 +140,14 @@ def carried_recurrence(cell: str, w_hh: jax.Array, b_hh: jax.Array, projected: j
     return hs, final
 
 
+def recurrent_weight(params: dict[str, jax.Array], masks: Masks | None) -> jax.Array | None:
+    """``rnn.w_hh`` as the step reads it: times the weight-drop mask (DropConnect, one for the whole step) if
+    there is one; None for a cell without recurrent weights."""
+    w_hh = params.get("rnn.w_hh")
+    recurrent_mask = masks.get("recurrent") if masks else None
+    return w_hh if recurrent_mask is None else w_hh * recurrent_mask
+
+
 def input_projection(params: dict[str, jax.Array], tokens: jax.Array, input_mask: jax.Array | None,
                      onehot: bool) -> jax.Array:
     """x_t W_ih^T + b_ih for time-major ``tokens`` [T, B]: [T, B, G*H]."""
@@ -171,7 +180,8 @@ def apply_sequence(params: dict[str, jax.Array], x: jax.Array, state: State | No
     if state is None:
         state = zero_state(cell, x.shape[0], params["out.weight"].shape[1], projected.dtype)
     keep = None if reset is None else (1 - jnp.asarray(reset, projected.dtype)).T[:, :, None]
-    hs, final = carried_recurrence(cell, params.get("rnn.w_hh"), params.get("rnn.b_hh"), projected, state, keep)
+    hs, final = carried_recurrence(cell, recurrent_weight(params, masks), params.get("rnn.b_hh"), projected, state,
+                                   keep)
     hs = jnp.swapaxes(hs, 0, 1)  # [B, T, H]
     hidden_mask = masks.get("hidden") if masks else None
     if hidden_mask is not None:
@@ -196,7 +206,7 @@ def apply(
     hidden_mask = masks.get("hidden") if masks else None
     tokens = jnp.asarray(x).T  # time-major [T, B]: lax.scan walks the leading axis
     projected = input_projection(params, tokens, masks.get("input") if masks else None, onehot)
-    h_last = recurrence(cell, params.get("rnn.w_hh"), params.get("rnn.b_hh"), projected, unroll)
+    h_last = recurrence(cell, recurrent_weight(params, masks), params.get("rnn.b_hh"), projected, unroll)
     if hidden_mask is not None:
         h_last = h_last * hidden_mask
     return _linear(h_last, params["out.weight"], params["out.bias"])

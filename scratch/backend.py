@@ -43,13 +43,13 @@ class NumpyBackend:
         optimizer = make_optimizer(config.optimizer, own, lr=config.lr, weight_decay=config.weight_decay)
         return NumpyState(config, own, optimizer)
 
-    def dropout_masks(self, config: Config, step: int, batch: int, seq_len: int) -> Masks | None:
+    def dropout_masks(self, config: Config, step: int, x: np.ndarray) -> Masks | None:
         """The masks of ``wordrnn.core.dropout.step_masks`` for this step (the model casts them to its dtype)."""
-        return step_masks(config, step, batch, seq_len)
+        return step_masks(config, step, x)
 
     def train_step(self, state: NumpyState, x: np.ndarray, y: np.ndarray, step: int) -> tuple[NumpyState, float]:
         config = state.config
-        masks = self.dropout_masks(config, step, x.shape[0], x.shape[1])
+        masks = self.dropout_masks(config, step, x)
         loss, grads = model.loss_and_grads(state.params, x, y, masks, config.cell)
         if config.clip > 0:
             clip_by_global_norm(grads, config.clip)
@@ -59,7 +59,7 @@ class NumpyBackend:
     def train_chunk(self, state: NumpyState, x: np.ndarray, y: np.ndarray, weights: np.ndarray, reset: np.ndarray,
                     carry: tuple | None, step: int) -> tuple[NumpyState, float, tuple]:
         config = state.config
-        masks = self.dropout_masks(config, step, x.shape[0], x.shape[1])
+        masks = self.dropout_masks(config, step, x)
         loss, grads, carry = sequence.loss_and_grads(state.params, x, y, weights, config.cell, carry, reset, masks)
         if config.clip > 0:
             clip_by_global_norm(grads, config.clip)

@@ -49,7 +49,7 @@ def make_problem(kind: str, vocab_size: int, hidden_size: int, embed_dim: int, b
     rng = np.random.default_rng([seed, 1])
     x = rng.integers(0, vocab_size, size=(batch_size, seq_len))
     y = rng.integers(0, vocab_size, size=batch_size)
-    masks = draw_masks(config, batch_size, seq_len, rng, p=dropout, dtype=np.float64) if dropout > 0 else None
+    masks = draw_masks(config, batch_size, seq_len, rng, p=dropout, dtype=np.float64, x=x) if dropout > 0 else None
     return params, x, y, masks
 
 

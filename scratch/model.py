@@ -193,8 +193,9 @@ def _mask(masks: Masks | None, key: str, dtype: np.dtype) -> np.ndarray | None:
 def forward(params: Params, x: np.ndarray, masks: Masks | None = None, cell: str = "rnn") -> tuple[np.ndarray, dict]:
     """Logits [B, V] for int [B, T] windows, and the cache that ``loss_and_grads`` needs.
 
-    ``masks`` (training only): ``{"input": [B, T, E] or None, "hidden": [B, H] or None}``,
-    inverted-dropout masks whose values are 0 or 1/(1-p); ``None`` means no dropout.
+    ``masks`` (training only): ``{"input": [B, T, E] or None, "hidden": [B, H] or None}`` and, under weight-drop,
+    ``"recurrent"`` [G*H, H]: inverted-dropout masks whose values are 0 or 1/(1-p) (``wordrnn.core.dropout``);
+    ``None`` means no dropout.
     """
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
@@ -202,7 +203,7 @@ def forward(params: Params, x: np.ndarray, masks: Masks | None = None, cell: str
     if not has_kernel(cell):
         return sequence.forward(params, x, cell, masks=masks, last_only=True)[::2]
     steps = STEPS[cell]
-    w_ih, w_hh = params["rnn.w_ih"], params["rnn.w_hh"]
+    w_ih, w_hh = params["rnn.w_ih"], sequence.thinned(params, masks)["rnn.w_hh"]
     dtype = w_hh.dtype
     m_in, m_h = _mask(masks, "input", dtype), _mask(masks, "hidden", dtype)
     xs = x.T  # [T, B]
@@ -245,7 +246,7 @@ def forward(params: Params, x: np.ndarray, masks: Masks | None = None, cell: str
     top = hs[-1] if m_h is None else hs[-1] * m_h  # what the output layer sees
     logits = top @ params["out.weight"].T
     logits += params["out.bias"]
-    cache = {"cell": cell, "xs": xs, "inputs": inputs, "hs": hs, "saved": saved, "top": top,
+    cache = {"cell": cell, "xs": xs, "inputs": inputs, "hs": hs, "saved": saved, "top": top, "w_hh": w_hh,
              "m_in": m_in, "m_h": m_h}
     return logits, cache
 
@@ -318,7 +319,7 @@ def _backward_through_time(params: Params, cache: dict, dh: np.ndarray) -> tuple
     """Run the cell's backward steps from t = T-1 down to 0: da and db [T, B, G*H] (``db is da`` where equal)."""
     cell = cache["cell"]
     steps = STEPS[cell]
-    hs, saved, w_hh = cache["hs"], cache["saved"], params["rnn.w_hh"]
+    hs, saved, w_hh = cache["hs"], cache["saved"], cache["w_hh"]
     (T, B, H), G = hs.shape, get_cell(cell).num_gates
     da = np.empty((T, G, B, H), dh.dtype)  # gate-major, as the cells fill them
     db = np.empty_like(da)
@@ -375,4 +376,5 @@ def loss_and_grads(params: Params, x: np.ndarray, y: np.ndarray, masks: Masks | 
         grads["rnn.w_ih"] = np.zeros_like(w_ih)
         uniq, select = _group(ids, da.dtype)
         grads["rnn.w_ih"][:, uniq] = da_flat.T @ select.T
+    sequence.thin_gradient(grads, masks)
     return loss_value, {name: grads[name] for name in params}

@@ -6,7 +6,7 @@ poem starts: the state is zeroed before that token is read, wherever in the chun
     u_t = onehot(x_t)  or  emb[x_t] * m_in          (m_in: the input dropout mask, one per stream, locked)
     s_{t-1} = s_{t-1} * (1 - reset_t)               (s is h, or (h, c) for the LSTM; s_{-1} = the state in)
     a_t = u_t W_ih^T + b_ih
-    s_t = cell(a_t, s_{t-1})                         (scratch.cells)
+    s_t = cell(a_t, s_{t-1})                         (scratch.cells; W_hh * m_rec under weight-drop)
     logits_t = (h_t * m_out) W_out^T + b_out         (m_out: the output dropout mask, locked)
     loss = sum_{b,t} w_bt CE(logits_bt, y_bt) / sum_{b,t} w_bt
 
@@ -25,6 +25,23 @@ from wordrnn.core.dropout import Masks
 from wordrnn.core.params import Params
 
 Array = np.ndarray
+
+
+def thinned(params: Params, masks: Masks | None) -> Params:
+    """The weights a step reads: under weight-drop ``w_hh * m_rec`` (one DropConnect mask for the whole step),
+    else ``params`` itself."""
+    m_rec = None if not masks else masks.get("recurrent")
+    if m_rec is None:
+        return params
+    return {**params, "rnn.w_hh": params["rnn.w_hh"] * np.asarray(m_rec, params["rnn.w_hh"].dtype)}
+
+
+def thin_gradient(g: Params, masks: Masks | None) -> None:
+    """The gradient of the stored ``w_hh`` from that of the thinned one, in place: w = w_hh * m_rec, so
+    dL/dw_hh = dL/dw * m_rec."""
+    m_rec = None if not masks else masks.get("recurrent")
+    if m_rec is not None:
+        g["rnn.w_hh"] *= np.asarray(m_rec, g["rnn.w_hh"].dtype)
 
 
 def zero_state(params: Params, cell: str, batch: int) -> State:
@@ -55,6 +72,7 @@ def forward(params: Params, x: Array, cell: str = "rnn", state: State | None = N
     if cell not in STEPS:
         raise ValueError(f"unknown cell {cell!r}; the NumPy reference has {', '.join(STEPS)}")
     steps = STEPS[cell]
+    params = thinned(params, masks)
     dtype = params["out.weight"].dtype  # the arithmetic stays in the parameters' dtype, whatever the masks'
     masks = None if not masks else {k: None if m is None else np.asarray(m, dtype) for k, m in masks.items()}
     state = zero_state(params, cell, B) if state is None else tuple(np.asarray(s, params["out.weight"].dtype)
@@ -73,8 +91,8 @@ def forward(params: Params, x: Array, cell: str = "rnn", state: State | None = N
     if m_out is not None:
         top = top * (m_out if m_out.ndim == 3 else m_out[:, None, :])
     logits = _output_layer(top, params["out.weight"].T) + params["out.bias"]
-    cache = {"cell": cell, "x": x, "u": u, "saved": saved, "keep": keep, "top": top, "m_in": None if not masks
-             else masks.get("input"), "m_out": m_out, "last_only": last_only}
+    cache = {"cell": cell, "params": params, "x": x, "u": u, "saved": saved, "keep": keep, "top": top,
+             "m_in": None if not masks else masks.get("input"), "m_out": m_out, "last_only": last_only}
     return (logits[:, 0] if last_only else logits), state, cache
 
 
@@ -110,6 +128,7 @@ def loss_and_grads(params: Params, x: Array, y: Array, weights: Array | None = N
                    last_only: bool = False) -> tuple[float, Params, State]:
     """The weighted mean cross-entropy, its gradient for every parameter, and the state after the chunk."""
     logits, state_out, cache = forward(params, x, cell, state, reset, masks, last_only)
+    params = cache["params"]  # the weights the forward pass read (w_hh thinned under weight-drop)
     loss, d_logits = cross_entropy(logits, y, weights)
     if last_only:
         d_logits = d_logits[:, None]
@@ -124,6 +143,7 @@ def loss_and_grads(params: Params, x: Array, y: Array, weights: Array | None = N
         d_top = d_top * (cache["m_out"] if cache["m_out"].ndim == 3 else cache["m_out"][:, None, :])
     d_a = _backward_through_time(params, g, cache, d_top)  # [T, B, G*H]
     _input_grads(params, g, cache, d_a)
+    thin_gradient(g, masks)
     return loss, g, state_out
 
 

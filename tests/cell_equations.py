@@ -43,6 +43,8 @@ def design_logits(params: dict[str, np.ndarray], x: np.ndarray, masks: dict | No
             inputs = inputs * masks["input"]
     else:
         inputs = np.eye(p["rnn.w_ih"].shape[1])[x]
+    if masks.get("recurrent") is not None:  # weight-drop: every step reads the thinned w_hh
+        p["rnn.w_hh"] = p["rnn.w_hh"] * masks["recurrent"]
     h = c = np.zeros((x.shape[0], p["out.weight"].shape[1]))
     for t in range(x.shape[1]):
         a = inputs[:, t] @ p["rnn.w_ih"].T + p["rnn.b_ih"]

@@ -224,10 +224,10 @@ def test_train_step_is_a_pure_function_of_plain_arrays():
     config = tiny_config("embedding", dropout=0.25, **TRAIN)
     params = init_params(config)
     x, y = batch(config, 5)
-    masks = step_masks(config, 0, 5, config.seq_len)
+    masks = step_masks(config, 0, x)
     graphdef, state = nnx.split(build_nnx_model(config, params), nnx.Param)
     tx = make_optimizer(config)
-    jmasks = {k: jnp.asarray(v) for k, v in masks.items()}
+    jmasks = {k: None if v is None else jnp.asarray(v) for k, v in masks.items()}
     new, opt_state, loss = jax.jit(train_step, static_argnums=(0, 1))(
         graphdef, tx, state, tx.init(state), jnp.asarray(x), jnp.asarray(y), jnp.ones(5), jmasks)
     want, _ = ref.forward(params, x, masks)
@@ -244,7 +244,7 @@ def test_backend_steps_with_the_masks_of_the_one_specification(backend):
     params = init_params(config)
     x, y = batch(config, 5)
     _, loss = backend.train_step(backend.init(params, config), x, y, 7)
-    masks = step_masks(config, 7, 5, config.seq_len)
+    masks = step_masks(config, 7, x)
     want, _ = ref.forward(params, x, masks)
     want_loss = float(weighted_cross_entropy(jnp.asarray(want), jnp.asarray(y), jnp.ones(5)))
     assert abs(float(loss) - want_loss) < 1e-5

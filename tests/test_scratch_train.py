@@ -54,12 +54,13 @@ def test_loss_falls_over_a_hundred_adam_steps(kind: str, cell: str) -> None:
 def test_dropout_masks_are_the_shared_specification() -> None:
     backend = NumpyBackend(np.float64)
     config = Config(model="embedding", vocab_size=V, hidden_size=H, embed_dim=E, dropout=0.25, seed=3)
-    masks, spec = backend.dropout_masks(config, 7, 5, 4), step_masks(config, 7, 5, 4)
+    x = np.zeros((5, 4), np.int64)
+    masks, spec = backend.dropout_masks(config, 7, x), step_masks(config, 7, x)
     for key in ("input", "hidden"):
         np.testing.assert_array_equal(masks[key], spec[key])
     onehot = Config(model="onehot", vocab_size=V, hidden_size=H, dropout=0.25)
-    assert backend.dropout_masks(onehot, 7, 5, 4)["input"] is None
-    assert backend.dropout_masks(Config(model="onehot", vocab_size=V), 7, 5, 4) is None
+    assert backend.dropout_masks(onehot, 7, x)["input"] is None
+    assert backend.dropout_masks(Config(model="onehot", vocab_size=V), 7, x) is None
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -69,7 +70,7 @@ def test_a_training_step_uses_the_masks_of_its_step(cell: str) -> None:
     state = backend.init(params, config)
     own = {k: v.copy() for k, v in state.params.items()}
     _, loss = backend.train_step(state, x[:B], y[:B], 11)
-    expected, grads = model.loss_and_grads(own, x[:B], y[:B], step_masks(config, 11, B, T), cell)
+    expected, grads = model.loss_and_grads(own, x[:B], y[:B], step_masks(config, 11, x[:B]), cell)
     assert loss == expected
     for name, p in own.items():
         np.testing.assert_array_equal(state.params[name], p - grads[name])

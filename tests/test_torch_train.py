@@ -135,23 +135,23 @@ def test_dropout_masks_come_from_seed_and_step_only() -> None:
     config, params, _, _ = problem("embedding", dropout=0.25, seed=7)
     backend = TorchBackend()
     one, other = backend.init(params, config), backend.init(params, config)
-    a = backend.dropout_masks(one, 5, 32, T)
-    backend.dropout_masks(one, 6, 32, T)
-    b = backend.dropout_masks(other, 5, 32, T)  # fresh state, same (seed, step)
+    a = backend.dropout_masks(one, 5, np.zeros((32, T), np.int64))
+    backend.dropout_masks(one, 6, np.zeros((32, T), np.int64))
+    b = backend.dropout_masks(other, 5, np.zeros((32, T), np.int64))  # fresh state, same (seed, step)
     assert a["input"].shape == (32, T, E) and a["hidden"].shape == (32, H)
     assert torch.equal(a["input"], b["input"]) and torch.equal(a["hidden"], b["hidden"])
-    c = backend.dropout_masks(one, 6, 32, T)
+    c = backend.dropout_masks(one, 6, np.zeros((32, T), np.int64))
     assert not torch.equal(a["hidden"], c["hidden"])
-    spec = step_masks(config, 5, 32, T)  # the one specification every framework follows
+    spec = step_masks(config, 5, np.zeros((32, T), np.int64))  # the one specification every framework follows
     assert np.array_equal(a["input"].numpy(), spec["input"]) and np.array_equal(a["hidden"].numpy(), spec["hidden"])
     values = torch.cat([a["input"].flatten(), a["hidden"].flatten()])
     assert torch.equal(values.unique(), torch.tensor([0.0, 1 / 0.75]))
     assert abs((values == 0).float().mean().item() - 0.25) < 0.05
 
     onehot_config, onehot_params, _, _ = problem("onehot", dropout=0.25)
-    masks = backend.dropout_masks(backend.init(onehot_params, onehot_config), 0, 4, T)
+    masks = backend.dropout_masks(backend.init(onehot_params, onehot_config), 0, np.zeros((4, T), np.int64))
     assert masks["input"] is None and masks["hidden"].shape == (4, H)
-    assert backend.dropout_masks(backend.init(params, problem("embedding")[0]), 0, 4, T) is None
+    assert backend.dropout_masks(backend.init(params, problem("embedding")[0]), 0, np.zeros((4, T), np.int64)) is None
 
 
 def test_logits_are_float32_numpy_in_evaluation_mode() -> None:

@@ -87,7 +87,7 @@ class TorchBackend:
     ) -> tuple[TorchState, torch.Tensor]:
         config = state.config
         xb, yb = self._tensor(x), self._tensor(y)
-        masks = self.dropout_masks(state, step, xb.shape[0], xb.shape[1])
+        masks = self.dropout_masks(state, step, x)
         loss = F.cross_entropy(state.forward(xb, masks), yb)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -101,7 +101,7 @@ class TorchBackend:
         config = state.config
         xb, yb = self._tensor(x), self._tensor(y)
         wb = torch.as_tensor(weights).to(self.device, state.model.out.weight.dtype, non_blocking=True)
-        masks = self.dropout_masks(state, step, xb.shape[0], xb.shape[1])
+        masks = self.dropout_masks(state, step, x)
         logits, carry = state.model.sequence(xb, carry, torch.as_tensor(reset).to(self.device), masks)
         losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none")
         loss = (losses * wb.reshape(-1)).sum() / wb.sum()
@@ -119,9 +119,9 @@ class TorchBackend:
             logits, carry = state.model.sequence(self._tensor(x), carry, reset_b)
         return logits.to("cpu", torch.float32).numpy(), carry
 
-    def dropout_masks(self, state: TorchState, step: int, batch: int, seq_len: int) -> Masks | None:
+    def dropout_masks(self, state: TorchState, step: int, x: np.ndarray) -> Masks | None:
         """The masks of ``wordrnn.core.dropout.step_masks`` for this step, as tensors on the model's device."""
-        masks = step_masks(state.config, step, batch, seq_len)
+        masks = step_masks(state.config, step, x)
         if masks is None:
             return None
         dtype = state.model.out.weight.dtype

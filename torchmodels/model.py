@@ -19,8 +19,9 @@ The one-hot model comes in two forms that compute the same numbers:
   multiplies by zero is skipped.
 
 Dropout is not a module here: ``forward`` takes explicit masks
-(``{"input": [B, T, E] or None, "hidden": [B, H] or None}``, values 0 or
-``1/(1-p)``), so tests can feed the same masks to every framework and the
+(``{"input": [B, T, E] or None, "hidden": [B, H] or None}``, and ``"recurrent"``
+[G*H, H] for weight-drop on ``w_hh``; values 0 or ``1/(1-p)``), so tests can
+feed the same masks to every framework and the
 training backend can draw them from ``(seed, step)`` (``wordrnn.core.dropout``).
 Without masks there is no dropout, whatever ``module.training`` says.
 """
@@ -145,9 +146,24 @@ class RNNLanguageModel(nn.Module):
                                                                                                    hidden_size)
         self.out = nn.Linear(hidden_size, vocab_size)
 
-    def recur(self, inputs: torch.Tensor) -> torch.Tensor:
+    def run_layer(self, inputs: torch.Tensor, hx: Any, masks: Masks | None) -> tuple[torch.Tensor, Any]:
+        """The recurrent layer over ``inputs`` from ``hx``; under weight-drop it reads ``w_hh * m_rec`` in place of
+        ``w_hh`` (``torch.func.functional_call`` swaps the one weight, so the fused layer still runs)."""
+        recurrent_mask = masks.get("recurrent") if masks else None
+        if recurrent_mask is None:
+            return self.rnn(inputs, hx)
+        thinned = {"weight_hh_l0": self.rnn.weight_hh_l0 * recurrent_mask}
+        return torch.func.functional_call(self.rnn, thinned, (inputs, hx))
+
+    def recurrent_weights(self, masks: Masks | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``w_hh`` (times the weight-drop mask, if any) and ``b_hh``; None for a cell without them."""
+        w_hh, b_hh = getattr(self.rnn, "weight_hh_l0", None), getattr(self.rnn, "bias_hh_l0", None)
+        recurrent_mask = masks.get("recurrent") if masks else None
+        return (w_hh if recurrent_mask is None else w_hh * recurrent_mask), b_hh
+
+    def recur(self, inputs: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
         """h_T for input vectors [B, T, in], with every state starting at 0."""
-        _, final = self.rnn(inputs)
+        _, final = self.run_layer(inputs, None, masks)
         h_n = final[0] if isinstance(final, tuple) else final  # the LSTM returns (h_n, c_n)
         return h_n[0]
 
@@ -176,28 +192,29 @@ class RNNLanguageModel(nn.Module):
         if keep is not None:
             state = tuple(s * keep[:, :1] for s in state)
         if self.steps_needed(reset):
-            hs, state = self.recur_steps(self.projected(x, masks), state, keep)
+            hs, state = self.recur_steps(self.projected(x, masks), state, keep, masks)
         else:
-            hs, state = self.recur_layer(self.layer_inputs(x, masks), state)
+            hs, state = self.recur_layer(self.layer_inputs(x, masks), state, masks)
         return self.head(hs, masks), state
 
     def steps_needed(self, reset: torch.Tensor | None) -> bool:
         return reset is not None and bool(reset[:, 1:].any())
 
-    def recur_layer(self, inputs: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    def recur_layer(self, inputs: torch.Tensor, state: State, masks: Masks | None = None
+                    ) -> tuple[torch.Tensor, State]:
         """Every h_t [B, T, H] of torch's layer over input vectors [B, T, in], from ``state``."""
         hx = tuple(s[None] for s in state)
-        out, final = self.rnn(inputs, hx if len(hx) > 1 else hx[0])
+        out, final = self.run_layer(inputs, hx if len(hx) > 1 else hx[0], masks)
         final = final if isinstance(final, tuple) else (final,)
         return out, tuple(f[0] for f in final)
 
-    def recur_steps(self, projected: torch.Tensor, state: State, keep: torch.Tensor | None
-                    ) -> tuple[torch.Tensor, State]:
+    def recur_steps(self, projected: torch.Tensor, state: State, keep: torch.Tensor | None,
+                    masks: Masks | None = None) -> tuple[torch.Tensor, State]:
         """Every h_t [B, T, H] from time-major input projections [T, B, G*H], the state zeroed where ``keep``
         [B, T] is 0, before the step."""
         # a cell without recurrent weights has neither (its step ignores them)
         step = STEPS[self.cell]
-        w_hh, b_hh = getattr(self.rnn, "weight_hh_l0", None), getattr(self.rnn, "bias_hh_l0", None)
+        w_hh, b_hh = self.recurrent_weights(masks)
         hs = []
         for t, projected_t in enumerate(projected):
             if keep is not None and t:
@@ -217,14 +234,14 @@ class OneHotRNN(RNNLanguageModel):
     def forward(self, x: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
         self.refuse_input_mask(masks)
         if self.gather:
-            h_last = self.recur_gathered(x)
+            h_last = self.recur_gathered(x, masks)
         else:
-            h_last = self.recur(F.one_hot(x, self.vocab_size).to(self.rnn.weight_ih_l0.dtype))
+            h_last = self.recur(F.one_hot(x, self.vocab_size).to(self.rnn.weight_ih_l0.dtype), masks)
         return self.head(h_last, masks)
 
-    def recur_gathered(self, x: torch.Tensor) -> torch.Tensor:
+    def recur_gathered(self, x: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
         """h_T with the input projection looked up instead of multiplied, then the cell step by step."""
-        _, state = self.recur_steps(self.projected(x, None), self.zero_state(x.shape[0]), None)
+        _, state = self.recur_steps(self.projected(x, None), self.zero_state(x.shape[0]), None, masks)
         return state[0]
 
     def projected(self, x: torch.Tensor, masks: Masks | None) -> torch.Tensor:
@@ -260,7 +277,7 @@ class EmbeddingRNN(RNNLanguageModel):
         self.embedding = nn.Embedding(vocab_size, embed_dim)
 
     def forward(self, x: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
-        return self.head(self.recur(self.layer_inputs(x, masks)), masks)
+        return self.head(self.recur(self.layer_inputs(x, masks), masks), masks)
 
     def layer_inputs(self, x: torch.Tensor, masks: Masks | None) -> torch.Tensor:
         """The embedding rows of ``x``, times the input dropout mask ([B, T, E] or locked [B, 1, E])."""

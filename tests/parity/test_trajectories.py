@@ -51,3 +51,29 @@ def test_clipping_and_weight_decay_change_the_trajectory(problem):
         other = pc.trajectory("numpy", variant, problem.params, batches)
         moved = max(pc.max_abs_diff(base.params[k], other.params[k]) for k in base.params)
         assert moved > 10 * tolerances.TRAJECTORY, (variant.clip, variant.weight_decay, moved)
+
+
+# Every regularizer at once: each backend draws the step's masks from (seed, step, tokens) itself
+# (wordrnn.core.dropout), so equal trajectories mean every framework applies every mask the same way.
+LEVERS = {"dropout_in": 0.3, "dropout_out": 0.2, "embed_dropout": 0.2, "weight_drop": 0.3}
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_adam_trajectories_agree_with_every_lever(small, cell):
+    problem = pc.random_problem("embedding", **small, cell=cell)
+    config, batches = setup(problem, 0.0)
+    config = replace(config, **LEVERS).validate()
+    checks = pc.trajectory_checks(config, problem.params, batches)
+    assert [str(c) for c in checks if not c.passed] == []
+    plain = pc.trajectory("numpy", replace(config, dropout_in=0.0, dropout_out=0.0, embed_dropout=0.0,
+                                           weight_drop=0.0), problem.params, batches)
+    levers = pc.trajectory("numpy", config, problem.params, batches)
+    assert max(pc.max_abs_diff(plain.params[k], levers.params[k]) for k in plain.params) > 10 * tolerances.TRAJECTORY
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_poem_trajectories_agree_with_every_lever(small, cell):
+    problem = pc.random_poem_problem("embedding", **small, cell=cell)
+    config = replace(problem.config, lr=LR, **LEVERS).validate()
+    checks = pc.poem_trajectory_checks(config, problem.params, steps=8)
+    assert [str(c) for c in checks if not c.passed] == []

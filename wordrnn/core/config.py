@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wordrnn.core.cells import CELLS
+from wordrnn.core.cells import CELLS, get_cell
 from wordrnn.core.errors import UsageError
 from wordrnn.core.optimizers import OPTIMIZERS as _OPTIMIZERS
 
@@ -26,7 +26,7 @@ TOKENIZERS = ("default", "whitespace")
 # The version of the config.json format this code writes. A field added in version N is marked
 # ``since(N)``: a config.json of an earlier version lacks it and reads the field's default, which
 # must therefore be the value that reproduces the earlier behaviour.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def whole_number(text: str) -> int:
@@ -106,6 +106,20 @@ class Config:
                                  group="training")
     dropout: float = option(0.0, "dropout on the embedding inputs and the last hidden state, in training "
                             "(default: %(default)s)", group="training")
+    # The regularizers of AWD-LSTM (Merity et al. 2018); each defaults to off, as before format 3.
+    dropout_in: float | None = since(3, None, group="training", parse=float, metavar="P",
+                                     help="dropout on the cell's input vectors (embedding model), locked per "
+                                     "stream in the poem context (default: --dropout)")
+    dropout_out: float | None = since(3, None, group="training", parse=float, metavar="P",
+                                      help="dropout on the hidden state the output layer reads, locked per stream "
+                                      "in the poem context (default: --dropout)")
+    embed_dropout: float = since(3, 0.0, group="training",
+                                 help="drop whole words: each row of the embedding table is zeroed with this "
+                                 "probability for a whole step, everywhere the word occurs (embedding model; "
+                                 "default: %(default)s)")
+    weight_drop: float = since(3, 0.0, group="training",
+                               help="DropConnect on the recurrent weights rnn.w_hh, one mask per step "
+                               "(default: %(default)s)")
     patience: int = option(0, "stop after this many epochs without a better validation loss (0: never; default: "
                            "%(default)s)", group="training", resumable=True)
     # filled in when the data is read; not a flag
@@ -145,9 +159,25 @@ class Config:
             raise UsageError(f"--clip must be 0 (off) or a positive number, got {self.clip}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise UsageError(f"--weight-decay must be 0 or positive, got {self.weight_decay}")
-        if not (0.0 <= self.dropout < 1.0):
-            raise UsageError(f"--dropout must lie in [0, 1), got {self.dropout}")
+        for name in ("dropout", "dropout_in", "dropout_out", "embed_dropout", "weight_drop"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
+                raise UsageError(f"{flag_of(name)} must lie in [0, 1), got {value}")
+        if self.model == "onehot" and (self.embed_dropout or self.dropout_in):
+            flag = "--embed-dropout" if self.embed_dropout else "--dropout-in"
+            raise UsageError(f"{flag} drops embedding inputs, and the one-hot model has none: "
+                             "use --model embedding, or leave it at 0")
+        if self.weight_drop and not get_cell(self.cell).recurrent_weights:
+            raise UsageError(f"--weight-drop drops recurrent weights, and the {self.cell} cell has none: "
+                             "choose another cell, or leave it at 0")
         return self
+
+    def rate(self, mask: str) -> float:
+        """The drop rate of one dropout mask (``wordrnn.core.dropout``): ``input`` and ``hidden`` default to
+        ``--dropout``; ``embed`` and ``recurrent`` are their own."""
+        return {"input": self.dropout if self.dropout_in is None else self.dropout_in,
+                "hidden": self.dropout if self.dropout_out is None else self.dropout_out,
+                "embed": self.embed_dropout, "recurrent": self.weight_drop}[mask]
 
     @property
     def input_size(self) -> int:
@@ -200,7 +230,8 @@ class Config:
 
 # What each config.json field must hold (a float field accepts a whole number too).
 _FIELD_TYPES = {f.name: {"int": "a whole number", "float": "a number", "str": "text", "bool": "true or false",
-                         "str | None": "text or null", "dict[str, Any]": "an object"}[f.type]
+                         "str | None": "text or null", "float | None": "a number or null",
+                         "dict[str, Any]": "an object"}[f.type]
                 for f in dataclasses.fields(Config)}
 
 
@@ -225,6 +256,7 @@ def _has_type(value: Any, kind: str) -> bool:
             "a number": isinstance(value, (int, float)),
             "text": isinstance(value, str),
             "text or null": value is None or isinstance(value, str),
+            "a number or null": value is None or isinstance(value, (int, float)),
             "an object": isinstance(value, dict)}[kind]
 
 

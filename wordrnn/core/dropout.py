@@ -1,60 +1,92 @@
 """Dropout masks, specified once for every framework, the gradient check and the parity checks.
 
-Inverted dropout with rate p, in training only: mask values are 0 or 1/(1-p).
-Two masks, the same for every cell:
+Inverted dropout with rate p, in training only: mask values are 0 or 1/(1-p). Up to four masks, each with its
+own rate (``Config.rate``), the same for every cell:
 
-- ``"input"``: on the RNN input vectors of the embedding model (None for one-hot);
-- ``"hidden"``: on the hidden state the output layer reads.
+- ``"input"``: on the RNN input vectors of the embedding model (None for one-hot), rate ``--dropout-in``;
+- ``"hidden"``: on the hidden state the output layer reads, rate ``--dropout-out``;
+- embedding dropout (``--embed-dropout``, Gal and Ghahramani 2016 as AWD-LSTM uses it): a word of the
+  vocabulary is dropped for the whole step, everywhere it occurs. It is a row mask over the embedding table,
+  [V], and since ``(E * m)[x] = E[x] * m[x]`` it is folded into ``"input"``: the input mask becomes the
+  per-position [B, T, E] product of the two, and no implementation needs a gradient of its own for it;
+- ``"recurrent"``: DropConnect on ``rnn.w_hh`` (``--weight-drop``, AWD-LSTM's weight-drop), [G*H, H], one mask
+  for the whole step: every stream and position reads the same thinned recurrent weights ``w_hh * m``, so
+  d loss / d w_hh is the gradient for the thinned weights times ``m``.
 
 The window context draws the input mask per position, [B, T, E], and the hidden mask for the one state
 it scores, [B, H]. The poem context locks both masks for the whole chunk (variational dropout, Gal and
 Ghahramani 2016): [B, 1, E] and [B, 1, H], one mask per stream broadcast over every position, so a
 stream is read by one thinned network from the chunk's first token to its last.
 
-The masks of training step ``step`` are drawn by NumPy from
-``default_rng([seed, step])``, input mask first, so they depend on nothing
-but the seed and the step: a resumed run draws exactly the masks the
-uninterrupted one would have, in any framework. Each backend converts them to
-its own arrays.
+The masks of training step ``step`` are drawn by NumPy from ``default_rng([seed, step])`` in the order
+input, hidden, embedding rows, recurrent, so they depend on nothing but the seed, the step and the tokens: a
+resumed run draws exactly the masks the uninterrupted one would have, in any framework, and a run without the
+last two draws what it drew before they existed. Each backend converts them to its own arrays.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
 
 Masks = dict[str, "np.ndarray | None"]
+# The masks a step gets (the embedding rows folded into "input"), and those with a row per window or stream
+# (padded, sharded and cut with the batch); "recurrent" is per weight.
+MASKS = ("input", "hidden", "recurrent")
+BATCH_MASKS = ("input", "hidden")
+RATES = ("input", "hidden", "embed", "recurrent")
 
 
 def mask_shapes(config: Config, batch: int, seq_len: int) -> dict[str, tuple[int, ...] | None]:
-    """The shape of each mask for a batch of ``batch`` windows (or streams) of ``seq_len`` tokens."""
-    if config.context == "poem":
-        return {"input": (batch, 1, config.embed_dim) if config.model == "embedding" else None,
-                "hidden": (batch, 1, config.hidden_size)}
+    """The shape of each mask for a batch of ``batch`` windows (or streams) of ``seq_len`` tokens, before the
+    embedding rows are folded into ``input``; None for a mask the model has no place for."""
+    embedding = config.model == "embedding"
+    cell = get_cell(config.cell)
+    locked = 1 if config.context == "poem" else seq_len
     return {
-        "input": (batch, seq_len, config.embed_dim) if config.model == "embedding" else None,
-        "hidden": (batch, config.hidden_size),
+        "input": (batch, locked, config.embed_dim) if embedding else None,
+        "hidden": (batch, 1, config.hidden_size) if config.context == "poem" else (batch, config.hidden_size),
+        "embed": (config.vocab_size,) if embedding else None,
+        "recurrent": (cell.num_gates * config.hidden_size, config.hidden_size) if cell.recurrent_weights else None,
     }
 
 
 def draw_masks(config: Config, batch: int, seq_len: int, rng: np.random.Generator, p: float | None = None,
-               dtype: type = np.float32) -> Masks:
-    """Masks drawn from ``rng`` with rate ``p`` (default ``config.dropout``): each entry kept with probability 1-p."""
-    p = config.dropout if p is None else p
-    keep = 1.0 - p
-
-    def draw(shape: tuple[int, ...] | None) -> np.ndarray | None:
-        if shape is None:
-            return None
-        return ((rng.random(shape) < keep) / keep).astype(dtype)
-
+               dtype: type = np.float32, x: np.ndarray | None = None) -> Masks:
+    """Masks drawn from ``rng``, each entry kept with probability 1 - rate. The rates are ``config.rate(mask)``,
+    or ``p`` for every mask (the checks); a mask of rate 0 is None. The embedding rows need the tokens ``x``
+    [B, T] (without them no row is dropped)."""
     shapes = mask_shapes(config, batch, seq_len)
-    return {"input": draw(shapes["input"]), "hidden": draw(shapes["hidden"])}
+
+    def draw(name: str) -> np.ndarray | None:
+        rate = config.rate(name) if p is None else p
+        if shapes[name] is None or rate == 0:
+            return None
+        keep = 1.0 - rate
+        return ((rng.random(shapes[name]) < keep) / keep).astype(dtype)
+
+    masks = {"input": draw("input"), "hidden": draw("hidden")}
+    rows = draw("embed")
+    masks["recurrent"] = draw("recurrent")
+    if rows is not None and x is not None:
+        words = rows[np.asarray(x)][..., None]  # [B, T, 1]: E[x] * m[x]
+        full = (batch, seq_len, config.embed_dim)
+        masks["input"] = np.broadcast_to(words if masks["input"] is None else masks["input"] * words, full).copy()
+    return masks
 
 
-def step_masks(config: Config, step: int, batch: int, seq_len: int, dtype: type = np.float32) -> Masks | None:
-    """The masks of training step ``step`` (None without dropout): a function of ``(config.seed, step)`` alone."""
-    if config.dropout == 0:
+def has_dropout(config: Config) -> bool:
+    """Whether training draws any mask (``step_masks`` is None without)."""
+    return any(config.rate(name) for name in RATES)
+
+
+def step_masks(config: Config, step: int, x: np.ndarray, dtype: type = np.float32) -> Masks | None:
+    """The masks of training step ``step`` on tokens ``x`` [B, T] (None without dropout): a function of
+    ``(config.seed, step, x)`` alone."""
+    if not has_dropout(config):
         return None
-    return draw_masks(config, batch, seq_len, np.random.default_rng([config.seed, step]), dtype=dtype)
+    x = np.asarray(x)
+    return draw_masks(config, x.shape[0], x.shape[1], np.random.default_rng([config.seed, step]), dtype=dtype, x=x)
+

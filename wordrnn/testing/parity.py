@@ -122,12 +122,13 @@ def random_problem(model: str, vocab_size: int, hidden_size: int, embed_dim: int
                    seed: int = 0, dropout: float = 0.3, cell: str = "rnn") -> Problem:
     """The random problem every comparison of one forward and backward pass starts from.
 
-    The masks are ``wordrnn.core.dropout.draw_masks`` at rate ``dropout``, in float64.
+    The masks are ``wordrnn.core.dropout.draw_masks`` at rate ``dropout``, in float64: every lever at once
+    (input dropout with whole embedding rows dropped, output dropout, weight-drop on ``w_hh``).
     """
     config = make_config(model, vocab_size, hidden_size, embed_dim, seq_len, batch_size, seed, cell)
     rng = np.random.default_rng([seed, 3])
     x, y = random_batch(vocab_size, batch_size, seq_len, rng)
-    masks = draw_masks(config, batch_size, seq_len, rng, p=dropout, dtype=np.float64)
+    masks = draw_masks(config, batch_size, seq_len, rng, p=dropout, dtype=np.float64, x=x)
     return Problem(config, random_params(config, seed), x, y, masks)
 
 
