@@ -28,9 +28,10 @@ def test_compare_writes_a_consistent_report(tmp_path, tiny_corpus):
                         "embedding", "--out", str(out), "--quiet")
     assert result.returncode == 0, result.stderr
     assert "Kneser-Ney" in result.stdout  # progress, one line per run
-    for name in ("REPORT.md", "results.json", "results.csv", "loss_curves.png", "model.onnx"):
+    for name in ("REPORT.md", "results.json", "results.csv", "loss_curves.png", "form.png", "model.onnx"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
-    assert (out / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("loss_curves.png", "form.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
     doc = json.loads((out / "results.json").read_text())
     rows = {r["name"]: r for r in doc["rows"]}
@@ -60,8 +61,11 @@ def test_compare_writes_a_consistent_report(tmp_path, tiny_corpus):
 
     report = (out / "REPORT.md").read_text()
     assert "| implementation | model | parameters |" in report
-    for name in rows:
+    for name, r in rows.items():
         assert f"### {name}" in report  # a sample per run
+        assert r["sample_form"].startswith("words per line ") and f"*{r['sample_form']}*" in report  # its form
+        poems = r["sample_form_detail"]["words_per_line"]["poems"]
+        assert poems["n"] > 0 and poems["mean"] > 0
     assert "## ONNX" in report and "## Machine" in report
 
 

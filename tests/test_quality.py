@@ -162,6 +162,10 @@ def test_quality_command_writes_the_documented_json(tmp_path, capsys):
         assert row["below_kneser_ney"] == pytest.approx(1 - row["ppl_mean"] / rows["kneser-ney"]["ppl_mean"])
     assert rows["kneser-ney"]["below_kneser_ney"] == 0.0
     assert set(corpus["samples"]) == set(names)
+    for sample in corpus["samples"].values():  # each beside its form (wordrnn.bench.form)
+        assert sample["form"].startswith("words per line ")
+        assert set(sample["form_detail"]) == {"words_per_line", "lines_per_stanza"}
+        assert sample["form_detail"]["words_per_line"]["poems"]["n"] > 0
     assert "kneser-ney" in capsys.readouterr().out.lower()
 
 

@@ -4,7 +4,7 @@ Trains NumPy, PyTorch and JAX/Flax x one-hot and embedding on the benchmark
 configuration (same data, split, initial weights and batches), the quality
 embedding RNN (``RECIPE_RUN``) and the Kneser-Ney baseline, then writes the report
 folder (``wordrnn.bench.report``): REPORT.md, results.json, results.csv,
-loss_curves.png, the run folders (each with its samples.txt), and the best run
+loss_curves.png, form.png, the run folders (each with its samples.txt), and the best run
 exported to ONNX with a sample generated from it by onnxruntime.
 
 An existing report folder is replaced only with ``--overwrite``, and then its
@@ -35,7 +35,7 @@ from wordrnn.frameworks import IMPLS, parse_names
 
 DEFAULT_OUT = "reports/latest"  # what `make demo` writes
 # What a report folder holds besides its run folders: removed first when a report is replaced.
-REPORT_FILES = ("REPORT.md", "results.json", "results.csv", "loss_curves.png", "model.onnx")
+REPORT_FILES = ("REPORT.md", "results.json", "results.csv", "loss_curves.png", "form.png", "model.onnx")
 # 6 epochs show where the plain RNNs start to overfit and fit the 4-minute budget on a 2-core CPU
 # with --threads 1 (docs/PERFORMANCE.md has the measured time).
 DEFAULT_EPOCHS = 6
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m wordrnn.bench.compare",
         description="Train the NumPy, PyTorch and JAX/Flax RNNs (one-hot and embedding) on the same data, "
         "initial weights and batches, plus the quality recipe (an LSTM) and a Kneser-Ney baseline, and write a report "
-        "(REPORT.md, results.json, results.csv, loss_curves.png, the best run exported to ONNX).",
+        "(REPORT.md, results.json, results.csv, loss_curves.png, form.png, the best run exported to ONNX).",
     )
     add_data_flags(parser)
     add_training_flags(parser)
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "wordrnn.bench.compare", *(sys.argv[1:] if argv is None else argv)])
     write_report(out, entries, base, extras, summary, describe_machine(args.threads), command, args.prompt,
                  time.perf_counter() - started)
-    print(f"wrote {out / 'REPORT.md'}, results.json, results.csv, loss_curves.png "
+    print(f"wrote {out / 'REPORT.md'}, results.json, results.csv, loss_curves.png, form.png "
           f"({time.perf_counter() - started:.0f} s)")
     return 0
 

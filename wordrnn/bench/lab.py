@@ -19,6 +19,7 @@ from typing import Any
 from data.dataset import Dataset
 from data.tokenizer import tokenize
 from data.vocab import Vocab
+from wordrnn.bench.form import PoemForm, sample_tokens
 from wordrnn.bench.kneser_ney import KneserNey, select_order
 from wordrnn.bench.novelty import TrainingText
 from wordrnn.core.backend import Backend
@@ -140,6 +141,20 @@ def fill_novelty(entries: list[Entry], dataset: Dataset, prompt: str) -> None:
         e.row["sample_novelty"] = result.describe()
 
 
+def fill_form(entries: list[Entry], dataset: Dataset) -> None:
+    """Words per line and lines per stanza of each sample beside the training poems' (``wordrnn.bench.form``).
+
+    The prompt counts here: it begins the sample's first line.
+    """
+    poems = PoemForm([dataset.vocab.decode(ids) for ids in dataset.train_ids])
+    for e in entries:
+        result = poems.form(sample_tokens(e.sample, dataset.vocab.tokenizer))
+        e.row["sample_words_per_line_distance"] = result.words_per_line.distance
+        e.row["sample_lines_per_stanza_distance"] = result.lines_per_stanza.distance
+        e.row["sample_form"] = result.describe()
+        e.row["sample_form_detail"] = result.to_json()
+
+
 def fill_speed_ratios(entries: list[Entry]) -> None:
     """Seconds per epoch over PyTorch's on the same model (benchmark configuration only)."""
     torch_spe = {e.row["model"]: e.row["seconds_per_epoch"] for e in entries
@@ -215,6 +230,7 @@ def run_comparison(base: Config, dataset: Dataset, out: Path, impls: list[str], 
     entries.append(kn)
     fill_speed_ratios(entries)
     fill_novelty(entries, dataset, prompt)
+    fill_form(entries, dataset)
     extras: dict[str, Any] = {"kneser_ney_orders": per_order, "recipe": recipe_runs.get("recipe"),
                               "recipes": recipe_runs, "recipe_impl": recipe_impl}
     if export and any(e.run_dir is not None for e in entries):

@@ -9,7 +9,8 @@ is chosen on the inner validation poems; then all four score the fold's
 held-out poems, on the same targets. Perplexities are averaged over folds
 (mean and standard deviation); with ``--seeds N`` each RNN's fold loss is the
 mean over N training seeds. Samples from fold 1's models are shown with how
-much of them is copied from the training poems (``wordrnn.bench.novelty``).
+much of them is copied from the training poems (``wordrnn.bench.novelty``) and how their lines and stanzas
+compare with the training poems' (``wordrnn.bench.form``).
 
 Only light modules are imported at the top: ``--threads`` must be applied before torch loads.
 """
@@ -32,6 +33,7 @@ import numpy as np
 
 from data.tokenizer import tokenize
 from wordrnn.bench.folds import Fold, build_folds
+from wordrnn.bench.form import PoemForm, sample_tokens
 from wordrnn.bench.kneser_ney import KneserNey
 from wordrnn.bench.mixture import choose_weight, mix, mix_log_prob, target_log_prob
 from wordrnn.bench.novelty import TrainingText
@@ -281,7 +283,8 @@ def evaluate_corpus(poems: list[str], data: str, recipe_config: Config, plain_co
 
 def fold_samples(fold: Fold, tokens: list[list[str]], kn: KneserNey, rnn: TrainedRNN, plain: TrainedRNN,
                  weight: float) -> dict[str, dict[str, Any]]:
-    """One seeded sample per row from fold 1's models, with its novelty against the fold's training poems."""
+    """One seeded sample per row from fold 1's models, with its novelty and its form (words per line, lines per
+    stanza) against the fold's training poems."""
     from wordrnn.core.sampling import SamplerSettings
     from wordrnn.run.generation import generate_text
 
@@ -289,6 +292,7 @@ def fold_samples(fold: Fold, tokens: list[list[str]], kn: KneserNey, rnn: Traine
     seq_len = rnn.config.seq_len
     mixture = mixture_source(rnn, kn, weight)
     training = TrainingText([tokens[i] for i in fold.inner_train])
+    poem_form = PoemForm([tokens[i] for i in fold.inner_train])
     prompt_len = len(tokenize(PROMPT))
     out = {}
     for name, fn in (("kneser-ney", kn.log_distributions), ("recipe", rnn.source()),
@@ -296,8 +300,9 @@ def fold_samples(fold: Fold, tokens: list[list[str]], kn: KneserNey, rnn: Traine
         text = generate_text(fn, fold.vocab, seq_len, PROMPT, SAMPLE_TOKENS, settings)
         generated = tokenize(text)[prompt_len:]
         n = training.novelty(generated)
+        f = poem_form.form(sample_tokens(text))  # the prompt counts: it begins the first line
         out[name] = {"text": text, "copied_4grams": n.copied_4grams, "longest_copy": n.longest_copy,
-                     "novelty": n.describe()}
+                     "novelty": n.describe(), "form": f.describe(), "form_detail": f.to_json()}
     return out
 
 
@@ -344,7 +349,8 @@ def samples_text(results: list[CorpusResult]) -> str:
     parts = []
     for res in results:
         for name, s in res.samples.items():
-            parts.append(f"--- {res.label}, {LABELS[name]} (fold 1): {s['novelty']} ---\n{s['text']}")
+            form = f"\n({s['form']})" if "form" in s else ""
+            parts.append(f"--- {res.label}, {LABELS[name]} (fold 1): {s['novelty']} ---{form}\n{s['text']}")
     return "\n\n".join(parts)
 
 

@@ -1,9 +1,12 @@
-"""The comparison's report folder: REPORT.md, results.json, results.csv, loss_curves.png.
+"""The comparison's report folder: REPORT.md, results.json, results.csv, loss_curves.png, form.png.
 
 ``results.json`` has the shape
 ``{"rows": [{"name", "impl", "model", "params", "train_seconds", "seconds_per_epoch",
 "final_train_loss", "best_val_ppl", "best_epoch", "val_top1", "val_top5", ...}],
-"config": {...}, "machine": {...}, ...}``; ``results.csv`` holds the same rows.
+"config": {...}, "machine": {...}, ...}``; ``results.csv`` holds the same rows. Each row also carries its
+sample's novelty (``sample_novelty``, ...) and form (``sample_form``, the line REPORT.md prints;
+``sample_form_detail``, both distributions beside the training poems' and the distances, as
+``wordrnn.bench.form.Form.to_json`` writes them).
 """
 
 from __future__ import annotations
@@ -92,6 +95,57 @@ def plot_loss_curves(out: Path, entries: list[Entry]) -> None:
     fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
     atomic_write_bytes(out / "loss_curves.png", buffer.getvalue())
+
+
+def _form(e: Entry) -> dict[str, Any] | None:
+    return e.row.get("sample_form_detail")
+
+
+def plot_form(out: Path, entries: list[Entry]) -> None:
+    """Words per line: the training poems' histogram beside each sample's, as shares of their lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.ticker import MaxNLocator
+
+    shown = [e for e in entries if _form(e)]
+    if not shown:
+        return
+    poems = _form(shown[0])["words_per_line"]["poems"]
+    top = max(len(poems["histogram"]), *(len(_form(e)["words_per_line"]["sample"]["histogram"]) for e in shown))
+    cols = min(len(shown), 3)
+    rows = -(-len(shown) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False, sharex=True, sharey=True)
+    x = np.arange(top)
+
+    def shares(histogram: list[int]) -> np.ndarray:
+        counts = np.zeros(top)
+        counts[:len(histogram)] = histogram
+        return counts / max(counts.sum(), 1)
+
+    for ax, e in zip(axes.flat, shown, strict=False):
+        wpl = _form(e)["words_per_line"]
+        ax.bar(x - 0.2, shares(poems["histogram"]), 0.4, color="gray", label=f"training poems ({poems['n']} lines)")
+        ax.bar(x + 0.2, shares(wpl["sample"]["histogram"]), 0.4, color="tab:orange",
+               label=f"sample ({wpl['sample']['n']} lines)")
+        distance = "—" if wpl["distance"] is None else f"{wpl['distance']:.1f}"
+        ax.set_title(f"{e.row['name']}: off by {distance} words", fontsize=9)
+        ax.legend(fontsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes.flat[len(shown):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("words in the line")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("share of lines")
+    fig.suptitle("Words per line: the training poems and each run's sample (complete lines only)")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(out / "form.png", buffer.getvalue())
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -189,17 +243,24 @@ def setup_section(payload: dict[str, Any]) -> list[str]:
 
 
 def samples_section(entries: list[Entry], payload: dict[str, Any]) -> list[str]:
-    """Every run's sample with its novelty."""
+    """Every run's sample with its novelty and its form."""
     parts = [
         "## Samples",
         f"Every run, prompt `{payload['prompt']}`, {SAMPLE_TOKENS} tokens, temperature "
         f"{SAMPLE_SETTINGS.temperature}, top-p {SAMPLE_SETTINGS.top_p}, seed {SAMPLE_SETTINGS.seed}, "
         "from the best epoch's weights. Beside each: the share of its 4-grams found in the training poems and "
-        "its longest run copied verbatim from one of them (the prompt not counted; wordrnn.bench.novelty).",
+        "its longest run copied verbatim from one of them (the prompt not counted; wordrnn.bench.novelty); "
+        "and its form beside the training poems': mean and median words per line and lines per stanza, and "
+        "how far apart the two distributions are (Wasserstein distance: by how many words a line is off, on "
+        "average). Only complete lines and stanzas count: the last, cut by the token limit, does not; and a "
+        f"{SAMPLE_TOKENS}-token sample holds no long stanza, so its lines per stanza read low for every run "
+        "(wordrnn.bench.form).",
+        *(["![words per line, training poems and samples](form.png)"] if any(_form(e) for e in entries) else []),
     ]
     for e in entries:
-        novelty = e.row.get("sample_novelty")
-        parts += [f"### {e.row['name']}", *([f"*{novelty}*"] if novelty else []), _verse(e.sample)]
+        novelty, form = e.row.get("sample_novelty"), e.row.get("sample_form")
+        parts += [f"### {e.row['name']}", *([f"*{novelty}*"] if novelty else []), *([f"*{form}*"] if form else []),
+                  _verse(e.sample)]
     return parts
 
 
@@ -240,7 +301,7 @@ def report_markdown(entries: list[Entry], payload: dict[str, Any]) -> str:
 
 def write_report(out: Path, entries: list[Entry], config: Config, extras: dict[str, Any], dataset: dict[str, Any],
                  machine: dict[str, Any], command: str, prompt: str, wall_seconds: float) -> None:
-    """Everything into ``out``: results.json, results.csv, loss_curves.png, REPORT.md."""
+    """Everything into ``out``: results.json, results.csv, loss_curves.png, form.png, REPORT.md."""
     payload = {
         "config": config.to_dict(),
         "machine": machine,
@@ -254,4 +315,5 @@ def write_report(out: Path, entries: list[Entry], config: Config, extras: dict[s
     }
     write_results(out, entries, payload)
     plot_loss_curves(out, entries)
+    plot_form(out, entries)
     atomic_write_text(out / "REPORT.md", report_markdown(entries, payload))
