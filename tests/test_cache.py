@@ -105,3 +105,18 @@ def test_bad_settings_are_one_line(size, theta, lam, fragment):
         CacheSettings(size, theta, lam).validate()
     with pytest.raises(UsageError, match="export it again"):
         CacheSettings.from_json({"size": 5, "theta": 0.1}, "m.onnx")
+
+
+def test_the_grid_picks_a_cache_where_the_poem_repeats_itself_and_none_where_it_cannot_help():
+    from wordrnn.bench.cache_choice import PoemStates, cached_log_prob, choose_cache
+
+    rng = np.random.default_rng(0)
+    tokens = np.tile(np.array([5, 6, 7, 8]), 10)  # a refrain, ten times
+    hidden = np.eye(9)[tokens] + rng.standard_normal((40, 9)) * 0.01  # the state names the token just read
+    poem = PoemStates(hidden, tokens, np.arange(1, 40) >= 2)
+    log_p = np.full(int(poem.scored.sum()), math.log(1 / 50))  # a model that knows nothing: 1 in 50 each
+    choice = choose_cache([poem], log_p)
+    assert choice.lam > 0.3 and choice.inner_loss < 0.5 * -log_p.mean()
+    np.testing.assert_allclose(-cached_log_prob([poem], log_p, choice).mean(), choice.inner_loss)
+    sure = np.zeros_like(log_p)  # a model already certain of every target: the cache can only cost
+    assert choose_cache([poem], sure).lam == 0.0
