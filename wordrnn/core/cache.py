@@ -24,6 +24,7 @@ a token the cache does not hold gets exactly ``log(1 - lam) + log p_model``. Num
 
 from __future__ import annotations
 
+import json
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -58,8 +59,9 @@ class CacheSettings:
     def from_json(cls, value: Any, where: str) -> CacheSettings:
         """The settings from the metadata's JSON object; ``UsageError`` naming ``where`` for anything else."""
         if not isinstance(value, dict) or sorted(value) != ["lambda", "size", "theta"]:
-            raise UsageError(f"{where}: the metadata's cache is {value!r}, not an object of size, theta and lambda; "
-                             "export it again")
+            shown = json.dumps(value, separators=(",", ":"))  # as JavaScript's JSON.stringify writes it
+            raise UsageError(f"{where}: the metadata's wordrnn.cache is {shown}, not an object of size, theta and "
+                             "lambda; export it again")
         return cls(value["size"], value["theta"], value["lambda"]).validate(where)
 
 
