@@ -220,3 +220,42 @@ process.stdout.write(JSON.stringify(out));
                        "'wordrnn-generation 1' and 'wordrnn-generation 2'")
     assert context == "poem"
     assert len(WORDS) == len(load(plain).card.vocab)
+
+
+@pytest.mark.slow
+def test_the_page_writes_pythons_cached_poem(cached, tmp_path):
+    """The page (onnxruntime-web, the same web/wordrnn.mjs) applies the file's cache as Python does."""
+    import os
+    import re
+    import sys
+
+    from test_web_browser import CHROMIUM, open_page, write
+
+    from export import web as export_web
+
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.is_file() or not (export_web.ORT_DIST / export_web.ORT_FILES[0]).is_file():
+        pytest.skip("needs Chromium and onnxruntime-web")
+    _, _, with_cache = cached
+    _, cases = write_cases(with_cache, tmp_path)
+    server = subprocess.Popen([sys.executable, "-m", "export.web", "--model", str(with_cache), "--out",
+                               str(tmp_path / "site"), "--serve", "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        url = next(m.group(0) for line in server.stdout if (m := re.search(r"http://127\.0\.0\.1:\d+/", line)))
+        with playwright.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+            page = open_page(browser, url)
+            assert "neural cachethe last 12 positions, theta 0.5, lambda 0.4" in page.text_content("#card")
+            for case in cases:
+                text, ids = write(page, case)
+                assert page.text_content("#message") == "", case
+                if ids != case["expected"]["ids"]:  # wasm's float32 logits may differ in the last bits
+                    step, margin = first_difference_margin(with_cache, case, ids)
+                    assert case["strategy"] == "sample" and margin <= MARGIN, (case, step, margin)
+                    continue
+                assert text == case["expected"]["text"], case
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
