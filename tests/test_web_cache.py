@@ -259,3 +259,32 @@ def test_the_page_writes_pythons_cached_poem(cached, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@needs_node
+def test_node_computes_the_cache_row_as_python_does(tmp_path):
+    """The cache's arithmetic alone, without a model: JavaScript's rows are Python's to the last few bits, on
+    random states, a flat and a sharp recall, a tiny and a large weight, and a window smaller than the text."""
+    from wordrnn.core.cache import NeuralCache
+
+    rng = np.random.default_rng(4)
+    rows, want = [], []
+    for size, theta, lam, T in [(3, 0.5, 0.3, 8), (50, 0.0, 0.01, 20), (5, 40.0, 0.9, 12), (1, 1.0, 0.5, 2),
+                                (10, 2.0, 0.2, 1)]:
+        hidden = rng.standard_normal((T, 16)).astype(np.float32)
+        tokens = rng.integers(0, 6, size=T).tolist()  # few distinct tokens: the cache's sums add several weights
+        logits = (rng.standard_normal(30) * 4).astype(np.float32)
+        cache = NeuralCache(CacheSettings(size, theta, lam))
+        for token, h in zip(tokens, hidden):
+            cache.read(token, h)
+        want.append(cache.mix(logits))
+        rows.append({"logits": logits.tolist(), "tokens": tokens, "hidden": hidden.tolist(), "size": size,
+                     "theta": theta, "lambda": lam})
+    path = tmp_path / "cache-rows.json"
+    path.write_text(json.dumps({"rows": rows}))
+    result = node("web/conformance.mjs", "cache", str(path))
+    assert result.returncode == 0, result.stderr
+    got = [np.array([-np.inf if v is None else v for v in row]) for row in json.loads(result.stdout)]
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-13, atol=0)
+    assert not np.allclose(want[0], want[0][0])  # the rows are not flat: the comparison means something
