@@ -9,7 +9,9 @@ is chosen on the inner validation poems; then all four score the fold's
 held-out poems, on the same targets. Perplexities are averaged over folds
 (mean and standard deviation); with ``--seeds N`` each RNN's fold loss is the
 mean over N training seeds. Samples from fold 1's models are shown with how
-much of them is copied from the training poems (``wordrnn.bench.novelty``).
+much of them is copied from the training poems (``wordrnn.bench.novelty``). With ``--cache`` (poem context
+only) two more rows: the recipe with a neural cache (``wordrnn.core.cache``), its size, flatness and weight
+chosen on the inner validation poems (``wordrnn.bench.cache_choice``), and that mixed with Kneser-Ney.
 
 Only light modules are imported at the top: ``--threads`` must be applied before torch loads.
 """

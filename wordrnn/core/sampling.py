@@ -89,6 +89,8 @@ def cached_feed(source: Stateful) -> Feed:
         return cache.mix(np.asarray(logits)[0, -1])
 
     return feed
+
+
 STRATEGIES = ("sample", "greedy")
 UNK_ID = 0  # the contract's <unk>: id 0 of every vocabulary
 SEED_LIMIT = 2**64  # seeds are unsigned 64-bit integers
