@@ -24,6 +24,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Generate verse from an exported ONNX model with onnxruntime (no torch, no jax).",
     )
     parser.add_argument("--model", required=True, metavar="FILE", help="the .onnx file written by export.onnx")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="write without the file's neural cache, if it has one (the model's own probabilities)")
     add_sampler_flags(parser)
     return parser.parse_args(argv)
 
@@ -33,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings_from_args(args)  # bad sampler values are refused before the model is loaded
     lm = load(args.model)
+    if args.no_cache:
+        lm.cache = None
     print_samples(lm.source, lm.card.vocab, lm.card.config.seq_len, args)
     return 0
 

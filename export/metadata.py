@@ -12,7 +12,9 @@ onnxruntime without importing ``onnx``.
 A window model's file follows version 1 of the contract, as it always has, so
 that every client written before poem models existed still reads it. A poem
 model's file follows version 2: a version-1 client, which would feed it
-windows without its state, refuses it by the version string alone.
+windows without its state, refuses it by the version string alone. A poem model with a neural cache
+(``wordrnn.cache``) follows version 3: a version-2 client would write without the cache, so the version
+string stops it too; without a cache a poem file stays version 2.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from data.vocab import Vocab
+from wordrnn.core.cache import CacheSettings
 from wordrnn.core.cells import CELLS, get_cell
 from wordrnn.core.config import CONTEXTS, MODELS, TOKENIZERS, Config
 from wordrnn.core.errors import UsageError
@@ -40,11 +43,14 @@ KEY_SOURCE = "wordrnn.source"
 KEY_GENERATION = "wordrnn.generation"
 KEY_CONTEXT = "wordrnn.context"
 KEY_STATE = "wordrnn.state"
+KEY_CACHE = "wordrnn.cache"
 # The versions of docs/GENERATION.md: a file names the oldest one that describes it (a window model 1, a poem
 # model 2); this code reads both.
 GENERATION_V1 = "wordrnn-generation 1"
 GENERATION = "wordrnn-generation 2"
 VERSION_OF_CONTEXT = {"window": GENERATION_V1, "poem": GENERATION}
+GENERATION_CACHE = "wordrnn-generation 3"  # a poem model with a neural cache
+VERSIONS = (GENERATION_V1, GENERATION, GENERATION_CACHE)
 KEYS = (KEY_FORMAT, KEY_CONFIG, KEY_VOCAB, KEY_TOKENIZER, KEY_SOURCE, KEY_GENERATION)
 
 
@@ -81,6 +87,12 @@ class ModelCard:
     config: Config
     vocab: Vocab
     source: dict[str, Any] = field(default_factory=dict)  # framework, run folder, exporter
+    cache: CacheSettings | None = None  # a poem model's neural cache, applied by every client (version 3)
+
+    @property
+    def version(self) -> str:
+        """The oldest version of the generation contract that describes this file."""
+        return GENERATION_CACHE if self.cache else VERSION_OF_CONTEXT[self.context]
 
     @property
     def framework(self) -> str:
@@ -128,7 +140,7 @@ def to_props(card: ModelCard) -> dict[str, str]:
     """The ``metadata_props`` entries for ``card``: one JSON string per key."""
     props = {
         KEY_FORMAT: FORMAT,
-        KEY_GENERATION: VERSION_OF_CONTEXT[card.context],
+        KEY_GENERATION: card.version,
         KEY_CONTEXT: card.context,
         KEY_CONFIG: json.dumps(card.config.to_json_dict(), ensure_ascii=False),
         KEY_VOCAB: json.dumps(card.vocab.tokens, ensure_ascii=False),
@@ -137,6 +149,8 @@ def to_props(card: ModelCard) -> dict[str, str]:
     }
     if card.states:
         props[KEY_STATE] = json.dumps([{"input": s.input, "output": s.output, "size": s.size} for s in card.states])
+    if card.cache:
+        props[KEY_CACHE] = json.dumps(card.cache.to_json())
     return props
 
 
@@ -149,9 +163,9 @@ def from_props(props: dict[str, str], where: str) -> ModelCard:
         raise UsageError(f"{where} lacks the metadata {', '.join(missing)}; export it again with python -m export.onnx")
     if props[KEY_FORMAT] != FORMAT:
         raise UsageError(f"{where} has wordrnn metadata format {props[KEY_FORMAT]!r}; this version reads {FORMAT!r}")
-    if props[KEY_GENERATION] not in VERSION_OF_CONTEXT.values():
+    if props[KEY_GENERATION] not in VERSIONS:
         raise UsageError(f"{where} follows the generation contract {props[KEY_GENERATION]!r}; "
-                         f"this version follows {GENERATION_V1!r} and {GENERATION!r}")
+                         f"this version follows {', '.join(map(repr, VERSIONS[:-1]))} and {VERSIONS[-1]!r}")
     try:
         config = Config.from_dict(json.loads(props[KEY_CONFIG]))
         tokens = json.loads(props[KEY_VOCAB])
@@ -168,7 +182,7 @@ def from_props(props: dict[str, str], where: str) -> ModelCard:
         raise UsageError(f"{where}: the vocabulary in the metadata has {len(vocab)} tokens but the config "
                          f"says {config.vocab_size}; export it again")
     check_context(props, config, where)
-    return ModelCard(config, vocab, source if isinstance(source, dict) else {})
+    return ModelCard(config, vocab, source if isinstance(source, dict) else {}, read_cache(props, config, where))
 
 
 def check_context(props: dict[str, str], config: Config, where: str) -> None:
@@ -178,6 +192,8 @@ def check_context(props: dict[str, str], config: Config, where: str) -> None:
     """
     version = props[KEY_GENERATION]
     context = props.get(KEY_CONTEXT, "window" if version == GENERATION_V1 else None)
+    if version == GENERATION_CACHE:
+        version = GENERATION  # the cache adds to the poem model of version 2: read_cache checks it
     if context not in CONTEXTS:
         raise UsageError(f"{where} has wordrnn metadata this version does not understand "
                          f"({KEY_CONTEXT} {props.get(KEY_CONTEXT)!r}); export it again")
@@ -196,3 +212,25 @@ def check_context(props: dict[str, str], config: Config, where: str) -> None:
         raise UsageError(f"{where}: the metadata's {KEY_STATE} is {json.dumps(got)} but a {config.context} "
                          f"{config.cell} model of hidden size {config.hidden_size} carries {json.dumps(want)}; "
                          "export it again")
+
+
+def read_cache(props: dict[str, str], config: Config, where: str) -> CacheSettings | None:
+    """The neural cache a version-3 file names (None for versions 1 and 2, which have none).
+
+    Only a poem model can hold one: it recalls the hidden states of the text read so far.
+    """
+    version = props[KEY_GENERATION]
+    if (KEY_CACHE in props) != (version == GENERATION_CACHE):
+        raise UsageError(f"{where}: the metadata follows {version!r} but "
+                         f"{'holds' if KEY_CACHE in props else 'lacks'} {KEY_CACHE}; a poem model with a neural "
+                         f"cache follows {GENERATION_CACHE!r}: export it again")
+    if KEY_CACHE not in props:
+        return None
+    if config.context != "poem":
+        raise UsageError(f"{where} holds a {config.context} model with a neural cache, which only a poem model can "
+                         "have; export it again")
+    try:
+        value = json.loads(props[KEY_CACHE])
+    except ValueError as err:
+        raise UsageError(f"{where} has unreadable wordrnn metadata ({KEY_CACHE}: {err}); export it again") from None
+    return CacheSettings.from_json(value, where)

@@ -32,6 +32,7 @@ from export.graph import DEFAULT_OPSET, MIN_OPSET, build_graph
 from export.metadata import ModelCard, to_props, validation_summary
 from export.session import OnnxLM, State, open_session
 from wordrnn.core import tolerances
+from wordrnn.core.cache import CacheSettings
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.errors import CommandParser, RunFailed, UsageError, cli
@@ -145,11 +146,13 @@ def graph_builder(source: str, cell: str = "rnn") -> tuple[str, Callable[..., on
 
 
 def export_run(run: Run, opset: int = DEFAULT_OPSET, reference: str | None = None,
-               source: str = "weights") -> Exported:
-    """Build, check and compare the ONNX model for ``run``; does not write anything."""
+               source: str = "weights", cache: CacheSettings | None = None) -> Exported:
+    """Build, check and compare the ONNX model for ``run`` (with a neural ``cache`` in its metadata, which every
+    client applies); does not write anything."""
     exporter, build = graph_builder(source, run.config.cell)
     card = ModelCard(run.config, run.vocab, {"framework": run.framework, "run": run.path.name,
-                                             "exporter": exporter, **validation_summary(read_metrics(run.path))})
+                                             "exporter": exporter, **validation_summary(read_metrics(run.path))},
+                     cache)
     reference = reference or default_reference(run.config)
     if run.config.context == "poem" and reference != "numpy":
         raise UsageError(f"{run.path} holds a poem model, which is checked against the NumPy reference of the "
@@ -194,7 +197,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reference", choices=REFERENCES, default=None,
                         help="source model the logits are checked against (default: torch if installed, "
                         "else numpy)")
+    g = parser.add_argument_group("neural cache (a poem model only; docs/GENERATION.md, version 3)")
+    g.add_argument("--cache-size", type=int, default=None, metavar="N",
+                   help="recall the last N positions of the poem being written (with --cache-theta and "
+                   "--cache-lambda; python -m wordrnn.bench.quality --cache chooses all three)")
+    g.add_argument("--cache-theta", type=float, default=None, metavar="T",
+                   help="flatness: a remembered position weighs exp(T h_now . h_then)")
+    g.add_argument("--cache-lambda", type=float, default=None, metavar="L",
+                   help="the cache's weight in the mixture, between 0 and 1")
     return parser.parse_args(argv)
+
+
+def cache_from_args(args: argparse.Namespace, config: Config) -> CacheSettings | None:
+    """The neural cache the three flags describe (all three or none); refused for a window model."""
+    given = [args.cache_size, args.cache_theta, args.cache_lambda]
+    if all(v is None for v in given):
+        return None
+    if any(v is None for v in given):
+        raise UsageError("a neural cache needs all of --cache-size, --cache-theta and --cache-lambda")
+    if config.context != "poem":
+        raise UsageError(f"--cache-* needs a poem model: the cache recalls the hidden states of the poem written so "
+                         f"far, and a {config.context} model starts every window from a zero state")
+    return CacheSettings(args.cache_size, args.cache_theta, args.cache_lambda).validate("--cache-*")
 
 
 @cli
@@ -206,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     run = load_run(args.run)
     out = Path(args.out) if args.out else run.path / "model.onnx"
     check_out_file(out, args.overwrite)
-    exported = export_run(run, args.opset, args.reference, args.source)
+    cache = cache_from_args(args, run.config)
+    exported = export_run(run, args.opset, args.reference, args.source, cache)
     config = run.config
     sizes = f"V={config.vocab_size}, H={config.hidden_size}" + (
         f", E={config.embed_dim}" if config.model == "embedding" else "")
@@ -222,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         raise RunFailed(f"the exported model's logits differ from {exported.reference}'s by {exported.worst:.3g} "
                         f"> {TOLERANCE:g}; nothing written")
     atomic_write_bytes(out, exported.payload)
+    if cache:
+        print(f"neural cache: the last {cache.size} positions, theta {cache.theta:g}, lambda {cache.lam:g} "
+              "(generation contract version 3)")
     print(f"wrote {out} ({human_size(len(exported.payload))}, one self-contained file)")
     return 0
 

@@ -38,6 +38,7 @@ class OnnxLM:
         self.where = where
         self.state_inputs = [s.input for s in card.states]
         self.outputs = [OUTPUT_NAME, *(s.output for s in card.states)]
+        self.cache = card.cache  # the file's neural cache; None turns it off (--no-cache)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.int64)
@@ -76,7 +77,9 @@ class OnnxLM:
         ``Stateful`` stepper, which runs only the tokens not yet read, from the state it carried."""
         if not self.card.states:
             return self.logits
-        return Stateful(lambda x, carry: self.run(x, self.zero_state(len(x)) if carry is None else carry))
+        # the cache reads the first state: h for every cell (the LSTM's h, not its c)
+        return Stateful(lambda x, carry: self.run(x, self.zero_state(len(x)) if carry is None else carry),
+                        hidden=lambda carry: carry[0], cache=self.cache)
 
 
 def open_session(model: bytes | str | Path, where: str, threads: int = 0) -> ort.InferenceSession:

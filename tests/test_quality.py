@@ -213,3 +213,34 @@ def test_sonnets_and_stanza_groups_are_cut_as_documented():
     text = "THE SONNETS\nby W. S.\n\n\n\nI\n\nline one,\nline two.\n\nII\n\nline three\n  couplet\n"
     assert sonnet_poems(text) == ["line one,\nline two.", "line three\n  couplet"]
     assert stanza_groups(["a", "b", "c", "d", "e"], size=2) == ["a\n\nb", "c\n\nd", "e"]
+
+
+def test_quality_with_a_cache_adds_its_rows_chosen_on_inner_validation(tmp_path):
+    pytest.importorskip("torch")
+    from wordrnn.bench.cache_choice import LAMBDAS, SIZES, THETAS
+    from wordrnn.bench.quality import main
+
+    refrain = "the sea the sea the cold sea"  # a refrain in every poem: something for the cache to recall
+    poems = [p + "\n" + refrain + "\n" + refrain for p in tiny_poems(6, length=24)]
+    data, out = write_corpus(tmp_path, poems), tmp_path / "q.json"
+    assert main(["--data", str(data), "--folds", "2", "--jobs", "1", "--epochs", "1", "--hidden-size", "8",
+                 "--embed-dim", "8", "--context", "poem", "--cache", "--json", str(out), "--quiet"]) == 0
+    (corpus,) = json.loads(out.read_text())["corpora"]
+    rows = {r["name"]: r for r in corpus["rows"]}
+    assert list(rows) == ["kneser-ney", "recipe", "mixture", "plain", "cache", "cache-mixture"]
+    for choice in corpus["choices"]:
+        (chosen,) = choice["cache"]
+        assert chosen["size"] in SIZES and chosen["theta"] in THETAS and chosen["lambda"] in LAMBDAS
+        assert 0.0 <= chosen["kneser_ney_weight"] <= 1.0
+    assert all(r["ppl_mean"] > 1 for r in rows.values())
+
+
+def test_quality_refuses_a_cache_for_the_window_context_in_one_line(tmp_path, capsys):
+    from wordrnn.bench.quality import main
+
+    data = write_corpus(tmp_path, tiny_poems(6))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--data", str(data), "--cache", "--json", str(tmp_path / "q.json")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--cache needs --context poem" in err[0]

@@ -7,6 +7,9 @@
 //   node web/conformance.mjs sampler ROWS.json   -> JSON [[token, ...], ...]: for each {logits, strategy, temperature,
 //                                                   top_k, top_p, seed, allow_unk, draws}, draws tokens from one
 //                                                   generator and the same logits
+//   node web/conformance.mjs cache ROWS.json     -> JSON [[value or null (-Infinity), ...], ...]: for each {logits,
+//                                                   tokens, hidden, size, theta, lambda}, the neural cache told each
+//                                                   token and the state after it, then its row for the logits
 // A cases file is {"model": PATH, "cases": [{prompt, words, strategy, temperature, top_k, top_p, seed,
 // allow_unk, no_repeat_ngram, repetition_penalty, ...}]}, as the Python tests write it.
 
@@ -15,7 +18,7 @@ import { readFile } from "node:fs/promises";
 import * as ort from "onnxruntime-node";
 
 import {
-  SplitMix64, WordrnnError, WordrnnModel, detokenize, generateText, nextToken, readMetadata, samplerSettings, tokenize,
+  NeuralCache, SplitMix64, WordrnnError, WordrnnModel, detokenize, generateText, nextToken, readMetadata, samplerSettings, tokenize,
 } from "./wordrnn.mjs";
 
 async function runCases(path) {
@@ -72,11 +75,21 @@ async function sampleAll(path) {
   });
 }
 
+async function cacheAll(path) {
+  const { rows } = JSON.parse(await readFile(path, "utf8"));
+  return rows.map((r) => {
+    const cache = new NeuralCache({ size: r.size, theta: r.theta, lambda: r.lambda });
+    r.tokens.forEach((token, i) => cache.read(token, Float32Array.from(r.hidden[i])));
+    return Array.from(cache.mix(Float32Array.from(r.logits)), (v) => (v === -Infinity ? null : v));
+  });
+}
+
 const COMMANDS = {
-  sampler: (args) => sampleAll(args[0]), cases: (args) => runCases(args[0]), metadata: readAll, tokenize: (args) => tokenizeAll(args[0]) };
+  cache: (args) => cacheAll(args[0]), sampler: (args) => sampleAll(args[0]), cases: (args) => runCases(args[0]), metadata: readAll, tokenize: (args) => tokenizeAll(args[0]) };
 const [command, ...rest] = process.argv.slice(2);
 const result = command in COMMANDS ? await COMMANDS[command](rest) : null;
 if (result === null) {
-  process.stderr.write("usage: node web/conformance.mjs cases CASES.json | metadata FILE... | tokenize TEXTS.json | sampler ROWS.json\n");
+  process.stderr.write("usage: node web/conformance.mjs cases CASES.json | metadata FILE... | tokenize TEXTS.json | " +
+    "sampler ROWS.json | cache ROWS.json\n");
   process.exitCode = 2;
 } else process.stdout.write(JSON.stringify(result) + "\n");

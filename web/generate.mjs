@@ -12,12 +12,14 @@ import { WordrnnError, WordrnnModel, generateText, promptToIds, samplerSettings,
 const HELP = `usage: node web/generate.mjs --model FILE [--prompt TEXT] [--words N] [--num-samples N]
                                 [--strategy {sample,greedy}] [--temperature T] [--top-k K] [--top-p P]
                                 [--seed S] [--allow-unk] [--no-repeat-ngram N] [--repetition-penalty R]
+                                [--no-cache]
 
 Generate verse from an exported wordrnn ONNX model with onnxruntime-node, by docs/GENERATION.md:
 the same flags, and for the same file, prompt, settings and seed the same text, as python -m export.generate.
 A poem model reads the prompt once and then one token a step, its state carried.
 
   --model FILE        the .onnx file written by python -m export.onnx
+  --no-cache          write without the file's neural cache, if it has one (the model's own probabilities)
   --prompt TEXT       text to continue (default: 'the')
   --words N           tokens to generate: words, punctuation marks and line breaks (default: 60)
   --num-samples N     texts to generate; sample i uses seed --seed + i (default: 1)
@@ -47,6 +49,7 @@ const OPTIONS = {
   "allow-unk": { type: "boolean", default: false },
   "no-repeat-ngram": { type: "string", default: "0" },
   "repetition-penalty": { type: "string", default: "1.0" },
+  "no-cache": { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
 };
 
@@ -115,7 +118,7 @@ function parse(argv) {
     allowUnk: values["allow-unk"], noRepeatNgram: Number(noRepeatNgram), repetitionPenalty });
   samplerSettings({ ...settings, seed: seed + numSamples - 1n }); // the last sample's seed fits too
   return { model: values.model, prompt: values.prompt, words: Number(words), numSamples: Number(numSamples),
-    settings };
+    settings, noCache: values["no-cache"] };
 }
 
 async function main(argv) {
@@ -130,6 +133,7 @@ async function main(argv) {
   }
   const model = await WordrnnModel.load(ort, await readFile(args.model), args.model,
     { logSeverityLevel: 3, executionProviders: ["cpu"] });
+  if (args.noCache) model.cache = null;
   promptToIds(args.prompt, model.card); // refuses an empty or all-unknown prompt before anything is printed
   const unknown = unknownWords(args.prompt, model.card);
   if (unknown.length) process.stderr.write(`note: ${unknown.map(repr).join(", ")} not in the vocabulary; read as ${UNK}\n`);

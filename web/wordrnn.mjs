@@ -1,5 +1,5 @@
-// wordrnn generation in JavaScript, by the contract of docs/GENERATION.md ("wordrnn-generation 2", which reads the
-// window files of "wordrnn-generation 1" as they are).
+// wordrnn generation in JavaScript, by the contract of docs/GENERATION.md ("wordrnn-generation 3", which reads the
+// window files of "wordrnn-generation 1" and the poem files of "wordrnn-generation 2" as they are).
 //
 // One ES module that runs unchanged in Node.js and in the browser: it imports nothing, and the caller hands
 // it onnxruntime (onnxruntime-node in Node, onnxruntime-web in the page). Everything here mirrors the
@@ -10,6 +10,9 @@ export const GENERATION_V1 = "wordrnn-generation 1";
 export const GENERATION = "wordrnn-generation 2";
 // A file names the oldest version that describes it: a window model 1, a poem model (its state carried) 2.
 const VERSION_OF_CONTEXT = { window: GENERATION_V1, poem: GENERATION };
+// A poem model with a neural cache (wordrnn.cache) names version 3: a version-2 client would write without it.
+export const GENERATION_CACHE = "wordrnn-generation 3";
+const VERSIONS = [GENERATION_V1, GENERATION, GENERATION_CACHE];
 export const FORMAT = "1";
 export const KEYS = ["wordrnn.format", "wordrnn.config", "wordrnn.vocab", "wordrnn.tokenizer", "wordrnn.source",
   "wordrnn.generation"];
@@ -155,9 +158,9 @@ export function cardFromMetadata(props, where = "the file") {
       `this version reads '${FORMAT}'`);
   }
   const version = props.get("wordrnn.generation");
-  if (!Object.values(VERSION_OF_CONTEXT).includes(version)) {
+  if (!VERSIONS.includes(version)) {
     throw new WordrnnError(`${where} follows the generation contract '${version}'; ` +
-      `this version follows '${GENERATION_V1}' and '${GENERATION}'`);
+      `this version follows ${VERSIONS.slice(0, -1).map((v) => `'${v}'`).join(", ")} and '${VERSIONS.at(-1)}'`);
   }
   const unreadable = `${where} has unreadable wordrnn metadata`;
   const config = parseJson(props.get("wordrnn.config"), unreadable);
@@ -181,10 +184,11 @@ export function cardFromMetadata(props, where = "the file") {
       `says ${config.vocab_size}; export it again`);
   }
   const { context, states } = readContext(props, config, where);
+  const cache = readCache(props, config, where);
   const index = new Map();
   tokens.forEach((token, id) => index.set(token, id));
   return {
-    config, tokens, index, cell, context, states, model: config.model, seqLen: config.seq_len,
+    config, tokens, index, cell, context, states, cache, model: config.model, seqLen: config.seq_len,
     vocabSize: tokens.length,
     tokenizer: tokenizer.mode, minFreq: tokenizer.min_freq,
     source: source && typeof source === "object" && !Array.isArray(source) ? source : {},
@@ -198,7 +202,8 @@ export function cardFromMetadata(props, where = "the file") {
  * wordrnn.context and is a window model; a poem model names each state [batch, size] it takes in and gives back.
  */
 function readContext(props, config, where) {
-  const version = props.get("wordrnn.generation");
+  let version = props.get("wordrnn.generation");
+  if (version === GENERATION_CACHE) version = GENERATION; // the cache adds to version 2's poem model: readCache checks it
   const context = props.get("wordrnn.context") ?? (version === GENERATION_V1 ? "window" : undefined);
   if (!(context in VERSION_OF_CONTEXT)) {
     throw new WordrnnError(`${where} has wordrnn metadata this version does not understand ` +
@@ -222,6 +227,115 @@ function readContext(props, config, where) {
       `${context} model cannot carry; export it again`);
   }
   return { context, states };
+}
+
+/**
+ * The neural cache a version-3 file names, {size, theta, lambda}, or null (versions 1 and 2 have none), with
+ * export/metadata.py's checks and messages. Only a poem model can hold one.
+ */
+function readCache(props, config, where) {
+  const version = props.get("wordrnn.generation");
+  const has = props.has("wordrnn.cache");
+  if (has !== (version === GENERATION_CACHE)) {
+    throw new WordrnnError(`${where}: the metadata follows '${version}' but ${has ? "holds" : "lacks"} ` +
+      `wordrnn.cache; a poem model with a neural cache follows '${GENERATION_CACHE}': export it again`);
+  }
+  if (!has) return null;
+  const context = config.context ?? "window";
+  if (context !== "poem") {
+    throw new WordrnnError(`${where} holds a ${context} model with a neural cache, which only a poem model can ` +
+      "have; export it again");
+  }
+  const value = parseJson(props.get("wordrnn.cache"), `${where} has unreadable wordrnn metadata (wordrnn.cache)`);
+  const keys = value && typeof value === "object" && !Array.isArray(value) ? Object.keys(value).sort() : [];
+  if (keys.join(",") !== "lambda,size,theta") {
+    throw new WordrnnError(`${where}: the metadata's wordrnn.cache is ${JSON.stringify(value)}, not an object of ` +
+      "size, theta and lambda; export it again");
+  }
+  const { size, theta, lambda } = value;
+  if (!Number.isInteger(size) || size < 1) {
+    throw new WordrnnError(`${where}: the cache size is a whole number of positions, at least 1, got ${size}`);
+  }
+  if (typeof theta !== "number" || !Number.isFinite(theta) || theta < 0) {
+    throw new WordrnnError(`${where}: the cache's theta (flatness) is a finite number >= 0, got ${theta}`);
+  }
+  if (typeof lambda !== "number" || !(lambda > 0 && lambda < 1)) {
+    throw new WordrnnError(`${where}: the cache's lambda (weight) lies strictly between 0 and 1, got ${lambda}`);
+  }
+  return { size, theta, lambda };
+}
+
+// ------------------------------------------------------------------ the neural cache (section 4c)
+
+/**
+ * The neural cache of one text, as wordrnn/core/cache.py's NeuralCache: read(token, h) after the model reads each
+ * token, then mix(logits) for the row the sampler reads. Every sum is sequential, in the order the contract states.
+ */
+export class NeuralCache {
+  constructor({ size, theta, lambda }) {
+    this.size = size;
+    this.theta = theta;
+    this.logKeep = Math.log1p(-lambda); // log(1 - lambda)
+    this.logLambda = Math.log(lambda);
+    this.keys = []; // h_i as Float64Array, oldest first
+    this.values = []; // the token that followed position i
+    this.current = null; // h_t: it joins the keys once its next token is read
+  }
+
+  /** The model read `token` and is now in state `hidden` (its h, [H]). */
+  read(token, hidden) {
+    if (this.current !== null) {
+      this.keys.push(this.current);
+      this.values.push(token);
+      if (this.keys.length > this.size) {
+        this.keys.shift();
+        this.values.shift();
+      }
+    }
+    this.current = Float64Array.from(hidden);
+  }
+
+  /** float64 log-probabilities [V]: the model's (from float32 logits) mixed with the cache's. */
+  mix(logits) {
+    const n = logits.length;
+    const lp = new Float64Array(n);
+    let max = -Infinity;
+    for (let i = 0; i < n; i++) if (logits[i] > max) max = logits[i];
+    let s = 0;
+    for (let i = 0; i < n; i++) {
+      lp[i] = logits[i] - max;
+      s += Math.exp(lp[i]);
+    }
+    const logS = Math.log(s);
+    for (let i = 0; i < n; i++) lp[i] -= logS;
+    const m = this.keys.length;
+    if (m === 0 || this.current === null) return lp;
+    const h = this.current;
+    const scores = new Float64Array(m);
+    let top = -Infinity;
+    for (let j = 0; j < m; j++) {
+      const key = this.keys[j];
+      let dot = 0;
+      for (let k = 0; k < key.length; k++) dot += key[k] * h[k];
+      scores[j] = this.theta * dot;
+      if (scores[j] > top) top = scores[j];
+    }
+    let total = 0;
+    const counts = new Map(); // token -> its weights' sum, added oldest first
+    for (let j = 0; j < m; j++) {
+      const e = Math.exp(scores[j] - top);
+      total += e;
+      counts.set(this.values[j], (counts.get(this.values[j]) ?? 0) + e);
+    }
+    for (let i = 0; i < n; i++) lp[i] += this.logKeep; // log(1 - lambda) + log p_model: a token the cache lacks
+    for (const [token, c] of counts) {
+      const a = lp[token];
+      const b = this.logLambda + Math.log(c / total);
+      const hi = Math.max(a, b);
+      if (hi !== -Infinity) lp[token] = hi + Math.log1p(Math.exp(Math.min(a, b) - hi));
+    }
+    return lp;
+  }
 }
 
 // ------------------------------------------------------------------ tokenizer and detokenizer
@@ -507,6 +621,7 @@ export class WordrnnModel {
     this.session = session;
     this.card = card;
     this.where = where;
+    this.cache = card.cache; // the file's neural cache; null turns it off (--no-cache)
   }
 
   /**
@@ -613,6 +728,20 @@ export class WordrnnModel {
    * model keeps the last seq_len ids and reads them from a zero state.
    */
   newFeed() {
+    if (this.card.states.length && this.cache) {
+      // One token a step, prompt included: the graph gives only the last state, and the cache needs each (4c).
+      const cache = new NeuralCache(this.cache);
+      let state = this.zeroState();
+      return async (ids) => {
+        let result;
+        for (const id of ids) {
+          result = await this.run([id], state);
+          state = result.state;
+          cache.read(id, state[0].data);
+        }
+        return cache.mix(result.logits);
+      };
+    }
     if (this.card.states.length) {
       let state = this.zeroState();
       return async (ids) => {

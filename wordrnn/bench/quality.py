@@ -10,7 +10,9 @@ held-out poems, on the same targets. Perplexities are averaged over folds
 (mean and standard deviation); with ``--seeds N`` each RNN's fold loss is the
 mean over N training seeds. Samples from fold 1's models are shown with how
 much of them is copied from the training poems (``wordrnn.bench.novelty``) and how their lines and stanzas
-compare with the training poems' (``wordrnn.bench.form``).
+compare with the training poems' (``wordrnn.bench.form``). With ``--cache`` (poem context only) two more
+rows: the recipe with a neural cache (``wordrnn.core.cache``), its size, flatness and weight chosen on the
+inner validation poems (``wordrnn.bench.cache_choice``), and that mixed with Kneser-Ney.
 
 Only light modules are imported at the top: ``--threads`` must be applied before torch loads.
 """
@@ -45,8 +47,12 @@ from wordrnn.core.recipes import recipe
 from wordrnn.run.folder import atomic_write_text
 
 ROWS = ("kneser-ney", "recipe", "mixture", "plain")
+# With --cache (poem context only): the recipe with a neural cache (wordrnn.core.cache), and that mixed with
+# Kneser-Ney; the cache's size, flatness and weight are chosen on the inner validation poems.
+CACHE_ROWS = ("cache", "cache-mixture")
 LABELS = {"kneser-ney": "Kneser-Ney (best order)", "recipe": "recipe (--recipe quality)",
-          "mixture": "recipe + Kneser-Ney mixture", "plain": "plain embedding RNN (lab)"}
+          "mixture": "recipe + Kneser-Ney mixture", "plain": "plain embedding RNN (lab)",
+          "cache": "recipe + neural cache", "cache-mixture": "recipe + cache + Kneser-Ney mixture"}
 KN_ORDERS = (1, 2, 3, 4, 5)
 PLAIN = {"model": "embedding", "cell": "rnn"}  # the rest is the benchmark configuration
 STOPPING = ("epochs", "patience")  # the plain row trains as long as the recipe row
@@ -83,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--folds", type=int, default=5, help="folds over poems (default: %(default)s)")
     g.add_argument("--seeds", type=int, default=1,
                    help="training seeds per fold for the RNNs; a fold's loss is their mean (default: %(default)s)")
+    g.add_argument("--cache", action="store_true",
+                   help="add the rows of the recipe with a neural cache over the poem's hidden states, and of that "
+                   "mixed with Kneser-Ney (Grave et al. 2017); its size, flatness and weight are chosen on the inner "
+                   "validation poems. The poem context only: a window model reads no poem to remember")
     g.add_argument("--seed", type=int, default=0,
                    help="seeds the folds and the first training seed (default: %(default)s)")
     add_model_flags(parser)
@@ -105,7 +115,7 @@ class CorpusResult:
     poems: int
     folds: int
     seeds: int
-    fold_ppl: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in ROWS})
+    fold_ppl: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in ROWS + CACHE_ROWS})
     choices: list[dict[str, Any]] = field(default_factory=list)  # per fold: order, weights, epochs
     samples: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
@@ -115,10 +125,15 @@ class CorpusResult:
     def label(self) -> str:
         return self.name or Path(self.data).name
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The rows this corpus has: the four, and the cache's where it was asked for."""
+        return tuple(r for r in ROWS + CACHE_ROWS if self.fold_ppl.get(r))
+
     def rows(self) -> list[dict[str, Any]]:
         kn = float(np.mean(self.fold_ppl["kneser-ney"]))
         out = []
-        for name in ROWS:
+        for name in self.names:
             ppl = self.fold_ppl[name]
             mean = float(np.mean(ppl))
             out.append({"name": name, "ppl_mean": mean, "ppl_std": float(np.std(ppl, ddof=1)) if len(ppl) > 1
@@ -159,7 +174,8 @@ class TrainedRNN:
         self.epochs = len(result.metrics)
         self.best_val_ppl = min(r["val_ppl"] for r in result.metrics)
         self.config = result.config
-        self.state = self.backend.init(load_run(run_dir).params, self.config)
+        self.params = load_run(run_dir).params  # canonical weights: the NumPy reference reads the hidden states
+        self.state = self.backend.init(self.params, self.config)
 
     def describe(self) -> str:
         return f"best inner-validation ppl {self.best_val_ppl:.1f} at epoch {self.best_epoch} of {self.epochs}"
@@ -203,19 +219,37 @@ class FoldOutcome:
     samples: dict[str, dict[str, Any]]
 
 
+def cache_losses(rnn: TrainedRNN, fold: Fold, r_val: np.ndarray, r_test: np.ndarray, kn_val: np.ndarray,
+                 kn_test: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
+    """The held-out losses of the recipe with a neural cache, and of that mixed with Kneser-Ney: the cache's
+    parameters, then the mixture weight, chosen on the inner validation poems."""
+    from wordrnn.bench.cache_choice import cached_log_prob, choose_cache, poem_states
+
+    ds, seq_len = fold.dataset, rnn.config.seq_len
+    val = poem_states(rnn.params, rnn.config.cell, ds.val_ids, seq_len)
+    test = poem_states(rnn.params, rnn.config.cell, fold.test_ids, seq_len)
+    choice = choose_cache(val, r_val)
+    c_val, c_test = cached_log_prob(val, r_val, choice), cached_log_prob(test, r_test, choice)
+    w = choose_weight(c_val, kn_val)
+    losses = {"cache": -float(c_test.mean()), "cache-mixture": -float(mix_log_prob(c_test, kn_test, w).mean())}
+    return losses, {**choice.to_json(), "kneser_ney_weight": w}
+
+
 def score_fold(fold: Fold, tokens: list[list[str]], recipe_config: Config, plain_config: Config, seeds: int,
-               seed: int, quiet: bool, started: float, workdir: str) -> FoldOutcome:
+               seed: int, quiet: bool, started: float, workdir: str, cache: bool = False) -> FoldOutcome:
     """One fold: choose and fit everything on its training poems, then score its held-out poems."""
     log = (lambda *a: None) if quiet else say
     ds = fold.dataset
     kn, kn_ppl = kneser_ney_for_fold(fold)
     kn_val = kn.log_prob(ds.val_x, ds.val_y)
     kn_test = kn.log_prob(fold.test_x, fold.test_y)
-    losses: dict[str, list[float]] = {r: [] for r in ("recipe", "mixture", "plain")}
+    losses: dict[str, list[float]] = {r: [] for r in ("recipe", "mixture", "plain", *(CACHE_ROWS if cache else ()))}
     choice: dict[str, Any] = {"fold": fold.index + 1, "kneser_ney_order": kn.order,
                               "kneser_ney_inner_ppl": kn_ppl, "heldout_poems": len(fold.heldout),
                               "heldout_targets": len(fold.test_y), "vocab": len(fold.vocab),
                               "weights": [], "recipe_epochs": [], "plain_epochs": []}
+    if cache:
+        choice["cache"] = []
     samples: dict[str, dict[str, Any]] = {}
     for s in range(seed, seed + seeds):
         rnn = TrainedRNN(replace(recipe_config, seed=s), fold, Path(workdir))
@@ -232,12 +266,17 @@ def score_fold(fold: Fold, tokens: list[list[str]], recipe_config: Config, plain
         losses["mixture"].append(-float(mix_log_prob(r_test, kn_test, w).mean()))
         losses["plain"].append(-float(p_test.mean()))
         choice["weights"].append(w)
+        if cache:
+            cached, chosen = cache_losses(rnn, fold, r_val, r_test, kn_val, kn_test)
+            for name, loss in cached.items():
+                losses[name].append(loss)
+            choice["cache"].append(chosen)
         choice["recipe_epochs"].append(rnn.best_epoch)
         choice["plain_epochs"].append(plain.best_epoch)
         if fold.index == 0 and s == seed:
             samples = fold_samples(fold, tokens, kn, rnn, plain, w)
     ppl = {"kneser-ney": _ppl(kn_test), **{name: math.exp(float(np.mean(v))) for name, v in losses.items()}}
-    log(f"  fold {fold.index + 1}: held-out ppl " + ", ".join(f"{name} {ppl[name]:.1f}" for name in ROWS)
+    log(f"  fold {fold.index + 1}: held-out ppl " + ", ".join(f"{name} {ppl[name]:.1f}" for name in ppl)
         + f"  (KN order {kn.order}, mixture weight {np.mean(choice['weights']):.2f}, recipe epoch "
         f"{choice['recipe_epochs']}, plain epoch {choice['plain_epochs']}; {time.time() - started:.0f} s)")
     return FoldOutcome(ppl, choice, samples)
@@ -251,8 +290,9 @@ def _worker_init(threads: int) -> None:
 
 def evaluate_corpus(poems: list[str], data: str, recipe_config: Config, plain_config: Config, folds: int,
                     seeds: int, seed: int = 0, quiet: bool = False, jobs: int = 1, threads: int = 1,
-                    name: str = "") -> CorpusResult:
-    """Cross-validate the four rows on one corpus; ``jobs`` folds at a time, each in its own process."""
+                    name: str = "", cache: bool = False) -> CorpusResult:
+    """Cross-validate the four rows (six with ``cache``) on one corpus; ``jobs`` folds at a time, each in its own
+    process."""
     started = time.time()
     c = recipe_config
     tokens = [tokenize(p, c.tokenizer) for p in poems]
@@ -262,7 +302,8 @@ def evaluate_corpus(poems: list[str], data: str, recipe_config: Config, plain_co
         say(f"{result.label} ({data}): {result.poems} poems, {result.tokens:,} tokens, {folds} folds x "
             f"{seeds} seed(s), {min(jobs, folds)} fold(s) at a time")
     with tempfile.TemporaryDirectory(prefix="wordrnn-quality-") as tmp:
-        args = [(fold, tokens, recipe_config, plain_config, seeds, seed, quiet, started, tmp) for fold in fold_list]
+        args = [(fold, tokens, recipe_config, plain_config, seeds, seed, quiet, started, tmp, cache)
+                for fold in fold_list]
         if jobs <= 1:
             _worker_init(threads)
             outcomes = [score_fold(*a) for a in args]
@@ -273,7 +314,7 @@ def evaluate_corpus(poems: list[str], data: str, recipe_config: Config, plain_co
                                      initializer=_worker_init, initargs=(threads,)) as pool:
                 outcomes = list(pool.map(score_fold, *zip(*args, strict=True)))
     for outcome in outcomes:
-        for name in ROWS:
+        for name in outcome.ppl:
             result.fold_ppl[name].append(outcome.ppl[name])
         result.choices.append(outcome.choice)
     result.samples = outcomes[0].samples
@@ -332,8 +373,9 @@ def mixture_source(rnn: TrainedRNN, kn: KneserNey, weight: float) -> Any:
 
 def table(results: list[CorpusResult]) -> str:
     """One markdown table: per corpus and row, the cross-validated perplexity and % below Kneser-Ney."""
-    lines = ["| corpus | tokens | folds | " + " | ".join(LABELS[r] for r in ROWS) + " |",
-             "|---|--:|--:|" + "--:|" * len(ROWS)]
+    names = results[0].names if results else ROWS
+    lines = ["| corpus | tokens | folds | " + " | ".join(LABELS[r] for r in names) + " |",
+             "|---|--:|--:|" + "--:|" * len(names)]
     for res in results:
         cells = []
         for row in res.rows():
@@ -385,6 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     recipe_config, plain_config = configs_from_args(args)
+    if args.cache and recipe_config.context != "poem":
+        raise UsageError(f"--cache needs --context poem: the neural cache recalls the hidden states of the poem read "
+                         f"so far, and a {recipe_config.context} model starts every window from a zero state")
     check_writable(args.json, "--json")
     corpora = corpora_from_args(args)
     if args.threads < 0:
@@ -393,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name, data, poems in corpora:
             results.append(evaluate_corpus(poems, data, recipe_config, plain_config, args.folds, args.seeds,
-                                           args.seed, args.quiet, args.jobs, args.threads, name))
+                                           args.seed, args.quiet, args.jobs, args.threads, name, args.cache))
             if not args.quiet:
                 say(f"{name}: {results[-1].seconds:.0f} s")
     except KeyboardInterrupt:

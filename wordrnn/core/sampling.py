@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from wordrnn.core.cache import CacheSettings, NeuralCache
 from wordrnn.core.errors import UsageError
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]  # int64 [1, T] -> float [1, V]
@@ -36,9 +37,15 @@ class Stateful:
     ``carry`` is the model's state in whatever form the runtime keeps it (None: the zero state). The
     prompt is read once; after that each step reads one token, so a token costs the same however long
     the text already is.
+
+    With a neural ``cache`` (docs/GENERATION.md, version 3), ``hidden(carry)`` is the model's h [1, H] in the
+    carry; the text is then read one token at a time, prompt included, so that the cache sees the state after
+    every token, and the sampler reads the mixed log-probabilities in place of the logits.
     """
 
     step: Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
+    hidden: Callable[[Any], np.ndarray] | None = None
+    cache: CacheSettings | None = None
 
 
 Source = LogitsFn | Stateful  # a window model's logits function, or a poem model's stepper
@@ -61,7 +68,29 @@ def feed_of(source: Source, seq_len: int) -> Feed:
         logits, carry = source.step(np.asarray([new], dtype=np.int64), carry)
         return np.asarray(logits)[0, -1]
 
+    if isinstance(source, Stateful) and source.cache is not None:
+        return cached_feed(source)
     return stateful if isinstance(source, Stateful) else window
+
+
+def cached_feed(source: Stateful) -> Feed:
+    """A poem model's feed with its neural cache: one token a step (the graph gives only the last state), the
+    cache told each token and the state after it, and the row the mixture's float64 log-probabilities."""
+    if source.hidden is None:
+        raise ValueError("a neural cache needs the model's hidden state: give Stateful a hidden function")
+    cache = NeuralCache(source.cache)
+    carry: Any = None
+
+    def feed(new: list[int]) -> np.ndarray:
+        nonlocal carry
+        for token in new:
+            logits, carry = source.step(np.asarray([[token]], dtype=np.int64), carry)
+            cache.read(token, source.hidden(carry))
+        return cache.mix(np.asarray(logits)[0, -1])
+
+    return feed
+
+
 STRATEGIES = ("sample", "greedy")
 UNK_ID = 0  # the contract's <unk>: id 0 of every vocabulary
 SEED_LIMIT = 2**64  # seeds are unsigned 64-bit integers

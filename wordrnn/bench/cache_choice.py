@@ -1,0 +1,94 @@
+"""The neural cache in evaluation: a poem model's hidden states on whole poems, and its three parameters chosen
+on a grid by the inner validation poems, as the Kneser-Ney mixture's weight is (``wordrnn.bench.mixture``).
+
+The hidden states come from the trained model's canonical weights through the NumPy reference
+(``scratch.sequence.forward``, whose cache holds every hidden state), so that any backend's run is read the
+same way and no model needs a second output. The model's own log-probabilities of the targets are given by the
+caller (the ones its row is scored with), so that the cache row differs from the model's row by the cache alone:
+with ``lam`` 0 the two are the same numbers. Only the window context's targets are scored (every token with at
+least ``seq_len`` tokens before it in its poem), but the cache recalls every earlier position of the poem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from wordrnn.core.cache import cache_target_log_q, mix_targets
+from wordrnn.core.params import Params
+
+# Poems of the suite run from about 100 to 1,000 tokens; hidden states of a 128-wide LSTM have dot products of
+# a few tens, so theta 1 already recalls one position alone. The weight grid stops at 0.5: a cache trusted more
+# than the model has never paid on verse, and 0 (no cache) is on the grid, so the cache cannot make the inner
+# validation loss worse.
+SIZES = (10, 25, 50, 100, 200, 500)
+THETAS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+LAMBDAS = tuple(float(x) for x in np.round(np.linspace(0.0, 0.5, 21), 3))
+
+
+@dataclass(frozen=True)
+class PoemStates:
+    """One poem read whole from a zero state: the hidden state after each token [T, H], its tokens [T], and
+    which of its targets (the tokens after positions 0 .. T-2) are scored."""
+
+    hidden: np.ndarray
+    tokens: np.ndarray
+    scored: np.ndarray
+
+
+@dataclass(frozen=True)
+class CacheChoice:
+    size: int
+    theta: float
+    lam: float
+    inner_loss: float  # the mean negative log-likelihood on the inner validation targets it was chosen by
+
+    def to_json(self) -> dict[str, float]:
+        return {"size": self.size, "theta": self.theta, "lambda": self.lam, "inner_loss": self.inner_loss}
+
+
+def poem_states(params: Params, cell: str, poems: list[np.ndarray], min_context: int) -> list[PoemStates]:
+    """Each poem of more than one token read by the NumPy reference, in order (as the poem context scores them)."""
+    from scratch.sequence import forward
+
+    out = []
+    for ids in poems:
+        ids = np.asarray(ids, np.int64)
+        if len(ids) < 2:
+            continue
+        _, _, cache = forward(params, ids[None], cell)
+        out.append(PoemStates(cache["top"][0], ids, np.arange(1, len(ids)) >= min_context))
+    return out
+
+
+def cache_log_q(poems: list[PoemStates], size: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """log p_cache of every scored target, in order, and whether its position has an earlier one to recall."""
+    parts = [cache_target_log_q(p.hidden, p.tokens, size, theta) for p in poems]
+    if not parts:
+        return np.zeros(0), np.zeros(0, bool)
+    log_q = np.concatenate([q[p.scored] for (q, _), p in zip(parts, poems, strict=True)])
+    has = np.concatenate([h[p.scored] for (_, h), p in zip(parts, poems, strict=True)])
+    return log_q, has
+
+
+def cached_log_prob(poems: list[PoemStates], log_p: np.ndarray, choice: CacheChoice) -> np.ndarray:
+    """The model's log-probabilities of the scored targets (``log_p``, in the poems' order) mixed with the cache."""
+    log_q, has = cache_log_q(poems, choice.size, choice.theta)
+    if len(log_q) != len(log_p):
+        raise ValueError(f"{len(log_p)} model log-probabilities for {len(log_q)} scored targets")
+    return mix_targets(log_p, log_q, has, choice.lam)
+
+
+def choose_cache(poems: list[PoemStates], log_p: np.ndarray) -> CacheChoice:
+    """The grid's (size, theta, lambda) with the lowest mean negative log-likelihood on these targets (the first
+    on a tie, so that lambda 0, no cache, wins where the cache does not help)."""
+    best = CacheChoice(SIZES[0], THETAS[0], 0.0, -float(np.mean(log_p)))
+    for size in SIZES:
+        for theta in THETAS:
+            log_q, has = cache_log_q(poems, size, theta)
+            for lam in LAMBDAS[1:]:
+                loss = -float(np.mean(mix_targets(log_p, log_q, has, lam)))
+                if loss < best.inner_loss:
+                    best = CacheChoice(size, theta, lam, loss)
+    return best
