@@ -39,7 +39,7 @@ from export.metadata import INPUT_NAME, OUTPUT_NAME, state_specs
 from export.session import graph_name
 from wordrnn.core.cells import Cell, get_cell
 from wordrnn.core.config import Config
-from wordrnn.core.params import Params
+from wordrnn.core.params import Params, untie
 
 DEFAULT_OPSET = 17  # RNN/LSTM/GRU-14, Gather-13, Squeeze-13, Gemm-13: every onnxruntime since 1.11 runs it
 MIN_OPSET = 14  # the first RNN, LSTM and GRU that state their layout
@@ -60,7 +60,12 @@ def onnx_gate_order(stacked: np.ndarray, cell: Cell) -> np.ndarray:
 
 def build_graph(params: Params, config: Config, opset: int = DEFAULT_OPSET,
                 metadata: dict[str, str] | None = None) -> onnx.ModelProto:
-    """The ONNX model for canonical float32 ``params``; ``metadata`` goes into ``metadata_props``."""
+    """The ONNX model for canonical float32 ``params``; ``metadata`` goes into ``metadata_props``.
+
+    A tied model's graph stores the output weight it makes (``untie``): an inference graph trains nothing, and
+    one stored product is cheaper per token than the embedding times the projection at every step.
+    """
+    params = untie(params)
     cell = get_cell(config.cell)
     table_name, table, w_ih = input_table(params, config)
     initializers = {table_name: table, **(op_weights if cell.onnx_op else scan_weights)(params, cell, w_ih)}

@@ -32,7 +32,7 @@ from flax import nnx
 
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
-from wordrnn.core.params import PARAM_NAMES, Params, check_params
+from wordrnn.core.params import PARAM_NAMES, Params, check_params, output_weight
 
 Masks = dict[str, jax.Array | None]
 
@@ -177,8 +177,9 @@ def apply_sequence(params: dict[str, jax.Array], x: jax.Array, state: State | No
     onehot = "embedding" not in params
     tokens = jnp.asarray(x).T
     projected = input_projection(params, tokens, masks.get("input") if masks else None, onehot)
+    w_out = output_weight(params)
     if state is None:
-        state = zero_state(cell, x.shape[0], params["out.weight"].shape[1], projected.dtype)
+        state = zero_state(cell, x.shape[0], w_out.shape[1], projected.dtype)
     keep = None if reset is None else (1 - jnp.asarray(reset, projected.dtype)).T[:, :, None]
     hs, final = carried_recurrence(cell, recurrent_weight(params, masks), params.get("rnn.b_hh"), projected, state,
                                    keep)
@@ -186,7 +187,7 @@ def apply_sequence(params: dict[str, jax.Array], x: jax.Array, state: State | No
     hidden_mask = masks.get("hidden") if masks else None
     if hidden_mask is not None:
         hs = hs * hidden_mask  # [B, 1, H], locked over the chunk
-    return _linear(hs, params["out.weight"], params["out.bias"]), final
+    return _linear(hs, w_out, params["out.bias"]), final
 
 
 def apply(
@@ -209,7 +210,7 @@ def apply(
     h_last = recurrence(cell, recurrent_weight(params, masks), params.get("rnn.b_hh"), projected, unroll)
     if hidden_mask is not None:
         h_last = h_last * hidden_mask
-    return _linear(h_last, params["out.weight"], params["out.bias"])
+    return _linear(h_last, output_weight(params), params["out.bias"])
 
 
 class CellWeights(nnx.Module):
@@ -230,11 +231,19 @@ class CellWeights(nnx.Module):
 
 
 class Readout(nnx.Module):
-    """The output layer on h_T: weight [V, H], bias [V]."""
+    """The output layer on h_T: weight [V, H], bias [V]; a tied model's holds no weight (the embedding is), only
+    the projection ``proj`` [E, H] where E differs from H."""
 
-    def __init__(self, weight: jax.Array, bias: jax.Array):
-        self.weight = nnx.Param(weight)
+    def __init__(self, weight: jax.Array | None, bias: jax.Array, proj: jax.Array | None = None):
+        if weight is not None:
+            self.weight = nnx.Param(weight)
+        if proj is not None:
+            self.proj = nnx.Param(proj)
         self.bias = nnx.Param(bias)
+
+    def arrays(self) -> dict[str, jax.Array]:
+        names = ("proj", "weight", "bias")
+        return {f"out.{n}": getattr(self, n)[...] for n in names if hasattr(self, n)}
 
 
 class WordRNN(nnx.Module):
@@ -250,15 +259,11 @@ class WordRNN(nnx.Module):
         if not onehot:
             self.embedding = nnx.Param(params["embedding"])
         self.rnn = CellWeights(params["rnn.w_ih"], params["rnn.b_ih"], params.get("rnn.w_hh"), params.get("rnn.b_hh"))
-        self.out = Readout(params["out.weight"], params["out.bias"])
+        self.out = Readout(params.get("out.weight"), params["out.bias"], params.get("out.proj"))
 
     def arrays(self) -> dict[str, jax.Array]:
         """The current parameter values under their canonical names (traceable)."""
-        arrays = {
-            **self.rnn.arrays(),
-            "out.weight": self.out.weight[...],
-            "out.bias": self.out.bias[...],
-        }
+        arrays = {**self.rnn.arrays(), **self.out.arrays()}
         if not self.onehot:
             arrays["embedding"] = self.embedding[...]
         return arrays

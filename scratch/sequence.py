@@ -7,7 +7,7 @@ poem starts: the state is zeroed before that token is read, wherever in the chun
     s_{t-1} = s_{t-1} * (1 - reset_t)               (s is h, or (h, c) for the LSTM; s_{-1} = the state in)
     a_t = u_t W_ih^T + b_ih
     s_t = cell(a_t, s_{t-1})                         (scratch.cells; W_hh * m_rec under weight-drop)
-    logits_t = (h_t * m_out) W_out^T + b_out         (m_out: the output dropout mask, locked)
+    logits_t = (h_t * m_out) W_out^T + b_out         (m_out: the output dropout mask, locked; tied: W_out = emb P)
     loss = sum_{b,t} w_bt CE(logits_bt, y_bt) / sum_{b,t} w_bt
 
 The weights ``w`` are 1 for a real target and 0 where there is none (the last token of a poem, padding).
@@ -22,18 +22,33 @@ import numpy as np
 from scratch.cells import STEPS, State
 from wordrnn.core.cells import get_cell
 from wordrnn.core.dropout import Masks
-from wordrnn.core.params import Params
+from wordrnn.core.params import Params, output_weight
 
 Array = np.ndarray
 
 
 def thinned(params: Params, masks: Masks | None) -> Params:
-    """The weights a step reads: under weight-drop ``w_hh * m_rec`` (one DropConnect mask for the whole step),
-    else ``params`` itself."""
+    """The weights a step reads: ``out.weight`` of a tied model made from the embedding (``output_weight``), and
+    under weight-drop ``w_hh * m_rec`` (one DropConnect mask for the whole step); else ``params`` itself."""
+    if "out.weight" not in params:
+        params = {**params, "out.weight": output_weight(params)}
     m_rec = None if not masks else masks.get("recurrent")
     if m_rec is None:
         return params
     return {**params, "rnn.w_hh": params["rnn.w_hh"] * np.asarray(m_rec, params["rnn.w_hh"].dtype)}
+
+
+def tie_gradient(g: Params, params: Params) -> None:
+    """A tied model's gradients from that of the output weight it made, in place: W_out = emb P (or emb), so
+    dL/demb += dL/dW_out P^T and dL/dP = emb^T dL/dW_out; ``out.weight`` leaves ``g``. Untied: nothing to do."""
+    if "out.weight" in params:
+        return
+    d_out = g.pop("out.weight")
+    if "out.proj" in params:
+        g["embedding"] += d_out @ params["out.proj"].T
+        g["out.proj"] = params["embedding"].T @ d_out
+    else:
+        g["embedding"] += d_out
 
 
 def thin_gradient(g: Params, masks: Masks | None) -> None:
@@ -45,7 +60,7 @@ def thin_gradient(g: Params, masks: Masks | None) -> None:
 
 
 def zero_state(params: Params, cell: str, batch: int) -> State:
-    H, dtype = params["out.weight"].shape[1], params["out.weight"].dtype
+    H, dtype = params["rnn.w_ih"].shape[0] // get_cell(cell).num_gates, params["rnn.w_ih"].dtype
     return tuple(np.zeros((batch, H), dtype) for _ in get_cell(cell).states)
 
 
@@ -127,8 +142,9 @@ def loss_and_grads(params: Params, x: Array, y: Array, weights: Array | None = N
                    state: State | None = None, reset: Array | None = None, masks: Masks | None = None,
                    last_only: bool = False) -> tuple[float, Params, State]:
     """The weighted mean cross-entropy, its gradient for every parameter, and the state after the chunk."""
+    own = params
     logits, state_out, cache = forward(params, x, cell, state, reset, masks, last_only)
-    params = cache["params"]  # the weights the forward pass read (w_hh thinned under weight-drop)
+    params = cache["params"]  # the weights the forward pass read (``thinned``)
     loss, d_logits = cross_entropy(logits, y, weights)
     if last_only:
         d_logits = d_logits[:, None]
@@ -144,6 +160,7 @@ def loss_and_grads(params: Params, x: Array, y: Array, weights: Array | None = N
     d_a = _backward_through_time(params, g, cache, d_top)  # [T, B, G*H]
     _input_grads(params, g, cache, d_a)
     thin_gradient(g, masks)
+    tie_gradient(g, own)
     return loss, g, state_out
 
 

@@ -100,7 +100,7 @@ class TorchBackend:
                     reset: np.ndarray, carry: tuple | None, step: int) -> tuple[TorchState, torch.Tensor, tuple]:
         config = state.config
         xb, yb = self._tensor(x), self._tensor(y)
-        wb = torch.as_tensor(weights).to(self.device, state.model.out.weight.dtype, non_blocking=True)
+        wb = torch.as_tensor(weights).to(self.device, state.model.out.bias.dtype, non_blocking=True)
         masks = self.dropout_masks(state, step, x)
         logits, carry = state.model.sequence(xb, carry, torch.as_tensor(reset).to(self.device), masks)
         losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none")
@@ -124,7 +124,7 @@ class TorchBackend:
         masks = step_masks(state.config, step, x)
         if masks is None:
             return None
-        dtype = state.model.out.weight.dtype
+        dtype = state.model.out.bias.dtype
         return {k: None if m is None else torch.from_numpy(m).to(self.device, dtype, non_blocking=True)
                 for k, m in masks.items()}
 

@@ -38,7 +38,7 @@ from torch import nn
 
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
-from wordrnn.core.params import PARAM_NAMES, Params, check_params
+from wordrnn.core.params import PARAM_NAMES, Params, check_params, output_weight
 
 # canonical name -> name in the module's state_dict
 CANONICAL = {
@@ -47,6 +47,7 @@ CANONICAL = {
     "rnn.w_hh": "rnn.weight_hh_l0",
     "rnn.b_ih": "rnn.bias_ih_l0",
     "rnn.b_hh": "rnn.bias_hh_l0",
+    "out.proj": "out.proj",
     "out.weight": "out.weight",
     "out.bias": "out.bias",
 }
@@ -135,16 +136,31 @@ class StepLayer(nn.Module):
         return torch.stack(hs, dim=1), final if len(final) > 1 else final[0]
 
 
+class TiedReadout(nn.Module):
+    """A tied model's output layer: its bias [V] and, where E differs from H, the projection ``proj`` [E, H]; the
+    weight is the embedding table's (``wordrnn.core.params.output_weight``)."""
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int):
+        super().__init__()
+        self.bias = nn.Parameter(torch.empty(vocab_size))
+        if embed_dim != hidden_size:
+            self.proj = nn.Parameter(torch.empty(embed_dim, hidden_size))
+
+
 class RNNLanguageModel(nn.Module):
     """What both models share: a recurrent layer of ``cell`` over input vectors, a linear layer on h_T."""
 
     def __init__(self, input_size: int, hidden_size: int, vocab_size: int, cell: str = "rnn"):
         super().__init__()
         self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
         self.cell = cell
         self.rnn = RECURRENT[cell](input_size, hidden_size) if cell in RECURRENT else StepLayer(cell, input_size,
                                                                                                    hidden_size)
         self.out = nn.Linear(hidden_size, vocab_size)
+
+    def output_weight(self) -> torch.Tensor:
+        return self.out.weight
 
     def run_layer(self, inputs: torch.Tensor, hx: Any, masks: Masks | None) -> tuple[torch.Tensor, Any]:
         """The recurrent layer over ``inputs`` from ``hx``; under weight-drop it reads ``w_hh * m_rec`` in place of
@@ -171,12 +187,12 @@ class RNNLanguageModel(nn.Module):
         hidden_mask = masks.get("hidden") if masks else None
         if hidden_mask is not None:
             h_last = h_last * hidden_mask
-        return self.out(h_last)
+        return F.linear(h_last, self.output_weight(), self.out.bias)
 
     # -- the poem context: every position, the state carried in and out --------------------------------------
 
     def zero_state(self, batch: int) -> State:
-        zeros = self.out.weight.new_zeros(batch, self.out.weight.shape[1])
+        zeros = self.out.bias.new_zeros(batch, self.hidden_size)
         return (zeros, zeros.clone()) if get_cell(self.cell).has_cell_state else (zeros,)
 
     def sequence(self, x: torch.Tensor, state: State | None = None, reset: torch.Tensor | None = None,
@@ -272,9 +288,16 @@ class OneHotRNN(RNNLanguageModel):
 class EmbeddingRNN(RNNLanguageModel):
     """Each token is looked up in a trainable V x E table, then fed to the RNN."""
 
-    def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, cell: str = "rnn"):
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, cell: str = "rnn", tie: bool = False):
         super().__init__(embed_dim, hidden_size, vocab_size, cell)
         self.embedding = nn.Embedding(vocab_size, embed_dim)
+        if tie:
+            self.out = TiedReadout(vocab_size, embed_dim, hidden_size)
+
+    def output_weight(self) -> torch.Tensor:
+        if isinstance(self.out, TiedReadout):
+            return output_weight({"embedding": self.embedding.weight, **dict(self.out.named_parameters("out"))})
+        return self.out.weight
 
     def forward(self, x: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
         return self.head(self.recur(self.layer_inputs(x, masks), masks), masks)
@@ -309,7 +332,7 @@ def build_module(
         if config.model == "onehot":
             module = OneHotRNN(V, H, gather=onehot_gather, cell=config.cell)
         else:
-            module = EmbeddingRNN(V, E, H, cell=config.cell)
+            module = EmbeddingRNN(V, E, H, cell=config.cell, tie=config.tie)
     module = module.to(dtype=dtype).to_empty(device=device)
     load_canonical(module, params)
     return module

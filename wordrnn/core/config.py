@@ -79,6 +79,10 @@ class Config:
                          "poems with the state carried, trained by truncated BPTT (default: %(default)s)")
     bptt: int = since(2, 35, group="model", help="poem context: tokens per truncated-BPTT chunk (default: %(default)s)")
     hidden_size: int = option(128, "RNN state size H (default: %(default)s)", group="model", adopted=True)
+    tie: bool = since(3, False, group="model", adopted=True,
+                      help="tie the output layer to the embedding table (embedding model only): out.weight is "
+                      "the embedding, times a projection out.proj [E, H] where E differs from H (Press and Wolf "
+                      "2017; default: untied)")
     embed_dim: int = option(100, "embedding size E, embedding model only (default: %(default)s)", group="model",
                             adopted=True)
     # data
@@ -163,6 +167,9 @@ class Config:
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
                 raise UsageError(f"{flag_of(name)} must lie in [0, 1), got {value}")
+        if self.model == "onehot" and self.tie:
+            raise UsageError("--tie shares the embedding table with the output layer, and the one-hot model has "
+                             "none: use --model embedding, or leave --tie out")
         if self.model == "onehot" and (self.embed_dropout or self.dropout_in):
             flag = "--embed-dropout" if self.embed_dropout else "--dropout-in"
             raise UsageError(f"{flag} drops embedding inputs, and the one-hot model has none: "

@@ -9,6 +9,7 @@ seed gives the same initial model in every framework.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -18,17 +19,39 @@ from wordrnn.core.errors import UsageError
 
 Params = dict[str, np.ndarray]
 
-# Fixed order: the initializer draws in this order, so it is part of the format.
-PARAM_NAMES = ("embedding", "rnn.w_ih", "rnn.w_hh", "rnn.b_ih", "rnn.b_hh", "out.weight", "out.bias")
+# Fixed order: the initializer draws in this order, so it is part of the format. A tied model has ``out.proj``
+# (where E differs from H) in place of ``out.weight``.
+PARAM_NAMES = ("embedding", "rnn.w_ih", "rnn.w_hh", "rnn.b_ih", "rnn.b_hh", "out.proj", "out.weight", "out.bias")
+# A tied model's embedding is drawn at the output layer's scale (as PyTorch's word_language_model and AWD-LSTM
+# draw it): N(0, 1) rows make logits of standard deviation ~sqrt(E) at the start.
+TIED_EMBEDDING_BOUND = 0.1
 
 
 def param_shapes(config: Config) -> dict[str, tuple[int, ...]]:
     """The canonical shape of every parameter the model has (embedding model only: ``embedding``)."""
     V, H, E = config.vocab_size, config.hidden_size, config.embed_dim
-    shapes = {**get_cell(config.cell).param_shapes(config.input_size, H), "out.weight": (V, H), "out.bias": (V,)}
+    out = {"out.weight": (V, H)} if not config.tie else {"out.proj": (E, H)} if E != H else {}
+    shapes = {**get_cell(config.cell).param_shapes(config.input_size, H), **out, "out.bias": (V,)}
     if config.model == "embedding":
         shapes = {"embedding": (V, E), **shapes}
     return shapes
+
+
+def output_weight(params: dict) -> Any:
+    """The output layer's weight [V, H]: ``out.weight``, or for a tied model the embedding [V, E] times
+    ``out.proj`` [E, H] (the embedding itself where E = H). Any array type with ``@`` (NumPy, torch, JAX)."""
+    if "out.weight" in params:
+        return params["out.weight"]
+    return params["embedding"] @ params["out.proj"] if "out.proj" in params else params["embedding"]
+
+
+def untie(params: Params) -> Params:
+    """The same model with an output weight of its own (what an inference graph stores): unchanged if untied."""
+    if "out.weight" in params:
+        return params
+    untied = {k: v for k, v in params.items() if k != "out.proj"}
+    untied["out.weight"] = np.asarray(output_weight(params), dtype=params["out.bias"].dtype)
+    return {name: untied[name] for name in PARAM_NAMES if name in untied}
 
 
 def init_params(config: Config, seed: int | None = None, dtype=np.float32) -> Params:
@@ -36,7 +59,7 @@ def init_params(config: Config, seed: int | None = None, dtype=np.float32) -> Pa
 
     As torch does, for every cell: RNN and output weights and biases ~ U(-1/sqrt(H), 1/sqrt(H))
     (for ``nn.Linear`` that bound comes from kaiming_uniform(a=sqrt(5)) with
-    fan_in = H), embedding ~ N(0, 1).
+    fan_in = H), embedding ~ N(0, 1) (a tied model's ~ U(-0.1, 0.1), ``TIED_EMBEDDING_BOUND``).
     """
     if config.vocab_size <= 0:
         raise ValueError("config.vocab_size must be set before initializing parameters")
@@ -44,7 +67,9 @@ def init_params(config: Config, seed: int | None = None, dtype=np.float32) -> Pa
     bound = 1.0 / np.sqrt(config.hidden_size)
     params: Params = {}
     for name, shape in param_shapes(config).items():
-        if name == "embedding":
+        if name == "embedding" and config.tie:
+            values = rng.uniform(-TIED_EMBEDDING_BOUND, TIED_EMBEDDING_BOUND, size=shape)
+        elif name == "embedding":
             values = rng.standard_normal(shape)
         else:
             values = rng.uniform(-bound, bound, size=shape)
