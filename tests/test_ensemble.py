@@ -278,3 +278,52 @@ def test_greedy_generation_from_an_ensemble_file_is_the_same_in_python_node_and_
 def test_node_refuses_a_file_whose_state_is_not_the_ensembles_width(tmp_path):
     path = lying_ensemble(tmp_path)
     assert_usage_error(node("web/generate.mjs", "--model", str(path)), "h0 float [?, 12]")
+
+
+# ---------------------------------------------------------------- the quality benchmark
+
+@pytest.mark.parametrize("context", ["window", "poem"])
+def test_the_quality_recipe_row_as_an_ensemble_averages_the_probabilities_of_its_seeds(context, tmp_path):
+    pytest.importorskip("torch")
+    from test_quality import tiny_poems
+
+    from data.tokenizer import tokenize
+    from wordrnn.bench.folds import build_folds
+    from wordrnn.bench.quality import TrainedRNN
+
+    tokens = [tokenize(p) for p in tiny_poems(8, length=40)]
+    fold = build_folds(tokens, 2, 3, 1)[0]
+    config = Config(hidden_size=8, embed_dim=6, min_freq=1, seq_len=3, batch_size=16, epochs=1, seed=5,
+                    context=context, bptt=8)
+    ds = fold.dataset
+
+    def scored(rnn: TrainedRNN) -> np.ndarray:
+        return rnn.target_log_prob(fold.test_x, fold.test_y, fold.test_ids)
+
+    ensemble = TrainedRNN(Config(**{**config.to_dict(), "ensemble": 2}), fold, tmp_path / "ensemble")
+    singles = [scored(TrainedRNN(Config(**{**config.to_dict(), "seed": 5 + k}), fold, tmp_path / f"single{k}"))
+               for k in range(2)]
+    got = scored(ensemble)
+    np.testing.assert_allclose(got, np.log(np.mean(np.exp(singles), axis=0)), atol=1e-5)
+    assert not np.allclose(got, np.mean(singles, axis=0), atol=1e-5)  # not the members' mean loss
+    assert len(got) == len(fold.test_y) and len(ds.val_y) > 0
+
+
+def test_a_file_whose_ensemble_key_disagrees_with_its_config_is_refused_by_every_client(tmp_path):
+    import onnx
+
+    run, _, _ = ensemble_folder(tmp_path / "run", 2)
+    out = tmp_path / "ensemble.onnx"
+    assert export_onnx.main(["--run", str(run), "--out", str(out), "--reference", "numpy"]) == 0
+    model = onnx.load(str(out))
+    for prop in model.metadata_props:
+        if prop.key == KEY_ENSEMBLE:
+            prop.value = "3"
+    lying = tmp_path / "lying.onnx"
+    onnx.save(model, str(lying))
+    python = run_module("export.generate", "--model", str(lying))
+    assert_usage_error(python, "wordrnn.ensemble is '3' but the config says ensemble 2")
+    if NODE is not None and NODE_MODULES.is_dir():
+        js = node("web/generate.mjs", "--model", str(lying))
+        assert_usage_error(js, "wordrnn.ensemble is '3'")
+        assert js.stderr == python.stderr
