@@ -151,6 +151,29 @@ def test_an_ensemble_is_replaced_only_with_overwrite_and_a_smaller_one_leaves_no
     assert not (out / "members").exists() and load_run(out).members == ()
 
 
+def test_resume_keeps_the_ensembles_settings_and_needs_a_complete_epoch(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    assert run_module("scratch.train", *train_args(tiny_corpus, out, "--ensemble", "2", "--epochs", "1")
+                      ).returncode == 0
+    resume = ("--data", str(tiny_corpus), "--out", str(out), "--resume", "--epochs", "2")
+    assert_usage_error(run_module("scratch.train", *resume, "--ensemble", "3"), "--ensemble 3 (saved: 2)")
+    assert_usage_error(run_module("scratch.train", *resume, "--hidden-size", "16"), "--hidden-size 16 (saved: 8)")
+    # a member whose config is not member k of the ensemble's (another seed) is refused where the run is read
+    config = member_dir(out, 1) / "config.json"
+    config.write_text(config.read_text().replace('"seed": 1', '"seed": 7'))
+    with pytest.raises(UsageError, match="is not member 1 of the ensemble .* differs in seed"):
+        load_run(out)
+    for k in range(2):
+        member_dir(out, k).joinpath("checkpoint.safetensors").unlink()
+    assert_usage_error(run_module("scratch.train", *resume), "nothing to resume", "no member")
+
+
+def test_compare_refuses_an_ensemble_before_any_work(tmp_path):
+    result = run_module("wordrnn.bench.compare", "--ensemble", "2", "--out", str(tmp_path / "report"))
+    assert_usage_error(result, "--ensemble 2", "wordrnn.bench.quality --ensemble")
+    assert not (tmp_path / "report").exists()
+
+
 @pytest.mark.parametrize("flags, fragment", [
     (("--ensemble", "0"), "--ensemble must be a positive whole number"),
     (("--ensemble", "-2"), "--ensemble must be a positive whole number"),

@@ -350,6 +350,9 @@ def _train_ensemble(config: Config, backend: Backend, run_dir: Path, *, resume: 
 def _resume_ensemble(requested: Config, run_dir: Path, given: Collection[str] | None) -> tuple[Config, Vocab]:
     """The saved ensemble's settings, with those a resume may change taken from ``requested``, and its vocabulary."""
     _, config, vocab = read_settings(run_dir)
+    if not any((run_dir / MEMBERS).glob(f"*/{CHECKPOINT}")):
+        raise UsageError(f"nothing to resume in {run_dir}: no member of the ensemble completed an epoch; "
+                         "run the same command without --resume to start afresh")
     _refuse_conflicts(requested, config, given, exempt=RESUMABLE + marked("derived"),
                       why=f"--resume continues the ensemble in {run_dir} with its saved settings",
                       advice=f"drop them (only {', '.join(flag_of(f.name) for f in options() if f.name in RESUMABLE)}"
