@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_usage_error, run_module
+from conftest import ROOT, assert_usage_error, run_module
 from test_web import NODE, NODE_MODULES, node
 
 from data.dataset import load_dataset
@@ -350,3 +354,37 @@ def test_a_file_whose_ensemble_key_disagrees_with_its_config_is_refused_by_every
         js = node("web/generate.mjs", "--model", str(lying))
         assert_usage_error(js, "wordrnn.ensemble is '3'")
         assert js.stderr == python.stderr
+
+
+@pytest.mark.slow
+def test_the_page_writes_pythons_greedy_poem_from_a_poem_ensemble(tmp_path):
+    """The page in headless Chromium (as tests/test_web_browser.py drives it) learns the N*H state from the file."""
+    pytest.importorskip("playwright.sync_api")
+    from test_web_browser import CHROMIUM, open_page, playwright, write
+
+    from export import web as export_web
+
+    if not CHROMIUM.is_file() or not (export_web.ORT_DIST / export_web.ORT_FILES[0]).is_file():
+        pytest.skip("needs Chromium and onnxruntime-web in node_modules")
+    run, config, _ = ensemble_folder(tmp_path / "run", 3, context="poem", cell="lstm")
+    model = tmp_path / "ensemble.onnx"
+    assert export_onnx.main(["--run", str(run), "--out", str(model), "--reference", "numpy"]) == 0
+    case = {"prompt": "the sea", "words": 25, "strategy": "greedy", "temperature": 1.0, "top_k": 0, "top_p": 1.0,
+            "seed": 0, "allow_unk": False, "no_repeat_ngram": 0, "repetition_penalty": 1.0}
+    expected = generate_text(load(model).source, Vocab(WORDS), config.seq_len, "the sea", 25,
+                             SamplerSettings("greedy"))
+    server = subprocess.Popen([sys.executable, "-m", "export.web", "--model", str(model), "--out",
+                               str(tmp_path / "site"), "--serve", "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        url = next(m.group(0) for line in server.stdout if (m := re.search(r"http://127\.0\.0\.1:\d+/", line)))
+        with playwright.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+            page = open_page(browser, url)
+            text, _ = write(page, case)
+            assert page.text_content("#message") == ""
+            assert text == expected
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
