@@ -31,6 +31,9 @@ onnxruntime implements these ops only time-major (``layout=0``), hence the Trans
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -92,6 +95,80 @@ def build_graph(params: Params, config: Config, opset: int = DEFAULT_OPSET,
                                          f"{description}")
     helper.set_model_props(model, metadata or {})
     return model
+
+
+def build_ensemble_graph(members: list[Params], config: Config, opset: int = DEFAULT_OPSET,
+                         metadata: dict[str, str] | None = None) -> onnx.ModelProto:
+    """One ONNX model for an ensemble: every member's graph (``build_graph``, its names prefixed ``m<k>.``) reads
+    the same tokens, and ``logits`` is the log of their averaged probabilities. A poem model's state is the
+    members' states side by side: ``h0`` [B, N*H] is split into each member's [B, H], and their ``hn`` joined
+    again (``c0``/``cn`` likewise). One member is ``build_graph`` itself."""
+    if len(members) == 1:
+        return build_graph(members[0], config, opset, metadata)
+    single = dataclasses.replace(config, ensemble=1)
+    graphs = [_prefixed(build_graph(params, single, opset).graph, f"m{k}.") for k, params in enumerate(members)]
+    N, H, V = len(members), config.hidden_size, config.vocab_size
+    states = state_specs(config)
+    nodes = [helper.make_node("Identity", [INPUT_NAME], [f"m{k}.{INPUT_NAME}"]) for k in range(N)]
+    initializers = [numpy_helper.from_array(np.full(N, H, np.int64), "ensemble.split"),
+                    numpy_helper.from_array(np.array(np.log(N), np.float32), "ensemble.log_n")]
+    nodes += [helper.make_node("Split", [s.input, "ensemble.split"], [f"m{k}.{s.input}" for k in range(N)], axis=1)
+              for s in states]
+    for g in graphs:
+        nodes += g.node
+        initializers += g.initializer
+    nodes += [helper.make_node("LogSoftmax", [f"m{k}.{OUTPUT_NAME}"], [f"m{k}.logp"], axis=-1) for k in range(N)]
+    # log(p + q) = max(log p, log q) + softplus(-|log p - log q|): stable, and plain ONNX in every opset
+    mixed = "m0.logp"
+    for k in range(1, N):
+        a, b, out = mixed, f"m{k}.logp", f"ensemble.sum{k}"
+        nodes += [helper.make_node("Max", [a, b], [f"{out}.max"]),
+                  helper.make_node("Sub", [a, b], [f"{out}.diff"]),
+                  helper.make_node("Abs", [f"{out}.diff"], [f"{out}.abs"]),
+                  helper.make_node("Neg", [f"{out}.abs"], [f"{out}.neg"]),
+                  helper.make_node("Softplus", [f"{out}.neg"], [f"{out}.soft"]),
+                  helper.make_node("Add", [f"{out}.max", f"{out}.soft"], [out])]
+        mixed = out
+    nodes.append(helper.make_node("Sub", [mixed, "ensemble.log_n"], [OUTPUT_NAME]))
+    nodes += [helper.make_node("Concat", [f"m{k}.{s.output}" for k in range(N)], [s.output], axis=1) for s in states]
+    logits_shape = ["batch", V] if config.context == "window" else ["batch", "seq", V]
+    graph = helper.make_graph(
+        nodes, graph_name(config.model, config.cell),
+        inputs=[helper.make_tensor_value_info(INPUT_NAME, TensorProto.INT64, ["batch", "seq"]),
+                *(helper.make_tensor_value_info(s.input, TensorProto.FLOAT, ["batch", s.size]) for s in states)],
+        outputs=[helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, logits_shape),
+                 *(helper.make_tensor_value_info(s.output, TensorProto.FLOAT, ["batch", s.size]) for s in states)],
+        initializer=initializers,
+    )
+    opsets = [helper.make_opsetid("", opset)]
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="wordrnn",
+                              ir_version=helper.find_min_ir_version_for(opsets),
+                              doc_string=f"wordrnn ensemble of {N} {config.model} {config.cell} language models "
+                                         f"({config.context} context): log of the members' averaged probabilities")
+    helper.set_model_props(model, metadata or {})
+    return model
+
+
+def _prefixed(graph: onnx.GraphProto, prefix: str) -> onnx.GraphProto:
+    """A copy of ``graph`` with every name it uses (initializers, inputs, outputs, values, and those of a Scan's
+    body, which reads the outer weights by name) prefixed, so that N members live in one graph."""
+    graph = copy.deepcopy(graph)
+
+    def rename(g: onnx.GraphProto) -> None:
+        for value in (*g.input, *g.output, *g.initializer, *g.value_info):
+            value.name = prefix + value.name
+        for node in g.node:
+            node.name = prefix + node.name if node.name else node.name
+            node.input[:] = [prefix + name if name else name for name in node.input]
+            node.output[:] = [prefix + name if name else name for name in node.output]
+            for attribute in node.attribute:
+                if attribute.HasField("g"):
+                    rename(attribute.g)
+                for sub in attribute.graphs:
+                    rename(sub)
+
+    rename(graph)
+    return graph
 
 
 Head = tuple[list[onnx.ValueInfoProto], list[onnx.ValueInfoProto], str]

@@ -44,6 +44,7 @@ KEY_GENERATION = "wordrnn.generation"
 KEY_CONTEXT = "wordrnn.context"
 KEY_STATE = "wordrnn.state"
 KEY_CACHE = "wordrnn.cache"
+KEY_ENSEMBLE = "wordrnn.ensemble"  # an ensemble's number of members N (absent: one model)
 # The versions of docs/GENERATION.md: a file names the oldest one that describes it (a window model 1, a poem
 # model 2); this code reads both.
 GENERATION_V1 = "wordrnn-generation 1"
@@ -76,8 +77,10 @@ def state_specs(config: Config) -> tuple[StateSpec, ...]:
     """The states a ``config`` model carries from token to token: none in the window context."""
     if config.context != "poem":
         return ()
-    # each state the registry names (h; and c for the LSTM) goes in as h0 (c0) and comes out as hn (cn)
-    return tuple(StateSpec(f"{name}0", f"{name}n", config.hidden_size) for name in get_cell(config.cell).states)
+    # each state the registry names (h; and c for the LSTM) goes in as h0 (c0) and comes out as hn (cn); an
+    # ensemble's is its members' states side by side, N * H wide
+    size = config.hidden_size * config.ensemble
+    return tuple(StateSpec(f"{name}0", f"{name}n", size) for name in get_cell(config.cell).states)
 
 
 @dataclass
@@ -151,6 +154,8 @@ def to_props(card: ModelCard) -> dict[str, str]:
         props[KEY_STATE] = json.dumps([{"input": s.input, "output": s.output, "size": s.size} for s in card.states])
     if card.cache:
         props[KEY_CACHE] = json.dumps(card.cache.to_json())
+    if card.config.ensemble > 1:
+        props[KEY_ENSEMBLE] = str(card.config.ensemble)
     return props
 
 
@@ -181,8 +186,17 @@ def from_props(props: dict[str, str], where: str) -> ModelCard:
     if len(vocab) != config.vocab_size:
         raise UsageError(f"{where}: the vocabulary in the metadata has {len(vocab)} tokens but the config "
                          f"says {config.vocab_size}; export it again")
+    check_ensemble(props, config, where)
     check_context(props, config, where)
     return ModelCard(config, vocab, source if isinstance(source, dict) else {}, read_cache(props, config, where))
+
+
+def check_ensemble(props: dict[str, str], config: Config, where: str) -> None:
+    """The ensemble key agrees with the configuration (a file without it holds one model)."""
+    members = props.get(KEY_ENSEMBLE, "1")
+    if members != str(config.ensemble) or config.ensemble < 1:
+        raise UsageError(f"{where}: the metadata's {KEY_ENSEMBLE} is {members!r} but the config says ensemble "
+                         f"{config.ensemble}; export it again")
 
 
 def check_context(props: dict[str, str], config: Config, where: str) -> None:
@@ -209,7 +223,8 @@ def check_context(props: dict[str, str], config: Config, where: str) -> None:
     except ValueError as err:
         raise UsageError(f"{where} has unreadable wordrnn metadata ({KEY_STATE}: {err}); export it again") from None
     if got != want:
-        raise UsageError(f"{where}: the metadata's {KEY_STATE} is {json.dumps(got)} but a {config.context} "
+        what = f"an ensemble of {config.ensemble} " if config.ensemble > 1 else "a "
+        raise UsageError(f"{where}: the metadata's {KEY_STATE} is {json.dumps(got)} but {what}{config.context} "
                          f"{config.cell} model of hidden size {config.hidden_size} carries {json.dumps(want)}; "
                          "export it again")
 

@@ -18,6 +18,7 @@ replaced only with ``--overwrite``, as the trainers do with run folders.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ import onnx
 import onnx.checker
 import onnx.defs
 
-from export.graph import DEFAULT_OPSET, MIN_OPSET, build_graph
+from export.graph import DEFAULT_OPSET, MIN_OPSET, build_ensemble_graph, build_graph
 from export.metadata import ModelCard, to_props, validation_summary
 from export.session import OnnxLM, State, open_session
 from wordrnn.core import tolerances
@@ -36,6 +37,7 @@ from wordrnn.core.cache import CacheSettings
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.errors import CommandParser, RunFailed, UsageError, cli
+from wordrnn.core.metrics import average_probabilities, ensemble_window
 from wordrnn.core.params import Params
 from wordrnn.core.sampling import LogitsFn
 from wordrnn.run.folder import Run, atomic_write_bytes, check_out_file, load_run, read_metrics
@@ -72,6 +74,13 @@ def reference_logits(config: Config, params: Params, reference: str) -> tuple[st
     return "the NumPy reference", lambda x: logits(params, x, cell=config.cell)
 
 
+def ensemble_reference(config: Config, members: list[Params], reference: str) -> tuple[str, LogitsFn]:
+    """``reference_logits`` of every member, their probabilities averaged (one member: that model)."""
+    references = [reference_logits(config, params, reference) for params in members]
+    name = references[0][0] if len(members) == 1 else f"{references[0][0]} (an ensemble of {len(members)})"
+    return name, ensemble_window([fn for _, fn in references])
+
+
 def check_shapes(config: Config) -> list[tuple[int, int]]:
     """(batch, seq) pairs to compare on: batch 1 and 7; one token, three, a full window, and for a poem model
     a training chunk (``bptt``)."""
@@ -95,18 +104,35 @@ def difference(got: np.ndarray, want: np.ndarray) -> float:
     return float(np.max(np.abs(got - want))) if got.shape == want.shape else np.inf
 
 
-def poem_difference(lm: OnnxLM, params: Params, config: Config, seed: int = 0) -> float:
-    """Max |difference| of the logits at every position and of the final state, against ``scratch.sequence``,
-    over every shape in ``check_shapes``: from a zero and from a random state, whole and in two pieces."""
+def reference_forward(members: list[Params], config: Config
+                      ) -> Callable[[np.ndarray, State], tuple[np.ndarray, State]]:
+    """``scratch.sequence.forward`` of a poem model, ``(x, state) -> (logits [B, T, V], state)``; of an
+    ensemble, every member from its slice of the state (members side by side), their probabilities averaged."""
     from scratch.sequence import forward
 
+    H = config.hidden_size
+
+    def run(x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        outs = [forward(params, x, config.cell, state=tuple(s[:, k * H:(k + 1) * H] for s in state))
+                for k, params in enumerate(members)]
+        logits = outs[0][0] if len(members) == 1 else average_probabilities([o[0] for o in outs])
+        return logits, tuple(np.concatenate(parts, axis=1) for parts in zip(*(o[1] for o in outs), strict=True))
+
+    return run
+
+
+def poem_difference(lm: OnnxLM, members: list[Params], config: Config, seed: int = 0) -> float:
+    """Max |difference| of the logits at every position and of the final state, against ``scratch.sequence``
+    (an ensemble's members averaged), over every shape in ``check_shapes``: from a zero and from a random state,
+    whole and in two pieces."""
+    forward = reference_forward(members, config)
     rng = np.random.default_rng(seed)
     diffs = []
     for batch, seq in check_shapes(config):
         x = rng.integers(0, config.vocab_size, size=(batch, seq), dtype=np.int64)
         random_state = tuple(rng.standard_normal(s.shape).astype(np.float32) * 0.5 for s in lm.zero_state(batch))
         for start in (lm.zero_state(batch), random_state):
-            want_logits, want_state, _ = forward(params, x, config.cell, state=start)
+            want_logits, want_state = forward(x, start)
             runs = [lm.run(x, start), *([in_two_pieces(lm, x, start)] if seq > 1 else [])]
             for logits, state in runs:
                 diffs.append(difference(logits, want_logits))
@@ -150,6 +176,13 @@ def export_run(run: Run, opset: int = DEFAULT_OPSET, reference: str | None = Non
     """Build, check and compare the ONNX model for ``run`` (with a neural ``cache`` in its metadata, which every
     client applies); does not write anything."""
     exporter, build = graph_builder(source, run.config.cell)
+    members = run.member_params
+    if len(members) > 1:
+        if source != "weights":
+            raise UsageError(f"{run.path} holds an ensemble of {len(members)}, which only --from weights writes "
+                             "as one graph; use --from weights")
+        exporter = f"{exporter}, an ensemble of {len(members)} averaging their probabilities"
+        build = functools.partial(_build_ensemble, members)
     card = ModelCard(run.config, run.vocab, {"framework": run.framework, "run": run.path.name,
                                              "exporter": exporter, **validation_summary(read_metrics(run.path))},
                      cache)
@@ -165,10 +198,15 @@ def export_run(run: Run, opset: int = DEFAULT_OPSET, reference: str | None = Non
     payload = model.SerializeToString()
     lm = OnnxLM(open_session(payload, "the exported model"), card, "the exported model")
     if run.config.context == "poem":
-        worst = poem_difference(lm, run.params, run.config)
+        worst = poem_difference(lm, members, run.config)
         return Exported(payload, exporter, "the NumPy reference (scratch.sequence)", worst)
-    name, reference_fn = reference_logits(run.config, run.params, reference)
+    name, reference_fn = ensemble_reference(run.config, members, reference)
     return Exported(payload, exporter, name, worst_difference(lm.logits, reference_fn, run.config))
+
+
+def _build_ensemble(members: list[Params], _params: Params, config: Config, opset: int,
+                    metadata: dict[str, str] | None = None) -> onnx.ModelProto:
+    return build_ensemble_graph(members, config, opset, metadata)
 
 
 def human_size(n: int) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 
 from scratch import model
 from wordrnn.core.errors import CommandParser, cli
+from wordrnn.core.metrics import ensemble_window
 from wordrnn.run.folder import load_run
 from wordrnn.run.generation import add_sampler_flags, print_samples, settings_from_args
 
@@ -34,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings_from_args(args)  # bad sampler values are refused before the run folder is read
     run = load_run(args.run)
-    params = {name: np.asarray(p, dtype=np.float32) for name, p in run.params.items()}
-    print_samples(lambda x: model.logits(params, x, run.config.cell), run.vocab, run.config.seq_len, args)
+    members = [{name: np.asarray(p, dtype=np.float32) for name, p in params.items()} for params in run.member_params]
+    logits = ensemble_window([lambda x, params=params: model.logits(params, x, run.config.cell) for params in members])
+    print_samples(logits, run.vocab, run.config.seq_len, args)
     return 0
 
 

@@ -183,6 +183,11 @@ export function cardFromMetadata(props, where = "the file") {
     throw new WordrnnError(`${where}: the vocabulary in the metadata has ${tokens.length} tokens but the config ` +
       `says ${config.vocab_size}; export it again`);
   }
+  const members = props.get("wordrnn.ensemble") ?? "1"; // an ensemble of N members: its state is N times as wide
+  if (members !== String(config.ensemble ?? 1)) {
+    throw new WordrnnError(`${where}: the metadata's wordrnn.ensemble is '${members}' but the config says ensemble ` +
+      `${config.ensemble ?? 1}; export it again`);
+  }
   const { context, states } = readContext(props, config, where);
   const cache = readCache(props, config, where);
   const index = new Map();

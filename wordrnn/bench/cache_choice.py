@@ -48,8 +48,9 @@ class CacheChoice:
         return {"size": self.size, "theta": self.theta, "lambda": self.lam, "inner_loss": self.inner_loss}
 
 
-def poem_states(params: Params, cell: str, poems: list[np.ndarray], min_context: int) -> list[PoemStates]:
-    """Each poem of more than one token read by the NumPy reference, in order (as the poem context scores them)."""
+def poem_states(members: list[Params], cell: str, poems: list[np.ndarray], min_context: int) -> list[PoemStates]:
+    """Each poem of more than one token read by the NumPy reference, in order (as the poem context scores them).
+    An ensemble's hidden state is its members' side by side, as its exported ``hn`` is."""
     from scratch.sequence import forward
 
     out = []
@@ -57,8 +58,8 @@ def poem_states(params: Params, cell: str, poems: list[np.ndarray], min_context:
         ids = np.asarray(ids, np.int64)
         if len(ids) < 2:
             continue
-        _, _, cache = forward(params, ids[None], cell)
-        out.append(PoemStates(cache["top"][0], ids, np.arange(1, len(ids)) >= min_context))
+        hidden = np.concatenate([forward(params, ids[None], cell)[2]["top"][0] for params in members], axis=-1)
+        out.append(PoemStates(hidden, ids, np.arange(1, len(ids)) >= min_context))
     return out
 
 

@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     impls = parse_names(args.impls, IMPLS, "--impls")
     models = parse_names(args.models, MODELS, "--models")
     base = config_from_args(args)
+    if base.ensemble > 1:  # the lab's rows are single models, framework against framework
+        raise UsageError(f"--ensemble {base.ensemble}: compare sets single models of each framework side by side; "
+                         "measure an ensemble with python -m wordrnn.bench.quality --ensemble N")
     recipe_runs = {} if args.no_recipe else {"recipe": {"epochs": base.epochs, **RECIPE_RUN},
                                               "recipe, poem context": {"epochs": base.epochs, **POEM_RECIPE_RUN}}
     for run in recipe_runs.values():

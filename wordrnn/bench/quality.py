@@ -8,7 +8,9 @@ validation poems (PyTorch backend, the one training loop); the mixture weight
 is chosen on the inner validation poems; then all four score the fold's
 held-out poems, on the same targets. Perplexities are averaged over folds
 (mean and standard deviation); with ``--seeds N`` each RNN's fold loss is the
-mean over N training seeds. Samples from fold 1's models are shown with how
+mean over N training seeds. With ``--ensemble N`` the recipe row (and so the
+mixture) is an ensemble of N members per training seed s (seeds s .. s+N-1),
+scored by their averaged probabilities, not losses. Samples from fold 1's models are shown with how
 much of them is copied from the training poems (``wordrnn.bench.novelty``) and how their lines and stanzas
 compare with the training poems' (``wordrnn.bench.form``). With ``--cache`` (poem context only) two more
 rows: the recipe with a neural cache (``wordrnn.core.cache``), its size, flatness and weight chosen on the
@@ -157,7 +159,9 @@ def kneser_ney_for_fold(fold: Fold) -> tuple[KneserNey, dict[int, float]]:
 
 
 class TrainedRNN:
-    """An RNN trained on a fold by the one loop, early-stopped on the inner validation poems."""
+    """An RNN trained on a fold by the one loop, early-stopped on the inner validation poems; with
+    ``config.ensemble`` N > 1, an ensemble of N members (seeds ``seed`` .. ``seed + N - 1``, each early-stopped on
+    its own) read as one model, its members' probabilities averaged."""
 
     def __init__(self, config: Config, fold: Fold, workdir: Path):
         from wordrnn.frameworks import make_backend
@@ -171,26 +175,33 @@ class TrainedRNN:
         if result.exit_code:
             raise KeyboardInterrupt
         self.best_epoch = result.best_epoch
-        self.epochs = len(result.metrics)
+        self.epochs = len(result.metrics) if result.config.ensemble == 1 else result.metrics[-1]["epoch"]
         self.best_val_ppl = min(r["val_ppl"] for r in result.metrics)
         self.config = result.config
-        self.params = load_run(run_dir).params  # canonical weights: the NumPy reference reads the hidden states
-        self.state = self.backend.init(self.params, self.config)
+        # canonical weights of every member: the NumPy reference reads their hidden states for the cache
+        self.member_params = load_run(run_dir).member_params
+        self.states = [self.backend.init(params, self.config.member(k)) for k, params in enumerate(self.member_params)]
 
     def describe(self) -> str:
-        return f"best inner-validation ppl {self.best_val_ppl:.1f} at epoch {self.best_epoch} of {self.epochs}"
+        which = f"an ensemble of {len(self.states)}: " if len(self.states) > 1 else ""
+        return f"{which}best inner-validation ppl {self.best_val_ppl:.1f} at epoch {self.best_epoch} of {self.epochs}"
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        return self.backend.logits(self.state, x)
+        from wordrnn.core.metrics import ensemble_window
+
+        return ensemble_window([lambda x, state=state: self.backend.logits(state, x) for state in self.states])(x)
 
     def sequence_logits(self, x: np.ndarray, carry: Any) -> tuple[np.ndarray, Any]:
-        return self.backend.sequence_logits(self.state, x, None, carry)
+        from wordrnn.core.metrics import ensemble_sequence
+
+        return ensemble_sequence([lambda x, c, state=state: self.backend.sequence_logits(state, x, None, c)
+                                  for state in self.states])(x, carry)
 
     def source(self) -> Any:
         """What the sampler reads the model through (``wordrnn.core.sampling.Source``)."""
-        from wordrnn.run.loop import generation_source
+        from wordrnn.run.loop import ensemble_source
 
-        return generation_source(self.backend, self.state, self.config)
+        return ensemble_source(self.backend, self.states, self.config)
 
     def target_log_prob(self, x: np.ndarray, y: np.ndarray, poems: list[np.ndarray], batch: int = 2048
                         ) -> np.ndarray:
@@ -226,8 +237,8 @@ def cache_losses(rnn: TrainedRNN, fold: Fold, r_val: np.ndarray, r_test: np.ndar
     from wordrnn.bench.cache_choice import cached_log_prob, choose_cache, poem_states
 
     ds, seq_len = fold.dataset, rnn.config.seq_len
-    val = poem_states(rnn.params, rnn.config.cell, ds.val_ids, seq_len)
-    test = poem_states(rnn.params, rnn.config.cell, fold.test_ids, seq_len)
+    val = poem_states(rnn.member_params, rnn.config.cell, ds.val_ids, seq_len)
+    test = poem_states(rnn.member_params, rnn.config.cell, fold.test_ids, seq_len)
     choice = choose_cache(val, r_val)
     c_val, c_test = cached_log_prob(val, r_val, choice), cached_log_prob(test, r_test, choice)
     w = choose_weight(c_val, kn_val)
@@ -447,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
               "Run the same command again to start afresh", file=sys.stderr)
         return INTERRUPTED_EXIT
     document = {"corpora": [r.to_json() for r in results],
-                "recipe": {k: getattr(recipe_config, k) for k in (*recipe("quality"), "context", "bptt")},
+                "recipe": {k: getattr(recipe_config, k) for k in (*recipe("quality"), "context", "bptt",
+                                                                     "ensemble")},
                 "plain": {k: getattr(plain_config, k) for k in recipe("quality")},
                 "command": " ".join(["python -m wordrnn.bench.quality", *(sys.argv[1:] if argv is None else argv)])}
     out = Path(args.json)

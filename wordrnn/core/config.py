@@ -126,6 +126,11 @@ class Config:
                                "(default: %(default)s)")
     patience: int = option(0, "stop after this many epochs without a better validation loss (0: never; default: "
                            "%(default)s)", group="training", resumable=True)
+    # N > 1: N members, member k trained from seed + k on the same split and vocabulary, their probabilities
+    # averaged (docs/DESIGN.md, "Ensembles")
+    ensemble: int = since(3, 1, group="training", parse=int,
+                          help="train this many models, member k from --seed + k, and average their probabilities "
+                          "(default: %(default)s, a single model)")
     # filled in when the data is read; not a flag
     vocab_size: int = field(default=0, metadata={"derived": True})
     # framework-specific settings (device, compile, accelerator...), recorded as given
@@ -151,6 +156,8 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise UsageError(f"{flag_of(name)} must be a positive whole number, got {value!r}")
+        if not isinstance(self.ensemble, int) or isinstance(self.ensemble, bool) or self.ensemble <= 0:
+            raise UsageError(f"--ensemble must be a positive whole number of members, got {self.ensemble!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise UsageError(f"--seed must be 0 or a positive whole number, got {self.seed!r}")
         if self.patience < 0:
@@ -196,6 +203,14 @@ class Config:
         return {"data": self.data, "text_column": self.text_column, "tokenizer": self.tokenizer,
                 "min_freq": self.min_freq, "val_fraction": self.val_fraction, "seed": self.seed,
                 "seq_len": self.seq_len}
+
+    def member(self, k: int) -> Config:
+        """Member ``k`` of an ensemble: a single model of these settings trained from seed ``seed + k``.
+
+        Only the seed of its weights, batches and dropout masks differs: every member reads the split and
+        vocabulary of the ensemble's own seed (the loop hands it the ensemble's dataset).
+        """
+        return dataclasses.replace(self, seed=self.seed + k, ensemble=1, extra=dict(self.extra))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

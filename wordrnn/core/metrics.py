@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,6 +12,31 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float64)
     z = z - z.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def average_probabilities(logits: Sequence[np.ndarray]) -> np.ndarray:
+    """The logits of an ensemble: ``log(mean_k softmax(logits_k))`` over the last axis, in the dtype of the first.
+
+    Averaging probabilities, not logits, is what makes an ensemble a mixture: a word one member finds likely
+    keeps a share of that probability however sure the others are that it is not. Computed stably, as the
+    log-sum-exp of the members' log-softmaxes minus log N, so that no probability underflows to zero.
+    """
+    logp = np.stack([_log_softmax_last(np.asarray(z, dtype=np.float64)) for z in logits])
+    top = logp.max(axis=0)
+    mixed = top + np.log(np.exp(logp - top).sum(axis=0)) - np.log(len(logits))
+    return mixed.astype(np.asarray(logits[0]).dtype)
+
+
+def _log_softmax_last(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def ensemble_window(members: Sequence[Callable[[np.ndarray], np.ndarray]]) -> Callable[[np.ndarray], np.ndarray]:
+    """A window model's logits function for the ensemble of ``members`` (one logits function each)."""
+    if len(members) == 1:
+        return members[0]
+    return lambda x: average_probabilities([logits(x) for logits in members])
 
 
 def score_rows(logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -52,6 +77,20 @@ def evaluate(logits_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np
 
 
 SequenceLogits = Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]  # (x [B, T], carry) -> (logits [B, T, V], carry)
+
+
+def ensemble_sequence(members: Sequence[SequenceLogits]) -> SequenceLogits:
+    """A poem model's ``SequenceLogits`` for the ensemble of ``members``: its carry is the members' carries
+    side by side (a tuple, None at the start), its logits their averaged probabilities."""
+    if len(members) == 1:
+        return members[0]
+
+    def run(x: np.ndarray, carry: Any) -> tuple[np.ndarray, Any]:
+        outs = [member(x, None if carry is None else own) for member, own in
+                zip(members, carry if carry is not None else members, strict=True)]
+        return average_probabilities([logits for logits, _ in outs]), tuple(own for _, own in outs)
+
+    return run
 
 
 def poem_target_logits(sequence_logits: SequenceLogits, poems: list[np.ndarray], min_context: int,

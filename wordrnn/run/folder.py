@@ -10,6 +10,10 @@ checkpoint.safetensors  last weights + optimizer state, with the loop's
                         counters in its metadata (exact --resume)
 ```
 
+An ensemble (``config.json`` says ``ensemble`` N > 1) keeps its members' weights in ``members/0`` ..
+``members/N-1``, each a complete run folder of its own; the top folder holds config.json, vocab.json,
+the ensemble's metrics (members' probabilities averaged) and samples, and no weights.
+
 Every file is written atomically: to a temporary file in the same folder,
 then renamed over the old one, so an interrupted write never leaves half a
 file behind.
@@ -32,7 +36,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load, save
 
 from data.vocab import Vocab
-from wordrnn.core.config import Config
+from wordrnn.core.config import Config, marked
 from wordrnn.core.errors import DiskFull, UsageError
 from wordrnn.core.memory import human_bytes
 from wordrnn.core.optimizers import get_optimizer
@@ -42,6 +46,7 @@ from wordrnn.core.paths import REPORT_RUNS, TMP_SUFFIX, check_writable
 CONFIG, VOCAB, WEIGHTS, METRICS, SAMPLES, CHECKPOINT = (
     "config.json", "vocab.json", "weights.safetensors", "metrics.jsonl", "samples.txt", "checkpoint.safetensors")
 REQUIRED = (CONFIG, VOCAB, WEIGHTS)
+MEMBERS = "members"  # an ensemble's member k is the run folder MEMBERS/k
 REPORT_MARKERS = ("REPORT.md", "results.json")  # what tells the report folder of a comparison from a run
 
 
@@ -196,13 +201,36 @@ def write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(run_dir / METRICS, "".join(json.dumps(r) + "\n" for r in rows))
 
 
+def member_dir(run_dir: str | Path, k: int) -> Path:
+    """The run folder of an ensemble's member ``k``."""
+    return Path(run_dir) / MEMBERS / str(k)
+
+
+def remove_members(run_dir: str | Path, keep: int) -> None:
+    """Delete the member folders ``keep`` and beyond that an earlier ensemble left (a fresh run replaces it)."""
+    folder = Path(run_dir) / MEMBERS
+    if not folder.is_dir():
+        return
+    for child in folder.iterdir():
+        if child.is_dir() and not (child.name.isdigit() and int(child.name) < keep):
+            shutil.rmtree(child)
+    if keep <= 1:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @dataclass
 class Run:
     path: Path
     config: Config
     framework: str
     vocab: Vocab
-    params: Params
+    params: Params  # an ensemble's are its members': empty here
+    members: tuple[Run, ...] = ()  # an ensemble's members, in seed order; () for a single model
+
+    @property
+    def member_params(self) -> list[Params]:
+        """The weights of every member: one set for a single model."""
+        return [m.params for m in self.members] if self.members else [self.params]
 
 
 def load_run(path: str | Path) -> Run:
@@ -210,6 +238,10 @@ def load_run(path: str | Path) -> Run:
     run_dir = Path(path)
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir} is not a run folder (no such directory); give a folder written by a trainer")
+    if (run_dir / CONFIG).is_file() and (run_dir / VOCAB).is_file() and not (run_dir / WEIGHTS).is_file():
+        raw, config, vocab = read_settings(run_dir)
+        if config.ensemble > 1:
+            return _load_ensemble(run_dir, raw, config, vocab)
     missing = [name for name in REQUIRED if not (run_dir / name).is_file()]
     if missing and any((run_dir / name).is_file() for name in REPORT_MARKERS):
         raise UsageError(_report_folder_message(run_dir))
@@ -226,6 +258,31 @@ def load_run(path: str | Path) -> Run:
     check_finite(params, run_dir / WEIGHTS)
     check_params(params, config)
     return Run(run_dir, config, raw.get("framework", "unknown"), vocab, params)
+
+
+def _load_ensemble(run_dir: Path, raw: dict[str, Any], config: Config, vocab: Vocab) -> Run:
+    """An ensemble's folder: every member complete, each the ensemble's model from its own seed, one vocabulary."""
+    members = []
+    for k in range(config.ensemble):
+        folder = member_dir(run_dir, k)
+        if not (folder / WEIGHTS).is_file():
+            raise UsageError(f"{run_dir} is an ensemble of {config.ensemble} whose member {k} ({folder}) has no "
+                             "complete epoch; continue training it with --resume")
+        member = load_run(folder)
+        differs = _differences(member.config, config.member(k))
+        if differs:
+            raise UsageError(f"{folder} is not member {k} of the ensemble in {run_dir} (it differs in "
+                             f"{', '.join(differs)}); train the ensemble again")
+        if member.vocab.tokens != vocab.tokens:
+            raise UsageError(f"{folder} has another vocabulary than the ensemble in {run_dir}; train it again")
+        members.append(member)
+    return Run(run_dir, config, raw.get("framework", "unknown"), vocab, {}, tuple(members))
+
+
+def _differences(got: Config, want: Config) -> list[str]:
+    """The settings in which two configs differ, those a resume may change aside."""
+    mine = got.to_dict()
+    return [name for name, value in want.to_dict().items() if name not in marked("resumable") and mine[name] != value]
 
 
 def _report_folder_message(report: Path) -> str:

@@ -36,7 +36,7 @@ from wordrnn.core.config import Config, flag_of, marked, options
 from wordrnn.core.errors import INTERRUPTED_EXIT, RunFailed, UsageError, plural
 from wordrnn.core.flags import config_from_args, given_flags
 from wordrnn.core.memory import check_memory
-from wordrnn.core.metrics import evaluate, evaluate_poems
+from wordrnn.core.metrics import ensemble_sequence, ensemble_window, evaluate, evaluate_poems
 from wordrnn.core.params import Params, init_params
 from wordrnn.core.sampling import SamplerSettings, Source, Stateful
 from wordrnn.core.threads import limit_threads
@@ -44,6 +44,7 @@ from wordrnn.run.corpus_record import record_corpus
 from wordrnn.run.folder import (
     CHECKPOINT,
     CONFIG,
+    MEMBERS,
     METRICS,
     SAMPLES,
     VOCAB,
@@ -54,8 +55,10 @@ from wordrnn.run.folder import (
     check_out_dir,
     load_arrays,
     load_run,
+    member_dir,
     read_metrics,
     read_settings,
+    remove_members,
     remove_orphans,
     save_arrays,
     save_params,
@@ -134,6 +137,10 @@ def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool
     say = print if primary and not quiet else (lambda *a, **k: None)
     if primary:
         remove_orphans(run_dir)
+    if _is_ensemble(config, run_dir, resume):
+        return _train_ensemble(config, backend, run_dir, resume=resume, init_from=init_from, overwrite=overwrite,
+                               quiet=quiet, dataset=dataset, write_samples=write_samples, given=given,
+                               explain_interrupt=explain_interrupt, say=say)
     start = _prepare(config, run_dir, resume=resume, init_from=init_from, overwrite=overwrite, given=given,
                      say=say)
     config = start.config
@@ -199,8 +206,9 @@ def _prepare(config: Config, run_dir: Path, *, resume: bool, init_from: str | Pa
 
 
 def _check_fresh_folder(run_dir: Path, overwrite: bool, say) -> None:
-    """A folder holding a complete epoch is replaced only with --overwrite; one without is started afresh."""
-    if (run_dir / CHECKPOINT).is_file():
+    """A folder holding a complete epoch (of a model, or of an ensemble's member) is replaced only with
+    --overwrite; one without is started afresh."""
+    if (run_dir / CHECKPOINT).is_file() or any((run_dir / MEMBERS).glob(f"*/{CHECKPOINT}")):
         if not overwrite:
             raise UsageError(f"{run_dir} already holds a run; pass --resume to continue it, "
                              "--overwrite to replace it, or choose another --out")
@@ -268,8 +276,141 @@ def _write_settings(run_dir: Path, config: Config, framework: str, vocab: Vocab,
     if fresh:
         for stale in (WEIGHTS, CHECKPOINT, SAMPLES, METRICS):
             (run_dir / stale).unlink(missing_ok=True)
+        remove_members(run_dir, keep=config.ensemble)
         atomic_write_text(run_dir / VOCAB, vocab.to_json() + "\n")
     write_config(run_dir, config, framework)
+
+
+# ---------------------------------------------------------------- ensembles
+
+def _is_ensemble(config: Config, run_dir: Path, resume: bool) -> bool:
+    """Whether this run is an ensemble: as asked, or on --resume as the saved run says (the flag may be left out)."""
+    if resume and (run_dir / CONFIG).is_file() and not (run_dir / CHECKPOINT).is_file():
+        return read_settings(run_dir)[1].ensemble > 1
+    return config.ensemble > 1
+
+
+def _train_ensemble(config: Config, backend: Backend, run_dir: Path, *, resume: bool, init_from: str | Path | None,
+                    overwrite: bool, quiet: bool, dataset: Dataset | None, write_samples: bool,
+                    given: Collection[str] | None, explain_interrupt: bool, say) -> RunResult:
+    """``config.ensemble`` members, member k a whole run folder ``members/k`` trained from seed ``seed + k`` on the
+    ensemble's own split and vocabulary; then the ensemble's validation row (the members' probabilities averaged)
+    and its samples in ``run_dir``. ``--resume`` finishes the members that have not finished."""
+    if init_from is not None:
+        raise UsageError("--init-from starts one model from another's weights, and an ensemble trains each member "
+                         "from its own seed; drop --init-from or --ensemble")
+    if resume and overwrite:
+        raise UsageError("--resume continues the run in --out and --overwrite replaces it; choose one")
+    primary = backend.process_index == 0
+    vocab = None
+    if resume:
+        config, vocab = _resume_ensemble(config, run_dir, given)
+    else:
+        _check_fresh_folder(run_dir, overwrite, say)
+    if dataset is None:  # the split and vocabulary of the ensemble's seed, which every member reads
+        dataset = load_dataset(**config.dataset_args(), vocab=vocab)
+    config.vocab_size = len(dataset.vocab)
+    if primary:
+        if dataset.source is not None:
+            record_corpus(run_dir, dataset.source, resuming=resume)
+        _write_settings(run_dir, config, backend.framework, dataset.vocab, fresh=not resume)
+    n = config.ensemble
+    say(f"ensemble of {n} {config.model} {config.cell} models, seeds {config.seed} to {config.seed + n - 1}, one "
+        f"split and vocabulary of {len(dataset.vocab)} -> {run_dir}")
+    members = []
+    for k in range(n):
+        folder, member = member_dir(run_dir, k), config.member(k)
+        if resume and _member_finished(folder, member):
+            say(f"member {k} (seed {member.seed}): finished in {folder}")
+        else:
+            say(f"member {k} (seed {member.seed}) -> {folder}")
+            result = train(member, backend, folder, resume=resume and (folder / CHECKPOINT).is_file(),
+                           overwrite=overwrite, quiet=quiet, dataset=dataset, write_samples=False, given=given,
+                           explain_interrupt=False)
+            if result.exit_code:
+                if explain_interrupt:
+                    print(f"\ninterrupted while member {k} trained; {run_dir} keeps every complete epoch of its "
+                          f"members. Continue with --resume --out {run_dir}", file=sys.stderr)
+                return RunResult(run_dir, config, exit_code=result.exit_code)
+        members.append(backend.init(load_arrays(folder / WEIGHTS)[0], member))
+    row = _ensemble_row(backend, members, dataset, config, run_dir)
+    if primary:
+        write_metrics(run_dir, [row])
+    say(f"ensemble of {n}: val {row['val_loss']:.4f}  ppl {row['val_ppl']:8.2f}  top1 {row['val_top1']:.1%}  "
+        f"top5 {row['val_top5']:.1%}  (members' ppl " + ", ".join(f"{math.exp(v):.2f}" for v in row["member_val_loss"])
+        + ")")
+    result = RunResult(run_dir, config, [row], row["best_epoch"])
+    if write_samples and primary:
+        result.samples = write_samples_from(ensemble_source(backend, members, config), run_dir, config,
+                                            dataset.vocab)
+        say(result.samples)
+    return result
+
+
+def _resume_ensemble(requested: Config, run_dir: Path, given: Collection[str] | None) -> tuple[Config, Vocab]:
+    """The saved ensemble's settings, with those a resume may change taken from ``requested``, and its vocabulary."""
+    _, config, vocab = read_settings(run_dir)
+    if not any((run_dir / MEMBERS).glob(f"*/{CHECKPOINT}")):
+        raise UsageError(f"nothing to resume in {run_dir}: no member of the ensemble completed an epoch; "
+                         "run the same command without --resume to start afresh")
+    _refuse_conflicts(requested, config, given, exempt=RESUMABLE + marked("derived"),
+                      why=f"--resume continues the ensemble in {run_dir} with its saved settings",
+                      advice=f"drop them (only {', '.join(flag_of(f.name) for f in options() if f.name in RESUMABLE)}"
+                             " may change), or start a new run with another --out")
+    for name in RESUMABLE:
+        setattr(config, name, {**config.extra, **requested.extra} if name == "extra" else getattr(requested, name))
+    return config, vocab
+
+
+def _member_finished(folder: Path, member: Config) -> bool:
+    """A member has finished when its checkpoint holds ``epochs`` epochs or its patience ran out."""
+    if not (folder / CHECKPOINT).is_file():
+        return False
+    _, counters = load_arrays(folder / CHECKPOINT)
+    stopped = bool(member.patience) and counters["best"]["bad_epochs"] >= member.patience
+    return counters["epoch"] >= member.epochs or stopped
+
+
+def _ensemble_row(backend: Backend, members: list[Any], dataset: Dataset, config: Config,
+                  run_dir: Path) -> dict[str, Any]:
+    """The ensemble's line of metrics.jsonl: its validation figures from the members' best weights, beside each
+    member's best validation loss and epoch; ``epoch`` and ``best_epoch`` the most epochs any member trained."""
+    started = time.perf_counter()
+    row: dict[str, Any] = evaluate_ensemble(backend, members, dataset, config)
+    member_rows = [read_metrics(member_dir(run_dir, k)) for k in range(len(members))]
+    bests = [min(rows, key=lambda r: r["val_loss"]) for rows in member_rows]
+    epochs = max(rows[-1]["epoch"] for rows in member_rows)
+    return {"ensemble": len(members), "epoch": epochs, "train_loss": float(np.mean([r[-1]["train_loss"]
+                                                                                     for r in member_rows])),
+            **row, "val_oov_rate": dataset.val_oov_rate, "best_epoch": epochs,
+            "member_val_loss": [r["val_loss"] for r in bests], "member_best_epoch": [r["epoch"] for r in bests],
+            "seconds": float(sum(r["seconds"] for rows in member_rows for r in rows)),
+            "eval_seconds": time.perf_counter() - started}
+
+
+def evaluate_ensemble(backend: Backend, members: list[Any], dataset: Dataset, config: Config) -> dict[str, float]:
+    """``evaluate_run`` of the ensemble of ``members`` (backend states): their probabilities averaged."""
+    unk = dataset.vocab.unk_id
+    if config.context == "poem":
+        return evaluate_poems(ensemble_sequence([_sequence_fn(backend, m) for m in members]), dataset.val_ids,
+                              config.seq_len, unk_id=unk)
+    return evaluate(ensemble_window([_logits_fn(backend, m) for m in members]), dataset.val_x, dataset.val_y,
+                    unk_id=unk)
+
+
+def _logits_fn(backend: Backend, state: Any):
+    return lambda x: backend.logits(state, x)
+
+
+def _sequence_fn(backend: Backend, state: Any):
+    return lambda x, carry: backend.sequence_logits(state, x, None, carry)
+
+
+def ensemble_source(backend: Backend, members: list[Any], config: Config) -> Source:
+    """``generation_source`` of an ensemble (one backend state per member; one member: that model)."""
+    if config.context == "poem":
+        return Stateful(ensemble_sequence([_sequence_fn(backend, m) for m in members]))
+    return ensemble_window([_logits_fn(backend, m) for m in members])
 
 
 # ---------------------------------------------------------------- the epochs
@@ -348,11 +489,7 @@ class DivergenceGuard:
 def evaluate_run(backend: Backend, state: Any, dataset: Dataset, config: Config) -> dict[str, float]:
     """The validation row: windows from a zero state, or whole poems read with the state carried; both score
     the same targets (every token with at least ``seq_len`` tokens before it in its poem)."""
-    unk = dataset.vocab.unk_id
-    if config.context == "poem":
-        return evaluate_poems(lambda x, carry: backend.sequence_logits(state, x, None, carry), dataset.val_ids,
-                              config.seq_len, unk_id=unk)
-    return evaluate(lambda xb: backend.logits(state, xb), dataset.val_x, dataset.val_y, unk_id=unk)
+    return evaluate_ensemble(backend, [state], dataset, config)
 
 
 def _batches(backend: Backend, dataset: Dataset, config: Config, epoch: int) -> tuple[int, Any]:
@@ -457,8 +594,11 @@ def sample_prompts(vocab: Vocab) -> list[str]:
 def write_run_samples(backend: Backend, run_dir: Path, config: Config, vocab: Vocab) -> str:
     """Generate from the best weights: one greedy and two sampled texts, saved to samples.txt."""
     best, _ = load_arrays(run_dir / WEIGHTS)
-    state = backend.init(best, config)
-    logits_fn = generation_source(backend, state, config)
+    return write_samples_from(generation_source(backend, backend.init(best, config), config), run_dir, config, vocab)
+
+
+def write_samples_from(logits_fn: Source, run_dir: Path, config: Config, vocab: Vocab) -> str:
+    """One greedy and two sampled texts from ``logits_fn``, saved to ``run_dir``/samples.txt."""
     blocks = []
     for i, prompt in enumerate(sample_prompts(vocab)):
         settings = SamplerSettings("greedy") if i == 0 else SamplerSettings(temperature=0.8, top_p=0.9, seed=i)
@@ -472,9 +612,7 @@ def write_run_samples(backend: Backend, run_dir: Path, config: Config, vocab: Vo
 
 def generation_source(backend: Backend, state: Any, config: Config) -> Source:
     """What the sampler reads a model through: windows of a window model, a ``Stateful`` poem model."""
-    if config.context == "poem":
-        return Stateful(lambda x, carry: backend.sequence_logits(state, x, None, carry))
-    return lambda x: backend.logits(state, x)
+    return ensemble_source(backend, [state], config)
 
 
 def train_from_args(args: argparse.Namespace, backend: Backend, extra: dict[str, Any] | None = None) -> int:
