@@ -47,7 +47,7 @@ def test_a_bool_option_is_a_flag_and_its_negation():
 
 def test_the_resume_and_init_from_rules_come_from_the_fields():
     assert loop.RESUMABLE == marked("resumable") == ("epochs", "patience", "extra")
-    assert loop.ADOPTED == marked("adopted") == ("model", "cell", "hidden_size", "embed_dim", "tokenizer",
+    assert loop.ADOPTED == marked("adopted") == ("model", "cell", "hidden_size", "tie", "embed_dim", "tokenizer",
                                                    "min_freq")
     assert marked("derived") == ("vocab_size",)
 
@@ -66,3 +66,14 @@ def test_the_quality_rows_follow_the_fields():
     assert recipe_row.cell == RECIPES["quality"]["cell"]
     assert (plain_row.cell, plain_row.dropout, plain_row.bptt) == ("rnn", Config.dropout, Config.bptt)
     assert (plain_row.min_freq, plain_row.epochs, plain_row.patience) == (3, 4, recipe_row.patience)
+
+
+def test_config_json_names_the_lowest_format_version_that_knows_every_setting_it_uses():
+    """A run that uses nothing newer stays readable by the wordrnn that could have trained it; one that does is
+    refused there by version (``Config.from_dict``) instead of read without the setting."""
+    assert Config().to_json_dict()["format_version"] == 2
+    assert Config(context="poem").to_json_dict()["format_version"] == 2
+    for setting in ({"tie": True}, {"weight_drop": 0.2}, {"dropout_in": 0.5}, {"ensemble": 3}):
+        written = Config(**setting).to_json_dict()
+        assert written["format_version"] == 3, setting
+        assert Config.from_dict(written) == Config(**setting)

@@ -23,9 +23,10 @@ CONTEXTS = ("window", "poem")
 OPTIMIZERS = tuple(_OPTIMIZERS)
 TOKENIZERS = ("default", "whitespace")
 
-# The version of the config.json format this code writes. A field added in version N is marked
+# The newest version of the config.json format this code reads and writes. A field added in version N is marked
 # ``since(N)``: a config.json of an earlier version lacks it and reads the field's default, which
-# must therefore be the value that reproduces the earlier behaviour.
+# must therefore be the value that reproduces the earlier behaviour (``to_json_dict`` writes the lowest version
+# that knows every setting a run uses).
 FORMAT_VERSION = 3
 
 
@@ -216,8 +217,16 @@ class Config:
         return dataclasses.asdict(self)
 
     def to_json_dict(self) -> dict[str, Any]:
-        """What config.json holds: every setting and the format version."""
-        return {"format_version": FORMAT_VERSION, **self.to_dict()}
+        """What config.json holds: every setting and the format version it needs.
+
+        The version is the lowest that knows every setting this run changes from its default (never below 2,
+        the first that recorded one): a run that uses nothing newer stays readable by the wordrnn that could
+        train it (an exported window file by an earlier client), while one that does is refused by it, naming
+        both versions, instead of being read without the setting.
+        """
+        needed = [f.metadata.get("since", 1) for f in dataclasses.fields(self)
+                  if f.name != "extra" and getattr(self, f.name) != f.default]
+        return {"format_version": max([2, *needed]), **self.to_dict()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config.json") -> Config:
