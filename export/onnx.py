@@ -243,12 +243,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="flatness: a remembered position weighs exp(T h_now . h_then)")
     g.add_argument("--cache-lambda", type=float, default=None, metavar="L",
                    help="the cache's weight in the mixture, between 0 and 1")
+    g.add_argument("--cache-auto", action="store_true",
+                   help="choose all three on the run's own validation poems, by the grid bench.quality uses (reads "
+                   "the corpus the run was trained on, checked against its corpus.json); no cache where none helps")
     return parser.parse_args(argv)
 
 
-def cache_from_args(args: argparse.Namespace, config: Config) -> CacheSettings | None:
-    """The neural cache the three flags describe (all three or none); refused for a window model."""
+def cache_from_args(args: argparse.Namespace, config: Config, run: Run | None = None) -> CacheSettings | None:
+    """The neural cache the three flags describe (all three or none), or the one ``--cache-auto`` chooses for
+    ``run``; refused for a window model."""
     given = [args.cache_size, args.cache_theta, args.cache_lambda]
+    if args.cache_auto:
+        if any(v is not None for v in given):
+            raise UsageError("--cache-auto chooses --cache-size, --cache-theta and --cache-lambda: give it or them")
+        if config.context != "poem":
+            raise UsageError(f"--cache-auto needs a poem model: the cache recalls the hidden states of the poem "
+                             f"written so far, and a {config.context} model starts every window from a zero state")
+        return chosen_cache(run)
     if all(v is None for v in given):
         return None
     if any(v is None for v in given):
@@ -257,6 +268,25 @@ def cache_from_args(args: argparse.Namespace, config: Config) -> CacheSettings |
         raise UsageError(f"--cache-* needs a poem model: the cache recalls the hidden states of the poem written so "
                          f"far, and a {config.context} model starts every window from a zero state")
     return CacheSettings(args.cache_size, args.cache_theta, args.cache_lambda).validate("--cache-*")
+
+
+def chosen_cache(run: Run) -> CacheSettings | None:
+    """The cache chosen on ``run``'s validation poems (None where lambda 0, no cache, is best), said in a line."""
+    from data.dataset import load_dataset
+    from export.cache_choice import choose_for_run
+    from wordrnn.run.corpus_record import check_corpus
+
+    config = run.config
+    dataset = load_dataset(**{**config.dataset_args(), "data": check_corpus(run.path, config.data)},
+                           vocab=run.vocab)
+    choice = choose_for_run(run.member_params, config.cell, dataset.val_ids, config.seq_len)
+    if choice.lam == 0:
+        print(f"neural cache: none (it does not lower the loss on the run's {len(dataset.val_ids)} validation "
+              "poems)")
+        return None
+    print(f"neural cache: size {choice.size}, theta {choice.theta:g}, lambda {choice.lam:g}, chosen on the run's "
+          f"{len(dataset.val_ids)} validation poems (validation loss {choice.inner_loss:.4f})")
+    return CacheSettings(choice.size, choice.theta, choice.lam).validate("--cache-auto")
 
 
 @cli
@@ -268,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     run = load_run(args.run)
     out = Path(args.out) if args.out else run.path / "model.onnx"
     check_out_file(out, args.overwrite)
-    cache = cache_from_args(args, run.config)
+    cache = cache_from_args(args, run.config, run)
     exported = export_run(run, args.opset, args.reference, args.source, cache)
     config = run.config
     sizes = f"V={config.vocab_size}, H={config.hidden_size}" + (
@@ -294,3 +324,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+

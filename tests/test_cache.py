@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,7 +110,7 @@ def test_bad_settings_are_one_line(size, theta, lam, fragment):
 
 
 def test_the_grid_picks_a_cache_where_the_poem_repeats_itself_and_none_where_it_cannot_help():
-    from wordrnn.bench.cache_choice import PoemStates, cached_log_prob, choose_cache
+    from export.cache_choice import PoemStates, cached_log_prob, choose_cache
 
     rng = np.random.default_rng(0)
     tokens = np.tile(np.array([5, 6, 7, 8]), 10)  # a refrain, ten times
@@ -120,3 +122,51 @@ def test_the_grid_picks_a_cache_where_the_poem_repeats_itself_and_none_where_it_
     np.testing.assert_allclose(-cached_log_prob([poem], log_p, choice).mean(), choice.inner_loss)
     sure = np.zeros_like(log_p)  # a model already certain of every target: the cache can only cost
     assert choose_cache([poem], sure).lam == 0.0
+
+
+def repeating_corpus(folder: Path) -> Path:
+    """Poems that repeat a refrain of their own: what only a cache of the poem at hand can know."""
+    rng = np.random.default_rng(4)
+    words = [f"w{i}" for i in range(40)]
+    poems = []
+    for _ in range(30):
+        refrain = " ".join(rng.choice(words, 4))
+        lines = [" ".join(rng.choice(words, 4)) if k % 2 else refrain for k in range(8)]
+        poems.append("\n".join(lines))
+    path = folder / "refrains.txt"
+    path.write_text("\n\n\n".join(poems) + "\n", encoding="utf-8")
+    return path
+
+
+def test_export_chooses_a_cache_on_the_runs_validation_poems(tmp_path):
+    import onnx
+    from conftest import assert_usage_error, run_module
+
+    from data.dataset import load_dataset
+    from export.cache_choice import choose_for_run
+    from wordrnn.run.folder import load_run
+
+    corpus = repeating_corpus(tmp_path)
+    run = tmp_path / "run"
+    trained = run_module("torchmodels.train", "--data", str(corpus), "--context", "poem", "--bptt", "8",
+                         "--batch-size", "4", "--cell", "lstm", "--epochs", "3", "--min-freq", "1", "--lr", "1e-2",
+                         "--hidden-size", "16", "--embed-dim", "8", "--val-fraction", "0.2", "--quiet",
+                         "--out", str(run))
+    assert trained.returncode == 0, trained.stderr
+    out = tmp_path / "m.onnx"
+    result = run_module("export.onnx", "--run", str(run), "--out", str(out), "--cache-auto")
+    assert result.returncode == 0, result.stderr
+    assert "neural cache: size" in result.stdout and "validation poems" in result.stdout
+    saved = json.loads({p.key: p.value for p in onnx.load(out).metadata_props}["wordrnn.cache"])
+    # the same choice, made here from the run folder and its validation poems
+    loaded = load_run(run)
+    ds = load_dataset(**{**loaded.config.dataset_args(), "data": str(corpus)}, vocab=loaded.vocab)
+    choice = choose_for_run(loaded.member_params, "lstm", ds.val_ids, loaded.config.seq_len)
+    assert choice.lam > 0 and saved == {"size": choice.size, "theta": choice.theta, "lambda": choice.lam}
+
+    both = run_module("export.onnx", "--run", str(run), "--out", str(tmp_path / "n.onnx"), "--cache-auto",
+                      "--cache-size", "10")
+    assert_usage_error(both, "--cache-auto chooses")
+    corpus.write_text(corpus.read_text() + "\n\n\nan added poem\nof two lines\n")
+    changed = run_module("export.onnx", "--run", str(run), "--out", str(tmp_path / "o.onnx"), "--cache-auto")
+    assert_usage_error(changed, "SHA-256")

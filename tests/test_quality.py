@@ -217,7 +217,7 @@ def test_sonnets_and_stanza_groups_are_cut_as_documented():
 
 def test_quality_with_a_cache_adds_its_rows_chosen_on_inner_validation(tmp_path):
     pytest.importorskip("torch")
-    from wordrnn.bench.cache_choice import LAMBDAS, SIZES, THETAS
+    from export.cache_choice import LAMBDAS, SIZES, THETAS
     from wordrnn.bench.quality import main
 
     refrain = "the sea the sea the cold sea"  # a refrain in every poem: something for the cache to recall

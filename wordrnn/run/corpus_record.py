@@ -51,3 +51,22 @@ def record_corpus(run_dir: Path, corpus: Path, resuming: bool) -> None:
                          f"SHA-256 {now['sha256']} ({now['size']:,} bytes), the run was trained on "
                          f"{saved.get('path', '?')} with SHA-256 {saved['sha256']} ({saved.get('size', 0):,} "
                          "bytes); resume with that file (--data), or train a new run (another --out)")
+
+
+def check_corpus(run_dir: Path, data: str | None) -> str:
+    """The corpus ``run_dir`` was trained on, for work that reads its split again (its validation poems): the
+    recorded file where it still is, else ``data`` as the trainers locate it; refused if its SHA-256 differs
+    from the record's. A folder without a record gives ``data`` unchecked."""
+    from data.locate import locate_corpus
+
+    saved = read_record(run_dir)
+    if saved is None:
+        return str(locate_corpus(data))
+    recorded = Path(saved.get("path", ""))
+    path = recorded if recorded.is_file() else locate_corpus(data)
+    now = describe_corpus(Path(path))
+    if now["sha256"] != saved["sha256"]:
+        raise UsageError(f"{run_dir} was trained on a corpus with SHA-256 {saved['sha256']} "
+                         f"({saved.get('path', '?')}); {now['path']} has {now['sha256']}: give that file with "
+                         "--data or WORDRNN_DATA")
+    return str(path)

@@ -1,5 +1,6 @@
-"""The neural cache in evaluation: a poem model's hidden states on whole poems, and its three parameters chosen
-on a grid by the inner validation poems, as the Kneser-Ney mixture's weight is (``wordrnn.bench.mixture``).
+"""The neural cache's three parameters, chosen on a grid by held-out poems the model was not trained on: the
+inner validation poems of a cross-validation fold (``wordrnn.bench.quality --cache``, as the Kneser-Ney
+mixture's weight is chosen there), or a run's own validation poems (``python -m export.onnx --cache-auto``).
 
 The hidden states come from the trained model's canonical weights through the NumPy reference
 (``scratch.sequence.forward``, whose cache holds every hidden state), so that any backend's run is read the
@@ -93,3 +94,22 @@ def choose_cache(poems: list[PoemStates], log_p: np.ndarray) -> CacheChoice:
                 if loss < best.inner_loss:
                     best = CacheChoice(size, theta, lam, loss)
     return best
+
+
+def target_log_probs(members: list[Params], cell: str, poems: list[PoemStates]) -> np.ndarray:
+    """The model's log-probabilities of the scored targets of ``poems``, in order: for an ensemble the log of its
+    members' averaged probabilities (``wordrnn.core.metrics.average_probabilities``)."""
+    from scratch.sequence import forward
+    from wordrnn.core.metrics import average_probabilities
+
+    parts = []
+    for p in poems:
+        log_probs = average_probabilities([forward(params, p.tokens[None], cell)[0][0] for params in members])
+        parts.append(log_probs[np.arange(len(p.tokens) - 1), p.tokens[1:]][p.scored])
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def choose_for_run(members: list[Params], cell: str, val_poems: list[np.ndarray], min_context: int) -> CacheChoice:
+    """The cache for a trained poem model (its members' weights), chosen on its validation poems."""
+    poems = poem_states(members, cell, val_poems, min_context)
+    return choose_cache(poems, target_log_probs(members, cell, poems))
