@@ -12,8 +12,8 @@ mean over N training seeds. With ``--ensemble N`` the recipe row (and so the
 mixture) is an ensemble of N members per training seed s (seeds s .. s+N-1),
 scored by their averaged probabilities, not losses. Samples from fold 1's models are shown with how
 much of them is copied from the training poems (``wordrnn.bench.novelty``) and how their lines and stanzas
-compare with the training poems' (``wordrnn.bench.form``). With ``--cache`` (poem context only) two more
-rows: the recipe with a neural cache (``wordrnn.core.cache``), its size, flatness and weight chosen on the
+compare with the training poems' (``wordrnn.bench.form``). In the poem context (unless ``--no-cache``) two
+more rows: the recipe with a neural cache (``wordrnn.core.cache``), its size, flatness and weight chosen on the
 inner validation poems (``export.cache_choice``), and that mixed with Kneser-Ney.
 
 Only light modules are imported at the top: ``--threads`` must be applied before torch loads.
@@ -91,10 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--folds", type=int, default=5, help="folds over poems (default: %(default)s)")
     g.add_argument("--seeds", type=int, default=1,
                    help="training seeds per fold for the RNNs; a fold's loss is their mean (default: %(default)s)")
-    g.add_argument("--cache", action="store_true",
-                   help="add the rows of the recipe with a neural cache over the poem's hidden states, and of that "
+    g.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
+                   help="the rows of the recipe with a neural cache over the poem's hidden states, and of that "
                    "mixed with Kneser-Ney (Grave et al. 2017); its size, flatness and weight are chosen on the inner "
-                   "validation poems. The poem context only: a window model reads no poem to remember")
+                   "validation poems. The poem context only (a window model reads no poem to remember), where they "
+                   "are on unless --no-cache")
     g.add_argument("--seed", type=int, default=0,
                    help="seeds the folds and the first training seed (default: %(default)s)")
     add_model_flags(parser)
@@ -441,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cache and recipe_config.context != "poem":
         raise UsageError(f"--cache needs --context poem: the neural cache recalls the hidden states of the poem read "
                          f"so far, and a {recipe_config.context} model starts every window from a zero state")
+    cache = recipe_config.context == "poem" if args.cache is None else args.cache
     check_writable(args.json, "--json")
     corpora = corpora_from_args(args)
     if args.threads < 0:
@@ -449,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name, data, poems in corpora:
             results.append(evaluate_corpus(poems, data, recipe_config, plain_config, args.folds, args.seeds,
-                                           args.seed, args.quiet, args.jobs, args.threads, name, args.cache))
+                                           args.seed, args.quiet, args.jobs, args.threads, name, cache))
             if not args.quiet:
                 say(f"{name}: {results[-1].seconds:.0f} s")
     except KeyboardInterrupt:
