@@ -250,3 +250,16 @@ def test_quality_refuses_a_cache_for_the_window_context_in_one_line(tmp_path, ca
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--cache needs --context poem" in err[0]
+
+
+def test_suite_names_its_corpora_or_refuses_an_unknown_one(tmp_path, capsys):
+    from wordrnn.bench import quality
+
+    args = quality.build_parser().parse_args(["--suite", "sonnets, milton"])
+    assert args.suite == "sonnets, milton"
+    assert quality.build_parser().parse_args(["--suite"]).suite == "all"
+    with pytest.raises(SystemExit) as exit_info:
+        quality.main(["--suite", "sonnets,nosuch", "--json", str(tmp_path / "q.json")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the suite has no nosuch" in err[0] and "poems-100, sonnets" in err[0]

@@ -80,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data", default=None, metavar="PATH",
                    help="corpus (.csv or .txt) to cross-validate on (default: $WORDRNN_DATA, then the user cache, "
                    "then the download of poems-100)")
-    g.add_argument("--suite", action="store_true",
-                   help="every corpus of the suite (wordrnn.bench.corpora: poems-100, sonnets, lucrece, milton)")
+    g.add_argument("--suite", nargs="?", const="all", default=None, metavar="NAMES",
+                   help="every corpus of the suite (wordrnn.bench.corpora: poems-100, sonnets, lucrece, milton), or "
+                   "those named, comma-separated (--suite sonnets,milton)")
     add_options(g, "text_column", "tokenizer")
     g.add_argument("--min-freq", type=int, default=Config.min_freq,
                    help="words seen fewer times in a fold's training poems become <unk> (default: %(default)s)")
@@ -426,7 +427,12 @@ def corpora_from_args(args: argparse.Namespace) -> list[tuple[str, str, list[str
     if args.suite and args.data:
         raise UsageError("give either --data PATH (one corpus) or --suite (every corpus of the suite), not both")
     if args.suite:
-        return [(c.name, c.origin, c.poems) for c in map(load_corpus, SUITE)]
+        names = SUITE if args.suite == "all" else tuple(n.strip() for n in args.suite.split(","))
+        unknown = [n for n in names if n not in SUITE]
+        if unknown:
+            raise UsageError(f"--suite {args.suite}: the suite has no {', '.join(unknown)}; it holds "
+                             f"{', '.join(SUITE)}")
+        return [(c.name, c.origin, c.poems) for c in map(load_corpus, names)]
     path = locate_corpus(args.data)
     return [(path.name, str(path), read_poems(path, args.text_column))]
 
