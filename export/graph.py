@@ -88,11 +88,15 @@ def build_graph(params: Params, config: Config, opset: int = DEFAULT_OPSET,
         inputs=[helper.make_tensor_value_info(INPUT_NAME, TensorProto.INT64, ["batch", "seq"]), *inputs],
         outputs=outputs, initializer=tensors,
     )
+    return _model(graph, opset, f"wordrnn {config.model} {cell.onnx_op or cell.name} language model: {description}",
+                  metadata)
+
+
+def _model(graph: onnx.GraphProto, opset: int, doc: str, metadata: dict[str, str] | None) -> onnx.ModelProto:
+    """The model of ``graph`` at ``opset`` (the lowest IR version that has it), its metadata in ``metadata_props``."""
     opsets = [helper.make_opsetid("", opset)]
     model = helper.make_model(graph, opset_imports=opsets, producer_name="wordrnn",
-                              ir_version=helper.find_min_ir_version_for(opsets),
-                              doc_string=f"wordrnn {config.model} {cell.onnx_op or cell.name} language model: "
-                                         f"{description}")
+                              ir_version=helper.find_min_ir_version_for(opsets), doc_string=doc)
     helper.set_model_props(model, metadata or {})
     return model
 
@@ -140,13 +144,8 @@ def build_ensemble_graph(members: list[Params], config: Config, opset: int = DEF
                  *(helper.make_tensor_value_info(s.output, TensorProto.FLOAT, ["batch", s.size]) for s in states)],
         initializer=initializers,
     )
-    opsets = [helper.make_opsetid("", opset)]
-    model = helper.make_model(graph, opset_imports=opsets, producer_name="wordrnn",
-                              ir_version=helper.find_min_ir_version_for(opsets),
-                              doc_string=f"wordrnn ensemble of {N} {config.model} {config.cell} language models "
-                                         f"({config.context} context): log of the members' averaged probabilities")
-    helper.set_model_props(model, metadata or {})
-    return model
+    return _model(graph, opset, f"wordrnn ensemble of {N} {config.model} {config.cell} language models "
+                                f"({config.context} context): log of the members' averaged probabilities", metadata)
 
 
 def _prefixed(graph: onnx.GraphProto, prefix: str) -> onnx.GraphProto:

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, assert_usage_error, run_module
+from conftest import assert_usage_error, run_module
 from test_web import NODE, NODE_MODULES, node
 
 from data.dataset import load_dataset
@@ -360,7 +356,7 @@ def test_a_file_whose_ensemble_key_disagrees_with_its_config_is_refused_by_every
 def test_the_page_writes_pythons_greedy_poem_from_a_poem_ensemble(tmp_path):
     """The page in headless Chromium (as tests/test_web_browser.py drives it) learns the N*H state from the file."""
     pytest.importorskip("playwright.sync_api")
-    from test_web_browser import CHROMIUM, open_page, playwright, write
+    from test_web_browser import CHROMIUM, page_of, write
 
     from export import web as export_web
 
@@ -373,18 +369,7 @@ def test_the_page_writes_pythons_greedy_poem_from_a_poem_ensemble(tmp_path):
             "seed": 0, "allow_unk": False, "no_repeat_ngram": 0, "repetition_penalty": 1.0}
     expected = generate_text(load(model).source, Vocab(WORDS), config.seq_len, "the sea", 25,
                              SamplerSettings("greedy"))
-    server = subprocess.Popen([sys.executable, "-m", "export.web", "--model", str(model), "--out",
-                               str(tmp_path / "site"), "--serve", "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE,
-                              text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    try:
-        url = next(m.group(0) for line in server.stdout if (m := re.search(r"http://127\.0\.0\.1:\d+/", line)))
-        with playwright.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-            page = open_page(browser, url)
-            text, _ = write(page, case)
-            assert page.text_content("#message") == ""
-            assert text == expected
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with page_of(model, tmp_path / "site") as page:
+        text, _ = write(page, case)
+        assert page.text_content("#message") == ""
+        assert text == expected

@@ -10,6 +10,7 @@ import pytest
 from wordrnn.bench.folds import build_folds, fold_split, inner_split
 from wordrnn.bench.mixture import WEIGHT_GRID, choose_weight, mix, mix_log_prob, target_log_prob
 from wordrnn.bench.novelty import novelty
+from wordrnn.core.config import Config
 from wordrnn.core.errors import UsageError
 
 WORDS = "the sea wind night love star moon rose light dark cold fire old song heart day".split()
@@ -263,3 +264,22 @@ def test_suite_names_its_corpora_or_refuses_an_unknown_one(tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "the suite has no nosuch" in err[0] and "poems-100, sonnets" in err[0]
+
+
+def test_the_folds_of_several_corpora_share_one_pool_and_come_back_to_their_own(tmp_path):
+    """Two corpora, folds drawn by two processes from one queue (the larger corpus's first): each corpus gets its
+    own folds back in fold order, as it would alone."""
+    pytest.importorskip("torch")
+    from wordrnn.bench.quality import PLAIN, evaluate_corpora, prepare_corpus
+
+    recipe_config = Config(model="embedding", cell="lstm", hidden_size=8, embed_dim=8, epochs=1, patience=0)
+    plain_config = Config(**PLAIN, epochs=1)
+    small, large = tiny_poems(6, length=20), tiny_poems(9, length=40)
+    tasks = [prepare_corpus(p, name, recipe_config, 3, 1, 0, name) for p, name in ((small, "small"), (large, "large"))]
+    together = evaluate_corpora(tasks, recipe_config, plain_config, 1, jobs=2, quiet=True)
+    assert [r.name for r in together] == ["small", "large"]
+    alone = evaluate_corpora([prepare_corpus(small, "small", recipe_config, 3, 1, 0, "small")], recipe_config,
+                             plain_config, 1, jobs=1, quiet=True)[0]
+    assert [c["fold"] for c in together[0].choices] == [1, 2, 3]
+    assert together[0].fold_ppl == alone.fold_ppl
+    assert together[1].tokens > together[0].tokens and len(together[1].fold_ppl["recipe"]) == 3

@@ -169,8 +169,9 @@ def node(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 # ---------------------------------------------------------------- conformance: Python and Node.js
 
 
-@needs_node
-def test_python_writes_the_vectors_and_node_reproduces_them_token_for_token(model_file, tmp_path):
+def node_reproduces_the_vectors(model_file: Path, tmp_path: Path) -> list[dict]:
+    """Python writes the conformance vectors of ``model_file``; Node.js writes each the same, token for token (a
+    sampled text may part only at a draw within the contract's margin). Node's results come back."""
     cases_file, cases = write_cases(model_file, tmp_path)
     result = node("web/conformance.mjs", "cases", str(cases_file))
     assert result.returncode == 0, result.stderr
@@ -183,6 +184,12 @@ def test_python_writes_the_vectors_and_node_reproduces_them_token_for_token(mode
             assert case["strategy"] == "sample" and margin <= MARGIN, (case, step, margin)
             continue
         assert got["text"] == case["expected"]["text"]
+    return results
+
+
+@needs_node
+def test_python_writes_the_vectors_and_node_reproduces_them_token_for_token(model_file, tmp_path):
+    results = node_reproduces_the_vectors(model_file, tmp_path)
     assert len({r["text"] for r in results}) == len(results)  # the cases are not all one poem
 
 
@@ -254,6 +261,30 @@ def node_module(script: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
+def old_client_reads(commit: str, paths: list[Path], field: str, tmp_path: Path) -> list:
+    """What the JavaScript client of ``commit`` (taken from git) reads of each file: its card's ``field``, or the
+    message it refuses the file with. Skipped where the repository's history lacks the commit."""
+    old = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:web/wordrnn.mjs"], capture_output=True,
+                         text=True)
+    if old.returncode != 0:
+        pytest.skip(f"the repository's history lacks {commit[:7]}")
+    client = tmp_path / f"wordrnn-{commit[:7]}.mjs"  # the old module imports nothing: it runs from anywhere
+    client.write_text(old.stdout)
+    script = f"""
+import {{ readFileSync }} from "node:fs";
+import {{ cardFromMetadata, readMetadata }} from {json.dumps(client.as_uri())};
+const out = [];
+for (const path of {json.dumps([str(p) for p in paths])}) {{
+  try {{ out.push(cardFromMetadata(readMetadata(readFileSync(path), path), path).{field}); }}
+  catch (err) {{ out.push(err.message); }}
+}}
+process.stdout.write(JSON.stringify(out));
+"""
+    result = node_module(script)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
 @needs_node
 def test_node_refuses_a_poem_model_fed_without_its_state_or_with_the_wrong_width(poem_file):
     script = f"""
@@ -291,25 +322,7 @@ process.stdout.write(JSON.stringify(out));
 def test_a_version_1_javascript_client_refuses_a_poem_file(poem_file, rnn_file, tmp_path):
     from test_export_poem import V1_COMMIT
 
-    old = subprocess.run(["git", "-C", str(ROOT), "show", f"{V1_COMMIT}:web/wordrnn.mjs"], capture_output=True,
-                         text=True)
-    if old.returncode != 0:
-        pytest.skip(f"the repository's history lacks {V1_COMMIT[:7]}")
-    client = tmp_path / "wordrnn-v1.mjs"  # the version-1 module imports nothing: it runs from anywhere
-    client.write_text(old.stdout)
-    script = f"""
-import {{ readFileSync }} from "node:fs";
-import {{ cardFromMetadata, readMetadata }} from {json.dumps(client.as_uri())};
-const out = [];
-for (const path of {json.dumps([str(poem_file), str(rnn_file)])}) {{
-  try {{ out.push(cardFromMetadata(readMetadata(readFileSync(path), path), path).seqLen); }}
-  catch (err) {{ out.push(err.message); }}
-}}
-process.stdout.write(JSON.stringify(out));
-"""
-    result = node_module(script)
-    assert result.returncode == 0, result.stderr
-    poem_message, window_seq_len = json.loads(result.stdout)
+    poem_message, window_seq_len = old_client_reads(V1_COMMIT, [poem_file, rnn_file], "seqLen", tmp_path)
     assert poem_message == (f"{poem_file} follows the generation contract 'wordrnn-generation 2'; this version "
                             "follows 'wordrnn-generation 1'")
     assert window_seq_len == 4  # the same old client still reads today's window files

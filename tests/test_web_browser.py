@@ -8,6 +8,8 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,34 @@ pytestmark = [
 ]
 
 
+@contextmanager
+def served(model: Path, out: Path) -> Iterator[str]:
+    """The page of ``model`` built into ``out`` and served by ``python -m export.web --serve``: its address; the
+    server stops on the way out."""
+    server = subprocess.Popen([sys.executable, "-m", "export.web", "--model", str(model), "--out", str(out),
+                               "--serve", "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        url = next((m.group(0) for line in server.stdout
+                    if (m := re.search(r"http://127\.0\.0\.1:\d+/", line))), None)
+        assert url, "export.web --serve printed no address"
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@contextmanager
+def page_of(model: Path, out: Path) -> Iterator:
+    """``model``'s page open in headless Chromium, ready to write."""
+    with served(model, out) as url, playwright.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            yield open_page(chromium, url)
+        finally:
+            chromium.close()
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The served page, with an export of each cell and context beside model.onnx, the cases Python wrote for
@@ -36,26 +66,12 @@ def site(tmp_path_factory):
     models = {(cell, context): make_model(folder, cell, context=context) for cell, context in CELLS_AND_CONTEXTS}
     cases = {key: write_cases(path, folder)[1] for key, path in models.items()}
     out = folder / "site"
-    server = subprocess.Popen([sys.executable, "-m", "export.web", "--model", str(models["rnn", "window"]),
-                               "--out", str(out),
-                               "--serve", "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
-    try:
-        url = None
-        for line in server.stdout:
-            match = re.search(r"http://127\.0\.0\.1:\d+/", line)
-            if match:
-                url = match.group(0)
-                break
-        assert url, "export.web --serve printed no address"
+    with served(models["rnn", "window"], out) as url:
         for (cell, context), path in models.items():
             shutil.copyfile(path, out / f"{cell}-{context}.onnx")
         for path, _ in lying_files(folder).values():
             shutil.copyfile(path, out / path.name)
         yield url, models, cases, folder
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

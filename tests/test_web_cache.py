@@ -4,13 +4,12 @@ Node.js apply it identically, --no-cache turns it off, and files that misstate i
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
-from conftest import ROOT, assert_usage_error, run_module
+from conftest import assert_usage_error, run_module
 from test_web import (
     MARGIN,
     NODE,
@@ -21,6 +20,8 @@ from test_web import (
     needs_node,
     node,
     node_module,
+    node_reproduces_the_vectors,
+    old_client_reads,
     write_cases,
 )
 
@@ -91,18 +92,7 @@ def test_greedy_generation_with_the_cache_is_the_whole_poem_mixture_step_by_step
 @needs_node
 def test_node_reproduces_the_cached_vectors_token_for_token(cached, tmp_path):
     _, _, with_cache = cached
-    cases_file, cases = write_cases(with_cache, tmp_path)
-    result = node("web/conformance.mjs", "cases", str(cases_file))
-    assert result.returncode == 0, result.stderr
-    results = json.loads(result.stdout)
-    assert len(results) == len(cases)
-    for case, got in zip(cases, results):
-        assert "error" not in got, (case["prompt"], got)
-        if got["ids"] != case["expected"]["ids"]:
-            step, margin = first_difference_margin(with_cache, case, got["ids"])
-            assert case["strategy"] == "sample" and margin <= MARGIN, (case, step, margin)
-            continue
-        assert got["text"] == case["expected"]["text"]
+    node_reproduces_the_vectors(with_cache, tmp_path)
 
 
 @needs_node
@@ -197,25 +187,7 @@ def test_a_file_that_misstates_its_cache_is_refused_alike_in_python_and_node(cac
 @needs_node
 def test_a_version_2_client_refuses_a_cached_file(cached, tmp_path):
     _, plain, with_cache = cached
-    old = subprocess.run(["git", "-C", str(ROOT), "show", f"{PRE_CACHE_COMMIT}:web/wordrnn.mjs"], capture_output=True,
-                         text=True)
-    if old.returncode != 0:
-        pytest.skip(f"the repository's history lacks {PRE_CACHE_COMMIT}")
-    client = tmp_path / "wordrnn-v2.mjs"
-    client.write_text(old.stdout)
-    script = f"""
-import {{ readFileSync }} from "node:fs";
-import {{ cardFromMetadata, readMetadata }} from {json.dumps(client.as_uri())};
-const out = [];
-for (const path of {json.dumps([str(with_cache), str(plain)])}) {{
-  try {{ out.push(cardFromMetadata(readMetadata(readFileSync(path), path), path).context); }}
-  catch (err) {{ out.push(err.message); }}
-}}
-process.stdout.write(JSON.stringify(out));
-"""
-    result = node_module(script)
-    assert result.returncode == 0, result.stderr
-    message, context = json.loads(result.stdout)
+    message, context = old_client_reads(PRE_CACHE_COMMIT, [with_cache, plain], "context", tmp_path)
     assert message == (f"{with_cache} follows the generation contract 'wordrnn-generation 3'; this version follows "
                        "'wordrnn-generation 1' and 'wordrnn-generation 2'")
     assert context == "poem"
@@ -225,40 +197,25 @@ process.stdout.write(JSON.stringify(out));
 @pytest.mark.slow
 def test_the_page_writes_pythons_cached_poem(cached, tmp_path):
     """The page (onnxruntime-web, the same web/wordrnn.mjs) applies the file's cache as Python does."""
-    import os
-    import re
-    import sys
-
-    from test_web_browser import CHROMIUM, open_page, write
+    pytest.importorskip("playwright.sync_api")
+    from test_web_browser import CHROMIUM, page_of, write
 
     from export import web as export_web
 
-    playwright = pytest.importorskip("playwright.sync_api")
     if not CHROMIUM.is_file() or not (export_web.ORT_DIST / export_web.ORT_FILES[0]).is_file():
         pytest.skip("needs Chromium and onnxruntime-web")
     _, _, with_cache = cached
     _, cases = write_cases(with_cache, tmp_path)
-    server = subprocess.Popen([sys.executable, "-m", "export.web", "--model", str(with_cache), "--out",
-                               str(tmp_path / "site"), "--serve", "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE,
-                              text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    try:
-        url = next(m.group(0) for line in server.stdout if (m := re.search(r"http://127\.0\.0\.1:\d+/", line)))
-        with playwright.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-            page = open_page(browser, url)
-            assert "neural cachethe last 12 positions, theta 0.5, lambda 0.4" in page.text_content("#card")
-            for case in cases:
-                text, ids = write(page, case)
-                assert page.text_content("#message") == "", case
-                if ids != case["expected"]["ids"]:  # wasm's float32 logits may differ in the last bits
-                    step, margin = first_difference_margin(with_cache, case, ids)
-                    assert case["strategy"] == "sample" and margin <= MARGIN, (case, step, margin)
-                    continue
-                assert text == case["expected"]["text"], case
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with page_of(with_cache, tmp_path / "site") as page:
+        assert "neural cachethe last 12 positions, theta 0.5, lambda 0.4" in page.text_content("#card")
+        for case in cases:
+            text, ids = write(page, case)
+            assert page.text_content("#message") == "", case
+            if ids != case["expected"]["ids"]:  # wasm's float32 logits may differ in the last bits
+                step, margin = first_difference_margin(with_cache, case, ids)
+                assert case["strategy"] == "sample" and margin <= MARGIN, (case, step, margin)
+                continue
+            assert text == case["expected"]["text"], case
 
 
 @needs_node

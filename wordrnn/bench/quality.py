@@ -122,7 +122,7 @@ class CorpusResult:
     fold_ppl: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in ROWS + CACHE_ROWS})
     choices: list[dict[str, Any]] = field(default_factory=list)  # per fold: order, weights, epochs
     samples: dict[str, dict[str, Any]] = field(default_factory=dict)
-    seconds: float = 0.0
+    seconds: float = 0.0  # its folds' own wall clocks, added (the folds of every corpus share one pool)
     name: str = ""  # short label for tables; ``data`` says where the text came from
 
     @property
@@ -230,6 +230,7 @@ class FoldOutcome:
     ppl: dict[str, float]  # held-out perplexity per row
     choice: dict[str, Any]  # what the inner validation chose
     samples: dict[str, dict[str, Any]]
+    seconds: float  # the fold's own wall clock
 
 
 def cache_losses(rnn: TrainedRNN, fold: Fold, r_val: np.ndarray, r_test: np.ndarray, kn_val: np.ndarray,
@@ -251,6 +252,7 @@ def cache_losses(rnn: TrainedRNN, fold: Fold, r_val: np.ndarray, r_test: np.ndar
 def score_fold(fold: Fold, tokens: list[list[str]], recipe_config: Config, plain_config: Config, seeds: int,
                seed: int, quiet: bool, started: float, workdir: str, cache: bool = False) -> FoldOutcome:
     """One fold: choose and fit everything on its training poems, then score its held-out poems."""
+    fold_started = time.time()
     log = (lambda *a: None) if quiet else say
     ds = fold.dataset
     kn, kn_ppl = kneser_ney_for_fold(fold)
@@ -292,7 +294,7 @@ def score_fold(fold: Fold, tokens: list[list[str]], recipe_config: Config, plain
     log(f"  fold {fold.index + 1}: held-out ppl " + ", ".join(f"{name} {ppl[name]:.1f}" for name in ppl)
         + f"  (KN order {kn.order}, mixture weight {np.mean(choice['weights']):.2f}, recipe epoch "
         f"{choice['recipe_epochs']}, plain epoch {choice['plain_epochs']}; {time.time() - started:.0f} s)")
-    return FoldOutcome(ppl, choice, samples)
+    return FoldOutcome(ppl, choice, samples, time.time() - fold_started)
 
 
 def _worker_init(threads: int) -> None:
@@ -301,38 +303,60 @@ def _worker_init(threads: int) -> None:
     limit_threads(threads)
 
 
-def evaluate_corpus(poems: list[str], data: str, recipe_config: Config, plain_config: Config, folds: int,
-                    seeds: int, seed: int = 0, quiet: bool = False, jobs: int = 1, threads: int = 1,
-                    name: str = "", cache: bool = False) -> CorpusResult:
-    """Cross-validate the four rows (six with ``cache``) on one corpus; ``jobs`` folds at a time, each in its own
-    process."""
-    started = time.time()
+@dataclass
+class CorpusTask:
+    """A corpus read and cut into folds, and the result its folds fill in."""
+
+    tokens: list[list[str]]
+    folds: list[Fold]
+    result: CorpusResult
+
+
+def prepare_corpus(poems: list[str], data: str, recipe_config: Config, folds: int, seeds: int, seed: int,
+                   name: str) -> CorpusTask:
     c = recipe_config
     tokens = [tokenize(p, c.tokenizer) for p in poems]
     fold_list = build_folds(tokens, folds, c.seq_len, c.min_freq, c.tokenizer, seed)
-    result = CorpusResult(data, sum(len(t) for t in tokens), len(poems), folds, seeds, name=name)
+    return CorpusTask(tokens, fold_list, CorpusResult(data, sum(len(t) for t in tokens), len(poems), folds, seeds,
+                                                      name=name))
+
+
+def evaluate_corpora(tasks: list[CorpusTask], recipe_config: Config, plain_config: Config, seeds: int,
+                     seed: int = 0, quiet: bool = False, jobs: int = 1, threads: int = 1,
+                     cache: bool = False) -> list[CorpusResult]:
+    """Cross-validate the four rows (six with ``cache``) on every corpus; ``jobs`` folds at a time, each in its own
+    process, drawn from one queue for all the corpora, the largest corpus's folds first: with one pool per corpus,
+    the last of its five folds would run alone while the other core waited."""
+    started = time.time()
     if not quiet:
-        say(f"{result.label} ({data}): {result.poems} poems, {result.tokens:,} tokens, {folds} folds x "
-            f"{seeds} seed(s), {min(jobs, folds)} fold(s) at a time")
+        for task in tasks:
+            r = task.result
+            say(f"{r.label} ({r.data}): {r.poems} poems, {r.tokens:,} tokens, {r.folds} folds x {seeds} seed(s)")
+        say(f"{sum(len(t.folds) for t in tasks)} folds, {min(jobs, sum(len(t.folds) for t in tasks))} at a time")
+    order = sorted(((t, fold) for t in tasks for fold in t.folds), key=lambda tf: -tf[0].result.tokens)
     with tempfile.TemporaryDirectory(prefix="wordrnn-quality-") as tmp:
-        args = [(fold, tokens, recipe_config, plain_config, seeds, seed, quiet, started, tmp, cache)
-                for fold in fold_list]
+        # a folder per corpus: the folds of two corpora share their numbers
+        args = [(fold, task.tokens, recipe_config, plain_config, seeds, seed, quiet, started,
+                 str(Path(tmp) / f"corpus{tasks.index(task)}"), cache) for task, fold in order]
         if jobs <= 1:
             _worker_init(threads)
             outcomes = [score_fold(*a) for a in args]
         else:
             # Processes, not threads: one single-threaded PyTorch per core is what a small, busy CPU runs
             # fastest (wordrnn.core.threads). "spawn": every worker starts its own PyTorch.
-            with ProcessPoolExecutor(min(jobs, folds), mp_context=get_context("spawn"),
+            with ProcessPoolExecutor(min(jobs, len(args)), mp_context=get_context("spawn"),
                                      initializer=_worker_init, initargs=(threads,)) as pool:
                 outcomes = list(pool.map(score_fold, *zip(*args, strict=True)))
-    for outcome in outcomes:
-        for name in outcome.ppl:
-            result.fold_ppl[name].append(outcome.ppl[name])
-        result.choices.append(outcome.choice)
-    result.samples = outcomes[0].samples
-    result.seconds = time.time() - started
-    return result
+    for task in tasks:
+        mine = sorted(((fold.index, outcome) for (t, fold), outcome in zip(order, outcomes, strict=True)
+                       if t is task), key=lambda io: io[0])
+        for _, outcome in mine:
+            for name in outcome.ppl:
+                task.result.fold_ppl[name].append(outcome.ppl[name])
+            task.result.choices.append(outcome.choice)
+            task.result.seconds += outcome.seconds
+        task.result.samples = mine[0][1].samples
+    return [task.result for task in tasks]
 
 
 def fold_samples(fold: Fold, tokens: list[list[str]], kn: KneserNey, rnn: TrainedRNN, plain: TrainedRNN,
@@ -418,6 +442,11 @@ def configs_from_args(args: argparse.Namespace) -> tuple[Config, Config]:
     return recipe_config, plain_config
 
 
+def trained_settings(config: Config) -> dict[str, Any]:
+    """Every model and training setting of a row (the data settings are the corpus's, the same for every row)."""
+    return {f.name: getattr(config, f.name) for f in options() if f.metadata["group"] in ("model", "training")}
+
+
 def corpora_from_args(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
     """(name, where the text came from, poems) for each corpus to evaluate."""
     from data.corpus import read_poems
@@ -453,22 +482,21 @@ def main(argv: list[str] | None = None) -> int:
     corpora = corpora_from_args(args)
     if args.threads < 0:
         raise UsageError(f"--threads must be 0 (library defaults) or a positive number, got {args.threads}")
-    results = []
+    tasks = [prepare_corpus(poems, data, recipe_config, args.folds, args.seeds, args.seed, name)
+             for name, data, poems in corpora]
+    started = time.time()
     try:
-        for name, data, poems in corpora:
-            results.append(evaluate_corpus(poems, data, recipe_config, plain_config, args.folds, args.seeds,
-                                           args.seed, args.quiet, args.jobs, args.threads, name, cache))
-            if not args.quiet:
-                say(f"{name}: {results[-1].seconds:.0f} s")
+        results = evaluate_corpora(tasks, recipe_config, plain_config, args.seeds, args.seed, args.quiet, args.jobs,
+                                   args.threads, cache)
     except KeyboardInterrupt:
         # The folds train in a temporary folder, removed on the way out: nothing is left to continue.
         print(f"\ninterrupted: nothing written to {args.json}, and the folds' temporary runs are gone. "
               "Run the same command again to start afresh", file=sys.stderr)
         return INTERRUPTED_EXIT
-    document = {"corpora": [r.to_json() for r in results],
-                "recipe": {k: getattr(recipe_config, k) for k in (*recipe("quality"), "context", "bptt",
-                                                                     "ensemble")},
-                "plain": {k: getattr(plain_config, k) for k in recipe("quality")},
+    seconds = time.time() - started
+    document = {"corpora": [r.to_json() for r in results], "seconds": seconds, "jobs": args.jobs,
+                "recipe": trained_settings(recipe_config),
+                "plain": trained_settings(plain_config),
                 "command": " ".join(["python -m wordrnn.bench.quality", *(sys.argv[1:] if argv is None else argv)])}
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -476,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quiet:
         say(samples_text(results))
     say(table(results))
-    say(f"wrote {out}")
+    say(f"{len(results)} corpora in {seconds:.0f} s with {args.jobs} job(s); wrote {out}")
     return 0
 
 
