@@ -200,21 +200,38 @@ class RNNLanguageModel(nn.Module):
         """Logits [B, T, V] at every position of ``x`` [B, T] and the state after the last.
 
         ``reset`` [B, T] bool: a poem starts there and the state is zeroed before that token. A reset at
-        the first position only zeroes rows of the incoming state, so the chunk still runs through torch's
-        fused recurrent layer; resets further in need the cell step by step (``STEPS``).
+        the first position only zeroes rows of the incoming state; resets further in cut the chunk into
+        stretches, each run by torch's fused recurrent layer (``recur_segments``).
         """
         state = self.zero_state(x.shape[0]) if state is None else state
         keep = None if reset is None else (~reset).to(state[0].dtype)
         if keep is not None:
             state = tuple(s * keep[:, :1] for s in state)
-        if self.steps_needed(reset):
+        if self.steps_needed():
             hs, state = self.recur_steps(self.projected(x, masks), state, keep, masks)
         else:
-            hs, state = self.recur_layer(self.layer_inputs(x, masks), state, masks)
+            hs, state = self.recur_segments(self.layer_inputs(x, masks), state, reset, keep, masks)
         return self.head(hs, masks), state
 
-    def steps_needed(self, reset: torch.Tensor | None) -> bool:
-        return reset is not None and bool(reset[:, 1:].any())
+    def steps_needed(self) -> bool:
+        """Whether this model runs its cell step by step (the one-hot gather) rather than torch's layer."""
+        return False
+
+    def recur_segments(self, inputs: torch.Tensor, state: State, reset: torch.Tensor | None,
+                       keep: torch.Tensor | None, masks: Masks | None) -> tuple[torch.Tensor, State]:
+        """Every h_t [B, T, H] of torch's fused layer, run once per stretch between the positions where some
+        stream's poem starts, the rows of those streams zeroed there. A chunk of 8 streams x 20 tokens holds one
+        or two such positions; the cell step by step would be one small kernel per gate and step instead
+        (docs/PERFORMANCE.md)."""
+        starts = [] if reset is None else (reset[:, 1:].any(dim=0).nonzero().flatten() + 1).tolist()
+        bounds = [0, *starts, inputs.shape[1]]
+        outs = []
+        for begin, end in zip(bounds[:-1], bounds[1:]):
+            if begin:
+                state = tuple(s * keep[:, begin:begin + 1] for s in state)
+            out, state = self.recur_layer(inputs[:, begin:end], state, masks)
+            outs.append(out)
+        return (outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)), state
 
     def recur_layer(self, inputs: torch.Tensor, state: State, masks: Masks | None = None
                     ) -> tuple[torch.Tensor, State]:
@@ -276,8 +293,8 @@ class OneHotRNN(RNNLanguageModel):
         self.refuse_input_mask(masks)
         return F.one_hot(x, self.vocab_size).to(self.rnn.weight_ih_l0.dtype)
 
-    def steps_needed(self, reset: torch.Tensor | None) -> bool:
-        return self.gather or super().steps_needed(reset)
+    def steps_needed(self) -> bool:
+        return self.gather
 
     @staticmethod
     def refuse_input_mask(masks: Masks | None) -> None:
