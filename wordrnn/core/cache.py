@@ -178,8 +178,7 @@ class NeuralCache:
         e = np.exp(scores - scores.max())
         total = float(np.cumsum(e)[-1])  # oldest first
         c = np.zeros(vocab_size)
-        for weight, token in zip(e, self.values):  # oldest first, one addition at a time
-            c[token] += weight
+        np.add.at(c, np.fromiter(self.values, np.int64, len(self.values)), e)  # unbuffered: oldest first, one at a time
         with np.errstate(divide="ignore"):
             return np.log(c / total)
 
