@@ -177,7 +177,7 @@ def test_quality_after_ctrl_c_names_no_temporary_folder(corpus, tmp_path, capsys
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(quality, "evaluate_corpus", interrupted)
+    monkeypatch.setattr(quality, "evaluate_corpora", interrupted)
     out = tmp_path / "q.json"
     code, _, err = run_main(quality.main, ["--data", str(corpus), "--json", str(out)], capsys)
     assert code == 130 and "the folds' temporary runs are gone" in err and "start afresh" in err

@@ -289,3 +289,35 @@ def test_the_step_layer_computes_what_torchs_layer_computes(cell: str) -> None:
     for a, b in zip(want_final if isinstance(want_final, tuple) else (want_final,),
                     got_final if isinstance(got_final, tuple) else (got_final,), strict=True):
         assert (a - b).abs().max() <= 1e-12
+
+
+@pytest.mark.parametrize("positions", [1, 2, 9], ids=["one-start", "two-starts", "many-starts"])
+def test_a_chunk_with_poems_starting_inside_runs_in_segments_or_steps_alike(positions: int) -> None:
+    """Resets inside a chunk: the fused layer once per stretch (few starts) and the cell step by step (many, past
+    ``SEGMENTED_STARTS``) give the same states and gradients."""
+    from torchmodels.model import SEGMENTED_STARTS
+
+    config = Config(model="embedding", cell="lstm", context="poem", vocab_size=30, hidden_size=6, embed_dim=5,
+                    bptt=10, batch_size=4).validate()
+    module = build_module(config, init_params(config), dtype=torch.float64)
+    rng = np.random.default_rng(positions)
+    x = torch.as_tensor(rng.integers(0, 30, (4, 10)))
+    reset = torch.zeros(4, 10, dtype=torch.bool)
+    for k, t in enumerate(range(1, 10, max(1, 9 // positions))[:positions]):
+        reset[k % 4, t] = True
+    assert (positions > SEGMENTED_STARTS * 10) == (positions == 9)
+    keep = (~reset).to(torch.float64)
+    state = tuple(torch.as_tensor(rng.standard_normal((4, 6))) for _ in range(2))
+    inputs = module.layer_inputs(x, None)
+    outs = []
+    for run in (lambda: module.recur_segments(inputs, state, reset, keep, None),
+                lambda: module.recur_steps(module.projected(x, None), state, keep, None)):
+        module.zero_grad()
+        hs, final = run()
+        (hs.square().sum() + final[1].sum()).backward()
+        outs.append((hs.detach(), [f.detach() for f in final], module.rnn.weight_hh_l0.grad.clone()))
+    (hs_a, final_a, g_a), (hs_b, final_b, g_b) = outs
+    torch.testing.assert_close(hs_a, hs_b, rtol=0, atol=1e-12)
+    for a, b in zip(final_a, final_b):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    torch.testing.assert_close(g_a, g_b, rtol=0, atol=1e-12)

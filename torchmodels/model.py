@@ -61,6 +61,9 @@ RECURRENT: dict[str, Callable[[int, int], nn.Module]] = {
 }
 
 Masks = dict[str, torch.Tensor | None]
+# A poem chunk whose poems start at most this many times a token (some stream's state zeroed there) runs the fused
+# layer once per stretch between those positions; more often, the cell step by step (docs/PERFORMANCE.md).
+SEGMENTED_STARTS = 0.2
 State = tuple[torch.Tensor, ...]  # (h,), or (h, c) for the LSTM
 
 
@@ -221,9 +224,11 @@ class RNNLanguageModel(nn.Module):
                        keep: torch.Tensor | None, masks: Masks | None) -> tuple[torch.Tensor, State]:
         """Every h_t [B, T, H] of torch's fused layer, run once per stretch between the positions where some
         stream's poem starts, the rows of those streams zeroed there. A chunk of 8 streams x 20 tokens holds one
-        or two such positions; the cell step by step would be one small kernel per gate and step instead
-        (docs/PERFORMANCE.md)."""
-        starts = [] if reset is None else (reset[:, 1:].any(dim=0).nonzero().flatten() + 1).tolist()
+        or two such positions; the cell step by step would be one small kernel per gate and step instead. With
+        more than ``SEGMENTED_STARTS`` a token, the steps (docs/PERFORMANCE.md)."""
+        starts = (reset[:, 1:].any(dim=0).nonzero().flatten() + 1).tolist() if reset is not None else []
+        if len(starts) > SEGMENTED_STARTS * inputs.shape[1]:  # many stretches: the steps are cheaper
+            return self.recur_steps(self.projected_from(inputs), state, keep, masks)
         bounds = [0, *starts, inputs.shape[1]]
         outs = []
         for begin, end in zip(bounds[:-1], bounds[1:]):
@@ -240,6 +245,10 @@ class RNNLanguageModel(nn.Module):
         out, final = self.run_layer(inputs, hx if len(hx) > 1 else hx[0], masks)
         final = final if isinstance(final, tuple) else (final,)
         return out, tuple(f[0] for f in final)
+
+    def projected_from(self, inputs: torch.Tensor) -> torch.Tensor:
+        """x_t W_ih^T + b_ih, time-major [T, B, G*H], from the layer's input vectors [B, T, in]."""
+        return F.linear(inputs.transpose(0, 1), self.rnn.weight_ih_l0, self.rnn.bias_ih_l0)
 
     def recur_steps(self, projected: torch.Tensor, state: State, keep: torch.Tensor | None,
                     masks: Masks | None = None) -> tuple[torch.Tensor, State]:
@@ -327,7 +336,7 @@ class EmbeddingRNN(RNNLanguageModel):
 
     def projected(self, x: torch.Tensor, masks: Masks | None) -> torch.Tensor:
         """x_t W_ih^T + b_ih, time-major [T, B, G*H]."""
-        return F.linear(self.layer_inputs(x, masks).transpose(0, 1), self.rnn.weight_ih_l0, self.rnn.bias_ih_l0)
+        return self.projected_from(self.layer_inputs(x, masks))
 
 
 def build_module(
