@@ -141,7 +141,7 @@ def test_bad_input_shows_a_message_on_the_page_and_a_screenshot_is_taken(site, b
         shutil.copyfile(shot, os.environ["WORDRNN_SCREENSHOT"])
 
     # Words appear as they are written: part of the poem is on the page while the page is still writing.
-    page.fill("#words", "3000")
+    page.fill("#words", "30000")  # seconds of writing, so the check below catches it under way on a fast machine
     page.click("#write")
     page.wait_for_function("document.body.dataset.state === 'writing' && "
                            "document.getElementById('output').textContent.split(' ').length > 8")
