@@ -51,7 +51,7 @@ else
   LARGE=(--large-vocab 400 --large-tokens 8000)
   BENCH_CORPUS=(--vocab-size 200 --train-tokens 4000)
   EPOCH_CORPUS=(--vocab-size 300 --train-tokens 6000)
-  SPEED_BENCHMARK=(--steps 2 --tokens 5 --repeats 1 --cells rnn)
+  SPEED_BENCHMARK=(--steps 2 --tokens 5 --repeats 1 --cells rnn --context both)
   SPEED_LARGE=("${SPEED_BENCHMARK[@]}")
   PARITY=(--cells rnn)
   SCALING=(--impls torch,jax --vocab-size 300 --streams 8,16 --hidden 16,32 --batch-size 8 --hidden-size 16
