@@ -249,24 +249,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def cache_from_args(args: argparse.Namespace, config: Config, run: Run | None = None) -> CacheSettings | None:
+def cache_from_args(args: argparse.Namespace, run: Run) -> CacheSettings | None:
     """The neural cache the three flags describe (all three or none), or the one ``--cache-auto`` chooses for
     ``run``; refused for a window model."""
     given = [args.cache_size, args.cache_theta, args.cache_lambda]
+    if not args.cache_auto and all(v is None for v in given):
+        return None
+    flag = "--cache-auto" if args.cache_auto else "--cache-*"
+    if run.config.context != "poem":
+        raise UsageError(f"{flag} needs a poem model: the cache recalls the hidden states of the poem written so "
+                         f"far, and a {run.config.context} model starts every window from a zero state")
     if args.cache_auto:
         if any(v is not None for v in given):
             raise UsageError("--cache-auto chooses --cache-size, --cache-theta and --cache-lambda: give it or them")
-        if config.context != "poem":
-            raise UsageError(f"--cache-auto needs a poem model: the cache recalls the hidden states of the poem "
-                             f"written so far, and a {config.context} model starts every window from a zero state")
         return chosen_cache(run)
-    if all(v is None for v in given):
-        return None
     if any(v is None for v in given):
         raise UsageError("a neural cache needs all of --cache-size, --cache-theta and --cache-lambda")
-    if config.context != "poem":
-        raise UsageError(f"--cache-* needs a poem model: the cache recalls the hidden states of the poem written so "
-                         f"far, and a {config.context} model starts every window from a zero state")
     return CacheSettings(args.cache_size, args.cache_theta, args.cache_lambda).validate("--cache-*")
 
 
@@ -298,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     run = load_run(args.run)
     out = Path(args.out) if args.out else run.path / "model.onnx"
     check_out_file(out, args.overwrite)
-    cache = cache_from_args(args, run.config, run)
+    cache = cache_from_args(args, run)
     exported = export_run(run, args.opset, args.reference, args.source, cache)
     config = run.config
     sizes = f"V={config.vocab_size}, H={config.hidden_size}" + (
@@ -324,4 +322,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

@@ -203,7 +203,7 @@ def forward(params: Params, x: np.ndarray, masks: Masks | None = None, cell: str
     if not has_kernel(cell):
         return sequence.forward(params, x, cell, masks=masks, last_only=True)[::2]
     steps = STEPS[cell]
-    params = sequence.thinned(params, masks)
+    params = sequence.thinned(sequence.with_output_weight(params), masks)
     w_ih, w_hh = params["rnn.w_ih"], params["rnn.w_hh"]
     dtype = w_hh.dtype
     m_in, m_h = _mask(masks, "input", dtype), _mask(masks, "hidden", dtype)
@@ -345,7 +345,7 @@ def loss_and_grads(params: Params, x: np.ndarray, y: np.ndarray, masks: Masks | 
     if not has_kernel(cell):
         return sequence.loss_and_grads(params, x, y, cell=cell, masks=masks, last_only=True)[:2]
     y = np.asarray(y)
-    own, params = params, sequence.thinned(params, None)  # a tied model's out.weight, made once
+    own, params = params, sequence.with_output_weight(params)  # a tied model's out.weight, made once
     z, cache = forward(params, x, masks, cell)
     loss_value, e, sums = _exp_shifted(z, y)
     grads: Params = {}

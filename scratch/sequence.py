@@ -27,11 +27,15 @@ from wordrnn.core.params import Params, output_weight
 Array = np.ndarray
 
 
+def with_output_weight(params: Params) -> Params:
+    """``params`` with an ``out.weight``: a tied model's made from the embedding (``output_weight``), for the
+    output layer to read; an untied model's ``params`` itself."""
+    return params if "out.weight" in params else {**params, "out.weight": output_weight(params)}
+
+
 def thinned(params: Params, masks: Masks | None) -> Params:
-    """The weights a step reads: ``out.weight`` of a tied model made from the embedding (``output_weight``), and
-    under weight-drop ``w_hh * m_rec`` (one DropConnect mask for the whole step); else ``params`` itself."""
-    if "out.weight" not in params:
-        params = {**params, "out.weight": output_weight(params)}
+    """The recurrent weights a step reads: under weight-drop ``w_hh * m_rec`` (one DropConnect mask for the whole
+    step); else ``params`` itself."""
     m_rec = None if not masks else masks.get("recurrent")
     if m_rec is None:
         return params
@@ -87,7 +91,7 @@ def forward(params: Params, x: Array, cell: str = "rnn", state: State | None = N
     if cell not in STEPS:
         raise ValueError(f"unknown cell {cell!r}; the NumPy reference has {', '.join(STEPS)}")
     steps = STEPS[cell]
-    params = thinned(params, masks)
+    params = thinned(with_output_weight(params), masks)
     dtype = params["out.weight"].dtype  # the arithmetic stays in the parameters' dtype, whatever the masks'
     masks = None if not masks else {k: None if m is None else np.asarray(m, dtype) for k, m in masks.items()}
     state = zero_state(params, cell, B) if state is None else tuple(np.asarray(s, params["out.weight"].dtype)
@@ -144,7 +148,7 @@ def loss_and_grads(params: Params, x: Array, y: Array, weights: Array | None = N
     """The weighted mean cross-entropy, its gradient for every parameter, and the state after the chunk."""
     own = params
     logits, state_out, cache = forward(params, x, cell, state, reset, masks, last_only)
-    params = cache["params"]  # the weights the forward pass read (``thinned``)
+    params = cache["params"]  # the weights the forward pass read (the output weight made, w_hh thinned)
     loss, d_logits = cross_entropy(logits, y, weights)
     if last_only:
         d_logits = d_logits[:, None]

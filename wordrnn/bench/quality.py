@@ -49,8 +49,8 @@ from wordrnn.core.recipes import recipe
 from wordrnn.run.folder import atomic_write_text
 
 ROWS = ("kneser-ney", "recipe", "mixture", "plain")
-# With --cache (poem context only): the recipe with a neural cache (wordrnn.core.cache), and that mixed with
-# Kneser-Ney; the cache's size, flatness and weight are chosen on the inner validation poems.
+# In the poem context (unless --no-cache): the recipe with a neural cache (wordrnn.core.cache), and that mixed
+# with Kneser-Ney; the cache's size, flatness and weight are chosen on the inner validation poems.
 CACHE_ROWS = ("cache", "cache-mixture")
 LABELS = {"kneser-ney": "Kneser-Ney (best order)", "recipe": "recipe (--recipe quality)",
           "mixture": "recipe + Kneser-Ney mixture", "plain": "plain embedding RNN (lab)",
@@ -333,11 +333,12 @@ def evaluate_corpora(tasks: list[CorpusTask], recipe_config: Config, plain_confi
             r = task.result
             say(f"{r.label} ({r.data}): {r.poems} poems, {r.tokens:,} tokens, {r.folds} folds x {seeds} seed(s)")
         say(f"{sum(len(t.folds) for t in tasks)} folds, {min(jobs, sum(len(t.folds) for t in tasks))} at a time")
-    order = sorted(((t, fold) for t in tasks for fold in t.folds), key=lambda tf: -tf[0].result.tokens)
+    order = sorted(((k, fold) for k, task in enumerate(tasks) for fold in task.folds),
+                   key=lambda kf: -tasks[kf[0]].result.tokens)
     with tempfile.TemporaryDirectory(prefix="wordrnn-quality-") as tmp:
         # a folder per corpus: the folds of two corpora share their numbers
-        args = [(fold, task.tokens, recipe_config, plain_config, seeds, seed, quiet, started,
-                 str(Path(tmp) / f"corpus{tasks.index(task)}"), cache) for task, fold in order]
+        args = [(fold, tasks[k].tokens, recipe_config, plain_config, seeds, seed, quiet, started,
+                 str(Path(tmp) / f"corpus{k}"), cache) for k, fold in order]
         if jobs <= 1:
             _worker_init(threads)
             outcomes = [score_fold(*a) for a in args]
@@ -347,15 +348,14 @@ def evaluate_corpora(tasks: list[CorpusTask], recipe_config: Config, plain_confi
             with ProcessPoolExecutor(min(jobs, len(args)), mp_context=get_context("spawn"),
                                      initializer=_worker_init, initargs=(threads,)) as pool:
                 outcomes = list(pool.map(score_fold, *zip(*args, strict=True)))
-    for task in tasks:
-        mine = sorted(((fold.index, outcome) for (t, fold), outcome in zip(order, outcomes, strict=True)
-                       if t is task), key=lambda io: io[0])
-        for _, outcome in mine:
-            for name in outcome.ppl:
-                task.result.fold_ppl[name].append(outcome.ppl[name])
-            task.result.choices.append(outcome.choice)
-            task.result.seconds += outcome.seconds
-        task.result.samples = mine[0][1].samples
+    for (k, fold), outcome in sorted(zip(order, outcomes, strict=True), key=lambda p: (p[0][0], p[0][1].index)):
+        result = tasks[k].result
+        for name in outcome.ppl:
+            result.fold_ppl[name].append(outcome.ppl[name])
+        result.choices.append(outcome.choice)
+        result.seconds += outcome.seconds
+        if fold.index == 0:  # the samples are fold 1's
+            result.samples = outcome.samples
     return [task.result for task in tasks]
 
 
