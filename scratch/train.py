@@ -13,6 +13,7 @@ import numpy as np
 from scratch.backend import NumpyBackend
 from wordrnn.core.errors import cli
 from wordrnn.core.flags import shared_parser
+from wordrnn.core.hugepages import exec_with_huge_pages
 from wordrnn.run.loop import train_from_args
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -35,4 +36,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    exec_with_huge_pages()
     raise SystemExit(main())

@@ -1,5 +1,5 @@
-"""Data parallelism: 4 (forced) CPU devices, uneven batches, two processes on 127.0.0.1; on 4 devices both contexts
-(in the poem context the streams are sharded, the carried state with them).
+"""Data parallelism: 4 (forced) CPU devices, uneven batches, two processes on 127.0.0.1; both contexts on 4 devices
+and across two processes (in the poem context the streams are sharded, the carried state with them).
 
 JAX fixes its device count when it starts, so each check runs in a subprocess
 with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``.
@@ -71,8 +71,10 @@ def run_script(tmp_path, cases, *extra, env=None, background=False):
     args = [sys.executable, str(script), json.dumps(cases), *extra]
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     if background:
-        return subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        # files, not pipes: a process blocked writing a full pipe would never reach the other's shutdown barrier
+        out = tmp_path / f"process-{extra[0]}.out"
+        return subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=out.open("w"), stderr=subprocess.STDOUT,
+                                text=True), out
     result = subprocess.run(args, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=300)
     return parse(result.returncode, result.stdout, result.stderr)
 
@@ -141,20 +143,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_two_processes_train_like_one_device(tmp_path):
-    """jax.distributed on the CPU backend (gloo): 2 processes x 2 devices = one 4-device mesh."""
+@pytest.mark.parametrize("context", ["window", "poem"])
+def test_two_processes_train_like_one_device(tmp_path, context):
+    """jax.distributed on the CPU backend (gloo): 2 processes x 2 devices = one 4-device mesh; in the poem context
+    the streams and their carried state are sharded across both processes."""
     address = f"127.0.0.1:{free_port()}"
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    procs = [run_script(tmp_path, [["embedding", None, 0.0]], str(pid), address, env=env, background=True)
+    procs = [run_script(tmp_path, [["embedding", None, 0.0, context]], str(pid), address, env=env, background=True)
              for pid in (0, 1)]
     try:
-        outputs = [p.communicate(timeout=300) for p in procs]
+        codes = [p.wait(timeout=300) for p, _ in procs]
     finally:
-        for p in procs:
+        for p, _ in procs:
             p.kill()
-    results = [parse(p.returncode, out, err)[0] for p, (out, err) in zip(procs, outputs, strict=True)]
-    (one,) = run_script(tmp_path, [["embedding", 1, 0.0]])
+    results = [parse(code, out.read_text(), out.read_text())[0] for code, (_, out) in zip(codes, procs, strict=True)]
+    (one,) = run_script(tmp_path, [["embedding", 1, 0.0, context]])
     for result in results:
         assert result["devices"] == 4
         assert_same_training(one, result)

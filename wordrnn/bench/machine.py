@@ -29,6 +29,7 @@ def cpu_name() -> str:
 
 def describe_machine(threads: int) -> dict[str, Any]:
     """CPU, cores, load, accelerators and library versions, for the report."""
+    from wordrnn.core.hugepages import tunable_set
     from wordrnn.run.folder import library_versions
 
     info: dict[str, Any] = {
@@ -38,6 +39,7 @@ def describe_machine(threads: int) -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "versions": library_versions(),
+        "huge_pages": tunable_set(),  # glibc asked for transparent huge pages (wordrnn.core.hugepages)
     }
     if hasattr(os, "getloadavg"):
         info["load_average"] = [round(x, 2) for x in os.getloadavg()]

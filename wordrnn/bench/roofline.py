@@ -152,23 +152,40 @@ def _best_seconds(fn: Callable[[], Any], sync: Callable[[], Any], repeats: int, 
 
 
 def matmul_peak_gflops(device: str, repeats: int = 5) -> dict[str, float]:
-    """Float32 matrix-product GFLOP/s on ``device``: NumPy and PyTorch on "cpu" (n 1024), PyTorch on "cuda"
-    (n 4096, TF32 off, as the models run). The best of the repeats: a peak is what the machine can do."""
+    """Float32 matrix-product GFLOP/s on ``device`` by every library at hand: NumPy on "cpu", PyTorch and XLA on
+    either (n 1024 on "cpu", 4096 on "cuda", TF32 off, as the models run). The best of the repeats: a peak is
+    what the machine can do, and on some CPUs one library's kernel is twice another's (docs/PERFORMANCE.md)."""
+    n = 1024 if device == "cpu" else 4096
+    flops = 2.0 * n**3
     results = {}
     if device == "cpu":
-        n = 1024
         rng = np.random.default_rng(0)
         a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
-        results["numpy"] = 2.0 * n**3 / _best_seconds(lambda: a @ b, lambda: None, repeats) / 1e9
+        results["numpy"] = flops / _best_seconds(lambda: a @ b, lambda: None, repeats) / 1e9
     try:
         import torch
     except ImportError:
+        pass
+    else:
+        ta = torch.randn(n, n, device=device)
+        tb = torch.randn(n, n, device=device)
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        results["torch"] = flops / _best_seconds(lambda: ta @ tb, sync, repeats) / 1e9
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
         return results
-    n = 1024 if device == "cpu" else 4096
-    ta = torch.randn(n, n, device=device)
-    tb = torch.randn(n, n, device=device)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    results["torch"] = 2.0 * n**3 / _best_seconds(lambda: ta @ tb, sync, repeats) / 1e9
+    try:
+        on = jax.devices("cpu" if device == "cpu" else "gpu")[0]
+    except RuntimeError:  # a JAX without this device's backend
+        return results
+    product = jax.jit(lambda x, y: jnp.matmul(x, y, precision=jax.lax.Precision.HIGHEST))
+    ja = jax.device_put(jnp.ones((n, n), jnp.float32), on)
+    jb = jax.device_put(jnp.ones((n, n), jnp.float32), on)
+    out = [product(ja, jb)]
+    results["jax"] = flops / _best_seconds(lambda: out.__setitem__(0, product(ja, jb)),
+                                           lambda: out[0].block_until_ready(), repeats) / 1e9
     return results
 
 

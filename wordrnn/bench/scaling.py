@@ -26,6 +26,7 @@ from wordrnn.bench.machine import describe_machine, limit_threads
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import MODELS, Config
 from wordrnn.core.errors import CommandParser, UsageError, cli
+from wordrnn.core.hugepages import exec_with_huge_pages
 from wordrnn.frameworks import IMPLS, parse_names
 
 # the sweeps on a GPU, and the shorter ones that keep a 2-core CPU within about 10 minutes
@@ -246,4 +247,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    exec_with_huge_pages()
     raise SystemExit(main())

@@ -41,6 +41,7 @@ from wordrnn.core.cells import CELLS
 from wordrnn.core.config import CONTEXTS, MODELS, Config
 from wordrnn.core.errors import CommandParser, UsageError, cli
 from wordrnn.core.flags import add_data_flags, add_threads_flag, data_config
+from wordrnn.core.hugepages import exec_with_huge_pages, tunable_set
 from wordrnn.core.paths import check_writable
 from wordrnn.frameworks import DEVICES, IMPLS, parse_names, resolve_device
 
@@ -284,7 +285,8 @@ def run_speed(args: argparse.Namespace, base: Config, impls: list[str], runtimes
     limits = {d: measure_limits(d, configs, LIMIT_REPEATS) for d in on}
     print_limits(limits, "before")
     print(f"{args.steps} steps x {args.repeats} repeats, {args.tokens} tokens x {args.repeats} repeats, "
-          f"threads {args.threads or 'default'}, device {device}", flush=True)
+          f"threads {args.threads or 'default'}, device {device}, "
+          f"huge pages {'asked for' if tunable_set() else 'not asked for'}", flush=True)
 
     results: dict[str, Any] = {"train": [], "generate": [], "epochs": []}
     for size, (config, dataset) in loaded.items():
@@ -417,4 +419,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    exec_with_huge_pages()
     raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""The JAX and NumPy trainers and the speed benchmarks start again with glibc's huge-page tunable where it
+helps (``wordrnn.core.hugepages``), keep the rest of ``GLIBC_TUNABLES``, and stay as they are when told to."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+from wordrnn.core import hugepages
+
+# Prints GLIBC_TUNABLES as the process that finally runs sees it, after asking to start again.
+SCRIPT = """
+import os, sys
+from wordrnn.core.hugepages import exec_with_huge_pages
+exec_with_huge_pages()
+print("TUNABLES=" + os.environ.get("GLIBC_TUNABLES", "") + " ARGS=" + ",".join(sys.argv[1:]))
+"""
+
+
+def run_script(tmp_path, **env):
+    script = tmp_path / "reexec.py"
+    script.write_text(SCRIPT)
+    full_env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", hugepages.OPT_OUT)}
+    result = subprocess.run([sys.executable, str(script), "a b", "--flag"], cwd=ROOT,
+                            env={**full_env, "PYTHONPATH": str(ROOT), **env}, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_the_tunable_is_added_to_what_is_there():
+    assert hugepages.with_tunable({})["GLIBC_TUNABLES"] == hugepages.TUNABLE
+    joined = hugepages.with_tunable({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})["GLIBC_TUNABLES"]
+    assert joined == f"glibc.malloc.arena_max=2:{hugepages.TUNABLE}"
+    assert hugepages.tunable_set({"GLIBC_TUNABLES": joined})
+    assert not hugepages.tunable_set({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})
+
+
+@pytest.mark.skipif(not hugepages.would_help(), reason="needs glibc >= 2.35 and transparent huge pages on madvise")
+def test_a_command_starts_again_with_huge_pages_and_its_arguments(tmp_path):
+    assert run_script(tmp_path) == f"TUNABLES={hugepages.TUNABLE} ARGS=a b,--flag"
+    kept = run_script(tmp_path, GLIBC_TUNABLES="glibc.malloc.arena_max=2")
+    assert kept == f"TUNABLES=glibc.malloc.arena_max=2:{hugepages.TUNABLE} ARGS=a b,--flag"
+
+
+def test_opting_out_leaves_the_process_alone(tmp_path):
+    assert run_script(tmp_path, **{hugepages.OPT_OUT: "0"}) == "TUNABLES= ARGS=a b,--flag"

@@ -1,0 +1,68 @@
+"""Transparent huge pages for the large buffers a training step allocates afresh, where glibc can ask for them.
+
+XLA's CPU runtime allocates a step's temporaries on every call. A poem chunk of 64 x 35 tokens at
+V 16,000 has logits, softmax and gradient of 143 MB each; glibc maps anything above 32 MB straight
+from the kernel and gives it back when freed, so each call faults every 4 KiB page of them in again.
+glibc 2.35 and later can ask the kernel for 2 MiB pages on those mappings (the tunable
+``glibc.malloc.hugetlb=1``), which the kernel grants where transparent huge pages are "madvise". On
+the 2-core box it took a quarter to a third off JAX's large-size chunk and up to a quarter off
+NumPy's, and left PyTorch's within its noise (docs/PERFORMANCE.md, "Huge pages"), so the JAX and
+NumPy trainers and the speed benchmarks use it.
+
+glibc reads its tunables once, when the process starts, so a command that wants them starts itself
+again with the tunable set (``exec_with_huge_pages``, first thing under ``__main__``, before any heavy
+work). ``WORDRNN_HUGE_PAGES=0`` leaves a process as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+TUNABLE = "glibc.malloc.hugetlb=1"
+OPT_OUT = "WORDRNN_HUGE_PAGES"  # "0": never start again with the tunable
+THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+MIN_GLIBC = (2, 35)  # the first glibc with glibc.malloc.hugetlb
+
+
+def _glibc_version() -> tuple[int, ...] | None:
+    name, version = platform.libc_ver()
+    if name != "glibc" or not version:
+        return None
+    return tuple(int(part) for part in version.split(".")[:2])
+
+
+def tunable_set(environ: dict[str, str] | None = None) -> bool:
+    """Whether this environment asks glibc for huge pages."""
+    env = os.environ if environ is None else environ
+    return "glibc.malloc.hugetlb=" in env.get("GLIBC_TUNABLES", "")
+
+
+def would_help() -> bool:
+    """glibc knows the tunable, and the kernel gives huge pages only to memory that asks ("madvise"): with
+    "always" every mapping gets them already, with "never" none can."""
+    version = _glibc_version()
+    if version is None or version < MIN_GLIBC:
+        return False
+    try:
+        return "[madvise]" in THP_SETTING.read_text()
+    except OSError:
+        return False
+
+
+def with_tunable(environ: dict[str, str]) -> dict[str, str]:
+    """``environ`` with the huge-page tunable added to whatever ``GLIBC_TUNABLES`` already holds."""
+    existing = environ.get("GLIBC_TUNABLES", "")
+    return {**environ, "GLIBC_TUNABLES": f"{existing}:{TUNABLE}" if existing else TUNABLE}
+
+
+def exec_with_huge_pages() -> None:
+    """Start this command again, the same arguments, with the tunable set, unless it is set already, would not
+    help, or ``WORDRNN_HUGE_PAGES=0``. Returns only when it does not start again."""
+    if os.environ.get(OPT_OUT) == "0" or tunable_set() or not would_help():
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], with_tunable(dict(os.environ)))
