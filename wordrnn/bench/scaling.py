@@ -29,9 +29,8 @@ from wordrnn.core.errors import CommandParser, UsageError, cli
 from wordrnn.core.hugepages import exec_with_huge_pages
 from wordrnn.frameworks import IMPLS, parse_names
 
-# the sweeps on a GPU, and the shorter ones that keep a 2-core CPU within about 10 minutes
-GPU_STREAMS, GPU_HIDDEN = (8, 32, 128, 512, 1024), (128, 256, 512, 1024)
-CPU_STREAMS, CPU_HIDDEN = (8, 32, 128), (128, 256, 512)
+# the sweeps, on a GPU and on the CPU alike: 4 min 48 s on the quiet 2-core box, threads 1 (docs/PERFORMANCE.md)
+STREAMS, HIDDEN = (8, 32, 128, 512, 1024), (128, 256, 512, 1024)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,11 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--embed-dim", type=int, default=Config.embed_dim, help="(default: %(default)s)")
     parser.add_argument("--bptt", type=int, default=Config.bptt, help="tokens per chunk (default: %(default)s)")
     parser.add_argument("--streams", default=None,
-                        help="comma-separated stream counts of the first sweep (default: "
-                        f"{','.join(map(str, CPU_STREAMS))} on the CPU, {','.join(map(str, GPU_STREAMS))} on a GPU)")
+                        help="comma-separated stream counts of the first sweep "
+                        f"(default: {','.join(map(str, STREAMS))})")
     parser.add_argument("--hidden", default=None,
-                        help="comma-separated hidden sizes of the second sweep (default: "
-                        f"{','.join(map(str, CPU_HIDDEN))} on the CPU, {','.join(map(str, GPU_HIDDEN))} on a GPU)")
+                        help="comma-separated hidden sizes of the second sweep "
+                        f"(default: {','.join(map(str, HIDDEN))})")
     parser.add_argument("--batch-size", type=int, default=Config.batch_size,
                         help="streams in the hidden-size sweep (default: %(default)s)")
     parser.add_argument("--hidden-size", type=int, default=Config.hidden_size,
@@ -209,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
 
     device = resolve_device(args.device)
     gpu = device == "cuda"
-    streams = parse_sizes(args.streams, GPU_STREAMS if gpu else CPU_STREAMS, "--streams")
-    hidden = parse_sizes(args.hidden, GPU_HIDDEN if gpu else CPU_HIDDEN, "--hidden")
+    streams = parse_sizes(args.streams, STREAMS, "--streams")
+    hidden = parse_sizes(args.hidden, HIDDEN, "--hidden")
     out = args.out or Path("docs") / f"scaling_{'gpu' if gpu else 'cpu'}.png"
     base = Config(model=args.model, cell=args.cell, context="poem", vocab_size=args.vocab_size,
                   embed_dim=args.embed_dim, bptt=args.bptt, batch_size=args.batch_size,

@@ -5,8 +5,8 @@ V 16,000 has logits, softmax and gradient of 143 MB each; glibc maps anything ab
 from the kernel and gives it back when freed, so each call faults every 4 KiB page of them in again.
 glibc 2.35 and later can ask the kernel for 2 MiB pages on those mappings (the tunable
 ``glibc.malloc.hugetlb=1``), which the kernel grants where transparent huge pages are "madvise". On
-the 2-core box it took a quarter to a third off JAX's large-size chunk and up to a quarter off
-NumPy's, and left PyTorch's within its noise (docs/PERFORMANCE.md, "Huge pages"), so the JAX and
+the 2-core box it took 27-45% off JAX's large-size chunk and 7-39% off NumPy's, and left PyTorch's
+within its noise (docs/PERFORMANCE.md, "Huge pages"), so the JAX and
 NumPy trainers and the speed benchmarks use it.
 
 glibc reads its tunables once, when the process starts, so a command that wants them starts itself
