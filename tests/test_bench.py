@@ -16,7 +16,7 @@ from conftest import ROOT, assert_usage_error, run_module
 
 from wordrnn.bench import roofline
 from wordrnn.bench.compare import RECIPE_IMPL
-from wordrnn.core import tolerances
+from wordrnn.core import hugepages, tolerances
 from wordrnn.core.config import Config
 
 TINY = ("--seq-len", "3", "--min-freq", "1")
@@ -84,6 +84,9 @@ def test_speed_reports_ratios_and_limits_at_both_sizes(tmp_path, tiny_corpus):
     assert doc["sizes"]["large"]["vocab_size"] == 60 and doc["sizes"]["large"]["source"] == "synthetic"
     cpu = doc["limits"]["cpu"]
     assert cpu["peak_gflops"] == max(cpu["matmul_gflops"].values()) > 0
+    assert set(cpu["matmul_gflops"]) == {"numpy", "torch", "jax"}  # the peak is the fastest library's
+    # the command started again with glibc's huge-page tunable wherever that helps
+    assert doc["machine"]["huge_pages"] == (hugepages.would_help() and os.environ.get(hugepages.OPT_OUT) != "0")
     assert set(cpu["bandwidth_gbs"]) == {f"{s}/embedding/rnn/{t}" for s in ("benchmark", "large")
                                          for t in ("train", "generate")}
     assert all(v > 0 for v in cpu["bandwidth_gbs"].values())
