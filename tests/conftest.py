@@ -47,11 +47,24 @@ def real_corpus() -> Path:
     return Path(value)
 
 
+def _child_env(env: dict | None, unset: tuple[str, ...]) -> dict:
+    """This process's environment without ``unset``, the repo on ``PYTHONPATH``, then ``env`` over it."""
+    inherited = {k: v for k, v in os.environ.items() if k not in unset}
+    return {**inherited, "PYTHONPATH": str(ROOT), **(env or {})}
+
+
 def run_module(module: str, *args: str, cwd: Path | None = None, env: dict | None = None,
                timeout: float = 300) -> subprocess.CompletedProcess:
     """Run ``python -m module args`` from the repo root (or ``cwd``) and capture its output."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or ROOT, env=full_env,
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or ROOT, env=_child_env(env, ()),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_python(code: str, *args: str, cwd: Path | None = None, env: dict | None = None,
+               unset: tuple[str, ...] = (), timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``python -c code args`` in a fresh interpreter from the repo root (or ``cwd``), without the
+    environment variables ``unset``, and capture its output."""
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd or ROOT, env=_child_env(env, unset),
                           capture_output=True, text=True, timeout=timeout)
 
 

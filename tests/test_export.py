@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
-from conftest import ROOT, assert_usage_error, run_module
+from conftest import assert_usage_error, run_module, run_python
 
 from data.tokenizer import tokenize
 from data.vocab import Vocab
@@ -42,12 +39,6 @@ def make_run(folder: Path, model: str, seed: int = 1, seq_len: int = 5, framewor
     atomic_write_text(folder / "vocab.json", Vocab(WORDS, tokenizer="default", min_freq=2).to_json())
     save_params(folder / WEIGHTS, init_params(config))
     return folder
-
-
-def run_python(code: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=120)
 
 
 def export(run_dir: Path, out: Path, *extra: str) -> int:

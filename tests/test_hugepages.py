@@ -3,12 +3,8 @@ helps (``wordrnn.core.hugepages``), keep the rest of ``GLIBC_TUNABLES``, and sta
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
-from conftest import ROOT
+from conftest import run_python
 
 from wordrnn.core import hugepages
 
@@ -21,13 +17,8 @@ print("TUNABLES=" + os.environ.get("GLIBC_TUNABLES", "") + " ARGS=" + ",".join(s
 """
 
 
-def run_script(tmp_path, **env):
-    script = tmp_path / "reexec.py"
-    script.write_text(SCRIPT)
-    full_env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", hugepages.OPT_OUT)}
-    result = subprocess.run([sys.executable, str(script), "a b", "--flag"], cwd=ROOT,
-                            env={**full_env, "PYTHONPATH": str(ROOT), **env}, capture_output=True, text=True,
-                            timeout=60)
+def final_environment(**env) -> str:
+    result = run_python(SCRIPT, "a b", "--flag", env=env, unset=("GLIBC_TUNABLES", hugepages.OPT_OUT), timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().splitlines()[-1]
 
@@ -41,11 +32,11 @@ def test_the_tunable_is_added_to_what_is_there():
 
 
 @pytest.mark.skipif(not hugepages.would_help(), reason="needs glibc >= 2.35 and transparent huge pages on madvise")
-def test_a_command_starts_again_with_huge_pages_and_its_arguments(tmp_path):
-    assert run_script(tmp_path) == f"TUNABLES={hugepages.TUNABLE} ARGS=a b,--flag"
-    kept = run_script(tmp_path, GLIBC_TUNABLES="glibc.malloc.arena_max=2")
+def test_a_command_starts_again_with_huge_pages_and_its_arguments():
+    assert final_environment() == f"TUNABLES={hugepages.TUNABLE} ARGS=a b,--flag"
+    kept = final_environment(GLIBC_TUNABLES="glibc.malloc.arena_max=2")
     assert kept == f"TUNABLES=glibc.malloc.arena_max=2:{hugepages.TUNABLE} ARGS=a b,--flag"
 
 
-def test_opting_out_leaves_the_process_alone(tmp_path):
-    assert run_script(tmp_path, **{hugepages.OPT_OUT: "0"}) == "TUNABLES= ARGS=a b,--flag"
+def test_opting_out_leaves_the_process_alone():
+    assert final_environment(**{hugepages.OPT_OUT: "0"}) == "TUNABLES= ARGS=a b,--flag"

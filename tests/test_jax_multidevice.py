@@ -73,8 +73,9 @@ def run_script(tmp_path, cases, *extra, env=None, background=False):
     if background:
         # files, not pipes: a process blocked writing a full pipe would never reach the other's shutdown barrier
         out = tmp_path / f"process-{extra[0]}.out"
-        return subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=out.open("w"), stderr=subprocess.STDOUT,
-                                text=True), out
+        with out.open("w") as sink:  # the child holds its own copy of the file
+            return subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=sink, stderr=subprocess.STDOUT,
+                                    text=True), out
     result = subprocess.run(args, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=300)
     return parse(result.returncode, result.stdout, result.stderr)
 
@@ -156,7 +157,8 @@ def test_two_processes_train_like_one_device(tmp_path, context):
     finally:
         for p, _ in procs:
             p.kill()
-    results = [parse(code, out.read_text(), out.read_text())[0] for code, (_, out) in zip(codes, procs, strict=True)]
+    outputs = [out.read_text() for _, out in procs]  # stdout and stderr together
+    results = [parse(code, text, text)[0] for code, text in zip(codes, outputs, strict=True)]
     (one,) = run_script(tmp_path, [["embedding", 1, 0.0, context]])
     for result in results:
         assert result["devices"] == 4

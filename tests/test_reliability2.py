@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, assert_usage_error, run_module, write_tiny_corpus
+from conftest import ROOT, assert_usage_error, run_module, run_python, write_tiny_corpus
 from test_reliability import one_error_line, run_main, trainer
 
 from data.corpus import read_corpus
@@ -374,9 +374,7 @@ open({marker!r}, "w").write("imported whole")
 
 
 def _python(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return run_python(code, env={"PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"})
 
 
 def test_ctrl_c_inside_a_gc_callback_is_not_lost(tmp_path):

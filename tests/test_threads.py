@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT
+from conftest import run_python
 
 # Starts JAX after limit_threads(N) and counts the threads of XLA's CPU pool (named tf_XLAEigen), PyTorch's
 # thread count and the BLAS pools threadpoolctl sees.
@@ -31,10 +29,7 @@ print(json.dumps({"xla": sum("XLAEigen" in n for n in names), "torch": torch.get
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through /proc")
 @pytest.mark.parametrize("threads", [1, 2])
 def test_every_library_gets_the_thread_budget(threads):
-    env = {k: v for k, v in os.environ.items() if k not in ("NPROC", "XLA_FLAGS")}
-    env["PYTHONPATH"] = str(ROOT)
-    result = subprocess.run([sys.executable, "-c", SCRIPT, str(threads)], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=120)
+    result = run_python(SCRIPT, str(threads), unset=("NPROC", "XLA_FLAGS"))
     assert result.returncode == 0, result.stderr[-2000:]
     counts = json.loads(result.stdout.strip().splitlines()[-1])
     assert counts == {"xla": threads, "torch": threads, "blas": [threads]}
