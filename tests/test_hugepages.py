@@ -40,3 +40,10 @@ def test_a_command_starts_again_with_huge_pages_and_its_arguments():
 
 def test_opting_out_leaves_the_process_alone():
     assert final_environment(**{hugepages.OPT_OUT: "0"}) == "TUNABLES= ARGS=a b,--flag"
+
+
+def test_a_value_other_than_0_or_1_is_refused_in_one_line():
+    result = run_python(SCRIPT, env={hugepages.OPT_OUT: "off"}, unset=("GLIBC_TUNABLES",), timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"error: {hugepages.OPT_OUT} must be 0 (no huge pages) or 1 (huge pages where they help), got 'off'"]

@@ -21,8 +21,10 @@ import platform
 import sys
 from pathlib import Path
 
+from wordrnn.core.errors import USAGE_EXIT
+
 TUNABLE = "glibc.malloc.hugetlb=1"
-OPT_OUT = "WORDRNN_HUGE_PAGES"  # "0": never start again with the tunable
+OPT_OUT = "WORDRNN_HUGE_PAGES"  # "0": never start again with the tunable; "1" or unset: where it helps
 THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 MIN_GLIBC = (2, 35)  # the first glibc with glibc.malloc.hugetlb
 
@@ -60,8 +62,14 @@ def with_tunable(environ: dict[str, str]) -> dict[str, str]:
 
 def exec_with_huge_pages() -> None:
     """Start this command again, the same arguments, with the tunable set, unless it is set already, would not
-    help, or ``WORDRNN_HUGE_PAGES=0``. Returns only when it does not start again."""
-    if os.environ.get(OPT_OUT) == "0" or tunable_set() or not would_help():
+    help, or ``WORDRNN_HUGE_PAGES=0``. Returns only when it does not start again; any other value of that
+    variable than 0 or 1 is refused (one line, exit 2), as a bad flag would be."""
+    setting = os.environ.get(OPT_OUT, "1")
+    if setting not in ("0", "1"):
+        print(f"error: {OPT_OUT} must be 0 (no huge pages) or 1 (huge pages where they help), got {setting!r}",
+              file=sys.stderr)
+        raise SystemExit(USAGE_EXIT)
+    if setting == "0" or tunable_set() or not would_help():
         return
     sys.stdout.flush()
     sys.stderr.flush()
