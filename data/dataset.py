@@ -1,9 +1,11 @@
-"""From a corpus file to training and validation windows.
+"""From a corpus file to training and validation poems, and from those to the chunks of an epoch.
 
 Poems are split (seeded) into training and validation before the vocabulary
 is built, so validation words unseen in training become ``<unk>``. A window
 is ``seq_len`` consecutive tokens of one poem and its target is the next
-token of the same poem: windows never cross a poem boundary.
+token of the same poem: windows never cross a poem boundary. An epoch is laid
+out as its context's layout says (``wordrnn.core.layout``): batches of windows,
+or streams of whole poems (``data.streams``).
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from data.batches import batch_indices
 from data.corpus import read_corpus
 from data.locate import locate_corpus
+from data.streams import Chunk, epoch_chunks, window_chunk
 from data.tokenizer import tokenize
 from data.vocab import Vocab
 from wordrnn.core.errors import UsageError
+from wordrnn.core.layout import Layout
 
 
 @dataclass
@@ -40,6 +45,21 @@ class Dataset:
     @property
     def poems(self) -> int:
         return len(self.train_ids) + len(self.val_ids)
+
+    def epoch_chunks(self, layout: Layout, batch_size: int, bptt: int, seed: int, epoch: int) -> list[Chunk]:
+        """The training chunks of epoch ``epoch`` in order, as ``layout`` cuts them: the same in every framework
+        for the same seed."""
+        if layout.carries_state:
+            return epoch_chunks(self.train_ids, batch_size, bptt, seed, epoch)
+        return [window_chunk(self.train_x[idx], self.train_y[idx])
+                for idx in batch_indices(len(self.train_x), batch_size, seed, epoch)]
+
+    def describe_epoch(self, layout: Layout, batch_size: int, bptt: int) -> str:
+        """What an epoch of ``layout`` reads, in words."""
+        if layout.carries_state:
+            return (f"{len(self.train_ids)} training poems in {batch_size} streams, chunks of {bptt}; "
+                    f"{len(self.val_ids)} validation poems")
+        return f"{len(self.train_x)} training / {len(self.val_x)} validation windows"
 
     def describe_source(self) -> str:
         """What was read, in words: ``poems.txt: 535 poems (separated by one blank line)``."""

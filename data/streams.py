@@ -1,4 +1,11 @@
-"""The poem context's input pipeline: whole poems laid end to end in streams, cut into chunks.
+"""Chunks: what one training step reads in either context, and the poem context's streams of whole poems.
+
+A ``Chunk`` is a batch of B rows of T tokens with its targets, their weights and where the state resets. A batch
+of windows is the degenerate chunk: every row starts from a zero state (``reset`` None), and only its last
+position is scored (``last_only``: ``y`` and ``weights`` are [B], one target a row). The poem context's chunks
+score every position ([B, T] targets) and carry the state from one chunk to the next (``data.layout``).
+
+The poem context's streams:
 
 Per epoch the training poems are shuffled by a generator seeded with ``[seed, epoch]`` (as the window
 batches are) and dealt, in that order, each to the stream that holds the fewest tokens so far: the
@@ -20,9 +27,10 @@ import numpy as np
 @dataclass(frozen=True)
 class Chunk:
     x: np.ndarray  # int64 [B, T] tokens read
-    y: np.ndarray  # int64 [B, T] next tokens (0 where weight is 0)
-    weights: np.ndarray  # float32 [B, T]: 1 for a real target, 0 for none
-    reset: np.ndarray  # bool [B, T]: a poem starts here; the state is zero before this token
+    y: np.ndarray  # int64 [B, T] next tokens (0 where weight is 0); [B] with last_only
+    weights: np.ndarray  # float32, shaped like y: 1 for a real target, 0 for none
+    reset: np.ndarray | None  # bool [B, T]: a poem starts here, the state is zero before this token; None: no reset
+    last_only: bool = False  # the head reads the last position only (a batch of windows)
 
     @property
     def targets(self) -> int:
@@ -70,7 +78,7 @@ def epoch_chunks(poems: list[np.ndarray], streams: int, bptt: int, seed: int, ep
     return [c for c in chunks if c.targets]  # a last chunk holding only a poem's final token predicts nothing
 
 
-def scored_positions(poems: list[np.ndarray], min_context: int) -> list[np.ndarray]:
-    """For each poem, the positions j whose token is scored: those with at least ``min_context`` tokens before
-    them (the targets of the window context's windows of ``min_context``, in the same order)."""
-    return [np.arange(min_context, len(ids)) for ids in poems]
+def window_chunk(x: np.ndarray, y: np.ndarray) -> Chunk:
+    """A batch of windows ``x`` [B, T] with their next tokens ``y`` [B] as a chunk: a zero state for every row,
+    the last position scored."""
+    return Chunk(x, y, np.ones(len(y), np.float32), None, last_only=True)

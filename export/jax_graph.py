@@ -35,7 +35,7 @@ def build_jax_graph(params: Params, config: Config, opset: int,
     """The ONNX model for canonical ``params``, traced from JAX; same input, output and metadata keys."""
     arrays = {name: jnp.asarray(value, jnp.float32) for name, value in params.items()}
     spec = jax.ShapeDtypeStruct(jax.export.symbolic_shape("batch, seq"), jnp.int32)
-    model = to_onnx(lambda tokens: apply(arrays, tokens, cell=config.cell), [spec],
+    model = to_onnx(lambda tokens: apply(arrays, tokens, cell=config.cell, last_only=True)[0], [spec],
                     model_name=graph_name(config.model, config.cell),
                     opset=opset, input_names=[TRACED_INPUT], output_names=[OUTPUT_NAME])
     cast = helper.make_node("Cast", [INPUT_NAME], [TRACED_INPUT], to=TensorProto.INT32)

@@ -66,12 +66,12 @@ def reference_logits(config: Config, params: Params, reference: str) -> tuple[st
 
         def torch_logits(x: np.ndarray) -> np.ndarray:
             with torch.no_grad():
-                return module(torch.from_numpy(x)).numpy()
+                return module(torch.from_numpy(x), last_only=True)[0].numpy()
 
         return "PyTorch", torch_logits
-    from scratch.model import logits
+    from scratch.sequence import window_logits
 
-    return "the NumPy reference", lambda x: logits(params, x, cell=config.cell)
+    return "the NumPy reference", lambda x: window_logits(params, x, cell=config.cell)
 
 
 def ensemble_reference(config: Config, members: list[Params], reference: str) -> tuple[str, LogitsFn]:

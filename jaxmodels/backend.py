@@ -1,6 +1,7 @@
 """The JAX backend of the one training loop: optax optimizer, one jitted data-parallel step.
 
-The step, ``train_step``, is a module-level pure function of pytrees: the NNX
+The step, ``train_step``, one for both contexts (a batch of windows is a chunk
+scored at its last position), is a module-level pure function of pytrees: the NNX
 module is split once into its graph definition and parameter ``State``
 (``nnx.split``) and merged back inside the jitted function, which is cheaper a
 step than ``nnx.jit`` (docs/PERFORMANCE.md). Parameters and optimizer state are
@@ -10,9 +11,9 @@ Dropout masks come in as arrays drawn by ``wordrnn.core.dropout.step_masks``.
 
 Data parallelism: a one-axis mesh (``devices.data_mesh``); each batch is split
 along it, parameters and optimizer state are replicated, and XLA inserts the
-gradient all-reduce. Every batch is padded to one size (a multiple of the
-device count, at least ``batch_size``) with a weight per example (1 real, 0
-padding), so the loss is the mean over the real windows and the step compiles once.
+gradient all-reduce. Every chunk is padded to one number of rows (a multiple of
+the device count, at least ``batch_size``) whose targets weigh 0, so the loss is
+the mean over the real targets and the step compiles once.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ import numpy as np
 import optax
 from flax import nnx
 
+from data.streams import Chunk
 from jaxmodels import devices as devs
-from jaxmodels.model import Masks, apply, build_nnx_model, to_canonical
+from jaxmodels.model import Masks, build_nnx_model, to_canonical
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import BATCH_MASKS, MASKS, has_dropout, step_masks
@@ -121,35 +123,21 @@ def weighted_cross_entropy(logits: jax.Array, y: jax.Array, weights: jax.Array) 
 
 
 def train_step(graphdef: Any, tx: optax.GradientTransformation, params: nnx.State, opt_state: optax.OptState,
-               x: jax.Array, y: jax.Array, weights: jax.Array, masks: Masks | None
-               ) -> tuple[nnx.State, optax.OptState, jax.Array]:
-    """One optimizer step: the weighted mean cross-entropy of the model ``graphdef`` + ``params``, its
-    gradient, and ``tx``'s update. Pure: new parameters, new optimizer state and the loss come back.
+               x: jax.Array, y: jax.Array, weights: jax.Array, reset: jax.Array | None, carry: tuple,
+               masks: Masks | None, last_only: bool = False
+               ) -> tuple[nnx.State, optax.OptState, jax.Array, tuple]:
+    """One optimizer step on a chunk, either context: the weighted mean cross-entropy of the model ``graphdef`` +
+    ``params``, its gradient, and ``tx``'s update. Pure: new parameters, new optimizer state, the loss and the
+    state after the chunk come back.
 
-    ``x`` int [B, T], ``y`` int [B], ``weights`` [B] (1 for a real window, 0 for padding), ``masks`` the
-    step's dropout masks (``wordrnn.core.dropout``) or None.
+    ``x`` int [B, T]; ``y`` and ``weights`` [B, T], or [B] with ``last_only`` (a batch of windows: the head reads
+    the last position); weight 0 for no target or a padding row. ``reset`` bool [B, T] or None, ``carry`` the
+    state in ((h,) or (h, c), [B, H] each); the gradient stops at it (truncated BPTT). ``masks`` the step's
+    dropout masks (``wordrnn.core.dropout``) or None.
     """
 
     def loss_of(p):
-        return weighted_cross_entropy(nnx.merge(graphdef, p)(x, masks), y, weights)
-
-    loss, grads = jax.value_and_grad(loss_of)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
-
-
-def chunk_step(graphdef: Any, tx: optax.GradientTransformation, params: nnx.State, opt_state: optax.OptState,
-               x: jax.Array, y: jax.Array, weights: jax.Array, reset: jax.Array, carry: tuple,
-               masks: Masks | None) -> tuple[nnx.State, optax.OptState, jax.Array, tuple]:
-    """One optimizer step on a chunk of streams (the poem context): ``train_step`` with the state carried.
-
-    ``x``, ``y`` int [B, T], ``weights`` [B, T], ``reset`` bool [B, T], ``carry`` the state after the previous
-    chunk ((h,) or (h, c), [B, H] each). The gradient stops at ``carry`` (truncated BPTT); the state after
-    this chunk comes back beside the new parameters, optimizer state and loss.
-    """
-
-    def loss_of(p):
-        logits, final = nnx.merge(graphdef, p).sequence(x, carry, reset, masks)
+        logits, final = nnx.merge(graphdef, p)(x, carry, reset, masks, last_only)
         return weighted_cross_entropy(logits, y, weights), final
 
     (loss, final), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
@@ -159,15 +147,14 @@ def chunk_step(graphdef: Any, tx: optax.GradientTransformation, params: nnx.Stat
 
 @dataclass
 class Program:
-    """What one configuration compiles: the graph definition, the optimizer, the jitted functions."""
+    """What one configuration compiles: the graph definition, the optimizer, the jitted functions, each for a
+    head that reads every position (False) and one that reads the last only (True)."""
 
     config: Config
     graphdef: Any
     tx: optax.GradientTransformation
-    step: Any  # jitted (params, opt_state, x, y, weights, masks) -> (params, opt_state, loss)
-    forward: Any  # jitted (params, x) -> logits
-    chunk_step: Any  # jitted (params, opt_state, x, y, weights, reset, carry, masks) -> (..., loss, carry)
-    sequence: Any  # jitted (params, x, carry) -> (logits [B, T, V], carry)
+    step: dict[bool, Any]  # jitted (params, opt_state, x, y, weights, reset, carry, masks) -> (..., loss, carry)
+    forward: dict[bool, Any]  # jitted (params, x, carry) -> (logits, carry)
 
 
 class JaxState(NamedTuple):
@@ -176,7 +163,7 @@ class JaxState(NamedTuple):
     program: Program
 
 
-STEP_SHARDING = ("data", "data", "data", "masks")  # x, y, weights, masks
+STEP_SHARDING = ("data", "data", "data", "data", "masks")  # x, y, weights, reset, masks
 FORWARD_UNROLL = 8  # recurrence steps unrolled in the forward-only program (the benchmark window is 5)
 
 
@@ -218,7 +205,7 @@ class JaxBackend:
         # should write the run folder (the loop may look at this; 0 in a single-process run)
         self.process_index = jax.process_index()
         self._programs: dict[tuple, Program] = {}
-        self._ones: dict[int, np.ndarray] = {}
+        self._zeros: dict[tuple[int, int, int], tuple] = {}
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -234,30 +221,23 @@ class JaxBackend:
         rep, data = self.replicated, self.batch_sharding
         # the batch masks are cut with the batch, the weight-drop mask (one per step) is on every device
         masks = {k: data if k in BATCH_MASKS else rep for k in MASKS} if has_dropout(config) else data
-        step = partial(train_step, graphdef, tx)
 
-        def forward(params, x):
-            module = nnx.merge(graphdef, params)
-            # no gradient is taken here (evaluation, generation), so the short recurrence is unrolled: XLA's
+        def forward(params, x, carry, last_only):
+            # no gradient is taken here (evaluation, generation), so a window's short recurrence is unrolled: XLA's
             # loop overhead is a large part of a batch-1 step on the CPU (docs/PERFORMANCE.md)
-            return apply(module.arrays(), x, onehot=module.onehot, cell=module.cell,
-                         unroll=min(x.shape[1], FORWARD_UNROLL))
-
-        def sequence(params, x, carry):
-            return nnx.merge(graphdef, params).sequence(x, carry)
+            unroll = min(x.shape[1], FORWARD_UNROLL) if last_only else 1
+            return nnx.merge(graphdef, params)(x, carry, last_only=last_only, unroll=unroll)
 
         return Program(
             config=config,
             graphdef=graphdef,
             tx=tx,
-            step=jax.jit(step, donate_argnums=(0, 1), in_shardings=(rep, rep, data, data, data, masks),
-                         out_shardings=(rep, rep, rep)),
-            forward=jax.jit(forward, in_shardings=(rep, data), out_shardings=rep),
-            chunk_step=jax.jit(partial(chunk_step, graphdef, tx), donate_argnums=(0, 1),
-                               in_shardings=(rep, rep, data, data, data, data, data, masks),
-                               out_shardings=(rep, rep, rep, data)),
+            step={last: jax.jit(partial(train_step, graphdef, tx, last_only=last), donate_argnums=(0, 1),
+                                in_shardings=(rep, rep, data, data, data, data, data, masks),
+                                out_shardings=(rep, rep, rep, data)) for last in (False, True)},
             # the logits replicated, so every process of a multi-process run can read them (evaluation)
-            sequence=jax.jit(sequence, in_shardings=(rep, data, data), out_shardings=(rep, data)),
+            forward={last: jax.jit(partial(forward, last_only=last), in_shardings=(rep, data, data),
+                                   out_shardings=(rep, data)) for last in (False, True)},
         )
 
     def _put(self, tree: Any, sharding: Any) -> Any:
@@ -299,71 +279,48 @@ class JaxBackend:
         """Rows a batch of ``batch`` windows is padded to: the full batch size, split evenly over the devices."""
         return _round_up(max(batch, config.batch_size), len(self.devices))
 
-    def train_step(self, state: JaxState, x: np.ndarray, y: np.ndarray, step: int) -> tuple[JaxState, jax.Array]:
-        program = state.program
-        rows = self.padded_batch(len(x), program.config)
-        weights = self._ones.get(len(x))
-        if weights is None:
-            weights = self._ones[len(x)] = np.ones(len(x), np.float32)
-        masks = _padded_masks(step_masks(program.config, step, x), rows)
-        batch = (
-            _pad_rows(np.asarray(x, np.int32), rows),
-            _pad_rows(np.asarray(y, np.int32), rows),
-            _pad_rows(weights, rows),
-            masks,
-        )
-        params, opt_state, loss = program.step(state.params, state.opt_state, *self._feed(batch, STEP_SHARDING))
-        return JaxState(params, opt_state, program), loss
-
-    def train_chunk(self, state: JaxState, x: np.ndarray, y: np.ndarray, weights: np.ndarray, reset: np.ndarray,
-                    carry: tuple | None, step: int) -> tuple[JaxState, jax.Array, tuple]:
+    def train_step(self, state: JaxState, chunk: Chunk, carry: tuple | None, step: int
+                   ) -> tuple[JaxState, jax.Array, tuple]:
         program = state.program
         config = program.config
-        rows = self.padded_batch(len(x), config)  # padded streams have weight 0 everywhere
+        rows = self.padded_batch(len(chunk.x), config)  # padding rows have weight 0 everywhere
         if carry is None:
             carry = self._zero_carry(config, rows)
-        masks = _padded_masks(step_masks(config, step, x), rows)
+        masks = _padded_masks(step_masks(config, step, chunk.x), rows)
+        reset = None if chunk.reset is None else _pad_rows(np.asarray(chunk.reset, bool), rows)
         batch = (
-            _pad_rows(np.asarray(x, np.int32), rows),
-            _pad_rows(np.asarray(y, np.int32), rows),
-            _pad_rows(np.asarray(weights, np.float32), rows),
-            _pad_rows(np.asarray(reset, bool), rows),
+            _pad_rows(np.asarray(chunk.x, np.int32), rows),
+            _pad_rows(np.asarray(chunk.y, np.int32), rows),
+            _pad_rows(np.asarray(chunk.weights, np.float32), rows),
+            reset,
+            masks,
         )
-        fed = self._feed((*batch, masks), STEP_SHARDING[:3] + ("data", "masks"))  # x, y, weights, reset, masks
-        params, opt_state, loss, carry = program.chunk_step(state.params, state.opt_state, *fed[:4], carry, fed[4])
+        x, y, weights, reset, masks = self._feed(batch, STEP_SHARDING)
+        params, opt_state, loss, carry = program.step[chunk.last_only](state.params, state.opt_state, x, y, weights,
+                                                                       reset, carry, masks)
         return JaxState(params, opt_state, program), loss, carry
 
-    def sequence_logits(self, state: JaxState, x: np.ndarray, reset: np.ndarray | None, carry: tuple | None
-                        ) -> tuple[np.ndarray, tuple]:
-        """Evaluation and generation read whole poems from their first token, so a reset can only come first:
-        it zeroes the rows of ``carry`` it marks."""
+    def logits(self, state: JaxState, x: np.ndarray, carry: tuple | None = None, last_only: bool = False
+               ) -> tuple[np.ndarray, tuple]:
+        # padded to a power of two (and a multiple of the device count): few shapes, few compilations
         n = len(x)
         rows = _round_up(1 << max(n - 1, 0).bit_length(), len(self.devices))
         if carry is None:
             carry = self._zero_carry(state.program.config, rows)
-        if reset is not None:
-            if reset[:, 1:].any():
-                raise ValueError("sequence_logits reads whole poems: a reset is allowed at the first position only")
-            keep = jnp.asarray(_pad_rows(~np.asarray(reset[:, :1]), rows), carry[0].dtype)
-            carry = tuple(s * keep for s in carry)
         (x_in,) = self._feed((_pad_rows(np.asarray(x, np.int32), rows),), ("data",))
-        logits, carry = state.program.sequence(state.params, x_in, carry)
+        logits, carry = state.program.forward[last_only](state.params, x_in, carry)
         return np.array(np.asarray(logits)[:n], dtype=np.float32), carry
 
     def _zero_carry(self, config: Config, rows: int) -> tuple:
         """A zero state placed as the step returns its carry (sharded over the streams): a host array would
-        be another input type, and the step would compile twice (docs/PERFORMANCE.md)."""
-        zeros = np.zeros((rows, config.hidden_size), np.float32)
-        carry = (zeros, zeros) if get_cell(config.cell).has_cell_state else (zeros,)
-        return self._put(carry, self.batch_sharding)
-
-    def logits(self, state: JaxState, x: np.ndarray) -> np.ndarray:
-        # pad to a power of two (and a multiple of the device count): few shapes, few compilations
-        n = len(x)
-        rows = _round_up(1 << max(n - 1, 0).bit_length(), len(self.devices))
-        (x_in,) = self._feed((_pad_rows(np.asarray(x, np.int32), rows),), ("data",))
-        out = state.program.forward(state.params, x_in)
-        return np.array(np.asarray(out)[:n], dtype=np.float32)
+        be another input type, and the step would compile twice (docs/PERFORMANCE.md). One per row count:
+        nothing donates it."""
+        states = len(get_cell(config.cell).states)
+        key = (rows, config.hidden_size, states)
+        if key not in self._zeros:
+            self._zeros[key] = self._put((np.zeros((rows, config.hidden_size), np.float32),) * states,
+                                         self.batch_sharding)
+        return self._zeros[key]
 
     def canonical(self, state: JaxState) -> Params:
         return to_canonical(nnx.merge(state.program.graphdef, state.params))

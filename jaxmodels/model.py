@@ -7,8 +7,9 @@ names (``rnn.w_ih`` is the attribute path ``rnn.w_ih``) with no ``init``/``apply
 indirection, and ``nnx.split``/``nnx.merge`` turn it into a pytree and back
 whenever a pure ``jax.jit`` function wants one (see ``backend.py``).
 
-The math lives in one pure function, ``apply``, on a dict of canonical arrays;
-the modules only hold the parameters and call it. The recurrence is an explicit
+The math lives in one pure function, ``apply``, on a dict of canonical arrays,
+for both contexts (a batch of windows is a chunk from a zero state scored at its
+last position); the modules only hold the parameters and call it. The recurrence is an explicit
 ``jax.lax.scan`` over a time-major input whose body is the cell's step
 (``STEPS``: torch's equations for the Elman RNN, the LSTM and the GRU, see
 ``wordrnn.core.cells``): Flax's own ``SimpleCell``, ``LSTMCell`` and
@@ -17,7 +18,7 @@ arrangement, so they could not hold docs/DESIGN.md's stacked weights and two bia
 in torch's (out, in) layout.
 
 Dropout is not a module here: ``apply`` takes explicit masks
-(``{"input": [B, T, E] or None, "hidden": [B, H] or None}``, and ``"recurrent"``
+(``{"input": [B, T or 1, E] or None, "hidden": [B, 1, H] or None}``, and ``"recurrent"``
 [G*H, H] for weight-drop on ``w_hh``; values 0 or ``1/(1-p)``), so tests can
 feed the same masks to every framework and the
 training step can draw them from ``(seed, step)``.
@@ -98,45 +99,28 @@ def gru_step(state: State, a: jax.Array, w_hh: jax.Array, b_hh: jax.Array) -> St
 STEPS = {"rnn": elman_step, "lstm": lstm_step, "gru": gru_step, "rnn_relu": relu_step, "mingru": mingru_step}
 
 
-def recurrence(cell: str, w_hh: jax.Array, b_hh: jax.Array, projected: jax.Array, unroll: int = 1) -> jax.Array:
-    """h_T of ``cell`` over time-major input projections [T, B, G*H], every state starting at 0.
-
-    ``projected[t]`` is ``x_t W_ih^T + b_ih``, computed for all steps at once
-    outside the scan; the scan's body is the cell's step, ``unroll`` steps per
-    loop iteration (``jax.lax.scan``'s own option; the same operations).
-    """
-    step = STEPS[cell]
-    hidden = projected.shape[-1] // get_cell(cell).num_gates
-    zeros = jnp.zeros((projected.shape[1], hidden), projected.dtype)
-    state0 = (zeros, zeros) if get_cell(cell).has_cell_state else (zeros,)
-
-    def body(state, a):
-        return step(state, a, w_hh, b_hh), None
-
-    final, _ = jax.lax.scan(body, state0, projected, unroll=unroll)
-    return final[0]
-
-
 def zero_state(cell: str, batch: int, hidden: int, dtype) -> State:
     zeros = jnp.zeros((batch, hidden), dtype)
     return (zeros, zeros) if get_cell(cell).has_cell_state else (zeros,)
 
 
 def carried_recurrence(cell: str, w_hh: jax.Array, b_hh: jax.Array, projected: jax.Array, state: State,
-                       keep: jax.Array | None) -> tuple[jax.Array, State]:
-    """Every h_t [T, B, H] and the final state of ``cell`` over time-major projections [T, B, G*H], from
-    ``state``; the state is multiplied by ``keep`` [T, B, 1] (0 where a poem starts) before each step."""
+                       keep: jax.Array | None, every_step: bool = True, unroll: int = 1
+                       ) -> tuple[jax.Array | None, State]:
+    """Every h_t [T, B, H] (None unless ``every_step``) and the final state of ``cell`` over time-major input
+    projections [T, B, G*H], from ``state``; the state is multiplied by ``keep`` [T, B, 1] (0 where a poem
+    starts) before each step. ``projected[t]`` is ``x_t W_ih^T + b_ih``, computed for all steps at once outside
+    the scan; the scan's body is the cell's step, ``unroll`` steps per loop iteration."""
     step = STEPS[cell]
 
     def body(carry, inputs):
         a, keep_t = inputs
-        carry = tuple(s * keep_t for s in carry)
+        if keep_t is not None:
+            carry = tuple(s * keep_t for s in carry)
         carry = step(carry, a, w_hh, b_hh)
-        return carry, carry[0]
+        return carry, carry[0] if every_step else None
 
-    if keep is None:
-        keep = jnp.ones((*projected.shape[:2], 1), projected.dtype)
-    final, hs = jax.lax.scan(body, state, (projected, keep))
+    final, hs = jax.lax.scan(body, state, (projected, keep), unroll=unroll)
     return hs, final
 
 
@@ -167,50 +151,30 @@ def input_projection(params: dict[str, jax.Array], tokens: jax.Array, input_mask
     return _linear(inputs, w_ih, b_ih)
 
 
-def apply_sequence(params: dict[str, jax.Array], x: jax.Array, state: State | None = None,
-                   reset: jax.Array | None = None, masks: Masks | None = None, cell: str = "rnn"
-                   ) -> tuple[jax.Array, State]:
-    """Logits [B, T, V] at every position of ``x`` [B, T] and the state after the last (the poem context).
+def apply(params: dict[str, jax.Array], x: jax.Array, state: State | None = None, reset: jax.Array | None = None,
+          masks: Masks | None = None, cell: str = "rnn", last_only: bool = False, unroll: int = 1
+          ) -> tuple[jax.Array, State]:
+    """Logits [B, T, V] at every position of ``x`` [B, T] (or [B, V] at the last, ``last_only``: a batch of
+    windows) and the state after the last position, from ``state`` (None: zero), with canonical arrays.
 
-    ``reset`` [B, T] bool: a poem starts there, and the state is zeroed before that token is read.
+    ``reset`` [B, T] bool: a poem starts there, and the state is zeroed before that token is read. A pure
+    function (jit, grad and ``jax.test_util.check_grads`` apply to it); the model is one-hot where ``params``
+    hold no embedding table.
     """
-    onehot = "embedding" not in params
-    tokens = jnp.asarray(x).T
-    projected = input_projection(params, tokens, masks.get("input") if masks else None, onehot)
+    tokens = jnp.asarray(x).T  # time-major [T, B]: lax.scan walks the leading axis
+    projected = input_projection(params, tokens, masks.get("input") if masks else None, "embedding" not in params)
     w_out = output_weight(params)
     if state is None:
         state = zero_state(cell, x.shape[0], w_out.shape[1], projected.dtype)
     keep = None if reset is None else (1 - jnp.asarray(reset, projected.dtype)).T[:, :, None]
     hs, final = carried_recurrence(cell, recurrent_weight(params, masks), params.get("rnn.b_hh"), projected, state,
-                                   keep)
-    hs = jnp.swapaxes(hs, 0, 1)  # [B, T, H]
+                                   keep, every_step=not last_only, unroll=unroll)
+    top = final[0][:, None] if last_only else jnp.swapaxes(hs, 0, 1)  # [B, 1 or T, H]
     hidden_mask = masks.get("hidden") if masks else None
     if hidden_mask is not None:
-        hs = hs * hidden_mask  # [B, 1, H], locked over the chunk
-    return _linear(hs, w_out, params["out.bias"]), final
-
-
-def apply(
-    params: dict[str, jax.Array], x: jax.Array, masks: Masks | None = None, onehot: bool | None = None,
-    cell: str = "rnn", unroll: int = 1,
-) -> jax.Array:
-    """Logits [B, V] of a ``cell`` model for token ids ``x`` [B, T] (any T >= 1), from canonical arrays.
-
-    A pure function (jit, grad and ``jax.test_util.check_grads`` apply to it).
-    ``onehot`` defaults to "no ``embedding`` in ``params``"; it is accepted so a
-    caller can say which model it means and be told if the weights disagree.
-    """
-    if onehot is None:
-        onehot = "embedding" not in params
-    elif onehot == ("embedding" in params):
-        raise ValueError(f"onehot={onehot} but the params {'hold' if onehot else 'lack'} an embedding table")
-    hidden_mask = masks.get("hidden") if masks else None
-    tokens = jnp.asarray(x).T  # time-major [T, B]: lax.scan walks the leading axis
-    projected = input_projection(params, tokens, masks.get("input") if masks else None, onehot)
-    h_last = recurrence(cell, recurrent_weight(params, masks), params.get("rnn.b_hh"), projected, unroll)
-    if hidden_mask is not None:
-        h_last = h_last * hidden_mask
-    return _linear(h_last, output_weight(params), params["out.bias"])
+        top = top * hidden_mask  # [B, 1, H]: one per row, over every position the head reads
+    logits = _linear(top, w_out, params["out.bias"])
+    return (logits[:, 0] if last_only else logits), final
 
 
 class CellWeights(nnx.Module):
@@ -268,19 +232,17 @@ class WordRNN(nnx.Module):
             arrays["embedding"] = self.embedding[...]
         return arrays
 
-    def __call__(self, x: jax.Array, masks: Masks | None = None) -> jax.Array:
-        return apply(self.arrays(), x, masks, onehot=self.onehot, cell=self.cell)
-
-    def sequence(self, x: jax.Array, state: State | None = None, reset: jax.Array | None = None,
-                 masks: Masks | None = None) -> tuple[jax.Array, State]:
-        """Logits [B, T, V] at every position and the state after the last (``apply_sequence``)."""
-        return apply_sequence(self.arrays(), x, state, reset, masks, cell=self.cell)
+    def __call__(self, x: jax.Array, state: State | None = None, reset: jax.Array | None = None,
+                 masks: Masks | None = None, last_only: bool = False, unroll: int = 1) -> tuple[jax.Array, State]:
+        """Logits and the state after the last position (``apply``)."""
+        return apply(self.arrays(), x, state, reset, masks, self.cell, last_only, unroll)
 
 
 def build_nnx_model(config: Config, params: Params, dtype=jnp.float32) -> WordRNN:
     """The NNX module ``config`` describes (its model and cell), holding the canonical weights ``params`` as ``dtype``.
 
-    ``module(x)`` maps int token ids [B, T] (any T >= 1) to logits [B, V].
+    ``module(x, state, reset, masks, last_only)`` maps int token ids [B, T] (any T >= 1) to logits and the state
+    after the last position (``apply``).
     """
     check_params(params, config)
     arrays = {name: jnp.asarray(np.asarray(value), dtype=dtype) for name, value in params.items()}

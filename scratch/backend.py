@@ -2,9 +2,9 @@
 
 A step is: the dropout masks ``wordrnn.core.dropout.step_masks`` specifies
 for it (input mask for the embedding model only), loss and hand-written
-gradients of the configured cell, global-norm clipping, then the optimizer
-(which adds weight decay). The state lives in the parameters' dtype (float32
-by default).
+gradients of the configured cell over the chunk (``scratch.sequence``, either
+context), global-norm clipping, then the optimizer (which adds weight decay).
+The state lives in the parameters' dtype (float32 by default).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scratch import model, sequence
+from data.streams import Chunk
+from scratch import sequence
 from scratch.optim import SGD, Adam, clip_by_global_norm, make_optimizer
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import Masks, step_masks
@@ -47,31 +48,20 @@ class NumpyBackend:
         """The masks of ``wordrnn.core.dropout.step_masks`` for this step (the model casts them to its dtype)."""
         return step_masks(config, step, x)
 
-    def train_step(self, state: NumpyState, x: np.ndarray, y: np.ndarray, step: int) -> tuple[NumpyState, float]:
+    def train_step(self, state: NumpyState, chunk: Chunk, carry: tuple | None, step: int
+                   ) -> tuple[NumpyState, float, tuple]:
         config = state.config
-        masks = self.dropout_masks(config, step, x)
-        loss, grads = model.loss_and_grads(state.params, x, y, masks, config.cell)
-        if config.clip > 0:
-            clip_by_global_norm(grads, config.clip)
-        state.optimizer.update(state.params, grads)
-        return state, loss
-
-    def train_chunk(self, state: NumpyState, x: np.ndarray, y: np.ndarray, weights: np.ndarray, reset: np.ndarray,
-                    carry: tuple | None, step: int) -> tuple[NumpyState, float, tuple]:
-        config = state.config
-        masks = self.dropout_masks(config, step, x)
-        loss, grads, carry = sequence.loss_and_grads(state.params, x, y, weights, config.cell, carry, reset, masks)
+        masks = self.dropout_masks(config, step, chunk.x)
+        loss, grads, carry = sequence.loss_and_grads(state.params, chunk.x, chunk.y, chunk.weights, config.cell,
+                                                     carry, chunk.reset, masks, chunk.last_only)
         if config.clip > 0:
             clip_by_global_norm(grads, config.clip)
         state.optimizer.update(state.params, grads)
         return state, loss, carry
 
-    def logits(self, state: NumpyState, x: np.ndarray) -> np.ndarray:
-        return model.logits(state.params, x, state.config.cell).astype(np.float32, copy=False)
-
-    def sequence_logits(self, state: NumpyState, x: np.ndarray, reset: np.ndarray | None, carry: tuple | None
-                        ) -> tuple[np.ndarray, tuple]:
-        logits, carry, _ = sequence.forward(state.params, x, state.config.cell, carry, reset)
+    def logits(self, state: NumpyState, x: np.ndarray, carry: tuple | None = None, last_only: bool = False
+               ) -> tuple[np.ndarray, tuple]:
+        logits, carry, _ = sequence.forward(state.params, x, state.config.cell, carry, last_only=last_only)
         return logits.astype(np.float32, copy=False), carry
 
     def canonical(self, state: NumpyState) -> Params:

@@ -2,9 +2,10 @@
 
 Every step gets ``a = u W_ih^T + b_ih`` [B, G*H] (the input side of every gate, computed for all steps at
 once by the caller), the previous state and the parameters; it returns the new state and what its backward
-needs. Every backward gets dL/d(new state), adds the gradients of the recurrent weights it used into
-``g``, and returns dL/da and dL/d(previous state). The gradient of each line sits under the line it inverts,
-in reverse order.
+needs. Every backward gets dL/d(new state) and returns dL/da, dL/db for the recurrent side of the gates
+``b = h_prev W_hh^T + b_hh`` (None for a cell without recurrent weights; the caller turns the db of every step
+into the gradients of W_hh and b_hh with one product, ``scratch.sequence``) and dL/d(previous state). The
+gradient of each line sits under the line it inverts, in reverse order.
 
 sigma is the logistic function, * is element-wise; the gate blocks are stacked in the registry's order
 (``wordrnn.core.cells``).
@@ -33,13 +34,11 @@ def rnn_forward(p: Params, a: Array, state: State) -> tuple[State, Any]:
     return (h,), (h_prev, h)
 
 
-def rnn_backward(p: Params, g: Params, saved: Any, d_state: State) -> tuple[Array, State]:
+def rnn_backward(p: Params, saved: Any, d_state: State) -> tuple[Array, Array | None, State]:
     h_prev, h = saved
     (dh,) = d_state
     dz = dh * (1 - h * h)  # through the tanh
-    g["rnn.w_hh"] += dz.T @ h_prev
-    g["rnn.b_hh"] += dz.sum(axis=0)
-    return dz, (dz @ p["rnn.w_hh"],)
+    return dz, dz, (dz @ p["rnn.w_hh"],)
 
 
 def rnn_relu_forward(p: Params, a: Array, state: State) -> tuple[State, Any]:
@@ -48,13 +47,11 @@ def rnn_relu_forward(p: Params, a: Array, state: State) -> tuple[State, Any]:
     return (h,), (h_prev, h)
 
 
-def rnn_relu_backward(p: Params, g: Params, saved: Any, d_state: State) -> tuple[Array, State]:
+def rnn_relu_backward(p: Params, saved: Any, d_state: State) -> tuple[Array, Array | None, State]:
     h_prev, h = saved
     (dh,) = d_state
     dz = dh * (h > 0)  # through the relu
-    g["rnn.w_hh"] += dz.T @ h_prev
-    g["rnn.b_hh"] += dz.sum(axis=0)
-    return dz, (dz @ p["rnn.w_hh"],)
+    return dz, dz, (dz @ p["rnn.w_hh"],)
 
 
 def lstm_forward(p: Params, a: Array, state: State) -> tuple[State, Any]:
@@ -67,7 +64,7 @@ def lstm_forward(p: Params, a: Array, state: State) -> tuple[State, Any]:
     return (h, c), (h_prev, c_prev, i, f, g, o, tanh_c)
 
 
-def lstm_backward(p: Params, gr: Params, saved: Any, d_state: State) -> tuple[Array, State]:
+def lstm_backward(p: Params, saved: Any, d_state: State) -> tuple[Array, Array | None, State]:
     h_prev, c_prev, i, f, g, o, tanh_c = saved
     dh, dc_next = d_state
     # h = o * tanh(c)
@@ -78,9 +75,7 @@ def lstm_backward(p: Params, gr: Params, saved: Any, d_state: State) -> tuple[Ar
     # i, f, g, o = sigma(z_i), sigma(z_f), tanh(z_g), sigma(z_o)
     dz = np.concatenate([di * i * (1 - i), df * f * (1 - f), dg * (1 - g * g), do * o * (1 - o)], axis=1)
     # z = a + h_prev W_hh^T + b_hh
-    gr["rnn.w_hh"] += dz.T @ h_prev
-    gr["rnn.b_hh"] += dz.sum(axis=0)
-    return dz, (dz @ p["rnn.w_hh"], dc_prev)
+    return dz, dz, (dz @ p["rnn.w_hh"], dc_prev)
 
 
 def gru_forward(p: Params, a: Array, state: State) -> tuple[State, Any]:
@@ -95,7 +90,7 @@ def gru_forward(p: Params, a: Array, state: State) -> tuple[State, Any]:
     return (h,), (h_prev, r, z, n, b_n)
 
 
-def gru_backward(p: Params, g: Params, saved: Any, d_state: State) -> tuple[Array, State]:
+def gru_backward(p: Params, saved: Any, d_state: State) -> tuple[Array, Array | None, State]:
     h_prev, r, z, n, b_n = saved
     (dh,) = d_state
     # h = (1 - z) * n + z * h_prev
@@ -108,9 +103,7 @@ def gru_backward(p: Params, g: Params, saved: Any, d_state: State) -> tuple[Arra
     da_r = dr * r * (1 - r)
     # b = h_prev W_hh^T + b_hh
     db = np.concatenate([da_r, da_z, db_n], axis=1)
-    g["rnn.w_hh"] += db.T @ h_prev
-    g["rnn.b_hh"] += db.sum(axis=0)
-    return np.concatenate([da_r, da_z, da_n], axis=1), (dh_prev + db @ p["rnn.w_hh"],)
+    return np.concatenate([da_r, da_z, da_n], axis=1), db, (dh_prev + db @ p["rnn.w_hh"],)
 
 
 def mingru_forward(p: Params, a: Array, state: State) -> tuple[State, Any]:
@@ -121,19 +114,19 @@ def mingru_forward(p: Params, a: Array, state: State) -> tuple[State, Any]:
     return (h,), (h_prev, z, h_tilde)
 
 
-def mingru_backward(p: Params, g: Params, saved: Any, d_state: State) -> tuple[Array, State]:
+def mingru_backward(p: Params, saved: Any, d_state: State) -> tuple[Array, Array | None, State]:
     h_prev, z, h_tilde = saved
     (dh,) = d_state
     # h = (1 - z) * h_prev + z * h~
     dz, dh_tilde, dh_prev = dh * (h_tilde - h_prev), dh * z, dh * (1 - z)
     # z = sigma(a_z)
     da_z = dz * z * (1 - z)
-    return np.concatenate([da_z, dh_tilde], axis=1), (dh_prev,)
+    return np.concatenate([da_z, dh_tilde], axis=1), None, (dh_prev,)
 
 
 class CellSteps(NamedTuple):
     forward: Callable[[Params, Array, State], tuple[State, Any]]
-    backward: Callable[[Params, Params, Any, State], tuple[Array, State]]
+    backward: Callable[[Params, Any, State], tuple[Array, Array | None, State]]
 
 
 STEPS: dict[str, CellSteps] = {

@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from functools import partial
 
 import numpy as np
 
-from scratch import model
+from scratch import sequence
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import Masks, draw_masks
@@ -58,17 +57,19 @@ def check_gradients(params: Params, x: np.ndarray, y: np.ndarray, masks: Masks |
                     loss_and_grads: Callable | None = None, loss: Callable | None = None) -> dict[str, float]:
     """The worst relative error (see the module docstring) of every parameter's gradient for ``cell``.
 
-    ``loss_and_grads(params, x, y, masks)`` is the function under test (by
-    default the hand-written ``scratch.model.loss_and_grads`` of ``cell``);
-    the numerical side uses ``loss(params, x, y, masks)`` (default ``scratch.model.loss``).
+    ``loss_and_grads(params, x, y, masks) -> (loss, grads)`` is the function under test (by default the
+    hand-written ``scratch.sequence.loss_and_grads`` of ``cell`` on windows: the chunk from a zero state, its last
+    position scored); the numerical side uses ``loss(params, x, y, masks)`` (default ``scratch.sequence.loss``).
     """
     for name, p in params.items():
         if p.dtype != np.float64:
             raise ValueError(f"the gradient check needs float64 parameters; {name} is {p.dtype}")
     if loss_and_grads is None:
-        loss_and_grads = partial(model.loss_and_grads, cell=cell)
+        def loss_and_grads(p, x, y, masks):
+            return sequence.loss_and_grads(p, x, y, cell=cell, masks=masks, last_only=True)[:2]
     if loss is None:
-        loss = partial(model.loss, cell=cell)
+        def loss(p, x, y, masks):
+            return sequence.loss(p, x, y, cell=cell, masks=masks, last_only=True)
     _, grads = loss_and_grads(params, x, y, masks)
     rng = np.random.default_rng(seed)
     errors = {}

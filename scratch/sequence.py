@@ -98,10 +98,11 @@ def forward(params: Params, x: Array, cell: str = "rnn", state: State | None = N
                                                                       for s in state)
     keep = None if reset is None else (1 - np.asarray(reset, params["out.weight"].dtype)).T[:, :, None]  # [T, B, 1]
     u, a = _inputs(params, x, masks)
-    hs, saved = [], []
+    hs, h_prev, saved = [], [], []
     for t in range(T):
         if keep is not None:
             state = tuple(s * keep[t] for s in state)
+        h_prev.append(state[0])  # what W_hh reads at step t
         state, keep_t = steps.forward(params, a[t], state)
         hs.append(state[0])
         saved.append(keep_t)
@@ -110,7 +111,7 @@ def forward(params: Params, x: Array, cell: str = "rnn", state: State | None = N
     if m_out is not None:
         top = top * (m_out if m_out.ndim == 3 else m_out[:, None, :])
     logits = _output_layer(top, params["out.weight"].T) + params["out.bias"]
-    cache = {"cell": cell, "params": params, "x": x, "u": u, "saved": saved, "keep": keep, "top": top,
+    cache = {"cell": cell, "params": params, "x": x, "u": u, "saved": saved, "keep": keep, "top": top, "h_prev": h_prev,
              "m_in": None if not masks else masks.get("input"), "m_out": m_out, "last_only": last_only}
     return (logits[:, 0] if last_only else logits), state, cache
 
@@ -152,7 +153,7 @@ def loss_and_grads(params: Params, x: Array, y: Array, weights: Array | None = N
     loss, d_logits = cross_entropy(logits, y, weights)
     if last_only:
         d_logits = d_logits[:, None]
-    g = {name: np.zeros_like(p) for name, p in params.items()}
+    g: Params = {}
     top = cache["top"]
     # logits = top W_out^T + b_out
     g["out.weight"] = d_logits.reshape(-1, d_logits.shape[-1]).T @ top.reshape(-1, top.shape[-1])
@@ -165,11 +166,24 @@ def loss_and_grads(params: Params, x: Array, y: Array, weights: Array | None = N
     _input_grads(params, g, cache, d_a)
     thin_gradient(g, masks)
     tie_gradient(g, own)
-    return loss, g, state_out
+    return loss, {name: g[name] for name in own}, state_out
+
+
+def loss(params: Params, x: Array, y: Array, weights: Array | None = None, cell: str = "rnn",
+         state: State | None = None, reset: Array | None = None, masks: Masks | None = None,
+         last_only: bool = False) -> float:
+    """The weighted mean cross-entropy alone (the gradient check's numerical side: no backward pass)."""
+    return cross_entropy(forward(params, x, cell, state, reset, masks, last_only)[0], y, weights)[0]
+
+
+def window_logits(params: Params, x: Array, cell: str = "rnn") -> Array:
+    """A window model's logits [B, V] for windows ``x`` [B, T]: the chunk from a zero state, its last position."""
+    return forward(params, x, cell, last_only=True)[0]
 
 
 def _backward_through_time(params: Params, g: Params, cache: dict, d_top: Array) -> Array:
-    """The cell's backward steps from the last step to the first; returns dL/da [T, B, G*H]."""
+    """The cell's backward steps from the last step to the first; returns dL/da [T, B, G*H]. The recurrent
+    weights' gradients are summed over the steps at the end, each as one product: dW_hh = sum_t db_t^T h_{t-1}."""
     steps, saved, keep = STEPS[cache["cell"]], cache["saved"], cache["keep"]
     T = len(saved)
     d_h_out = np.zeros((T, *d_top.shape[::2]), d_top.dtype)  # dL/dh_t from the output layer, [T, B, H]
@@ -178,14 +192,20 @@ def _backward_through_time(params: Params, g: Params, cache: dict, d_top: Array)
     else:
         d_h_out[:] = d_top.transpose(1, 0, 2)
     d_state = tuple(np.zeros_like(d_h_out[0]) for _ in get_cell(cache["cell"]).states)
-    d_a = []
+    d_a, d_b = [], []
     for t in range(T - 1, -1, -1):
         full = (d_h_out[t] + d_state[0], *d_state[1:])  # h_t feeds the output layer and step t+1
-        da_t, d_state = steps.backward(params, g, saved[t], full)
+        da_t, db_t, d_state = steps.backward(params, saved[t], full)
         # s_{t-1} = s_{t-1} * keep_t: no gradient flows into the state a reset erased
         if keep is not None:
             d_state = tuple(d * keep[t] for d in d_state)
         d_a.append(da_t)
+        d_b.append(db_t)
+    if "rnn.w_hh" in params:
+        # b_t = h_{t-1} W_hh^T + b_hh
+        db = np.concatenate(d_b[::-1])  # [T*B, G*H], time-major like h_prev
+        g["rnn.w_hh"] = db.T @ np.concatenate(cache["h_prev"])
+        g["rnn.b_hh"] = db.sum(axis=0)
     return np.stack(d_a[::-1])
 
 
@@ -197,13 +217,23 @@ def _input_grads(params: Params, g: Params, cache: dict, d_a: Array) -> None:
     g["rnn.b_ih"] = flat.sum(axis=0)
     ids = cache["x"].T.reshape(-1)
     if cache["u"] is None:
-        g["rnn.w_ih"] = np.zeros_like(params["rnn.w_ih"])
-        np.add.at(g["rnn.w_ih"].T, ids, flat)  # the transpose of the column gather
+        g["rnn.w_ih"] = sum_rows_by_id(params["rnn.w_ih"].shape[::-1], ids, flat).T  # the column gather's transpose
         return
     g["rnn.w_ih"] = flat.T @ cache["u"].reshape(T * B, -1)
-    d_u = (flat @ params["rnn.w_ih"]).reshape(T, B, -1).transpose(1, 0, 2)  # [B, T, E]
+    d_u = (flat @ params["rnn.w_ih"]).reshape(T, B, -1)  # [T, B, E]
     # u = emb[x] * m_in
     if cache["m_in"] is not None:
-        d_u = d_u * cache["m_in"]
-    g["embedding"] = np.zeros_like(params["embedding"])
-    np.add.at(g["embedding"], cache["x"].reshape(-1), d_u.reshape(B * T, -1))
+        d_u = d_u * cache["m_in"].transpose(1, 0, 2)
+    g["embedding"] = sum_rows_by_id(params["embedding"].shape, ids, d_u.reshape(T * B, -1))
+
+
+def sum_rows_by_id(shape: tuple[int, int], ids: Array, rows: Array) -> Array:
+    """A zero [N, D] array with ``rows`` [n, D] summed into the rows ``ids`` [n] name: the transpose of a gather.
+    The rows are sorted by id and each run summed with one ``np.add.reduceat``, which is several times faster
+    than ``np.add.at`` (docs/PERFORMANCE.md); only the order of each sum differs."""
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    out = np.zeros(shape, rows.dtype)
+    out[sorted_ids[starts]] = np.add.reduceat(rows[order], starts, axis=0)
+    return out

@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import pytest
 from conftest import assert_usage_error, run_module, run_python
+from scratch.model import logits as numpy_logits
 
 from data.tokenizer import tokenize
 from data.vocab import Vocab
@@ -16,7 +17,6 @@ from export import onnx as export_onnx
 from export.graph import MIN_OPSET, build_graph
 from export.metadata import KEY_CONFIG, KEY_SOURCE, KEY_TOKENIZER, KEY_VOCAB, ModelCard, from_props, to_props
 from export.session import load
-from scratch.model import logits as numpy_logits
 from wordrnn.core import tolerances
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import Config

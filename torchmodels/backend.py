@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data.streams import Chunk
 from torchmodels.devices import resolve_device
 from torchmodels.model import Masks, build_module, canonical_parameters, to_canonical
 from wordrnn.core.config import Config
@@ -82,27 +83,13 @@ class TorchBackend:
         forward = torch.compile(model) if self.compile else model
         return TorchState(config, model, forward, optimizer)
 
-    def train_step(
-        self, state: TorchState, x: np.ndarray, y: np.ndarray, step: int
-    ) -> tuple[TorchState, torch.Tensor]:
+    def train_step(self, state: TorchState, chunk: Chunk, carry: tuple | None, step: int
+                   ) -> tuple[TorchState, torch.Tensor, tuple]:
         config = state.config
-        xb, yb = self._tensor(x), self._tensor(y)
-        masks = self.dropout_masks(state, step, x)
-        loss = F.cross_entropy(state.forward(xb, masks), yb)
-        state.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.clip > 0:
-            nn.utils.clip_grad_norm_(state.model.parameters(), config.clip)
-        state.optimizer.step()
-        return state, loss.detach()
-
-    def train_chunk(self, state: TorchState, x: np.ndarray, y: np.ndarray, weights: np.ndarray,
-                    reset: np.ndarray, carry: tuple | None, step: int) -> tuple[TorchState, torch.Tensor, tuple]:
-        config = state.config
-        xb, yb = self._tensor(x), self._tensor(y)
-        wb = torch.as_tensor(weights).to(self.device, state.model.out.bias.dtype, non_blocking=True)
-        masks = self.dropout_masks(state, step, x)
-        logits, carry = state.model.sequence(xb, carry, torch.as_tensor(reset).to(self.device), masks)
+        yb = self._tensor(chunk.y)
+        wb = torch.as_tensor(chunk.weights).to(self.device, state.model.out.bias.dtype, non_blocking=True)
+        masks = self.dropout_masks(state, step, chunk.x)
+        logits, carry = state.forward(self._tensor(chunk.x), carry, self._reset(chunk.reset), masks, chunk.last_only)
         losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none")
         loss = (losses * wb.reshape(-1)).sum() / wb.sum()
         state.optimizer.zero_grad(set_to_none=True)
@@ -112,11 +99,10 @@ class TorchBackend:
         state.optimizer.step()
         return state, loss.detach(), tuple(s.detach() for s in carry)  # truncated BPTT: no gradient across chunks
 
-    def sequence_logits(self, state: TorchState, x: np.ndarray, reset: np.ndarray | None, carry: tuple | None
-                        ) -> tuple[np.ndarray, tuple]:
+    def logits(self, state: TorchState, x: np.ndarray, carry: tuple | None = None, last_only: bool = False
+               ) -> tuple[np.ndarray, tuple]:
         with torch.inference_mode():
-            reset_b = None if reset is None else torch.as_tensor(reset).to(self.device)
-            logits, carry = state.model.sequence(self._tensor(x), carry, reset_b)
+            logits, carry = state.forward(self._tensor(x), carry, None, None, last_only)
         return logits.to("cpu", torch.float32).numpy(), carry
 
     def dropout_masks(self, state: TorchState, step: int, x: np.ndarray) -> Masks | None:
@@ -127,11 +113,6 @@ class TorchBackend:
         dtype = state.model.out.bias.dtype
         return {k: None if m is None else torch.from_numpy(m).to(self.device, dtype, non_blocking=True)
                 for k, m in masks.items()}
-
-    def logits(self, state: TorchState, x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            out = state.forward(self._tensor(x))
-        return out.to("cpu", torch.float32).numpy()
 
     def canonical(self, state: TorchState) -> Params:
         return to_canonical(state.model)
@@ -167,6 +148,9 @@ class TorchBackend:
                 saved["state"][index] = _torch_slots(spec, name, step, arrays)
         state.optimizer.load_state_dict(saved)  # casts the slots to each parameter's dtype and device
         return state
+
+    def _reset(self, reset: np.ndarray | None) -> torch.Tensor | None:
+        return None if reset is None else torch.as_tensor(reset).to(self.device, non_blocking=True)
 
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(a, dtype=np.int64)).to(self.device, non_blocking=True)

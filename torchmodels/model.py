@@ -1,11 +1,14 @@
 """The two wordrnn models in PyTorch, for every cell, and their canonical weights in both directions.
 
-Both models are a torch recurrent layer (``nn.RNN`` with tanh, ``nn.LSTM`` or
-``nn.GRU``, batch_first; ``RECURRENT`` picks it by ``config.cell``) followed by
-``torch.nn.Linear`` on the last hidden state; the embedding model puts an
-``nn.Embedding`` in front. torch stacks the gate blocks as the canonical
-format does (``wordrnn.core.cells``), so parameter names map one to one onto
-the canonical names (``CANONICAL``).
+Both models are a recurrent layer of the configured cell (torch's ``nn.RNN`` with tanh or relu, ``nn.LSTM``
+or ``nn.GRU``, batch first, picked from ``RECURRENT`` by ``config.cell``; ``StepLayer`` for a cell torch has no
+module for) followed by ``torch.nn.Linear`` on the hidden states; the embedding model puts an ``nn.Embedding``
+in front. torch stacks the gate blocks as the canonical format does (``wordrnn.core.cells``), so parameter
+names map one to one onto the canonical names (``CANONICAL``).
+
+One function, ``forward``, serves both contexts: a chunk of tokens with an optional incoming state and reset
+mask gives the logits of every position (or of the last only, ``last_only``: a batch of windows) and the state
+after the chunk.
 
 The one-hot model comes in two forms that compute the same numbers:
 
@@ -19,7 +22,7 @@ The one-hot model comes in two forms that compute the same numbers:
   multiplies by zero is skipped.
 
 Dropout is not a module here: ``forward`` takes explicit masks
-(``{"input": [B, T, E] or None, "hidden": [B, H] or None}``, and ``"recurrent"``
+(``{"input": [B, T or 1, E] or None, "hidden": [B, 1, H] or None}``, and ``"recurrent"``
 [G*H, H] for weight-drop on ``w_hh``; values 0 or ``1/(1-p)``), so tests can
 feed the same masks to every framework and the
 training backend can draw them from ``(seed, step)`` (``wordrnn.core.dropout``).
@@ -180,27 +183,21 @@ class RNNLanguageModel(nn.Module):
         recurrent_mask = masks.get("recurrent") if masks else None
         return (w_hh if recurrent_mask is None else w_hh * recurrent_mask), b_hh
 
-    def recur(self, inputs: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
-        """h_T for input vectors [B, T, in], with every state starting at 0."""
-        _, final = self.run_layer(inputs, None, masks)
-        h_n = final[0] if isinstance(final, tuple) else final  # the LSTM returns (h_n, c_n)
-        return h_n[0]
-
-    def head(self, h_last: torch.Tensor, masks: Masks | None) -> torch.Tensor:
+    def head(self, hs: torch.Tensor, masks: Masks | None) -> torch.Tensor:
+        """Logits [B, T, V] of hidden states [B, T, H], times the hidden dropout mask [B, 1, H] if any."""
         hidden_mask = masks.get("hidden") if masks else None
         if hidden_mask is not None:
-            h_last = h_last * hidden_mask
-        return F.linear(h_last, self.output_weight(), self.out.bias)
-
-    # -- the poem context: every position, the state carried in and out --------------------------------------
+            hs = hs * hidden_mask
+        return F.linear(hs, self.output_weight(), self.out.bias)
 
     def zero_state(self, batch: int) -> State:
         zeros = self.out.bias.new_zeros(batch, self.hidden_size)
         return (zeros, zeros.clone()) if get_cell(self.cell).has_cell_state else (zeros,)
 
-    def sequence(self, x: torch.Tensor, state: State | None = None, reset: torch.Tensor | None = None,
-                 masks: Masks | None = None) -> tuple[torch.Tensor, State]:
-        """Logits [B, T, V] at every position of ``x`` [B, T] and the state after the last.
+    def forward(self, x: torch.Tensor, state: State | None = None, reset: torch.Tensor | None = None,
+                masks: Masks | None = None, last_only: bool = False) -> tuple[torch.Tensor, State]:
+        """Logits [B, T, V] at every position of ``x`` [B, T] (or [B, V] at the last, ``last_only``) and the
+        state after the last position, from ``state`` (None: zero).
 
         ``reset`` [B, T] bool: a poem starts there and the state is zeroed before that token. A reset at
         the first position only zeroes rows of the incoming state; resets further in cut the chunk into
@@ -214,7 +211,7 @@ class RNNLanguageModel(nn.Module):
             hs, state = self.recur_steps(self.projected(x, masks), state, keep, masks)
         else:
             hs, state = self.recur_segments(self.layer_inputs(x, masks), state, reset, keep, masks)
-        return self.head(hs, masks), state
+        return (self.head(hs[:, -1:], masks)[:, 0] if last_only else self.head(hs, masks)), state
 
     def steps_needed(self) -> bool:
         """Whether this model runs its cell step by step (the one-hot gather) rather than torch's layer."""
@@ -273,19 +270,6 @@ class OneHotRNN(RNNLanguageModel):
         super().__init__(vocab_size, hidden_size, vocab_size, cell)
         self.gather = gather
 
-    def forward(self, x: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
-        self.refuse_input_mask(masks)
-        if self.gather:
-            h_last = self.recur_gathered(x, masks)
-        else:
-            h_last = self.recur(F.one_hot(x, self.vocab_size).to(self.rnn.weight_ih_l0.dtype), masks)
-        return self.head(h_last, masks)
-
-    def recur_gathered(self, x: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
-        """h_T with the input projection looked up instead of multiplied, then the cell step by step."""
-        _, state = self.recur_steps(self.projected(x, None), self.zero_state(x.shape[0]), None, masks)
-        return state[0]
-
     def projected(self, x: torch.Tensor, masks: Masks | None) -> torch.Tensor:
         """x_t W_ih^T + b_ih, time-major [T, B, G*H], as a lookup of columns of W_ih.
 
@@ -325,9 +309,6 @@ class EmbeddingRNN(RNNLanguageModel):
             return output_weight({"embedding": self.embedding.weight, **dict(self.out.named_parameters("out"))})
         return self.out.weight
 
-    def forward(self, x: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
-        return self.head(self.recur(self.layer_inputs(x, masks), masks), masks)
-
     def layer_inputs(self, x: torch.Tensor, masks: Masks | None) -> torch.Tensor:
         """The embedding rows of ``x``, times the input dropout mask ([B, T, E] or locked [B, 1, E])."""
         inputs = self.embedding(x)
@@ -348,7 +329,8 @@ def build_module(
 ) -> nn.Module:
     """The torch module ``config`` describes (its model and cell), holding the canonical weights ``params``.
 
-    ``module(x)`` maps int64 token ids [B, T] (any T >= 1) to logits [B, V] of ``dtype``.
+    ``module(x, state, reset, masks, last_only)`` maps int64 token ids [B, T] (any T >= 1) to logits of
+    ``dtype`` ([B, T, V], or [B, V] with ``last_only``) and the state after the last position.
     The module is built on the meta device and then filled, so building it draws
     no random numbers and touches no global RNG.
     """

@@ -191,12 +191,13 @@ class TrainedRNN:
     def logits(self, x: np.ndarray) -> np.ndarray:
         from wordrnn.core.metrics import ensemble_window
 
-        return ensemble_window([lambda x, state=state: self.backend.logits(state, x) for state in self.states])(x)
+        return ensemble_window([lambda x, state=state: self.backend.logits(state, x, last_only=True)[0]
+                                for state in self.states])(x)
 
     def sequence_logits(self, x: np.ndarray, carry: Any) -> tuple[np.ndarray, Any]:
         from wordrnn.core.metrics import ensemble_sequence
 
-        return ensemble_sequence([lambda x, c, state=state: self.backend.sequence_logits(state, x, None, c)
+        return ensemble_sequence([lambda x, c, state=state: self.backend.logits(state, x, c)
                                   for state in self.states])(x, carry)
 
     def source(self) -> Any:
@@ -209,7 +210,7 @@ class TrainedRNN:
                         ) -> np.ndarray:
         """log P(y) for the windows ``x``, ``y`` of ``poems``: from the windows (window context), or from the
         whole poems read with the state carried (poem context), in the windows' order."""
-        if self.config.context == "poem":
+        if self.config.layout.carries_state:
             from wordrnn.core.metrics import poem_target_logits
 
             parts = [target_log_prob(logits[scored], targets[scored]) for logits, targets, scored in
@@ -396,7 +397,7 @@ def mixture_source(rnn: TrainedRNN, kn: KneserNey, weight: float) -> Any:
         p_rnn /= p_rnn.sum(axis=1, keepdims=True)
         return np.log(mix(p_rnn, np.exp(kn.log_distributions(window)), weight))
 
-    if rnn.config.context != "poem":
+    if not rnn.config.layout.carries_state:
         return lambda x: mixed(rnn.logits(x), x)
 
     def step(x: np.ndarray, carry: Any) -> tuple[np.ndarray, Any]:
@@ -474,10 +475,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     recipe_config, plain_config = configs_from_args(args)
-    if args.cache and recipe_config.context != "poem":
+    if args.cache and not recipe_config.layout.carries_state:
         raise UsageError(f"--cache needs --context poem: the neural cache recalls the hidden states of the poem read "
                          f"so far, and a {recipe_config.context} model starts every window from a zero state")
-    cache = recipe_config.context == "poem" if args.cache is None else args.cache
+    cache = recipe_config.layout.carries_state if args.cache is None else args.cache
     check_writable(args.json, "--json")
     corpora = corpora_from_args(args)
     if args.threads < 0:

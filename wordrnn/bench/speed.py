@@ -42,6 +42,7 @@ from wordrnn.core.config import CONTEXTS, MODELS, Config
 from wordrnn.core.errors import CommandParser, UsageError, cli
 from wordrnn.core.flags import add_data_flags, add_threads_flag, data_config
 from wordrnn.core.hugepages import exec_with_huge_pages, tunable_set
+from wordrnn.core.layout import layout_of
 from wordrnn.core.paths import check_writable
 from wordrnn.frameworks import DEVICES, IMPLS, parse_names, resolve_device
 
@@ -187,7 +188,7 @@ def training_rows(size: str, config: Config, dataset: Any, impls: list[str], arg
               f"warm-up {warmups[impl]:.2f} s", flush=True)
     seconds = timing.interleaved_medians({impl: (lambda run=run: run(args.steps)) for impl, run in runs.items()},
                                          args.repeats)
-    poem = config.context == "poem"
+    poem = config.layout.carries_state
     work = (roofline.chunk_step_work(config, config.batch_size, config.bptt) if poem
             else roofline.train_step_work(config, batch))
     rows = []
@@ -252,7 +253,7 @@ def epoch_rows(config: Config, dataset: Any, impls: list[str], args: argparse.Na
 
 def _targets(config: Config, dataset: Any) -> int:
     """Targets an epoch trains on: one a window, or every token of a poem but its last."""
-    if config.context == "poem":
+    if config.layout.carries_state:
         return sum(len(ids) - 1 for ids in dataset.train_ids)
     return len(dataset.train_x)
 
@@ -296,7 +297,7 @@ def run_speed(args: argparse.Namespace, base: Config, impls: list[str], runtimes
                 continue
             if impls:
                 results["train"] += training_rows(size, variant, dataset, impls, args, devices)
-            if runtimes and variant.context == "window":  # generation reads windows in both contexts' models
+            if runtimes and not variant.layout.carries_state:  # generation reads windows in both contexts' models
                 results["generate"] += generation_rows(size, variant, dataset, runtimes, args, devices)
     if not args.epoch_large:
         after = {d: measure_limits(d, configs, LIMIT_REPEATS) for d in on}
@@ -342,11 +343,11 @@ def print_limits(limits: dict[str, dict[str, Any]], when: str) -> None:
 
 
 def print_training(rows: list[dict[str, Any]], size: str, context: str = "window") -> None:
-    shape = (f"chunks of {rows[0]['batch']} tokens, every position scored" if context == "poem"
-             else "batches of windows")
+    streams = layout_of(context).carries_state
+    shape = f"chunks of {rows[0]['batch']} tokens, every position scored" if streams else "batches of windows"
     print(f"\ntraining, {size} size, {context} context ({shape}; time relative to PyTorch eager, lower is faster; "
           "of limit: estimated lower bound / achieved step time)")
-    per_s = "tokens/s" if context == "poem" else "examples/s"
+    per_s = "tokens/s" if streams else "examples/s"
     print(f"  {'impl':<7}{'model':<10}{'cell':<6}{per_s:>11}{'vs torch':>10}{'step ms':>9}{'limit ms':>10}"
           f"{'of limit':>10}  bound")
     for r in rows:

@@ -14,11 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
-from data.batches import batch_indices
 from data.dataset import Dataset
-from data.streams import Chunk, epoch_chunks
+from data.streams import Chunk
 from wordrnn.core.config import Config
 from wordrnn.core.params import Params, init_params
 from wordrnn.core.sampling import LogitsFn, SamplerSettings, generate
@@ -47,43 +44,35 @@ def interleaved_medians(fns: dict[str, Callable[[], Any]], repeats: int) -> dict
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-Steps = list[tuple[np.ndarray, np.ndarray]] | list[Chunk]  # batches of windows, or chunks of streams
+def epoch_batches(dataset: Dataset, config: Config, epoch: int = 1) -> list[Chunk]:
+    """The chunks of one epoch, in the order every trainer takes them (the context's layout)."""
+    return dataset.epoch_chunks(config.layout, config.batch_size, config.bptt, config.seed, epoch)
 
 
-def epoch_batches(dataset: Dataset, config: Config, epoch: int = 1) -> Steps:
-    """The steps of one epoch, in the order every trainer takes them: batches of windows, or (the poem
-    context) the chunks of the epoch's streams."""
-    if config.context == "poem":
-        return epoch_chunks(dataset.train_ids, config.batch_size, config.bptt, config.seed, epoch)
-    order = batch_indices(len(dataset.train_x), config.batch_size, config.seed, epoch)
-    return [(dataset.train_x[b], dataset.train_y[b]) for b in order]
-
-
-def step_tokens(config: Config, batch: tuple[np.ndarray, np.ndarray] | Chunk) -> int:
+def step_tokens(chunk: Chunk) -> int:
     """What one step trains on: the windows of a batch (one target each), or the B*T positions of a chunk."""
-    return batch.x.size if isinstance(batch, Chunk) else len(batch[0])
+    return len(chunk.y) if chunk.last_only else chunk.x.size
 
 
 class Trainer:
-    """One implementation's backend and state, stepping through a list of batches or chunks (cycled; a chunk's
-    carry passes to the next, and the first chunk of an epoch starts every stream's poem, so cycling is sound)."""
+    """One implementation's backend and state, stepping through a list of chunks (cycled; where the layout
+    carries the state it passes to the next chunk, and the first chunk of an epoch starts every stream's poem, so
+    cycling is sound)."""
 
     def __init__(self, impl: str, config: Config, device: str):
         self.backend = make_backend(impl, device)
         self.state = self.backend.init(init_params(config), config)
+        self.carries = config.layout.carries_state
         self.step = 0
         self.carry: Any = None
 
-    def run(self, batches: Steps, count: int) -> float:
+    def run(self, chunks: list[Chunk], count: int) -> float:
         """``count`` steps; returns ``float(loss)`` of the last, which waits for every step."""
         loss = None
         for _ in range(count):
-            batch = batches[self.step % len(batches)]
-            if isinstance(batch, Chunk):
-                self.state, loss, self.carry = self.backend.train_chunk(
-                    self.state, batch.x, batch.y, batch.weights, batch.reset, self.carry, self.step)
-            else:
-                self.state, loss = self.backend.train_step(self.state, *batch, self.step)
+            chunk = chunks[self.step % len(chunks)]
+            self.state, loss, carry = self.backend.train_step(self.state, chunk, self.carry, self.step)
+            self.carry = carry if self.carries else None
             self.step += 1
         return float(loss)
 
@@ -97,11 +86,10 @@ def prepare_training(impl: str, config: Config, dataset: Dataset, device: str,
     context has the full B streams.
     """
     batches = epoch_batches(dataset, config)
-    if config.context != "poem":
-        batches = [b for b in batches if len(b[0]) == config.batch_size] or batches
+    batches = [b for b in batches if len(b.x) == config.batch_size] or batches
     trainer = Trainer(impl, config, device)
     warmup_seconds, _ = timed(lambda: trainer.run(batches, warmup))
-    return (lambda count: trainer.run(batches, count)), warmup_seconds, step_tokens(config, batches[0])
+    return (lambda count: trainer.run(batches, count)), warmup_seconds, step_tokens(batches[0])
 
 
 def time_epoch(impl: str, config: Config, dataset: Dataset, device: str,
@@ -139,7 +127,7 @@ def logits_functions(config: Config, params: Params, runtimes: list[str], thread
             continue
         backend = make_backend(RUNTIME_IMPLS[runtime], device)
         state = backend.init(params, config)
-        fns[runtime] = lambda x, backend=backend, state=state: backend.logits(state, x)
+        fns[runtime] = lambda x, backend=backend, state=state: backend.logits(state, x, last_only=True)[0]
     return fns
 
 

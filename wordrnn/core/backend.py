@@ -1,8 +1,10 @@
 """What a framework must supply to be trained by the one loop in ``wordrnn.run.loop``.
 
 A backend is small: it turns canonical weights into its own state, takes a
-training step, computes logits, and turns its state back into canonical
-arrays. Everything else (batches, evaluation, checkpoints, resume, progress,
+training step on a chunk, computes logits, and turns its state back into
+canonical arrays. Both contexts go through the same two functions: a batch of
+windows is a chunk that starts from a zero state and is scored at its last
+position only (``wordrnn.core.layout``). Everything else (batches, evaluation, checkpoints, resume, progress,
 Ctrl-C, the divergence guard, samples) is the loop's job and is written once.
 
 State is passed in and returned (JAX style); PyTorch and NumPy backends may
@@ -31,35 +33,24 @@ class Backend(Protocol):
     def init(self, params: Params, config: Config) -> State:
         """Build weights (from canonical float32 arrays) and a fresh optimizer state."""
 
-    def train_step(self, state: State, x: np.ndarray, y: np.ndarray, step: int) -> tuple[State, Any]:
-        """One optimizer step on a batch.
+    def train_step(self, state: State, chunk: Any, carry: Any, step: int) -> tuple[State, Any, Any]:
+        """One optimizer step on ``chunk`` (``data.streams.Chunk``), either context.
 
-        ``x``: int64 [B, T] token ids, ``y``: int64 [B] next-token ids, ``step``:
-        the global step number (0-based). Dropout masks must be derived from
-        ``(config.seed, step)`` alone, so that a resumed run draws the same
-        masks as an uninterrupted one. Returns the new state and the batch's
-        mean cross-entropy (anything ``float()`` accepts; the loop converts it
-        lazily so that asynchronous frameworks are not synchronized every step).
+        ``chunk.x`` int64 [B, T]; ``chunk.reset`` bool [B, T] (a poem starts there: the state is zeroed before
+        that token) or None; ``chunk.y`` and ``chunk.weights`` [B, T], or [B] where ``chunk.last_only`` (the head
+        reads the last position only: a batch of windows). ``carry`` is the state in, in the backend's own form
+        (None: zero); the step takes no gradient through it (truncated BPTT). ``step`` is the global step number
+        (0-based): dropout masks must be derived from ``(config.seed, step)`` alone (``wordrnn.core.dropout``),
+        so that a resumed run draws the masks an uninterrupted one would. Returns the new state, the weighted
+        mean cross-entropy (anything ``float()`` accepts; the loop converts it lazily so that asynchronous
+        frameworks are not synchronized every step) and the state after the chunk.
         """
 
-    def logits(self, state: State, x: np.ndarray) -> np.ndarray:
-        """Float32 [B, V] logits for int64 [B, T] windows, evaluation mode (no dropout)."""
-
-    def train_chunk(self, state: State, x: np.ndarray, y: np.ndarray, weights: np.ndarray, reset: np.ndarray,
-                    carry: Any, step: int) -> tuple[State, Any, Any]:
-        """One optimizer step on a chunk of streams (the poem context; ``data.streams.Chunk``).
-
-        ``x``, ``y`` int64 [B, T], ``weights`` float32 [B, T] (1 for a target, 0 for none), ``reset`` bool
-        [B, T] (a poem starts there: the state is zeroed before that token). ``carry`` is the state after
-        the previous chunk in the backend's own form (None: zero); the step takes no gradient through it.
-        Returns the new state, the weighted mean cross-entropy (lazily, as ``train_step``) and the carry
-        after this chunk.
-        """
-
-    def sequence_logits(self, state: State, x: np.ndarray, reset: np.ndarray | None, carry: Any
-                        ) -> tuple[np.ndarray, Any]:
-        """Float32 [B, T, V] logits at every position of int64 [B, T] ``x`` from ``carry`` (None: zero), in
-        evaluation mode, and the carry after the last position. ``reset`` as in ``train_chunk`` (None: none)."""
+    def logits(self, state: State, x: np.ndarray, carry: Any = None, last_only: bool = False
+               ) -> tuple[np.ndarray, Any]:
+        """Float32 logits of int64 ``x`` [B, T] in evaluation mode (no dropout), from ``carry`` (None: zero):
+        [B, V] at the last position with ``last_only`` (a window model), else [B, T, V] at every position;
+        and the state after the last position."""
 
     def canonical(self, state: State) -> Params:
         """The current weights as canonical float32 NumPy arrays."""

@@ -16,10 +16,11 @@ from typing import Any
 
 from wordrnn.core.cells import CELLS, get_cell
 from wordrnn.core.errors import UsageError
+from wordrnn.core.layout import LAYOUTS, Layout, layout_of
 from wordrnn.core.optimizers import OPTIMIZERS as _OPTIMIZERS
 
 MODELS = ("onehot", "embedding")
-CONTEXTS = ("window", "poem")
+CONTEXTS = tuple(LAYOUTS)
 OPTIMIZERS = tuple(_OPTIMIZERS)
 TOKENIZERS = ("default", "whitespace")
 
@@ -193,6 +194,11 @@ class Config:
         return {"input": self.dropout if self.dropout_in is None else self.dropout_in,
                 "hidden": self.dropout if self.dropout_out is None else self.dropout_out,
                 "embed": self.embed_dropout, "recurrent": self.weight_drop}[mask]
+
+    @property
+    def layout(self) -> Layout:
+        """How the context lays the corpus out for the one model function (``wordrnn.core.layout``)."""
+        return layout_of(self.context)
 
     @property
     def input_size(self) -> int:

@@ -13,10 +13,10 @@ own rate (``Config.rate``), the same for every cell:
   for the whole step: every stream and position reads the same thinned recurrent weights ``w_hh * m``, so
   d loss / d w_hh is the gradient for the thinned weights times ``m``.
 
-The window context draws the input mask per position, [B, T, E], and the hidden mask for the one state
-it scores, [B, H]. The poem context locks both masks for the whole chunk (variational dropout, Gal and
-Ghahramani 2016): [B, 1, E] and [B, 1, H], one mask per stream broadcast over every position, so a
-stream is read by one thinned network from the chunk's first token to its last.
+The layout decides the input mask's shape (``wordrnn.core.layout``): independent windows draw it per position,
+[B, T, E]; a chunk of streams locks it for the whole chunk (variational dropout, Gal and Ghahramani 2016),
+[B, 1, E], so a stream is read by one thinned network from the chunk's first token to its last. The hidden mask
+is one per row, [B, 1, H], broadcast over the positions the head reads (a window's last, or every one).
 
 The masks of training step ``step`` are drawn by NumPy from ``default_rng([seed, step])`` in the order
 input, hidden, embedding rows, recurrent, so they depend on nothing but the seed, the step and the tokens: a
@@ -44,10 +44,10 @@ def mask_shapes(config: Config, batch: int, seq_len: int) -> dict[str, tuple[int
     embedding rows are folded into ``input``; None for a mask the model has no place for."""
     embedding = config.model == "embedding"
     cell = get_cell(config.cell)
-    locked = 1 if config.context == "poem" else seq_len
+    per_position = 1 if config.layout.locked_masks else seq_len
     return {
-        "input": (batch, locked, config.embed_dim) if embedding else None,
-        "hidden": (batch, 1, config.hidden_size) if config.context == "poem" else (batch, config.hidden_size),
+        "input": (batch, per_position, config.embed_dim) if embedding else None,
+        "hidden": (batch, 1, config.hidden_size),
         "embed": (config.vocab_size,) if embedding else None,
         "recurrent": (cell.num_gates * config.hidden_size, config.hidden_size) if cell.recurrent_weights else None,
     }

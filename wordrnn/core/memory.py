@@ -74,10 +74,8 @@ def activation_floats(config: Config) -> int:
     """The numbers one training batch keeps for the backward pass (see the module docstring)."""
     G, H, V = get_cell(config.cell).num_gates, config.hidden_size, config.vocab_size
     per_step = config.input_size + 2 * G * H + 2 * H  # input, gate pre-activations and values, state
-    if config.context == "poem":
-        steps = config.bptt
-        return config.batch_size * steps * (per_step + LOGIT_COPIES * V)
-    return config.batch_size * (config.seq_len * per_step + LOGIT_COPIES * V)
+    steps, scored = config.layout.chunk_shape(config.seq_len, config.bptt)
+    return config.batch_size * (steps * per_step + scored * LOGIT_COPIES * V)
 
 
 def estimate_training_memory(config: Config) -> MemoryEstimate:

@@ -1,6 +1,6 @@
 """The one training loop. Every framework supplies a ``Backend``; this does the rest.
 
-Per epoch: seeded batches, ``backend.train_step`` with a progress bar, the
+Per epoch: the seeded chunks of the context's layout, ``backend.train_step`` with a progress bar, the
 divergence guard, evaluation on the validation windows (in NumPy, from
 logits), a line of ``metrics.jsonl``, a checkpoint for exact ``--resume`` and
 the best weights. At the end: samples. Ctrl-C leaves the last complete epoch
@@ -26,9 +26,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from data.batches import batch_indices, num_batches
 from data.dataset import Dataset, load_dataset
-from data.streams import epoch_chunks
 from data.tokenizer import tokenize
 from data.vocab import Vocab
 from wordrnn.core.backend import Backend
@@ -165,11 +163,7 @@ def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool
 
     if dataset.source is not None:
         say(f"corpus {dataset.describe_source()}")
-    if config.context == "poem":
-        reads = (f"{len(dataset.train_ids)} training poems in {config.batch_size} streams, chunks of {config.bptt}; "
-                 f"{len(dataset.val_ids)} validation poems")
-    else:
-        reads = f"{len(dataset.train_x)} training / {len(dataset.val_x)} validation windows"
+    reads = dataset.describe_epoch(config.layout, config.batch_size, config.bptt)
     say(f"{backend.framework} {config.model} {config.cell}, {config.context} context: vocabulary "
         f"{config.vocab_size}, {count_params(params):,} parameters, {reads}, validation OOV "
         f"{dataset.val_oov_rate:.1%} -> {run_dir}")
@@ -391,26 +385,26 @@ def _ensemble_row(backend: Backend, members: list[Any], dataset: Dataset, config
 def evaluate_ensemble(backend: Backend, members: list[Any], dataset: Dataset, config: Config) -> dict[str, float]:
     """``evaluate_run`` of the ensemble of ``members`` (backend states): their probabilities averaged."""
     unk = dataset.vocab.unk_id
-    if config.context == "poem":
+    if config.layout.carries_state:
         return evaluate_poems(ensemble_sequence([_sequence_fn(backend, m) for m in members]), dataset.val_ids,
                               config.seq_len, unk_id=unk)
-    return evaluate(ensemble_window([_logits_fn(backend, m) for m in members]), dataset.val_x, dataset.val_y,
+    return evaluate(ensemble_window([_window_fn(backend, m) for m in members]), dataset.val_x, dataset.val_y,
                     unk_id=unk)
 
 
-def _logits_fn(backend: Backend, state: Any):
-    return lambda x: backend.logits(state, x)
+def _window_fn(backend: Backend, state: Any):
+    return lambda x: backend.logits(state, x, last_only=True)[0]
 
 
 def _sequence_fn(backend: Backend, state: Any):
-    return lambda x, carry: backend.sequence_logits(state, x, None, carry)
+    return lambda x, carry: backend.logits(state, x, carry)
 
 
 def ensemble_source(backend: Backend, members: list[Any], config: Config) -> Source:
     """``generation_source`` of an ensemble (one backend state per member; one member: that model)."""
-    if config.context == "poem":
+    if config.layout.carries_state:
         return Stateful(ensemble_sequence([_sequence_fn(backend, m) for m in members]))
-    return ensemble_window([_logits_fn(backend, m) for m in members])
+    return ensemble_window([_window_fn(backend, m) for m in members])
 
 
 # ---------------------------------------------------------------- the epochs
@@ -493,33 +487,24 @@ def evaluate_run(backend: Backend, state: Any, dataset: Dataset, config: Config)
 
 
 def _batches(backend: Backend, dataset: Dataset, config: Config, epoch: int) -> tuple[int, Any]:
-    """How many steps the epoch takes, and a generator of ``(step function, targets)`` for each.
+    """How many steps the epoch takes, and a generator of ``(step function, targets)`` for each: one per chunk of
+    the epoch as the context's layout cuts it, the state carried from one chunk to the next where the layout
+    carries it (``wordrnn.core.layout``)."""
+    layout = config.layout
+    chunks = dataset.epoch_chunks(layout, config.batch_size, config.bptt, config.seed, epoch)
 
-    The window context steps over shuffled batches of windows; the poem context over the chunks of the
-    epoch's streams, carrying the state from one chunk to the next (``data.streams``).
-    """
-    if config.context == "poem":
-        chunks = epoch_chunks(dataset.train_ids, config.batch_size, config.bptt, config.seed, epoch)
+    def steps():
+        carry = None
+        for chunk in chunks:
+            def take(state, step, chunk=chunk):
+                nonlocal carry
+                state, loss, after = backend.train_step(state, chunk, carry, step)
+                if layout.carries_state:
+                    carry = after
+                return state, loss
+            yield take, chunk.targets
 
-        def poem_steps():
-            carry = None
-            for chunk in chunks:
-                def take(state, step, chunk=chunk):
-                    nonlocal carry
-                    state, loss, carry = backend.train_chunk(state, chunk.x, chunk.y, chunk.weights, chunk.reset,
-                                                             carry, step)
-                    return state, loss
-                yield take, chunk.targets
-
-        return len(chunks), poem_steps()
-    n = len(dataset.train_x)
-
-    def window_steps():
-        for idx in batch_indices(n, config.batch_size, config.seed, epoch):
-            yield (lambda state, step, idx=idx: backend.train_step(state, dataset.train_x[idx],
-                                                                   dataset.train_y[idx], step)), len(idx)
-
-    return num_batches(n, config.batch_size), window_steps()
+    return len(chunks), steps()
 
 
 def _train_epoch(backend: Backend, state: Any, dataset: Dataset, config: Config, epoch: int, step: int,
@@ -528,7 +513,7 @@ def _train_epoch(backend: Backend, state: Any, dataset: Dataset, config: Config,
     total_steps, steps = _batches(backend, dataset, config, epoch)
     # On a terminal a live bar; in a log file the per-epoch lines say enough (a bar there is carriage returns).
     bar = tqdm(total=total_steps, desc=f"epoch {epoch}/{config.epochs}",
-               unit="chunk" if config.context == "poem" else "batch", disable=quiet or not sys.stderr.isatty(),
+               unit=config.layout.unit, disable=quiet or not sys.stderr.isatty(),
                leave=False, file=sys.stderr)
     pending: list[tuple[int, Any, int]] = []  # (step, loss not yet on the host, batch size)
     total, seen = 0.0, 0
