@@ -77,3 +77,17 @@ def assert_usage_error(result: subprocess.CompletedProcess, *fragments: str) -> 
     assert len(lines) == 1, result.stderr
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+def window_step(backend, state, x, y, step: int):
+    """One training step of ``backend`` on a batch of windows ``x`` [B, T] with targets ``y`` [B]: the chunk
+    from a zero state scored at its last position. Returns the state and the loss."""
+    from data.streams import window_chunk
+
+    state, loss, _ = backend.train_step(state, window_chunk(x, y), None, step)
+    return state, loss
+
+
+def window_logits(backend, state, x):
+    """``backend``'s logits [B, V] of windows ``x`` [B, T] (the last position, from a zero state)."""
+    return backend.logits(state, x, last_only=True)[0]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import window_reference as scratch_model
 from conftest import assert_usage_error, run_module
 from test_web import NODE, NODE_MODULES, node
 
@@ -18,7 +19,6 @@ from export import onnx as export_onnx
 from export.graph import build_graph
 from export.metadata import KEY_ENSEMBLE, ModelCard, to_props
 from export.session import load
-from scratch import model as scratch_model
 from scratch import sequence as scratch_sequence
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 from conftest import assert_usage_error, run_module, run_python
-from scratch.model import logits as numpy_logits
+from window_reference import logits as numpy_logits
 
 from data.tokenizer import tokenize
 from data.vocab import Vocab

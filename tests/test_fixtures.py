@@ -15,7 +15,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, assert_usage_error, run_module
+from conftest import ROOT, assert_usage_error, run_module, window_logits
 from threadpoolctl import threadpool_limits
 
 from export import generate as export_generate
@@ -81,7 +81,7 @@ def test_every_framework_generates_what_the_writing_version_did(fixture_run, imp
     run = load_run(fixture_run)
     backend = make_backend(impl, "cpu")
     state = backend.init(run.params, run.config)
-    text = generate_text(lambda x: backend.logits(state, x), run.vocab, run.config.seq_len, SAMPLE_PROMPTS[0],
+    text = generate_text(lambda x: window_logits(backend, state, x), run.vocab, run.config.seq_len, SAMPLE_PROMPTS[0],
                          SAMPLE_TOKENS, SamplerSettings("greedy"))
     assert greedy_block((fixture_run / SAMPLES).read_text()).endswith("---\n" + text)
 

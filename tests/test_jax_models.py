@@ -9,7 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import window_reference as ref
 from cell_equations import design_logits
+from conftest import window_logits, window_step
 from flax import nnx
 from jax.test_util import check_grads
 
@@ -21,7 +23,6 @@ from jaxmodels.backend import (
     weighted_cross_entropy,
 )
 from jaxmodels.model import apply, build_nnx_model, to_canonical
-from scratch import model as ref
 from wordrnn.core import tolerances
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import Config
@@ -243,7 +244,7 @@ def test_backend_steps_with_the_masks_of_the_one_specification(backend):
     config = tiny_config("embedding", dropout=0.25, **TRAIN)
     params = init_params(config)
     x, y = batch(config, 5)
-    _, loss = backend.train_step(backend.init(params, config), x, y, 7)
+    _, loss = window_step(backend, backend.init(params, config), x, y, 7)
     masks = step_masks(config, 7, x)
     want, _ = ref.forward(params, x, masks)
     want_loss = float(weighted_cross_entropy(jnp.asarray(want), jnp.asarray(y), jnp.ones(5)))
@@ -257,8 +258,8 @@ def test_loss_falls_on_a_tiny_problem(model, backend):
     x, y = batch(config, 20)
     losses = []
     for step in range(40):
-        state, loss = backend.train_step(state, x[step % 4 * 5:step % 4 * 5 + 5], y[step % 4 * 5:step % 4 * 5 + 5],
-                                         step)
+        rows = slice(step % 4 * 5, step % 4 * 5 + 5)
+        state, loss = window_step(backend, state, x[rows], y[rows], step)
         losses.append(float(loss))
     assert np.mean(losses[-4:]) < 0.5 * np.mean(losses[:4])
 
@@ -269,7 +270,7 @@ def test_train_step_is_the_reference_adam_step(model, backend):
     config = tiny_config(model, **TRAIN)
     params = init_params(config)
     x, y = batch(config, 5)
-    state, loss = backend.train_step(backend.init(params, config), x, y, 0)
+    state, loss = window_step(backend, backend.init(params, config), x, y, 0)
     want_loss, grads = ref.loss_and_grads(params, x, y)
     assert abs(float(loss) - want_loss) < 1e-5
     norm = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in grads.values()))
@@ -291,7 +292,7 @@ def test_short_batch_is_padded_and_weighted(model, backend):
     config = tiny_config(model, **TRAIN)
     params = init_params(config)
     x, y = batch(config, 3)
-    _, loss = backend.train_step(backend.init(params, config), x, y, 0)
+    _, loss = window_step(backend, backend.init(params, config), x, y, 0)
     assert backend.padded_batch(3, config) == 5
     assert abs(float(loss) - ref.loss(params, x, y)) < 1e-5
 
@@ -306,19 +307,19 @@ def test_optimizer_state_round_trip_resumes_exactly(model, cell, backend):
     state = backend.init(init_params(config), config)
     straight = []
     for step, (xb, yb) in enumerate(chunks):
-        state, loss = backend.train_step(state, xb, yb, step)
+        state, loss = window_step(backend, state, xb, yb, step)
         straight.append(float(loss))
 
     state = backend.init(init_params(config), config)
     resumed = []
     for step, (xb, yb) in enumerate(chunks[:3]):
-        state, loss = backend.train_step(state, xb, yb, step)
+        state, loss = window_step(backend, state, xb, yb, step)
         resumed.append(float(loss))
     weights, arrays = backend.canonical(state), backend.optimizer_arrays(state)
     assert arrays["adam.step"].dtype == np.int64 and int(arrays["adam.step"]) == 3
     state = backend.load_optimizer_arrays(backend.init(weights, config), arrays)
     for step, (xb, yb) in enumerate(chunks[3:], start=3):
-        state, loss = backend.train_step(state, xb, yb, step)
+        state, loss = window_step(backend, state, xb, yb, step)
         resumed.append(float(loss))
     assert resumed == straight
 
@@ -344,7 +345,7 @@ def test_logits_of_any_batch_and_window_length(backend):
     state = backend.init(params, config)
     for n, t in [(1, 1), (3, 2), (17, 4)]:
         x, _ = batch(config, n, t)
-        got = backend.logits(state, x)
+        got = window_logits(backend, state, x)
         assert got.dtype == np.float32 and got.shape == (n, config.vocab_size)
         np.testing.assert_allclose(got, ref.logits(params, x), rtol=0, atol=1e-5)
 

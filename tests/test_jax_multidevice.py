@@ -31,7 +31,7 @@ if len(sys.argv) > 3:
 from wordrnn.core.config import Config
 from wordrnn.core.params import init_params
 from jaxmodels.backend import JaxBackend
-from data.streams import epoch_chunks
+from data.streams import epoch_chunks, window_chunk
 
 def run(model, n_devices, dropout, context="window"):
     config = Config(model=model, vocab_size=40, hidden_size=16, embed_dim=8, seq_len=3, batch_size=4,
@@ -46,19 +46,19 @@ def run(model, n_devices, dropout, context="window"):
         for epoch in range(2):
             carry = None
             for step, c in enumerate(epoch_chunks(poems, 4, 5, 0, epoch), start=10 * epoch):
-                state, loss, carry = backend.train_chunk(state, c.x, c.y, c.weights, c.reset, carry, step)
+                state, loss, carry = backend.train_step(state, c, carry, step)
                 losses.append(float(loss))
-        logits = backend.sequence_logits(state, np.stack([p[:3] for p in poems[:3]]), None, None)[0]
+        logits = backend.logits(state, np.stack([p[:3] for p in poems[:3]]))[0]
         weights = {k: v.tolist() for k, v in backend.canonical(state).items()}
         return {"devices": len(backend.devices), "padded": backend.padded_batch(2, config), "losses": losses,
                 "weights": weights, "logits": logits.tolist()}
     for epoch in range(2):
         for step, start in enumerate(range(0, 10, 4), start=3 * epoch):
-            state, loss = backend.train_step(state, x[start:start + 4], y[start:start + 4], step)
+            state, loss, _ = backend.train_step(state, window_chunk(x[start:start + 4], y[start:start + 4]), None, step)
             losses.append(float(loss))
     weights = {k: v.tolist() for k, v in backend.canonical(state).items()}
     return {"devices": len(backend.devices), "padded": backend.padded_batch(2, config), "losses": losses,
-            "weights": weights, "logits": backend.logits(state, x[:3]).tolist()}
+            "weights": weights, "logits": backend.logits(state, x[:3], last_only=True)[0].tolist()}
 
 runs = [run(*case) for case in json.loads(sys.argv[1])]
 print("RESULT " + json.dumps(runs))

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_usage_error, run_module
+import window_reference as model
+from conftest import assert_usage_error, run_module, window_step
 
-from scratch import model, sequence
+from scratch import sequence
 from scratch.backend import NumpyBackend
 from scratch.gradcheck import check_gradients
 from wordrnn.core.cells import CELLS
@@ -146,7 +147,7 @@ def test_the_numpy_backend_steps_with_the_masks_of_the_specification(cell: str) 
     backend = NumpyBackend(np.float64)
     state = backend.init(params, config)
     own = {k: v.copy() for k, v in state.params.items()}
-    _, loss = backend.train_step(state, x, y, 11)
+    _, loss = window_step(backend, state, x, y, 11)
     expected, grads = model.loss_and_grads(own, x, y, step_masks(config, 11, x), cell)
     assert loss == expected
     assert expected != model.loss(own, x, y, cell=cell)  # the masks were applied

@@ -306,10 +306,10 @@ class Interrupting:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def train_step(self, state, x, y, step):
+    def train_step(self, state, chunk, carry, step):
         if step == self.at:
             raise KeyboardInterrupt
-        return self.inner.train_step(state, x, y, step)
+        return self.inner.train_step(state, chunk, carry, step)
 
 
 def tiny_config(corpus: Path, **overrides) -> Config:
@@ -402,9 +402,9 @@ class Exploding:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def train_step(self, state, x, y, step):
-        state, loss = self.inner.train_step(state, x, y, step)
-        return state, (self.loss if step >= self.at else loss)
+    def train_step(self, state, chunk, carry, step):
+        state, loss, carry = self.inner.train_step(state, chunk, carry, step)
+        return state, (self.loss if step >= self.at else loss), carry
 
 
 @pytest.mark.parametrize("loss", [1e8, 1e36, float("inf")])

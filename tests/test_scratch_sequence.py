@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import window_reference as model
 
-from scratch import model, sequence
+from scratch import sequence
 from scratch.cells import STEPS
 from scratch.gradcheck import check_gradients
 from wordrnn.core.cells import CELLS as REGISTRY

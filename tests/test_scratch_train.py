@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_usage_error, run_module, write_tiny_corpus
+import window_reference as model
+from conftest import assert_usage_error, run_module, window_step, write_tiny_corpus
 from safetensors.numpy import load_file
 
 from data.batches import batch_indices
-from scratch import generate, model, train
+from scratch import generate, train
 from scratch.backend import NumpyBackend
 from wordrnn.core.cells import CELLS as REGISTRY
 from wordrnn.core.cells import get_cell
@@ -43,7 +44,7 @@ def test_loss_falls_over_a_hundred_adam_steps(kind: str, cell: str) -> None:
     state = backend.init(params, config)
     for step in range(100):
         idx = next(batch_indices(len(x), B, 0, step))
-        state, loss = backend.train_step(state, x[idx], y[idx], step)
+        state, loss = window_step(backend, state, x[idx], y[idx], step)
         assert isinstance(loss, float) and math.isfinite(loss)
     assert all(p.dtype == np.float32 for p in state.params.values())
     before, after = model.loss(params, x, y, cell=cell), model.loss(backend.canonical(state), x, y, cell=cell)
@@ -69,7 +70,7 @@ def test_a_training_step_uses_the_masks_of_its_step(cell: str) -> None:
     backend = NumpyBackend(np.float64)
     state = backend.init(params, config)
     own = {k: v.copy() for k, v in state.params.items()}
-    _, loss = backend.train_step(state, x[:B], y[:B], 11)
+    _, loss = window_step(backend, state, x[:B], y[:B], 11)
     expected, grads = model.loss_and_grads(own, x[:B], y[:B], step_masks(config, 11, x[:B]), cell)
     assert loss == expected
     for name, p in own.items():
@@ -83,7 +84,7 @@ def test_sgd_backend_step_clips_then_decays_then_steps() -> None:
     _, grads = model.loss_and_grads({k: v.astype(np.float64) for k, v in params.items()}, x[:B], y[:B])
     norm = np.sqrt(sum((g**2).sum() for g in grads.values()))
     assert norm > 0.05  # the clip is active
-    backend.train_step(state, x[:B], y[:B], 0)
+    window_step(backend, state, x[:B], y[:B], 0)
     for name, p in params.items():
         p = p.astype(np.float64)
         expected = p - 0.1 * (grads[name] * 0.05 / (norm + 1e-6) + 0.1 * p)

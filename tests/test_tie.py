@@ -8,10 +8,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import window_reference as model
 from conftest import assert_usage_error, run_module
 from safetensors.numpy import load_file
 
-from scratch import model, sequence
+from scratch import sequence
 from scratch.gradcheck import check_gradients
 from wordrnn.core.config import Config
 from wordrnn.core.errors import UsageError

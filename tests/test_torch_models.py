@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import window_reference as reference
 from cell_equations import design_logits
 
-from scratch import model as reference
 from torchmodels.model import CANONICAL, RECURRENT, EmbeddingRNN, OneHotRNN, StepLayer, build_module, to_canonical
 from wordrnn.core import tolerances
 from wordrnn.core.cells import CELLS

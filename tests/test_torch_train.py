@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_usage_error, run_module
+import window_reference as reference
+from conftest import assert_usage_error, run_module, window_logits, window_step
 from safetensors.numpy import load_file
 
 from data.batches import batch_indices
-from scratch import model as reference
 from scratch.backend import NumpyBackend
 from torchmodels import train as torch_train
 from torchmodels.backend import TorchBackend
@@ -54,7 +54,7 @@ def train(backend, config, params, x, y, steps: int, start: int = 0, state=None)
     state = backend.init(params, config) if state is None else state
     losses = []
     for step, idx in enumerate(batches(start + steps)[start:], start=start):
-        state, loss = backend.train_step(state, x[idx], y[idx], step)
+        state, loss = window_step(backend, state, x[idx], y[idx], step)
         losses.append(float(loss))
     return state, losses
 
@@ -89,7 +89,7 @@ def test_one_sgd_step_clips_then_decays() -> None:
     config, params, x, y = problem("embedding", optimizer="sgd", lr=0.1, clip=0.05, weight_decay=0.1)
     backend = TorchBackend()
     state = backend.init(params, config)
-    state, _ = backend.train_step(state, x[:B], y[:B], 0)
+    state, _ = window_step(backend, state, x[:B], y[:B], 0)
     _, grads = reference.loss_and_grads({k: v.astype(np.float64) for k, v in params.items()}, x[:B], y[:B])
     norm = np.sqrt(sum((g**2).sum() for g in grads.values()))
     assert norm > 10 * config.clip  # the clip is active
@@ -157,7 +157,7 @@ def test_dropout_masks_come_from_seed_and_step_only() -> None:
 def test_logits_are_float32_numpy_in_evaluation_mode() -> None:
     config, params, x, _ = problem("embedding", dropout=0.5)
     backend = TorchBackend()
-    out = backend.logits(backend.init(params, config), x[:3])
+    out = window_logits(backend, backend.init(params, config), x[:3])
     assert isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape == (3, V)
     assert np.abs(out - reference.logits(params, x[:3])).max() <= tolerances.LOGITS[np.float32]  # no dropout
 
@@ -254,7 +254,7 @@ def test_scratch_generate_reads_a_torch_run_and_writes_the_same_greedy_text(tiny
     run = load_run(tmp_path / "run")
     backend = TorchBackend()
     state = backend.init(run.params, run.config)
-    expected = generate_text(lambda x: backend.logits(state, x), run.vocab, run.config.seq_len, "the sea", 12,
+    expected = generate_text(lambda x: window_logits(backend, state, x), run.vocab, run.config.seq_len, "the sea", 12,
                              SamplerSettings("greedy"))
     assert result.stdout.strip() == expected.strip() and len(expected.split()) > 2
 
@@ -282,7 +282,7 @@ def test_real_corpus_onehot_forms_train_alike(real_corpus: Path) -> None:
         state = backend.init(params, config)
         run = []
         for step, idx in zip(range(5), batch_indices(len(data.train_x), config.batch_size, 0, 1)):
-            state, loss = backend.train_step(state, data.train_x[idx], data.train_y[idx], step)
+            state, loss = window_step(backend, state, data.train_x[idx], data.train_y[idx], step)
             run.append(float(loss))
         losses.append(run)
     assert np.abs(np.array(losses[0]) - np.array(losses[1])).max() <= 1e-6

@@ -39,7 +39,7 @@ def test_fixed_dropout_masks_agree(problem, dtype):
 
     # each mask changes the answer by far more than the tolerance, so ignoring one could not pass
     def logits(chosen: pc.Masks) -> np.ndarray:
-        return pc.numpy_pass(config, problem.params, problem.x, problem.y, chosen, dtype).logits
+        return pc.forward_backward("numpy", config, problem.params, problem.x, problem.y, chosen, dtype).logits
 
     masked = logits(masks)
     for dropped in [k for k, v in masks.items() if v is not None]:

@@ -48,7 +48,8 @@ def test_torch_autograd_gradcheck(problem, with_masks):
 
     def loss(*tensors):
         state = {CANONICAL[n]: t for n, t in zip(names, tensors)}
-        return F.cross_entropy(torch.func.functional_call(module, state, (x, masks)), y)
+        logits, _ = torch.func.functional_call(module, state, (x, None, None, masks, True))
+        return F.cross_entropy(logits, y)
 
     # fast mode: finite differences along random directions, not entry by entry (the NumPy check's job)
     assert torch.autograd.gradcheck(loss, values, fast_mode=True)
@@ -67,7 +68,7 @@ def test_jax_check_grads_on_apply(problem):
 
         @jax.jit
         def loss(p):
-            return pc.jax_loss(p, x, y, masks, problem.config.cell)[0]
+            return pc.jax_loss(p, x, y, jnp.ones(len(y)), None, None, masks, problem.config.cell, True)[0]
 
         # a small step: the relu cell is not differentiable at 0, and a step of 1e-4 can cross a unit's kink
         check_grads(loss, (params,), order=1, modes=("rev",), eps=1e-6)
@@ -76,12 +77,12 @@ def test_jax_check_grads_on_apply(problem):
 def test_the_finite_difference_check_catches_a_wrong_gradient(problem):
     """The reference check fails when the gradient under test is off (here: W_hh's rows reversed; W_ih's for a
     cell without W_hh)."""
-    from scratch.model import loss_and_grads
+    from scratch.sequence import loss_and_grads
 
     name = "rnn.w_hh" if "rnn.w_hh" in problem.params else "rnn.w_ih"
 
     def wrong(params, x, y, masks=None):
-        loss, grads = loss_and_grads(params, x, y, masks, problem.config.cell)
+        loss, grads, _ = loss_and_grads(params, x, y, cell=problem.config.cell, masks=masks, last_only=True)
         grads[name] = grads[name][::-1].copy()  # the rows (gate units) in reverse order
         return loss, grads
 

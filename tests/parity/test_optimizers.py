@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import window_step
 
 from jaxmodels.backend import JAX_OPTIMIZERS
 from scratch.optim import OPTIMIZERS as NUMPY_OPTIMIZERS
@@ -54,7 +55,7 @@ def test_trajectories_agree_for_every_optimizer(optimizer, small):
 def train(backend, state, batches, start: int) -> tuple[object, list[float]]:
     losses = []
     for step, (x, y) in enumerate(batches, start=start):
-        state, loss = backend.train_step(state, x, y, step)
+        state, loss = window_step(backend, state, x, y, step)
         losses.append(float(loss))
     return state, losses
 

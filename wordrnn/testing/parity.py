@@ -36,10 +36,9 @@ import optax
 import torch
 import torch.nn.functional as F
 
-from data.streams import Chunk, epoch_chunks
+from data.streams import Chunk, epoch_chunks, window_chunk
 from jaxmodels import model as jax_model
 from jaxmodels.devices import no_tf32, platform_of
-from scratch import model as np_model
 from scratch import sequence as np_sequence
 from torchmodels import model as torch_model
 from torchmodels.devices import resolve_device
@@ -138,36 +137,69 @@ def _cast(arrays: dict[str, np.ndarray | None] | None, dtype: type) -> dict | No
     return {k: None if v is None else np.asarray(v, dtype=dtype) for k, v in arrays.items()}
 
 
-# -- one forward and backward pass in each framework ------------------------------------------------------
+# -- one forward and backward pass in each framework, over consecutive chunks ---------------------------------
+#
+# A pass reads chunks (``data.streams.Chunk``) in order with the state carried from one to the next, and sums
+# each chunk's own loss gradient (truncated BPTT). A batch of windows is one chunk from a zero state, scored at
+# its last position; the poem context's problem is two chunks of streams with resets inside and a random state
+# before the first. The same function of each framework serves both.
 
 @dataclass
 class Pass:
     """What one framework computed, widened to float64 NumPy for comparison."""
 
-    logits: np.ndarray  # [B, V] (window), [B, T, V] (poem: every position of every chunk)
+    logits: np.ndarray  # [B, V] (windows), [B, T, V] (every position of every chunk)
     loss: float
-    grads: Params  # d(mean cross-entropy)/d(parameter), canonical names and shapes
-    state: tuple[np.ndarray, ...] = ()  # poem context: the state after the last chunk
+    grads: Params  # d(sum of the chunks' mean cross-entropies)/d(parameter), canonical names and shapes
+    state: tuple[np.ndarray, ...] = ()  # the state after the last chunk (none for windows: nothing is carried)
 
 
-def numpy_pass(config: Config, params: Params, x: np.ndarray, y: np.ndarray, masks: Masks | None,
+def _joined(logits: list) -> np.ndarray:
+    """One chunk's logits as they are, several joined along the positions."""
+    return logits[0] if len(logits) == 1 else np.concatenate(logits, axis=1)
+
+
+def _carried(chunks: Sequence[Chunk], state: tuple) -> tuple:
+    return () if all(c.last_only for c in chunks) else tuple(np.asarray(s, np.float64) for s in state)
+
+
+def numpy_pass(config: Config, params: Params, chunks: Sequence[Chunk], state: tuple | None, masks: Masks | None,
                dtype: type, device: str = "cpu") -> Pass:
     own, own_masks = _cast(params, dtype), _cast(masks, dtype)
-    logits, _ = np_model.forward(own, x, own_masks, cell=config.cell)
-    loss, grads = np_model.loss_and_grads(own, x, y, own_masks, cell=config.cell)
-    return Pass(logits.astype(np.float64), float(loss), _cast(grads, np.float64))
+    state = None if state is None else tuple(np.asarray(s, dtype) for s in state)
+    logits, total, grads = [], 0.0, {k: np.zeros_like(v) for k, v in own.items()}
+    for c in chunks:
+        logits.append(np_sequence.forward(own, c.x, config.cell, state, c.reset, own_masks, c.last_only)[0])
+        loss, g, state = np_sequence.loss_and_grads(own, c.x, c.y, c.weights, config.cell, state, c.reset,
+                                                    own_masks, c.last_only)
+        total += loss
+        for k in grads:
+            grads[k] += g[k]
+    return Pass(_joined(logits).astype(np.float64), total, _cast(grads, np.float64), _carried(chunks, state))
 
 
-def torch_pass(config: Config, params: Params, x: np.ndarray, y: np.ndarray, masks: Masks | None,
+def torch_pass(config: Config, params: Params, chunks: Sequence[Chunk], state: tuple | None, masks: Masks | None,
                dtype: type, device: str = "cpu", onehot_gather: bool = False) -> Pass:
     torch_dtype = torch.float64 if dtype == np.float64 else torch.float32
     module = torch_model.build_module(config, _cast(params, dtype), dtype=torch_dtype, device=device,
                                       onehot_gather=onehot_gather)
-    logits = module(torch.from_numpy(x).to(device), torch_masks(masks, dtype, device))
-    loss = F.cross_entropy(logits, torch.from_numpy(y).to(device))
-    loss.backward()
+    if state is not None:
+        state = tuple(torch.from_numpy(np.asarray(s, dtype)).to(device) for s in state)
+    logits, total = [], 0.0
+    for c in chunks:
+        reset = None if c.reset is None else torch.from_numpy(c.reset).to(device)
+        out, state = module(torch.from_numpy(c.x).to(device), state, reset, torch_masks(masks, dtype, device),
+                            c.last_only)
+        w = torch.from_numpy(c.weights).to(device, torch_dtype)
+        losses = F.cross_entropy(out.reshape(-1, out.shape[-1]), torch.from_numpy(c.y).to(device).reshape(-1),
+                                 reduction="none")
+        loss = (losses * w.reshape(-1)).sum() / w.sum()
+        loss.backward()  # each chunk's own loss: truncated BPTT takes no gradient across the boundary
+        total += float(loss.detach())
+        logits.append(out.detach().double().cpu().numpy())
+        state = tuple(s.detach() for s in state)
     grads = {name: p.grad.double().cpu().numpy() for name, p in torch_model.canonical_parameters(module)}
-    return Pass(logits.detach().double().cpu().numpy(), float(loss.detach()), grads)
+    return Pass(_joined(logits), total, grads, _carried(chunks, [s.double().cpu().numpy() for s in state]))
 
 
 def torch_masks(masks: Masks | None, dtype: type, device: str = "cpu") -> dict[str, torch.Tensor | None] | None:
@@ -184,24 +216,35 @@ def jax_masks(masks: Masks | None, dtype: type) -> dict[str, jax.Array | None] |
     return {k: None if v is None else jnp.asarray(v) for k, v in _cast(masks, dtype).items()}
 
 
-def jax_loss(params: dict, x: jax.Array, y: jax.Array, masks: dict | None, cell: str
-             ) -> tuple[jax.Array, jax.Array]:
-    """Mean cross-entropy of ``jaxmodels.model.apply`` (with the logits as auxiliary output)."""
-    logits = jax_model.apply(params, x, masks, cell=cell)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
+def jax_loss(params: dict, x: jax.Array, y: jax.Array, weights: jax.Array, reset: jax.Array | None,
+             state: tuple | None, masks: dict | None, cell: str, last_only: bool) -> tuple[jax.Array, tuple]:
+    """The weighted mean cross-entropy of ``jaxmodels.model.apply`` (the logits and final state as auxiliary
+    output)."""
+    logits, final = jax_model.apply(params, x, state, reset, masks, cell=cell, last_only=last_only)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    return jnp.sum(losses * weights) / jnp.sum(weights), (logits, final)
 
 
-_jax_value_and_grad = jax.jit(jax.value_and_grad(jax_loss, has_aux=True), static_argnames="cell")
+_jax_value_and_grad = jax.jit(jax.value_and_grad(jax_loss, has_aux=True), static_argnames=("cell", "last_only"))
 
 
-def jax_pass(config: Config, params: Params, x: np.ndarray, y: np.ndarray, masks: Masks | None,
+def jax_pass(config: Config, params: Params, chunks: Sequence[Chunk], state: tuple | None, masks: Masks | None,
              dtype: type, device: str = "cpu") -> Pass:
     with jax.enable_x64(dtype == np.float64), jax.default_device(jax_device(device)):
         own = {k: jnp.asarray(v) for k, v in _cast(params, dtype).items()}
-        batch = jnp.asarray(x), jnp.asarray(y)
-        (loss, logits), grads = _jax_value_and_grad(own, *batch, jax_masks(masks, dtype), cell=config.cell)
-        return Pass(np.asarray(logits, np.float64), float(loss),
-                    {k: np.asarray(g, np.float64) for k, g in grads.items()})
+        if state is not None:
+            state = tuple(jnp.asarray(np.asarray(s, dtype)) for s in state)
+        logits, total, grads = [], 0.0, None
+        for c in chunks:
+            (loss, (out, state)), g = _jax_value_and_grad(
+                own, jnp.asarray(c.x), jnp.asarray(c.y), jnp.asarray(c.weights, dtype),
+                None if c.reset is None else jnp.asarray(c.reset), state, jax_masks(masks, dtype),
+                cell=config.cell, last_only=c.last_only)
+            total += float(loss)
+            logits.append(np.asarray(out, np.float64))
+            grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
+        return Pass(_joined(logits), total, {k: np.asarray(v, np.float64) for k, v in grads.items()},
+                    _carried(chunks, state))
 
 
 # one pass per framework of the registry, and torch's gather form of the one-hot model
@@ -215,12 +258,13 @@ PASSES: dict[str, Callable[..., Pass]] = {
 
 def forward_backward(framework: str, config: Config, params: Params, x: np.ndarray, y: np.ndarray,
                      masks: Masks | None = None, dtype: type = np.float32, device: str = "cpu") -> Pass:
-    """Logits, loss and gradients of ``framework`` (a key of ``PASSES``) on ``params`` cast to ``dtype``.
+    """Logits, loss and gradients of ``framework`` (a key of ``PASSES``) on windows ``x`` [B, T] with targets
+    ``y`` [B], ``params`` cast to ``dtype``.
 
     ``dtype`` is ``np.float32`` or ``np.float64`` (torch double, JAX with x64
     enabled for this call only). NumPy always computes on the CPU.
     """
-    return PASSES[framework](config, params, x, y, masks, dtype, device=device)
+    return PASSES[framework](config, params, [window_chunk(x, y)], None, masks, dtype, device=device)
 
 
 # -- the poem context: chunks of streams with the state carried -------------------------------------------
@@ -258,98 +302,15 @@ def random_poem_problem(model: str, vocab_size: int, hidden_size: int, embed_dim
     return PoemProblem(config, random_params(config, seed), laid, state, masks)
 
 
-def numpy_poem_pass(problem: PoemProblem, masks: Masks | None, dtype: type, device: str = "cpu") -> Pass:
-    own, own_masks = _cast(problem.params, dtype), _cast(masks, dtype)
-    state = tuple(np.asarray(s, dtype) for s in problem.state)
-    logits, total, grads = [], 0.0, {k: np.zeros_like(v) for k, v in own.items()}
-    for c in problem.chunks:
-        logits.append(np_sequence.forward(own, c.x, problem.config.cell, state, c.reset, own_masks)[0])
-        loss, g, state = np_sequence.loss_and_grads(own, c.x, c.y, c.weights, problem.config.cell, state,
-                                                    c.reset, own_masks)
-        total += loss
-        for k in grads:
-            grads[k] += g[k]
-    return Pass(np.concatenate(logits, axis=1).astype(np.float64), total, _cast(grads, np.float64),
-                tuple(np.asarray(s, np.float64) for s in state))
-
-
-def torch_poem_pass(problem: PoemProblem, masks: Masks | None, dtype: type, device: str = "cpu",
-                    onehot_gather: bool = False) -> Pass:
-    torch_dtype = torch.float64 if dtype == np.float64 else torch.float32
-    module = torch_model.build_module(problem.config, _cast(problem.params, dtype), dtype=torch_dtype,
-                                      device=device, onehot_gather=onehot_gather)
-    state = tuple(torch.from_numpy(np.asarray(s, dtype)).to(device) for s in problem.state)
-    logits, total = [], 0.0
-    for c in problem.chunks:
-        out, state = module.sequence(torch.from_numpy(c.x).to(device), state, torch.from_numpy(c.reset).to(device),
-                                     torch_masks(masks, dtype, device))
-        w = torch.from_numpy(c.weights).to(device, torch_dtype)
-        losses = F.cross_entropy(out.reshape(-1, out.shape[-1]), torch.from_numpy(c.y).to(device).reshape(-1),
-                                 reduction="none")
-        loss = (losses * w.reshape(-1)).sum() / w.sum()
-        loss.backward()  # each chunk's own loss: truncated BPTT takes no gradient across the boundary
-        total += float(loss.detach())
-        logits.append(out.detach())
-        state = tuple(s.detach() for s in state)
-    grads = {name: p.grad.double().cpu().numpy() for name, p in torch_model.canonical_parameters(module)}
-    return Pass(torch.cat(logits, dim=1).double().cpu().numpy(), total, grads,
-                tuple(s.double().cpu().numpy() for s in state))
-
-
-def jax_poem_loss(params: dict, x: jax.Array, y: jax.Array, weights: jax.Array, reset: jax.Array, state: tuple,
-                  masks: dict | None, cell: str) -> tuple[jax.Array, tuple]:
-    logits, final = jax_model.apply_sequence(params, x, state, reset, masks, cell=cell)
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-    return jnp.sum(losses * weights) / jnp.sum(weights), (logits, final)
-
-
-_jax_poem_value_and_grad = jax.jit(jax.value_and_grad(jax_poem_loss, has_aux=True), static_argnames="cell")
-
-
-def jax_poem_pass(problem: PoemProblem, masks: Masks | None, dtype: type, device: str = "cpu") -> Pass:
-    with jax.enable_x64(dtype == np.float64), jax.default_device(jax_device(device)):
-        own = {k: jnp.asarray(v) for k, v in _cast(problem.params, dtype).items()}
-        state = tuple(jnp.asarray(np.asarray(s, dtype)) for s in problem.state)
-        logits, total, grads = [], 0.0, None
-        for c in problem.chunks:
-            (loss, (out, state)), g = _jax_poem_value_and_grad(
-                own, jnp.asarray(c.x), jnp.asarray(c.y), jnp.asarray(c.weights, dtype), jnp.asarray(c.reset),
-                state, jax_masks(masks, dtype), cell=problem.config.cell)
-            total += float(loss)
-            logits.append(np.asarray(out, np.float64))
-            grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
-        return Pass(np.concatenate(logits, axis=1), total, {k: np.asarray(v, np.float64) for k, v in grads.items()},
-                    tuple(np.asarray(s, np.float64) for s in state))
-
-
-POEM_PASSES: dict[str, Callable[..., Pass]] = {
-    "numpy": numpy_poem_pass,
-    "torch": torch_poem_pass,
-    "torch-gather": partial(torch_poem_pass, onehot_gather=True),
-    "jax": jax_poem_pass,
-}
-
-
 def poem_pass_checks(problem: PoemProblem, masks: Masks | None = None, dtype: type = np.float32,
                      frameworks: Sequence[str] = FRAMEWORKS, label: str = "", per_parameter: bool = True,
                      device: str = "cpu") -> list[Check]:
     """Every position's logits, the final state and the gradients of the chunks' losses, pairwise."""
-    passes = {fw: POEM_PASSES[fw](problem, masks, dtype, device=device) for fw in frameworks}
+    passes = {fw: PASSES[fw](problem.config, problem.params, problem.chunks, problem.state, masks, dtype,
+                             device=device) for fw in frameworks}
     chunks = f"{len(problem.chunks)} carried chunks of {problem.config.bptt}"
     return compare_passes(problem.config, passes, dtype, f"poem, {chunks}" + (f", {label}" if label else ""),
                           per_parameter)
-
-
-def poem_trajectory(framework: str, config: Config, params: Params, chunks: Sequence[Chunk], device: str = "cpu"
-                    ) -> Trajectory:
-    """Train ``framework``'s backend from ``params`` over consecutive ``chunks``, the state carried."""
-    backend = backend_for(framework, device)
-    state = backend.init(_cast(params, np.float32), config)
-    losses, carry = [], None
-    for step, c in enumerate(chunks):
-        state, loss, carry = backend.train_chunk(state, c.x, c.y, c.weights, c.reset, carry, step)
-        losses.append(loss)
-    return Trajectory(np.array([float(v) for v in losses]), backend.canonical(state))
 
 
 def poem_trajectory_checks(config: Config, params: Params, steps: int = 20, seed: int = 0,
@@ -362,7 +323,7 @@ def poem_trajectory_checks(config: Config, params: Params, steps: int = 20, seed
     while len(chunks) < steps:
         chunks += epoch_chunks(poems, config.batch_size, config.bptt, seed, epoch)
         epoch += 1
-    runs = {fw: poem_trajectory(fw, config, params, chunks[:steps], device) for fw in frameworks}
+    runs = {fw: trajectory(fw, config, params, chunks[:steps], device) for fw in frameworks}
     return compare_trajectories(config, runs, f"poem, {steps} {config.optimizer} steps over carried chunks of "
                                               f"{config.bptt}, lr {config.lr:g}, clip {config.clip:g}")
 
@@ -481,14 +442,21 @@ class Trajectory:
     params: Params  # canonical float32 weights after the last step
 
 
+def as_chunks(batches: Sequence[Chunk | tuple[np.ndarray, np.ndarray]]) -> list[Chunk]:
+    """Batches of windows ``(x, y)`` as chunks; chunks as they are."""
+    return [b if isinstance(b, Chunk) else window_chunk(*b) for b in batches]
+
+
 def trajectory(framework: str, config: Config, params: Params,
-               batches: Sequence[tuple[np.ndarray, np.ndarray]], device: str = "cpu") -> Trajectory:
-    """Train ``framework``'s backend from ``params`` (cast to float32) on ``batches``, one step each."""
+               batches: Sequence[Chunk | tuple[np.ndarray, np.ndarray]], device: str = "cpu") -> Trajectory:
+    """Train ``framework``'s backend from ``params`` (cast to float32) on ``batches`` (windows ``(x, y)``, or
+    chunks), one step each, the state carried from chunk to chunk where ``config``'s layout carries it."""
     backend = backend_for(framework, device)
     state = backend.init(_cast(params, np.float32), config)
-    losses = []
-    for step, (x, y) in enumerate(batches):
-        state, loss = backend.train_step(state, x, y, step)
+    losses, carry = [], None
+    for step, chunk in enumerate(as_chunks(batches)):
+        state, loss, after = backend.train_step(state, chunk, carry, step)
+        carry = after if config.layout.carries_state else None
         losses.append(loss)
     return Trajectory(np.array([float(v) for v in losses]), backend.canonical(state))
 
@@ -504,9 +472,10 @@ def gradient_norms(config: Config, params: Params, batches: Sequence[tuple[np.nd
     backend = backend_for("numpy")
     state = backend.init(_cast(params, np.float32), config)
     norms = []
-    for step, (x, y) in enumerate(batches):
-        norms.append(global_norm(np_model.loss_and_grads(state.params, x, y, cell=config.cell)[1]))
-        state, _ = backend.train_step(state, x, y, step)
+    for step, chunk in enumerate(as_chunks(batches)):
+        norms.append(global_norm(np_sequence.loss_and_grads(state.params, chunk.x, chunk.y, cell=config.cell,
+                                                            last_only=True)[1]))
+        state, _, _ = backend.train_step(state, chunk, None, step)
     return np.array(norms)
 
 
@@ -526,7 +495,7 @@ def first_step_spread(config: Config, params: Params, x: np.ndarray, y: np.ndarr
     spread over every weight.
     """
     own = _cast(_cast(params, np.float32), np.float64)  # the float32 weights every framework starts from
-    _, grads = np_model.loss_and_grads(own, x, y, cell=config.cell)
+    _, grads, _ = np_sequence.loss_and_grads(own, x, y, cell=config.cell, last_only=True)
     coef = min(1.0, config.clip / (global_norm(grads) + tolerances.CLIP_EPS)) if config.clip > 0 else 1.0
     worst = 0.0
     for name, grad in grads.items():
