@@ -6,7 +6,8 @@ poem model reads the prompt once and then one token a step, its state carried. I
 onnxruntime, NumPy, ``wordrnn.core``, ``wordrnn.run`` and ``data``, never torch or jax. Prompt handling
 and sampling are ``wordrnn.run.generation``'s, shared with every other runtime, so the
 same prompt, sampler settings and seed give the same text as
-``python -m scratch.generate`` on the source run folder.
+``python -m scratch.generate`` on the source run folder (given the cache flags the file was exported with;
+docs/GENERATION.md, "How each runtime reads a model").
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ import onnx.defs
 from export.graph import DEFAULT_OPSET, MIN_OPSET, build_ensemble_graph, build_graph
 from export.metadata import ModelCard, to_props, validation_summary
 from export.session import OnnxLM, State, open_session
+from scratch.cache_choice import chosen_cache
 from wordrnn.core import tolerances
 from wordrnn.core.cache import CacheSettings
 from wordrnn.core.cells import get_cell
@@ -40,6 +41,7 @@ from wordrnn.core.errors import CommandParser, RunFailed, UsageError, cli
 from wordrnn.core.metrics import average_probabilities, ensemble_window
 from wordrnn.core.params import Params
 from wordrnn.core.sampling import LogitsFn
+from wordrnn.run.cache_flags import add_cache_flags, cache_from_args
 from wordrnn.run.folder import Run, atomic_write_bytes, check_out_file, load_run, read_metrics
 
 TOLERANCE = tolerances.ONNX  # onnxruntime vs the source model's logits, max abs diff
@@ -235,56 +237,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reference", choices=REFERENCES, default=None,
                         help="source model the logits are checked against (default: torch if installed, "
                         "else numpy)")
-    g = parser.add_argument_group("neural cache (a poem model only; docs/GENERATION.md, version 3)")
-    g.add_argument("--cache-size", type=int, default=None, metavar="N",
-                   help="recall the last N positions of the poem being written (with --cache-theta and "
-                   "--cache-lambda; python -m wordrnn.bench.quality --cache chooses all three)")
-    g.add_argument("--cache-theta", type=float, default=None, metavar="T",
-                   help="flatness: a remembered position weighs exp(T h_now . h_then)")
-    g.add_argument("--cache-lambda", type=float, default=None, metavar="L",
-                   help="the cache's weight in the mixture, between 0 and 1")
-    g.add_argument("--cache-auto", action="store_true",
-                   help="choose all three on the run's own validation poems, by the grid bench.quality uses (reads "
-                   "the corpus the run was trained on, checked against its corpus.json); no cache where none helps")
+    add_cache_flags(parser)
     return parser.parse_args(argv)
-
-
-def cache_from_args(args: argparse.Namespace, run: Run) -> CacheSettings | None:
-    """The neural cache the three flags describe (all three or none), or the one ``--cache-auto`` chooses for
-    ``run``; refused for a window model."""
-    given = [args.cache_size, args.cache_theta, args.cache_lambda]
-    if not args.cache_auto and all(v is None for v in given):
-        return None
-    flag = "--cache-auto" if args.cache_auto else "--cache-*"
-    if run.config.context != "poem":
-        raise UsageError(f"{flag} needs a poem model: the cache recalls the hidden states of the poem written so "
-                         f"far, and a {run.config.context} model starts every window from a zero state")
-    if args.cache_auto:
-        if any(v is not None for v in given):
-            raise UsageError("--cache-auto chooses --cache-size, --cache-theta and --cache-lambda: give it or them")
-        return chosen_cache(run)
-    if any(v is None for v in given):
-        raise UsageError("a neural cache needs all of --cache-size, --cache-theta and --cache-lambda")
-    return CacheSettings(args.cache_size, args.cache_theta, args.cache_lambda).validate("--cache-*")
-
-
-def chosen_cache(run: Run) -> CacheSettings | None:
-    """The cache chosen on ``run``'s validation poems (None where lambda 0, no cache, is best), said in a line."""
-    from data.dataset import load_dataset
-    from export.cache_choice import choose_for_run
-    from wordrnn.run.corpus_record import check_corpus
-
-    config = run.config
-    dataset = load_dataset(**{**config.dataset_args(), "data": check_corpus(run.path, config.data)},
-                           vocab=run.vocab)
-    choice = choose_for_run(run.member_params, config.cell, dataset.val_ids, config.seq_len)
-    if choice.lam == 0:
-        print(f"neural cache: none (it does not lower the loss on the run's {len(dataset.val_ids)} validation "
-              "poems)")
-        return None
-    print(f"neural cache: size {choice.size}, theta {choice.theta:g}, lambda {choice.lam:g}, chosen on the run's "
-          f"{len(dataset.val_ids)} validation poems (validation loss {choice.inner_loss:.4f})")
-    return CacheSettings(choice.size, choice.theta, choice.lam).validate("--cache-auto")
 
 
 @cli
@@ -296,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     run = load_run(args.run)
     out = Path(args.out) if args.out else run.path / "model.onnx"
     check_out_file(out, args.overwrite)
-    cache = cache_from_args(args, run)
+    cache = cache_from_args(args, run, chosen_cache)
     exported = export_run(run, args.opset, args.reference, args.source, cache)
     config = run.config
     sizes = f"V={config.vocab_size}, H={config.hidden_size}" + (

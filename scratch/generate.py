@@ -1,31 +1,87 @@
 """``python -m scratch.generate``: verse from any run folder, computed by the NumPy reference.
 
-Reads a run folder written by any framework (``wordrnn.run.folder.load_run`` checks it
-is complete and that the weights match vocab.json), then continues the
-prompt with ``scratch.model.logits``. Prompt handling and sampling are
-``wordrnn.run.generation``'s, shared with every other runtime: the same prompt, sampler
-settings and seed give the same text as ``python -m export.generate``.
+Reads a run folder written by any framework (``wordrnn.run.folder.load_run`` checks it is complete and that the
+weights match vocab.json) the way every client reads the file ``python -m export.onnx`` writes from it, as the
+run says (docs/GENERATION.md, "How each runtime reads a model"):
+
+- a window run: the logits after the last ``seq_len`` tokens, each window read from a zero state
+  (``scratch.sequence.forward`` at its last position);
+- a poem run: ``scratch.sequence.forward`` with the state carried, a ``wordrnn.core.sampling.Stateful`` that
+  reads the prompt once and then one token a step;
+- an ensemble: its members' probabilities averaged (``wordrnn.core.metrics``' ``ensemble_window`` and
+  ``ensemble_sequence``), a poem ensemble's hidden state its members' side by side, as the exported ``hn``;
+- a neural cache: a run folder holds none, so a poem run takes export.onnx's flags (``--cache-auto`` makes the
+  same choice on the run's validation poems, or ``--cache-size/--cache-theta/--cache-lambda``), and the cache
+  reads the hidden state after every token, as the exported file's clients do.
+
+Prompt handling and sampling are ``wordrnn.run.generation``'s, shared with every other runtime: the same prompt,
+sampler settings, cache and seed give the same text as ``python -m export.generate``, Node.js and the page on the
+exported file (within the contract's margin for a sampled token, docs/GENERATION.md section 8).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from scratch import model
+from scratch.cache_choice import chosen_cache
+from scratch.sequence import forward
+from wordrnn.core.cache import CacheSettings
 from wordrnn.core.errors import CommandParser, cli
-from wordrnn.core.metrics import ensemble_window
-from wordrnn.run.folder import load_run
-from wordrnn.run.generation import add_sampler_flags, print_samples, settings_from_args
+from wordrnn.core.metrics import SequenceLogits, ensemble_sequence, ensemble_window
+from wordrnn.core.params import Params
+from wordrnn.core.sampling import LogitsFn, Source, Stateful
+from wordrnn.run.cache_flags import add_cache_flags, cache_from_args
+from wordrnn.run.folder import Run, load_run
+from wordrnn.run.generation import add_sampler_flags, print_samples, prompt_to_ids, settings_from_args
+
+
+def window_logits(params: Params, cell: str) -> LogitsFn:
+    """A window model: ``int64 [B, T] -> [B, V]``, the logits after the last token, read from a zero state."""
+    return lambda x: forward(params, x, cell, last_only=True)[0]
+
+
+def poem_step(params: Params, cell: str) -> SequenceLogits:
+    """A poem model's ``(x [B, T], state) -> (logits [B, T, V], state)``, the state carried (None: zero)."""
+    return lambda x, state: forward(params, x, cell, state=state)[:2]
+
+
+def ensemble_hidden(members: int) -> Callable[[Any], np.ndarray]:
+    """The hidden state h the neural cache reads from ``ensemble_sequence``'s carry: a single model's is its
+    state's first array (the LSTM's h, not its c); an ensemble's carry holds one state per member, whose h are
+    put side by side, as the exported ensemble's ``hn`` is."""
+    if members == 1:
+        return lambda state: state[0]
+    return lambda carry: np.concatenate([own[0] for own in carry], axis=-1)
+
+
+def run_source(run: Run, cache: CacheSettings | None = None) -> Source:
+    """What the sampler reads ``run`` through, as the run says: windows of a window model, a ``Stateful`` poem
+    model (with ``cache``, if given), an ensemble's members averaged."""
+    members = [{name: np.asarray(p, dtype=np.float32) for name, p in params.items()} for params in run.member_params]
+    cell = run.config.cell
+    if run.config.context == "poem":
+        return Stateful(ensemble_sequence([poem_step(params, cell) for params in members]),
+                        hidden=ensemble_hidden(len(members)), cache=cache)
+    if cache is not None:  # cache_from_args refuses the flags; this guards a caller that skips it
+        raise ValueError(f"a {run.config.context} model has no poem state for a neural cache to recall")
+    return ensemble_window([window_logits(params, cell) for params in members])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = CommandParser(
         prog="python -m scratch.generate",
-        description="Generate verse from a run folder (any framework's) with the NumPy reference model.",
+        description="Generate verse from a run folder (any framework's) with the NumPy reference model: a window "
+        "run by windows, a poem run with its state carried, an ensemble averaged, as export.generate reads the "
+        "run's exported file.",
     )
     parser.add_argument("--run", required=True, metavar="DIR", help="run folder written by a trainer")
+    add_cache_flags(parser)
     add_sampler_flags(parser)
     return parser.parse_args(argv)
 
@@ -35,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings_from_args(args)  # bad sampler values are refused before the run folder is read
     run = load_run(args.run)
-    members = [{name: np.asarray(p, dtype=np.float32) for name, p in params.items()} for params in run.member_params]
-    logits = ensemble_window([lambda x, params=params: model.logits(params, x, run.config.cell) for params in members])
-    print_samples(logits, run.vocab, run.config.seq_len, args)
+    prompt_to_ids(args.prompt, run.vocab)  # a prompt it cannot read is refused before the cache is chosen
+    # the choice is said on stderr: standard output is the text, as export.generate prints it
+    cache = cache_from_args(args, run, functools.partial(chosen_cache, stream=sys.stderr))
+    print_samples(run_source(run, cache), run.vocab, run.config.seq_len, args)
     return 0
 
 

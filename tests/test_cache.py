@@ -110,7 +110,7 @@ def test_bad_settings_are_one_line(size, theta, lam, fragment):
 
 
 def test_the_grid_picks_a_cache_where_the_poem_repeats_itself_and_none_where_it_cannot_help():
-    from export.cache_choice import PoemStates, cached_log_prob, choose_cache
+    from scratch.cache_choice import PoemStates, cached_log_prob, choose_cache
 
     rng = np.random.default_rng(0)
     tokens = np.tile(np.array([5, 6, 7, 8]), 10)  # a refrain, ten times
@@ -143,7 +143,7 @@ def test_export_chooses_a_cache_on_the_runs_validation_poems(tmp_path):
     from conftest import assert_usage_error, run_module
 
     from data.dataset import load_dataset
-    from export.cache_choice import choose_for_run
+    from scratch.cache_choice import choose_for_run
     from wordrnn.run.folder import load_run
 
     corpus = repeating_corpus(tmp_path)

@@ -221,7 +221,7 @@ def test_sonnets_and_stanza_groups_are_cut_as_documented():
                          ids=["asked", "poem-default", "declined"])
 def test_quality_with_a_cache_adds_its_rows_chosen_on_inner_validation(tmp_path, flag, cached):
     pytest.importorskip("torch")
-    from export.cache_choice import LAMBDAS, SIZES, THETAS
+    from scratch.cache_choice import LAMBDAS, SIZES, THETAS
     from wordrnn.bench.quality import main
 
     refrain = "the sea the sea the cold sea"  # a refrain in every poem: something for the cache to recall

@@ -14,7 +14,7 @@ scored by their averaged probabilities, not losses. Samples from fold 1's models
 much of them is copied from the training poems (``wordrnn.bench.novelty``) and how their lines and stanzas
 compare with the training poems' (``wordrnn.bench.form``). In the poem context (unless ``--no-cache``) two
 more rows: the recipe with a neural cache (``wordrnn.core.cache``), its size, flatness and weight chosen on the
-inner validation poems (``export.cache_choice``), and that mixed with Kneser-Ney.
+inner validation poems (``scratch.cache_choice``), and that mixed with Kneser-Ney.
 
 Only light modules are imported at the top: ``--threads`` must be applied before torch loads.
 """
@@ -238,7 +238,7 @@ def cache_losses(rnn: TrainedRNN, fold: Fold, r_val: np.ndarray, r_test: np.ndar
                  kn_test: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
     """The held-out losses of the recipe with a neural cache, and of that mixed with Kneser-Ney: the cache's
     parameters, then the mixture weight, chosen on the inner validation poems."""
-    from export.cache_choice import cached_log_prob, choose_cache, poem_states
+    from scratch.cache_choice import cached_log_prob, choose_cache, poem_states
 
     ds, seq_len = fold.dataset, rnn.config.seq_len
     val = poem_states(rnn.member_params, rnn.config.cell, ds.val_ids, seq_len)

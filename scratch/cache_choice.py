@@ -1,23 +1,30 @@
 """The neural cache's three parameters, chosen on a grid by held-out poems the model was not trained on: the
 inner validation poems of a cross-validation fold (``wordrnn.bench.quality --cache``, as the Kneser-Ney
-mixture's weight is chosen there), or a run's own validation poems (``python -m export.onnx --cache-auto``).
+mixture's weight is chosen there), or a run's own validation poems (``--cache-auto`` of ``python -m export.onnx``,
+which writes the choice into the file, and of ``python -m scratch.generate``, which applies it: the same choice).
 
 The hidden states come from the trained model's canonical weights through the NumPy reference
 (``scratch.sequence.forward``, whose cache holds every hidden state), so that any backend's run is read the
-same way and no model needs a second output. The model's own log-probabilities of the targets are given by the
-caller (the ones its row is scored with), so that the cache row differs from the model's row by the cache alone:
-with ``lam`` 0 the two are the same numbers. Only the window context's targets are scored (every token with at
+same way and no model needs a second output (that forward is why this lives in ``scratch``, below both
+commands). The model's own log-probabilities of the targets are given by the caller (the ones its row is scored
+with), so that the cache row differs from the model's row by the cache alone: with ``lam`` 0 the two are the same
+numbers. Only the window context's targets are scored (every token with at
 least ``seq_len`` tokens before it in its poem), but the cache recalls every earlier position of the poem.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
+from typing import TextIO
 
 import numpy as np
 
-from wordrnn.core.cache import cache_target_log_q, mix_targets
+from scratch.sequence import forward
+from wordrnn.core.cache import CacheSettings, cache_target_log_q, mix_targets
+from wordrnn.core.metrics import average_probabilities
 from wordrnn.core.params import Params
+from wordrnn.run.folder import Run
 
 # Poems of the suite run from about 100 to 1,000 tokens; hidden states of a 128-wide LSTM have dot products of
 # a few tens, so theta 1 already recalls one position alone. The weight grid stops at 0.5: a cache trusted more
@@ -52,8 +59,6 @@ class CacheChoice:
 def poem_states(members: list[Params], cell: str, poems: list[np.ndarray], min_context: int) -> list[PoemStates]:
     """Each poem of more than one token read by the NumPy reference, in order (as the poem context scores them).
     An ensemble's hidden state is its members' side by side, as its exported ``hn`` is."""
-    from scratch.sequence import forward
-
     out = []
     for ids in poems:
         ids = np.asarray(ids, np.int64)
@@ -99,9 +104,6 @@ def choose_cache(poems: list[PoemStates], log_p: np.ndarray) -> CacheChoice:
 def target_log_probs(members: list[Params], cell: str, poems: list[PoemStates]) -> np.ndarray:
     """The model's log-probabilities of the scored targets of ``poems``, in order: for an ensemble the log of its
     members' averaged probabilities (``wordrnn.core.metrics.average_probabilities``)."""
-    from scratch.sequence import forward
-    from wordrnn.core.metrics import average_probabilities
-
     parts = []
     for p in poems:
         log_probs = average_probabilities([forward(params, p.tokens[None], cell)[0][0] for params in members])
@@ -113,3 +115,23 @@ def choose_for_run(members: list[Params], cell: str, val_poems: list[np.ndarray]
     """The cache for a trained poem model (its members' weights), chosen on its validation poems."""
     poems = poem_states(members, cell, val_poems, min_context)
     return choose_cache(poems, target_log_probs(members, cell, poems))
+
+
+def chosen_cache(run: Run, stream: TextIO | None = None) -> CacheSettings | None:
+    """The cache chosen on ``run``'s validation poems (None where lambda 0, no cache, is best), said in a line on
+    ``stream`` (default: standard output)."""
+    from data.dataset import load_dataset
+    from wordrnn.run.corpus_record import check_corpus
+
+    stream = stream or sys.stdout
+    config = run.config
+    dataset = load_dataset(**{**config.dataset_args(), "data": check_corpus(run.path, config.data)},
+                           vocab=run.vocab)
+    choice = choose_for_run(run.member_params, config.cell, dataset.val_ids, config.seq_len)
+    if choice.lam == 0:
+        print(f"neural cache: none (it does not lower the loss on the run's {len(dataset.val_ids)} validation "
+              "poems)", file=stream)
+        return None
+    print(f"neural cache: size {choice.size}, theta {choice.theta:g}, lambda {choice.lam:g}, chosen on the run's "
+          f"{len(dataset.val_ids)} validation poems (validation loss {choice.inner_loss:.4f})", file=stream)
+    return CacheSettings(choice.size, choice.theta, choice.lam).validate("--cache-auto")
