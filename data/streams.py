@@ -68,9 +68,3 @@ def epoch_chunks(poems: list[np.ndarray], streams: int, bptt: int, seed: int, ep
     chunks = [Chunk(*(a[:, start:start + bptt] for a in (whole.x, whole.y, whole.weights, whole.reset)))
               for start in range(0, whole.x.shape[1], bptt)]
     return [c for c in chunks if c.targets]  # a last chunk holding only a poem's final token predicts nothing
-
-
-def scored_positions(poems: list[np.ndarray], min_context: int) -> list[np.ndarray]:
-    """For each poem, the positions j whose token is scored: those with at least ``min_context`` tokens before
-    them (the targets of the window context's windows of ``min_context``, in the same order)."""
-    return [np.arange(min_context, len(ids)) for ids in poems]
