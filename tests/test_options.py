@@ -77,9 +77,16 @@ def test_a_config_json_type_is_read_from_the_fields_type_not_from_its_text():
 def test_a_bool_option_is_a_flag_and_its_negation():
     toy = dataclasses.make_dataclass("Toy", [("tie", "bool", option(False, "tie the weights", group="model"))])
     parser = argparse.ArgumentParser()
-    add_option(parser, dataclasses.fields(toy)[0])
+    add_option(parser, dataclasses.fields(toy)[0], toy)
     assert parser.parse_args([]).tie is False
     assert parser.parse_args(["--tie"]).tie is True and parser.parse_args(["--no-tie"]).tie is False
+
+
+def test_an_optional_number_parses_as_a_number():
+    toy = dataclasses.make_dataclass("Toy", [("count", "int | None", option(None, "how many", group="model"))])
+    parser = argparse.ArgumentParser()
+    add_option(parser, dataclasses.fields(toy)[0], toy)
+    assert parser.parse_args([]).count is None and parser.parse_args(["--count", "3"]).count == 3
 
 
 def test_the_resume_and_init_from_rules_come_from_the_fields():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -290,6 +291,7 @@ class SavedType:
         return isinstance(value, (int, float) if self.kind is float else self.kind)
 
 
+@functools.cache
 def saved_types(cls: type) -> dict[str, SavedType]:
     """The ``SavedType`` of every field of the dataclass ``cls``, read from its resolved type hints (under
     ``from __future__ import annotations`` a field's ``type`` is only the annotation's text)."""
