@@ -11,7 +11,7 @@ import pytest
 
 from wordrnn.bench import quality
 from wordrnn.core.cells import CELLS
-from wordrnn.core.config import Config, flag_of, marked, option, options, saved_types
+from wordrnn.core.config import Config, field_types, flag_of, marked, option, options
 from wordrnn.core.flags import add_option, config_from_args, shared_parser
 from wordrnn.core.recipes import RECIPES
 from wordrnn.run import loop
@@ -61,7 +61,7 @@ class Saved:
 
 
 def test_a_config_json_type_is_read_from_the_fields_type_not_from_its_text():
-    types = saved_types(Saved)
+    types = field_types(Saved)
     assert {name: t.describe() for name, t in types.items()} == {
         "count": "a whole number or null", "path": "text or null", "rate": "a number", "on": "true or false",
         "name": "text", "extra": "an object"}

@@ -269,9 +269,9 @@ class Config:
 
 
 @dataclass(frozen=True)
-class SavedType:
-    """What a config.json value of one field must be: a JSON form of the field's type, and null where the type
-    allows ``None``."""
+class FieldType:
+    """A setting's type as its flag parses it and its config.json value must hold it: one of the types JSON
+    has, and whether ``None`` (null) is allowed."""
 
     kind: type  # bool, int, float, str or dict
     nullable: bool = False
@@ -292,32 +292,32 @@ class SavedType:
 
 
 @functools.cache
-def saved_types(cls: type) -> dict[str, SavedType]:
-    """The ``SavedType`` of every field of the dataclass ``cls``, read from its resolved type hints (under
+def field_types(cls: type) -> dict[str, FieldType]:
+    """The ``FieldType`` of every field of the dataclass ``cls``, read from its resolved type hints (under
     ``from __future__ import annotations`` a field's ``type`` is only the annotation's text)."""
     hints = typing.get_type_hints(cls)
-    return {f.name: _saved_type(hints[f.name]) for f in dataclasses.fields(cls)}
+    return {f.name: _field_type(hints[f.name]) for f in dataclasses.fields(cls)}
 
 
-def _saved_type(hint: Any) -> SavedType:
+def _field_type(hint: Any) -> FieldType:
     args = typing.get_args(hint)
     if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
         (inner,) = [a for a in args if a is not type(None)]
-        return SavedType(_saved_type(inner).kind, nullable=True)
+        return FieldType(_field_type(inner).kind, nullable=True)
     kind = typing.get_origin(hint) or hint  # dict[str, Any] is saved as an object
     if kind not in (bool, int, float, str, dict):
         raise TypeError(f"a config field of type {hint} has no JSON form")
-    return SavedType(kind)
+    return FieldType(kind)
 
 
-_SAVED_TYPES = saved_types(Config)
+_FIELD_TYPES = field_types(Config)
 
 
 def _check_saved(f: dataclasses.Field, value: Any, source: str) -> None:
     """A config.json value must have its field's type and, for a field with choices, be one of them."""
-    saved = _SAVED_TYPES[f.name]
-    if not saved.accepts(value):
-        raise UsageError(f"{source}: {f.name} is {value!r}, which is not {saved.describe()}; "
+    kind = _FIELD_TYPES[f.name]
+    if not kind.accepts(value):
+        raise UsageError(f"{source}: {f.name} is {value!r}, which is not {kind.describe()}; "
                          "the file was edited or damaged: restore it or train the run again")
     choices = f.metadata.get("choices")
     if choices and value not in choices:

@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 from collections.abc import Sequence
 
-from wordrnn.core.config import Config, flag_of, options, saved_types, whole_number
+from wordrnn.core.config import Config, field_types, flag_of, options, whole_number
 from wordrnn.core.errors import CommandParser
 from wordrnn.core.recipes import RECIPES, recipe
 from wordrnn.core.threads import DEFAULT_THREADS
@@ -55,7 +55,7 @@ def add_option(group: argparse._ActionsContainer, option: dataclasses.Field, own
     """The flag of one option of the dataclass ``owner``: its name, default, help and choices come from the field,
     its parsing from the field's type (``int | None`` parses as an int) unless the option names one."""
     meta, flag = option.metadata, flag_of(option.name)
-    kind = saved_types(owner)[option.name].kind
+    kind = field_types(owner)[option.name].kind
     if kind is bool:
         group.add_argument(flag, action=argparse.BooleanOptionalAction, default=option.default, help=meta["help"])
         return
