@@ -14,7 +14,8 @@ We write the graph by hand (``onnx.helper``) instead of tracing a framework's
 module: torch's dynamo exporter unrolls the recurrent layers and freezes the
 sequence length, and the legacy TorchScript exporter is deprecated. ONNX's
 standard ``RNN``, ``LSTM`` and ``GRU`` ops keep the batch and sequence axes
-symbolic, and every op here is plain ONNX.
+symbolic, and every op here is plain ONNX. A cell ONNX has no op for (the minimal GRU) takes that node's place
+as a ``Scan`` over the registry's ``onnx_step`` (``scan_nodes``), with the same inputs and outputs.
 
 The ops stack their gate blocks in their own order (LSTM i, o, f, c; GRU z, r,
 h), so torch's blocks are permuted with the cell registry's

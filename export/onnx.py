@@ -231,8 +231,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                         help=f"ONNX opset, {MIN_OPSET} to {onnx.defs.onnx_opset_version()} (default: %(default)s)")
     parser.add_argument("--from", dest="source", choices=SOURCES, default="weights",
-                        help="weights: write the graph from the canonical weights (standard RNN, LSTM or GRU op; "
-                        "default); "
+                        help="weights: write the graph from the canonical weights (ONNX's RNN, LSTM or GRU op, or a "
+                        "Scan of the step of a cell ONNX lacks; default); "
                         "jax: trace jaxmodels.model.apply with jax2onnx (a Loop op; needs jax2onnx)")
     parser.add_argument("--reference", choices=REFERENCES, default=None,
                         help="source model the logits are checked against (default: torch if installed, "

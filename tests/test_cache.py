@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from generation_reference import cache_log_probs
 
 from wordrnn.core.cache import (
     CacheSettings,
     NeuralCache,
-    cache_log_probs,
     cache_target_log_q,
     logaddexp,
     mix_targets,

@@ -9,6 +9,7 @@ import unicodedata
 
 import numpy as np
 import pytest
+from generation_reference import draw_margin
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +20,6 @@ from wordrnn.core.errors import UsageError
 from wordrnn.core.sampling import (
     SamplerSettings,
     SplitMix64,
-    draw_margin,
     generate,
     masked_logits,
     next_token,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
+from typing import Any
 
 import pytest
 
 from wordrnn.bench import quality
-from wordrnn.core.config import Config, flag_of, marked, option, options
+from wordrnn.core.cells import CELLS
+from wordrnn.core.config import Config, field_types, flag_of, marked, option, options
 from wordrnn.core.flags import add_option, config_from_args, shared_parser
 from wordrnn.core.recipes import RECIPES
 from wordrnn.run import loop
@@ -37,12 +40,53 @@ def test_a_flag_parses_to_the_fields_type():
         shared_parser("test").parse_args(["--seed", "-1"])
 
 
+def test_the_cell_help_names_every_cell_of_the_registry():
+    help_text = flag_actions(shared_parser("test"))["--cell"].help
+    for name, cell in CELLS.items():
+        assert re.search(rf"\b{name} \(", help_text), name
+        assert f"{name} ({cell.summary})" in help_text
+
+
+@dataclasses.dataclass
+class Saved:
+    """A config of every kind of field, ``int | None`` among them, as ``from __future__ import annotations``
+    leaves them: as text."""
+
+    count: int | None = None
+    path: str | None = None
+    rate: float = 0.0
+    on: bool = False
+    name: str = ""
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def test_a_config_json_type_is_read_from_the_fields_type_not_from_its_text():
+    types = field_types(Saved)
+    assert {name: t.describe() for name, t in types.items()} == {
+        "count": "a whole number or null", "path": "text or null", "rate": "a number", "on": "true or false",
+        "name": "text", "extra": "an object"}
+    count = types["count"]
+    assert count.accepts(None) and count.accepts(3)
+    assert not count.accepts(2.5) and not count.accepts("3") and not count.accepts(True)
+    assert types["rate"].accepts(1) and types["rate"].accepts(0.5)
+    assert not types["rate"].accepts(None) and not types["rate"].accepts(True)
+    assert types["on"].accepts(False) and not types["on"].accepts(0)
+    assert types["extra"].accepts({}) and not types["extra"].accepts([])
+
+
 def test_a_bool_option_is_a_flag_and_its_negation():
     toy = dataclasses.make_dataclass("Toy", [("tie", "bool", option(False, "tie the weights", group="model"))])
     parser = argparse.ArgumentParser()
-    add_option(parser, dataclasses.fields(toy)[0])
+    add_option(parser, dataclasses.fields(toy)[0], toy)
     assert parser.parse_args([]).tie is False
     assert parser.parse_args(["--tie"]).tie is True and parser.parse_args(["--no-tie"]).tie is False
+
+
+def test_an_optional_number_parses_as_a_number():
+    toy = dataclasses.make_dataclass("Toy", [("count", "int | None", option(None, "how many", group="model"))])
+    parser = argparse.ArgumentParser()
+    add_option(parser, dataclasses.fields(toy)[0], toy)
+    assert parser.parse_args([]).count is None and parser.parse_args(["--count", "3"]).count == 3
 
 
 def test_the_resume_and_init_from_rules_come_from_the_fields():

@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 import pytest
 from conftest import ROOT, assert_usage_error, run_module
+from generation_reference import draw_margin
 from onnx import TensorProto, helper
 
 from data.tokenizer import detokenize, tokenize
@@ -28,7 +29,6 @@ from wordrnn.core.sampling import (
     SamplerSettings,
     SplitMix64,
     apply_repetition_controls,
-    draw_margin,
     feed_of,
     generate,
     masked_logits,

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pytest
 from conftest import assert_usage_error, run_module
+from generation_reference import cache_log_probs
 from test_web import (
     MARGIN,
     NODE,
@@ -28,7 +29,7 @@ from test_web import (
 from export import onnx as export_onnx
 from export.metadata import GENERATION, GENERATION_CACHE, KEY_CACHE, KEY_GENERATION
 from export.session import load
-from wordrnn.core.cache import CacheSettings, cache_log_probs
+from wordrnn.core.cache import CacheSettings
 from wordrnn.core.sampling import SamplerSettings, generate
 from wordrnn.run.folder import load_run
 from wordrnn.run.generation import prompt_to_ids

@@ -13,7 +13,7 @@ cache is trusted.
 
 Two users, one piece of arithmetic:
 
-- evaluation (``cache_log_probs``, ``cache_target_log_q``): a whole poem at once, matrices [T, T];
+- evaluation (``cache_target_log_q``, ``mix_targets``): a whole poem at once, matrices [T, T];
 - generation (``NeuralCache``): one position at a time, by the steps of docs/GENERATION.md (version 3) that
   ``web/wordrnn.mjs`` repeats in JavaScript, every sum sequential in a stated order so that two runtimes add
   the same numbers.
@@ -107,22 +107,6 @@ def cache_weights(hidden: np.ndarray, size: int, theta: float) -> tuple[np.ndarr
     w = np.where(inside, np.exp(scores - top), 0.0)
     total = w.sum(axis=1, keepdims=True)
     return w / np.where(total > 0, total, 1.0), has
-
-
-def cache_log_probs(hidden: np.ndarray, tokens: np.ndarray, log_probs: np.ndarray, settings: CacheSettings
-                    ) -> np.ndarray:
-    """The mixed log-probabilities [T, V] of one poem: ``hidden`` [T, H] the state after reading each of
-    ``tokens`` [T], ``log_probs`` [T, V] the model's for the token after each; rows without an earlier position
-    are the model's own."""
-    tokens = np.asarray(tokens)
-    lp = np.asarray(log_probs, np.float64)
-    T, V = lp.shape
-    w, has = cache_weights(hidden, settings.size, settings.theta)
-    follows = np.zeros((T, V))  # row i: one-hot of the token after position i (none after the last)
-    follows[np.arange(T - 1), tokens[1:]] = 1.0
-    with np.errstate(divide="ignore"):
-        log_q = np.log(w @ follows)
-    return np.where(has[:, None], mix_log_probs(lp, log_q, settings.lam), lp)
 
 
 def cache_target_log_q(hidden: np.ndarray, tokens: np.ndarray, size: int, theta: float

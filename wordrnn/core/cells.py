@@ -13,7 +13,8 @@ in ``gates`` order (block k is rows k*H to (k+1)*H). The equations, with
     gru:  r, z = sigmoid(a_r + b_r), sigmoid(a_z + b_z)
           n = tanh(a_n + r * b_n);  h' = (1 - z) * n + z * h
 
-These are torch's ``nn.RNN``, ``nn.LSTM`` and ``nn.GRU``. Every state starts at zero.
+rnn, rnn_relu, lstm and gru are torch's ``nn.RNN`` (tanh, relu), ``nn.LSTM`` and ``nn.GRU``; mingru is the
+minimal GRU of Feng et al. 2024, which torch lacks. Every state starts at zero.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Cell:
     """Everything outside a cell's step functions needs to know about it."""
 
     name: str
+    summary: str  # what it is, in a few words: the --cell help lists every cell with it
     gates: tuple[str, ...]  # the blocks stacked in rnn.w_ih (and rnn.w_hh), torch's order
     states: tuple[str, ...]  # the state it carries: ("h",), or ("h", "c") for the LSTM
     elementwise_flops: int  # per hidden unit and step, besides the products
@@ -76,17 +78,19 @@ class Cell:
 
 
 CELLS: dict[str, Cell] = {
-    "rnn": Cell("rnn", ("h",), ("h",), 3, onnx_op="RNN", onnx_gates=("h",),
+    "rnn": Cell("rnn", "Elman, tanh; the lab's", ("h",), ("h",), 3, onnx_op="RNN", onnx_gates=("h",),
                 onnx_attributes={"activations": ["Tanh"]}),
-    "lstm": Cell("lstm", ("i", "f", "g", "o"), ("h", "c"), 14, onnx_op="LSTM", onnx_gates=("i", "o", "f", "g")),
+    "lstm": Cell("lstm", "long short-term memory", ("i", "f", "g", "o"), ("h", "c"), 14, onnx_op="LSTM",
+                 onnx_gates=("i", "o", "f", "g")),
     # torch's n = tanh(W_in x + b_in + r * (W_hn h + b_hn)) is ONNX's linear_before_reset=1
-    "gru": Cell("gru", ("r", "z", "n"), ("h",), 12, onnx_op="GRU", onnx_gates=("z", "r", "n"),
-                onnx_attributes={"linear_before_reset": 1}),
+    "gru": Cell("gru", "gated recurrent unit", ("r", "z", "n"), ("h",), 12, onnx_op="GRU",
+                onnx_gates=("z", "r", "n"), onnx_attributes={"linear_before_reset": 1}),
     # torch's RNN_RELU: the Elman cell with relu for tanh
-    "rnn_relu": Cell("rnn_relu", ("h",), ("h",), 3, onnx_op="RNN", onnx_gates=("h",),
+    "rnn_relu": Cell("rnn_relu", "Elman, ReLU", ("h",), ("h",), 3, onnx_op="RNN", onnx_gates=("h",),
                      onnx_attributes={"activations": ["Relu"]}),
     # the minimal GRU of Feng et al. 2024: gates of x alone, so the recurrence is linear in h; no ONNX op
-    "mingru": Cell("mingru", ("z", "h"), ("h",), 8, recurrent_weights=False, onnx_step=(
+    "mingru": Cell("mingru", "minimal GRU, Feng et al. 2024", ("z", "h"), ("h",), 8, recurrent_weights=False,
+                   onnx_step=(
         ("Sigmoid", ("a_z",), ("z",), {}),
         ("Sub", ("a_h", "h"), ("step",), {}),
         ("Mul", ("z", "step"), ("moved",), {}),

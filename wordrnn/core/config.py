@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,13 +71,19 @@ def since(version: int, default: Any, **flag: Any) -> Any:
     return option(default, since=version, **flag)
 
 
+def _cells_named() -> str:
+    """Every cell of the registry with its summary, for the --cell help: a new cell is listed without an edit here."""
+    named = [f"{cell.name} ({cell.summary})" for cell in CELLS.values()]
+    return f"{', '.join(named[:-1])} or {named[-1]}"
+
+
 @dataclass
 class Config:
     # model (the flags of a group come in field order: seq_len and seed are data flags)
     model: str = option("embedding", "onehot: one-hot inputs of size V; embedding: a trainable V x E table "
                         "(default: %(default)s)", group="model", choices=MODELS, adopted=True)
-    cell: str = option("rnn", "recurrent cell: rnn (Elman, tanh; the lab's), lstm or gru (default: %(default)s)",
-                       group="model", choices=tuple(CELLS), adopted=True)
+    cell: str = option("rnn", f"recurrent cell: {_cells_named()} (default: %(default)s)", group="model",
+                       choices=tuple(CELLS), adopted=True)
     # window: h0 = 0 per window, last step only; poem: state carried
     context: str = since(2, "window", group="model", choices=CONTEXTS,
                          help="window: each window of --seq-len tokens from a zero state (the lab's); poem: whole "
@@ -265,36 +274,62 @@ class Config:
         return cls(**{k: v for k, v in values.items() if k in fields})
 
 
-# What each config.json field must hold (a float field accepts a whole number too).
-_FIELD_TYPES = {f.name: {"int": "a whole number", "float": "a number", "str": "text", "bool": "true or false",
-                         "str | None": "text or null", "float | None": "a number or null",
-                         "dict[str, Any]": "an object"}[f.type]
-                for f in dataclasses.fields(Config)}
+@dataclass(frozen=True)
+class FieldType:
+    """A setting's type as its flag parses it and its config.json value must hold it: one of the types JSON
+    has, and whether ``None`` (null) is allowed."""
+
+    kind: type  # bool, int, float, str or dict
+    nullable: bool = False
+
+    def describe(self) -> str:
+        """The type in words, for an error message: ``a whole number``, ``a number or null``."""
+        words = {bool: "true or false", int: "a whole number", float: "a number", str: "text",
+                 dict: "an object"}[self.kind]
+        return f"{words} or null" if self.nullable else words
+
+    def accepts(self, value: Any) -> bool:
+        """Whether ``value`` (read from JSON) has this type; a float field takes a whole number too."""
+        if value is None:
+            return self.nullable
+        if isinstance(value, bool) or self.kind is bool:  # bool is an int to isinstance
+            return isinstance(value, bool) and self.kind is bool
+        return isinstance(value, (int, float) if self.kind is float else self.kind)
+
+
+@functools.cache
+def field_types(cls: type) -> dict[str, FieldType]:
+    """The ``FieldType`` of every field of the dataclass ``cls``, read from its resolved type hints (under
+    ``from __future__ import annotations`` a field's ``type`` is only the annotation's text)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: _field_type(hints[f.name]) for f in dataclasses.fields(cls)}
+
+
+def _field_type(hint: Any) -> FieldType:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        return FieldType(_field_type(inner).kind, nullable=True)
+    kind = typing.get_origin(hint) or hint  # dict[str, Any] is saved as an object
+    if kind not in (bool, int, float, str, dict):
+        raise TypeError(f"a config field of type {hint} has no JSON form")
+    return FieldType(kind)
+
+
+_FIELD_TYPES = field_types(Config)
 
 
 def _check_saved(f: dataclasses.Field, value: Any, source: str) -> None:
     """A config.json value must have its field's type and, for a field with choices, be one of them."""
-    if not _has_type(value, _FIELD_TYPES[f.name]):
-        raise UsageError(f"{source}: {f.name} is {value!r}, which is not {_FIELD_TYPES[f.name]}; "
+    kind = _FIELD_TYPES[f.name]
+    if not kind.accepts(value):
+        raise UsageError(f"{source}: {f.name} is {value!r}, which is not {kind.describe()}; "
                          "the file was edited or damaged: restore it or train the run again")
     choices = f.metadata.get("choices")
     if choices and value not in choices:
         raise UsageError(f"{source}: {f.name} is {value!r}, which this wordrnn does not know (it knows "
                          f"{', '.join(choices)}): the run was written by a newer wordrnn or edited; "
                          "upgrade wordrnn or restore the file")
-
-
-def _has_type(value: Any, kind: str) -> bool:
-    if kind == "true or false":
-        return isinstance(value, bool)
-    if isinstance(value, bool):
-        return False
-    return {"a whole number": isinstance(value, int),
-            "a number": isinstance(value, (int, float)),
-            "text": isinstance(value, str),
-            "text or null": value is None or isinstance(value, str),
-            "a number or null": value is None or isinstance(value, (int, float)),
-            "an object": isinstance(value, dict)}[kind]
 
 
 def flag_of(name: str) -> str:

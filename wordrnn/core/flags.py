@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 from collections.abc import Sequence
 
-from wordrnn.core.config import Config, flag_of, options, whole_number
+from wordrnn.core.config import Config, field_types, flag_of, options, whole_number
 from wordrnn.core.errors import CommandParser
 from wordrnn.core.recipes import RECIPES, recipe
 from wordrnn.core.threads import DEFAULT_THREADS
@@ -51,13 +51,15 @@ def given_flags(args: argparse.Namespace) -> frozenset[str] | None:
     return getattr(args, "given", None)
 
 
-def add_option(group: argparse._ActionsContainer, option: dataclasses.Field) -> None:
-    """The flag of one ``Config`` option: its name, default, help and choices come from the field."""
+def add_option(group: argparse._ActionsContainer, option: dataclasses.Field, owner: type = Config) -> None:
+    """The flag of one option of the dataclass ``owner``: its name, default, help and choices come from the field,
+    its parsing from the field's type (``int | None`` parses as an int) unless the option names one."""
     meta, flag = option.metadata, flag_of(option.name)
-    if option.type == "bool":
+    kind = field_types(owner)[option.name].kind
+    if kind is bool:
         group.add_argument(flag, action=argparse.BooleanOptionalAction, default=option.default, help=meta["help"])
         return
-    kind = meta["parse"] or {"int": int, "float": float}.get(option.type)
+    kind = meta["parse"] or (kind if kind in (int, float) else None)
     extra = {k: v for k, v in (("type", kind), ("choices", meta["choices"]), ("metavar", meta["metavar"])) if v}
     group.add_argument(flag, default=option.default, help=meta["help"], **extra)
 

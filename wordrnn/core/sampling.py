@@ -8,7 +8,7 @@ token-id order (``np.cumsum``, never the pairwise ``np.sum``), so that two
 implementations given the same float32 logits add the same numbers in the same
 order; the only freedom left is the last bit of ``exp``, far below the 1e-6
 that separates a draw from a cumulative boundary in all but rare cases
-(``draw_margin`` measures it).
+(docs/GENERATION.md, section 8).
 
 The random generator is SplitMix64 (Steele, Lea and Flood, 2014): 64-bit
 integer arithmetic that any language writes in a few lines. A draw is the top
@@ -211,16 +211,6 @@ def pick(p: np.ndarray, u: float) -> int:
     cumulative = np.cumsum(p)
     i = int(np.searchsorted(cumulative, u * cumulative[-1], side="right"))
     return i if i < p.shape[0] else int(np.flatnonzero(p)[-1])
-
-
-def draw_margin(p: np.ndarray, u: float) -> float:
-    """How far the draw lies from the nearest cumulative boundary, as a fraction of the total.
-
-    Two runtimes whose float32 logits differ in the last bits may pick different
-    tokens only where this margin is tiny (the contract allows 1e-6).
-    """
-    cumulative = np.cumsum(p)
-    return float(np.min(np.abs(cumulative / cumulative[-1] - u)))
 
 
 def next_token(logits: np.ndarray, settings: SamplerSettings, rng: SplitMix64, history: Sequence[int] = ()) -> int:
