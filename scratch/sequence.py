@@ -87,6 +87,8 @@ def forward(params: Params, x: Array, cell: str = "rnn", state: State | None = N
             masks: Masks | None = None, last_only: bool = False) -> tuple[Array, State, dict]:
     """Logits [B, T, V] (or [B, V] with ``last_only``), the state after the last step, and the backward's cache."""
     x = np.asarray(x)
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(f"x must be a [batch, time] array of token ids with both sizes >= 1, got {x.shape}")
     B, T = x.shape
     if cell not in STEPS:
         raise ValueError(f"unknown cell {cell!r}; the NumPy reference has {', '.join(STEPS)}")

@@ -51,5 +51,5 @@ def design_logits(params: dict[str, np.ndarray], x: np.ndarray, masks: dict | No
         b = h @ p["rnn.w_hh"].T + p["rnn.b_hh"] if "rnn.w_hh" in p else 0.0
         h, c = cell_step(cell, h, c, a, b)
     if masks.get("hidden") is not None:
-        h = h * masks["hidden"]
+        h = h * masks["hidden"][:, 0]  # [B, 1, H]: one per row
     return h @ p["out.weight"].T + p["out.bias"]

@@ -57,10 +57,15 @@ def masks_for(config: Config, n: int, seq_len: int, p: float = 0.3, seed: int = 
     def draw(shape):
         return ((rng.random(shape) >= p) / (1 - p)).astype(np.float32)
 
-    masks = {"input": None, "hidden": draw((n, config.hidden_size))}
+    masks = {"input": None, "hidden": draw((n, 1, config.hidden_size))}
     if config.model == "embedding":
         masks["input"] = draw((n, seq_len, config.embed_dim))
     return masks
+
+
+def window(params, x, masks=None, cell="rnn"):
+    """``apply``'s logits [B, V] of windows ``x``: the chunk from a zero state, its last position."""
+    return apply(params, x, masks=masks, cell=cell, last_only=True)[0]
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -69,7 +74,7 @@ def test_logits_match_numpy_reference(model, seq_len):
     config = tiny_config(model)
     params = init_params(config)
     x, _ = batch(config, 7, seq_len)
-    got = np.asarray(build_nnx_model(config, params)(jnp.asarray(x)))
+    got = np.asarray(build_nnx_model(config, params)(jnp.asarray(x), last_only=True)[0])
     want = ref.logits(params, x)
     assert got.shape == (7, config.vocab_size)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
@@ -81,7 +86,7 @@ def test_logits_with_dropout_masks_match_numpy_reference(model):
     params = init_params(config)
     x, _ = batch(config, 6)
     masks = masks_for(config, 6, config.seq_len)
-    got = np.asarray(apply({k: jnp.asarray(v) for k, v in params.items()}, x,
+    got = np.asarray(window({k: jnp.asarray(v) for k, v in params.items()}, x,
                            {k: None if v is None else jnp.asarray(v) for k, v in masks.items()}))
     want, _ = ref.forward(params, x, masks)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
@@ -93,9 +98,7 @@ def test_onehot_input_mask_is_refused():
     params = {k: jnp.asarray(v) for k, v in init_params(config).items()}
     x, _ = batch(config, 2)
     with pytest.raises(ValueError, match="one-hot"):
-        apply(params, x, {"input": jnp.ones((2, 4, 6)), "hidden": None})
-    with pytest.raises(ValueError, match="embedding"):
-        apply(params, x, onehot=False)
+        window(params, x, {"input": jnp.ones((2, 4, 6)), "hidden": None})
 
 
 def test_onehot_gather_equals_onehot_matmul_bit_for_bit():
@@ -104,7 +107,7 @@ def test_onehot_gather_equals_onehot_matmul_bit_for_bit():
     params = {k: jnp.asarray(v) for k, v in init_params(config).items()}
     x, _ = batch(config, 9)
     as_matmul = {**params, "embedding": jnp.eye(config.vocab_size, dtype=jnp.float32)}
-    np.testing.assert_array_equal(np.asarray(apply(params, x)), np.asarray(apply(as_matmul, x)))
+    np.testing.assert_array_equal(np.asarray(window(params, x)), np.asarray(window(as_matmul, x)))
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -131,7 +134,7 @@ def test_gradients_match_numpy_reference(model):
     jmasks = {k: None if v is None else jnp.asarray(v) for k, v in masks.items()}
 
     def loss(p):
-        return weighted_cross_entropy(apply(p, x, jmasks), jnp.asarray(y), jnp.ones(6))
+        return weighted_cross_entropy(window(p, x, jmasks), jnp.asarray(y), jnp.ones(6))
 
     got_loss, got = jax.jit(jax.value_and_grad(loss))({k: jnp.asarray(v) for k, v in params.items()})
     assert abs(float(got_loss) - want_loss) < 1e-5
@@ -152,7 +155,7 @@ def test_float64_gradients_match_reference_and_finite_differences(model):
 
         @jax.jit
         def loss(p):
-            return weighted_cross_entropy(apply(p, x), jnp.asarray(y), jnp.ones(4, jnp.float64))
+            return weighted_cross_entropy(window(p, x), jnp.asarray(y), jnp.ones(4, jnp.float64))
 
         got_loss, got = jax.value_and_grad(loss)(jparams)
         check_grads(loss, (jparams,), order=1, modes=("rev",), eps=1e-6)
@@ -229,8 +232,10 @@ def test_train_step_is_a_pure_function_of_plain_arrays():
     graphdef, state = nnx.split(build_nnx_model(config, params), nnx.Param)
     tx = make_optimizer(config)
     jmasks = {k: None if v is None else jnp.asarray(v) for k, v in masks.items()}
-    new, opt_state, loss = jax.jit(train_step, static_argnums=(0, 1))(
-        graphdef, tx, state, tx.init(state), jnp.asarray(x), jnp.asarray(y), jnp.ones(5), jmasks)
+    zeros = (jnp.zeros((5, config.hidden_size)),)
+    new, opt_state, loss, _ = jax.jit(train_step, static_argnums=(0, 1), static_argnames="last_only")(
+        graphdef, tx, state, tx.init(state), jnp.asarray(x), jnp.asarray(y), jnp.ones(5), None, zeros, jmasks,
+        last_only=True)
     want, _ = ref.forward(params, x, masks)
     want_loss = float(weighted_cross_entropy(jnp.asarray(want), jnp.asarray(y), jnp.ones(5)))
     assert abs(float(loss) - want_loss) < 1e-5
@@ -364,7 +369,7 @@ def test_every_cell_matches_the_reference_loop(cell, model):
             x, _ = batch(config, 6, steps, seed=steps)
             masks = masks_for(config, 6, steps)
             jmasks = {k: None if v is None else jnp.asarray(v, jnp.float64) for k, v in masks.items()}
-            got = np.asarray(apply(jparams, x, jmasks, cell=cell))
+            got = np.asarray(window(jparams, x, jmasks, cell=cell))
             want = design_logits(params, x, {k: None if v is None else v.astype(np.float64)
                                              for k, v in masks.items()}, cell)
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
@@ -384,7 +389,7 @@ def test_every_cell_passes_finite_differences(cell, model):
 
         @jax.jit
         def loss(p):
-            return weighted_cross_entropy(apply(p, x, cell=cell), jnp.asarray(y), jnp.ones(4, jnp.float64))
+            return weighted_cross_entropy(window(p, x, cell=cell), jnp.asarray(y), jnp.ones(4, jnp.float64))
 
         check_grads(loss, (jparams,), order=1, modes=("rev",), eps=1e-6)
 

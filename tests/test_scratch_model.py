@@ -1,4 +1,5 @@
-"""scratch.model and scratch.gradcheck: forward, hand-written BPTT of every cell, dtypes, short windows."""
+"""scratch.sequence on windows, and scratch.gradcheck: forward, hand-written BPTT of every cell, dtypes, short
+windows."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 import window_reference as model
 from cell_equations import design_logits
 
-from scratch import gradcheck
+from scratch import gradcheck, sequence
 from scratch.backend import NumpyBackend
 from scratch.gradcheck import check_gradients, make_problem
 from wordrnn.core.cells import CELLS as REGISTRY
@@ -29,11 +30,6 @@ def params_for(kind: str, dtype=np.float64, seed: int = 0, cell: str = "rnn") ->
 def batch(b: int, t: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     return rng.integers(0, V, size=(b, t)), rng.integers(0, V, size=b)
-
-
-def test_the_window_kernel_knows_only_registry_cells() -> None:
-    """Cells the fast window kernel lacks run the plain steps (tests/test_scratch_sequence.py checks both agree)."""
-    assert set(model.STEPS) <= set(REGISTRY) and all(model.has_kernel(c) for c in model.STEPS)
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -170,12 +166,10 @@ def test_repeated_tokens_sum_their_gradients_like_add_at() -> None:
     rng = np.random.default_rng(7)
     ids = np.array([5, 2, 5, 5, 0, 2, 9])
     rows = rng.standard_normal((len(ids), 3)).astype(np.float32)
-    uniq, select = model._group(ids, np.float32)
     expected = np.zeros((10, 3), np.float32)
     np.add.at(expected, ids, rows)
-    got = np.zeros((10, 3), np.float32)
-    got[uniq] = select @ rows
-    assert select.dtype == np.float32
+    got = sequence.sum_rows_by_id((10, 3), ids, rows)
+    assert got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
 
 

@@ -33,7 +33,7 @@ def dropout_masks(seed: int, p: float, batch: int, steps: int) -> dict[str, np.n
     keep = 1.0 - p
     return {
         "input": ((rng.random((batch, steps, E)) < keep) / keep).astype(np.float32),
-        "hidden": ((rng.random((batch, H)) < keep) / keep).astype(np.float32),
+        "hidden": ((rng.random((batch, 1, H)) < keep) / keep).astype(np.float32),
     }
 
 
@@ -45,6 +45,11 @@ def torch_masks(masks: dict[str, np.ndarray], model: str, dtype=torch.float32) -
 FORMS = [("onehot", False), ("onehot", True), ("embedding", False)]
 
 
+def window(module: torch.nn.Module, x: torch.Tensor, masks: dict | None = None) -> torch.Tensor:
+    """The module's logits [B, V] of windows ``x``: the chunk from a zero state, its last position."""
+    return module(x, masks=masks, last_only=True)[0]
+
+
 @pytest.mark.parametrize("model,gather", FORMS)
 @pytest.mark.parametrize("steps", [1, 2, T])
 def test_logits_match_numpy_reference_float32(model: str, gather: bool, steps: int) -> None:
@@ -52,7 +57,7 @@ def test_logits_match_numpy_reference_float32(model: str, gather: bool, steps: i
     x = tokens(10 + steps, steps=steps)
     module = build_module(config, params, onehot_gather=gather)
     with torch.no_grad():
-        got = module(torch.from_numpy(x)).numpy()
+        got = window(module, torch.from_numpy(x)).numpy()
     assert got.dtype == np.float32 and got.shape == (B, V)
     assert np.abs(got - reference.logits(params, x)).max() <= tolerances.LOGITS[np.float32]
     assert np.abs(got - design_logits(params, x)).max() <= tolerances.LOGITS[np.float32]
@@ -65,7 +70,7 @@ def test_logits_and_gradients_match_numpy_reference_float64(model: str, gather: 
     masks = dropout_masks(6, 0.3, B, T)
     np_masks = {"input": masks["input"] if model == "embedding" else None, "hidden": masks["hidden"]}
     module = build_module(config, params, dtype=torch.float64, onehot_gather=gather)
-    logits = module(torch.from_numpy(x), torch_masks(masks, model, torch.float64))
+    logits = window(module, torch.from_numpy(x), torch_masks(masks, model, torch.float64))
     F.cross_entropy(logits, torch.from_numpy(y)).backward()
 
     assert np.abs(logits.detach().numpy() - design_logits(params, x, np_masks)).max() <= tolerances.LOGITS[np.float64]
@@ -82,7 +87,7 @@ def test_gradients_match_numpy_reference_float32(model: str, gather: bool) -> No
     config, params = make(model, seed=8)
     x, y = tokens(9, batch=16), np.random.default_rng(10).integers(0, V, size=16)
     module = build_module(config, params, onehot_gather=gather)
-    F.cross_entropy(module(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+    F.cross_entropy(window(module, torch.from_numpy(x)), torch.from_numpy(y)).backward()
     _, grads = reference.loss_and_grads(params, x, y)
     own = dict(module.named_parameters())
     for name, grad in grads.items():
@@ -98,8 +103,8 @@ def test_hidden_and_input_masks_match_numpy(model: str) -> None:
     np_masks = {"input": masks["input"] if model == "embedding" else None, "hidden": masks["hidden"]}
     module = build_module(config, params)
     with torch.no_grad():
-        got = module(torch.from_numpy(x), torch_masks(masks, model)).numpy()
-        plain = module(torch.from_numpy(x)).numpy()
+        got = window(module, torch.from_numpy(x), torch_masks(masks, model)).numpy()
+        plain = window(module, torch.from_numpy(x)).numpy()
     expected, _ = reference.forward(params, x, np_masks)
     assert np.abs(got - expected).max() <= 1e-5
     assert np.abs(got - plain).max() > 1e-3  # the masks did something
@@ -109,7 +114,7 @@ def test_onehot_model_refuses_an_input_mask() -> None:
     config, params = make("onehot")
     module = build_module(config, params)
     with pytest.raises(ValueError, match="input dropout"):
-        module(torch.from_numpy(tokens(0)), {"input": torch.ones(B, T, V), "hidden": None})
+        window(module, torch.from_numpy(tokens(0)), {"input": torch.ones(B, T, V), "hidden": None})
 
 
 def test_onehot_gather_and_materialized_forms_agree_in_values_and_gradients() -> None:
@@ -120,7 +125,7 @@ def test_onehot_gather_and_materialized_forms_agree_in_values_and_gradients() ->
     for gather in (False, True):
         module = build_module(config, params, onehot_gather=gather)
         assert isinstance(module, OneHotRNN) and module.gather == gather
-        logits = module(x, mask)
+        logits = window(module, x, mask)
         F.cross_entropy(logits, y).backward()
         results.append((logits.detach(), {n: p.grad for n, p in module.named_parameters()}))
     (z0, g0), (z1, g1) = results
@@ -204,7 +209,7 @@ def test_every_cell_matches_the_reference_loop(cell: str, model: str, gather: bo
     np_masks = {"input": masks["input"] if model == "embedding" else None, "hidden": masks["hidden"]}
     module = build_module(config, params, dtype=torch.float64, onehot_gather=gather)
     with torch.no_grad():
-        got = module(torch.from_numpy(x), torch_masks(masks, model, torch.float64)).numpy()
+        got = window(module, torch.from_numpy(x), torch_masks(masks, model, torch.float64)).numpy()
     assert np.abs(got - design_logits(params, x, np_masks, cell)).max() <= 1e-10
     assert isinstance(module.rnn, {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU,
                                    "rnn_relu": torch.nn.RNN, "mingru": StepLayer}[cell])
@@ -217,7 +222,7 @@ def test_cell_equations_tell_the_cells_apart(cell: str) -> None:
     x = tokens(34)
     module = build_module(config, params, dtype=torch.float64)
     with torch.no_grad():
-        got = module(torch.from_numpy(x)).numpy()
+        got = window(module, torch.from_numpy(x)).numpy()
     rolled = dict(params)
     G = len(params["rnn.b_ih"]) // H
     for name in ("rnn.w_ih", "rnn.w_hh", "rnn.b_ih", "rnn.b_hh") & params.keys():  # gate blocks in another order
@@ -232,7 +237,7 @@ def test_gather_and_materialized_forms_agree_for_every_cell(cell: str) -> None:
     results = []
     for gather in (False, True):
         module = build_module(config, params, onehot_gather=gather)
-        logits = module(x)
+        logits = window(module, x)
         F.cross_entropy(logits, y).backward()
         results.append((logits.detach(), {n: p.grad for n, p in module.named_parameters()}))
     (z0, g0), (z1, g1) = results
@@ -254,7 +259,7 @@ def test_every_cell_passes_torch_gradcheck(cell: str, gather: bool) -> None:
     names = [n for n, _ in module.named_parameters()]
 
     def fn(*weights: torch.Tensor) -> torch.Tensor:
-        return torch.func.functional_call(module, dict(zip(names, weights)), (x,))
+        return torch.func.functional_call(module, dict(zip(names, weights)), (x,), {"last_only": True})[0]
 
     weights = tuple(p.detach().clone().requires_grad_(True) for p in module.parameters())
     assert torch.autograd.gradcheck(fn, weights, eps=1e-6, atol=1e-8)

@@ -138,7 +138,7 @@ def test_dropout_masks_come_from_seed_and_step_only() -> None:
     a = backend.dropout_masks(one, 5, np.zeros((32, T), np.int64))
     backend.dropout_masks(one, 6, np.zeros((32, T), np.int64))
     b = backend.dropout_masks(other, 5, np.zeros((32, T), np.int64))  # fresh state, same (seed, step)
-    assert a["input"].shape == (32, T, E) and a["hidden"].shape == (32, H)
+    assert a["input"].shape == (32, T, E) and a["hidden"].shape == (32, 1, H)
     assert torch.equal(a["input"], b["input"]) and torch.equal(a["hidden"], b["hidden"])
     c = backend.dropout_masks(one, 6, np.zeros((32, T), np.int64))
     assert not torch.equal(a["hidden"], c["hidden"])
@@ -150,7 +150,7 @@ def test_dropout_masks_come_from_seed_and_step_only() -> None:
 
     onehot_config, onehot_params, _, _ = problem("onehot", dropout=0.25)
     masks = backend.dropout_masks(backend.init(onehot_params, onehot_config), 0, np.zeros((4, T), np.int64))
-    assert masks["input"] is None and masks["hidden"].shape == (4, H)
+    assert masks["input"] is None and masks["hidden"].shape == (4, 1, H)
     assert backend.dropout_masks(backend.init(params, problem("embedding")[0]), 0, np.zeros((4, T), np.int64)) is None
 
 
