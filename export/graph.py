@@ -79,7 +79,7 @@ def build_graph(params: Params, config: Config, opset: int = DEFAULT_OPSET,
     ]
     if not cell.onnx_op:
         initializers.update(scan_constants(config.hidden_size))
-    head = window_head if config.context == "window" else poem_head
+    head = poem_head if config.layout.carries_state else window_head
     inputs, outputs, description = head(params, config, cell, nodes, initializers)
     tensors = [numpy_helper.from_array(v if v.dtype == np.int64 else np.asarray(v, np.float32), k)
                for k, v in initializers.items()]
@@ -136,7 +136,7 @@ def build_ensemble_graph(members: list[Params], config: Config, opset: int = DEF
         mixed = out
     nodes.append(helper.make_node("Sub", [mixed, "ensemble.log_n"], [OUTPUT_NAME]))
     nodes += [helper.make_node("Concat", [f"m{k}.{s.output}" for k in range(N)], [s.output], axis=1) for s in states]
-    logits_shape = ["batch", V] if config.context == "window" else ["batch", "seq", V]
+    logits_shape = ["batch", "seq", V] if config.layout.carries_state else ["batch", V]
     graph = helper.make_graph(
         nodes, graph_name(config.model, config.cell),
         inputs=[helper.make_tensor_value_info(INPUT_NAME, TensorProto.INT64, ["batch", "seq"]),

@@ -37,8 +37,9 @@ class BigramBackend:
     def _table(self, state):
         return state["p"]["out.weight"][:, :state["V"]].T  # reuse a [V, V] slice of canonical weights
 
-    def train_step(self, state, x, y, step):
+    def train_step(self, state, chunk, carry, step):
         W = self._table(state)
+        x, y = chunk.x, chunk.y  # windows only: the last token, its target
         z = W[x[:, -1]]
         p = np.exp(z - z.max(1, keepdims=True))
         p /= p.sum(1, keepdims=True)
@@ -47,10 +48,10 @@ class BigramBackend:
         np.subtract.at(W, x[:, -1], state["lr"] * p / len(y))
         if self.explode_at is not None and step >= self.explode_at:
             loss = np.nan
-        return state, loss
+        return state, loss, None
 
-    def logits(self, state, x):
-        return self._table(state)[x[:, -1]]
+    def logits(self, state, x, carry=None, last_only=False):
+        return self._table(state)[x[:, -1]], None
 
     def canonical(self, state):
         return {k: v.copy() for k, v in state["p"].items()}

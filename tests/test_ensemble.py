@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 import window_reference as scratch_model
 from conftest import assert_usage_error, run_module
 from test_web import NODE, NODE_MODULES, node
+from threadpoolctl import threadpool_limits
 
 from data.dataset import load_dataset
 from data.vocab import Vocab
@@ -77,6 +80,21 @@ def train_args(corpus: Path, out: Path, *flags: str) -> tuple[str, ...]:
     return ("--data", str(corpus), "--out", str(out), *TINY, *flags)
 
 
+@contextmanager
+def one_thread():
+    """BLAS and, where loaded, PyTorch on one thread for the block; restored afterwards."""
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch else None
+    with threadpool_limits(1):
+        if torch:
+            torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            if torch:
+                torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("trainer, framework", [("scratch.train", "numpy"), ("torchmodels.train", "torch")])
 def test_the_members_are_the_single_runs_of_seeds_seed_and_seed_plus_one(trainer, framework, tiny_corpus, tmp_path):
     out = tmp_path / "ensemble"
@@ -91,7 +109,8 @@ def test_the_members_are_the_single_runs_of_seeds_seed_and_seed_plus_one(trainer
     members = []
     for k in range(2):
         single = Config(**{**config.to_dict(), "seed": 3 + k})
-        train(single, backend, tmp_path / f"single-{k}", quiet=True, dataset=dataset, write_samples=False)
+        with one_thread():  # as the trainer's default --threads 1: two threads sum in another order
+            train(single, backend, tmp_path / f"single-{k}", quiet=True, dataset=dataset, write_samples=False)
         want, _ = load_arrays(tmp_path / f"single-{k}" / WEIGHTS)
         got, _ = load_arrays(member_dir(out, k) / WEIGHTS)
         assert json.loads((member_dir(out, k) / "config.json").read_text())["seed"] == 3 + k
