@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
+from wordrnn.core.errors import start_command
 
-from scratch import model
-from wordrnn.core.errors import CommandParser, cli
-from wordrnn.core.metrics import ensemble_window
-from wordrnn.run.folder import load_run
-from wordrnn.run.generation import add_sampler_flags, print_samples, settings_from_args
+if __name__ == "__main__":
+    start_command()  # a missing library or a Ctrl-C during the imports: one line
+
+import numpy as np  # noqa: E402
+
+from scratch import model  # noqa: E402
+from wordrnn.core.errors import CommandParser, cli  # noqa: E402
+from wordrnn.core.metrics import ensemble_window  # noqa: E402
+from wordrnn.run.folder import load_run  # noqa: E402
+from wordrnn.run.generation import add_sampler_flags, print_samples, settings_from_args  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

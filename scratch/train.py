@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
+from wordrnn.core.errors import start_command
 
-from scratch.backend import NumpyBackend
-from wordrnn.core.errors import cli
-from wordrnn.core.flags import shared_parser
-from wordrnn.core.hugepages import exec_with_huge_pages
-from wordrnn.run.loop import train_from_args
+if __name__ == "__main__":
+    start_command()  # a missing library or a Ctrl-C during the imports: one line
+
+import numpy as np  # noqa: E402
+
+from scratch.backend import NumpyBackend  # noqa: E402
+from wordrnn.core.errors import cli  # noqa: E402
+from wordrnn.core.flags import shared_parser  # noqa: E402
+from wordrnn.core.hugepages import exec_with_huge_pages  # noqa: E402
+from wordrnn.run.loop import train_from_args  # noqa: E402
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
