@@ -31,6 +31,7 @@ from wordrnn.core.interrupt import (
     install_sigint_handler,
     leave_after_interrupt,
     quit_on_ctrl_c,
+    take_pending_interrupt,
 )
 
 T = TypeVar("T")
@@ -77,31 +78,21 @@ def cli(main: Callable[..., T]) -> Callable[..., T]:
     def wrapper(*args, **kwargs):
         install_sigint_handler()
         try:
-            code = main(*args, **kwargs)
+            try:
+                code = _reported(main, *args, **kwargs)
+            except SystemExit:
+                if take_pending_interrupt():  # a Ctrl-C during an import, not delivered before the command ended
+                    raise KeyboardInterrupt from None
+                raise
+            if take_pending_interrupt():
+                raise KeyboardInterrupt
             if code == INTERRUPTED_EXIT:  # a command that reported its own interrupt
                 leave_after_interrupt(entry_point)
             return code
-        except ImportError as err:
-            if not isinstance(err, ModuleNotFoundError) or (err.name or "").split(".")[0] not in EXTRAS:
-                raise
-            print(f"error: {missing_library(err.name)}", file=sys.stderr)
-            raise SystemExit(USAGE_EXIT) from None
-        except UsageError as err:
-            print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(USAGE_EXIT) from None
-        except RunFailed as err:
-            print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(FAILED_EXIT) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # in the command, or while its error was being reported
             print("\ninterrupted", file=sys.stderr)
             leave_after_interrupt(entry_point)
             raise SystemExit(INTERRUPTED_EXIT) from None
-        except OSError as err:
-            if err.filename is None:
-                raise
-            full = err.errno in (errno.ENOSPC, errno.EDQUOT)
-            print(f"error: {path_error(err)}", file=sys.stderr)
-            raise SystemExit(FAILED_EXIT if full else USAGE_EXIT) from None
         finally:
             drain_device_work()
 
@@ -118,6 +109,31 @@ def start_command(*libraries: str) -> None:
     if missing:
         print(f"error: {missing_library(*missing)}", file=sys.stderr)
         raise SystemExit(USAGE_EXIT)
+
+
+def _reported(main: Callable[..., T], *args, **kwargs) -> T:
+    """``main``'s result, or its error as one line and ``SystemExit`` with the error's code."""
+    try:
+        if take_pending_interrupt():  # a Ctrl-C while the command's modules were imported
+            raise KeyboardInterrupt
+        return main(*args, **kwargs)
+    except ImportError as err:
+        if not isinstance(err, ModuleNotFoundError) or (err.name or "").split(".")[0] not in EXTRAS:
+            raise
+        print(f"error: {missing_library(err.name)}", file=sys.stderr)
+        raise SystemExit(USAGE_EXIT) from None
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(USAGE_EXIT) from None
+    except RunFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(FAILED_EXIT) from None
+    except OSError as err:
+        if err.filename is None:
+            raise
+        full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        print(f"error: {path_error(err)}", file=sys.stderr)
+        raise SystemExit(FAILED_EXIT if full else USAGE_EXIT) from None
 
 
 def missing_library(*names: str) -> str:

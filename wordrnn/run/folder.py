@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -47,7 +48,9 @@ CONFIG, VOCAB, WEIGHTS, METRICS, SAMPLES, CHECKPOINT = (
     "config.json", "vocab.json", "weights.safetensors", "metrics.jsonl", "samples.txt", "checkpoint.safetensors")
 REQUIRED = (CONFIG, VOCAB, WEIGHTS)
 RUN_FILES = (CONFIG, VOCAB, WEIGHTS, METRICS, SAMPLES, CHECKPOINT)
-ROW_NUMBERS = ("train_loss", "val_loss", "val_ppl", "seconds")  # in every row of metrics.jsonl
+# The figures of a metrics.jsonl row that commands read, each a finite number >= 0 where present (a loss, a
+# perplexity, seconds); every row has its epoch and val_loss.
+ROW_NUMBERS = ("train_loss", "val_loss", "val_ppl", "seconds")
 MEMBERS = "members"  # an ensemble's member k is the run folder MEMBERS/k
 REPORT_MARKERS = ("REPORT.md", "results.json")  # what tells the report folder of a comparison from a run
 
@@ -192,14 +195,20 @@ def read_weights(path: str | Path, config: Config) -> Params:
 
 def check_weights(params: Params, config: Config, path: str | Path) -> None:
     """Weights read from ``path``: wordrnn writes every one as finite float32 in the shapes of ``config``."""
-    wrong = [f"{name} as {np.asarray(value).dtype}" for name, value in params.items()
+    check_float32(params, path)
+    check_finite(params, path)
+    check_params(params, config)
+
+
+def check_float32(arrays: dict[str, np.ndarray], path: str | Path) -> None:
+    """Refuse weights of another dtype (float16, integers): no wordrnn trainer writes them, and read as they are
+    they would only show as logits that differ."""
+    wrong = [f"{name} as {np.asarray(value).dtype}" for name, value in arrays.items()
              if np.asarray(value).dtype != np.float32]
     if wrong:
         raise UsageError(f"{path} holds {', '.join(wrong[:3])}{'...' if len(wrong) > 3 else ''}, and wordrnn "
                          "weights are float32: the file was written by another tool or damaged; restore it or "
                          "train the run again")
-    check_finite(params, path)
-    check_params(params, config)
 
 
 @dataclass
@@ -220,14 +229,20 @@ def read_checkpoint(path: str | Path, config: Config) -> Checkpoint:
     if problem:
         raise UsageError(f"{path} does not hold the counters a wordrnn trainer writes ({problem}): it was written "
                          "by another tool or damaged; restore it, or train the run again with --overwrite")
+    check_float32({k: v for k, v in arrays.items() if k.startswith("param.")}, path)
+    check_finite(arrays, path)
     params = {k[len("param."):]: v for k, v in arrays.items() if k.startswith("param.")}
-    check_weights(params, config, path)
+    check_params(params, config)
     optimizer = check_optimizer_arrays({k: v for k, v in arrays.items() if not k.startswith("param.")}, config)
     return Checkpoint(params, optimizer, counters["epoch"], counters["step"], counters["best"])
 
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _figure(value: Any) -> bool:
+    return _number(value) and math.isfinite(value) and value >= 0
 
 
 def _whole(value: Any, least: int) -> bool:
@@ -280,8 +295,8 @@ def write_config(run_dir: Path, config: Config, framework: str) -> None:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """metrics.jsonl: one JSON object a line, each with its whole-number ``epoch`` and the figures every reader
-    uses (``ROW_NUMBERS``); no file: no rows."""
+    """metrics.jsonl: one JSON object a line, each with its whole-number ``epoch``, its ``val_loss``, and the
+    figures commands read (``ROW_NUMBERS``) finite and >= 0; no file: no rows."""
     path = Path(run_dir) / METRICS
     if not path.exists():
         return []
@@ -295,7 +310,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
             continue
         row = _json_or_none(line)
         if not (isinstance(row, dict) and _whole(row.get("epoch"), 1)
-                and all(_number(row.get(name)) for name in ROW_NUMBERS)):
+                and "val_loss" in row and all(_figure(row[name]) for name in ROW_NUMBERS if name in row)):
             raise UsageError(f"{path}, line {number}, is not an epoch's row ({line[:40]!r}); the file was edited or "
                              "damaged: restore it or train the run again")
         rows.append(row)
@@ -356,10 +371,6 @@ def load_run(path: str | Path) -> Run:
             f"{run_dir} is incomplete: {', '.join(missing)} missing; train it to the end of an epoch first"
         )
     raw, config, vocab = read_settings(run_dir)
-    if config.vocab_size != len(vocab):
-        raise UsageError(
-            f"{run_dir}: config.json says {config.vocab_size} words but vocab.json holds {len(vocab)}"
-        )
     params = read_weights(run_dir / WEIGHTS, config)
     return Run(run_dir, config, raw.get("framework", "unknown"), vocab, params)
 
@@ -418,6 +429,9 @@ def read_settings(run_dir: Path) -> tuple[dict[str, Any], Config, Vocab]:
     except (OSError, ValueError) as err:
         raise UsageError(f"{run_dir / VOCAB} is unreadable ({err}); restore it or train the run again") from None
     check_saved_settings({"tokenizer": vocab.tokenizer, "min_freq": vocab.min_freq}, str(run_dir / VOCAB))
+    if config.vocab_size != len(vocab):
+        raise UsageError(f"{run_dir}: config.json says {config.vocab_size} words but vocab.json holds {len(vocab)}; "
+                         "one of them was edited or damaged: restore it or train the run again")
     return raw, config, vocab
 
 
