@@ -229,7 +229,8 @@ def read_checkpoint(path: str | Path, config: Config) -> Checkpoint:
     if problem:
         raise UsageError(f"{path} does not hold the counters a wordrnn trainer writes ({problem}): it was written "
                          "by another tool or damaged; restore it, or train the run again with --overwrite")
-    check_float32({k: v for k, v in arrays.items() if k.startswith("param.")}, path)
+    step = get_optimizer(config.optimizer).step_name
+    check_float32({k: v for k, v in arrays.items() if k != step}, path)  # weights and optimizer slots alike
     check_finite(arrays, path)
     params = {k[len("param."):]: v for k, v in arrays.items() if k.startswith("param.")}
     check_params(params, config)
@@ -258,7 +259,7 @@ def _counters_problem(counters: dict[str, Any]) -> str | None:
     if not _whole(epoch, 1) or not _whole(step, 0):
         return f"epoch {epoch!r} and step {step!r}, where a count of epochs from 1 and of steps from 0 belong"
     if not (isinstance(best, dict) and _whole(best.get("epoch"), 0) and best["epoch"] <= epoch
-            and _whole(best.get("bad_epochs"), 0) and _number(best.get("val_loss"))):
+            and _whole(best.get("bad_epochs"), 0) and _figure(best.get("val_loss"))):
         return f"best {best!r}, where the best epoch's val_loss, epoch and bad_epochs belong"
     return None
 
@@ -439,9 +440,9 @@ def check_optimizer_arrays(arrays: dict[str, np.ndarray], config: Config) -> dic
     """The one check of a checkpoint's optimizer state, made before any backend loads it.
 
     The checkpoint must hold exactly what ``wordrnn.core.optimizers`` names for the run's optimizer:
-    its step count and every slot of every parameter, shaped like it (SGD: nothing). Anything else
-    was not written by a run of this optimizer and model and is refused. Returns the arrays
-    normalized: the step a 0-d int64, the slots float32.
+    its step count (a whole number, 0 or more) and every slot of every parameter, shaped like it (SGD:
+    nothing). Anything else was not written by a run of this optimizer and model and is refused. Returns the
+    arrays normalized: the step a 0-d int64, the slots float32.
     """
     spec = get_optimizer(config.optimizer)
     shapes = param_shapes(config)
@@ -458,7 +459,12 @@ def check_optimizer_arrays(arrays: dict[str, np.ndarray], config: Config) -> dic
                          f"model, so it cannot be resumed with --optimizer {spec.name}")
     checked = {}
     if spec.counts_steps:
-        checked[spec.step_name] = np.asarray(arrays[spec.step_name], dtype=np.int64).reshape(())
+        step = np.asarray(arrays[spec.step_name])
+        if step.size != 1 or step.dtype.kind not in "iu" or int(step.reshape(())) < 0:
+            raise UsageError(f"the checkpoint's {spec.step_name} is {step.dtype} {step.reshape(-1)[:3].tolist()}, "
+                             "where a count of steps (one whole number, 0 or more) belongs: it was damaged; train "
+                             "this run again")
+        checked[spec.step_name] = step.astype(np.int64).reshape(())
     for slot in spec.slots:
         for name, shape in shapes.items():
             key = spec.slot_name(slot, name)
