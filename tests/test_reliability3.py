@@ -172,7 +172,7 @@ sys.argv = [{module!r}, *{argv!r}]
 runpy.run_module({module!r}, run_name="__main__", alter_sys=True)
 """
 COMMANDS = ["scratch.train", "scratch.generate", "wordrnn.bench.quality", "export.onnx", "export.generate",
-            "export.web"]
+            "export.web", "data", "scratch.gradcheck", "wordrnn.bench.speed"]
 
 
 @pytest.mark.parametrize("module", COMMANDS)
