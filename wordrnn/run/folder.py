@@ -176,7 +176,8 @@ def load_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]
             arrays = {name: f.get_tensor(name) for name in f.keys()}
     except (OSError, SafetensorError, ValueError, TypeError) as err:
         raise UsageError(f"cannot read {path} ({err}); the run folder is damaged, train it again") from None
-    return arrays, {k: v for k, v in ((k, _json_or_none(v)) for k, v in header.items()) if v is not None}
+    parsed = {name: _json_or_none(value) for name, value in header.items()}
+    return arrays, {name: value for name, value in parsed.items() if value is not None}
 
 
 def _json_or_none(text: str) -> Any:
@@ -371,7 +372,6 @@ def load_run(path: str | Path) -> Run:
         raise UsageError(
             f"{run_dir} is incomplete: {', '.join(missing)} missing; train it to the end of an epoch first"
         )
-    raw, config, vocab = read_settings(run_dir)
     params = read_weights(run_dir / WEIGHTS, config)
     return Run(run_dir, config, raw.get("framework", "unknown"), vocab, params)
 

@@ -230,7 +230,7 @@ def _resume(requested: Config, run_dir: Path, given: Collection[str] | None) -> 
                              " may change), or start a new run with another --out")
     for name in RESUMABLE:  # the request's value; the framework's settings (extra) add to the saved ones
         setattr(config, name, {**config.extra, **requested.extra} if name == "extra" else getattr(requested, name))
-    saved = read_checkpoint(run_dir / CHECKPOINT, replace(config, vocab_size=len(vocab)))
+    saved = read_checkpoint(run_dir / CHECKPOINT, config)
     if saved.epoch >= config.epochs:
         raise UsageError(f"{run_dir} has already trained {plural(saved.epoch, 'epoch')}; "
                          f"ask for more with --epochs N (N > {saved.epoch})")
