@@ -132,8 +132,8 @@ async function onnxruntime() {
     return await import("onnxruntime-node");
   } catch (err) {
     if (err?.code !== "ERR_MODULE_NOT_FOUND") throw err;
-    const root = fileURLToPath(new URL("..", import.meta.url));
-    throw new WordrnnError(`onnxruntime-node is not installed in ${root}node_modules; run \`make web\` (or ` +
+    const root = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
+    throw new WordrnnError(`onnxruntime-node is not installed in ${root}/node_modules; run \`make web\` (or ` +
       `\`npm ci\`) in ${root} first`);
   }
 }
