@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import numpy as np
+from wordrnn.core.errors import start_command
 
-from data.dataset import load_dataset
-from wordrnn.core.errors import CommandParser, cli
-from wordrnn.core.flags import add_data_flags, data_config
+if __name__ == "__main__":
+    start_command()  # a missing library or a Ctrl-C during the imports: one line
+
+import numpy as np  # noqa: E402
+
+from data.dataset import load_dataset  # noqa: E402
+from wordrnn.core.errors import CommandParser, cli  # noqa: E402
+from wordrnn.core.flags import add_data_flags, data_config  # noqa: E402
 
 
 @cli

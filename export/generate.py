@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import argparse
 
-from export.session import load
-from wordrnn.core.errors import CommandParser, cli
-from wordrnn.run.generation import add_sampler_flags, print_samples, settings_from_args
+from wordrnn.core.errors import start_command
+
+if __name__ == "__main__":
+    start_command("onnxruntime")  # a missing library or a Ctrl-C during the imports: one line
+
+from export.session import load  # noqa: E402
+from wordrnn.core.errors import CommandParser, cli  # noqa: E402
+from wordrnn.run.generation import add_sampler_flags, print_samples, settings_from_args  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -172,7 +172,7 @@ def from_props(props: dict[str, str], where: str) -> ModelCard:
         raise UsageError(f"{where} follows the generation contract {props[KEY_GENERATION]!r}; "
                          f"this version follows {', '.join(map(repr, VERSIONS[:-1]))} and {VERSIONS[-1]!r}")
     try:
-        config = Config.from_dict(json.loads(props[KEY_CONFIG]))
+        config = Config.from_dict(json.loads(props[KEY_CONFIG]), source=f"{where}'s {KEY_CONFIG}")
         tokens = json.loads(props[KEY_VOCAB])
         tokenizer = json.loads(props[KEY_TOKENIZER])
         vocab = Vocab(tokens, tokenizer=tokenizer["mode"], min_freq=tokenizer["min_freq"])

@@ -24,25 +24,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import onnx
-import onnx.checker
-import onnx.defs
+from wordrnn.core.errors import start_command
 
-from export.graph import DEFAULT_OPSET, MIN_OPSET, build_ensemble_graph, build_graph
-from export.metadata import ModelCard, to_props, validation_summary
-from export.session import OnnxLM, State, open_session
-from scratch.cache_choice import chosen_cache
-from wordrnn.core import tolerances
-from wordrnn.core.cache import CacheSettings
-from wordrnn.core.cells import get_cell
-from wordrnn.core.config import Config
-from wordrnn.core.errors import CommandParser, RunFailed, UsageError, cli
-from wordrnn.core.metrics import average_probabilities, ensemble_window
-from wordrnn.core.params import Params
-from wordrnn.core.sampling import LogitsFn
-from wordrnn.run.cache_flags import add_cache_flags, cache_from_args
-from wordrnn.run.folder import Run, atomic_write_bytes, check_out_file, load_run, read_metrics
+if __name__ == "__main__":
+    start_command("onnx", "onnxruntime")  # a missing library or a Ctrl-C during the imports: one line
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import onnx.checker  # noqa: E402
+import onnx.defs  # noqa: E402
+
+from export.graph import DEFAULT_OPSET, MIN_OPSET, build_ensemble_graph, build_graph  # noqa: E402
+from export.metadata import ModelCard, to_props, validation_summary  # noqa: E402
+from export.session import OnnxLM, State, open_session  # noqa: E402
+from scratch.cache_choice import chosen_cache  # noqa: E402
+from wordrnn.core import tolerances  # noqa: E402
+from wordrnn.core.cache import CacheSettings  # noqa: E402
+from wordrnn.core.cells import get_cell  # noqa: E402
+from wordrnn.core.config import Config  # noqa: E402
+from wordrnn.core.errors import CommandParser, RunFailed, UsageError, cli  # noqa: E402
+from wordrnn.core.metrics import average_probabilities, ensemble_window  # noqa: E402
+from wordrnn.core.params import Params  # noqa: E402
+from wordrnn.core.sampling import LogitsFn  # noqa: E402
+from wordrnn.run.cache_flags import add_cache_flags, cache_from_args  # noqa: E402
+from wordrnn.run.folder import Run, atomic_write_bytes, check_out_file, load_run, read_metrics  # noqa: E402
 
 TOLERANCE = tolerances.ONNX  # onnxruntime vs the source model's logits, max abs diff
 BATCHES = (1, 7)

@@ -85,7 +85,7 @@ class OnnxLM:
 def open_session(model: bytes | str | Path, where: str, threads: int = 0) -> ort.InferenceSession:
     """An onnxruntime CPU session; ``UsageError`` if onnxruntime cannot load it."""
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only: no optimizer chatter between generated lines
+    options.log_severity_level = 4  # fatal only: a failure is our one line, never a log line naming a C++ source file
     options.intra_op_num_threads = threads
     source = str(model) if isinstance(model, Path) else model
     try:

@@ -18,9 +18,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from export.session import load
-from wordrnn.core.errors import CommandParser, UsageError, cli
-from wordrnn.core.paths import check_writable
+from wordrnn.core.errors import start_command
+
+if __name__ == "__main__":
+    start_command("onnxruntime")  # a missing library or a Ctrl-C during the imports: one line
+
+from export.session import load  # noqa: E402
+from wordrnn.core.errors import CommandParser, UsageError, cli  # noqa: E402
+from wordrnn.core.paths import check_writable  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"

@@ -8,6 +8,8 @@ there.
 
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
@@ -17,6 +19,7 @@ from wordrnn.core.errors import UsageError
 ACCELERATORS = ("auto", "cpu", "gpu", "tpu")
 PREFERENCE = ("tpu", "gpu", "cpu")  # what "auto" picks, best first
 DATA_AXIS = "data"
+HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"  # XLA's count of CPU devices
 
 
 def init_distributed(coordinator_address: str, num_processes: int, process_id: int) -> None:
@@ -33,6 +36,20 @@ def init_distributed(coordinator_address: str, num_processes: int, process_id: i
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
                                process_id=process_id)
+
+
+def request_cpu_devices(accelerator: str, count: int | None) -> None:
+    """``--devices N`` on the CPU: JAX makes one CPU device unless told before its backend starts, so ask it for N
+    (``jax_num_cpu_devices``, as ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` would). Only where the CPU
+    may be chosen, and not where ``XLA_FLAGS`` already sets the count (the user's own choice wins); once JAX has
+    started (a second command in one process), the devices stay as they are and ``select_devices`` says so."""
+    if count is None or count < 2 or accelerator not in ("auto", "cpu") or HOST_DEVICES_FLAG in os.environ.get(
+            "XLA_FLAGS", ""):
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:  # the backend has started already
+        pass
 
 
 def no_tf32() -> None:
@@ -82,8 +99,10 @@ def select_devices(accelerator: str = "auto", count: int | None = None) -> list[
     if count < 1:
         raise UsageError(f"--devices must be a positive whole number, got {count}")
     if count > len(local):
+        hint = (f"; JAX fixes its CPU devices when it starts: run the command afresh, or set "
+                f"XLA_FLAGS={HOST_DEVICES_FLAG}={count} before it starts" if platform == "cpu" else "")
         raise UsageError(f"--devices {count}: only {len(local)} {platform} device(s) present "
-                         f"({', '.join(str(d) for d in local)})")
+                         f"({', '.join(str(d) for d in local)}){hint}")
     if jax.process_count() == 1:
         return local[:count]
     chosen = []

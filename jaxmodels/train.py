@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="platform to run on; auto: the best one present (tpu, then gpu, then cpu). "
                         "An absent platform is an error, never a silent fall-back")
     g.add_argument("--devices", type=int, default=None, metavar="N",
-                   help="data-parallel over N devices of that platform (default: all local ones)")
+                   help="data-parallel over N devices of that platform (default: all local ones); on the CPU, "
+                   "N devices are made for it (XLA's --xla_force_host_platform_device_count)")
     g.add_argument("--coordinator-address", default=None, metavar="HOST:PORT",
                    help="multi-host: address of process 0; starts jax.distributed before anything else")
     g.add_argument("--num-processes", type=int, default=None, help="multi-host: number of processes")
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from wordrnn.run.loop import train_from_args
 
     limit_threads(args.threads)  # XLA reads its thread flag when the backend starts: before any device query
+    devs.request_cpu_devices(args.accelerator, args.devices)  # likewise its count of CPU devices
     if args.coordinator_address:
         devs.init_distributed(args.coordinator_address, args.num_processes, args.process_id)
     elif args.num_processes is not None or args.process_id is not None:

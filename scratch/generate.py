@@ -27,23 +27,23 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
+from wordrnn.core.errors import start_command
 
-from scratch.cache_choice import chosen_cache
-from scratch.sequence import forward
-from wordrnn.core.cache import CacheSettings
-from wordrnn.core.errors import CommandParser, cli
-from wordrnn.core.metrics import SequenceLogits, ensemble_sequence, ensemble_window
-from wordrnn.core.params import Params
-from wordrnn.core.sampling import LogitsFn, Source, Stateful
-from wordrnn.run.cache_flags import add_cache_flags, cache_from_args
-from wordrnn.run.folder import Run, load_run
-from wordrnn.run.generation import add_sampler_flags, print_samples, prompt_to_ids, settings_from_args
+if __name__ == "__main__":
+    start_command()  # a missing library or a Ctrl-C during the imports: one line
 
+import numpy as np  # noqa: E402
 
-def window_logits(params: Params, cell: str) -> LogitsFn:
-    """A window model: ``int64 [B, T] -> [B, V]``, the logits after the last token, read from a zero state."""
-    return lambda x: forward(params, x, cell, last_only=True)[0]
+from scratch.cache_choice import chosen_cache  # noqa: E402
+from scratch.sequence import forward, window_logits  # noqa: E402
+from wordrnn.core.cache import CacheSettings  # noqa: E402
+from wordrnn.core.errors import CommandParser, cli  # noqa: E402
+from wordrnn.core.metrics import SequenceLogits, ensemble_sequence, ensemble_window  # noqa: E402
+from wordrnn.core.params import Params  # noqa: E402
+from wordrnn.core.sampling import Source, Stateful  # noqa: E402
+from wordrnn.run.cache_flags import add_cache_flags, cache_from_args  # noqa: E402
+from wordrnn.run.folder import Run, load_run  # noqa: E402
+from wordrnn.run.generation import add_sampler_flags, print_samples, prompt_to_ids, settings_from_args  # noqa: E402
 
 
 def poem_step(params: Params, cell: str) -> SequenceLogits:
@@ -65,12 +65,12 @@ def run_source(run: Run, cache: CacheSettings | None = None) -> Source:
     model (with ``cache``, if given), an ensemble's members averaged."""
     members = [{name: np.asarray(p, dtype=np.float32) for name, p in params.items()} for params in run.member_params]
     cell = run.config.cell
-    if run.config.context == "poem":
+    if run.config.layout.carries_state:
         return Stateful(ensemble_sequence([poem_step(params, cell) for params in members]),
                         hidden=ensemble_hidden(len(members)), cache=cache)
     if cache is not None:  # cache_from_args refuses the flags; this guards a caller that skips it
         raise ValueError(f"a {run.config.context} model has no poem state for a neural cache to recall")
-    return ensemble_window([window_logits(params, cell) for params in members])
+    return ensemble_window([functools.partial(window_logits, params, cell=cell) for params in members])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -27,16 +27,21 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-import numpy as np
+from wordrnn.core.errors import start_command
 
-from scratch import sequence
-from wordrnn.core.cells import CELLS
-from wordrnn.core.config import Config
-from wordrnn.core.dropout import Masks, draw_masks
-from wordrnn.core.errors import CommandParser, UsageError, cli
-from wordrnn.core.flags import seed
-from wordrnn.core.params import Params, init_params
-from wordrnn.core.tolerances import FINITE_DIFFERENCE, TINY
+if __name__ == "__main__":
+    start_command()  # a missing library or a Ctrl-C during the imports: one line
+
+import numpy as np  # noqa: E402
+
+from scratch import sequence  # noqa: E402
+from wordrnn.core.cells import CELLS  # noqa: E402
+from wordrnn.core.config import Config  # noqa: E402
+from wordrnn.core.dropout import Masks, draw_masks  # noqa: E402
+from wordrnn.core.errors import CommandParser, UsageError, cli  # noqa: E402
+from wordrnn.core.flags import seed  # noqa: E402
+from wordrnn.core.params import Params, init_params  # noqa: E402
+from wordrnn.core.tolerances import FINITE_DIFFERENCE, TINY  # noqa: E402
 
 
 def make_problem(kind: str, vocab_size: int, hidden_size: int, embed_dim: int, batch_size: int, seq_len: int,

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
-from scratch.backend import NumpyBackend
-from wordrnn.core.errors import cli
-from wordrnn.core.flags import shared_parser
+from wordrnn.core.errors import start_command
 from wordrnn.core.hugepages import exec_with_huge_pages
-from wordrnn.run.loop import train_from_args
+
+if __name__ == "__main__":
+    start_command()  # a missing library or a Ctrl-C during the imports: one line
+    exec_with_huge_pages()  # glibc reads its tunables at start: before the imports, which the new process repeats
+
+import numpy as np  # noqa: E402
+
+from scratch.backend import NumpyBackend  # noqa: E402
+from wordrnn.core.errors import cli  # noqa: E402
+from wordrnn.core.flags import shared_parser  # noqa: E402
+from wordrnn.run.loop import train_from_args  # noqa: E402
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -36,5 +42,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    exec_with_huge_pages()
     raise SystemExit(main())

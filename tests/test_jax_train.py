@@ -33,9 +33,11 @@ def test_absent_accelerator_is_a_clear_error(tiny_corpus, tmp_path):
 
 
 def test_too_many_devices_is_a_clear_error(tiny_corpus, tmp_path):
+    """The command makes --devices N CPU devices itself, except where XLA_FLAGS already fixes their count."""
     result = run_module("jaxmodels.train", "--devices", "9", "--data", str(tiny_corpus),
-                        "--out", str(tmp_path / "run"))
-    assert_usage_error(result, "--devices 9", "only 1 cpu device")
+                        "--out", str(tmp_path / "run"), env={"XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
+    assert_usage_error(result, "--devices 9", "only 1 cpu device",
+                       "set XLA_FLAGS=--xla_force_host_platform_device_count=9 before it starts")
 
 
 def test_process_flags_need_a_coordinator(tiny_corpus, tmp_path):

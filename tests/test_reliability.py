@@ -93,7 +93,8 @@ def test_a_negative_seed_is_refused_before_any_work(module, args, corpus):
     result = run_module(module, "--data", str(corpus), *args, "--seed", "-1") if module != "scratch.gradcheck" \
         else run_module(module, "--seed", "-1")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert "--seed: must be 0 or a positive whole number, got -1" in result.stderr
+    assert "--seed: must be a whole number from 0 to 2**63 - 1, the range NumPy, PyTorch and JAX all accept, got -1" \
+        in result.stderr
 
 
 def test_a_negative_seed_is_refused_by_the_generators(run_dir, capsys):

@@ -17,6 +17,7 @@ from conftest import ROOT
 from test_export_poem import lying_files
 from test_web import CELLS_AND_CONTEXTS, MARGIN, first_difference_margin, make_model, write_cases
 
+from export import onnx as export_onnx
 from export import web as export_web
 
 CHROMIUM = Path("/usr/lib/chromium/chromium")  # Debian's chromium package; Playwright never downloads a browser
@@ -175,4 +176,40 @@ def test_the_page_refuses_a_file_whose_graph_does_not_match_its_metadata(site, b
         message = page.text_content("#message")
         assert message.startswith(f"{path.name}: ") and fragment in message and "export it again" in message, message
         assert not page.is_enabled("#write") and page.text_content("#card") == ""
+        page.close()
+
+
+def test_a_write_the_page_refuses_replaces_the_earlier_message(site, browser):
+    """A value the form's own limits would block (top-p 1.5): the page says what is wrong, in the command line's
+    words, instead of leaving the previous message under another prompt."""
+    url, _, cases, _ = site
+    page = open_page(browser, url)
+    sampled = next(c for c in cases["rnn", "window"] if c["strategy"] == "sample" and not c["allow_unk"])
+    write(page, {**sampled, "prompt": "   "})
+    assert "the prompt is empty" in page.text_content("#message")
+    write(page, {**sampled, "top_p": 1.5})
+    message = page.text_content("#message")
+    assert message == "--top-p must lie in (0, 1], got 1.5", message
+    write(page, {**sampled, "temperature": 0.001})
+    assert "--temperature must be a finite number of at least 0.01" in page.text_content("#message")
+    text, _ = write(page, sampled)
+    assert page.text_content("#message") == "" and text == sampled["expected"]["text"]
+    page.close()
+
+
+def test_the_model_card_says_an_ensemble_and_its_cache(browser, tmp_path, tiny_corpus):
+    from scratch import train as scratch_train
+
+    run = tmp_path / "ensemble"
+    assert scratch_train.main(["--data", str(tiny_corpus), "--seq-len", "3", "--min-freq", "1", "--hidden-size", "8",
+                               "--embed-dim", "4", "--batch-size", "4", "--bptt", "5", "--context", "poem", "--cell",
+                               "lstm", "--ensemble", "3", "--epochs", "1", "--quiet", "--out", str(run)]) == 0
+    model = tmp_path / "ensemble.onnx"
+    assert export_onnx.main(["--run", str(run), "--out", str(model), "--cache-size", "12", "--cache-theta", "0.5",
+                             "--cache-lambda", "0.4"]) == 0
+    with served(model, tmp_path / "site") as url:
+        page = open_page(browser, url)
+        card = page.text_content("#card")
+        assert "ensemble3 models, their probabilities averaged" in card, card
+        assert "neural cachethe last 12 positions, theta 0.5, lambda 0.4" in card, card
         page.close()

@@ -3,11 +3,11 @@
 // `python -m export.generate`, by docs/GENERATION.md, with onnxruntime-node.
 
 import { readFile, stat } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
-import * as ort from "onnxruntime-node";
-
-import { WordrnnError, WordrnnModel, generateText, promptToIds, samplerSettings, unknownWords, UNK } from "./wordrnn.mjs";
+import { SEED_LIMIT, TEMPERATURE_MIN, WordrnnError, WordrnnModel, generateText, promptToIds, samplerSettings, unknownWords,
+  UNK } from "./wordrnn.mjs";
 
 const HELP = `usage: node web/generate.mjs --model FILE [--prompt TEXT] [--words N] [--num-samples N]
                                 [--strategy {sample,greedy}] [--temperature T] [--top-k K] [--top-p P]
@@ -24,7 +24,8 @@ A poem model reads the prompt once and then one token a step, its state carried.
   --words N           tokens to generate: words, punctuation marks and line breaks (default: 60)
   --num-samples N     texts to generate; sample i uses seed --seed + i (default: 1)
   --strategy S        greedy: always the most likely token; sample: draw from the distribution (default: sample)
-  --temperature T     divide the logits by this (default: 1.0)
+  --temperature T     divide the logits by this, at least ${TEMPERATURE_MIN} (below it use --strategy greedy;
+                      default: 1.0)
   --top-k K           keep only the k most likely tokens (default: 0, all)
   --top-p P           keep the smallest set of tokens whose probability reaches p (default: 1.0, all)
   --seed S            seed of the sampler's SplitMix64 generator, 0 to 2**64-1 (default: 0)
@@ -116,9 +117,25 @@ function parse(argv) {
   }
   const settings = samplerSettings({ strategy: values.strategy, temperature, topK: Number(topK), topP, seed,
     allowUnk: values["allow-unk"], noRepeatNgram: Number(noRepeatNgram), repetitionPenalty });
-  samplerSettings({ ...settings, seed: seed + numSamples - 1n }); // the last sample's seed fits too
+  const last = seed + numSamples - 1n; // sample i uses seed --seed + i
+  if (last >= SEED_LIMIT) {
+    throw new WordrnnError(`--seed ${seed} with --num-samples ${numSamples} gives the last sample seed ${last}, past ` +
+      `2**64 - 1 (sample i uses --seed + i); give a seed up to ${SEED_LIMIT - numSamples} or fewer samples`);
+  }
   return { model: values.model, prompt: values.prompt, words: Number(words), numSamples: Number(numSamples),
     settings, noCache: values["no-cache"] };
+}
+
+/** onnxruntime-node, imported once the flags are read: a checkout without node_modules is one line saying what to do. */
+async function onnxruntime() {
+  try {
+    return await import("onnxruntime-node");
+  } catch (err) {
+    if (err?.code !== "ERR_MODULE_NOT_FOUND") throw err;
+    const root = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
+    throw new WordrnnError(`onnxruntime-node is not installed in ${root}/node_modules; run \`make web\` (or ` +
+      `\`npm ci\`) in ${root} first`);
+  }
 }
 
 async function main(argv) {
@@ -131,8 +148,8 @@ async function main(argv) {
   if (!info?.isFile()) {
     throw new WordrnnError(`${args.model} is not a file; give the .onnx file written by python -m export.onnx`);
   }
-  const model = await WordrnnModel.load(ort, await readFile(args.model), args.model,
-    { logSeverityLevel: 3, executionProviders: ["cpu"] });
+  const model = await WordrnnModel.load(await onnxruntime(), await readFile(args.model), args.model,
+    { logSeverityLevel: 4, executionProviders: ["cpu"] });
   if (args.noCache) model.cache = null;
   promptToIds(args.prompt, model.card); // refuses an empty or all-unknown prompt before anything is printed
   const unknown = unknownWords(args.prompt, model.card);

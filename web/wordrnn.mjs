@@ -407,6 +407,8 @@ export function detokenize(tokens) {
 
 const MASK64 = (1n << 64n) - 1n;
 export const SEED_LIMIT = 1n << 64n;
+// The lowest temperature, as wordrnn/core/sampling.py's TEMPERATURE_MIN (docs/GENERATION.md, section 4).
+export const TEMPERATURE_MIN = 0.01;
 
 export class SplitMix64 {
   constructor(seed) {
@@ -444,8 +446,9 @@ export function samplerSettings(values = {}) {
   if (!STRATEGIES.includes(s.strategy)) {
     throw new WordrnnError(`unknown --strategy '${s.strategy}'; choose one of ${STRATEGIES.join(", ")}`);
   }
-  if (!(Number.isFinite(s.temperature) && s.temperature > 0)) {
-    throw new WordrnnError(`--temperature must be a positive number, got ${pyFloat(s.temperature)}`);
+  if (!(Number.isFinite(s.temperature) && s.temperature >= TEMPERATURE_MIN)) {
+    throw new WordrnnError(`--temperature must be a finite number of at least ${TEMPERATURE_MIN} (below it sampling ` +
+      `is greedy in all but name): for the most likely token use --strategy greedy; got ${pyFloat(s.temperature)}`);
   }
   if (!Number.isInteger(s.topK) || s.topK < 0) {
     throw new WordrnnError(`--top-k must be 0 (off) or a positive number, got ${s.topK}`);

@@ -33,20 +33,31 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from wordrnn.core.errors import start_command
 
-from data.tokenizer import tokenize
-from wordrnn.bench.folds import Fold, build_folds
-from wordrnn.bench.form import PoemForm, sample_tokens
-from wordrnn.bench.kneser_ney import KneserNey
-from wordrnn.bench.mixture import choose_weight, mix, mix_log_prob, target_log_prob
-from wordrnn.bench.novelty import TrainingText
-from wordrnn.core.config import Config, options
-from wordrnn.core.errors import INTERRUPTED_EXIT, CommandParser, UsageError, cli
-from wordrnn.core.flags import add_model_flags, add_options, add_threads_flag, add_training_flags, config_from_args
-from wordrnn.core.paths import check_writable
-from wordrnn.core.recipes import recipe
-from wordrnn.run.folder import atomic_write_text
+if __name__ == "__main__":
+    start_command()  # a missing library or a Ctrl-C during the imports: one line
+
+import numpy as np  # noqa: E402
+
+from data.tokenizer import tokenize  # noqa: E402
+from wordrnn.bench.folds import Fold, build_folds  # noqa: E402
+from wordrnn.bench.form import PoemForm, sample_tokens  # noqa: E402
+from wordrnn.bench.kneser_ney import KneserNey  # noqa: E402
+from wordrnn.bench.mixture import choose_weight, mix, mix_log_prob, target_log_prob  # noqa: E402
+from wordrnn.bench.novelty import TrainingText  # noqa: E402
+from wordrnn.core.config import Config, options  # noqa: E402
+from wordrnn.core.errors import INTERRUPTED_EXIT, CommandParser, UsageError, cli  # noqa: E402
+from wordrnn.core.flags import (  # noqa: E402
+    add_model_flags,
+    add_options,
+    add_threads_flag,
+    add_training_flags,
+    config_from_args,
+)
+from wordrnn.core.recipes import recipe  # noqa: E402
+from wordrnn.core.threads import check_threads  # noqa: E402
+from wordrnn.run.folder import atomic_write_text, check_out_file  # noqa: E402
 
 ROWS = ("kneser-ney", "recipe", "mixture", "plain")
 # In the poem context (unless --no-cache): the recipe with a neural cache (wordrnn.core.cache), and that mixed
@@ -479,10 +490,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(f"--cache needs --context poem: the neural cache recalls the hidden states of the poem read "
                          f"so far, and a {recipe_config.context} model starts every window from a zero state")
     cache = recipe_config.layout.carries_state if args.cache is None else args.cache
-    check_writable(args.json, "--json")
+    check_out_file(args.json, overwrite=True, flag="--json")  # the results file replaces an earlier one
     corpora = corpora_from_args(args)
-    if args.threads < 0:
-        raise UsageError(f"--threads must be 0 (library defaults) or a positive number, got {args.threads}")
+    check_threads(args.threads)
     tasks = [prepare_corpus(poems, data, recipe_config, args.folds, args.seeds, args.seed, name)
              for name, data, poems in corpora]
     started = time.time()

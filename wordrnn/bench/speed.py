@@ -35,16 +35,23 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from wordrnn.bench.machine import describe_machine, limit_threads
-from wordrnn.bench.synthetic import LARGE, SyntheticSize, check_size
-from wordrnn.core.cells import CELLS
-from wordrnn.core.config import CONTEXTS, MODELS, Config
-from wordrnn.core.errors import CommandParser, UsageError, cli
-from wordrnn.core.flags import add_data_flags, add_threads_flag, data_config
-from wordrnn.core.hugepages import exec_with_huge_pages, tunable_set
-from wordrnn.core.layout import layout_of
-from wordrnn.core.paths import check_writable
-from wordrnn.frameworks import DEVICES, IMPLS, parse_names, resolve_device
+from wordrnn.core.errors import start_command
+from wordrnn.core.hugepages import exec_with_huge_pages
+
+if __name__ == "__main__":
+    start_command()  # a missing library or a Ctrl-C during the imports: one line
+    exec_with_huge_pages()  # glibc reads its tunables at start: before the imports, which the new process repeats
+
+from wordrnn.bench.machine import describe_machine, limit_threads  # noqa: E402
+from wordrnn.bench.synthetic import LARGE, SyntheticSize, check_size  # noqa: E402
+from wordrnn.core.cells import CELLS  # noqa: E402
+from wordrnn.core.config import CONTEXTS, MODELS, Config  # noqa: E402
+from wordrnn.core.errors import CommandParser, UsageError, cli  # noqa: E402
+from wordrnn.core.flags import add_data_flags, add_threads_flag, data_config  # noqa: E402
+from wordrnn.core.hugepages import tunable_set  # noqa: E402
+from wordrnn.core.layout import layout_of  # noqa: E402
+from wordrnn.core.paths import check_writable  # noqa: E402
+from wordrnn.frameworks import DEVICES, IMPLS, parse_names, resolve_device  # noqa: E402
 
 RUNTIMES = ("onnxruntime", "torch", "flax", "numpy")
 SIZES = ("benchmark", "large")
@@ -420,5 +427,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    exec_with_huge_pages()
     raise SystemExit(main())

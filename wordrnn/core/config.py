@@ -34,14 +34,20 @@ TOKENIZERS = ("default", "whitespace")
 FORMAT_VERSION = 3
 
 
-def whole_number(text: str) -> int:
-    """An argparse type for 0 or a positive whole number (a seed: NumPy refuses negative seeds)."""
+# The largest training seed: NumPy takes any whole number >= 0, but torch.manual_seed and JAX's PRNG keys take
+# a signed 64-bit integer, so one rule for every framework stops there (an ensemble's members use seed + k).
+SEED_MAX = 2**63 - 1
+SEED_RULE = "a whole number from 0 to 2**63 - 1, the range NumPy, PyTorch and JAX all accept"
+
+
+def seed_number(text: str) -> int:
+    """The argparse type of a training seed: ``SEED_RULE``."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be 0 or a positive whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or a positive whole number, got {value}")
+        raise argparse.ArgumentTypeError(f"must be {SEED_RULE}, got {text!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be {SEED_RULE}, got {value}")
     return value
 
 
@@ -107,8 +113,9 @@ class Config:
                            group="data", adopted=True)
     val_fraction: float = option(0.1, "share of poems held out for validation (default: %(default)s)", group="data")
     seq_len: int = option(5, "tokens in each input window (default: %(default)s)", group="data")
-    seed: int = option(0, "seeds the split, the initial weights, the batches and dropout (default: %(default)s)",
-                       group="data", parse=whole_number)
+    seed: int = option(0, "seeds the split, the initial weights, the batches and dropout: 0 to 2**63 - 1, the "
+                       "range NumPy, PyTorch and JAX all accept (default: %(default)s)", group="data",
+                       parse=seed_number)
     # training
     epochs: int = option(10, "passes over the training windows (default: %(default)s)", group="training",
                          resumable=True)
@@ -169,8 +176,12 @@ class Config:
                 raise UsageError(f"{flag_of(name)} must be a positive whole number, got {value!r}")
         if not isinstance(self.ensemble, int) or isinstance(self.ensemble, bool) or self.ensemble <= 0:
             raise UsageError(f"--ensemble must be a positive whole number of members, got {self.ensemble!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise UsageError(f"--seed must be 0 or a positive whole number, got {self.seed!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= SEED_MAX:
+            raise UsageError(f"--seed must be {SEED_RULE}, got {self.seed!r}")
+        if self.seed + self.ensemble - 1 > SEED_MAX:
+            raise UsageError(f"--seed {self.seed} with --ensemble {self.ensemble} gives its last member seed "
+                             f"{self.seed + self.ensemble - 1}, past 2**63 - 1 (member k trains from seed + k); "
+                             f"give a seed up to {SEED_MAX - self.ensemble + 1}")
         if self.patience < 0:
             raise UsageError(f"--patience must be 0 (off) or a positive number of epochs, got {self.patience}")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -271,7 +282,25 @@ class Config:
         for name, value in values.items():
             if name in fields:
                 _check_saved(fields[name], value, source)
-        return cls(**{k: v for k, v in values.items() if k in fields})
+        return _checked(cls(**{k: v for k, v in values.items() if k in fields}), source)
+
+
+def check_saved_settings(values: dict[str, Any], source: str) -> None:
+    """Settings a file other than config.json records (vocab.json's tokenizer and min_freq), checked as the flags
+    that set them are: their type and choices, then ``Config.validate``'s ranges."""
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    for name, value in values.items():
+        _check_saved(fields[name], value, source)
+    _checked(dataclasses.replace(Config(), **values), source)
+
+
+def _checked(config: Config, source: str) -> Config:
+    """``config`` read from ``source``, refused where the flags would refuse it: no run was trained with it."""
+    try:
+        return config.validate()
+    except UsageError as err:
+        raise UsageError(f"{source} holds a setting no run can have been trained with ({err}); the file was edited "
+                         "or damaged: restore it or train the run again") from None
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,13 @@ import argparse
 import dataclasses
 from collections.abc import Sequence
 
-from wordrnn.core.config import Config, field_types, flag_of, options, whole_number
+from wordrnn.core.config import Config, field_types, flag_of, options, seed_number
 from wordrnn.core.errors import CommandParser
 from wordrnn.core.recipes import RECIPES, recipe
 from wordrnn.core.threads import DEFAULT_THREADS
 
 _UNSET = object()
-seed = whole_number  # the argparse type of a seed, for commands with a --seed of their own
+seed = seed_number  # the argparse type of a seed, for commands with a --seed of their own
 
 
 class SharedParser(CommandParser):
@@ -94,9 +94,9 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
 def add_threads_flag(parser: argparse._ActionsContainer) -> None:
     """``--threads``, the same in every command (see ``wordrnn.core.threads`` for the default)."""
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
-                        help="compute threads for NumPy, PyTorch and XLA, the same budget for each (0: each "
-                        "library's default; default: %(default)s, the fastest on a busy 2-core machine: "
-                        "docs/PERFORMANCE.md)")
+                        help="compute threads for NumPy, PyTorch and XLA, the same budget for each, at most the "
+                        "machine's cores (more only wait for each other; 0: each library's default; default: "
+                        "%(default)s, the fastest on a busy 2-core machine: docs/PERFORMANCE.md)")
 
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:

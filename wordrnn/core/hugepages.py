@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from wordrnn.core.errors import USAGE_EXIT
+from wordrnn.core.interrupt import INTERRUPTED_EXIT, take_pending_interrupt
 
 TUNABLE = "glibc.malloc.hugetlb=1"
 OPT_OUT = "WORDRNN_HUGE_PAGES"  # "0": never start again with the tunable; "1" or unset: where it helps
@@ -71,6 +72,9 @@ def exec_with_huge_pages() -> None:
         raise SystemExit(USAGE_EXIT)
     if setting == "0" or tunable_set() or not would_help():
         return
+    if take_pending_interrupt():  # a Ctrl-C during the imports before this: the new process would never see it
+        print("\ninterrupted", file=sys.stderr)
+        raise SystemExit(INTERRUPTED_EXIT)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], with_tunable(dict(os.environ)))

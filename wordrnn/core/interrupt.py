@@ -33,7 +33,7 @@ REDELIVER_SECONDS = 0.02
 # Frames whose exceptions Python prints and drops instead of propagating.
 _SWALLOWING = ("__del__",)
 _IMPORTING = "<frozen importlib._bootstrap"  # both importlib._bootstrap and its _external
-_state = {"main_started": False}
+_state: dict = {"main_started": False, "pending": None}  # pending: the timer of an interrupt not yet delivered
 
 
 def _unsafe_here(frame: FrameType | None) -> bool:
@@ -54,15 +54,29 @@ def deliver_sigint(signum: int, frame: FrameType | None) -> None:
     ``KeyboardInterrupt`` once a command's ``main`` runs (its ``@cli`` reports it), and before that an
     ``interrupted`` line and ``SystemExit(130)``."""
     if _unsafe_here(frame):
-        # A real signal to the main thread, so that a blocking call there (a sleep, a wait on XLA) wakes.
+        # A real signal to the main thread, so that a blocking call there (a sleep, a wait on XLA) wakes; and a
+        # note that one is pending, which the command's ``@cli`` honours if it ends before the signal comes again.
         timer = threading.Timer(REDELIVER_SECONDS, signal.pthread_kill, args=(threading.main_thread().ident, signum))
         timer.daemon = True
+        _state["pending"] = timer
         timer.start()
         return
+    _state["pending"] = None
     if not _state["main_started"]:
         print("\ninterrupted", file=sys.stderr)
         raise SystemExit(INTERRUPTED_EXIT)
     raise KeyboardInterrupt
+
+
+def take_pending_interrupt() -> bool:
+    """Whether a Ctrl-C arrived where raising was unsafe (an import) and has not been delivered since; the caller
+    now handles it, so the signal sent again is called off (where it has not gone yet)."""
+    timer = _state["pending"]
+    if timer is None:
+        return False
+    timer.cancel()
+    _state["pending"] = None
+    return True
 
 
 def quit_on_ctrl_c() -> None:

@@ -58,9 +58,10 @@ class MemoryEstimate:
 
 
 def human_bytes(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+    """``512 bytes``, ``1.5 GiB``; past the exbibyte a whole number with separators (``24,286,083 EiB``)."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if n < 1024 or unit == "EiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}" if n < 1024 else f"{n:,.0f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
 

@@ -94,6 +94,11 @@ def cached_feed(source: Stateful) -> Feed:
 STRATEGIES = ("sample", "greedy")
 UNK_ID = 0  # the contract's <unk>: id 0 of every vocabulary
 SEED_LIMIT = 2**64  # seeds are unsigned 64-bit integers
+# The lowest temperature (docs/GENERATION.md, section 4): at 0.01 a logit ahead by 0.1 is already e^10 times as
+# likely, and far below it the logits divided by T overflow float64 (1e-320: every token infinite, the draw NaN).
+# Every runtime refuses a lower one in the same words and points to greedy decoding, as Hugging Face's
+# generate refuses a temperature of 0.
+TEMPERATURE_MIN = 0.01
 
 _MASK64 = 2**64 - 1
 _GOLDEN_GAMMA = 0x9E3779B97F4A7C15
@@ -133,8 +138,10 @@ class SamplerSettings:
     def validate(self) -> SamplerSettings:
         if self.strategy not in STRATEGIES:
             raise UsageError(f"unknown --strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
-        if not (np.isfinite(self.temperature) and self.temperature > 0):
-            raise UsageError(f"--temperature must be a positive number, got {self.temperature}")
+        if not (np.isfinite(self.temperature) and self.temperature >= TEMPERATURE_MIN):
+            raise UsageError(f"--temperature must be a finite number of at least {TEMPERATURE_MIN:g} (below it "
+                             f"sampling is greedy in all but name): for the most likely token use --strategy "
+                             f"greedy; got {self.temperature}")
         if self.top_k < 0:
             raise UsageError(f"--top-k must be 0 (off) or a positive number, got {self.top_k}")
         if not (0.0 < self.top_p <= 1.0):

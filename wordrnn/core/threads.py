@@ -20,15 +20,31 @@ XLA_THREADS_VARIABLE = "NPROC"  # read once, when JAX starts its CPU backend
 DEFAULT_THREADS = 1
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the system has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def check_threads(threads: int) -> None:
+    """``--threads`` from 0 (each library's default) to the cores this process may use: a compute thread
+    beyond the cores only waits for one (a spin-waiting pool far slower), and each costs memory and a start,
+    so 100,000 of them ran out of threads and crashed."""
+    cores = usable_cores()
+    if not 0 <= threads <= cores:
+        raise UsageError(f"--threads must lie between 0 (each library's default) and {cores}, the cores this "
+                         f"process may use (more threads than cores only wait for each other), got {threads}")
+
+
 def limit_threads(threads: int) -> None:
-    """Give every library ``threads`` compute threads (0: leave each library's default; < 0: UsageError).
+    """Give every library ``threads`` compute threads (0: leave each library's default; ``check_threads``).
 
     Call it before the first computation: BLAS and OpenMP pools already loaded
     are resized through threadpoolctl, PyTorch's through ``set_num_threads``,
     and XLA reads ``NPROC`` and its flag when JAX first starts a backend.
     """
-    if threads < 0:
-        raise UsageError(f"--threads must be 0 (library defaults) or a positive number, got {threads}")
+    check_threads(threads)
     if threads == 0:
         return
     for name in THREAD_VARIABLES:

@@ -36,7 +36,18 @@ def read_record(run_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError) as err:
         raise UsageError(f"{run_dir / CORPUS} is unreadable ({err}); restore it, or delete it to resume "
                          "without checking the corpus") from None
-    return record if isinstance(record, dict) and "sha256" in record else None
+    if not _is_record(record):
+        raise UsageError(f"{run_dir / CORPUS} is not a corpus record (a path, a size in bytes and a SHA-256); the "
+                         "file was edited or damaged: restore it, or delete it to resume without checking the corpus")
+    return record
+
+
+def _is_record(record: Any) -> bool:
+    """What ``describe_corpus`` writes: the path as text, the size a whole number of bytes, 64 hex digits."""
+    return (isinstance(record, dict) and isinstance(record.get("path"), str)
+            and isinstance(record.get("size"), int) and not isinstance(record.get("size"), bool)
+            and record["size"] >= 0 and isinstance(record.get("sha256"), str)
+            and len(record["sha256"]) == 64 and all(c in "0123456789abcdef" for c in record["sha256"]))
 
 
 def record_corpus(run_dir: Path, corpus: Path, resuming: bool) -> None:
@@ -49,7 +60,7 @@ def record_corpus(run_dir: Path, corpus: Path, resuming: bool) -> None:
     if saved is not None and saved["sha256"] != now["sha256"]:
         raise UsageError(f"--resume: the corpus changed since {run_dir} was trained: {now['path']} now has "
                          f"SHA-256 {now['sha256']} ({now['size']:,} bytes), the run was trained on "
-                         f"{saved.get('path', '?')} with SHA-256 {saved['sha256']} ({saved.get('size', 0):,} "
+                         f"{saved['path']} with SHA-256 {saved['sha256']} ({saved['size']:,} "
                          "bytes); resume with that file (--data), or train a new run (another --out)")
 
 
@@ -62,11 +73,11 @@ def check_corpus(run_dir: Path, data: str | None) -> str:
     saved = read_record(run_dir)
     if saved is None:
         return str(locate_corpus(data))
-    recorded = Path(saved.get("path", ""))
+    recorded = Path(saved["path"])
     path = recorded if recorded.is_file() else locate_corpus(data)
     now = describe_corpus(Path(path))
     if now["sha256"] != saved["sha256"]:
         raise UsageError(f"{run_dir} was trained on a corpus with SHA-256 {saved['sha256']} "
-                         f"({saved.get('path', '?')}); {now['path']} has {now['sha256']}: give that file with "
+                         f"({saved['path']}); {now['path']} has {now['sha256']}: give that file with "
                          "--data or WORDRNN_DATA")
     return str(path)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -32,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load, save
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save
 
 from data.vocab import Vocab
-from wordrnn.core.config import Config, marked
+from wordrnn.core.config import Config, check_saved_settings, marked
 from wordrnn.core.errors import DiskFull, UsageError
 from wordrnn.core.memory import human_bytes
 from wordrnn.core.optimizers import get_optimizer
@@ -46,6 +47,10 @@ from wordrnn.core.paths import REPORT_RUNS, TMP_SUFFIX, check_writable
 CONFIG, VOCAB, WEIGHTS, METRICS, SAMPLES, CHECKPOINT = (
     "config.json", "vocab.json", "weights.safetensors", "metrics.jsonl", "samples.txt", "checkpoint.safetensors")
 REQUIRED = (CONFIG, VOCAB, WEIGHTS)
+RUN_FILES = (CONFIG, VOCAB, WEIGHTS, METRICS, SAMPLES, CHECKPOINT)
+# The figures of a metrics.jsonl row that commands read, each a finite number >= 0 where present (a loss, a
+# perplexity, seconds); every row has its epoch and val_loss.
+ROW_NUMBERS = ("train_loss", "val_loss", "val_ppl", "seconds")
 MEMBERS = "members"  # an ensemble's member k is the run folder MEMBERS/k
 REPORT_MARKERS = ("REPORT.md", "results.json")  # what tells the report folder of a comparison from a run
 
@@ -70,6 +75,9 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
             os.unlink(tmp)
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DiskFull(_disk_full_message(path, len(payload))) from None
+        if isinstance(err, OSError) and tmp is not None and err.filename == tmp:
+            # Named by the file asked for (a folder in its place, say), not by the temporary file beside it.
+            raise OSError(err.errno, err.strerror, str(path)) from None
         raise
 
 
@@ -104,6 +112,15 @@ def check_out_dir(path: str | Path, flag: str = "--out") -> None:
     if above is not None:
         raise UsageError(f"{flag} {path} lies under {above}, which is a file; give a path inside a folder")
     check_writable(path, flag)
+
+
+def check_run_dir(run_dir: str | Path) -> None:
+    """``check_out_dir`` for a run folder, and none of the run's own files a folder: refused before any work."""
+    check_out_dir(run_dir)
+    for name in RUN_FILES:
+        if (Path(run_dir) / name).is_dir():
+            raise UsageError(f"{Path(run_dir) / name} is a folder, where the run keeps its file {name}; move it "
+                             "away, or choose another --out")
 
 
 def check_out_file(path: str | Path, overwrite: bool, flag: str = "--out") -> None:
@@ -147,15 +164,105 @@ def save_arrays(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str,
 
 
 def load_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A safetensors file's arrays and the metadata wordrnn wrote in its header (JSON values under its keys).
+
+    A value that is not JSON was written by another tool (torch and Hugging Face write ``{"format": "pt"}``)
+    and is left out: the reader of each file kind checks that what it needs is there.
+    """
     path = Path(path)
     try:
-        payload = path.read_bytes()
-        arrays = load(payload)
-    except (OSError, SafetensorError) as err:
+        with safe_open(path, framework="numpy") as f:
+            header = f.metadata() or {}
+            arrays = {name: f.get_tensor(name) for name in f.keys()}
+    except (OSError, SafetensorError, ValueError, TypeError) as err:
         raise UsageError(f"cannot read {path} ({err}); the run folder is damaged, train it again") from None
-    header_len = int.from_bytes(payload[:8], "little")
-    header = json.loads(payload[8:8 + header_len]).get("__metadata__") or {}
-    return arrays, {k: json.loads(v) for k, v in header.items()}
+    parsed = {name: _json_or_none(value) for name, value in header.items()}
+    return arrays, {name: value for name, value in parsed.items() if value is not None}
+
+
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def read_weights(path: str | Path, config: Config) -> Params:
+    """A weights file: float32 arrays, finite, with the names and shapes ``config``'s model has."""
+    params, _ = load_arrays(path)
+    check_weights(params, config, path)
+    return params
+
+
+def check_weights(params: Params, config: Config, path: str | Path) -> None:
+    """Weights read from ``path``: wordrnn writes every one as finite float32 in the shapes of ``config``."""
+    check_float32(params, path)
+    check_finite(params, path)
+    check_params(params, config)
+
+
+def check_float32(arrays: dict[str, np.ndarray], path: str | Path) -> None:
+    """Refuse weights of another dtype (float16, integers): no wordrnn trainer writes them, and read as they are
+    they would only show as logits that differ."""
+    wrong = [f"{name} as {np.asarray(value).dtype}" for name, value in arrays.items()
+             if np.asarray(value).dtype != np.float32]
+    if wrong:
+        raise UsageError(f"{path} holds {', '.join(wrong[:3])}{'...' if len(wrong) > 3 else ''}, and wordrnn "
+                         "weights are float32: the file was written by another tool or damaged; restore it or "
+                         "train the run again")
+
+
+@dataclass
+class Checkpoint:
+    """What ``--resume`` continues from: the last weights, the optimizer state and the loop's counters."""
+
+    params: Params
+    optimizer: dict[str, np.ndarray]
+    epoch: int
+    step: int
+    best: dict[str, Any]  # val_loss, epoch, bad_epochs
+
+
+def read_checkpoint(path: str | Path, config: Config) -> Checkpoint:
+    """A checkpoint: its counters (in the header), weights and optimizer state, each checked."""
+    arrays, counters = load_arrays(path)
+    problem = _counters_problem(counters)
+    if problem:
+        raise UsageError(f"{path} does not hold the counters a wordrnn trainer writes ({problem}): it was written "
+                         "by another tool or damaged; restore it, or train the run again with --overwrite")
+    step = get_optimizer(config.optimizer).step_name
+    check_float32({k: v for k, v in arrays.items() if k != step}, path)  # weights and optimizer slots alike
+    check_finite(arrays, path)
+    params = {k[len("param."):]: v for k, v in arrays.items() if k.startswith("param.")}
+    check_params(params, config)
+    optimizer = check_optimizer_arrays({k: v for k, v in arrays.items() if not k.startswith("param.")}, config)
+    return Checkpoint(params, optimizer, counters["epoch"], counters["step"], counters["best"])
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _figure(value: Any) -> bool:
+    return _number(value) and math.isfinite(value) and value >= 0
+
+
+def _whole(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _counters_problem(counters: dict[str, Any]) -> str | None:
+    """What is wrong with a checkpoint's counters, or None."""
+    missing = [name for name in ("epoch", "step", "best") if name not in counters]
+    if missing:
+        return f"its header lacks {', '.join(missing)}"
+    epoch, step, best = counters.get("epoch"), counters.get("step"), counters.get("best")
+    if not _whole(epoch, 1) or not _whole(step, 0):
+        return f"epoch {epoch!r} and step {step!r}, where a count of epochs from 1 and of steps from 0 belong"
+    if not (isinstance(best, dict) and _whole(best.get("epoch"), 0) and best["epoch"] <= epoch
+            and _whole(best.get("bad_epochs"), 0) and _figure(best.get("val_loss"))):
+        return f"best {best!r}, where the best epoch's val_loss, epoch and bad_epochs belong"
+    return None
 
 
 def check_finite(arrays: dict[str, np.ndarray], path: str | Path) -> None:
@@ -190,10 +297,26 @@ def write_config(run_dir: Path, config: Config, framework: str) -> None:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl: one JSON object a line, each with its whole-number ``epoch``, its ``val_loss``, and the
+    figures commands read (``ROW_NUMBERS``) finite and >= 0; no file: no rows."""
     path = Path(run_dir) / METRICS
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{path} is unreadable ({err}); restore it or train the run again") from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        row = _json_or_none(line)
+        if not (isinstance(row, dict) and _whole(row.get("epoch"), 1)
+                and "val_loss" in row and all(_figure(row[name]) for name in ROW_NUMBERS if name in row)):
+            raise UsageError(f"{path}, line {number}, is not an epoch's row ({line[:40]!r}); the file was edited or "
+                             "damaged: restore it or train the run again")
+        rows.append(row)
+    return rows
 
 
 def write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
@@ -238,7 +361,7 @@ def load_run(path: str | Path) -> Run:
     run_dir = Path(path)
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir} is not a run folder (no such directory); give a folder written by a trainer")
-    if (run_dir / CONFIG).is_file() and (run_dir / VOCAB).is_file() and not (run_dir / WEIGHTS).is_file():
+    if (run_dir / CONFIG).is_file() and (run_dir / VOCAB).is_file():
         raw, config, vocab = read_settings(run_dir)
         if config.ensemble > 1:
             return _load_ensemble(run_dir, raw, config, vocab)
@@ -249,19 +372,13 @@ def load_run(path: str | Path) -> Run:
         raise UsageError(
             f"{run_dir} is incomplete: {', '.join(missing)} missing; train it to the end of an epoch first"
         )
-    raw, config, vocab = read_settings(run_dir)
-    if config.vocab_size != len(vocab):
-        raise UsageError(
-            f"{run_dir}: config.json says {config.vocab_size} words but vocab.json holds {len(vocab)}"
-        )
-    params, _ = load_arrays(run_dir / WEIGHTS)
-    check_finite(params, run_dir / WEIGHTS)
-    check_params(params, config)
+    params = read_weights(run_dir / WEIGHTS, config)
     return Run(run_dir, config, raw.get("framework", "unknown"), vocab, params)
 
 
 def _load_ensemble(run_dir: Path, raw: dict[str, Any], config: Config, vocab: Vocab) -> Run:
     """An ensemble's folder: every member complete, each the ensemble's model from its own seed, one vocabulary."""
+    check_members_folder(run_dir, config)
     members = []
     for k in range(config.ensemble):
         folder = member_dir(run_dir, k)
@@ -277,6 +394,15 @@ def _load_ensemble(run_dir: Path, raw: dict[str, Any], config: Config, vocab: Vo
             raise UsageError(f"{folder} has another vocabulary than the ensemble in {run_dir}; train it again")
         members.append(member)
     return Run(run_dir, config, raw.get("framework", "unknown"), vocab, {}, tuple(members))
+
+
+def check_members_folder(run_dir: Path, config: Config) -> None:
+    """An ensemble's config.json over one model's files (weights, checkpoint) and no members: it was edited."""
+    if config.ensemble > 1 and not (run_dir / MEMBERS).is_dir() and any(
+            (run_dir / name).is_file() for name in (WEIGHTS, CHECKPOINT)):
+        raise UsageError(f"{run_dir / CONFIG} says ensemble {config.ensemble}, but {run_dir} holds one model's "
+                         f"files and no {MEMBERS}/ folder; the file was edited or damaged: restore it or train the "
+                         "run again")
 
 
 def _differences(got: Config, want: Config) -> list[str]:
@@ -303,6 +429,10 @@ def read_settings(run_dir: Path) -> tuple[dict[str, Any], Config, Vocab]:
         vocab = Vocab.from_json((run_dir / VOCAB).read_text())
     except (OSError, ValueError) as err:
         raise UsageError(f"{run_dir / VOCAB} is unreadable ({err}); restore it or train the run again") from None
+    check_saved_settings({"tokenizer": vocab.tokenizer, "min_freq": vocab.min_freq}, str(run_dir / VOCAB))
+    if config.vocab_size != len(vocab):
+        raise UsageError(f"{run_dir}: config.json says {config.vocab_size} words but vocab.json holds {len(vocab)}; "
+                         "one of them was edited or damaged: restore it or train the run again")
     return raw, config, vocab
 
 
@@ -310,9 +440,9 @@ def check_optimizer_arrays(arrays: dict[str, np.ndarray], config: Config) -> dic
     """The one check of a checkpoint's optimizer state, made before any backend loads it.
 
     The checkpoint must hold exactly what ``wordrnn.core.optimizers`` names for the run's optimizer:
-    its step count and every slot of every parameter, shaped like it (SGD: nothing). Anything else
-    was not written by a run of this optimizer and model and is refused. Returns the arrays
-    normalized: the step a 0-d int64, the slots float32.
+    its step count (a whole number, 0 or more) and every slot of every parameter, shaped like it (SGD:
+    nothing). Anything else was not written by a run of this optimizer and model and is refused. Returns the
+    arrays normalized: the step a 0-d int64, the slots float32.
     """
     spec = get_optimizer(config.optimizer)
     shapes = param_shapes(config)
@@ -329,7 +459,12 @@ def check_optimizer_arrays(arrays: dict[str, np.ndarray], config: Config) -> dic
                          f"model, so it cannot be resumed with --optimizer {spec.name}")
     checked = {}
     if spec.counts_steps:
-        checked[spec.step_name] = np.asarray(arrays[spec.step_name], dtype=np.int64).reshape(())
+        step = np.asarray(arrays[spec.step_name])
+        if step.size != 1 or step.dtype.kind not in "iu" or int(step.reshape(())) < 0:
+            raise UsageError(f"the checkpoint's {spec.step_name} is {step.dtype} {step.reshape(-1)[:3].tolist()}, "
+                             "where a count of steps (one whole number, 0 or more) belongs: it was damaged; train "
+                             "this run again")
+        checked[spec.step_name] = step.astype(np.int64).reshape(())
     for slot in spec.slots:
         for name, shape in shapes.items():
             key = spec.slot_name(slot, name)

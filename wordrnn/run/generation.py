@@ -15,7 +15,7 @@ from typing import TextIO
 from data.tokenizer import NEWLINE, Detokenizer, tokenize
 from data.vocab import UNK, Vocab
 from wordrnn.core.errors import UsageError
-from wordrnn.core.sampling import STRATEGIES, SamplerSettings, Source, iter_generate
+from wordrnn.core.sampling import SEED_LIMIT, STRATEGIES, TEMPERATURE_MIN, SamplerSettings, Source, iter_generate
 
 
 def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +29,8 @@ def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
                    help="greedy: always the most likely token; sample: draw from the distribution "
                    "(default: %(default)s)")
     g.add_argument("--temperature", type=float, default=1.0,
-                   help="divide the logits by this (default: %(default)s)")
+                   help=f"divide the logits by this, at least {TEMPERATURE_MIN:g} (below it use --strategy greedy; "
+                   "default: %(default)s)")
     g.add_argument("--top-k", type=int, default=0, help="keep only the k most likely tokens (default: 0, all)")
     g.add_argument("--top-p", type=float, default=1.0,
                    help="keep the smallest set of tokens whose probability reaches p (default: 1.0, all)")
@@ -55,7 +56,11 @@ def settings_from_args(args: argparse.Namespace) -> SamplerSettings:
                          "the same text; use --num-samples 1, or --strategy sample for different texts")
     settings = SamplerSettings(args.strategy, args.temperature, args.top_k, args.top_p, args.seed,
                                args.allow_unk, args.no_repeat_ngram, args.repetition_penalty).validate()
-    replace(settings, seed=args.seed + args.num_samples - 1).validate()  # the last sample's seed fits too
+    last = args.seed + args.num_samples - 1  # sample i uses seed --seed + i
+    if last >= SEED_LIMIT:
+        raise UsageError(f"--seed {args.seed} with --num-samples {args.num_samples} gives the last sample seed "
+                         f"{last}, past 2**64 - 1 (sample i uses --seed + i); give a seed up to "
+                         f"{SEED_LIMIT - args.num_samples} or fewer samples")
     return settings
 
 

@@ -29,16 +29,27 @@ from wordrnn.run.folder import check_out_dir
 T = TypeVar("T")
 
 LOCK = "wordrnn.lock"
+PID_MAX = 2**22  # Linux's largest process id (pid_max's ceiling)
+# What each field of a lock must hold to be read (the time: seconds since 1970, before the year 3000).
+LOCK_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "pid": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 < v <= PID_MAX,
+    "host": lambda v: isinstance(v, str),
+    "started": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 32503680000,
+}
 
 
 def _holder(path: Path) -> dict[str, Any] | None:
-    """The lock's contents; ``{}`` for a lock being written or unreadable; None if there is none."""
+    """The lock's fields that have their type and range (a process id, a host name, a start time); ``{}`` for a
+    lock being written, unreadable or damaged; None if there is none."""
     try:
-        return json.loads(path.read_text())
+        holder = json.loads(path.read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
         return {}
+    if not isinstance(holder, dict):
+        return {}
+    return {name: value for name, value in holder.items() if name in LOCK_FIELDS and LOCK_FIELDS[name](value)}
 
 
 def _running(pid: int) -> bool:

@@ -48,14 +48,15 @@ from wordrnn.run.folder import (
     VOCAB,
     WEIGHTS,
     atomic_write_text,
-    check_finite,
-    check_optimizer_arrays,
-    check_out_dir,
+    check_members_folder,
+    check_run_dir,
     load_arrays,
     load_run,
     member_dir,
+    read_checkpoint,
     read_metrics,
     read_settings,
+    read_weights,
     remove_members,
     remove_orphans,
     save_arrays,
@@ -130,7 +131,7 @@ def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool
     ``vocab_choice``: with ``init_from``, whose vocabulary the run uses (``wordrnn.run.init_vocab``).
     """
     run_dir = Path(run_dir)
-    check_out_dir(run_dir)
+    check_run_dir(run_dir)
     primary = backend.process_index == 0  # with several JAX processes every one trains; only the first writes
     say = print if primary and not quiet else (lambda *a, **k: None)
     if primary:
@@ -142,6 +143,7 @@ def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool
     start = _prepare(config, run_dir, resume=resume, init_from=init_from, overwrite=overwrite, given=given,
                      say=say)
     config = start.config
+    _refuse_unread_flags(config, given)
     if dataset is None:
         dataset = load_dataset(**config.dataset_args(), vocab=start.vocab)
     if init_from is not None:
@@ -222,23 +224,35 @@ def _resume(requested: Config, run_dir: Path, given: Collection[str] | None) -> 
                              " may change), or start a new run with another --out")
     for name in RESUMABLE:  # the request's value; the framework's settings (extra) add to the saved ones
         setattr(config, name, {**config.extra, **requested.extra} if name == "extra" else getattr(requested, name))
-    arrays, counters = load_arrays(run_dir / CHECKPOINT)
-    check_finite(arrays, run_dir / CHECKPOINT)
-    if counters["epoch"] >= config.epochs:
-        raise UsageError(f"{run_dir} has already trained {plural(counters['epoch'], 'epoch')}; "
-                         f"ask for more with --epochs N (N > {counters['epoch']})")
-    params = {k[len("param."):]: v for k, v in arrays.items() if k.startswith("param.")}
-    optimizer = check_optimizer_arrays({k: v for k, v in arrays.items() if not k.startswith("param.")}, config)
-    if counters["best"]["epoch"] == counters["epoch"]:
+    saved = read_checkpoint(run_dir / CHECKPOINT, config)
+    if saved.epoch >= config.epochs:
+        raise UsageError(f"{run_dir} has already trained {plural(saved.epoch, 'epoch')}; "
+                         f"ask for more with --epochs N (N > {saved.epoch})")
+    rows = _saved_rows(run_dir, saved.epoch)
+    if saved.best["epoch"] == saved.epoch:
         # The checkpoint is written before the best weights: a kill between the two left older weights.
-        save_params(run_dir / WEIGHTS, params)
-    rows = [r for r in read_metrics(run_dir) if r["epoch"] <= counters["epoch"]]
-    return Start(config, vocab, params, optimizer, counters["epoch"], counters["step"], counters["best"], rows)
+        save_params(run_dir / WEIGHTS, saved.params)
+    return Start(config, vocab, saved.params, saved.optimizer, saved.epoch, saved.step, saved.best, rows)
+
+
+def _saved_rows(run_dir: Path, epochs: int) -> list[dict[str, Any]]:
+    """metrics.jsonl's rows of the ``epochs`` the checkpoint holds (rows past it, from a kill between the two
+    writes, are dropped); a missing row is refused, since resuming would leave it out of the run's record."""
+    rows = [r for r in read_metrics(run_dir) if r["epoch"] <= epochs]
+    if [r["epoch"] for r in rows] != list(range(1, epochs + 1)):
+        held = f"the rows of epochs {', '.join(str(r['epoch']) for r in rows)}" if rows else "no row"
+        raise UsageError(f"{run_dir / METRICS} holds {held}, but the checkpoint has trained "
+                         f"{plural(epochs, 'epoch')}, one row each; the file was edited or damaged: restore it, or "
+                         "train the run again with --overwrite")
+    return rows
 
 
 def _seed_from(config: Config, source_dir: Path, given: Collection[str] | None, say) -> Start:
     """--init-from: the source's weights and vocabulary, so its model settings too (refusing given conflicts)."""
     source = load_run(source_dir)
+    if source.members:
+        raise UsageError(f"--init-from {source_dir} is an ensemble of {len(source.members)} models, and a run starts "
+                         f"from one model's weights: give one of its members, such as {member_dir(source_dir, 0)}")
     if source.config.context != config.context:
         raise UsageError(f"--init-from {source_dir} is a {source.config.context}-context run and this one is "
                          f"--context {config.context}; start from a {config.context}-context run, or train "
@@ -264,6 +278,13 @@ def _refuse_conflicts(requested: Config, saved: Config, given: Collection[str] |
         raise UsageError(f"{why}, but {', '.join(conflicts)}; {advice}")
 
 
+def _refuse_unread_flags(config: Config, given: Collection[str] | None) -> None:
+    """A setting the run's context never reads is refused when asked for, never silently ignored."""
+    if config.context == "window" and given is not None and "bptt" in given:
+        raise UsageError("--bptt is the length of the poem context's chunks, and this run reads windows "
+                         "(--context window): add --context poem, or drop --bptt")
+
+
 def _write_settings(run_dir: Path, config: Config, framework: str, vocab: Vocab, fresh: bool) -> None:
     """config.json (rewritten on resume: it says what the run now is) and, for a fresh run, vocab.json."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -278,8 +299,9 @@ def _write_settings(run_dir: Path, config: Config, framework: str, vocab: Vocab,
 # ---------------------------------------------------------------- ensembles
 
 def _is_ensemble(config: Config, run_dir: Path, resume: bool) -> bool:
-    """Whether this run is an ensemble: as asked, or on --resume as the saved run says (the flag may be left out)."""
-    if resume and (run_dir / CONFIG).is_file() and not (run_dir / CHECKPOINT).is_file():
+    """Whether this run is an ensemble: as asked, or on --resume as the saved run says (a changed --ensemble is
+    then refused, naming the saved value, as any other changed setting is)."""
+    if resume and (run_dir / CONFIG).is_file():
         return read_settings(run_dir)[1].ensemble > 1
     return config.ensemble > 1
 
@@ -301,6 +323,7 @@ def _train_ensemble(config: Config, backend: Backend, run_dir: Path, *, resume: 
         config, vocab = _resume_ensemble(config, run_dir, given)
     else:
         _check_fresh_folder(run_dir, overwrite, say)
+    _refuse_unread_flags(config, given)
     if dataset is None:  # the split and vocabulary of the ensemble's seed, which every member reads
         dataset = load_dataset(**config.dataset_args(), vocab=vocab)
     config.vocab_size = len(dataset.vocab)
@@ -326,7 +349,7 @@ def _train_ensemble(config: Config, backend: Backend, run_dir: Path, *, resume: 
                     print(f"\ninterrupted while member {k} trained; {run_dir} keeps every complete epoch of its "
                           f"members. Continue with --resume --out {run_dir}", file=sys.stderr)
                 return RunResult(run_dir, config, exit_code=result.exit_code)
-        members.append(backend.init(load_arrays(folder / WEIGHTS)[0], member))
+        members.append(backend.init(read_weights(folder / WEIGHTS, member), member))
     row = _ensemble_row(backend, members, dataset, config, run_dir)
     if primary:
         write_metrics(run_dir, [row])
@@ -344,6 +367,7 @@ def _train_ensemble(config: Config, backend: Backend, run_dir: Path, *, resume: 
 def _resume_ensemble(requested: Config, run_dir: Path, given: Collection[str] | None) -> tuple[Config, Vocab]:
     """The saved ensemble's settings, with those a resume may change taken from ``requested``, and its vocabulary."""
     _, config, vocab = read_settings(run_dir)
+    check_members_folder(run_dir, config)
     if not any((run_dir / MEMBERS).glob(f"*/{CHECKPOINT}")):
         raise UsageError(f"nothing to resume in {run_dir}: no member of the ensemble completed an epoch; "
                          "run the same command without --resume to start afresh")
@@ -360,9 +384,9 @@ def _member_finished(folder: Path, member: Config) -> bool:
     """A member has finished when its checkpoint holds ``epochs`` epochs or its patience ran out."""
     if not (folder / CHECKPOINT).is_file():
         return False
-    _, counters = load_arrays(folder / CHECKPOINT)
-    stopped = bool(member.patience) and counters["best"]["bad_epochs"] >= member.patience
-    return counters["epoch"] >= member.epochs or stopped
+    saved = read_checkpoint(folder / CHECKPOINT, member)
+    stopped = bool(member.patience) and saved.best["bad_epochs"] >= member.patience
+    return saved.epoch >= member.epochs or stopped
 
 
 def _ensemble_row(backend: Backend, members: list[Any], dataset: Dataset, config: Config,
