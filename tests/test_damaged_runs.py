@@ -33,7 +33,7 @@ from test_reliability import trainer
 from export import onnx as export_onnx
 from scratch import generate as scratch_generate
 from scratch import train as scratch_train
-from wordrnn.core.config import _FIELD_TYPES, Config, _has_type
+from wordrnn.core.config import Config, field_types
 from wordrnn.run.corpus_record import CORPUS
 from wordrnn.run.folder import CHECKPOINT, CONFIG, METRICS, ROW_NUMBERS, VOCAB, WEIGHTS
 from wordrnn.run.lock import LOCK
@@ -59,11 +59,11 @@ def _number(value) -> bool:
 # For each key a command reads from a JSON file: what its type is, and values out of its range.
 JSON_KEYS: dict[str, dict[str, tuple[Callable, list]]] = {
     CONFIG: {"format_version": (_whole, [-1, 0]),
-             **{name: ((lambda v, kind=kind: _has_type(v, kind)),
+             **{name: (kind.accepts,
                        ["bogus"] if FIELDS[name].metadata.get("choices")
-                       else [-1] if kind == "a whole number"
-                       else [-1.0, math.nan, math.inf] if "number" in kind else [])
-                for name, kind in _FIELD_TYPES.items()}},
+                       else [-1] if kind.kind is int
+                       else [-1.0, math.nan, math.inf] if kind.kind is float else [])
+                for name, kind in field_types(Config).items()}},
     VOCAB: {"tokens": (lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v), [[], ["a", "b"]]),
             "tokenizer": (lambda v: isinstance(v, str), ["bogus"]), "min_freq": (_whole, [0, -1])},
     CORPUS: {"path": (lambda v: isinstance(v, str), []), "size": (_whole, [-1]),
@@ -186,7 +186,8 @@ def safetensors_damage(draw, name: str, kind: str) -> Callable[[Path], None]:
     counters = name == CHECKPOINT and draw(st.booleans())
     if counters:  # the loop's counters in the checkpoint's header
         field = draw(st.sampled_from(["epoch", "step", "best.epoch", "best.bad_epochs", "best.val_loss"]))
-        value = draw(st.sampled_from(["1", [1], None, 1.5]) if kind == "wrong type"
+        wrong = ["1", [1], None] + ([] if field == "best.val_loss" else [1.5])  # 1.5 is a loss, not a count
+        value = draw(st.sampled_from(wrong) if kind == "wrong type"
                      else st.sampled_from([-1, 0]) if field == "epoch" else st.just(-1))
 
         def edit_counters(folder: Path) -> None:
