@@ -372,12 +372,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{run.path}: {config.model} {config.cell} model trained with {run.framework} ({sizes})")
     print(f"exporter: {exported.exporter}, opset {args.opset}; onnx.checker (full check): passed")
     shapes = ", ".join(f"{b}x{t}" for b, t in check_shapes(config))
-    what = ("|logit difference|" if config.context == "window" else
+    what = ("worst |logit difference|" if config.context == "window" else
             "|difference| of the logits at every position and the final state, from a zero and a random state, "
-            "whole and in two pieces,")
+            "whole and in two pieces, in the case furthest over its tolerance:")
     verdict = exported.verdict
     print(f"{config.context} context; onnxruntime vs {exported.reference} on batch x seq {shapes}: "
-          f"worst {what} {verdict.difference:.3g} (tolerance {tolerance_text(verdict)})")
+          f"{what} {verdict.difference:.3g} (tolerance {tolerance_text(verdict)})")
     if not verdict.passed:
         raise RunFailed(f"the exported model's logits differ from {exported.reference}'s by "
                         f"{verdict.difference:.3g} > {tolerance_text(verdict)}; nothing written")

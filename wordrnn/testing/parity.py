@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache, partial
 from itertools import combinations
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +45,7 @@ from scratch import sequence as np_sequence
 from torchmodels import model as torch_model
 from torchmodels.devices import resolve_device
 from wordrnn.core import tolerances
+from wordrnn.core.backend import Backend
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import Masks, draw_masks
@@ -488,7 +490,7 @@ class Trajectory:
     moments: list[Params] = field(default_factory=list)  # Adam's first moment after each step (``first_moment``)
 
 
-def first_moment(backend, state, config: Config) -> Params:
+def first_moment(backend: Backend, state: Any, config: Config) -> Params:
     """The optimizer's first moment of every parameter after a step, copied (empty for an optimizer without one):
     what ``explain_weights`` recovers each step's gradient from."""
     spec = get_optimizer(config.optimizer)
@@ -628,11 +630,12 @@ def explain_weights(config: Config, a: Trajectory, b: Trajectory, names: tuple[s
     for step, (ga, gb) in enumerate(zip(*grads, strict=True)):
         if all(relative_diff(ga[k], gb[k]) <= tolerances.GRADIENT_DRIFT for k in ga):
             continue
+        if step == 0 or max_abs_diff(a.losses[:step + 1], b.losses[:step + 1]) > tolerances.LOGITS[np.float32]:
+            return None  # parted at once (the same weights), or the forward parted too: not a kink
         noise = {k: tolerances.GRADIENTS[np.float32] * max(np.abs(ga[k]).max(), np.abs(gb[k]).max(), tolerances.TINY)
                  for k in ga}
-        losses_agree = max_abs_diff(a.losses[:step + 1], b.losses[:step + 1]) <= tolerances.LOGITS[np.float32]
         kink = one_sided_gradient(step, a.moments, b.moments, grads, noise, beta1)
-        if step == 0 or not losses_agree or kink is None:
+        if kink is None:
             return None
         name, index = kink
         worst = max(a.params, key=lambda k: np.abs(a.params[k] - b.params[k]).max())
