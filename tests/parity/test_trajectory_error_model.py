@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from scratch import cells
+from wordrnn.bench.parity import markdown_table
 from wordrnn.core import tolerances
 from wordrnn.testing import parity as pc
 
@@ -126,3 +127,13 @@ def test_the_rule_needs_a_step_in_agreement_a_one_sided_gradient_and_the_losses_
     assert pc.explain_weights(config, a, lossy) is None
     # no optimizer moments (SGD): nothing to read the cause from
     assert pc.explain_weights(config, pc.Trajectory(a.losses, a.params), pc.Trajectory(b.losses, b.params)) is None
+
+
+def test_an_explained_pair_passes_and_says_why():
+    check = pc.Check("onehot", "weights", tolerances.TRAJECTORY, {"a-b": 1e-6, "a-c": 1e-3})
+    assert not check.passed
+    check.explained["a-c"] = "a ReLU at its kink"
+    assert check.passed and "a-c explained: a ReLU at its kink" in str(check)
+    assert "pass, explained below" in markdown_table([check])
+    check.diffs["a-b"] = 1e-3  # another pair over the tolerance, unexplained
+    assert not check.passed

@@ -498,8 +498,7 @@ def first_moment(backend: Backend, state: Any, config: Config) -> Params:
         return {}
     arrays = backend.optimizer_arrays(state)
     prefix = spec.slot_name("m", "")
-    return {name[len(prefix):]: np.array(value, np.float64) for name, value in arrays.items()
-            if name.startswith(prefix)}
+    return {name[len(prefix):]: np.array(value) for name, value in arrays.items() if name.startswith(prefix)}
 
 
 def trajectory(framework: str, config: Config, params: Params,
@@ -604,7 +603,8 @@ def recovered_gradients(moments: list[Params], beta1: float) -> list[Params]:
     """The gradient Adam took at each step, from its first moments: ``g_t = (m_t - beta1 m_{t-1}) / (1 - beta1)``
     (float64 arithmetic on the float32 moments; exact where ``m_{t-1}`` is 0)."""
     previous = [{k: np.zeros_like(v) for k, v in moments[0].items()}, *moments[:-1]]
-    return [{k: (m[k] - beta1 * p[k]) / (1 - beta1) for k in m} for m, p in zip(moments, previous, strict=True)]
+    return [{k: (np.asarray(m[k], np.float64) - beta1 * np.asarray(p[k], np.float64)) / (1 - beta1) for k in m}
+            for m, p in zip(moments, previous, strict=True)]
 
 
 def explain_weights(config: Config, a: Trajectory, b: Trajectory, names: tuple[str, str] = ("a", "b")
@@ -656,8 +656,9 @@ def one_sided_gradient(step: int, moments_a: list[Params], moments_b: list[Param
     best, where = 0.0, None
     for name in grads[0][step]:
         for side, moments in ((0, moments_a), (1, moments_b)):
-            previous = moments[step - 1][name]
-            zero = np.abs(moments[step][name] - beta1 * previous) <= tolerances.ADAM_ROUNDING * np.abs(previous)
+            previous = np.asarray(moments[step - 1][name], np.float64)
+            moved = np.asarray(moments[step][name], np.float64) - beta1 * previous
+            zero = np.abs(moved) <= tolerances.ADAM_ROUNDING * np.abs(previous)
             other = np.abs(grads[1 - side][step][name])
             candidates = np.where(zero & (other > noise[name]), other, 0.0)
             if candidates.max() > best:
