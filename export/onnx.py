@@ -153,18 +153,32 @@ def nudged(arrays: Sequence[np.ndarray], rng: np.random.Generator) -> list[np.nd
     return out
 
 
-def drift(members: list[Params], config: Config, x: np.ndarray, start: State, rng: np.random.Generator
+@dataclass
+class Drift:
+    """The models ``drift`` runs: the float64 reference, the float32 reference, and ``DRIFT_SAMPLES`` float32
+    models with every weight moved one float32 step at random (drawn once, for every case)."""
+
+    exact: Callable[[np.ndarray, State], tuple[np.ndarray, State]]
+    float32: list[Callable[[np.ndarray, State], tuple[np.ndarray, State]]]
+
+    @classmethod
+    def of(cls, members: list[Params], config: Config, rng: np.random.Generator) -> Drift:
+        wide = [{k: np.asarray(v, np.float64) for k, v in p.items()} for p in members]
+        samples = [[dict(zip(p, nudged(list(p.values()), rng), strict=True)) for p in members]
+                   for _ in range(tolerances.DRIFT_SAMPLES)]
+        return cls(reference_forward(wide, config),
+                   [reference_forward(m, config) for m in [members, *samples]])
+
+
+def drift(models: Drift, x: np.ndarray, start: State, rng: np.random.Generator
           ) -> tuple[tuple[np.ndarray, State], float]:
     """The float64 reference's logits and final state from ``start``, and how far correct float32 computations
-    stray from them: the float32 reference, and ``DRIFT_SAMPLES`` more whose weights and start state have every
+    stray from them: the float32 reference from ``start``, and the nudged models each from ``start`` with every
     entry moved one float32 step at random. Where the carried state amplifies rounding, these show it, whether or
     not the float32 reference's own rounding happens to point that way."""
-    wide = [{k: np.asarray(v, np.float64) for k, v in p.items()} for p in members]
-    exact = reference_forward(wide, config)(x, tuple(np.asarray(s, np.float64) for s in start))
-    runs = [reference_forward(members, config)(x, start)]
-    for _ in range(tolerances.DRIFT_SAMPLES):
-        moved = [dict(zip(p, nudged(list(p.values()), rng), strict=True)) for p in members]
-        runs.append(reference_forward(moved, config)(x, tuple(nudged(start, rng))))
+    exact = models.exact(x, tuple(np.asarray(s, np.float64) for s in start))
+    reference, *samples = models.float32
+    runs = [reference(x, start), *(model(x, tuple(nudged(start, rng))) for model in samples)]
     return exact, max(distance(run, exact) for run in runs)
 
 
@@ -179,12 +193,13 @@ def poem_check(lm: OnnxLM, members: list[Params], config: Config, seed: int = 0)
     whole and in two pieces; each case held to ``max(ONNX, ONNX_DRIFT * spread)`` (``drift``: docs/DESIGN.md's
     error model of a carried state). The case with the largest difference over tolerance is the verdict."""
     rng, rounding = np.random.default_rng(seed), np.random.default_rng([seed, 1])
+    models = Drift.of(members, config, rounding)
     worst: Verdict | None = None
     for batch, seq in check_shapes(config):
         x = rng.integers(0, config.vocab_size, size=(batch, seq), dtype=np.int64)
         random_state = tuple(rng.standard_normal(s.shape).astype(np.float32) * 0.5 for s in lm.zero_state(batch))
         for start in (lm.zero_state(batch), random_state):
-            exact, spread = drift(members, config, x, start, rounding)
+            exact, spread = drift(models, x, start, rounding)
             tolerance = max(tolerances.ONNX, tolerances.ONNX_DRIFT * spread)
             runs = [lm.run(x, start), *([in_two_pieces(lm, x, start)] if seq > 1 else [])]
             case = Verdict(max(distance(run, exact) for run in runs), tolerance, spread)
