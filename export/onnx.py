@@ -9,9 +9,12 @@ shape inference) and onnxruntime's logits must match the source model's
 docs/DESIGN.md's 1e-5 on random batches of several shapes; otherwise nothing is
 written and the command exits 1 (``RunFailed``). A poem model (``"context":
 "poem"`` in the run's config.json: the context is the run's, never a flag) is
-checked against the NumPy reference of the carried state (``scratch.sequence``)
-at every position and on its final state, from a zero and from a random state,
-whole and fed in two pieces with the state passed back. An existing ``--out`` is
+checked against the float64 NumPy reference of the carried state
+(``scratch.sequence``) at every position and on its final state, from a zero and
+from a random state, whole and fed in two pieces with the state passed back,
+within 1e-5 or a small multiple of how far correct float32 computations of the
+same state drift from it, whichever is larger (``poem_check``: the state
+amplifies rounding on some stretches of some streams). An existing ``--out`` is
 replaced only with ``--overwrite``, as the trainers do with run folders.
 """
 
@@ -20,7 +23,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,23 +131,88 @@ def reference_forward(members: list[Params], config: Config
     return run
 
 
-def poem_difference(lm: OnnxLM, members: list[Params], config: Config, seed: int = 0) -> float:
-    """Max |difference| of the logits at every position and of the final state, against ``scratch.sequence``
-    (an ensemble's members averaged), over every shape in ``check_shapes``: from a zero and from a random state,
-    whole and in two pieces."""
-    forward = reference_forward(members, config)
-    rng = np.random.default_rng(seed)
-    diffs = []
+@dataclass
+class Verdict:
+    """The worst of a check's cases by difference over tolerance: that case's difference, its tolerance, and (a
+    poem model) the drift of correct float32 computations that set it."""
+
+    difference: float
+    tolerance: float
+    spread: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.difference <= self.tolerance)  # NaN fails
+
+    @property
+    def excess(self) -> float:
+        """Difference over tolerance; infinite for NaN, the worst there is."""
+        return float(np.nan_to_num(self.difference / self.tolerance, nan=np.inf))
+
+
+def nudged(arrays: Sequence[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """Float32 copies of ``arrays`` with every entry moved one float32 step (one unit in the last place) up or
+    down at random: the weights a correct computation that rounded differently once might hold."""
+    out = []
+    for a in arrays:
+        a = np.asarray(a, np.float32)
+        out.append(np.nextafter(a, np.where(rng.random(a.shape) < 0.5, -np.inf, np.inf).astype(np.float32)))
+    return out
+
+
+@dataclass
+class Drift:
+    """The models ``drift`` runs: the float64 reference, the float32 reference, and ``DRIFT_SAMPLES`` float32
+    models with every weight moved one float32 step at random (drawn once, for every case)."""
+
+    exact: Callable[[np.ndarray, State], tuple[np.ndarray, State]]
+    float32: list[Callable[[np.ndarray, State], tuple[np.ndarray, State]]]
+
+    @classmethod
+    def of(cls, members: list[Params], config: Config, rng: np.random.Generator) -> Drift:
+        wide = [{k: np.asarray(v, np.float64) for k, v in p.items()} for p in members]
+        samples = [[dict(zip(p, nudged(list(p.values()), rng), strict=True)) for p in members]
+                   for _ in range(tolerances.DRIFT_SAMPLES)]
+        return cls(reference_forward(wide, config),
+                   [reference_forward(m, config) for m in [members, *samples]])
+
+
+def drift(models: Drift, x: np.ndarray, start: State, rng: np.random.Generator
+          ) -> tuple[tuple[np.ndarray, State], float]:
+    """The float64 reference's logits and final state from ``start``, and how far correct float32 computations
+    stray from them: the float32 reference from ``start``, and the nudged models each from ``start`` with every
+    entry moved one float32 step at random. Where the carried state amplifies rounding, these show it, whether or
+    not the float32 reference's own rounding happens to point that way."""
+    exact = models.exact(x, tuple(np.asarray(s, np.float64) for s in start))
+    reference, *samples = models.float32
+    runs = [reference(x, start), *(model(x, tuple(nudged(start, rng))) for model in samples)]
+    return exact, max(distance(run, exact) for run in runs)
+
+
+def distance(got: tuple[np.ndarray, State], want: tuple[np.ndarray, State]) -> float:
+    """Max |difference| of the logits and of every state between two ``(logits, state)`` runs."""
+    return max([difference(got[0], want[0]), *(difference(g, w) for g, w in zip(got[1], want[1], strict=True))])
+
+
+def poem_check(lm: OnnxLM, members: list[Params], config: Config, seed: int = 0) -> Verdict:
+    """The logits at every position and the final state against the float64 reference of ``scratch.sequence``
+    (an ensemble's members averaged), over every shape in ``check_shapes``, from a zero and from a random state,
+    whole and in two pieces; each case held to ``max(ONNX, ONNX_DRIFT * spread)`` (``drift``: docs/DESIGN.md's
+    error model of a carried state). The case with the largest difference over tolerance is the verdict."""
+    rng, rounding = np.random.default_rng(seed), np.random.default_rng([seed, 1])
+    models = Drift.of(members, config, rounding)
+    worst: Verdict | None = None
     for batch, seq in check_shapes(config):
         x = rng.integers(0, config.vocab_size, size=(batch, seq), dtype=np.int64)
         random_state = tuple(rng.standard_normal(s.shape).astype(np.float32) * 0.5 for s in lm.zero_state(batch))
         for start in (lm.zero_state(batch), random_state):
-            want_logits, want_state = forward(x, start)
+            exact, spread = drift(models, x, start, rounding)
+            tolerance = max(tolerances.ONNX, tolerances.ONNX_DRIFT * spread)
             runs = [lm.run(x, start), *([in_two_pieces(lm, x, start)] if seq > 1 else [])]
-            for logits, state in runs:
-                diffs.append(difference(logits, want_logits))
-                diffs += [difference(got, want) for got, want in zip(state, want_state, strict=True)]
-    return float(np.max(diffs))
+            case = Verdict(max(distance(run, exact) for run in runs), tolerance, spread)
+            if worst is None or case.excess > worst.excess:
+                worst = case
+    return worst
 
 
 def in_two_pieces(lm: OnnxLM, x: np.ndarray, start: State) -> tuple[np.ndarray, State]:
@@ -162,7 +230,11 @@ class Exported:
     payload: bytes
     exporter: str
     reference: str
-    worst: float
+    verdict: Verdict
+
+    @property
+    def worst(self) -> float:
+        return self.verdict.difference
 
 
 def graph_builder(source: str, cell: str = "rnn") -> tuple[str, Callable[..., onnx.ModelProto]]:
@@ -205,15 +277,24 @@ def export_run(run: Run, opset: int = DEFAULT_OPSET, reference: str | None = Non
     payload = model.SerializeToString()
     lm = OnnxLM(open_session(payload, "the exported model"), card, "the exported model")
     if run.config.context == "poem":
-        worst = poem_difference(lm, members, run.config)
-        return Exported(payload, exporter, "the NumPy reference (scratch.sequence)", worst)
+        verdict = poem_check(lm, members, run.config)
+        return Exported(payload, exporter, "the float64 NumPy reference (scratch.sequence)", verdict)
     name, reference_fn = ensemble_reference(run.config, members, reference)
-    return Exported(payload, exporter, name, worst_difference(lm.logits, reference_fn, run.config))
+    verdict = Verdict(worst_difference(lm.logits, reference_fn, run.config), TOLERANCE)
+    return Exported(payload, exporter, name, verdict)
 
 
 def _build_ensemble(members: list[Params], _params: Params, config: Config, opset: int,
                     metadata: dict[str, str] | None = None) -> onnx.ModelProto:
     return build_ensemble_graph(members, config, opset, metadata)
+
+
+def tolerance_text(verdict: Verdict) -> str:
+    """The tolerance and, where the drift set it, how: ``3.2e-05 = 4 x the float32 drift 8e-06``."""
+    if verdict.tolerance <= TOLERANCE:
+        return f"{verdict.tolerance:g}"
+    return (f"{verdict.tolerance:.3g} = {tolerances.ONNX_DRIFT:g} x the drift of correct float32 computations of "
+            f"the carried state, {verdict.spread:.3g}")
 
 
 def human_size(n: int) -> str:
@@ -228,7 +309,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "vocabulary and configuration in the metadata. A poem run (its config.json says context poem) "
         "exports statefully: inputs 'tokens' and 'h0' (and 'c0' for the LSTM) [batch, H], outputs 'logits' "
         "[batch, seq, V] and 'hn' (and 'cn'). The file is written only if onnx.checker "
-        f"passes and onnxruntime's logits match the source model's within {TOLERANCE:g}.",
+        f"passes and onnxruntime's logits match the source model's within {TOLERANCE:g} (a poem model: within "
+        f"{tolerances.ONNX_DRIFT:g} times the drift of correct float32 computations of its carried state, if "
+        "larger; docs/DESIGN.md).",
     )
     parser.add_argument("--run", required=True, metavar="DIR", help="run folder written by a trainer")
     parser.add_argument("--out", default=None, metavar="FILE", help="ONNX file to write (default: DIR/model.onnx)")
@@ -263,14 +346,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{run.path}: {config.model} {config.cell} model trained with {run.framework} ({sizes})")
     print(f"exporter: {exported.exporter}, opset {args.opset}; onnx.checker (full check): passed")
     shapes = ", ".join(f"{b}x{t}" for b, t in check_shapes(config))
-    what = ("|logit difference|" if config.context == "window" else
+    what = ("worst |logit difference|" if config.context == "window" else
             "|difference| of the logits at every position and the final state, from a zero and a random state, "
-            "whole and in two pieces,")
+            "whole and in two pieces, in the case furthest over its tolerance:")
+    verdict = exported.verdict
     print(f"{config.context} context; onnxruntime vs {exported.reference} on batch x seq {shapes}: "
-          f"worst {what} {exported.worst:.3g} (tolerance {TOLERANCE:g})")
-    if not exported.worst <= TOLERANCE:
-        raise RunFailed(f"the exported model's logits differ from {exported.reference}'s by {exported.worst:.3g} "
-                        f"> {TOLERANCE:g}; nothing written")
+          f"{what} {verdict.difference:.3g} (tolerance {tolerance_text(verdict)})")
+    if not verdict.passed:
+        raise RunFailed(f"the exported model's logits differ from {exported.reference}'s by "
+                        f"{verdict.difference:.3g} > {tolerance_text(verdict)}; nothing written")
     atomic_write_bytes(out, exported.payload)
     if cache:
         print(f"neural cache: the last {cache.size} positions, theta {cache.theta:g}, lambda {cache.lam:g} "

@@ -171,15 +171,15 @@ def export_best(entries: list[Entry], out: Path, prompt: str) -> dict[str, Any]:
     Also checks docs/DESIGN.md's promise that greedy generation gives identical tokens in
     every runtime: onnxruntime against the framework that trained the run.
     """
-    from export.onnx import TOLERANCE, export_run
+    from export.onnx import export_run, tolerance_text
     from export.session import load
 
     best = min((e for e in entries if e.run_dir is not None), key=lambda e: e.row["best_val_loss"])
     run = load_run(best.run_dir)
     exported = export_run(run)
-    if not exported.worst <= TOLERANCE:
+    if not exported.verdict.passed:
         raise UsageError(f"the ONNX export of {best.row['name']} differs from {exported.reference} by "
-                         f"{exported.worst:.3g} > {TOLERANCE:g}")
+                         f"{exported.worst:.3g} > {tolerance_text(exported.verdict)}")
     path = out / "model.onnx"
     atomic_write_bytes(path, exported.payload)
     lm = load(path)
