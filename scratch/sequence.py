@@ -76,11 +76,11 @@ def _inputs(params: Params, x: Array, masks: Masks | None) -> tuple[Array | None
         if m_in is not None:
             raise ValueError("the one-hot model has no input dropout (masks['input'] must be None)")
         return None, w_ih.T[x.T] + b_ih  # onehot(k) W_ih^T is column k of W_ih, exactly
-    u = params["embedding"][x]  # [B, T, E]
+    u = params["embedding"][x.T]  # [T, B, E], gathered time-major: contiguous for the one product below
     if m_in is not None:
-        u = u * m_in  # [B, 1, E] locked, or [B, T, E]
-    u = u.transpose(1, 0, 2)
-    return u, u @ w_ih.T + b_ih
+        u = u * m_in.transpose(1, 0, 2)  # [B, 1, E] locked, or [B, T, E]
+    # one [T*B, E] x [E, G*H] product: numpy runs a [T, B, E] operand as T small ones (docs/PERFORMANCE.md)
+    return u, (u.reshape(-1, u.shape[-1]) @ w_ih.T).reshape(*u.shape[:2], -1) + b_ih
 
 
 def forward(params: Params, x: Array, cell: str = "rnn", state: State | None = None, reset: Array | None = None,
@@ -217,25 +217,27 @@ def _input_grads(params: Params, g: Params, cache: dict, d_a: Array) -> None:
     flat = d_a.reshape(T * B, GH)
     # a = u W_ih^T + b_ih
     g["rnn.b_ih"] = flat.sum(axis=0)
-    ids = cache["x"].T.reshape(-1)
+    ids, sums = sum_rows_by_id(cache["x"].T.reshape(-1), flat)
     if cache["u"] is None:
-        g["rnn.w_ih"] = sum_rows_by_id(params["rnn.w_ih"].shape[::-1], ids, flat).T  # the column gather's transpose
+        g["rnn.w_ih"] = np.zeros_like(params["rnn.w_ih"])
+        g["rnn.w_ih"][:, ids] = sums.T  # the column gather's transpose
         return
     g["rnn.w_ih"] = flat.T @ cache["u"].reshape(T * B, -1)
     d_u = (flat @ params["rnn.w_ih"]).reshape(T, B, -1)  # [T, B, E]
     # u = emb[x] * m_in
     if cache["m_in"] is not None:
         d_u = d_u * cache["m_in"].transpose(1, 0, 2)
-    g["embedding"] = sum_rows_by_id(params["embedding"].shape, ids, d_u.reshape(T * B, -1))
+    ids, sums = sum_rows_by_id(cache["x"].T.reshape(-1), d_u.reshape(T * B, -1))
+    g["embedding"] = np.zeros_like(params["embedding"])
+    g["embedding"][ids] = sums
 
 
-def sum_rows_by_id(shape: tuple[int, int], ids: Array, rows: Array) -> Array:
-    """A zero [N, D] array with ``rows`` [n, D] summed into the rows ``ids`` [n] name: the transpose of a gather.
-    The rows are sorted by id and each run summed with one ``np.add.reduceat``, which is several times faster
-    than ``np.add.at`` (docs/PERFORMANCE.md); only the order of each sum differs."""
+def sum_rows_by_id(ids: Array, rows: Array) -> tuple[Array, Array]:
+    """The distinct ``ids`` [U] and, for each, the sum of the ``rows`` [n, D] that ``ids`` [n] gives it: the
+    transpose of a gather, the gradient of a table lookup. The rows are sorted by id and each run summed with one
+    ``np.add.reduceat``, several times faster than ``np.add.at`` (docs/PERFORMANCE.md); only the order of each
+    sum differs."""
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
     starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-    out = np.zeros(shape, rows.dtype)
-    out[sorted_ids[starts]] = np.add.reduceat(rows[order], starts, axis=0)
-    return out
+    return sorted_ids[starts], np.add.reduceat(rows[order], starts, axis=0)
