@@ -60,7 +60,7 @@ SOURCES = ("weights", "jax")
 
 def default_reference(config: Config) -> str:
     """PyTorch when it is installed, else the NumPy reference; a poem model: the NumPy reference of the state."""
-    if config.context == "poem":
+    if config.layout.carries_state:
         return "numpy"
     return "torch" if importlib.util.find_spec("torch") is not None else "numpy"
 
@@ -94,7 +94,7 @@ def ensemble_reference(config: Config, members: list[Params], reference: str) ->
 def check_shapes(config: Config) -> list[tuple[int, int]]:
     """(batch, seq) pairs to compare on: batch 1 and 7; one token, three, a full window, and for a poem model
     a training chunk (``bptt``)."""
-    lengths = {1, 3, config.seq_len} | ({config.bptt} if config.context == "poem" else set())
+    lengths = {1, 3, config.seq_len} | ({config.bptt} if config.layout.carries_state else set())
     return [(b, t) for b in BATCHES for t in sorted(lengths)]
 
 
@@ -266,17 +266,18 @@ def export_run(run: Run, opset: int = DEFAULT_OPSET, reference: str | None = Non
                                              "exporter": exporter, **validation_summary(read_metrics(run.path))},
                      cache)
     reference = reference or default_reference(run.config)
-    if run.config.context == "poem" and reference != "numpy":
+    stateful = run.config.layout.carries_state
+    if stateful and reference != "numpy":
         raise UsageError(f"{run.path} holds a poem model, which is checked against the NumPy reference of the "
                          f"carried state (scratch.sequence); drop --reference {reference} or give numpy")
-    if run.config.context == "poem" and source != "weights":
+    if stateful and source != "weights":
         raise UsageError(f"{run.path} holds a poem model: --from {source} traces the window interface only; "
                          "use --from weights")
     model = build(run.params, run.config, opset, metadata=to_props(card))
     onnx.checker.check_model(model, full_check=True)
     payload = model.SerializeToString()
     lm = OnnxLM(open_session(payload, "the exported model"), card, "the exported model")
-    if run.config.context == "poem":
+    if stateful:
         verdict = poem_check(lm, members, run.config)
         return Exported(payload, exporter, "the float64 NumPy reference (scratch.sequence)", verdict)
     name, reference_fn = ensemble_reference(run.config, members, reference)
@@ -346,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{run.path}: {config.model} {config.cell} model trained with {run.framework} ({sizes})")
     print(f"exporter: {exported.exporter}, opset {args.opset}; onnx.checker (full check): passed")
     shapes = ", ".join(f"{b}x{t}" for b, t in check_shapes(config))
-    what = ("worst |logit difference|" if config.context == "window" else
+    what = ("worst |logit difference|" if not config.layout.carries_state else
             "|difference| of the logits at every position and the final state, from a zero and a random state, "
             "whole and in two pieces, in the case furthest over its tolerance:")
     verdict = exported.verdict

@@ -40,7 +40,7 @@ def cache_from_args(args: argparse.Namespace, run: Run, choose: Choose) -> Cache
     if not args.cache_auto and all(v is None for v in given):
         return None
     flag = "--cache-auto" if args.cache_auto else "--cache-*"
-    if run.config.context != "poem":
+    if not run.config.layout.carries_state:
         raise UsageError(f"{flag} needs a poem model: the cache recalls the hidden states of the poem written so "
                          f"far, and a {run.config.context} model starts every window from a zero state")
     if args.cache_auto:

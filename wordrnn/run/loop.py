@@ -280,7 +280,7 @@ def _refuse_conflicts(requested: Config, saved: Config, given: Collection[str] |
 
 def _refuse_unread_flags(config: Config, given: Collection[str] | None) -> None:
     """A setting the run's context never reads is refused when asked for, never silently ignored."""
-    if config.context == "window" and given is not None and "bptt" in given:
+    if not config.layout.carries_state and given is not None and "bptt" in given:
         raise UsageError("--bptt is the length of the poem context's chunks, and this run reads windows "
                          "(--context window): add --context poem, or drop --bptt")
 
