@@ -91,3 +91,16 @@ def window_step(backend, state, x, y, step: int):
 def window_logits(backend, state, x):
     """``backend``'s logits [B, V] of windows ``x`` [B, T] (the last position, from a zero state)."""
     return backend.logits(state, x, last_only=True)[0]
+
+
+def the_page():
+    """``(page_of, write)`` of tests/test_web_browser.py, the page in headless Chromium; a skip where it cannot
+    run here (no Playwright, no Chromium, or no onnxruntime-web in node_modules)."""
+    pytest.importorskip("playwright.sync_api")
+    from test_web_browser import CHROMIUM, page_of, write
+
+    from export import web as export_web
+
+    if not CHROMIUM.is_file() or not (export_web.ORT_DIST / export_web.ORT_FILES[0]).is_file():
+        pytest.skip("needs Chromium and onnxruntime-web in node_modules")
+    return page_of, write

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import window_reference as scratch_model
-from conftest import assert_usage_error, run_module
+from conftest import assert_usage_error, run_module, the_page
 from test_web import NODE, NODE_MODULES, node
 from threadpoolctl import threadpool_limits
 
@@ -376,13 +376,7 @@ def test_a_file_whose_ensemble_key_disagrees_with_its_config_is_refused_by_every
 @pytest.mark.slow
 def test_the_page_writes_pythons_greedy_poem_from_a_poem_ensemble(tmp_path):
     """The page in headless Chromium (as tests/test_web_browser.py drives it) learns the N*H state from the file."""
-    pytest.importorskip("playwright.sync_api")
-    from test_web_browser import CHROMIUM, page_of, write
-
-    from export import web as export_web
-
-    if not CHROMIUM.is_file() or not (export_web.ORT_DIST / export_web.ORT_FILES[0]).is_file():
-        pytest.skip("needs Chromium and onnxruntime-web in node_modules")
+    page_of, write = the_page()
     run, config, _ = ensemble_folder(tmp_path / "run", 3, context="poem", cell="lstm")
     model = tmp_path / "ensemble.onnx"
     assert export_onnx.main(["--run", str(run), "--out", str(model), "--reference", "numpy"]) == 0

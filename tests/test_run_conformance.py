@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_module
+from conftest import run_module, the_page
 from test_ensemble import ensemble_folder
 from test_web import (
     MARGIN,
@@ -140,13 +140,7 @@ def test_scratch_generate_prints_what_export_generate_and_node_print(kind, flags
 @pytest.mark.slow
 def test_the_page_writes_the_files_vectors(kind, tmp_path):
     """The page in headless Chromium (tests/test_web_browser.py's machinery) on the same vectors."""
-    pytest.importorskip("playwright.sync_api")
-    from test_web_browser import CHROMIUM, page_of, write
-
-    from export import web as export_web
-
-    if not CHROMIUM.is_file() or not (export_web.ORT_DIST / export_web.ORT_FILES[0]).is_file():
-        pytest.skip("needs Chromium and onnxruntime-web")
+    page_of, write = the_page()
     _, out, _ = kind
     _, cases = write_cases(out, tmp_path)
     with page_of(out, tmp_path / "site") as page:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import assert_usage_error, run_module
+from conftest import assert_usage_error, run_module, the_page
 from generation_reference import cache_log_probs
 from test_web import (
     MARGIN,
@@ -198,13 +198,7 @@ def test_a_version_2_client_refuses_a_cached_file(cached, tmp_path):
 @pytest.mark.slow
 def test_the_page_writes_pythons_cached_poem(cached, tmp_path):
     """The page (onnxruntime-web, the same web/wordrnn.mjs) applies the file's cache as Python does."""
-    pytest.importorskip("playwright.sync_api")
-    from test_web_browser import CHROMIUM, page_of, write
-
-    from export import web as export_web
-
-    if not CHROMIUM.is_file() or not (export_web.ORT_DIST / export_web.ORT_FILES[0]).is_file():
-        pytest.skip("needs Chromium and onnxruntime-web")
+    page_of, write = the_page()
     _, _, with_cache = cached
     _, cases = write_cases(with_cache, tmp_path)
     with page_of(with_cache, tmp_path / "site") as page:
