@@ -15,7 +15,3 @@ def batch_indices(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[np
     order = np.random.default_rng([seed, epoch]).permutation(n)
     for start in range(0, n, batch_size):
         yield order[start:start + batch_size]
-
-
-def num_batches(n: int, batch_size: int) -> int:
-    return -(-n // batch_size)
