@@ -386,3 +386,19 @@ def test_a_memory_refusal_for_a_huge_model_reads_in_large_units(corpus, tmp_path
                    "this model needs about", "EiB")
     assert not re.search(r"\d{5,}\.\d", line), line  # no 26077032141800968.0 GiB
     assert human_bytes(3 * 2**40) == "3.0 TiB" and human_bytes(2**70) == "1,024 EiB"
+
+
+@pytest.mark.parametrize("command", ["generate", "export", "resume"])
+def test_a_context_this_version_does_not_know_is_named_in_one_line(one, corpus, tmp_path, capsys, command):
+    """A run folder from a newer wordrnn (a third context): every reader refuses it naming the context, and the
+    folder is left as it was."""
+    edit_json(one / CONFIG, context="stream")
+    before = contents(one)
+    main, argv = {"generate": (scratch_generate.main, ["--run", str(one), *GENERATE]),
+                  "export": (export_onnx.main, ["--run", str(one), "--out", str(tmp_path / "m.onnx")]),
+                  "resume": (scratch_train.main, trainer(corpus, one, "--resume", "--epochs", "2"))}[command]
+    code, _, err = run_main(main, argv, capsys)
+    assert code == 2
+    assert "context is 'stream', which this wordrnn does not know (it knows window, poem)" in err
+    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1, err
+    assert contents(one) == before
