@@ -217,8 +217,9 @@ def _input_grads(params: Params, g: Params, cache: dict, d_a: Array) -> None:
     flat = d_a.reshape(T * B, GH)
     # a = u W_ih^T + b_ih
     g["rnn.b_ih"] = flat.sum(axis=0)
-    ids, sums = sum_rows_by_id(cache["x"].T.reshape(-1), flat)
+    tokens = cache["x"].T.reshape(-1)  # time-major, as the rows of flat
     if cache["u"] is None:
+        ids, sums = sum_rows_by_id(tokens, flat)
         g["rnn.w_ih"] = np.zeros_like(params["rnn.w_ih"])
         g["rnn.w_ih"][:, ids] = sums.T  # the column gather's transpose
         return
@@ -227,7 +228,7 @@ def _input_grads(params: Params, g: Params, cache: dict, d_a: Array) -> None:
     # u = emb[x] * m_in
     if cache["m_in"] is not None:
         d_u = d_u * cache["m_in"].transpose(1, 0, 2)
-    ids, sums = sum_rows_by_id(cache["x"].T.reshape(-1), d_u.reshape(T * B, -1))
+    ids, sums = sum_rows_by_id(tokens, d_u.reshape(T * B, -1))
     g["embedding"] = np.zeros_like(params["embedding"])
     g["embedding"][ids] = sums
 
