@@ -94,13 +94,13 @@ def window_logits(backend, state, x):
 
 
 def the_page():
-    """``(page_of, write)`` of tests/test_web_browser.py, the page in headless Chromium; a skip where it cannot
-    run here (no Playwright, no Chromium, or no onnxruntime-web in node_modules)."""
+    """``(page_of, write, assert_page_writes)`` of tests/test_web_browser.py, the page in headless Chromium; a
+    skip where it cannot run here (no Playwright, no Chromium, or no onnxruntime-web in node_modules)."""
     pytest.importorskip("playwright.sync_api")
-    from test_web_browser import CHROMIUM, page_of, write
+    from test_web_browser import CHROMIUM, assert_page_writes, page_of, write
 
     from export import web as export_web
 
     if not CHROMIUM.is_file() or not (export_web.ORT_DIST / export_web.ORT_FILES[0]).is_file():
         pytest.skip("needs Chromium and onnxruntime-web in node_modules")
-    return page_of, write
+    return page_of, write, assert_page_writes

@@ -376,7 +376,7 @@ def test_a_file_whose_ensemble_key_disagrees_with_its_config_is_refused_by_every
 @pytest.mark.slow
 def test_the_page_writes_pythons_greedy_poem_from_a_poem_ensemble(tmp_path):
     """The page in headless Chromium (as tests/test_web_browser.py drives it) learns the N*H state from the file."""
-    page_of, write = the_page()
+    page_of, write, _ = the_page()
     run, config, _ = ensemble_folder(tmp_path / "run", 3, context="poem", cell="lstm")
     model = tmp_path / "ensemble.onnx"
     assert export_onnx.main(["--run", str(run), "--out", str(model), "--reference", "numpy"]) == 0
