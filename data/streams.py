@@ -3,7 +3,7 @@
 A ``Chunk`` is a batch of B rows of T tokens with its targets, their weights and where the state resets. A batch
 of windows is the degenerate chunk: every row starts from a zero state (``reset`` None), and only its last
 position is scored (``last_only``: ``y`` and ``weights`` are [B], one target a row). The poem context's chunks
-score every position ([B, T] targets) and carry the state from one chunk to the next (``data.layout``).
+score every position ([B, T] targets) and carry the state from one chunk to the next (``wordrnn.core.layout``).
 
 The poem context's streams:
 

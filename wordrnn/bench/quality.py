@@ -200,16 +200,14 @@ class TrainedRNN:
         return f"{which}best inner-validation ppl {self.best_val_ppl:.1f} at epoch {self.best_epoch} of {self.epochs}"
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        from wordrnn.core.metrics import ensemble_window
+        from wordrnn.run.loop import window_logits_of
 
-        return ensemble_window([lambda x, state=state: self.backend.logits(state, x, last_only=True)[0]
-                                for state in self.states])(x)
+        return window_logits_of(self.backend, self.states)(x)
 
     def sequence_logits(self, x: np.ndarray, carry: Any) -> tuple[np.ndarray, Any]:
-        from wordrnn.core.metrics import ensemble_sequence
+        from wordrnn.run.loop import sequence_logits_of
 
-        return ensemble_sequence([lambda x, c, state=state: self.backend.logits(state, x, c)
-                                  for state in self.states])(x, carry)
+        return sequence_logits_of(self.backend, self.states)(x, carry)
 
     def source(self) -> Any:
         """What the sampler reads the model through (``wordrnn.core.sampling.Source``)."""

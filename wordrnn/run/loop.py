@@ -34,9 +34,9 @@ from wordrnn.core.config import Config, flag_of, marked, options
 from wordrnn.core.errors import INTERRUPTED_EXIT, RunFailed, UsageError, plural
 from wordrnn.core.flags import config_from_args, given_flags
 from wordrnn.core.memory import check_memory
-from wordrnn.core.metrics import ensemble_sequence, ensemble_window, evaluate, evaluate_poems
+from wordrnn.core.metrics import SequenceLogits, ensemble_sequence, ensemble_window, evaluate, evaluate_poems
 from wordrnn.core.params import Params, init_params
-from wordrnn.core.sampling import SamplerSettings, Source, Stateful
+from wordrnn.core.sampling import LogitsFn, SamplerSettings, Source, Stateful
 from wordrnn.core.threads import limit_threads
 from wordrnn.run.corpus_record import record_corpus
 from wordrnn.run.folder import (
@@ -410,25 +410,25 @@ def evaluate_ensemble(backend: Backend, members: list[Any], dataset: Dataset, co
     """``evaluate_run`` of the ensemble of ``members`` (backend states): their probabilities averaged."""
     unk = dataset.vocab.unk_id
     if config.layout.carries_state:
-        return evaluate_poems(ensemble_sequence([_sequence_fn(backend, m) for m in members]), dataset.val_ids,
-                              config.seq_len, unk_id=unk)
-    return evaluate(ensemble_window([_window_fn(backend, m) for m in members]), dataset.val_x, dataset.val_y,
-                    unk_id=unk)
+        return evaluate_poems(sequence_logits_of(backend, members), dataset.val_ids, config.seq_len, unk_id=unk)
+    return evaluate(window_logits_of(backend, members), dataset.val_x, dataset.val_y, unk_id=unk)
 
 
-def _window_fn(backend: Backend, state: Any):
-    return lambda x: backend.logits(state, x, last_only=True)[0]
+def window_logits_of(backend: Backend, members: list[Any]) -> LogitsFn:
+    """Windows ``x`` [B, T] -> logits [B, V] of the ensemble of ``members`` (backend states; one: that model)."""
+    return ensemble_window([lambda x, state=state: backend.logits(state, x, last_only=True)[0] for state in members])
 
 
-def _sequence_fn(backend: Backend, state: Any):
-    return lambda x, carry: backend.logits(state, x, carry)
+def sequence_logits_of(backend: Backend, members: list[Any]) -> SequenceLogits:
+    """``(x [B, T], carry) -> (logits [B, T, V], carry)`` of the ensemble of ``members``, the state carried."""
+    return ensemble_sequence([lambda x, carry, state=state: backend.logits(state, x, carry) for state in members])
 
 
 def ensemble_source(backend: Backend, members: list[Any], config: Config) -> Source:
     """``generation_source`` of an ensemble (one backend state per member; one member: that model)."""
     if config.layout.carries_state:
-        return Stateful(ensemble_sequence([_sequence_fn(backend, m) for m in members]))
-    return ensemble_window([_window_fn(backend, m) for m in members])
+        return Stateful(sequence_logits_of(backend, members))
+    return window_logits_of(backend, members)
 
 
 # ---------------------------------------------------------------- the epochs
