@@ -77,9 +77,9 @@ def state_specs(config: Config) -> tuple[StateSpec, ...]:
     """The states a ``config`` model carries from token to token: none in the window context."""
     if config.context != "poem":
         return ()
-    # each state the registry names (h; and c for the LSTM) goes in as h0 (c0) and comes out as hn (cn); an
-    # ensemble's is its members' states side by side, N * H wide
-    size = config.hidden_size * config.ensemble
+    # each state the registry names (h; and c for the LSTM) goes in as h0 (c0) and comes out as hn (cn); a
+    # stacked model's is its layers' states side by side, an ensemble's its members' again: N * L * H wide
+    size = config.state_size * config.ensemble
     return tuple(StateSpec(f"{name}0", f"{name}n", size) for name in get_cell(config.cell).states)
 
 

@@ -31,7 +31,7 @@ from flax import nnx
 
 from data.streams import Chunk
 from jaxmodels import devices as devs
-from jaxmodels.model import Masks, build_nnx_model, to_canonical
+from jaxmodels.model import Masks, build_nnx_model, chunk_loss, to_canonical
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import BATCH_MASKS, MASKS, has_dropout, step_masks
@@ -115,16 +115,9 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
     return optax.named_chain(*stages)
 
 
-def weighted_cross_entropy(logits: jax.Array, y: jax.Array, weights: jax.Array) -> jax.Array:
-    """Mean cross-entropy (nats) over the targets whose weight is 1 (logits [..., V], y and weights [...]);
-    padding (weight 0) adds nothing."""
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-    return jnp.sum(losses * weights) / jnp.sum(weights)
-
-
 def train_step(graphdef: Any, tx: optax.GradientTransformation, params: nnx.State, opt_state: optax.OptState,
                x: jax.Array, y: jax.Array, weights: jax.Array, reset: jax.Array | None, carry: tuple,
-               masks: Masks | None, last_only: bool = False
+               masks: Masks | None, last_only: bool = False, ar: float = 0.0, tar: float = 0.0
                ) -> tuple[nnx.State, optax.OptState, jax.Array, tuple]:
     """One optimizer step on a chunk, either context: the weighted mean cross-entropy of the model ``graphdef`` +
     ``params``, its gradient, and ``tx``'s update. Pure: new parameters, new optimizer state, the loss and the
@@ -133,12 +126,14 @@ def train_step(graphdef: Any, tx: optax.GradientTransformation, params: nnx.Stat
     ``x`` int [B, T]; ``y`` and ``weights`` [B, T], or [B] with ``last_only`` (a batch of windows: the head reads
     the last position); weight 0 for no target or a padding row. ``reset`` bool [B, T] or None, ``carry`` the
     state in ((h,) or (h, c), [B, H] each); the gradient stops at it (truncated BPTT). ``masks`` the step's
-    dropout masks (``wordrnn.core.dropout``) or None.
+    dropout masks (``wordrnn.core.dropout``) or None; ``ar``/``tar`` the activation penalties' weights
+    (``jaxmodels.model.chunk_loss``).
     """
 
     def loss_of(p):
-        logits, final = nnx.merge(graphdef, p)(x, carry, reset, masks, last_only)
-        return weighted_cross_entropy(logits, y, weights), final
+        penalized = bool(ar or tar)
+        logits, final, *hidden = nnx.merge(graphdef, p)(x, carry, reset, masks, last_only, return_hidden=penalized)
+        return chunk_loss(logits, hidden[0] if penalized else None, y, weights, reset, masks, last_only, ar, tar), final
 
     (loss, final), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
@@ -232,8 +227,8 @@ class JaxBackend:
             config=config,
             graphdef=graphdef,
             tx=tx,
-            step={last: jax.jit(partial(train_step, graphdef, tx, last_only=last), donate_argnums=(0, 1),
-                                in_shardings=(rep, rep, data, data, data, data, data, masks),
+            step={last: jax.jit(partial(train_step, graphdef, tx, last_only=last, ar=config.ar, tar=config.tar),
+                                donate_argnums=(0, 1), in_shardings=(rep, rep, data, data, data, data, data, masks),
                                 out_shardings=(rep, rep, rep, data)) for last in (False, True)},
             # the logits replicated, so every process of a multi-process run can read them (evaluation)
             forward={last: jax.jit(partial(forward, last_only=last), in_shardings=(rep, data, data),
@@ -316,9 +311,9 @@ class JaxBackend:
         be another input type, and the step would compile twice (docs/PERFORMANCE.md). One per row count:
         nothing donates it."""
         states = len(get_cell(config.cell).states)
-        key = (rows, config.hidden_size, states)
+        key = (rows, config.state_size, states)
         if key not in self._zeros:
-            self._zeros[key] = self._put((np.zeros((rows, config.hidden_size), np.float32),) * states,
+            self._zeros[key] = self._put((np.zeros(key[:2], np.float32),) * states,
                                          self.batch_sharding)
         return self._zeros[key]
 

@@ -9,7 +9,9 @@ whenever a pure ``jax.jit`` function wants one (see ``backend.py``).
 
 The math lives in one pure function, ``apply``, on a dict of canonical arrays,
 for both contexts (a batch of windows is a chunk from a zero state scored at its
-last position); the modules only hold the parameters and call it. The recurrence is an explicit
+last position); the modules only hold the parameters and call it. A stacked
+model runs one scan per layer: layer l's input projection for every step is
+then one product over the whole chunk, as layer 0's is (docs/PERFORMANCE.md). The recurrence is an explicit
 ``jax.lax.scan`` over a time-major input whose body is the cell's step
 (``STEPS``: torch's equations for the Elman RNN, the LSTM and the GRU, see
 ``wordrnn.core.cells``): Flax's own ``SimpleCell``, ``LSTMCell`` and
@@ -29,11 +31,20 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
-from wordrnn.core.params import PARAM_NAMES, Params, check_params, output_weight
+from wordrnn.core.params import (
+    Params,
+    canonical_order,
+    check_params,
+    layer_name,
+    layer_params,
+    num_layers,
+    output_weight,
+)
 
 Masks = dict[str, jax.Array | None]
 
@@ -124,12 +135,18 @@ def carried_recurrence(cell: str, w_hh: jax.Array, b_hh: jax.Array, projected: j
     return hs, final
 
 
-def recurrent_weight(params: dict[str, jax.Array], masks: Masks | None) -> jax.Array | None:
-    """``rnn.w_hh`` as the step reads it: times the weight-drop mask (DropConnect, one for the whole step) if
-    there is one; None for a cell without recurrent weights."""
-    w_hh = params.get("rnn.w_hh")
+def layer_slice(layer: int, hidden: int) -> slice:
+    """Layer ``layer``'s columns in a stacked state [B, L*H] or a weight-drop mask [G*H, L*H]."""
+    return slice(layer * hidden, (layer + 1) * hidden)
+
+
+def recurrent_weight(weights: dict[str, jax.Array], masks: Masks | None, layer: int = 0) -> jax.Array | None:
+    """One layer's ``rnn.w_hh`` (``weights``: that layer's, under layer 0's names) as the step reads it: times
+    the layer's weight-drop mask (DropConnect, one for the whole step) if there is one; None for a cell without
+    recurrent weights."""
+    w_hh = weights.get("rnn.w_hh")
     recurrent_mask = masks.get("recurrent") if masks else None
-    return w_hh if recurrent_mask is None else w_hh * recurrent_mask
+    return w_hh if recurrent_mask is None else w_hh * recurrent_mask[:, layer_slice(layer, w_hh.shape[1])]
 
 
 def input_projection(params: dict[str, jax.Array], tokens: jax.Array, input_mask: jax.Array | None,
@@ -152,29 +169,78 @@ def input_projection(params: dict[str, jax.Array], tokens: jax.Array, input_mask
 
 
 def apply(params: dict[str, jax.Array], x: jax.Array, state: State | None = None, reset: jax.Array | None = None,
-          masks: Masks | None = None, cell: str = "rnn", last_only: bool = False, unroll: int = 1
-          ) -> tuple[jax.Array, State]:
+          masks: Masks | None = None, cell: str = "rnn", last_only: bool = False, unroll: int = 1,
+          return_hidden: bool = False) -> tuple[jax.Array, ...]:
     """Logits [B, T, V] at every position of ``x`` [B, T] (or [B, V] at the last, ``last_only``: a batch of
-    windows) and the state after the last position, from ``state`` (None: zero), with canonical arrays.
+    windows) and the state after the last position, from ``state`` (None: zero), with canonical arrays; with
+    ``return_hidden`` also the last layer's output h_t [B, T, H] before the output dropout (what TAR reads).
 
-    ``reset`` [B, T] bool: a poem starts there, and the state is zeroed before that token is read. A pure
-    function (jit, grad and ``jax.test_util.check_grads`` apply to it); the model is one-hot where ``params``
-    hold no embedding table.
+    ``reset`` [B, T] bool: a poem starts there, and every layer's state is zeroed before that token is read.
+    Layer l >= 1 reads layer l - 1's output times the between-layers mask. A pure function (jit, grad and
+    ``jax.test_util.check_grads`` apply to it); the model is one-hot where ``params`` hold no embedding table.
     """
     tokens = jnp.asarray(x).T  # time-major [T, B]: lax.scan walks the leading axis
     projected = input_projection(params, tokens, masks.get("input") if masks else None, "embedding" not in params)
     w_out = output_weight(params)
+    H, L = w_out.shape[1], num_layers(params)
     if state is None:
-        state = zero_state(cell, x.shape[0], w_out.shape[1], projected.dtype)
+        state = zero_state(cell, x.shape[0], L * H, projected.dtype)
     keep = None if reset is None else (1 - jnp.asarray(reset, projected.dtype)).T[:, :, None]
-    hs, final = carried_recurrence(cell, recurrent_weight(params, masks), params.get("rnn.b_hh"), projected, state,
-                                   keep, every_step=not last_only, unroll=unroll)
-    top = final[0][:, None] if last_only else jnp.swapaxes(hs, 0, 1)  # [B, 1 or T, H]
+    between = masks.get("between") if masks else None
+    finals, hs = [], None
+    for layer in range(L):
+        weights = layer_params(params, layer)
+        if layer:
+            below = hs if between is None else hs * jnp.swapaxes(between[..., layer_slice(layer - 1, H)], 0, 1)
+            projected = _linear(below, weights["rnn.w_ih"], weights["rnn.b_ih"])
+        own = tuple(s[:, layer_slice(layer, H)] for s in state)
+        every_step = layer < L - 1 or not last_only or return_hidden  # the layer above, the head or TAR reads it
+        hs, final = carried_recurrence(cell, recurrent_weight(weights, masks, layer), weights.get("rnn.b_hh"),
+                                       projected, own, keep, every_step=every_step, unroll=unroll)
+        finals.append(final)
+    final = finals[0] if L == 1 else tuple(jnp.concatenate(parts, axis=1) for parts in zip(*finals))
+    top = finals[-1][0][:, None] if last_only else jnp.swapaxes(hs, 0, 1)  # [B, 1 or T, H]
     hidden_mask = masks.get("hidden") if masks else None
     if hidden_mask is not None:
         top = top * hidden_mask  # [B, 1, H]: one per row, over every position the head reads
     logits = _linear(top, w_out, params["out.bias"])
-    return (logits[:, 0] if last_only else logits), final
+    logits = logits[:, 0] if last_only else logits
+    return (logits, final, jnp.swapaxes(hs, 0, 1)) if return_hidden else (logits, final)
+
+
+def weighted_cross_entropy(logits: jax.Array, y: jax.Array, weights: jax.Array) -> jax.Array:
+    """Mean cross-entropy (nats) over the targets whose weight is 1 (logits [..., V], y and weights [...]);
+    padding (weight 0) adds nothing."""
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    return jnp.sum(losses * weights) / jnp.sum(weights)
+
+
+def chunk_loss(logits: jax.Array, hidden: jax.Array | None, y: jax.Array, weights: jax.Array,
+               reset: jax.Array | None = None, masks: Masks | None = None, last_only: bool = False,
+               ar: float = 0.0, tar: float = 0.0) -> jax.Array:
+    """The weighted mean cross-entropy of a chunk (padding, weight 0, adds nothing), plus AR and TAR on the last
+    layer's output ``hidden`` [B, T, H] (``apply(..., return_hidden=True)``; None without penalties), as
+    ``scratch.sequence.activation_penalties`` defines them."""
+    loss = weighted_cross_entropy(logits, y, weights)
+    if not (ar or tar):
+        return loss
+    B, T, H = hidden.shape
+    w = weights.reshape(B, -1).astype(hidden.dtype)  # [B, T], or [B, 1] at a window's last position
+    if ar:
+        top = hidden[:, -w.shape[1]:]
+        hidden_mask = masks.get("hidden") if masks else None
+        if hidden_mask is not None:
+            top = top * hidden_mask  # AR reads the dropped output, as the head does
+        loss = loss + ar * jnp.sum(w[..., None] * top * top) / (H * jnp.sum(w))
+    if tar and T > 1:
+        v = jnp.pad(w, ((0, 0), (T - 1, 0))) if last_only else w  # the weight of the change into each position
+        v = v.at[:, 0].set(0)  # none into the first position
+        if reset is not None:
+            v = v * (1 - jnp.asarray(reset, v.dtype))  # none across a poem's start
+        change = hidden[:, 1:] - hidden[:, :-1]
+        total = jnp.sum(v)
+        loss = loss + tar * jnp.sum(v[:, 1:, None] * change * change) / (H * jnp.where(total > 0, total, 1.0))
+    return loss
 
 
 class CellWeights(nnx.Module):
@@ -211,7 +277,8 @@ class Readout(nnx.Module):
 
 
 class WordRNN(nnx.Module):
-    """Either model, any cell: optional ``embedding`` [V, E], ``rnn`` (``CellWeights``), ``out`` (a ``Readout``).
+    """Either model, any cell: optional ``embedding`` [V, E], ``rnn`` (``CellWeights``, layer 0), ``stack`` (one
+    ``CellWeights`` per further layer), ``out`` (a ``Readout``).
 
     Attribute paths are the canonical names, so ``nnx.state(module)`` flattened
     with dots is the canonical dict.
@@ -222,20 +289,28 @@ class WordRNN(nnx.Module):
         self.cell = cell
         if not onehot:
             self.embedding = nnx.Param(params["embedding"])
-        self.rnn = CellWeights(params["rnn.w_ih"], params["rnn.b_ih"], params.get("rnn.w_hh"), params.get("rnn.b_hh"))
+        names = ("rnn.w_ih", "rnn.b_ih", "rnn.w_hh", "rnn.b_hh")
+        layers = [CellWeights(*(layer_params(params, layer).get(name) for name in names))
+                  for layer in range(num_layers(params))]
+        self.rnn = layers[0]
+        self.stack = nnx.List(layers[1:])
         self.out = Readout(params.get("out.weight"), params["out.bias"], params.get("out.proj"))
 
     def arrays(self) -> dict[str, jax.Array]:
         """The current parameter values under their canonical names (traceable)."""
         arrays = {**self.rnn.arrays(), **self.out.arrays()}
+        for layer, weights in enumerate(self.stack, start=1):
+            arrays.update({layer_name(name, layer): value for name, value in weights.arrays().items()})
         if not self.onehot:
             arrays["embedding"] = self.embedding[...]
         return arrays
 
     def __call__(self, x: jax.Array, state: State | None = None, reset: jax.Array | None = None,
-                 masks: Masks | None = None, last_only: bool = False, unroll: int = 1) -> tuple[jax.Array, State]:
-        """Logits and the state after the last position (``apply``)."""
-        return apply(self.arrays(), x, state, reset, masks, self.cell, last_only, unroll)
+                 masks: Masks | None = None, last_only: bool = False, unroll: int = 1, return_hidden: bool = False
+                 ) -> tuple[jax.Array, ...]:
+        """Logits and the state after the last position, and with ``return_hidden`` the last layer's output
+        (``apply``)."""
+        return apply(self.arrays(), x, state, reset, masks, self.cell, last_only, unroll, return_hidden)
 
 
 def build_nnx_model(config: Config, params: Params, dtype=jnp.float32) -> WordRNN:
@@ -252,6 +327,6 @@ def build_nnx_model(config: Config, params: Params, dtype=jnp.float32) -> WordRN
 
 
 def to_canonical(module: WordRNN) -> Params:
-    """The module's weights as canonical float32 NumPy arrays (copies), in ``PARAM_NAMES`` order."""
+    """The module's weights as canonical float32 NumPy arrays (copies), in the canonical order."""
     arrays = module.arrays()
-    return {name: np.array(arrays[name], dtype=np.float32) for name in PARAM_NAMES if name in arrays}
+    return {name: np.array(arrays[name], dtype=np.float32) for name in canonical_order(arrays)}

@@ -1,18 +1,21 @@
 """The model over a chunk of a stream, with the state carried in and out: the NumPy reference of both contexts.
 
-Shapes: B streams, T steps, V vocabulary, E embedding width, H hidden size. ``reset`` [B, T] is True where a
-poem starts: the state is zeroed before that token is read, wherever in the chunk it falls. For every step t:
+Shapes: B streams, T steps, V vocabulary, E embedding width, H hidden size, L layers. ``reset`` [B, T] is True
+where a poem starts: every layer's state is zeroed before that token is read, wherever in the chunk it falls.
+For every step t and layer l:
 
-    u_t = onehot(x_t)  or  emb[x_t] * m_in          (m_in: the input dropout mask, one per stream, locked)
+    u0_t = onehot(x_t)  or  emb[x_t] * m_in         (m_in: the input dropout mask, one per stream, locked)
+    ul_t = h(l-1)_t * m_between(l)                  (l >= 1: the layer below's output, its own locked mask)
     s_{t-1} = s_{t-1} * (1 - reset_t)               (s is h, or (h, c) for the LSTM; s_{-1} = the state in)
-    a_t = u_t W_ih^T + b_ih
+    a_t = ul_t W_ih^T + b_ih                         (layer l's weights: rnn.w_ih_l{l}, layer 0 rnn.w_ih)
     s_t = cell(a_t, s_{t-1})                         (scratch.cells; W_hh * m_rec under weight-drop)
-    logits_t = (h_t * m_out) W_out^T + b_out         (m_out: the output dropout mask, locked; tied: W_out = emb P)
-    loss = sum_{b,t} w_bt CE(logits_bt, y_bt) / sum_{b,t} w_bt
+    logits_t = (h(L-1)_t * m_out) W_out^T + b_out    (m_out: the output dropout mask, locked; tied: W_out = emb P)
+    loss = sum_{b,t} w_bt CE(logits_bt, y_bt) / sum_{b,t} w_bt  (+ AR and TAR, ``activation_penalties``)
 
 The weights ``w`` are 1 for a real target and 0 where there is none (the last token of a poem, padding).
-Backpropagation runs the same lines in reverse; the gradient stops at the state in (truncated BPTT).
-A window model is the same recurrence from a zero state, scored at its last step only (``last_only``).
+Backpropagation runs the same lines in reverse, the top layer first; the gradient stops at the state in
+(truncated BPTT). A window model is the same recurrence from a zero state, scored at its last step only
+(``last_only``). A stacked model's state is its layers' states side by side, [B, L*H], layer 0 first.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 from scratch.cells import STEPS, State
 from wordrnn.core.cells import get_cell
 from wordrnn.core.dropout import Masks
-from wordrnn.core.params import Params, output_weight
+from wordrnn.core.params import Params, layer_name, layer_params, num_layers, output_weight
 
 Array = np.ndarray
 
@@ -33,13 +36,17 @@ def with_output_weight(params: Params) -> Params:
     return params if "out.weight" in params else {**params, "out.weight": output_weight(params)}
 
 
-def thinned(params: Params, masks: Masks | None) -> Params:
-    """The recurrent weights a step reads: under weight-drop ``w_hh * m_rec`` (one DropConnect mask for the whole
-    step); else ``params`` itself."""
-    m_rec = None if not masks else masks.get("recurrent")
+def layer_slice(layer: int, hidden: int) -> slice:
+    """Layer ``layer``'s columns in a stacked state [B, L*H] or a weight-drop mask [G*H, L*H]."""
+    return slice(layer * hidden, (layer + 1) * hidden)
+
+
+def thinned(weights: Params, m_rec: Array | None) -> Params:
+    """One layer's recurrent weights as its steps read them: under weight-drop ``w_hh * m_rec`` (one DropConnect
+    mask for the whole step); else ``weights`` itself."""
     if m_rec is None:
-        return params
-    return {**params, "rnn.w_hh": params["rnn.w_hh"] * np.asarray(m_rec, params["rnn.w_hh"].dtype)}
+        return weights
+    return {**weights, "rnn.w_hh": weights["rnn.w_hh"] * m_rec}
 
 
 def tie_gradient(g: Params, params: Params) -> None:
@@ -55,21 +62,17 @@ def tie_gradient(g: Params, params: Params) -> None:
         g["embedding"] += d_out
 
 
-def thin_gradient(g: Params, masks: Masks | None) -> None:
-    """The gradient of the stored ``w_hh`` from that of the thinned one, in place: w = w_hh * m_rec, so
-    dL/dw_hh = dL/dw * m_rec."""
-    m_rec = None if not masks else masks.get("recurrent")
-    if m_rec is not None:
-        g["rnn.w_hh"] *= np.asarray(m_rec, g["rnn.w_hh"].dtype)
+def hidden_size(params: Params, cell: str) -> int:
+    return params["rnn.w_ih"].shape[0] // get_cell(cell).num_gates
 
 
 def zero_state(params: Params, cell: str, batch: int) -> State:
-    H, dtype = params["rnn.w_ih"].shape[0] // get_cell(cell).num_gates, params["rnn.w_ih"].dtype
-    return tuple(np.zeros((batch, H), dtype) for _ in get_cell(cell).states)
+    width = hidden_size(params, cell) * num_layers(params)
+    return tuple(np.zeros((batch, width), params["rnn.w_ih"].dtype) for _ in get_cell(cell).states)
 
 
 def _inputs(params: Params, x: Array, masks: Masks | None) -> tuple[Array | None, Array]:
-    """u_t for every step, time-major (None for one-hot), and a = u W_ih^T + b_ih [T, B, G*H]."""
+    """Layer 0's u_t for every step, time-major (None for one-hot), and a = u W_ih^T + b_ih [T, B, G*H]."""
     w_ih, b_ih = params["rnn.w_ih"], params["rnn.b_ih"]
     m_in = None if not masks else masks.get("input")
     if "embedding" not in params:
@@ -79,8 +82,27 @@ def _inputs(params: Params, x: Array, masks: Masks | None) -> tuple[Array | None
     u = params["embedding"][x.T]  # [T, B, E], gathered time-major: contiguous for the one product below
     if m_in is not None:
         u = u * m_in.transpose(1, 0, 2)  # [B, 1, E] locked, or [B, T, E]
-    # one [T*B, E] x [E, G*H] product: numpy runs a [T, B, E] operand as T small ones (docs/PERFORMANCE.md)
-    return u, (u.reshape(-1, u.shape[-1]) @ w_ih.T).reshape(*u.shape[:2], -1) + b_ih
+    return u, _project(u, w_ih, b_ih)
+
+
+def _project(u: Array, w_ih: Array, b_ih: Array) -> Array:
+    """u W_ih^T + b_ih for time-major u [T, B, I] as one [T*B, I] product: numpy runs a [T, B, I] operand as T
+    small ones (docs/PERFORMANCE.md)."""
+    return (u.reshape(-1, u.shape[-1]) @ w_ih.T).reshape(*u.shape[:2], -1) + b_ih
+
+
+def _recur(steps, weights: Params, a: Array, state: State, keep: Array | None) -> tuple[Array, State, dict]:
+    """One layer over time: every h_t [T, B, H] (time-major), the state after the last step, the backward's
+    cache of the layer (the steps' saved values and the h_{t-1} that W_hh read)."""
+    hs, h_prev, saved = [], [], []
+    for t in range(a.shape[0]):
+        if keep is not None:
+            state = tuple(s * keep[t] for s in state)
+        h_prev.append(state[0])
+        state, saved_t = steps.forward(weights, a[t], state)
+        hs.append(state[0])
+        saved.append(saved_t)
+    return np.stack(hs), state, {"weights": weights, "saved": saved, "h_prev": h_prev}
 
 
 def forward(params: Params, x: Array, cell: str = "rnn", state: State | None = None, reset: Array | None = None,
@@ -92,29 +114,32 @@ def forward(params: Params, x: Array, cell: str = "rnn", state: State | None = N
     B, T = x.shape
     if cell not in STEPS:
         raise ValueError(f"unknown cell {cell!r}; the NumPy reference has {', '.join(STEPS)}")
-    steps = STEPS[cell]
-    params = thinned(with_output_weight(params), masks)
+    params = with_output_weight(params)
     dtype = params["out.weight"].dtype  # the arithmetic stays in the parameters' dtype, whatever the masks'
-    masks = None if not masks else {k: None if m is None else np.asarray(m, dtype) for k, m in masks.items()}
-    state = zero_state(params, cell, B) if state is None else tuple(np.asarray(s, params["out.weight"].dtype)
-                                                                      for s in state)
-    keep = None if reset is None else (1 - np.asarray(reset, params["out.weight"].dtype)).T[:, :, None]  # [T, B, 1]
+    masks = {k: None if m is None else np.asarray(m, dtype) for k, m in (masks or {}).items()}
+    H, L = hidden_size(params, cell), num_layers(params)
+    state = zero_state(params, cell, B) if state is None else tuple(np.asarray(s, dtype) for s in state)
+    keep = None if reset is None else (1 - np.asarray(reset, dtype)).T[:, :, None]  # [T, B, 1]
     u, a = _inputs(params, x, masks)
-    hs, h_prev, saved = [], [], []
-    for t in range(T):
-        if keep is not None:
-            state = tuple(s * keep[t] for s in state)
-        h_prev.append(state[0])  # what W_hh reads at step t
-        state, keep_t = steps.forward(params, a[t], state)
-        hs.append(state[0])
-        saved.append(keep_t)
-    m_out = None if not masks else masks.get("hidden")
-    top = np.stack(hs[-1:] if last_only else hs, axis=1)  # [B, T or 1, H]
+    m_rec, m_between = masks.get("recurrent"), masks.get("between")
+    layers, finals, hs = [], [], None
+    for layer in range(L):
+        if layer:
+            u = hs if m_between is None else hs * m_between[..., layer_slice(layer - 1, H)].transpose(1, 0, 2)
+            weights = layer_params(params, layer)
+            a = _project(u, weights["rnn.w_ih"], weights["rnn.b_ih"])
+        weights = thinned(layer_params(params, layer), None if m_rec is None else m_rec[:, layer_slice(layer, H)])
+        hs, final, saved = _recur(STEPS[cell], weights, a, tuple(s[:, layer_slice(layer, H)] for s in state), keep)
+        layers.append({**saved, "u": u})
+        finals.append(final)
+    state = tuple(np.concatenate(parts, axis=1) for parts in zip(*finals))
+    m_out = masks.get("hidden")
+    top = (hs[-1:] if last_only else hs).transpose(1, 0, 2)  # [B, T or 1, H]
     if m_out is not None:
         top = top * (m_out if m_out.ndim == 3 else m_out[:, None, :])
     logits = _output_layer(top, params["out.weight"].T) + params["out.bias"]
-    cache = {"cell": cell, "params": params, "x": x, "u": u, "saved": saved, "keep": keep, "top": top, "h_prev": h_prev,
-             "m_in": None if not masks else masks.get("input"), "m_out": m_out, "last_only": last_only}
+    cache = {"cell": cell, "params": params, "x": x, "layers": layers, "hs": hs, "keep": keep, "top": top,
+             "masks": masks, "last_only": last_only}
     return (logits[:, 0] if last_only else logits), state, cache
 
 
@@ -145,14 +170,54 @@ def cross_entropy(logits: Array, y: Array, weights: Array | None = None) -> tupl
     return loss, d_logits
 
 
+def activation_penalties(cache: dict, weights: Array | None, ar: float, tar: float
+                         ) -> tuple[float, Array, Array]:
+    """AR and TAR (Merity et al. 2018) on the last layer at the scored positions, and their gradients wrt the
+    dropped output ``top`` [B, T or 1, H] and the undropped h_t [T, B, H].
+
+    With w the target weights of the positions the head reads and n = H sum(w):
+
+        AR  = ar  * sum_{b,t} w_bt |top_bt|^2 / n
+        TAR = tar * sum_{b,t} v_bt |h_t - h_{t-1}|^2_b / (H sum(v))   (v_bt = w_bt where t >= 1 and no poem
+                                                                        starts at t; a window: its last step)
+    """
+    top, hs, keep = cache["top"], cache["hs"], cache["keep"]
+    T, B, H = hs.shape
+    w = np.ones(top.shape[:2], top.dtype) if weights is None else np.asarray(weights, top.dtype).reshape(B, -1)
+    value, d_top, d_hs = 0.0, np.zeros_like(top), np.zeros_like(hs)
+    if ar:
+        scale = ar / (H * w.sum())
+        value += float(scale * (w[..., None] * top * top).sum())
+        d_top = 2 * scale * w[..., None] * top
+    if tar and T > 1:
+        v = np.zeros((T, B), top.dtype)  # the weight of the change into step t, time-major
+        if cache["last_only"]:
+            v[-1] = w[:, 0]
+        else:
+            v[:] = w.T
+        v[0] = 0
+        if keep is not None:
+            v *= keep[..., 0]
+        if v.sum() > 0:
+            change = hs[1:] - hs[:-1]
+            scale = tar / (H * v.sum())
+            value += float(scale * (v[1:, :, None] * change * change).sum())
+            d_change = 2 * scale * v[1:, :, None] * change
+            d_hs[1:] += d_change
+            d_hs[:-1] -= d_change
+    return value, d_top, d_hs
+
+
 def loss_and_grads(params: Params, x: Array, y: Array, weights: Array | None = None, cell: str = "rnn",
                    state: State | None = None, reset: Array | None = None, masks: Masks | None = None,
-                   last_only: bool = False) -> tuple[float, Params, State]:
-    """The weighted mean cross-entropy, its gradient for every parameter, and the state after the chunk."""
+                   last_only: bool = False, ar: float = 0.0, tar: float = 0.0) -> tuple[float, Params, State]:
+    """The weighted mean cross-entropy (plus AR and TAR where ``ar``/``tar`` > 0), its gradient for every
+    parameter, and the state after the chunk."""
     own = params
     logits, state_out, cache = forward(params, x, cell, state, reset, masks, last_only)
-    params = cache["params"]  # the weights the forward pass read (the output weight made, w_hh thinned)
+    params = cache["params"]  # the weights the forward pass read (the output weight made)
     loss, d_logits = cross_entropy(logits, y, weights)
+    penalty, d_top_penalty, d_hs = activation_penalties(cache, weights, ar, tar)
     if last_only:
         d_logits = d_logits[:, None]
     g: Params = {}
@@ -160,22 +225,23 @@ def loss_and_grads(params: Params, x: Array, y: Array, weights: Array | None = N
     # logits = top W_out^T + b_out
     g["out.weight"] = d_logits.reshape(-1, d_logits.shape[-1]).T @ top.reshape(-1, top.shape[-1])
     g["out.bias"] = d_logits.sum(axis=(0, 1))
-    d_top = _output_layer(d_logits, params["out.weight"])  # [B, T or 1, H]
+    d_top = _output_layer(d_logits, params["out.weight"]) + d_top_penalty  # [B, T or 1, H]
     # top = h * m_out
-    if cache["m_out"] is not None:
-        d_top = d_top * (cache["m_out"] if cache["m_out"].ndim == 3 else cache["m_out"][:, None, :])
-    d_a = _backward_through_time(params, g, cache, d_top)  # [T, B, G*H]
-    _input_grads(params, g, cache, d_a)
-    thin_gradient(g, masks)
+    m_out = cache["masks"].get("hidden")
+    if m_out is not None:
+        d_top = d_top * (m_out if m_out.ndim == 3 else m_out[:, None, :])
+    d_hs[-d_top.shape[1]:] += d_top.transpose(1, 0, 2)  # the positions the head read
+    _backward_layers(params, g, cache, d_hs)
     tie_gradient(g, own)
-    return loss, {name: g[name] for name in own}, state_out
+    return loss + penalty, {name: g[name] for name in own}, state_out
 
 
 def loss(params: Params, x: Array, y: Array, weights: Array | None = None, cell: str = "rnn",
          state: State | None = None, reset: Array | None = None, masks: Masks | None = None,
-         last_only: bool = False) -> float:
-    """The weighted mean cross-entropy alone (the gradient check's numerical side: no backward pass)."""
-    return cross_entropy(forward(params, x, cell, state, reset, masks, last_only)[0], y, weights)[0]
+         last_only: bool = False, ar: float = 0.0, tar: float = 0.0) -> float:
+    """The loss of ``loss_and_grads`` alone (the gradient check's numerical side: no backward pass)."""
+    logits, _, cache = forward(params, x, cell, state, reset, masks, last_only)
+    return cross_entropy(logits, y, weights)[0] + activation_penalties(cache, weights, ar, tar)[0]
 
 
 def window_logits(params: Params, x: Array, cell: str = "rnn") -> Array:
@@ -183,51 +249,71 @@ def window_logits(params: Params, x: Array, cell: str = "rnn") -> Array:
     return forward(params, x, cell, last_only=True)[0]
 
 
-def _backward_through_time(params: Params, g: Params, cache: dict, d_top: Array) -> Array:
-    """The cell's backward steps from the last step to the first; returns dL/da [T, B, G*H]. The recurrent
-    weights' gradients are summed over the steps at the end, each as one product: dW_hh = sum_t db_t^T h_{t-1}."""
-    steps, saved, keep = STEPS[cache["cell"]], cache["saved"], cache["keep"]
-    T = len(saved)
-    d_h_out = np.zeros((T, *d_top.shape[::2]), d_top.dtype)  # dL/dh_t from the output layer, [T, B, H]
-    if cache["last_only"]:
-        d_h_out[-1] = d_top[:, 0]
-    else:
-        d_h_out[:] = d_top.transpose(1, 0, 2)
+def _backward_layers(params: Params, g: Params, cache: dict, d_hs: Array) -> None:
+    """Every layer's gradients, the top layer first, from dL/dh_t of the top layer's output [T, B, H]."""
+    masks, layers = cache["masks"], cache["layers"]
+    m_rec, m_between = masks.get("recurrent"), masks.get("between")
+    H = d_hs.shape[-1]
+    for layer in range(len(layers) - 1, -1, -1):
+        d_a = _backward_through_time(g, cache, layers[layer], layer, d_hs)  # [T, B, G*H]
+        if m_rec is not None:  # w = w_hh * m_rec, so dL/dw_hh = dL/dw * m_rec
+            g[layer_name("rnn.w_hh", layer)] *= m_rec[:, layer_slice(layer, H)]
+        if layer == 0:
+            _input_grads(params, g, cache, d_a)
+            break
+        weights, u = layers[layer]["weights"], layers[layer]["u"]
+        flat = d_a.reshape(-1, d_a.shape[-1])
+        # a = u W_ih^T + b_ih, u = h_below * m_between
+        g[layer_name("rnn.w_ih", layer)] = flat.T @ u.reshape(-1, H)
+        g[layer_name("rnn.b_ih", layer)] = flat.sum(axis=0)
+        d_hs = (flat @ weights["rnn.w_ih"]).reshape(d_a.shape[0], d_a.shape[1], H)
+        if m_between is not None:
+            d_hs = d_hs * m_between[..., layer_slice(layer - 1, H)].transpose(1, 0, 2)
+
+
+def _backward_through_time(g: Params, cache: dict, saved: dict, layer: int, d_h_out: Array) -> Array:
+    """One layer's backward steps from the last step to the first, given dL/dh_t from above [T, B, H]; returns
+    dL/da [T, B, G*H]. The recurrent weights' gradients are summed over the steps at the end, each as one
+    product: dW_hh = sum_t db_t^T h_{t-1}."""
+    steps, keep, weights = STEPS[cache["cell"]], cache["keep"], saved["weights"]
+    T = len(saved["saved"])
     d_state = tuple(np.zeros_like(d_h_out[0]) for _ in get_cell(cache["cell"]).states)
     d_a, d_b = [], []
     for t in range(T - 1, -1, -1):
-        full = (d_h_out[t] + d_state[0], *d_state[1:])  # h_t feeds the output layer and step t+1
-        da_t, db_t, d_state = steps.backward(params, saved[t], full)
+        full = (d_h_out[t] + d_state[0], *d_state[1:])  # h_t feeds the layer above (or the head) and step t+1
+        da_t, db_t, d_state = steps.backward(weights, saved["saved"][t], full)
         # s_{t-1} = s_{t-1} * keep_t: no gradient flows into the state a reset erased
         if keep is not None:
             d_state = tuple(d * keep[t] for d in d_state)
         d_a.append(da_t)
         d_b.append(db_t)
-    if "rnn.w_hh" in params:
+    if "rnn.w_hh" in weights:
         # b_t = h_{t-1} W_hh^T + b_hh
         db = np.concatenate(d_b[::-1])  # [T*B, G*H], time-major like h_prev
-        g["rnn.w_hh"] = db.T @ np.concatenate(cache["h_prev"])
-        g["rnn.b_hh"] = db.sum(axis=0)
+        g[layer_name("rnn.w_hh", layer)] = db.T @ np.concatenate(saved["h_prev"])
+        g[layer_name("rnn.b_hh", layer)] = db.sum(axis=0)
     return np.stack(d_a[::-1])
 
 
 def _input_grads(params: Params, g: Params, cache: dict, d_a: Array) -> None:
-    """dW_ih, db_ih and the embedding's gradient from dL/da [T, B, G*H]."""
+    """Layer 0's dW_ih, db_ih and the embedding's gradient from dL/da [T, B, G*H]."""
     T, B, GH = d_a.shape
     flat = d_a.reshape(T * B, GH)
+    u = cache["layers"][0]["u"]
     # a = u W_ih^T + b_ih
     g["rnn.b_ih"] = flat.sum(axis=0)
     tokens = cache["x"].T.reshape(-1)  # time-major, as the rows of flat
-    if cache["u"] is None:
+    if u is None:
         ids, sums = sum_rows_by_id(tokens, flat)
         g["rnn.w_ih"] = np.zeros_like(params["rnn.w_ih"])
         g["rnn.w_ih"][:, ids] = sums.T  # the column gather's transpose
         return
-    g["rnn.w_ih"] = flat.T @ cache["u"].reshape(T * B, -1)
+    g["rnn.w_ih"] = flat.T @ u.reshape(T * B, -1)
     d_u = (flat @ params["rnn.w_ih"]).reshape(T, B, -1)  # [T, B, E]
     # u = emb[x] * m_in
-    if cache["m_in"] is not None:
-        d_u = d_u * cache["m_in"].transpose(1, 0, 2)
+    m_in = cache["masks"].get("input")
+    if m_in is not None:
+        d_u = d_u * m_in.transpose(1, 0, 2)
     ids, sums = sum_rows_by_id(tokens, d_u.reshape(T * B, -1))
     g["embedding"] = np.zeros_like(params["embedding"])
     g["embedding"][ids] = sums

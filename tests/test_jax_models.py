@@ -20,9 +20,8 @@ from jaxmodels.backend import (
     clip_by_global_norm_torch,
     make_optimizer,
     train_step,
-    weighted_cross_entropy,
 )
-from jaxmodels.model import apply, build_nnx_model, to_canonical
+from jaxmodels.model import apply, build_nnx_model, to_canonical, weighted_cross_entropy
 from wordrnn.core import tolerances
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import Config

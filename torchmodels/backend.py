@@ -18,12 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from data.streams import Chunk
 from torchmodels.devices import resolve_device
-from torchmodels.model import Masks, build_module, canonical_parameters, to_canonical
+from torchmodels.model import Masks, build_module, canonical_parameters, chunk_loss, to_canonical
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import step_masks
 from wordrnn.core.optimizers import Optimizer, get_optimizer
@@ -89,9 +88,12 @@ class TorchBackend:
         yb = self._tensor(chunk.y)
         wb = torch.as_tensor(chunk.weights).to(self.device, state.model.out.bias.dtype, non_blocking=True)
         masks = self.dropout_masks(state, step, chunk.x)
-        logits, carry = state.forward(self._tensor(chunk.x), carry, self._reset(chunk.reset), masks, chunk.last_only)
-        losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none")
-        loss = (losses * wb.reshape(-1)).sum() / wb.sum()
+        reset = self._reset(chunk.reset)
+        penalized = bool(config.ar or config.tar)
+        logits, carry, *hidden = state.forward(self._tensor(chunk.x), carry, reset, masks, chunk.last_only,
+                                               penalized)
+        loss = chunk_loss(logits, hidden[0] if penalized else None, yb, wb, reset, masks, chunk.last_only,
+                          config.ar, config.tar)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.clip > 0:

@@ -3,7 +3,10 @@
 Both models are a recurrent layer of the configured cell (torch's ``nn.RNN`` with tanh or relu, ``nn.LSTM``
 or ``nn.GRU``, batch first, picked from ``RECURRENT`` by ``config.cell``; ``StepLayer`` for a cell torch has no
 module for) followed by ``torch.nn.Linear`` on the hidden states; the embedding model puts an ``nn.Embedding``
-in front. torch stacks the gate blocks as the canonical format does (``wordrnn.core.cells``), so parameter
+in front. A stacked model has one such layer per level: ``rnn`` is layer 0 and ``stack[l - 1]`` layer l, each
+run on its own so that what one layer hands the next passes through a locked dropout mask (torch's
+``num_layers`` draws a fresh mask per position and step, docs/DESIGN.md). torch stacks the gate blocks as the
+canonical format does (``wordrnn.core.cells``), so parameter
 names map one to one onto the canonical names (``CANONICAL``).
 
 One function, ``forward``, serves both contexts: a chunk of tokens with an optional incoming state and reset
@@ -41,7 +44,7 @@ from torch import nn
 
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
-from wordrnn.core.params import PARAM_NAMES, Params, check_params, output_weight
+from wordrnn.core.params import LAYER_SUFFIX, Params, canonical_order, check_params, output_weight
 
 # canonical name -> name in the module's state_dict
 CANONICAL = {
@@ -54,6 +57,17 @@ CANONICAL = {
     "out.weight": "out.weight",
     "out.bias": "out.bias",
 }
+
+
+
+def torch_name(name: str) -> str:
+    """The state_dict name of a canonical parameter: ``CANONICAL``, and layer l's ``rnn.w_ih_l{l}`` is
+    ``stack.{l-1}.weight_ih_l0``."""
+    if LAYER_SUFFIX not in name:
+        return CANONICAL[name]
+    base, _, layer = name.rpartition(LAYER_SUFFIX)
+    return f"stack.{int(layer) - 1}.{CANONICAL[base].split('.', 1)[1]}"
+
 
 # the recurrent layer of each cell: (input size, hidden size) -> module
 RECURRENT: dict[str, Callable[[int, int], nn.Module]] = {
@@ -153,34 +167,57 @@ class TiedReadout(nn.Module):
             self.proj = nn.Parameter(torch.empty(embed_dim, hidden_size))
 
 
-class RNNLanguageModel(nn.Module):
-    """What both models share: a recurrent layer of ``cell`` over input vectors, a linear layer on h_T."""
+def recurrent_layer(cell: str, input_size: int, hidden_size: int) -> nn.Module:
+    """One recurrent layer of ``cell``: torch's module (``RECURRENT``), else ``StepLayer``."""
+    return RECURRENT[cell](input_size, hidden_size) if cell in RECURRENT else StepLayer(cell, input_size, hidden_size)
 
-    def __init__(self, input_size: int, hidden_size: int, vocab_size: int, cell: str = "rnn"):
+
+class RNNLanguageModel(nn.Module):
+    """What both models share: ``layers`` recurrent layers of ``cell`` over input vectors, a linear layer on the
+    last one's h_t."""
+
+    def __init__(self, input_size: int, hidden_size: int, vocab_size: int, cell: str = "rnn", layers: int = 1):
         super().__init__()
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.cell = cell
-        self.rnn = RECURRENT[cell](input_size, hidden_size) if cell in RECURRENT else StepLayer(cell, input_size,
-                                                                                                   hidden_size)
+        self.rnn = recurrent_layer(cell, input_size, hidden_size)
+        self.stack = nn.ModuleList(recurrent_layer(cell, hidden_size, hidden_size) for _ in range(layers - 1))
         self.out = nn.Linear(hidden_size, vocab_size)
+
+    def layer(self, index: int) -> nn.Module:
+        """Recurrent layer ``index`` (0: ``rnn``)."""
+        return self.stack[index - 1] if index else self.rnn
+
+    def layer_slice(self, index: int) -> slice:
+        """Layer ``index``'s columns in a stacked state [B, L*H] or weight-drop mask [G*H, L*H]."""
+        return slice(index * self.hidden_size, (index + 1) * self.hidden_size)
 
     def output_weight(self) -> torch.Tensor:
         return self.out.weight
 
-    def run_layer(self, inputs: torch.Tensor, hx: Any, masks: Masks | None) -> tuple[torch.Tensor, Any]:
-        """The recurrent layer over ``inputs`` from ``hx``; under weight-drop it reads ``w_hh * m_rec`` in place of
-        ``w_hh`` (``torch.func.functional_call`` swaps the one weight, so the fused layer still runs)."""
+    def recurrent_mask(self, masks: Masks | None, index: int) -> torch.Tensor | None:
+        """Layer ``index``'s weight-drop mask [G*H, H], or None."""
         recurrent_mask = masks.get("recurrent") if masks else None
-        if recurrent_mask is None:
-            return self.rnn(inputs, hx)
-        thinned = {"weight_hh_l0": self.rnn.weight_hh_l0 * recurrent_mask}
-        return torch.func.functional_call(self.rnn, thinned, (inputs, hx))
+        return None if recurrent_mask is None else recurrent_mask[:, self.layer_slice(index)]
 
-    def recurrent_weights(self, masks: Masks | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """``w_hh`` (times the weight-drop mask, if any) and ``b_hh``; None for a cell without them."""
-        w_hh, b_hh = getattr(self.rnn, "weight_hh_l0", None), getattr(self.rnn, "bias_hh_l0", None)
-        recurrent_mask = masks.get("recurrent") if masks else None
+    def run_layer(self, inputs: torch.Tensor, hx: Any, masks: Masks | None, index: int = 0
+                  ) -> tuple[torch.Tensor, Any]:
+        """Recurrent layer ``index`` over ``inputs`` from ``hx``; under weight-drop it reads ``w_hh * m_rec`` in
+        place of ``w_hh`` (``torch.func.functional_call`` swaps the one weight, so the fused layer still runs)."""
+        layer, recurrent_mask = self.layer(index), self.recurrent_mask(masks, index)
+        if recurrent_mask is None:
+            return layer(inputs, hx)
+        thinned = {"weight_hh_l0": layer.weight_hh_l0 * recurrent_mask}
+        return torch.func.functional_call(layer, thinned, (inputs, hx))
+
+    def recurrent_weights(self, masks: Masks | None, index: int = 0
+                          ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Layer ``index``'s ``w_hh`` (times the weight-drop mask, if any) and ``b_hh``; None for a cell without
+        them."""
+        layer = self.layer(index)
+        w_hh, b_hh = getattr(layer, "weight_hh_l0", None), getattr(layer, "bias_hh_l0", None)
+        recurrent_mask = self.recurrent_mask(masks, index)
         return (w_hh if recurrent_mask is None else w_hh * recurrent_mask), b_hh
 
     def head(self, hs: torch.Tensor, masks: Masks | None) -> torch.Tensor:
@@ -190,70 +227,87 @@ class RNNLanguageModel(nn.Module):
             hs = hs * hidden_mask
         return F.linear(hs, self.output_weight(), self.out.bias)
 
+    @property
+    def num_layers(self) -> int:
+        return 1 + len(self.stack)
+
     def zero_state(self, batch: int) -> State:
-        zeros = self.out.bias.new_zeros(batch, self.hidden_size)
+        zeros = self.out.bias.new_zeros(batch, self.num_layers * self.hidden_size)
         return (zeros, zeros.clone()) if get_cell(self.cell).has_cell_state else (zeros,)
 
     def forward(self, x: torch.Tensor, state: State | None = None, reset: torch.Tensor | None = None,
-                masks: Masks | None = None, last_only: bool = False) -> tuple[torch.Tensor, State]:
+                masks: Masks | None = None, last_only: bool = False, return_hidden: bool = False
+                ) -> tuple[torch.Tensor, ...]:
         """Logits [B, T, V] at every position of ``x`` [B, T] (or [B, V] at the last, ``last_only``) and the
-        state after the last position, from ``state`` (None: zero).
+        state after the last position, from ``state`` (None: zero); with ``return_hidden`` also the last
+        layer's output h_t [B, T, H] before the output dropout (what TAR reads).
 
         ``reset`` [B, T] bool: a poem starts there and the state is zeroed before that token. A reset at
         the first position only zeroes rows of the incoming state; resets further in cut the chunk into
-        stretches, each run by torch's fused recurrent layer (``recur_segments``).
+        stretches, each run by torch's fused recurrent layer (``recur_segments``). Layer l >= 1 reads the
+        output of layer l - 1 times the between-layers dropout mask.
         """
         state = self.zero_state(x.shape[0]) if state is None else state
         keep = None if reset is None else (~reset).to(state[0].dtype)
         if keep is not None:
             state = tuple(s * keep[:, :1] for s in state)
-        if self.steps_needed():
-            hs, state = self.recur_steps(self.projected(x, masks), state, keep, masks)
-        else:
-            hs, state = self.recur_segments(self.layer_inputs(x, masks), state, reset, keep, masks)
-        return (self.head(hs[:, -1:], masks)[:, 0] if last_only else self.head(hs, masks)), state
+        between = masks.get("between") if masks else None
+        finals = []
+        for index in range(self.num_layers):
+            own = tuple(s[:, self.layer_slice(index)] for s in state)
+            if index == 0 and self.steps_needed():
+                hs, final = self.recur_steps(self.projected(x, masks), own, keep, masks)
+            else:
+                inputs = self.layer_inputs(x, masks) if index == 0 else (
+                    hs if between is None else hs * between[..., self.layer_slice(index - 1)])
+                hs, final = self.recur_segments(inputs, own, reset, keep, masks, index)
+            finals.append(final)
+        state = finals[0] if len(finals) == 1 else tuple(torch.cat(parts, dim=1) for parts in zip(*finals))
+        logits = self.head(hs[:, -1:], masks)[:, 0] if last_only else self.head(hs, masks)
+        return (logits, state, hs) if return_hidden else (logits, state)
 
     def steps_needed(self) -> bool:
         """Whether this model runs its cell step by step (the one-hot gather) rather than torch's layer."""
         return False
 
     def recur_segments(self, inputs: torch.Tensor, state: State, reset: torch.Tensor | None,
-                       keep: torch.Tensor | None, masks: Masks | None) -> tuple[torch.Tensor, State]:
+                       keep: torch.Tensor | None, masks: Masks | None, index: int = 0) -> tuple[torch.Tensor, State]:
         """Every h_t [B, T, H] of torch's fused layer, run once per stretch between the positions where some
         stream's poem starts, the rows of those streams zeroed there. A chunk of 8 streams x 20 tokens holds one
         or two such positions; the cell step by step would be one small kernel per gate and step instead. With
-        more than ``SEGMENTED_STARTS`` a token, the steps (docs/PERFORMANCE.md)."""
+        more than ``SEGMENTED_STARTS`` a token, the steps (docs/PERFORMANCE.md). ``index``: which layer."""
         starts = (reset[:, 1:].any(dim=0).nonzero().flatten() + 1).tolist() if reset is not None else []
         if len(starts) > SEGMENTED_STARTS * inputs.shape[1]:  # many stretches: the steps are cheaper
-            return self.recur_steps(self.projected_from(inputs), state, keep, masks)
+            return self.recur_steps(self.projected_from(inputs, index), state, keep, masks, index)
         bounds = [0, *starts, inputs.shape[1]]
         outs = []
         for begin, end in zip(bounds[:-1], bounds[1:]):
             if begin:
                 state = tuple(s * keep[:, begin:begin + 1] for s in state)
-            out, state = self.recur_layer(inputs[:, begin:end], state, masks)
+            out, state = self.recur_layer(inputs[:, begin:end], state, masks, index)
             outs.append(out)
         return (outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)), state
 
-    def recur_layer(self, inputs: torch.Tensor, state: State, masks: Masks | None = None
+    def recur_layer(self, inputs: torch.Tensor, state: State, masks: Masks | None = None, index: int = 0
                     ) -> tuple[torch.Tensor, State]:
-        """Every h_t [B, T, H] of torch's layer over input vectors [B, T, in], from ``state``."""
+        """Every h_t [B, T, H] of torch's layer ``index`` over input vectors [B, T, in], from ``state``."""
         hx = tuple(s[None] for s in state)
-        out, final = self.run_layer(inputs, hx if len(hx) > 1 else hx[0], masks)
+        out, final = self.run_layer(inputs, hx if len(hx) > 1 else hx[0], masks, index)
         final = final if isinstance(final, tuple) else (final,)
         return out, tuple(f[0] for f in final)
 
-    def projected_from(self, inputs: torch.Tensor) -> torch.Tensor:
-        """x_t W_ih^T + b_ih, time-major [T, B, G*H], from the layer's input vectors [B, T, in]."""
-        return F.linear(inputs.transpose(0, 1), self.rnn.weight_ih_l0, self.rnn.bias_ih_l0)
+    def projected_from(self, inputs: torch.Tensor, index: int = 0) -> torch.Tensor:
+        """x_t W_ih^T + b_ih, time-major [T, B, G*H], from layer ``index``'s input vectors [B, T, in]."""
+        layer = self.layer(index)
+        return F.linear(inputs.transpose(0, 1), layer.weight_ih_l0, layer.bias_ih_l0)
 
     def recur_steps(self, projected: torch.Tensor, state: State, keep: torch.Tensor | None,
-                    masks: Masks | None = None) -> tuple[torch.Tensor, State]:
-        """Every h_t [B, T, H] from time-major input projections [T, B, G*H], the state zeroed where ``keep``
-        [B, T] is 0, before the step."""
+                    masks: Masks | None = None, index: int = 0) -> tuple[torch.Tensor, State]:
+        """Every h_t [B, T, H] of layer ``index`` from time-major input projections [T, B, G*H], the state zeroed
+        where ``keep`` [B, T] is 0, before the step."""
         # a cell without recurrent weights has neither (its step ignores them)
         step = STEPS[self.cell]
-        w_hh, b_hh = self.recurrent_weights(masks)
+        w_hh, b_hh = self.recurrent_weights(masks, index)
         hs = []
         for t, projected_t in enumerate(projected):
             if keep is not None and t:
@@ -263,11 +317,40 @@ class RNNLanguageModel(nn.Module):
         return torch.stack(hs, dim=1), state
 
 
+def chunk_loss(logits: torch.Tensor, hidden: torch.Tensor | None, y: torch.Tensor, weights: torch.Tensor,
+               reset: torch.Tensor | None = None, masks: Masks | None = None, last_only: bool = False,
+               ar: float = 0.0, tar: float = 0.0) -> torch.Tensor:
+    """The weighted mean cross-entropy of a chunk, plus AR and TAR on the last layer's output ``hidden``
+    [B, T, H] (``forward(..., return_hidden=True)``; None without penalties), as ``scratch.sequence`` defines
+    them (``activation_penalties`` there)."""
+    losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
+    loss = (losses * weights.reshape(-1)).sum() / weights.sum()
+    if not (ar or tar):
+        return loss
+    B, T, H = hidden.shape
+    w = weights.reshape(B, -1).to(hidden.dtype)  # [B, T], or [B, 1] at a window's last position
+    if ar:
+        top = hidden[:, -w.shape[1]:]
+        hidden_mask = masks.get("hidden") if masks else None
+        if hidden_mask is not None:
+            top = top * hidden_mask  # AR reads the dropped output, as the head does
+        loss = loss + ar * (w[..., None] * top * top).sum() / (H * w.sum())
+    if tar and T > 1:
+        v = w if not last_only else F.pad(w, (T - 1, 0))  # the weight of the change into each position
+        v = F.pad(v[:, 1:], (1, 0))  # none into the first position
+        if reset is not None:
+            v = v * (~reset).to(v.dtype)  # none across a poem's start
+        change = hidden[:, 1:] - hidden[:, :-1]
+        total = v.sum()
+        loss = loss + tar * (v[:, 1:, None] * change * change).sum() / (H * torch.where(total > 0, total, 1.0))
+    return loss
+
+
 class OneHotRNN(RNNLanguageModel):
     """Each token is a one-hot vector of size V fed straight into the RNN."""
 
-    def __init__(self, vocab_size: int, hidden_size: int, gather: bool = False, cell: str = "rnn"):
-        super().__init__(vocab_size, hidden_size, vocab_size, cell)
+    def __init__(self, vocab_size: int, hidden_size: int, gather: bool = False, cell: str = "rnn", layers: int = 1):
+        super().__init__(vocab_size, hidden_size, vocab_size, cell, layers)
         self.gather = gather
 
     def projected(self, x: torch.Tensor, masks: Masks | None) -> torch.Tensor:
@@ -298,8 +381,9 @@ class OneHotRNN(RNNLanguageModel):
 class EmbeddingRNN(RNNLanguageModel):
     """Each token is looked up in a trainable V x E table, then fed to the RNN."""
 
-    def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, cell: str = "rnn", tie: bool = False):
-        super().__init__(embed_dim, hidden_size, vocab_size, cell)
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, cell: str = "rnn", tie: bool = False,
+                 layers: int = 1):
+        super().__init__(embed_dim, hidden_size, vocab_size, cell, layers)
         self.embedding = nn.Embedding(vocab_size, embed_dim)
         if tie:
             self.out = TiedReadout(vocab_size, embed_dim, hidden_size)
@@ -338,9 +422,9 @@ def build_module(
     V, H, E = config.vocab_size, config.hidden_size, config.embed_dim
     with torch.device("meta"):
         if config.model == "onehot":
-            module = OneHotRNN(V, H, gather=onehot_gather, cell=config.cell)
+            module = OneHotRNN(V, H, gather=onehot_gather, cell=config.cell, layers=config.layers)
         else:
-            module = EmbeddingRNN(V, E, H, cell=config.cell, tie=config.tie)
+            module = EmbeddingRNN(V, E, H, cell=config.cell, tie=config.tie, layers=config.layers)
     module = module.to(dtype=dtype).to_empty(device=device)
     load_canonical(module, params)
     return module
@@ -350,16 +434,26 @@ def load_canonical(module: nn.Module, params: Params) -> None:
     """Copy canonical arrays into ``module``'s parameters, in place (converting dtype and device)."""
     own = dict(unwrap(module).named_parameters())
     with torch.no_grad():
-        for name, torch_name in CANONICAL.items():
-            if torch_name in own:
-                target = own[torch_name]
-                target.copy_(torch.as_tensor(np.asarray(params[name])).to(target.device, target.dtype))
+        for name, value in params.items():
+            if torch_name(name) in own:
+                target = own[torch_name(name)]
+                target.copy_(torch.as_tensor(np.asarray(value)).to(target.device, target.dtype))
 
 
 def canonical_parameters(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """The module's parameters under their canonical names, in ``PARAM_NAMES`` order."""
+    """The module's parameters under their canonical names, in the canonical order (``canonical_order``)."""
     own = dict(unwrap(module).named_parameters())
-    return [(name, own[CANONICAL[name]]) for name in PARAM_NAMES if CANONICAL[name] in own]
+    canonical = {canonical_name(name): name for name in own}
+    return [(name, own[canonical[name]]) for name in canonical_order(canonical)]
+
+
+def canonical_name(name: str) -> str:
+    """The canonical name of a state_dict name (``torch_name``'s inverse)."""
+    if name.startswith("stack."):
+        _, layer, own = name.split(".", 2)
+        base = next(k for k, v in CANONICAL.items() if v == f"rnn.{own}")
+        return f"{base}{LAYER_SUFFIX}{int(layer) + 1}"
+    return next(k for k, v in CANONICAL.items() if v == name)
 
 
 def to_canonical(module: nn.Module) -> Params:

@@ -62,11 +62,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="weight decay of the second trajectory (default: %(default)s)")
     parser.add_argument("--dropout", type=float, default=0.3,
                         help="drop rate of the fixed dropout masks (default: %(default)s)")
+    parser.add_argument("--layers", type=int, default=1, help="stacked layers of every model (default: %(default)s)")
+    parser.add_argument("--ar", type=float, default=0.0,
+                        help="activation regularization's weight in every loss (default: %(default)s)")
+    parser.add_argument("--tar", type=float, default=0.0,
+                        help="temporal activation regularization's weight in every loss (default: %(default)s)")
     add_threads_flag(parser)
     args = parser.parse_args(argv)
     # sizes and learning rate as every trainer checks them (Config.validate names the flag)
     Config(hidden_size=args.hidden_size, embed_dim=args.embed_dim, seq_len=args.seq_len, bptt=args.bptt,
-           batch_size=args.batch_size, lr=args.lr).validate()
+           batch_size=args.batch_size, lr=args.lr, layers=args.layers, ar=args.ar, tar=args.tar).validate()
     args.cells = parse_names(args.cells, tuple(CELLS), "--cells")
     if args.vocab_size < 2:
         raise UsageError(f"--vocab-size must be at least 2, got {args.vocab_size}")
@@ -109,16 +114,19 @@ def main(argv: list[str] | None = None) -> int:
     for cell in args.cells:
         for model in MODELS if args.model == "both" else (args.model,):
             sizes = (model, args.vocab_size, args.hidden_size, args.embed_dim, args.seq_len, args.batch_size)
+            levers = {"layers": args.layers, "ar": args.ar, "tar": args.tar}
             if args.context in ("window", "both"):
                 checks += all_checks(*sizes, seed=args.seed, steps=args.steps, lr=args.lr,
                                      weight_decay=args.weight_decay, dropout=args.dropout, cell=cell,
-                                     device=args.device)
+                                     device=args.device, **levers)
             if args.context in ("poem", "both"):
                 checks += all_poem_checks(*sizes, seed=args.seed, steps=args.steps, lr=args.lr,
-                                          dropout=args.dropout, cell=cell, bptt=args.bptt, device=args.device)
+                                          dropout=args.dropout, cell=cell, bptt=args.bptt, device=args.device,
+                                          **levers)
     failed = [c for c in checks if not c.passed]
     print(f"parity on {args.device}: V {args.vocab_size}, H {args.hidden_size}, E {args.embed_dim}, "
-          f"T {args.seq_len}, B {args.batch_size}, poem chunks of {args.bptt}, seed {args.seed}; random weights "
+          f"T {args.seq_len}, B {args.batch_size}, poem chunks of {args.bptt}, {args.layers} layer(s), AR {args.ar:g}, "
+          f"TAR {args.tar:g}, seed {args.seed}; random weights "
           "and batches. Gradients: max abs diff over the largest entry; trajectories: worst step's loss, max abs "
           "diff of all weights at the end\n")
     print(markdown_table(checks))

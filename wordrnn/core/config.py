@@ -31,7 +31,7 @@ TOKENIZERS = ("default", "whitespace")
 # ``since(N)``: a config.json of an earlier version lacks it and reads the field's default, which
 # must therefore be the value that reproduces the earlier behaviour (``to_json_dict`` writes the lowest version
 # that knows every setting a run uses).
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 
 # The largest training seed: NumPy takes any whole number >= 0, but torch.manual_seed and JAX's PRNG keys take
@@ -100,6 +100,10 @@ class Config:
                       help="tie the output layer to the embedding table (embedding model only): out.weight is "
                       "the embedding, times a projection out.proj [E, H] where E differs from H (Press and Wolf "
                       "2017; default: untied)")
+    # Stacked layers (docs/DESIGN.md): layer l >= 1 reads layer l - 1's output through a locked dropout.
+    layers: int = since(4, 1, group="model", adopted=True,
+                        help="recurrent layers stacked, each reading the one below; the output layer reads the "
+                        "last (default: %(default)s)")
     embed_dim: int = option(100, "embedding size E, embedding model only (default: %(default)s)", group="model",
                             adopted=True)
     # data
@@ -142,6 +146,18 @@ class Config:
     weight_drop: float = since(3, 0.0, group="training",
                                help="DropConnect on the recurrent weights rnn.w_hh, one mask per step "
                                "(default: %(default)s)")
+    dropout_between: float | None = since(4, None, group="training", parse=float, metavar="P",
+                                          help="dropout on each layer's output where the next layer reads it, "
+                                          "locked like --dropout-in (needs --layers 2 or more; default: "
+                                          "--dropout)")
+    # Activation regularization (Merity et al. 2018): penalties on the last layer's output at scored positions.
+    ar: float = since(4, 0.0, group="training", metavar="ALPHA",
+                      help="activation regularization: ALPHA * mean of the squared dropped output of the last "
+                      "layer (AWD-LSTM: 2; default: %(default)s, off)")
+    tar: float = since(4, 0.0, group="training", metavar="BETA",
+                       help="temporal activation regularization: BETA * mean of the squared change of the last "
+                       "layer's output from one position to the next within a poem (AWD-LSTM: 1; default: "
+                       "%(default)s, off)")
     patience: int = option(0, "stop after this many epochs without a better validation loss (0: never; default: "
                            "%(default)s)", group="training", resumable=True)
     # N > 1: N members, member k trained from seed + k on the same split and vocabulary, their probabilities
@@ -170,7 +186,7 @@ class Config:
             raise UsageError(
                 f"unknown --tokenizer {self.tokenizer!r}; choose one of {', '.join(TOKENIZERS)}"
             )
-        for name in ("seq_len", "bptt", "hidden_size", "embed_dim", "batch_size", "epochs", "min_freq"):
+        for name in ("seq_len", "bptt", "hidden_size", "embed_dim", "batch_size", "epochs", "min_freq", "layers"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise UsageError(f"{flag_of(name)} must be a positive whole number, got {value!r}")
@@ -192,7 +208,14 @@ class Config:
             raise UsageError(f"--clip must be 0 (off) or a positive number, got {self.clip}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise UsageError(f"--weight-decay must be 0 or positive, got {self.weight_decay}")
-        for name in ("dropout", "dropout_in", "dropout_out", "embed_dropout", "weight_drop"):
+        for name in ("ar", "tar"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise UsageError(f"{flag_of(name)} must be 0 (off) or a positive weight, got {value}")
+        if self.dropout_between is not None and self.layers == 1:
+            raise UsageError(f"--dropout-between {self.dropout_between} drops what one layer hands the next, and "
+                             "this model has one layer: add --layers 2 or more, or leave it out")
+        for name in ("dropout", "dropout_in", "dropout_out", "dropout_between", "embed_dropout", "weight_drop"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
                 raise UsageError(f"{flag_of(name)} must lie in [0, 1), got {value}")
@@ -209,16 +232,22 @@ class Config:
         return self
 
     def rate(self, mask: str) -> float:
-        """The drop rate of one dropout mask (``wordrnn.core.dropout``): ``input`` and ``hidden`` default to
-        ``--dropout``; ``embed`` and ``recurrent`` are their own."""
+        """The drop rate of one dropout mask (``wordrnn.core.dropout``): ``input``, ``hidden`` and ``between``
+        default to ``--dropout``; ``embed`` and ``recurrent`` are their own."""
         return {"input": self.dropout if self.dropout_in is None else self.dropout_in,
                 "hidden": self.dropout if self.dropout_out is None else self.dropout_out,
+                "between": self.dropout if self.dropout_between is None else self.dropout_between,
                 "embed": self.embed_dropout, "recurrent": self.weight_drop}[mask]
 
     @property
     def layout(self) -> Layout:
         """How the context lays the corpus out for the one model function (``wordrnn.core.layout``)."""
         return layout_of(self.context)
+
+    @property
+    def state_size(self) -> int:
+        """Width of one model's state h (and c): its layers' states side by side, L * H."""
+        return self.layers * self.hidden_size
 
     @property
     def input_size(self) -> int:

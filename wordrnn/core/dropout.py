@@ -11,7 +11,11 @@ own rate (``Config.rate``), the same for every cell:
   per-position [B, T, E] product of the two, and no implementation needs a gradient of its own for it;
 - ``"recurrent"``: DropConnect on ``rnn.w_hh`` (``--weight-drop``, AWD-LSTM's weight-drop), [G*H, H], one mask
   for the whole step: every stream and position reads the same thinned recurrent weights ``w_hh * m``, so
-  d loss / d w_hh is the gradient for the thinned weights times ``m``.
+  d loss / d w_hh is the gradient for the thinned weights times ``m``. A stacked model thins every layer's
+  ``w_hh``: the layers' masks side by side, [G*H, L*H], layer l's the columns ``l*H:(l+1)*H``;
+- ``"between"``: on each layer's output where the layer above reads it (``--dropout-between``, AWD-LSTM's
+  ``dropouth``), a stacked model only: the L - 1 masks side by side, [B, T or 1, (L-1)*H], the mask under
+  layer l the columns ``(l-1)*H:l*H``; shaped as the input mask is.
 
 The layout decides the input mask's shape (``wordrnn.core.layout``): independent windows draw it per position,
 [B, T, E]; a chunk of streams locks it for the whole chunk (variational dropout, Gal and Ghahramani 2016),
@@ -19,9 +23,9 @@ The layout decides the input mask's shape (``wordrnn.core.layout``): independent
 is one per row, [B, 1, H], broadcast over the positions the head reads (a window's last, or every one).
 
 The masks of training step ``step`` are drawn by NumPy from ``default_rng([seed, step])`` in the order
-input, hidden, embedding rows, recurrent, so they depend on nothing but the seed, the step and the tokens: a
-resumed run draws exactly the masks the uninterrupted one would have, in any framework, and a run without the
-last two draws what it drew before they existed. Each backend converts them to its own arrays.
+input, hidden, embedding rows, recurrent, between, so they depend on nothing but the seed, the step and the
+tokens: a resumed run draws exactly the masks the uninterrupted one would have, in any framework, and a run
+without the later ones draws what it drew before they existed. Each backend converts them to its own arrays.
 """
 
 from __future__ import annotations
@@ -34,9 +38,9 @@ from wordrnn.core.config import Config
 Masks = dict[str, "np.ndarray | None"]
 # The masks a step gets (the embedding rows folded into "input"), and those with a row per window or stream
 # (padded, sharded and cut with the batch); "recurrent" is per weight.
-MASKS = ("input", "hidden", "recurrent")
-BATCH_MASKS = ("input", "hidden")
-RATES = ("input", "hidden", "embed", "recurrent")
+MASKS = ("input", "hidden", "recurrent", "between")
+BATCH_MASKS = ("input", "hidden", "between")
+RATES = ("input", "hidden", "embed", "recurrent", "between")
 
 
 def mask_shapes(config: Config, batch: int, seq_len: int) -> dict[str, tuple[int, ...] | None]:
@@ -49,7 +53,10 @@ def mask_shapes(config: Config, batch: int, seq_len: int) -> dict[str, tuple[int
         "input": (batch, per_position, config.embed_dim) if embedding else None,
         "hidden": (batch, 1, config.hidden_size),
         "embed": (config.vocab_size,) if embedding else None,
-        "recurrent": (cell.num_gates * config.hidden_size, config.hidden_size) if cell.recurrent_weights else None,
+        "recurrent": ((cell.num_gates * config.hidden_size, config.layers * config.hidden_size)
+                      if cell.recurrent_weights else None),
+        "between": ((batch, per_position, (config.layers - 1) * config.hidden_size) if config.layers > 1
+                    else None),
     }
 
 
@@ -70,6 +77,7 @@ def draw_masks(config: Config, batch: int, seq_len: int, rng: np.random.Generato
     masks = {"input": draw("input"), "hidden": draw("hidden")}
     rows = draw("embed")
     masks["recurrent"] = draw("recurrent")
+    masks["between"] = draw("between")
     if rows is not None and x is not None:
         words = rows[np.asarray(x)][..., None]  # [B, T, 1]: E[x] * m[x]
         full = (batch, seq_len, config.embed_dim)

@@ -22,16 +22,42 @@ Params = dict[str, np.ndarray]
 # Fixed order: the initializer draws in this order, so it is part of the format. A tied model has ``out.proj``
 # (where E differs from H) in place of ``out.weight``.
 PARAM_NAMES = ("embedding", "rnn.w_ih", "rnn.w_hh", "rnn.b_ih", "rnn.b_hh", "out.proj", "out.weight", "out.bias")
+# A stacked model's layer l >= 1 has the layer-0 names of its cell with the suffix ``_l{l}`` (``rnn.w_ih_l1``);
+# layer 0 keeps the names above, so a one-layer model is unchanged (docs/DESIGN.md, "Stacked layers").
+LAYER_SUFFIX = "_l"
 # A tied model's embedding is drawn at the output layer's scale (as PyTorch's word_language_model and AWD-LSTM
 # draw it): N(0, 1) rows make logits of standard deviation ~sqrt(E) at the start.
 TIED_EMBEDDING_BOUND = 0.1
 
 
+def layer_name(name: str, layer: int) -> str:
+    """The canonical name of layer ``layer``'s copy of the layer-0 parameter ``name``."""
+    return name if layer == 0 else f"{name}{LAYER_SUFFIX}{layer}"
+
+
+def num_layers(params: dict) -> int:
+    """How many recurrent layers ``params`` hold: 1 + the number of ``rnn.w_ih_l{l}``."""
+    layers = 1
+    while layer_name("rnn.w_ih", layers) in params:
+        layers += 1
+    return layers
+
+
+def layer_params(params: dict, layer: int) -> dict:
+    """Layer ``layer``'s recurrent weights under the layer-0 names a cell's step reads (``rnn.w_ih``...)."""
+    names = ("rnn.w_ih", "rnn.w_hh", "rnn.b_ih", "rnn.b_hh")
+    return {name: params[layer_name(name, layer)] for name in names if layer_name(name, layer) in params}
+
+
 def param_shapes(config: Config) -> dict[str, tuple[int, ...]]:
-    """The canonical shape of every parameter the model has (embedding model only: ``embedding``)."""
+    """The canonical shape of every parameter the model has (embedding model only: ``embedding``), in the
+    initializer's order: layer 0's, then each further layer's, then the output layer's."""
     V, H, E = config.vocab_size, config.hidden_size, config.embed_dim
+    cell = get_cell(config.cell)
     out = {"out.weight": (V, H)} if not config.tie else {"out.proj": (E, H)} if E != H else {}
-    shapes = {**get_cell(config.cell).param_shapes(config.input_size, H), **out, "out.bias": (V,)}
+    stacked = {layer_name(name, layer): shape for layer in range(1, config.layers)
+               for name, shape in cell.param_shapes(H, H).items()}
+    shapes = {**cell.param_shapes(config.input_size, H), **stacked, **out, "out.bias": (V,)}
     if config.model == "embedding":
         shapes = {"embedding": (V, E), **shapes}
     return shapes
@@ -51,7 +77,18 @@ def untie(params: Params) -> Params:
         return params
     untied = {k: v for k, v in params.items() if k != "out.proj"}
     untied["out.weight"] = np.asarray(output_weight(params), dtype=params["out.bias"].dtype)
-    return {name: untied[name] for name in PARAM_NAMES if name in untied}
+    return {name: untied[name] for name in canonical_order(untied)}
+
+
+def canonical_order(names: Any) -> list[str]:
+    """``names`` (any iterable of canonical names) in the format's order: ``PARAM_NAMES``, each further layer's
+    recurrent weights after layer 0's."""
+    def rank(name: str) -> tuple[int, int, int]:
+        base, _, layer = name.rpartition(LAYER_SUFFIX) if LAYER_SUFFIX in name else (name, "", "0")
+        group = 0 if base == "embedding" else 1 if base.startswith("rnn.") else 2
+        return group, int(layer), PARAM_NAMES.index(base)
+
+    return sorted(set(names), key=rank)
 
 
 def init_params(config: Config, seed: int | None = None, dtype=np.float32) -> Params:

@@ -33,9 +33,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import torch
-import torch.nn.functional as F
 
 from data.streams import Chunk, epoch_chunks, window_chunk
 from jaxmodels import model as jax_model
@@ -49,7 +47,7 @@ from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import Masks, draw_masks
 from wordrnn.core.optimizers import get_optimizer
-from wordrnn.core.params import PARAM_NAMES, Params, init_params
+from wordrnn.core.params import Params, canonical_order, init_params
 from wordrnn.frameworks import DEVICES as FRAMEWORK_DEVICES
 from wordrnn.frameworks import IMPLS, make_backend
 
@@ -96,7 +94,7 @@ def random_params(config: Config, seed: int = 0, bias_scale: float = 0.3) -> Par
     """
     params = init_params(config, seed=seed, dtype=np.float64)
     rng = np.random.default_rng([seed, 7])
-    for name in [n for n in ("rnn.b_ih", "rnn.b_hh", "out.bias") if n in params]:  # a cell may have no rnn.b_hh
+    for name in [n for n in params if n.startswith(("rnn.b_ih", "rnn.b_hh", "out.bias"))]:  # every layer's
         params[name] = params[name] + rng.normal(0.0, bias_scale, params[name].shape)
     return params
 
@@ -121,13 +119,14 @@ class Problem:
 
 
 def random_problem(model: str, vocab_size: int, hidden_size: int, embed_dim: int, seq_len: int, batch_size: int,
-                   seed: int = 0, dropout: float = 0.3, cell: str = "rnn") -> Problem:
+                   seed: int = 0, dropout: float = 0.3, cell: str = "rnn", **training) -> Problem:
     """The random problem every comparison of one forward and backward pass starts from.
 
     The masks are ``wordrnn.core.dropout.draw_masks`` at rate ``dropout``, in float64: every lever at once
-    (input dropout with whole embedding rows dropped, output dropout, weight-drop on ``w_hh``).
+    (input dropout with whole embedding rows dropped, output dropout, weight-drop on ``w_hh``, between layers).
+    ``training``: more settings (``layers``, ``ar``, ``tar``).
     """
-    config = make_config(model, vocab_size, hidden_size, embed_dim, seq_len, batch_size, seed, cell)
+    config = make_config(model, vocab_size, hidden_size, embed_dim, seq_len, batch_size, seed, cell, **training)
     rng = np.random.default_rng([seed, 3])
     x, y = random_batch(vocab_size, batch_size, seq_len, rng)
     masks = draw_masks(config, batch_size, seq_len, rng, p=dropout, dtype=np.float64, x=x)
@@ -174,7 +173,7 @@ def numpy_pass(config: Config, params: Params, chunks: Sequence[Chunk], state: t
     for c in chunks:
         logits.append(np_sequence.forward(own, c.x, config.cell, state, c.reset, own_masks, c.last_only)[0])
         loss, g, state = np_sequence.loss_and_grads(own, c.x, c.y, c.weights, config.cell, state, c.reset,
-                                                    own_masks, c.last_only)
+                                                    own_masks, c.last_only, config.ar, config.tar)
         total += loss
         for k in grads:
             grads[k] += g[k]
@@ -191,12 +190,11 @@ def torch_pass(config: Config, params: Params, chunks: Sequence[Chunk], state: t
     logits, total = [], 0.0
     for c in chunks:
         reset = None if c.reset is None else torch.from_numpy(c.reset).to(device)
-        out, state = module(torch.from_numpy(c.x).to(device), state, reset, torch_masks(masks, dtype, device),
-                            c.last_only)
+        own_masks = torch_masks(masks, dtype, device)
+        out, state, hidden = module(torch.from_numpy(c.x).to(device), state, reset, own_masks, c.last_only, True)
         w = torch.from_numpy(c.weights).to(device, torch_dtype)
-        losses = F.cross_entropy(out.reshape(-1, out.shape[-1]), torch.from_numpy(c.y).to(device).reshape(-1),
-                                 reduction="none")
-        loss = (losses * w.reshape(-1)).sum() / w.sum()
+        loss = torch_model.chunk_loss(out, hidden, torch.from_numpy(c.y).to(device), w, reset, own_masks,
+                                      c.last_only, config.ar, config.tar)
         loss.backward()  # each chunk's own loss: truncated BPTT takes no gradient across the boundary
         total += float(loss.detach())
         logits.append(out.detach().double().cpu().numpy())
@@ -220,15 +218,17 @@ def jax_masks(masks: Masks | None, dtype: type) -> dict[str, jax.Array | None] |
 
 
 def jax_loss(params: dict, x: jax.Array, y: jax.Array, weights: jax.Array, reset: jax.Array | None,
-             state: tuple | None, masks: dict | None, cell: str, last_only: bool) -> tuple[jax.Array, tuple]:
-    """The weighted mean cross-entropy of ``jaxmodels.model.apply`` (the logits and final state as auxiliary
-    output)."""
-    logits, final = jax_model.apply(params, x, state, reset, masks, cell=cell, last_only=last_only)
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-    return jnp.sum(losses * weights) / jnp.sum(weights), (logits, final)
+             state: tuple | None, masks: dict | None, cell: str, last_only: bool, ar: float = 0.0, tar: float = 0.0
+             ) -> tuple[jax.Array, tuple]:
+    """The chunk loss of ``jaxmodels.model.apply`` (``chunk_loss``: with AR and TAR where they are on; the logits
+    and final state as auxiliary output)."""
+    logits, final, hidden = jax_model.apply(params, x, state, reset, masks, cell=cell, last_only=last_only,
+                                            return_hidden=True)
+    return jax_model.chunk_loss(logits, hidden, y, weights, reset, masks, last_only, ar, tar), (logits, final)
 
 
-_jax_value_and_grad = jax.jit(jax.value_and_grad(jax_loss, has_aux=True), static_argnames=("cell", "last_only"))
+_jax_value_and_grad = jax.jit(jax.value_and_grad(jax_loss, has_aux=True),
+                              static_argnames=("cell", "last_only", "ar", "tar"))
 
 
 def jax_pass(config: Config, params: Params, chunks: Sequence[Chunk], state: tuple | None, masks: Masks | None,
@@ -242,7 +242,7 @@ def jax_pass(config: Config, params: Params, chunks: Sequence[Chunk], state: tup
             (loss, (out, state)), g = _jax_value_and_grad(
                 own, jnp.asarray(c.x), jnp.asarray(c.y), jnp.asarray(c.weights, dtype),
                 None if c.reset is None else jnp.asarray(c.reset), state, jax_masks(masks, dtype),
-                cell=config.cell, last_only=c.last_only)
+                cell=config.cell, last_only=c.last_only, ar=config.ar, tar=config.tar)
             total += float(loss)
             logits.append(np.asarray(out, np.float64))
             grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
@@ -292,15 +292,15 @@ def random_poems(vocab_size: int, count: int, rng: np.random.Generator, shortest
 
 def random_poem_problem(model: str, vocab_size: int, hidden_size: int, embed_dim: int, seq_len: int,
                         batch_size: int, seed: int = 0, dropout: float = 0.3, cell: str = "rnn", bptt: int = 6,
-                        chunks: int = 2) -> PoemProblem:
+                        chunks: int = 2, **training) -> PoemProblem:
     config = make_config(model, vocab_size, hidden_size, embed_dim, seq_len, batch_size, seed, cell,
-                         context="poem", bptt=bptt)
+                         context="poem", bptt=bptt, **training)
     rng = np.random.default_rng([seed, 5])
     poems = random_poems(vocab_size, 4 * batch_size, rng)
     laid = epoch_chunks(poems, batch_size, bptt, seed, 1)[:chunks]
     if not any(c.reset[:, 1:].any() for c in laid):
         raise RuntimeError("no poem starts inside a chunk: choose another seed or shorter poems")
-    state = tuple(0.5 * rng.standard_normal((batch_size, hidden_size)) for _ in get_cell(config.cell).states)
+    state = tuple(0.5 * rng.standard_normal((batch_size, config.state_size)) for _ in get_cell(config.cell).states)
     masks = draw_masks(config, batch_size, bptt, rng, p=dropout, dtype=np.float64)
     return PoemProblem(config, random_params(config, seed), laid, state, masks)
 
@@ -333,12 +333,12 @@ def poem_trajectory_checks(config: Config, params: Params, steps: int = 20, seed
 
 def all_poem_checks(model: str, vocab_size: int, hidden_size: int, embed_dim: int, seq_len: int, batch_size: int,
                     seed: int = 0, steps: int = 20, lr: float = 1e-3, dropout: float = 0.3, cell: str = "rnn",
-                    bptt: int = 6, device: str = "cpu") -> list[Check]:
+                    bptt: int = 6, device: str = "cpu", **training) -> list[Check]:
     """The poem context's comparisons: float32 and float64, without and with locked dropout masks; then
-    ``steps`` Adam steps over carried chunks."""
+    ``steps`` Adam steps over carried chunks. ``training``: more settings (``layers``, ``ar``, ``tar``)."""
     use_device(device)
     problem = random_poem_problem(model, vocab_size, hidden_size, embed_dim, seq_len, batch_size, seed, dropout,
-                                  cell, bptt)
+                                  cell, bptt, **training)
     checks = []
     for dtype in (np.float32, np.float64):
         checks += poem_pass_checks(problem, None, dtype, per_parameter=False, device=device)
@@ -402,7 +402,7 @@ def compare_passes(config: Config, passes: dict[str, Pass], dtype: type, label: 
     """
     tag = DTYPE_TAGS[dtype] + (f", {label}" if label else "")
     pairs = list(combinations(passes, 2))
-    names = [name for name in PARAM_NAMES if name in passes[pairs[0][0]].grads]
+    names = canonical_order(passes[pairs[0][0]].grads)
     check = partial(Check, config.model, cell=config.cell)
 
     def grad_diffs(chosen: list[str]) -> dict[str, float]:
@@ -652,15 +652,16 @@ def trajectory_checks(config: Config, params: Params, batches: Sequence[tuple[np
 
 def all_checks(model: str, vocab_size: int, hidden_size: int, embed_dim: int, seq_len: int, batch_size: int,
                seed: int = 0, steps: int = 20, lr: float = 1e-3, weight_decay: float = 1e-2,
-               dropout: float = 0.3, cell: str = "rnn", device: str = "cpu") -> list[Check]:
+               dropout: float = 0.3, cell: str = "rnn", device: str = "cpu", **training) -> list[Check]:
     """Every comparison ``python -m wordrnn.bench.parity`` reports, for one model and cell.
 
     Logits and gradients in float32 and float64, without and with fixed
     dropout masks (rate ``dropout``); then ``steps`` Adam steps with clipping,
-    without and with ``weight_decay``.
+    without and with ``weight_decay``. ``training``: more settings (``layers``, ``ar``, ``tar``).
     """
     use_device(device)
-    problem = random_problem(model, vocab_size, hidden_size, embed_dim, seq_len, batch_size, seed, dropout, cell)
+    problem = random_problem(model, vocab_size, hidden_size, embed_dim, seq_len, batch_size, seed, dropout, cell,
+                             **training)
     config, params, x, y, masks = problem.config, problem.params, problem.x, problem.y, problem.masks
     checks = []
     for dtype in (np.float32, np.float64):
