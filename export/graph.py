@@ -28,6 +28,11 @@ embedding rows and lets the recurrent op apply ``W_ih``; the one-hot model gathe
 rows of ``W_ih^T`` (the input projection, exactly) and gives the op the
 identity as its input weight, which passes them through unchanged.
 onnxruntime implements these ops only time-major (``layout=0``), hence the Transpose.
+
+A stacked model chains one such op per layer (``stack_nodes``): layer l >= 1 reads the squeezed ``Y`` of the
+layer below, with its own weights, every name of its nodes prefixed ``l{l}.``; the state in is split into the
+layers' [1, B, H] parts and their final states joined again, so ``h0``/``hn`` are [B, L*H], layer 0 first. A
+one-layer graph is exactly what it was.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from export.metadata import INPUT_NAME, OUTPUT_NAME, state_specs
 from export.session import graph_name
 from wordrnn.core.cells import Cell, get_cell
 from wordrnn.core.config import Config
-from wordrnn.core.params import Params, untie
+from wordrnn.core.params import Params, layer_params, num_layers, untie
 
 DEFAULT_OPSET = 17  # RNN/LSTM/GRU-14, Gather-13, Squeeze-13, Gemm-13: every onnxruntime since 1.11 runs it
 MIN_OPSET = 14  # the first RNN, LSTM and GRU that state their layout
@@ -72,7 +77,7 @@ def build_graph(params: Params, config: Config, opset: int = DEFAULT_OPSET,
     params = untie(params)
     cell = get_cell(config.cell)
     table_name, table, w_ih = input_table(params, config)
-    initializers = {table_name: table, **(op_weights if cell.onnx_op else scan_weights)(params, cell, w_ih)}
+    initializers = {table_name: table, **layer_weights(params, cell, w_ih)}
     nodes = [
         helper.make_node("Gather", [table_name, INPUT_NAME], ["inputs"], axis=0),
         helper.make_node("Transpose", ["inputs"], ["inputs_time_major"], perm=[1, 0, 2]),
@@ -112,7 +117,7 @@ def build_ensemble_graph(members: list[Params], config: Config, opset: int = DEF
         return build_graph(members[0], config, opset, metadata)
     single = dataclasses.replace(config, ensemble=1)
     graphs = [_prefixed(build_graph(params, single, opset).graph, f"m{k}.") for k, params in enumerate(members)]
-    N, H, V = len(members), config.hidden_size, config.vocab_size
+    N, H, V = len(members), config.state_size, config.vocab_size
     states = state_specs(config)
     nodes = [helper.make_node("Identity", [INPUT_NAME], [f"m{k}.{INPUT_NAME}"]) for k in range(N)]
     initializers = [numpy_helper.from_array(np.full(N, H, np.int64), "ensemble.split"),
@@ -172,6 +177,59 @@ def _prefixed(graph: onnx.GraphProto, prefix: str) -> onnx.GraphProto:
 
 
 Head = tuple[list[onnx.ValueInfoProto], list[onnx.ValueInfoProto], str]
+
+
+def layer_weights(params: Params, cell: Cell, w_ih: np.ndarray) -> dict[str, np.ndarray]:
+    """One layer's weights as its recurrent nodes read them (``params`` under layer 0's names; ``w_ih`` the
+    input weight the op applies)."""
+    return (op_weights if cell.onnx_op else scan_weights)(params, cell, w_ih)
+
+
+def stack_nodes(params: Params, config: Config, cell: Cell, initial: list[str], outputs: list[str],
+                initializers: dict) -> list[onnx.NodeProto]:
+    """``recurrent_nodes`` for every layer of ``params``, chained: ``initial`` states [1, B, L*H] (none: zero),
+    ``outputs`` the last layer's every h [T, 1, B, H] ("" if unused) then the final states [1, B, L*H]. Layer
+    l >= 1's weights go into ``initializers`` under its prefix."""
+    H, L = config.hidden_size, num_layers(params)
+    if L == 1:
+        return recurrent_nodes(cell, H, initial, outputs)
+    every, *finals = outputs
+    initializers["direction_axis_y"] = np.array([1], np.int64)
+    if initial:
+        initializers["stack.split"] = np.full(L, H, np.int64)
+    nodes = [helper.make_node("Split", [name, "stack.split"], [f"{name}.l{layer}" for layer in range(L)], axis=2)
+             for name in initial]
+    for layer in range(L):
+        own_initial = [f"{name}.l{layer}" for name in initial]
+        own_outputs = [every if layer == L - 1 else f"every.l{layer}", *(f"{name}.l{layer}" for name in finals)]
+        if layer == 0:
+            nodes += recurrent_nodes(cell, H, own_initial, own_outputs)
+            continue
+        weights = layer_params(params, layer)
+        own = layer_weights(weights, cell, weights["rnn.w_ih"])
+        prefix = f"l{layer}."
+        layer_nodes = [helper.make_node("Squeeze", [f"every.l{layer - 1}", "direction_axis_y"],
+                                        ["inputs_time_major"]),
+                       *recurrent_nodes(cell, H, own_initial, own_outputs)]
+        interface = {*own_initial, *own_outputs, f"every.l{layer - 1}"}
+        local = {out for node in layer_nodes for out in node.output} | set(own) | {"inputs_time_major"}
+        rename_values(layer_nodes, {name: prefix + name for name in local - interface})
+        nodes += layer_nodes
+        initializers.update({prefix + name: value for name, value in own.items()})
+    nodes += [helper.make_node("Concat", [f"{name}.l{layer}" for layer in range(L)], [name], axis=2)
+              for name in finals]
+    return nodes
+
+
+def rename_values(nodes: list[onnx.NodeProto], mapping: dict[str, str]) -> None:
+    """Rename, in place, every input and output of ``nodes`` (and of their subgraphs', such as a Scan body
+    reading outer weights) that ``mapping`` names."""
+    for node in nodes:
+        node.input[:] = [mapping.get(name, name) for name in node.input]
+        node.output[:] = [mapping.get(name, name) for name in node.output]
+        for attribute in node.attribute:
+            for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                rename_values(list(sub.node), mapping)
 
 
 def op_weights(params: Params, cell: Cell, w_ih: np.ndarray) -> dict[str, np.ndarray]:
@@ -256,7 +314,8 @@ def window_head(params: Params, config: Config, cell: Cell, nodes: list, initial
     """From a zero state, the last step only: Y_h [1, B, H] --Squeeze--> [B, H] --Gemm(out)--> logits [B, V]."""
     initializers.update({"out.weight": params["out.weight"], "out.bias": params["out.bias"]})
     nodes += [
-        *recurrent_nodes(cell, config.hidden_size, [], ["", "h_last"]),
+        *stack_nodes(params, config, cell, [], ["", "h_layers" if config.layers > 1 else "h_last"], initializers),
+        *last_layer(config, "h_layers", "h_last", initializers),
         helper.make_node("Squeeze", ["h_last", "direction_axis"], ["h"]),
         helper.make_node("Gemm", ["h", "out.weight", "out.bias"], [OUTPUT_NAME], transB=1),
     ]
@@ -265,18 +324,28 @@ def window_head(params: Params, config: Config, cell: Cell, nodes: list, initial
     return [], outputs, f"int64 tokens [batch, seq] -> next-token logits [batch, {V}]"
 
 
+def last_layer(config: Config, stacked: str, out: str, initializers: dict) -> list[onnx.NodeProto]:
+    """A stacked model's last layer's part [1, B, H] of the final states [1, B, L*H]; none for one layer."""
+    if config.layers == 1:
+        return []
+    H, L = config.hidden_size, config.layers
+    initializers.update({"last_layer.start": np.array([(L - 1) * H], np.int64),
+                         "last_layer.end": np.array([L * H], np.int64), "last_layer.axis": np.array([2], np.int64)})
+    return [helper.make_node("Slice", [stacked, "last_layer.start", "last_layer.end", "last_layer.axis"], [out])]
+
+
 def poem_head(params: Params, config: Config, cell: Cell, nodes: list, initializers: dict) -> Head:
     """From the state in, every step: h0 [B, H] --Unsqueeze--> the op's initial_h [1, B, H] (c0 likewise);
     Y [T, 1, B, H] --Squeeze, Transpose--> [B, T, H] --MatMul, Add(out)--> logits [B, T, V];
-    Y_h [1, B, H] --Squeeze--> hn [B, H] (Y_c to cn)."""
-    H, V = config.hidden_size, config.vocab_size
+    Y_h [1, B, H] --Squeeze--> hn [B, H] (Y_c to cn); a stacked model's states are [B, L*H]."""
+    V = config.vocab_size
     states = state_specs(config)
     initializers.update({"out.weight_t": params["out.weight"].T, "out.bias": params["out.bias"]})
     initial = [f"{s.input}_op" for s in states]
     last = [f"{s.output}_op" for s in states]
     nodes += [helper.make_node("Unsqueeze", [s.input, "direction_axis"], [name]) for s, name in zip(states, initial)]
     nodes += [
-        *recurrent_nodes(cell, H, initial, ["states_op", *last]),
+        *stack_nodes(params, config, cell, initial, ["states_op", *last], initializers),
         helper.make_node("Squeeze", ["states_op", "direction_axis_y"], ["states_time_major"]),
         helper.make_node("Transpose", ["states_time_major"], ["states"], perm=[1, 0, 2]),
         helper.make_node("MatMul", ["states", "out.weight_t"], ["scores"]),
@@ -288,5 +357,6 @@ def poem_head(params: Params, config: Config, cell: Cell, nodes: list, initializ
     outputs = [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", "seq", V]),
                *(helper.make_tensor_value_info(s.output, TensorProto.FLOAT, ["batch", s.size]) for s in states)]
     names = ", ".join(s.input for s in states)
-    return inputs, outputs, (f"int64 tokens [batch, seq] and the state {names} [batch, {H}] -> logits of every "
+    return inputs, outputs, (f"int64 tokens [batch, seq] and the state {names} [batch, {config.state_size}] -> "
+                             "logits of every "
                              f"position [batch, seq, {V}] and the state after the last")

@@ -225,7 +225,8 @@ def check_context(props: dict[str, str], config: Config, where: str) -> None:
     if got != want:
         what = f"an ensemble of {config.ensemble} " if config.ensemble > 1 else "a "
         raise UsageError(f"{where}: the metadata's {KEY_STATE} is {json.dumps(got)} but {what}{config.context} "
-                         f"{config.cell} model of hidden size {config.hidden_size} carries {json.dumps(want)}; "
+                         f"{config.cell} model of {config.layers} layer(s) of hidden size {config.hidden_size} "
+                         f"carries {json.dumps(want)}; "
                          "export it again")
 
 

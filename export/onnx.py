@@ -120,7 +120,7 @@ def reference_forward(members: list[Params], config: Config
     ensemble, every member from its slice of the state (members side by side), their probabilities averaged."""
     from scratch.sequence import forward
 
-    H = config.hidden_size
+    H = config.state_size  # one member's state: its layers side by side
 
     def run(x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         outs = [forward(params, x, config.cell, state=tuple(s[:, k * H:(k + 1) * H] for s in state))
@@ -342,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     cache = cache_from_args(args, run, chosen_cache)
     exported = export_run(run, args.opset, args.reference, args.source, cache)
     config = run.config
-    sizes = f"V={config.vocab_size}, H={config.hidden_size}" + (
+    layers = f", {config.layers} layers" if config.layers > 1 else ""
+    sizes = f"V={config.vocab_size}, H={config.hidden_size}{layers}" + (
         f", E={config.embed_dim}" if config.model == "embedding" else "")
     print(f"{run.path}: {config.model} {config.cell} model trained with {run.framework} ({sizes})")
     print(f"exporter: {exported.exporter}, opset {args.opset}; onnx.checker (full check): passed")

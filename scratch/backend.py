@@ -53,7 +53,7 @@ class NumpyBackend:
         config = state.config
         masks = self.dropout_masks(config, step, chunk.x)
         loss, grads, carry = sequence.loss_and_grads(state.params, chunk.x, chunk.y, chunk.weights, config.cell,
-                                                     carry, chunk.reset, masks, chunk.last_only)
+                                                     carry, chunk.reset, masks, chunk.last_only, config.ar, config.tar)
         if config.clip > 0:
             clip_by_global_norm(grads, config.clip)
         state.optimizer.update(state.params, grads)

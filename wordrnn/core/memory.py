@@ -74,7 +74,9 @@ def count_parameters(config: Config) -> int:
 def activation_floats(config: Config) -> int:
     """The numbers one training batch keeps for the backward pass (see the module docstring)."""
     G, H, V = get_cell(config.cell).num_gates, config.hidden_size, config.vocab_size
-    per_step = config.input_size + 2 * G * H + 2 * H  # input, gate pre-activations and values, state
+    # every layer: its input (layer 0: the embedding or one-hot row; above: the layer below's h), gate
+    # pre-activations and values, state
+    per_step = config.input_size + 2 * G * H + 2 * H + (config.layers - 1) * (H + 2 * G * H + 2 * H)
     steps, scored = config.layout.chunk_shape(config.seq_len, config.bptt)
     return config.batch_size * (steps * per_step + scored * LOGIT_COPIES * V)
 

@@ -262,9 +262,9 @@ def _seed_from(config: Config, source_dir: Path, given: Collection[str] | None, 
                       advice="drop them to use the source run's settings, or train from scratch")
     for name in ADOPTED:
         setattr(config, name, getattr(source.config, name))
-    say(f"--init-from {source_dir}: {config.model} model, {config.cell} cell, hidden size {config.hidden_size}"
-        f"{f', embedding {config.embed_dim}' if config.model == 'embedding' else ''}, its vocabulary of "
-        f"{len(source.vocab)} (tokenizer {config.tokenizer}, min-freq {config.min_freq})")
+    say(f"--init-from {source_dir}: {config.model} model, {config.cell} cell, {config.layers} layer(s) of hidden "
+        f"size {config.hidden_size}{f', embedding {config.embed_dim}' if config.model == 'embedding' else ''}, "
+        f"its vocabulary of {len(source.vocab)} (tokenizer {config.tokenizer}, min-freq {config.min_freq})")
     return Start(config, source.vocab, source.params)
 
 
