@@ -32,7 +32,7 @@ from wordrnn.core.sampling import generate
 from wordrnn.run.folder import load_run
 from wordrnn.run.generation import generate_text, prompt_to_ids
 
-KINDS = ("window", "poem", "poem-ensemble", "poem-ensemble-cache-auto")
+KINDS = ("window", "poem", "poem-ensemble", "poem-ensemble-cache-auto", "poem-3-layers")
 # Words of WORDS, so that every prompt of the conformance cases has a known word in a trained run's vocabulary.
 REFRAIN_WORDS = ["the", "sea", "is", "calm", "moon", "my", "love", "rose", "night", "a", "red", "o'er", "caf\u00e9"]
 
@@ -65,6 +65,16 @@ def kind(request, tmp_path_factory) -> tuple[Path, Path, tuple[str, ...]]:
     if request.param == "poem-ensemble":  # seeded weights of two members
         run, _, _ = ensemble_folder(folder / "run", 2, WORDS, sharpen=8.0, context="poem", cell="gru",
                                     hidden_size=12)
+        export(run, out)
+        return run, out, ()
+    if request.param == "poem-3-layers":  # trained with every lever of the stack on, the state [B, 3*H]
+        run = folder / "run"
+        trained = run_module("scratch.train", "--data", str(refrain_corpus(folder)), "--context", "poem", "--cell",
+                             "gru", "--layers", "3", "--dropout", "0.2", "--dropout-between", "0.3", "--ar", "2",
+                             "--tar", "1", "--epochs", "1", "--bptt", "8", "--batch-size", "4", "--min-freq", "1",
+                             "--hidden-size", "12", "--embed-dim", "8", "--val-fraction", "0.2", "--lr", "1e-2",
+                             "--quiet", "--out", str(run))
+        assert trained.returncode == 0, trained.stderr
         export(run, out)
         return run, out, ()
     run = folder / "run"  # trained one epoch on poems with refrains; the cache chosen on its validation poems

@@ -20,7 +20,7 @@ from data.tokenizer import detokenize, tokenize
 from data.vocab import Vocab
 from export import onnx as export_onnx
 from export import web as export_web
-from export.metadata import VERSION_OF_CONTEXT
+from export.metadata import VERSION_OF_CONTEXT, state_specs
 from export.session import load
 from wordrnn.core.cells import CELLS
 from wordrnn.core.config import Config
@@ -77,10 +77,11 @@ def case_settings(case: dict) -> SamplerSettings:
                            case["allow_unk"], case["no_repeat_ngram"], case["repetition_penalty"])
 
 
-def make_model(folder: Path, cell: str, model: str = "embedding", context: str = "window") -> Path:
+def make_model(folder: Path, cell: str, model: str = "embedding", context: str = "window", layers: int = 1) -> Path:
     config = Config(model=model, cell=cell, context=context, vocab_size=len(WORDS), hidden_size=16, embed_dim=8,
-                    seq_len=4, seed=3)
-    run = folder / f"run-{cell}-{model}-{context}"
+                    seq_len=4, seed=3, layers=layers)
+    stacked = f"-{layers}layers" if layers > 1 else ""
+    run = folder / f"run-{cell}-{model}-{context}{stacked}"
     write_config(run, config, "numpy")
     atomic_write_text(run / "vocab.json", Vocab(WORDS).to_json())
     params = init_params(config)
@@ -89,7 +90,7 @@ def make_model(folder: Path, cell: str, model: str = "embedding", context: str =
     write_metrics(run, [{"epoch": 1, "val_loss": 3.2, "val_ppl": 24.53},  # the card shows the best epoch's
                         {"epoch": 2, "val_loss": 3.0, "val_ppl": 20.09},
                         {"epoch": 3, "val_loss": 3.1, "val_ppl": 22.2}])
-    out = folder / f"{cell}-{model}-{context}.onnx"
+    out = folder / f"{cell}-{model}-{context}{stacked}.onnx"
     try:
         code = export_onnx.main(["--run", str(run), "--out", str(out), "--reference", "numpy"])
     except SystemExit as stop:
@@ -99,6 +100,8 @@ def make_model(folder: Path, cell: str, model: str = "embedding", context: str =
 
 
 CELLS_AND_CONTEXTS = [(cell, context) for context in ("window", "poem") for cell in CELLS]
+# Stacked models of every cell: 2 layers carrying their state side by side, 3 layers reading windows.
+STACKED = [(cell, context, layers) for context, layers in (("poem", 2), ("window", 3)) for cell in CELLS]
 
 
 @pytest.fixture(scope="module", params=CELLS_AND_CONTEXTS, ids=[f"{c}-{x}" for c, x in CELLS_AND_CONTEXTS])
@@ -106,6 +109,13 @@ def model_file(request, tmp_path_factory) -> Path:
     """One export of each cell the exporter supports, in each context."""
     cell, context = request.param
     return make_model(tmp_path_factory.mktemp(f"{cell}-{context}"), cell, context=context)
+
+
+@pytest.fixture(scope="module", params=STACKED, ids=[f"{c}-{x}-{n}layers" for c, x, n in STACKED])
+def stacked_file(request, tmp_path_factory) -> Path:
+    """One export of a stacked model of each cell."""
+    cell, context, layers = request.param
+    return make_model(tmp_path_factory.mktemp(f"{cell}-{context}-{layers}"), cell, context=context, layers=layers)
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +201,16 @@ def node_reproduces_the_vectors(model_file: Path, tmp_path: Path) -> list[dict]:
 def test_python_writes_the_vectors_and_node_reproduces_them_token_for_token(model_file, tmp_path):
     results = node_reproduces_the_vectors(model_file, tmp_path)
     assert len({r["text"] for r in results}) == len(results)  # the cases are not all one poem
+
+
+@needs_node
+def test_node_reproduces_the_vectors_of_a_stacked_model(stacked_file, tmp_path):
+    """The client learns a stacked model's state width ([B, L*H]) from the file and needs nothing else."""
+    card = load(stacked_file).card
+    assert card.config.layers > 1
+    assert all(spec.size == card.config.layers * card.config.hidden_size for spec in state_specs(card.config))
+    results = node_reproduces_the_vectors(stacked_file, tmp_path)
+    assert len({r["text"] for r in results}) == len(results)
 
 
 def test_the_vectors_exercise_what_they_claim(model_file, tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 from test_export_poem import lying_files
-from test_web import CELLS_AND_CONTEXTS, MARGIN, first_difference_margin, make_model, write_cases
+from test_web import CELLS_AND_CONTEXTS, MARGIN, STACKED, first_difference_margin, make_model, write_cases
 
 from export import onnx as export_onnx
 from export import web as export_web
@@ -65,6 +65,8 @@ def site(tmp_path_factory):
     each, and files whose graph does not match their metadata."""
     folder = tmp_path_factory.mktemp("site")
     models = {(cell, context): make_model(folder, cell, context=context) for cell, context in CELLS_AND_CONTEXTS}
+    models.update({(cell, f"{context}-{layers}layers"): make_model(folder, cell, context=context, layers=layers)
+                   for cell, context, layers in STACKED})
     cases = {key: write_cases(path, folder)[1] for key, path in models.items()}
     out = folder / "site"
     with served(models["rnn", "window"], out) as url:
@@ -120,7 +122,7 @@ def assert_page_writes(page, model: Path, cases: list[dict]) -> None:
         assert text == case["expected"]["text"], case
 
 
-@pytest.mark.parametrize(("cell", "context"), CELLS_AND_CONTEXTS)
+@pytest.mark.parametrize(("cell", "context"), [*CELLS_AND_CONTEXTS, *((c, f"{x}-{n}layers") for c, x, n in STACKED)])
 def test_the_page_writes_pythons_poem_for_every_case(site, browser, cell, context):
     url, models, cases, _ = site
     page = open_page(browser, f"{url}?model={cell}-{context}.onnx")
@@ -128,7 +130,10 @@ def test_the_page_writes_pythons_poem_for_every_case(site, browser, cell, contex
     card = page.text_content("#card")
     assert f"cell{cell}" in card and "input modelembedding" in card and "vocabulary21 tokens" in card
     assert "trained withnumpy" in card and "validation perplexity20.09" in card
-    assert ("contextthe whole poem, its state carried" if context == "poem" else "contexta window of 4 tokens") in card
+    poem = context.startswith("poem")
+    layers = context.partition("-")[2].removesuffix("layers")
+    assert (f"layers{layers} stacked, 16 units each" in card) == bool(layers)
+    assert ("contextthe whole poem, its state carried" if poem else "contexta window of 4 tokens") in card
     assert_page_writes(page, models[cell, context], cases[cell, context])
     page.close()
 

@@ -23,6 +23,8 @@ function showCard(card, name) {
   const ppl = card.valPpl === null ? "not recorded" : card.valPpl.toFixed(2);
   const rows = [["file", name], ["cell", card.cell], ["input model", card.model], ["vocabulary", `${card.vocabSize} tokens`],
     ["context", card.context === "poem" ? "the whole poem, its state carried" : `a window of ${card.seqLen} tokens`],
+    ...((card.config.layers ?? 1) > 1 ? [["layers", `${card.config.layers} stacked, ${card.config.hidden_size} units each`]]
+      : []),
     ...((card.config.ensemble ?? 1) > 1 ? [["ensemble", `${card.config.ensemble} models, their probabilities averaged`]]
       : []),
     ...(card.cache ? [["neural cache", `the last ${card.cache.size} positions, theta ${card.cache.theta}, ` +

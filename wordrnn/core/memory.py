@@ -121,7 +121,8 @@ def check_memory(config: Config, available: int | None = None) -> str | None:
     free = available_memory() if available is None else available
     if free is None:
         return None
-    sizes = "--hidden-size" + (", --embed-dim" if config.model == "embedding" else "")
+    sizes = "--hidden-size" + (", --embed-dim" if config.model == "embedding" else "") + (
+        f", fewer --layers (now {config.layers})" if config.layers > 1 else "")
     if estimate.total > free:
         raise UsageError(f"this model needs {estimate.describe()}, but {human_bytes(free)} of memory is available; "
                          f"use a smaller {sizes}, --batch-size or a larger --min-freq (a smaller vocabulary)")
