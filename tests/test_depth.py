@@ -74,9 +74,9 @@ def test_resume_with_another_layer_count_is_refused_naming_both(stacked, corpus,
 def test_init_from_takes_the_source_runs_layers_and_refuses_another_count(stacked, corpus, tmp_path, capsys):
     refuses(scratch_train.main, trainer(corpus, tmp_path / "three", "--context", "poem", "--init-from", str(stacked),
                                         "--layers", "3"), capsys, "--layers 3 (the source run's: 2)")
-    code, out, err = run_main(scratch_train.main, trainer(corpus, tmp_path / "same", "--epochs", "1", "--context",
-                                                          "poem", "--init-from", str(stacked)), capsys)
-    assert code == 0 and "2 layer(s) of hidden size" in out + err, err
+    code, _, err = run_main(scratch_train.main, trainer(corpus, tmp_path / "same", "--epochs", "1", "--context",
+                                                        "poem", "--init-from", str(stacked)), capsys)
+    assert code == 0, err
     assert json.loads((tmp_path / "same" / CONFIG).read_text())["layers"] == 2
 
 
