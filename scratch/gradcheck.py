@@ -45,10 +45,12 @@ from wordrnn.core.tolerances import FINITE_DIFFERENCE, TINY  # noqa: E402
 
 
 def make_problem(kind: str, vocab_size: int, hidden_size: int, embed_dim: int, batch_size: int, seq_len: int,
-                 dropout: float, seed: int, cell: str = "rnn") -> tuple[Params, np.ndarray, np.ndarray, Masks | None]:
-    """Float64 canonical weights of ``cell``, a random batch, and (if ``dropout`` > 0) fixed dropout masks."""
+                 dropout: float, seed: int, cell: str = "rnn", layers: int = 1
+                 ) -> tuple[Params, np.ndarray, np.ndarray, Masks | None]:
+    """Float64 canonical weights of ``cell`` (``layers`` stacked), a random batch, and (if ``dropout`` > 0) fixed
+    dropout masks."""
     config = Config(model=kind, cell=cell, vocab_size=vocab_size, hidden_size=hidden_size, embed_dim=embed_dim,
-                    seed=seed)
+                    seed=seed, layers=layers)
     params = init_params(config, dtype=np.float64)
     rng = np.random.default_rng([seed, 1])
     x = rng.integers(0, vocab_size, size=(batch_size, seq_len))
@@ -118,6 +120,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--embed-dim", type=_positive, default=6, help="E (default: %(default)s)")
     parser.add_argument("--batch-size", type=_positive, default=4, help="B (default: %(default)s)")
     parser.add_argument("--seq-len", type=_positive, default=5, help="T (default: %(default)s)")
+    parser.add_argument("--layers", type=_positive, default=1, help="stacked layers (default: %(default)s)")
     parser.add_argument("--dropout", type=float, default=0.3,
                         help="drop rate of the fixed masks of the second pass (default: %(default)s)")
     parser.add_argument("--entries", type=_positive, default=300,
@@ -137,17 +140,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     worst = 0.0
-    print(f"{'cell':<5} {'model':<10} {'masks':<6} {'parameter':<11} {'worst rel. error':>16}")
+    print(f"{'cell':<5} {'model':<10} {'masks':<6} {'parameter':<14} {'worst rel. error':>16}")
     for cell in (args.cell,) if args.cell else tuple(CELLS):
         for kind in ("onehot", "embedding"):
             for dropout in (0.0, args.dropout):
                 params, x, y, masks = make_problem(kind, args.vocab_size, args.hidden_size, args.embed_dim,
-                                                   args.batch_size, args.seq_len, dropout, args.seed, cell)
+                                                   args.batch_size, args.seq_len, dropout, args.seed, cell,
+                                                   args.layers)
                 errors = check_gradients(params, x, y, masks, cell=cell, eps=args.eps, entries=args.entries,
                                          seed=args.seed)
                 for name, err in errors.items():
                     flag = "" if err <= FINITE_DIFFERENCE else "  FAIL"
-                    print(f"{cell:<5} {kind:<10} {'fixed' if masks else 'none':<6} {name:<11} {err:>16.2e}{flag}")
+                    print(f"{cell:<5} {kind:<10} {'fixed' if masks else 'none':<6} {name:<14} {err:>16.2e}{flag}")
                     worst = max(worst, err)
     verdict = "ok" if worst <= FINITE_DIFFERENCE else "FAILED"
     print(f"{verdict}: worst relative error {worst:.2e} (tolerance {FINITE_DIFFERENCE:g})")

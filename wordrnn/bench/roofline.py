@@ -65,6 +65,7 @@ def forward_flops(config: Config, steps: int | None = None, scored: int = 1) -> 
     layers and softmaxes (1 for a window, T for a chunk of the poem context)."""
     cell = get_cell(config.cell)
     step = cell.step_flops(config.input_size, config.hidden_size, input_is_lookup=config.model == "onehot")
+    step += (config.layers - 1) * cell.step_flops(config.hidden_size, config.hidden_size)  # the layers above
     steps = config.seq_len if steps is None else steps
     return steps * step + scored * (2.0 * config.hidden_size * config.vocab_size + SOFTMAX_FLOPS * config.vocab_size)
 
@@ -76,6 +77,7 @@ def activation_numbers(config: Config, batch: int, steps: int | None = None, sco
     gh = cell.num_gates * config.hidden_size
     states = len(cell.states) * config.hidden_size
     per_step = (config.embed_dim if config.model == "embedding" else 0) + gh + states
+    per_step += (config.layers - 1) * (config.hidden_size + gh + states)  # each layer above: its input, gates, state
     steps = config.seq_len if steps is None else steps
     return batch * (steps * per_step + scored * config.vocab_size)
 

@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 ("--hidden-size", Config.hidden_size, "RNN state size H"),
                                 ("--embed-dim", Config.embed_dim, "embedding size E")):
         g.add_argument(flag, type=int, default=default, help=f"{what} (default: %(default)s)")
+    g.add_argument("--layers", default="1",
+                   help="stacked layers, comma-separated: one row each (default: %(default)s; 1,2 adds a 2-layer "
+                   "row)")
     g.add_argument("--models", default=",".join(MODELS), help="models (default: %(default)s)")
     g.add_argument("--cells", default=",".join(CELLS), help="recurrent cells (default: %(default)s)")
     g = parser.add_argument_group("sizes")
@@ -133,11 +136,22 @@ def load_size(size: str, base: Config, args: argparse.Namespace) -> tuple[Config
     return replace(base, vocab_size=len(dataset.vocab)), dataset
 
 
-def variants(config: Config, models: list[str], cells: list[str], contexts: tuple[str, ...] = ("window",)
-             ) -> list[Config]:
-    """One configuration per context, model and cell."""
-    return [replace(config, context=context, model=model, cell=cell)
-            for context in contexts for model in models for cell in cells]
+def variants(config: Config, models: list[str], cells: list[str], contexts: tuple[str, ...] = ("window",),
+             layers: tuple[int, ...] = (1,)) -> list[Config]:
+    """One configuration per context, model, cell and layer count."""
+    return [replace(config, context=context, model=model, cell=cell, layers=n)
+            for context in contexts for model in models for cell in cells for n in layers]
+
+
+def parse_layers(text: str) -> tuple[int, ...]:
+    """``--layers``: comma-separated positive layer counts."""
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise UsageError(f"--layers takes comma-separated positive whole numbers (1,2), got {text!r}")
+    return counts
 
 
 def measure_limits(device: str, configs: dict[str, Config], repeats: int) -> dict[str, Any]:
@@ -152,9 +166,18 @@ def measure_limits(device: str, configs: dict[str, Config], repeats: int) -> dic
 
 
 def variant_key(size: str, variant: Config | dict[str, Any]) -> str:
-    """The name of one size, model and cell (a configuration or a result row)."""
-    get = variant.get if isinstance(variant, dict) else lambda k: getattr(variant, k)
-    return f"{size}/{get('model')}/{get('cell')}"
+    """The name of one size, model, cell and layer count (a configuration or a result row)."""
+    return f"{size}/{variant_get(variant, 'model')}/{cell_label(variant)}"
+
+
+def variant_get(variant: Config | dict[str, Any], key: str) -> Any:
+    return variant.get(key) if isinstance(variant, dict) else getattr(variant, key)
+
+
+def cell_label(variant: Config | dict[str, Any]) -> str:
+    """The cell, and ``xL`` for a stack of L layers (``lstmx2``)."""
+    layers = variant_get(variant, "layers") or 1
+    return variant_get(variant, "cell") + (f"x{layers}" if layers > 1 else "")
 
 
 def best_limits(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
@@ -191,7 +214,7 @@ def training_rows(size: str, config: Config, dataset: Any, impls: list[str], arg
     runs, warmups = {}, {}
     for impl in impls:
         runs[impl], warmups[impl], batch = timing.prepare_training(impl, config, dataset, devices[impl])
-        print(f"train    {size:<9} {config.context:<6} {impl:<11} {config.model:<9} {config.cell:<4} "
+        print(f"train    {size:<9} {config.context:<6} {impl:<11} {config.model:<9} {cell_label(config):<6} "
               f"warm-up {warmups[impl]:.2f} s", flush=True)
     seconds = timing.interleaved_medians({impl: (lambda run=run: run(args.steps)) for impl, run in runs.items()},
                                          args.repeats)
@@ -202,7 +225,7 @@ def training_rows(size: str, config: Config, dataset: Any, impls: list[str], arg
     for impl in impls:
         step_s = seconds[impl] / args.steps
         rows.append({"impl": impl, "context": config.context, "model": config.model, "cell": config.cell,
-                     "size": size, "device": devices[impl], "examples_per_s": batch / step_s,
+                     "layers": config.layers, "size": size, "device": devices[impl], "examples_per_s": batch / step_s,
                      "unit": "tokens" if poem else "windows", "batch": batch, "step_ms": 1e3 * step_s,
                      "warmup_seconds": warmups[impl], "flops_per_step": work.flops, "bytes_per_step": work.bytes})
     return rows
@@ -220,7 +243,7 @@ def generation_rows(size: str, config: Config, dataset: Any, runtimes: list[str]
     for runtime in runtimes:
         fn = timing.logits_functions(config, params, [runtime], args.threads, devices[runtime])[runtime]
         runs[runtime], warmups[runtime] = timing.prepare_generation(fn, prompt, args.tokens, config.seq_len)
-        print(f"generate {size:<9} {runtime:<11} {config.model:<9} {config.cell:<4} "
+        print(f"generate {size:<9} {runtime:<11} {config.model:<9} {cell_label(config):<6} "
               f"warm-up {warmups[runtime]:.2f} s", flush=True)
     seconds = timing.interleaved_medians(runs, args.repeats)
     reference = runs["torch"]() if "torch" in runs else None
@@ -228,7 +251,8 @@ def generation_rows(size: str, config: Config, dataset: Any, runtimes: list[str]
     rows = []
     for runtime, run in runs.items():
         token_s = seconds[runtime] / args.tokens
-        rows.append({"runtime": runtime, "model": config.model, "cell": config.cell, "size": size,
+        rows.append({"runtime": runtime, "model": config.model, "cell": config.cell, "layers": config.layers,
+                     "size": size,
                      "device": devices[runtime], "tokens_per_s": 1 / token_s, "ms_per_token": 1e3 * token_s,
                      "warmup_seconds": warmups[runtime],
                      "same_tokens_as_torch": None if reference is None else run() == reference,
@@ -269,7 +293,7 @@ def add_ratios(rows: list[dict[str, Any]], who: str, value: str, ratio: str, inv
     """``row[ratio]``: ``row[value]`` against the torch row of the same size, context, model and cell
     (``invert``: torch's over this one, so a time ratio comes from a throughput)."""
     def group(r: dict[str, Any]) -> tuple:
-        return r["size"], r.get("context", "window"), r["model"], r["cell"]
+        return r["size"], r.get("context", "window"), r["model"], cell_label(r)
 
     for row in rows:
         torch_row = next((r for r in rows if r[who] == "torch" and group(r) == group(row)), None)
@@ -280,15 +304,16 @@ def add_ratios(rows: list[dict[str, Any]], who: str, value: str, ratio: str, inv
 
 
 def run_speed(args: argparse.Namespace, base: Config, impls: list[str], runtimes: list[str], models: list[str],
-              cells: list[str], sizes: list[str], device: str, contexts: tuple[str, ...] = ("window",)
-              ) -> dict[str, Any]:
+              cells: list[str], sizes: list[str], device: str, contexts: tuple[str, ...] = ("window",),
+              layers: tuple[int, ...] = (1,)) -> dict[str, Any]:
     """Load each size, measure the machine, then every training and generation group; all rows, for the JSON."""
     devices = {name: "cpu" if name in CPU_ONLY else device for name in (*impls, *runtimes)}
     loaded = {size: load_size(size, base, args) for size in sizes}
     for size, (config, dataset) in loaded.items():
         print(f"{size}: vocabulary {config.vocab_size}, {len(dataset.train_x)} training windows, "
               f"batch {config.batch_size}, bptt {config.bptt} (poem context)", flush=True)
-    configs = {variant_key(size, v): v for size, (config, _) in loaded.items() for v in variants(config, models, cells)}
+    configs = {variant_key(size, v): v for size, (config, _) in loaded.items()
+               for v in variants(config, models, cells, layers=layers)}
     on = sorted(set(devices.values()))
     limits = {d: measure_limits(d, configs, LIMIT_REPEATS) for d in on}
     print_limits(limits, "before")
@@ -298,7 +323,7 @@ def run_speed(args: argparse.Namespace, base: Config, impls: list[str], runtimes
 
     results: dict[str, Any] = {"train": [], "generate": [], "epochs": []}
     for size, (config, dataset) in loaded.items():
-        for variant in variants(config, models, cells, contexts):
+        for variant in variants(config, models, cells, contexts, layers):
             if args.epoch_large:
                 results["epochs"] += epoch_rows(variant, dataset, impls, args, devices)
                 continue
@@ -358,7 +383,7 @@ def print_training(rows: list[dict[str, Any]], size: str, context: str = "window
     print(f"  {'impl':<7}{'model':<10}{'cell':<6}{per_s:>11}{'vs torch':>10}{'step ms':>9}{'limit ms':>10}"
           f"{'of limit':>10}  bound")
     for r in rows:
-        print(f"  {r['impl']:<7}{r['model']:<10}{r['cell']:<6}{r['examples_per_s']:>11.0f}"
+        print(f"  {r['impl']:<7}{r['model']:<10}{cell_label(r):<8}{r['examples_per_s']:>11.0f}"
               f"{_fmt(r['time_ratio_vs_torch'], '.2f'):>10}{r['step_ms']:>9.2f}{r['limit_ms']:>10.2f}"
               f"{r['limit_fraction']:>10.1%}  {r['bound']}")
 
@@ -369,7 +394,7 @@ def print_generation(rows: list[dict[str, Any]], size: str) -> None:
           "  same tokens")
     for r in rows:
         same = {True: "yes", False: "NO", None: "—"}[r["same_tokens_as_torch"]]
-        print(f"  {r['runtime']:<12}{r['model']:<10}{r['cell']:<6}{r['tokens_per_s']:>9.0f}"
+        print(f"  {r['runtime']:<12}{r['model']:<10}{cell_label(r):<8}{r['tokens_per_s']:>9.0f}"
               f"{_fmt(r['speedup_vs_torch'], '.2f'):>10}{r['ms_per_token']:>10.3f}{r['limit_fraction']:>10.1%}  {same}")
 
 
@@ -378,7 +403,7 @@ def print_epochs(rows: list[dict[str, Any]]) -> None:
     print(f"  {'context':<8}{'impl':<7}{'model':<10}{'cell':<6}{'device':<7}{'threads':>8}{'steps':>7}{'seconds':>9}"
           f"{'CPU s':>8}{'targets/s':>10}")
     for r in rows:
-        print(f"  {r['context']:<8}{r['impl']:<7}{r['model']:<10}{r['cell']:<6}{r['device']:<7}{r['threads']!s:>8}"
+        print(f"  {r['context']:<8}{r['impl']:<7}{r['model']:<10}{cell_label(r):<8}{r['device']:<7}{r['threads']!s:>8}"
               f"{r['steps']:>7}{r['seconds']:>9.1f}{r['cpu_seconds']:>8.1f}{r['targets'] / r['seconds']:>10.0f}")
 
 
@@ -416,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         check_writable(args.json, "--json")
     limit_threads(args.threads)
     device = resolve_device(args.device)
-    results = run_speed(args, base, impls, runtimes, models, cells, sizes, device, contexts)
+    results = run_speed(args, base, impls, runtimes, models, cells, sizes, device, contexts, parse_layers(args.layers))
     print_summary(results)
     if args.json:
         from wordrnn.run.folder import atomic_write_text
