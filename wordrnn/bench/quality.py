@@ -1,20 +1,21 @@
-"""``python -m wordrnn.bench.quality``: cross-validated perplexity of Kneser-Ney, the recipe, their mixture and
+"""``python -m wordrnn.bench.quality``: cross-validated perplexity of Kneser-Ney, Kneser-Ney with a cache of the
+poem so far, the stronger of the two (the strongest n-gram), the recipe, its mixture with the strongest n-gram and
 the lab's plain RNN, on one corpus (``--data``) or on the whole suite (``--suite``).
 
-For each fold (``wordrnn.bench.folds``): the Kneser-Ney order is chosen on the
-fold's inner validation poems; the recipe and the plain embedding RNN are
-trained on the inner training poems with early stopping on the inner
+For each fold (``wordrnn.bench.folds``): the Kneser-Ney order, the n-gram cache (``wordrnn.bench.ngram_cache``)
+and the strongest n-gram are chosen on the fold's inner validation poems; the recipe and the plain embedding RNN
+are trained on the inner training poems with early stopping on the inner
 validation poems (PyTorch backend, the one training loop); the mixture weight
-is chosen on the inner validation poems; then all four score the fold's
-held-out poems, on the same targets. Perplexities are averaged over folds
-(mean and standard deviation); with ``--seeds N`` each RNN's fold loss is the
+is chosen on the inner validation poems; then all six score the fold's
+held-out poems, on the same targets (``--ngram-only``: the three n-gram rows alone). Perplexities are
+averaged over folds (mean and standard deviation); with ``--seeds N`` each RNN's fold loss is the
 mean over N training seeds. With ``--ensemble N`` the recipe row (and so the
 mixture) is an ensemble of N members per training seed s (seeds s .. s+N-1),
 scored by their averaged probabilities, not losses. Samples from fold 1's models are shown with how
 much of them is copied from the training poems (``wordrnn.bench.novelty``) and how their lines and stanzas
 compare with the training poems' (``wordrnn.bench.form``). In the poem context (unless ``--no-cache``) two
 more rows: the recipe with a neural cache (``wordrnn.core.cache``), its size, flatness and weight chosen on the
-inner validation poems (``scratch.cache_choice``), and that mixed with Kneser-Ney.
+inner validation poems (``scratch.cache_choice``), and that mixed with the strongest n-gram.
 
 Only light modules are imported at the top: ``--threads`` must be applied before torch loads.
 """
@@ -65,7 +66,7 @@ from wordrnn.run.folder import atomic_write_text, check_out_file  # noqa: E402
 NGRAM_ROWS = ("kneser-ney", "kneser-ney-cache", "strongest-ngram")
 ROWS = (*NGRAM_ROWS, "recipe", "mixture", "plain")
 # In the poem context (unless --no-cache): the recipe with a neural cache (wordrnn.core.cache), and that mixed
-# with Kneser-Ney; the cache's size, flatness and weight are chosen on the inner validation poems.
+# with the strongest n-gram; the cache's size, flatness and weight are chosen on the inner validation poems.
 CACHE_ROWS = ("cache", "cache-mixture")
 LABELS = {"kneser-ney": "Kneser-Ney (best order)", "kneser-ney-cache": "Kneser-Ney + cache",
           "strongest-ngram": "strongest n-gram", "recipe": "recipe (--recipe quality)",
@@ -98,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="corpus (.csv or .txt) to cross-validate on (default: $WORDRNN_DATA, then the user cache, "
                    "then the download of poems-100)")
     g.add_argument("--suite", nargs="?", const="all", default=None, metavar="NAMES",
-                   help="every corpus of the suite (wordrnn.bench.corpora: poems-100, sonnets, lucrece, milton), or "
+                   help="every corpus of the suite (wordrnn.bench.corpora: poems-100, sonnets, lucrece, milton, "
+                   "sonnet-parts), or "
                    "those named, comma-separated (--suite sonnets,milton)")
     add_options(g, "text_column", "tokenizer")
     g.add_argument("--min-freq", type=int, default=Config.min_freq,
@@ -111,9 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training seeds per fold for the RNNs; a fold's loss is their mean (default: %(default)s)")
     g.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
                    help="the rows of the recipe with a neural cache over the poem's hidden states, and of that "
-                   "mixed with Kneser-Ney (Grave et al. 2017); its size, flatness and weight are chosen on the inner "
-                   "validation poems. The poem context only (a window model reads no poem to remember), where they "
-                   "are on unless --no-cache")
+                   "mixed with the strongest n-gram (Grave et al. 2017); its size, flatness and weight are chosen on "
+                   "the inner validation poems. The poem context only (a window model reads no poem to remember), "
+                   "where they are on unless --no-cache")
     g.add_argument("--seed", type=int, default=0,
                    help="seeds the folds and the first training seed (default: %(default)s)")
     g.add_argument("--ngram-only", action="store_true",
