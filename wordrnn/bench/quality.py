@@ -202,7 +202,7 @@ def ngram_for_fold(fold: Fold, seq_len: int) -> NgramFold:
     cache = choose_cache(kn_val, ds.val_ids, seq_len)
     models = {"kneser-ney": CachedKneserNey(fitted[order]),
               "kneser-ney-cache": CachedKneserNey(fitted[cache.order], cache.half_life, cache.weight)}
-    strongest = "kneser-ney-cache" if cache.inner_loss < math.log(ppl[order]) else "kneser-ney"
+    strongest = "kneser-ney-cache" if cache.inner_loss < -float(kn_val[order].mean()) else "kneser-ney"
     models["strongest-ngram"] = models[strongest]
     val = {"kneser-ney": kn_val[order],
            "kneser-ney-cache": models["kneser-ney-cache"].target_log_prob(ds.val_x, ds.val_y, ds.val_ids, seq_len)}
