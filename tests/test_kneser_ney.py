@@ -185,3 +185,129 @@ def test_real_corpus_orders():
         print(f"  order {n}: {value:.1f}{'  <- best' if n == best else ''}")
     assert all(math.isfinite(v) and 1 < v < V for v in ppl.values())
     assert ppl[2] < ppl[1]
+
+
+# ------------------------------------------------------------------ Kneser-Ney + a cache of the poem so far
+
+
+def repetitive_poems(n: int, seed: int, themes: int = 3, length: int = 40) -> list[np.ndarray]:
+    """Poems over ids 1..30 in which each poem keeps coming back to its own few theme words (a refrain, a name):
+    what a cache of the poem so far can recall and the corpus-wide n-gram counts cannot."""
+    rng = np.random.default_rng(seed)
+    poems = []
+    for _ in range(n):
+        theme = rng.choice(np.arange(1, 31), size=themes, replace=False)
+        words = [int(rng.choice(theme)) if rng.random() < 0.6 else int(rng.integers(1, 31)) for _ in range(length)]
+        poems.append(np.array(words, dtype=np.int64))
+    return poems
+
+
+def distinct_poems(n: int, seed: int, length: int = 20) -> list[np.ndarray]:
+    """Poems in which no id occurs twice: a cache of the poem so far never holds the next word."""
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(np.arange(1, 31))[:length].astype(np.int64) for _ in range(n)]
+
+
+VC = 32  # ids 0..31 for the cache tests
+SEQ = 4  # tokens before each target, as --seq-len
+
+
+def test_the_cache_lowers_perplexity_where_poems_repeat_themselves():
+    from wordrnn.bench.ngram_cache import CachedKneserNey, choose_cache
+
+    train, val, test = repetitive_poems(40, 0), repetitive_poems(8, 1), repetitive_poems(8, 2)
+    models = {n: KneserNey(n).fit(train, VC) for n in (1, 2, 3)}
+    (vx, vy), (tx, ty) = windows(val, SEQ), windows(test, SEQ)
+    choice = choose_cache({n: m.log_prob(vx, vy) for n, m in models.items()}, val, SEQ)
+    assert choice.weight > 0
+    kn = min(models.values(), key=lambda m: m.perplexity(vx, vy))
+    cached = CachedKneserNey(models[choice.order], choice.half_life, choice.weight)
+    kn_ppl = kn.perplexity(tx, ty)
+    cached_ppl = math.exp(-cached.target_log_prob(tx, ty, test, SEQ).mean())
+    assert cached_ppl < 0.9 * kn_ppl, (cached_ppl, kn_ppl)
+
+
+@pytest.mark.parametrize("half_life", [5.0, 50.0, math.inf])
+def test_the_cached_distribution_sums_to_one_and_each_target_is_its_row(half_life):
+    from wordrnn.bench.ngram_cache import CachedKneserNey
+
+    poems = repetitive_poems(12, 3)
+    model = CachedKneserNey(KneserNey(3).fit(poems, VC), half_life, 0.3)
+    poem = repetitive_poems(1, 4, length=25)[0]
+    logp = model.target_log_prob(*windows([poem], SEQ), [poem], SEQ)
+    for t in range(SEQ, len(poem)):
+        p = model.distribution(poem[:t])
+        assert math.isclose(p.sum(), 1.0, rel_tol=0, abs_tol=1e-12) and (p > 0).all()
+        assert math.isclose(math.exp(logp[t - SEQ]), p[poem[t]], rel_tol=1e-12)
+
+
+def test_the_cache_never_looks_ahead():
+    """The probability of every candidate for position t, read off the per-target path with that candidate
+    written at t and anything at all after it, is the row of the text before t: the cache holds neither the word it
+    predicts nor any after it."""
+    from wordrnn.bench.ngram_cache import CachedKneserNey
+
+    model = CachedKneserNey(KneserNey(2).fit(repetitive_poems(12, 5), VC), 10.0, 0.5)
+    prefix = repetitive_poems(1, 6, length=12)[0]
+    rng = np.random.default_rng(7)
+    for t in (SEQ, 8, 12):
+        row = np.empty(VC)
+        for w in range(VC):
+            poem = np.concatenate([prefix[:t], [w], rng.integers(0, VC, size=6)])
+            row[w] = math.exp(model.target_log_prob(*windows([poem], SEQ), [poem], SEQ)[t - SEQ])
+        assert math.isclose(row.sum(), 1.0, rel_tol=0, abs_tol=1e-12)
+        np.testing.assert_allclose(row, model.distribution(prefix[:t]), rtol=1e-12)
+
+
+def test_the_decayed_cache_by_hand():
+    from wordrnn.bench.ngram_cache import cache_distribution, decay_of, poem_cache_probs
+
+    d = decay_of(1.0)
+    assert d == 0.5 and decay_of(math.inf) == 1.0
+    # "a b a c": at t = 3 (predicting c) the weights of positions 0, 1, 2 are 1/4, 1/2, 1 -> a 5/7, b 2/7
+    np.testing.assert_allclose(cache_distribution([1, 2, 1], 4, d), [0, 5 / 7, 2 / 7, 0], rtol=1e-12)
+    np.testing.assert_allclose(poem_cache_probs([1, 2, 1, 1], d), [0, 0, 1 / 3, 5 / 7], rtol=1e-12)
+    with pytest.raises(ValueError):
+        decay_of(0.0)
+
+
+def fold_where(inner_val, heldout):
+    """Fold 1 of 4 over 16 poems whose inner validation poems are ``inner_val(seed)`` and held-out poems
+    ``heldout(seed)`` (the split is seeded, so it is known before the poems are written)."""
+    from wordrnn.bench.folds import build_folds, fold_split, inner_split
+
+    n, k = 16, 4
+    held = fold_split(n, k, seed=0)[0]
+    _, val = inner_split(np.setdiff1d(np.arange(n), held), seed=0)
+    ids = {}
+    for j in range(n):
+        make = inner_val if j in val else heldout if j in held else (repetitive_poems if j % 2 else distinct_poems)
+        ids[j] = make(1, j)[0]
+    tokens = [[f"w{i}" for i in ids[j]] for j in range(n)]
+    fold = build_folds(tokens, k, SEQ, min_freq=1, seed=0)[0]
+    assert set(fold.inner_val) == set(val) and set(fold.heldout) == set(held)
+    return fold
+
+
+def test_the_cache_and_the_strongest_ngram_are_chosen_on_inner_validation_only():
+    """Held-out poems that repeat themselves and inner validation poems that never do: a choice that looked at the
+    held-out poems would take the cache; one made on inner validation takes Kneser-Ney alone. And the other way
+    round: the cache chosen on inner validation stays chosen though it scores the held-out poems worse."""
+    from wordrnn.bench.quality import ngram_for_fold
+
+    fold = fold_where(inner_val=distinct_poems, heldout=repetitive_poems)
+    ngram = ngram_for_fold(fold, SEQ)
+    assert ngram.choice["kneser_ney_cache"]["weight"] == 0.0
+    assert ngram.choice["strongest_ngram"] == "kneser-ney"
+    np.testing.assert_array_equal(ngram.test["strongest-ngram"], ngram.test["kneser-ney"])
+    # the held-out poems would have paid for a cache
+    from wordrnn.bench.ngram_cache import CachedKneserNey
+
+    helpful = CachedKneserNey(ngram.kn, 20.0, 0.3).target_log_prob(fold.test_x, fold.test_y, fold.test_ids, SEQ)
+    assert helpful.mean() > ngram.test["kneser-ney"].mean()
+
+    fold = fold_where(inner_val=repetitive_poems, heldout=distinct_poems)
+    ngram = ngram_for_fold(fold, SEQ)
+    assert ngram.choice["kneser_ney_cache"]["weight"] > 0
+    assert ngram.choice["strongest_ngram"] == "kneser-ney-cache"
+    assert ngram.test["strongest-ngram"].mean() < ngram.test["kneser-ney"].mean()  # worse on held-out, kept

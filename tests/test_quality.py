@@ -156,19 +156,73 @@ def test_quality_command_writes_the_documented_json(tmp_path, capsys):
     assert corpus["folds"] == 2 and isinstance(corpus["tokens"], int) and corpus["tokens"] > 8 * 40
     names = [r["name"] for r in corpus["rows"]]
     # the recipe reads whole poems, so the neural cache's rows come with it
-    assert names == ["kneser-ney", "recipe", "mixture", "plain", "cache", "cache-mixture"]
+    assert names == ["kneser-ney", "kneser-ney-cache", "strongest-ngram", "recipe", "mixture", "plain", "cache",
+                     "cache-mixture"]
     rows = {r["name"]: r for r in corpus["rows"]}
     for row in rows.values():
         assert isinstance(row["ppl_mean"], float) and row["ppl_mean"] > 1
         assert isinstance(row["ppl_std"], float) and row["ppl_std"] >= 0
         assert row["below_kneser_ney"] == pytest.approx(1 - row["ppl_mean"] / rows["kneser-ney"]["ppl_mean"])
-    assert rows["kneser-ney"]["below_kneser_ney"] == 0.0
-    assert set(corpus["samples"]) == set(names[:4])
+        assert row["below_strongest_ngram"] == pytest.approx(
+            1 - row["ppl_mean"] / rows["strongest-ngram"]["ppl_mean"])
+    assert rows["kneser-ney"]["below_kneser_ney"] == 0.0 and rows["strongest-ngram"]["below_strongest_ngram"] == 0.0
+    assert_strongest_per_fold(corpus)
+    assert set(corpus["samples"]) == {"kneser-ney", "recipe", "mixture", "plain"}
     for sample in corpus["samples"].values():  # each beside its form (wordrnn.bench.form)
         assert sample["form"].startswith("words per line ")
         assert set(sample["form_detail"]) == {"words_per_line", "lines_per_stanza"}
         assert sample["form_detail"]["words_per_line"]["poems"]["n"] > 0
     assert "kneser-ney" in capsys.readouterr().out.lower()
+
+
+def assert_strongest_per_fold(corpus: dict) -> None:
+    """In each fold the strongest n-gram is the n-gram row its choice names, the one better on inner validation."""
+    rows = {r["name"]: r for r in corpus["rows"]}
+    for k, choice in enumerate(corpus["choices"]):
+        cached = choice["kneser_ney_cache"]
+        picked = "kneser-ney-cache" if cached["inner_ppl"] < choice["kneser_ney_inner_ppl"][
+            str(choice["kneser_ney_order"])] else "kneser-ney"
+        assert choice["strongest_ngram"] == picked
+        assert rows["strongest-ngram"]["fold_ppl"][k] == rows[picked]["fold_ppl"][k]
+        assert cached["order"] in (1, 2, 3, 4, 5) and 0.0 <= cached["weight"] <= 1.0
+
+
+def test_quality_ngram_only_writes_the_ngram_rows(tmp_path, capsys):
+    """Poems that keep coming back to words of their own: the cache is chosen, and every row is measured against
+    both n-gram rows."""
+    from wordrnn.bench.quality import main
+
+    rng = np.random.default_rng(0)
+    poems = []
+    for _ in range(10):
+        theme = rng.choice([f"theme{i}" for i in range(12)], size=3, replace=False)
+        words = [rng.choice(theme) if rng.random() < 0.5 else rng.choice(WORDS) for _ in range(40)]
+        poems.append("\n".join(" ".join(words[j:j + 6]) for j in range(0, 40, 6)))
+    data, out = write_corpus(tmp_path, poems), tmp_path / "q.json"
+    assert main(["--data", str(data), "--folds", "2", "--jobs", "1", "--ngram-only", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    (corpus,) = doc["corpora"]
+    assert doc["ngram_only"] is True
+    assert [r["name"] for r in corpus["rows"]] == ["kneser-ney", "kneser-ney-cache", "strongest-ngram"]
+    assert_strongest_per_fold(corpus)
+    assert all(c["strongest_ngram"] == "kneser-ney-cache" for c in corpus["choices"])
+    rows = {r["name"]: r for r in corpus["rows"]}
+    assert rows["strongest-ngram"]["ppl_mean"] < rows["kneser-ney"]["ppl_mean"]
+    assert rows["kneser-ney"]["below_strongest_ngram"] < 0 < rows["strongest-ngram"]["below_kneser_ney"]
+    table = capsys.readouterr().out
+    assert "| strongest n-gram |" in table and "KN: " in table
+
+
+def test_quality_ngram_only_refuses_a_flag_only_an_rnn_reads(tmp_path, capsys):
+    from wordrnn.bench.quality import main
+
+    data = write_corpus(tmp_path, tiny_poems(6))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--data", str(data), "--ngram-only", "--epochs", "3", "--seeds", "2", "--json", str(tmp_path / "q.json")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--ngram-only trains no RNN" in err[0] and "--epochs, --seeds" in err[0]
+    assert not (tmp_path / "q.json").exists()
 
 
 def test_quality_command_refuses_too_few_poems(tmp_path, capsys):
@@ -210,11 +264,64 @@ def test_suite_texts_are_located_and_checksummed_or_refused_in_one_line():
 
 
 def test_sonnets_and_stanza_groups_are_cut_as_documented():
-    from wordrnn.bench.corpora import sonnet_poems, stanza_groups
+    from wordrnn.bench.corpora import sonnet_parts, sonnet_poems, stanza_groups
 
     text = "THE SONNETS\nby W. S.\n\n\n\nI\n\nline one,\nline two.\n\nII\n\nline three\n  couplet\n"
     assert sonnet_poems(text) == ["line one,\nline two.", "line three\n  couplet"]
     assert stanza_groups(["a", "b", "c", "d", "e"], size=2) == ["a\n\nb", "c\n\nd", "e"]
+    # the short texts: three quatrains and the couplet of a 14-line sonnet, a 15-line one's closing tercet
+    fourteen, fifteen = [f"l{i}" for i in range(1, 15)], [f"m{i}" for i in range(1, 16)]
+    parts = sonnet_parts("I\n\n" + "\n".join(fourteen) + "\n\nII\n\n" + "\n".join(fifteen) + "\n")
+    assert [p.split("\n") for p in parts] == [fourteen[0:4], fourteen[4:8], fourteen[8:12], fourteen[12:],
+                                              fifteen[0:4], fifteen[4:8], fifteen[8:12], fifteen[12:]]
+
+
+def installed_copy(monkeypatch, tmp_path, corrupt: bool) -> None:
+    """The suite's packages as if installed under ``tmp_path``: a copy of the real sonnets file, or a damaged one."""
+    from importlib.metadata import PackageNotFoundError
+
+    from wordrnn.bench import corpora
+
+    (path,) = corpora.SOURCES["sonnet-parts"].files
+    try:
+        real = corpora.distribution("shakespeare").locate_file(path).read_bytes()
+    except (PackageNotFoundError, FileNotFoundError):
+        if not corrupt:
+            pytest.skip("shakespeare 0.6 is not installed (make quality installs it)")
+        real = b"I\n\nline\n"
+    copy = tmp_path / path
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(real.replace(b"From fairest creatures", b"From fairest creature") if corrupt else real)
+
+    class Installed:
+        def locate_file(self, name):
+            return tmp_path / name
+
+    monkeypatch.setattr(corpora, "distribution", lambda package: Installed())
+
+
+def test_the_short_texts_are_found_checksummed_and_short(monkeypatch, tmp_path):
+    from data.tokenizer import tokenize
+    from wordrnn.bench.corpora import SUITE, load_corpus
+
+    assert "sonnet-parts" in SUITE
+    installed_copy(monkeypatch, tmp_path, corrupt=False)
+    corpus = load_corpus("sonnet-parts")
+    lengths = [len(tokenize(p)) for p in corpus.poems]
+    assert len(lengths) == 152 * 4 + 4 + 3 and np.mean(lengths) < 60  # 152 sonnets of 14 lines, one of 15, one of 12
+    assert corpus.poems[3].split("\n")[0].strip() == "Pity the world, or else this glutton be,"
+
+
+def test_a_damaged_short_text_corpus_is_refused_in_one_line(monkeypatch, tmp_path, capsys):
+    from wordrnn.bench.quality import main
+
+    installed_copy(monkeypatch, tmp_path, corrupt=True)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--suite", "sonnet-parts", "--ngram-only", "--json", str(tmp_path / "q.json")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sonnets_gut.txt has SHA-256" in err[0] and "reinstall it with: pip install" in err[0]
+    assert not (tmp_path / "q.json").exists()
 
 
 @pytest.mark.parametrize("flag, cached", [("--cache", True), (None, True), ("--no-cache", False)],
@@ -232,13 +339,14 @@ def test_quality_with_a_cache_adds_its_rows_chosen_on_inner_validation(tmp_path,
                  "--quiet"]) == 0
     (corpus,) = json.loads(out.read_text())["corpora"]
     rows = {r["name"]: r for r in corpus["rows"]}
-    assert list(rows) == ["kneser-ney", "recipe", "mixture", "plain", *(["cache", "cache-mixture"] if cached else [])]
+    assert list(rows) == ["kneser-ney", "kneser-ney-cache", "strongest-ngram", "recipe", "mixture", "plain",
+                          *(["cache", "cache-mixture"] if cached else [])]
     if not cached:
         return
     for choice in corpus["choices"]:
         (chosen,) = choice["cache"]
         assert chosen["size"] in SIZES and chosen["theta"] in THETAS and chosen["lambda"] in LAMBDAS
-        assert 0.0 <= chosen["kneser_ney_weight"] <= 1.0
+        assert 0.0 <= chosen["strongest_ngram_weight"] <= 1.0
     assert all(r["ppl_mean"] > 1 for r in rows.values())
 
 

