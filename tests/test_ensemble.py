@@ -233,7 +233,7 @@ def ensemble_folder(folder: Path, n: int, words: list[str] = WORDS, sharpen: flo
 
 def reference(members, config: Config, x: np.ndarray, state=None):
     """The averaged members, each from its slice of the state, computed here from the NumPy reference."""
-    H = config.hidden_size
+    H = config.state_size  # one member's state: its layers side by side
     if config.context == "window":
         return average_probabilities([scratch_model.logits(p, x, config.cell) for p in members]), ()
     outs = [scratch_sequence.forward(p, x, config.cell, state=None if state is None else
@@ -243,10 +243,12 @@ def reference(members, config: Config, x: np.ndarray, state=None):
             tuple(np.concatenate([o[1][i] for o in outs], axis=1) for i in range(len(outs[0][1]))))
 
 
-@pytest.mark.parametrize("context, cell", [("window", "rnn"), ("window", "lstm"), ("poem", "rnn"), ("poem", "lstm"),
-                                           ("poem", "mingru")])
-def test_the_exported_ensemble_gives_the_averaged_members_logits_and_carries_every_state(context, cell, tmp_path):
-    run, config, members = ensemble_folder(tmp_path / "run", 3, context=context, cell=cell)
+@pytest.mark.parametrize("context, cell, layers", [("window", "rnn", 1), ("window", "lstm", 1), ("poem", "rnn", 1),
+                                                   ("poem", "lstm", 1), ("poem", "mingru", 1), ("window", "gru", 2),
+                                                   ("poem", "lstm", 2), ("poem", "gru", 3)])
+def test_the_exported_ensemble_gives_the_averaged_members_logits_and_carries_every_state(context, cell, layers,
+                                                                                         tmp_path):
+    run, config, members = ensemble_folder(tmp_path / "run", 3, context=context, cell=cell, layers=layers)
     out = tmp_path / "ensemble.onnx"
     assert export_onnx.main(["--run", str(run), "--out", str(out), "--reference", "numpy"]) == 0
     lm = load(out)
@@ -256,15 +258,16 @@ def test_the_exported_ensemble_gives_the_averaged_members_logits_and_carries_eve
     if context == "window":
         np.testing.assert_allclose(lm.logits(x), reference(members, config, x)[0], atol=1e-5)
         return
+    width = 3 * layers * 6  # N*L*H: the members side by side, each its layers side by side
     widths = [(i.name, i.shape[1]) for i in lm.session.get_inputs()[1:]]
-    assert widths == [(f"{s}0", 18) for s in get_cell(cell).states]  # N*H: the members side by side
-    start = tuple(rng.standard_normal((4, 18)).astype(np.float32) for _ in get_cell(cell).states)
+    assert widths == [(f"{s}0", width) for s in get_cell(cell).states]
+    start = tuple(rng.standard_normal((4, width)).astype(np.float32) for _ in get_cell(cell).states)
     got_logits, got_state = lm.run(x, start)
     want_logits, want_state = reference(members, config, x, start)
     np.testing.assert_allclose(got_logits, want_logits, atol=1e-5)
     for got, want in zip(got_state, want_state, strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)
-    single = reference(members[:1], config, x, tuple(s[:, :6] for s in start))[0]
+    single = reference(members[:1], config, x, tuple(s[:, :layers * 6] for s in start))[0]
     assert np.abs(got_logits - single).max() > 1e-3  # not just member 0
 
 
@@ -288,6 +291,17 @@ def lying_ensemble(folder: Path) -> Path:
     path = folder / "lying.onnx"
     path.write_bytes(build_graph(init_params(single), single, metadata=to_props(card)).SerializeToString())
     return path
+
+
+def test_a_stacked_file_whose_state_is_not_its_layers_width_is_refused(tmp_path):
+    """A one-layer graph (state width H) under the card of a 2-layer model (width 2H): every client refuses it."""
+    single = Config(model="embedding", vocab_size=len(WORDS), hidden_size=6, embed_dim=5, context="poem", cell="gru")
+    card = ModelCard(Config(**{**single.to_dict(), "layers": 2}), Vocab(WORDS), {"framework": "numpy"})
+    path = tmp_path / "lying.onnx"
+    path.write_bytes(build_graph(init_params(single), single, metadata=to_props(card)).SerializeToString())
+    with pytest.raises(UsageError, match=r"h0 float \[\?, 6\] but its metadata describes"):
+        load(path)
+    assert_usage_error(run_module("export.generate", "--model", str(path)), "h0 float [?, 12]", "export it again")
 
 
 def test_a_file_whose_state_is_not_the_ensembles_width_is_refused(tmp_path):
