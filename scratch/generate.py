@@ -11,8 +11,9 @@ run says (docs/GENERATION.md, "How each runtime reads a model"):
 - an ensemble: its members' probabilities averaged (``wordrnn.core.metrics``' ``ensemble_window`` and
   ``ensemble_sequence``), a poem ensemble's hidden state its members' side by side, as the exported ``hn``;
 - a neural cache: a run folder holds none, so a poem run takes export.onnx's flags (``--cache-auto`` makes the
-  same choice on the run's validation poems, or ``--cache-size/--cache-theta/--cache-lambda``), and the cache
-  reads the hidden state after every token, as the exported file's clients do.
+  same choice on the run's validation poems, or ``--cache-size/--cache-theta/--cache-lambda`` and
+  ``--cache-write-lambda``), and its writing setting reads the hidden state after every token, as the exported
+  file's clients do.
 
 Prompt handling and sampling are ``wordrnn.run.generation``'s, shared with every other runtime: the same prompt,
 sampler settings, cache and seed give the same text as ``python -m export.generate``, Node.js and the page on the
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     prompt_to_ids(args.prompt, run.vocab)  # a prompt it cannot read is refused before the cache is chosen
     # the choice is said on stderr: standard output is the text, as export.generate prints it
     cache = cache_from_args(args, run, functools.partial(chosen_cache, stream=sys.stderr))
-    print_samples(run_source(run, cache), run.vocab, run.config.seq_len, args)
+    print_samples(run_source(run, cache.writing if cache else None), run.vocab, run.config.seq_len, args)
     return 0
 
 

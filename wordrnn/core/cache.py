@@ -56,13 +56,33 @@ class CacheSettings:
         return {"size": self.size, "theta": self.theta, "lambda": self.lam}
 
     @classmethod
-    def from_json(cls, value: Any, where: str) -> CacheSettings:
-        """The settings from the metadata's JSON object; ``UsageError`` naming ``where`` for anything else."""
+    def from_json(cls, value: Any, where: str, key: str = "wordrnn.cache") -> CacheSettings:
+        """The settings from the metadata's JSON object under ``key``; ``UsageError`` naming ``where`` for anything
+        else."""
         if not isinstance(value, dict) or sorted(value) != ["lambda", "size", "theta"]:
             shown = json.dumps(value, separators=(",", ":"))  # as JavaScript's JSON.stringify writes it
-            raise UsageError(f"{where}: the metadata's wordrnn.cache is {shown}, not an object of size, theta and "
+            raise UsageError(f"{where}: the metadata's {key} is {shown}, not an object of size, theta and "
                              "lambda; export it again")
         return cls(value["size"], value["theta"], value["lambda"]).validate(where)
+
+
+@dataclass(frozen=True)
+class CacheSetup:
+    """A poem model's neural cache as a file holds it (docs/GENERATION.md, version 4): the setting its perplexity
+    is scored with, and the one generation applies, chosen apart because a cache chosen to lower perplexity feeds
+    the model's own words back to it when it writes (``scratch.cache_choice.choose_writing``).
+
+    ``writing`` None: write with the model's own probabilities. ``version`` 3: a file of version 3, which names one
+    setting for both (``writing`` is then ``scoring``)."""
+
+    scoring: CacheSettings
+    writing: CacheSettings | None
+    version: int = 4
+
+    @classmethod
+    def single(cls, settings: CacheSettings) -> CacheSetup:
+        """A version-3 file's one setting, for scoring and writing alike."""
+        return cls(settings, settings, 3)
 
 
 def logaddexp(a: np.ndarray, b: np.ndarray) -> np.ndarray:
