@@ -10,6 +10,7 @@ import pytest
 from wordrnn.bench.folds import build_folds, fold_split, inner_split
 from wordrnn.bench.mixture import WEIGHT_GRID, choose_weight, mix, mix_log_prob, target_log_prob
 from wordrnn.bench.novelty import novelty
+from wordrnn.bench.written import SAMPLES, TOKENS
 from wordrnn.core.config import Config
 from wordrnn.core.errors import UsageError
 
@@ -164,10 +165,13 @@ def test_quality_command_writes_the_documented_json(tmp_path, capsys):
         assert row["below_kneser_ney"] == pytest.approx(1 - row["ppl_mean"] / rows["kneser-ney"]["ppl_mean"])
     assert rows["kneser-ney"]["below_kneser_ney"] == 0.0
     assert set(corpus["samples"]) == set(names[:4])
-    for sample in corpus["samples"].values():  # each beside its form (wordrnn.bench.form)
-        assert sample["form"].startswith("words per line ")
-        assert set(sample["form_detail"]) == {"words_per_line", "lines_per_stanza"}
-        assert sample["form_detail"]["words_per_line"]["poems"]["n"] > 0
+    for sample in corpus["samples"].values():  # each beside the form and repetition of its long text
+        assert sample["form"].startswith("words per line ") and "repeated 4-grams" in sample["repetition"]
+        detail = sample["written_detail"]
+        assert detail["samples"] == SAMPLES and detail["tokens"] == sample["written_tokens"] == SAMPLES * TOKENS
+        assert set(detail["form"]) == {"words_per_line", "lines_per_stanza"}
+        assert detail["form"]["words_per_line"]["poems"]["n"] > 0
+        assert detail["repetition"]["poems"]["length"] == TOKENS
     assert "kneser-ney" in capsys.readouterr().out.lower()
 
 

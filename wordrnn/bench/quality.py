@@ -42,10 +42,10 @@ import numpy as np  # noqa: E402
 
 from data.tokenizer import tokenize  # noqa: E402
 from wordrnn.bench.folds import Fold, build_folds  # noqa: E402
-from wordrnn.bench.form import PoemForm, sample_tokens  # noqa: E402
 from wordrnn.bench.kneser_ney import KneserNey  # noqa: E402
 from wordrnn.bench.mixture import choose_weight, mix, mix_log_prob, target_log_prob  # noqa: E402
 from wordrnn.bench.novelty import TrainingText  # noqa: E402
+from wordrnn.bench.written import TrainingPoems, write_texts  # noqa: E402
 from wordrnn.core.config import Config, options  # noqa: E402
 from wordrnn.core.errors import INTERRUPTED_EXIT, CommandParser, UsageError, cli  # noqa: E402
 from wordrnn.core.flags import (  # noqa: E402
@@ -371,8 +371,8 @@ def evaluate_corpora(tasks: list[CorpusTask], recipe_config: Config, plain_confi
 
 def fold_samples(fold: Fold, tokens: list[list[str]], kn: KneserNey, rnn: TrainedRNN, plain: TrainedRNN,
                  weight: float) -> dict[str, dict[str, Any]]:
-    """One seeded sample per row from fold 1's models, with its novelty and its form (words per line, lines per
-    stanza) against the fold's training poems."""
+    """One seeded sample per row from fold 1's models, with its novelty, and the form (words per line, lines per
+    stanza) and repetition of the row's long text (``wordrnn.bench.written``) against the fold's training poems."""
     from wordrnn.core.sampling import SamplerSettings
     from wordrnn.run.generation import generate_text
 
@@ -380,7 +380,7 @@ def fold_samples(fold: Fold, tokens: list[list[str]], kn: KneserNey, rnn: Traine
     seq_len = rnn.config.seq_len
     mixture = mixture_source(rnn, kn, weight)
     training = TrainingText([tokens[i] for i in fold.inner_train])
-    poem_form = PoemForm([tokens[i] for i in fold.inner_train])
+    poems = TrainingPoems([tokens[i] for i in fold.inner_train])
     prompt_len = len(tokenize(PROMPT))
     out = {}
     for name, fn in (("kneser-ney", kn.log_distributions), ("recipe", rnn.source()),
@@ -388,9 +388,9 @@ def fold_samples(fold: Fold, tokens: list[list[str]], kn: KneserNey, rnn: Traine
         text = generate_text(fn, fold.vocab, seq_len, PROMPT, SAMPLE_TOKENS, settings)
         generated = tokenize(text)[prompt_len:]
         n = training.novelty(generated)
-        f = poem_form.form(sample_tokens(text))  # the prompt counts: it begins the first line
+        written = poems.measure(write_texts(fn, fold.vocab, seq_len, settings))
         out[name] = {"text": text, "copied_4grams": n.copied_4grams, "longest_copy": n.longest_copy,
-                     "novelty": n.describe(), "form": f.describe(), "form_detail": f.to_json()}
+                     "novelty": n.describe(), **written.row()}
     return out
 
 
@@ -438,7 +438,7 @@ def samples_text(results: list[CorpusResult]) -> str:
     parts = []
     for res in results:
         for name, s in res.samples.items():
-            form = f"\n({s['form']})" if "form" in s else ""
+            form = "".join(f"\n({s[key]})" for key in ("form", "repetition") if key in s)
             parts.append(f"--- {res.label}, {LABELS[name]} (fold 1): {s['novelty']} ---{form}\n{s['text']}")
     return "\n\n".join(parts)
 

@@ -1,0 +1,101 @@
+"""What a row writes, measured on enough text to hold a distribution: its form and its repetition.
+
+A report's short sample (40 or 60 tokens) is for reading: 3 to 5 lines, too few for a histogram of words per
+line or for a share of repeated 4-grams. So every row of ``bench.compare`` and ``bench.quality`` also writes
+``SAMPLES`` texts of ``TOKENS`` tokens each (2,000 tokens in all), one from each prompt of one prompt set (the
+same for every row), at the short samples' sampler settings and seed i for the i-th text; and on them:
+
+- form (``wordrnn.bench.form``): the words per line and lines per stanza of every complete line and stanza of
+  all the texts together (the prompt counts: it begins its text's first line), against the training poems';
+- repetition (``wordrnn.core.repetition``): the mean repeated-4-gram share, distinct-1 and distinct-2 of the
+  texts (the prompt left out), against the 5th-95th percentile of pieces of ``TOKENS`` tokens cut from the
+  training poems.
+
+The prompt set: the words of ``PROMPTS`` that the vocabulary knows, in that order, taken in turn until there are
+``SAMPLES`` (a vocabulary that knows none of them: its first word).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from data.vocab import Vocab
+from wordrnn.bench.form import Form, PoemForm, is_word
+from wordrnn.core.repetition import PoemRepetition, RepetitionComparison, compare_repetition
+from wordrnn.core.sampling import SamplerSettings, Source, generate
+
+SAMPLES = 8
+TOKENS = 250
+# Common first words of English verse: every suite corpus knows them all.
+PROMPTS = ("the", "i", "and", "when", "my", "o", "in", "love")
+
+
+def prompt_set(vocab: Vocab, samples: int = SAMPLES) -> list[str]:
+    """``samples`` one-word prompts: the known words of ``PROMPTS`` in turn (the vocabulary's first word if none)."""
+    known = [w for w in PROMPTS if w in vocab.index] or [next(t for t in vocab.tokens[1:] if is_word(t))]
+    return [known[i % len(known)] for i in range(samples)]
+
+
+@dataclass(frozen=True)
+class Written:
+    """The texts one row wrote: each prompt's tokens and the tokens written after it."""
+
+    prompts: list[list[str]]
+    texts: list[list[str]]
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(t) for t in self.texts)
+
+
+def write_texts(source: Source, vocab: Vocab, seq_len: int, settings: SamplerSettings,
+                samples: int = SAMPLES, tokens: int = TOKENS) -> Written:
+    """``samples`` texts of ``tokens`` tokens from the prompt set, seed ``settings.seed + i`` for the i-th."""
+    prompts = [[w] for w in prompt_set(vocab, samples)]
+    texts = [vocab.decode(generate(source, [vocab.index[p[0]]], tokens, seq_len,
+                                   replace(settings, seed=settings.seed + i)))
+             for i, p in enumerate(prompts)]
+    return Written(prompts, texts)
+
+
+@dataclass(frozen=True)
+class WrittenMeasure:
+    """One row's long text: its form and its repetition beside the training poems'."""
+
+    form: Form
+    repetition: RepetitionComparison
+    samples: int
+    tokens: int
+
+    def describe(self) -> str:
+        return (f"{self.samples} texts, {self.tokens:,} tokens: {self.form.describe()}; "
+                f"{self.repetition.describe()}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"samples": self.samples, "tokens": self.tokens, "form": self.form.to_json(),
+                "repetition": self.repetition.to_json()}
+
+    def row(self) -> dict[str, Any]:
+        """The columns a report's row carries: the lines it prints, the figures, and the whole detail."""
+        s = self.repetition.sample
+        return {"form": self.form.describe(), "repetition": self.repetition.describe(),
+                "form_words_per_line_distance": self.form.words_per_line.distance,
+                "form_lines_per_stanza_distance": self.form.lines_per_stanza.distance,
+                "repeated_4grams": s.repeated_4grams, "distinct_1": s.distinct_1, "distinct_2": s.distinct_2,
+                "repetition_within_poems": self.repetition.within, "written_tokens": self.tokens,
+                "written_detail": self.to_json()}
+
+
+class TrainingPoems:
+    """The training poems' form and repetition, counted once, to hold every row's long text against."""
+
+    def __init__(self, poems: Sequence[Sequence[str]]):
+        self.form = PoemForm(poems)
+        self.repetition = PoemRepetition(poems)
+
+    def measure(self, written: Written) -> WrittenMeasure:
+        whole = [list(p) + list(t) for p, t in zip(written.prompts, written.texts, strict=True)]
+        return WrittenMeasure(self.form.pooled_form(whole), compare_repetition(written.texts, self.repetition),
+                              len(written.texts), written.tokens)
