@@ -108,3 +108,31 @@ def test_the_scoring_weight_is_kept_when_its_samples_are_within_and_none_when_ev
     make, _ = source_of(0.0)
     choice = choose_writing(make, CacheSettings(500, 0.2, 0.3), [[1]], cycle_poems())
     assert choice.lam == 0.0 and choice.describe().startswith("none")
+
+
+def test_bench_written_measures_what_a_file_writes_with_either_cache(tmp_path):
+    from conftest import assert_usage_error, run_module
+    from test_web import make_model
+
+    from export import onnx as export_onnx
+
+    plain = make_model(tmp_path, "lstm", context="poem")
+    cached = tmp_path / "cached.onnx"
+    assert export_onnx.main(["--run", str(tmp_path / "run-lstm-embedding-poem"), "--out", str(cached),
+                             "--reference", "numpy", "--cache-size", "12", "--cache-theta", "0.5", "--cache-lambda",
+                             "0.4", "--cache-write-lambda", "0.1"]) == 0
+    corpus = tmp_path / "poems.txt"  # the split of the file's config (seed 3, a tenth held out): 18 training poems
+    corpus.write_text("\n\n\n".join("the sea is calm ,\nmy love , the moon .\na red rose o'er the night !"
+                                    for _ in range(20)) + "\n")
+    args = ("--data", str(corpus), "--samples", "3", "--tokens", "12")
+    writing = run_module("wordrnn.bench.written", "--model", str(cached), *args, "--json", str(tmp_path / "m.json"))
+    assert writing.returncode == 0, writing.stderr
+    assert "neural cache writing (size 12, theta 0.5, lambda 0.1); 3 texts of 12 tokens" in writing.stdout
+    assert "repeated 4-grams" in writing.stdout and "of 12 tokens" in writing.stdout
+    assert "words per line" in writing.stdout
+    scoring = run_module("wordrnn.bench.written", "--model", str(cached), *args, "--cache", "scoring")
+    assert "neural cache scoring (size 12, theta 0.5, lambda 0.4)" in scoring.stdout
+    assert_usage_error(run_module("wordrnn.bench.written", "--model", str(plain), *args, "--cache", "scoring"),
+                       "has no neural cache")
+    assert_usage_error(run_module("wordrnn.bench.written", "--model", str(plain), "--tokens", "3"),
+                       "--tokens at least 4")

@@ -13,23 +13,31 @@ same for every row), at the short samples' sampler settings and seed i for the i
 
 The prompt set: the words of ``PROMPTS`` that the vocabulary knows, in that order, taken in turn until there are
 ``SAMPLES`` (a vocabulary that knows none of them: its first word).
+
+``python -m wordrnn.bench.written --model FILE`` measures an exported file the same way at the README's settings
+(by default 20 texts of 200 tokens from the 20 prompts, temperature 0.8, top-p 0.9, with the cache the file
+writes with, or ``--cache scoring`` or ``none``), beside the poems of the run's training split.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from data.vocab import Vocab
 from wordrnn.bench.form import Form, PoemForm, is_word
+from wordrnn.core.errors import CommandParser, UsageError, cli
 from wordrnn.core.repetition import PoemRepetition, RepetitionComparison, compare_repetition
 from wordrnn.core.sampling import SamplerSettings, Source, generate
 
 SAMPLES = 8
 TOKENS = 250
-# Common first words of English verse: every suite corpus knows them all.
-PROMPTS = ("the", "i", "and", "when", "my", "o", "in", "love")
+# Common first words of English verse: every suite corpus knows the first eight (the reports' prompt set).
+PROMPTS = ("the", "i", "and", "when", "my", "o", "in", "love", "we", "she", "he", "you", "if", "what", "there",
+           "now", "all", "a", "this", "how")
 
 
 def prompt_set(vocab: Vocab, samples: int = SAMPLES) -> list[str]:
@@ -99,3 +107,69 @@ class TrainingPoems:
         whole = [list(p) + list(t) for p, t in zip(written.prompts, written.texts, strict=True)]
         return WrittenMeasure(self.form.pooled_form(whole), compare_repetition(written.texts, self.repetition),
                               len(written.texts), written.tokens)
+
+
+CACHES = ("writing", "scoring", "none")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = CommandParser(
+        prog="python -m wordrnn.bench.written",
+        description="Form and repetition of what an exported file writes (one text per prompt, seed i for the "
+        "i-th), beside the poems of the run's training split: words per line and lines per stanza, and the mean "
+        "repeated-4-gram share, distinct-1 and distinct-2 against the 5th-95th percentile of pieces of the poems "
+        "as long as a text.")
+    parser.add_argument("--model", required=True, metavar="FILE", help="the .onnx file written by export.onnx")
+    parser.add_argument("--data", default=None, metavar="FILE",
+                        help="the corpus the run was trained on (default: the file's config, else WORDRNN_DATA)")
+    parser.add_argument("--cache", choices=CACHES, default="writing",
+                        help="the file's neural cache for writing (what every client applies), its cache for "
+                        "scoring (what a version-3 file wrote with), or none (default: %(default)s)")
+    parser.add_argument("--samples", type=int, default=len(PROMPTS),
+                        help="texts, one per prompt of the prompt set in turn (default: %(default)s)")
+    parser.add_argument("--tokens", type=int, default=200, help="tokens a text (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=0.8, help="(default: %(default)s, the README's)")
+    parser.add_argument("--top-p", type=float, default=0.9, help="(default: %(default)s, the README's)")
+    parser.add_argument("--json", default=None, metavar="FILE", help="also write the measures as JSON")
+    return parser
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.samples < 1 or args.tokens < 4:
+        raise UsageError(f"--samples must be at least 1 and --tokens at least 4 (a 4-gram), got {args.samples} "
+                         f"and {args.tokens}")
+    settings = SamplerSettings(temperature=args.temperature, top_p=args.top_p).validate()
+    from data.dataset import load_dataset
+    from export.session import load
+    from wordrnn.run.folder import atomic_write_text, check_out_file
+
+    if args.json:
+        check_out_file(args.json, overwrite=True, flag="--json")
+    lm = load(args.model)
+    card = lm.card
+    if args.cache != "writing" and card.cache is None:
+        raise UsageError(f"--cache {args.cache}: {args.model} has no neural cache; leave --cache out")
+    if card.cache:
+        lm.cache = {"writing": card.cache.writing, "scoring": card.cache.scoring, "none": None}[args.cache]
+    config = card.config
+    dataset = load_dataset(**{**config.dataset_args(), **({"data": args.data} if args.data else {})},
+                           vocab=card.vocab)
+    written = write_texts(lm.source, card.vocab, config.seq_len, settings, args.samples, args.tokens)
+    measure = TrainingPoems([card.vocab.decode(ids) for ids in dataset.train_ids]).measure(written)
+    cache = lm.cache
+    used = "none" if cache is None else f"size {cache.size}, theta {cache.theta:g}, lambda {cache.lam:g}"
+    print(f"{args.model}: neural cache {args.cache} ({used}); {args.samples} texts of {args.tokens} tokens from the "
+          f"prompts {', '.join(dict.fromkeys(p[0] for p in written.prompts))}, temperature "
+          f"{args.temperature}, top-p {args.top_p}, seed i for the i-th")
+    print(measure.repetition.describe())
+    print(measure.form.describe())
+    if args.json:
+        atomic_write_text(args.json, json.dumps({"model": args.model, "cache": args.cache, **measure.to_json(),
+                                                 "texts": [" ".join(t) for t in written.texts]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
