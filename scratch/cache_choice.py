@@ -33,6 +33,7 @@ import numpy as np
 
 from scratch.sequence import forward
 from wordrnn.core.cache import CacheSettings, CacheSetup, cache_target_log_q, mix_targets
+from wordrnn.core.config import Config
 from wordrnn.core.metrics import average_probabilities
 from wordrnn.core.params import Params
 from wordrnn.core.repetition import PoemRepetition, RepetitionComparison, compare_repetition
@@ -142,6 +143,10 @@ class WritingChoice:
     lam: float
     tried: dict[float, RepetitionComparison]
 
+    def settings(self, scoring: CacheSettings) -> CacheSettings | None:
+        """The cache to write with: the scoring one's size and theta at this weight (None for 0: no cache)."""
+        return CacheSettings(scoring.size, scoring.theta, self.lam) if self.lam else None
+
     def describe(self) -> str:
         if self.lam == 0:
             return "none (even the smallest weight writes text that repeats itself beyond the training poems' range)"
@@ -175,11 +180,23 @@ def choose_writing(source_of: Callable[[CacheSettings | None], Source], scoring:
     return WritingChoice(grid[good], tried)
 
 
+def choose_writing_for(members: list[Params], config: Config, scoring: CacheSettings, val_poems: list[np.ndarray],
+                       train_poems: list[np.ndarray]) -> tuple[WritingChoice, int]:
+    """``choose_writing`` for a trained poem model: samples from the NumPy reference (``scratch.generate``), one per
+    validation poem (at most ``WRITE_SAMPLES``) prompted by its first token, held to the training poems' range; the
+    choice and the number of samples."""
+    from scratch.generate import members_source  # the NumPy reference's source; it imports this module
+
+    prompts = [ids[:1] for ids in val_poems if len(ids)][:WRITE_SAMPLES]
+    choice = choose_writing(lambda cache: members_source(members, config, cache), scoring, prompts,
+                            PoemRepetition(train_poems))
+    return choice, len(prompts)
+
+
 def chosen_cache(run: Run, stream: TextIO | None = None) -> CacheSetup | None:
     """The cache chosen on ``run``'s validation poems (None where lambda 0, no cache, is best), for scoring and for
     writing, said in lines on ``stream`` (default: standard output)."""
     from data.dataset import load_dataset
-    from scratch.generate import run_source  # the NumPy reference's source; it imports this module
     from wordrnn.run.corpus_record import check_corpus
 
     stream = stream or sys.stdout
@@ -194,10 +211,8 @@ def chosen_cache(run: Run, stream: TextIO | None = None) -> CacheSetup | None:
     print(f"neural cache: size {choice.size}, theta {choice.theta:g}, lambda {choice.lam:g}, chosen on the run's "
           f"{n_val} validation poems (validation loss {choice.inner_loss:.4f})", file=stream)
     scoring = CacheSettings(choice.size, choice.theta, choice.lam).validate("--cache-auto")
-    prompts = [ids[:1] for ids in dataset.val_ids if len(ids)][:WRITE_SAMPLES]
-    writing = choose_writing(lambda cache: run_source(run, cache), scoring, prompts,
-                             PoemRepetition(dataset.train_ids))
-    print(f"neural cache for writing: {writing.describe()} (samples from the first token of "
-          f"{len(prompts)} validation poems, {WRITE_TOKENS} tokens each, temperature {WRITE_SETTINGS.temperature}, "
-          f"top-p {WRITE_SETTINGS.top_p})", file=stream)
-    return CacheSetup(scoring, CacheSettings(choice.size, choice.theta, writing.lam) if writing.lam else None)
+    writing, samples = choose_writing_for(run.member_params, config, scoring, dataset.val_ids, dataset.train_ids)
+    print(f"neural cache for writing: {writing.describe()} (samples from the first token of {samples} validation "
+          f"poems, {WRITE_TOKENS} tokens each, temperature {WRITE_SETTINGS.temperature}, top-p "
+          f"{WRITE_SETTINGS.top_p})", file=stream)
+    return CacheSetup(scoring, writing.settings(scoring))

@@ -164,7 +164,10 @@ def test_quality_command_writes_the_documented_json(tmp_path, capsys):
         assert isinstance(row["ppl_std"], float) and row["ppl_std"] >= 0
         assert row["below_kneser_ney"] == pytest.approx(1 - row["ppl_mean"] / rows["kneser-ney"]["ppl_mean"])
     assert rows["kneser-ney"]["below_kneser_ney"] == 0.0
-    assert set(corpus["samples"]) == set(names[:4])
+    # the cache row's sample, with its cache for writing, where fold 1 chose a weight for writing
+    writing = corpus["choices"][0]["cache"][0]["writing_lambda"]
+    assert set(corpus["samples"]) == set(names[:4] + names[4:5] * (writing > 0))
+    assert 0 <= writing <= corpus["choices"][0]["cache"][0]["lambda"]
     for sample in corpus["samples"].values():  # each beside the form and repetition of its long text
         assert sample["form"].startswith("words per line ") and "repeated 4-grams" in sample["repetition"]
         detail = sample["written_detail"]

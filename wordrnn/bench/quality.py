@@ -299,7 +299,8 @@ def score_fold(fold: Fold, tokens: list[list[str]], recipe_config: Config, plain
         choice["recipe_epochs"].append(rnn.best_epoch)
         choice["plain_epochs"].append(plain.best_epoch)
         if fold.index == 0 and s == seed:
-            samples = fold_samples(fold, tokens, kn, rnn, plain, w)
+            cached = writing_source(rnn, fold, choice["cache"][-1]) if cache else None
+            samples = fold_samples(fold, tokens, kn, rnn, plain, w, cached)
     ppl = {"kneser-ney": _ppl(kn_test), **{name: math.exp(float(np.mean(v))) for name, v in losses.items()}}
     log(f"  fold {fold.index + 1}: held-out ppl " + ", ".join(f"{name} {ppl[name]:.1f}" for name in ppl)
         + f"  (KN order {kn.order}, mixture weight {np.mean(choice['weights']):.2f}, recipe epoch "
@@ -369,10 +370,30 @@ def evaluate_corpora(tasks: list[CorpusTask], recipe_config: Config, plain_confi
     return [task.result for task in tasks]
 
 
+def writing_source(rnn: TrainedRNN, fold: Fold, chosen: dict[str, Any]) -> Any:
+    """The recipe with the neural cache it writes with, as ``export.onnx --cache-auto`` chooses it
+    (``scratch.cache_choice.choose_writing_for``, here on the fold's inner validation poems), for the cache row's
+    samples; the weight goes into ``chosen``. None where the fold chose no cache, or no weight for writing."""
+    from scratch.cache_choice import choose_writing_for
+    from scratch.generate import members_source
+    from wordrnn.core.cache import CacheSettings
+
+    if chosen["lambda"] == 0:
+        chosen["writing_lambda"] = 0.0
+        return None
+    scoring = CacheSettings(chosen["size"], chosen["theta"], chosen["lambda"])
+    ds = fold.dataset
+    writing, _ = choose_writing_for(rnn.member_params, rnn.config, scoring, ds.val_ids, ds.train_ids)
+    chosen["writing_lambda"] = writing.lam
+    settings = writing.settings(scoring)
+    return None if settings is None else members_source(rnn.member_params, rnn.config, settings)
+
+
 def fold_samples(fold: Fold, tokens: list[list[str]], kn: KneserNey, rnn: TrainedRNN, plain: TrainedRNN,
-                 weight: float) -> dict[str, dict[str, Any]]:
-    """One seeded sample per row from fold 1's models, with its novelty, and the form (words per line, lines per
-    stanza) and repetition of the row's long text (``wordrnn.bench.written``) against the fold's training poems."""
+                 weight: float, cached: Any = None) -> dict[str, dict[str, Any]]:
+    """One seeded sample per row from fold 1's models (the cache row's with its cache for writing, ``cached``), with
+    its novelty, and the form (words per line, lines per stanza) and repetition of the row's long text
+    (``wordrnn.bench.written``) against the fold's training poems."""
     from wordrnn.core.sampling import SamplerSettings
     from wordrnn.run.generation import generate_text
 
@@ -383,8 +404,9 @@ def fold_samples(fold: Fold, tokens: list[list[str]], kn: KneserNey, rnn: Traine
     poems = TrainingPoems([tokens[i] for i in fold.inner_train])
     prompt_len = len(tokenize(PROMPT))
     out = {}
-    for name, fn in (("kneser-ney", kn.log_distributions), ("recipe", rnn.source()),
-                     ("mixture", mixture), ("plain", plain.source())):
+    rows = [("kneser-ney", kn.log_distributions), ("recipe", rnn.source()), ("mixture", mixture),
+            ("plain", plain.source()), *([("cache", cached)] if cached is not None else [])]
+    for name, fn in rows:
         text = generate_text(fn, fold.vocab, seq_len, PROMPT, SAMPLE_TOKENS, settings)
         generated = tokenize(text)[prompt_len:]
         n = training.novelty(generated)
