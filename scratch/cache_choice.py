@@ -145,7 +145,7 @@ class WritingChoice:
 
     def settings(self, scoring: CacheSettings) -> CacheSettings | None:
         """The cache to write with: the scoring one's size and theta at this weight (None for 0: no cache)."""
-        return CacheSettings(scoring.size, scoring.theta, self.lam) if self.lam else None
+        return scoring.reweighted(self.lam)
 
     def describe(self) -> str:
         if self.lam == 0:
@@ -167,7 +167,7 @@ def choose_writing(source_of: Callable[[CacheSettings | None], Source], scoring:
     tried: dict[float, RepetitionComparison] = {}
 
     def passes(lam: float) -> bool:
-        source = source_of(CacheSettings(scoring.size, scoring.theta, lam))
+        source = source_of(scoring.reweighted(lam))
         tried[lam] = compare_repetition(writing_samples(source, prompts), poems)
         return tried[lam].within
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,10 @@ class CacheSettings:
 
     def to_json(self) -> dict[str, Any]:
         return {"size": self.size, "theta": self.theta, "lambda": self.lam}
+
+    def reweighted(self, lam: float) -> CacheSettings | None:
+        """The same size and flatness at weight ``lam`` (a cache for writing); None for 0, no cache."""
+        return replace(self, lam=lam) if lam else None
 
     @classmethod
     def from_json(cls, value: Any, where: str, key: str = "wordrnn.cache") -> CacheSettings:

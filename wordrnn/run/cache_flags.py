@@ -69,6 +69,5 @@ def writing_cache(scoring: CacheSettings, lam: float | None, where: str) -> Cach
     if not 0.0 <= lam < 1.0:  # NaN too
         raise UsageError(f"{where} is the cache's weight when writing, from 0 (write without it) to below 1, "
                          f"got {lam}")
-    if lam == 0:
-        return None
-    return CacheSettings(scoring.size, scoring.theta, lam).validate(where)
+    writing = scoring.reweighted(lam)
+    return writing.validate(where) if writing else None
