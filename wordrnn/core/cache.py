@@ -14,7 +14,7 @@ cache is trusted.
 Two users, one piece of arithmetic:
 
 - evaluation (``cache_target_log_q``, ``mix_targets``): a whole poem at once, matrices [T, T];
-- generation (``NeuralCache``): one position at a time, by the steps of docs/GENERATION.md (version 3) that
+- generation (``NeuralCache``): one position at a time, by the steps of docs/GENERATION.md (section 4c) that
   ``web/wordrnn.mjs`` repeats in JavaScript, every sum sequential in a stated order so that two runtimes add
   the same numbers.
 
@@ -157,7 +157,7 @@ def mix_targets(log_p: np.ndarray, log_q: np.ndarray, has: np.ndarray, lam: floa
 
 
 class NeuralCache:
-    """The cache of one text being generated, by the steps of docs/GENERATION.md (version 3).
+    """The cache of one text being generated, by the steps of docs/GENERATION.md (section 4c).
 
     ``read(token, h)`` after the model reads each token (the prompt's too, one at a time), then ``mix(logits)``
     for the row the sampler sees. Every sum runs sequentially in a stated order (``np.cumsum``, never ``np.sum``),
