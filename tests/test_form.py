@@ -142,3 +142,12 @@ def test_the_report_prints_the_form_beside_the_novelty(tmp_path):
     assert "form.png" not in "\n".join(samples_section([bare], {"prompt": "a"}))
     plot_form(tmp_path / "none", [bare])
     assert not (tmp_path / "none").exists()
+
+
+def test_the_prompt_set_is_the_known_common_first_words_in_turn():
+    from data.vocab import Vocab
+    from wordrnn.bench.written import SAMPLES, prompt_set
+
+    # PROMPTS begins the, i, and, when, my, o, in, love: this vocabulary knows "and" and "the" of them
+    assert prompt_set(Vocab(["<unk>", NL, "and", "sea", "the"]), 5) == ["the", "and", "the", "and", "the"]
+    assert prompt_set(Vocab(["<unk>", NL, ",", "sea"])) == ["sea"] * SAMPLES  # none known: its first word

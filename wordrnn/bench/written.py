@@ -35,14 +35,15 @@ from wordrnn.core.sampling import SamplerSettings, Source, generate
 
 SAMPLES = 8
 TOKENS = 250
-# Common first words of English verse: every suite corpus knows the first eight (the reports' prompt set).
+# Common first words of English verse; the reports' prompt set is the first eight a corpus's vocabulary knows.
 PROMPTS = ("the", "i", "and", "when", "my", "o", "in", "love", "we", "she", "he", "you", "if", "what", "there",
            "now", "all", "a", "this", "how")
 
 
 def prompt_set(vocab: Vocab, samples: int = SAMPLES) -> list[str]:
     """``samples`` one-word prompts: the known words of ``PROMPTS`` in turn (the vocabulary's first word if none)."""
-    known = [w for w in PROMPTS if w in vocab.index] or [next(t for t in vocab.tokens[1:] if is_word(t))]
+    known = [w for w in PROMPTS if w in vocab.index] or [next((t for t in vocab.tokens[1:] if is_word(t)),
+                                                              vocab.tokens[-1])]
     return [known[i % len(known)] for i in range(samples)]
 
 
