@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -60,12 +61,16 @@ class Written:
 
 
 def write_texts(source: Source, vocab: Vocab, seq_len: int, settings: SamplerSettings,
-                samples: int = SAMPLES, tokens: int = TOKENS) -> Written:
-    """``samples`` texts of ``tokens`` tokens from the prompt set, seed ``settings.seed + i`` for the i-th."""
+                samples: int = SAMPLES, tokens: int = TOKENS, progress: bool = False) -> Written:
+    """``samples`` texts of ``tokens`` tokens from the prompt set, seed ``settings.seed + i`` for the i-th (with
+    ``progress``, a bar on a terminal's standard error)."""
+    from tqdm import tqdm
+
     prompts = [[w] for w in prompt_set(vocab, samples)]
     texts = [vocab.decode(generate(source, [vocab.index[p[0]]], tokens, seq_len,
                                    replace(settings, seed=settings.seed + i)))
-             for i, p in enumerate(prompts)]
+             for i, p in enumerate(tqdm(prompts, desc="texts", unit="text", file=sys.stderr, leave=False,
+                                        disable=not (progress and sys.stderr.isatty())))]
     return Written(prompts, texts)
 
 
@@ -157,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     config = card.config
     dataset = load_dataset(**{**config.dataset_args(), **({"data": args.data} if args.data else {})},
                            vocab=card.vocab)
-    written = write_texts(lm.source, card.vocab, config.seq_len, settings, args.samples, args.tokens)
+    written = write_texts(lm.source, card.vocab, config.seq_len, settings, args.samples, args.tokens, progress=True)
     measure = TrainingPoems([card.vocab.decode(ids) for ids in dataset.train_ids]).measure(written)
     cache = lm.cache
     used = "none" if cache is None else f"size {cache.size}, theta {cache.theta:g}, lambda {cache.lam:g}"

@@ -30,8 +30,8 @@ def add_cache_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-lambda", type=float, default=None, metavar="L",
                    help="the cache's weight in the mixture, between 0 and 1")
     g.add_argument("--cache-write-lambda", type=float, default=None, metavar="L",
-                   help="the cache's weight when writing text, 0 (write without it) up to --cache-lambda's range "
-                   "(default: --cache-lambda); the same size and theta")
+                   help="the cache's weight when writing text, from 0 (write without it) to below 1, with the same "
+                   "size and theta (default: --cache-lambda's)")
     g.add_argument("--cache-auto", action="store_true",
                    help="choose all three on the run's own validation poems, by the grid bench.quality uses (reads "
                    "the corpus the run was trained on, checked against its corpus.json), and the weight for "
