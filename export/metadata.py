@@ -14,7 +14,9 @@ that every client written before poem models existed still reads it. A poem
 model's file follows version 2: a version-1 client, which would feed it
 windows without its state, refuses it by the version string alone. A poem model with a neural cache
 (``wordrnn.cache``) follows version 3: a version-2 client would write without the cache, so the version
-string stops it too; without a cache a poem file stays version 2.
+string stops it too; without a cache a poem file stays version 2. Version 4 adds the cache generation applies
+(``wordrnn.cache.write``) apart from the one the perplexity is scored with (``wordrnn.cache``): every file with a
+cache is now written as version 4, and version-3 files are read as before (their one cache for both).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from data.vocab import Vocab
-from wordrnn.core.cache import CacheSettings
+from wordrnn.core.cache import CacheSettings, CacheSetup
 from wordrnn.core.cells import CELLS, get_cell
 from wordrnn.core.config import CONTEXTS, MODELS, TOKENIZERS, Config
 from wordrnn.core.errors import UsageError
@@ -44,6 +46,7 @@ KEY_GENERATION = "wordrnn.generation"
 KEY_CONTEXT = "wordrnn.context"
 KEY_STATE = "wordrnn.state"
 KEY_CACHE = "wordrnn.cache"
+KEY_CACHE_WRITE = "wordrnn.cache.write"  # version 4: the cache generation applies (null: none)
 KEY_ENSEMBLE = "wordrnn.ensemble"  # an ensemble's number of members N (absent: one model)
 # The versions of docs/GENERATION.md: a file names the oldest one that describes it (a window model 1, a poem
 # model 2); this code reads both.
@@ -51,7 +54,9 @@ GENERATION_V1 = "wordrnn-generation 1"
 GENERATION = "wordrnn-generation 2"
 VERSION_OF_CONTEXT = {"window": GENERATION_V1, "poem": GENERATION}
 GENERATION_CACHE = "wordrnn-generation 3"  # a poem model with a neural cache
-VERSIONS = (GENERATION_V1, GENERATION, GENERATION_CACHE)
+GENERATION_WRITE = "wordrnn-generation 4"  # and a cache for writing apart from the one for scoring
+CACHE_VERSIONS = {3: GENERATION_CACHE, 4: GENERATION_WRITE}
+VERSIONS = (GENERATION_V1, GENERATION, GENERATION_CACHE, GENERATION_WRITE)
 KEYS = (KEY_FORMAT, KEY_CONFIG, KEY_VOCAB, KEY_TOKENIZER, KEY_SOURCE, KEY_GENERATION)
 
 
@@ -90,12 +95,12 @@ class ModelCard:
     config: Config
     vocab: Vocab
     source: dict[str, Any] = field(default_factory=dict)  # framework, run folder, exporter
-    cache: CacheSettings | None = None  # a poem model's neural cache, applied by every client (version 3)
+    cache: CacheSetup | None = None  # a poem model's neural cache: scoring, and writing (every client applies it)
 
     @property
     def version(self) -> str:
         """The oldest version of the generation contract that describes this file."""
-        return GENERATION_CACHE if self.cache else VERSION_OF_CONTEXT[self.context]
+        return CACHE_VERSIONS[self.cache.version] if self.cache else VERSION_OF_CONTEXT[self.context]
 
     @property
     def framework(self) -> str:
@@ -153,7 +158,9 @@ def to_props(card: ModelCard) -> dict[str, str]:
     if card.states:
         props[KEY_STATE] = json.dumps([{"input": s.input, "output": s.output, "size": s.size} for s in card.states])
     if card.cache:
-        props[KEY_CACHE] = json.dumps(card.cache.to_json())
+        props[KEY_CACHE] = json.dumps(card.cache.scoring.to_json())
+        if card.cache.version == 4:
+            props[KEY_CACHE_WRITE] = json.dumps(card.cache.writing.to_json() if card.cache.writing else None)
     if card.config.ensemble > 1:
         props[KEY_ENSEMBLE] = str(card.config.ensemble)
     return props
@@ -206,7 +213,7 @@ def check_context(props: dict[str, str], config: Config, where: str) -> None:
     """
     version = props[KEY_GENERATION]
     context = props.get(KEY_CONTEXT, "window" if version == GENERATION_V1 else None)
-    if version == GENERATION_CACHE:
+    if version in CACHE_VERSIONS.values():
         version = GENERATION  # the cache adds to the poem model of version 2: read_cache checks it
     if context not in CONTEXTS:
         raise UsageError(f"{where} has wordrnn metadata this version does not understand "
@@ -230,23 +237,36 @@ def check_context(props: dict[str, str], config: Config, where: str) -> None:
                          "export it again")
 
 
-def read_cache(props: dict[str, str], config: Config, where: str) -> CacheSettings | None:
-    """The neural cache a version-3 file names (None for versions 1 and 2, which have none).
+def read_cache(props: dict[str, str], config: Config, where: str) -> CacheSetup | None:
+    """The neural cache a version-3 or -4 file names (None for versions 1 and 2, which have none): version 3's one
+    setting serves scoring and writing; version 4 names the writing one apart (``wordrnn.cache.write``).
 
     Only a poem model can hold one: it recalls the hidden states of the text read so far.
     """
     version = props[KEY_GENERATION]
-    if (KEY_CACHE in props) != (version == GENERATION_CACHE):
+    cached = version in CACHE_VERSIONS.values()
+    if (KEY_CACHE in props) != cached:
         raise UsageError(f"{where}: the metadata follows {version!r} but "
                          f"{'holds' if KEY_CACHE in props else 'lacks'} {KEY_CACHE}; a poem model with a neural "
-                         f"cache follows {GENERATION_CACHE!r}: export it again")
-    if KEY_CACHE not in props:
+                         f"cache follows {GENERATION_WRITE!r}: export it again")
+    if (KEY_CACHE_WRITE in props) != (version == GENERATION_WRITE):
+        raise UsageError(f"{where}: the metadata follows {version!r} but "
+                         f"{'holds' if KEY_CACHE_WRITE in props else 'lacks'} {KEY_CACHE_WRITE}; a cache for "
+                         f"writing follows {GENERATION_WRITE!r}: export it again")
+    if not cached:
         return None
     if config.context != "poem":
         raise UsageError(f"{where} holds a {config.context} model with a neural cache, which only a poem model can "
                          "have; export it again")
+    scoring = CacheSettings.from_json(_cache_json(props, KEY_CACHE, where), where)
+    if version == GENERATION_CACHE:
+        return CacheSetup.single(scoring)
+    writing = _cache_json(props, KEY_CACHE_WRITE, where)
+    return CacheSetup(scoring, None if writing is None else CacheSettings.from_json(writing, where, KEY_CACHE_WRITE))
+
+
+def _cache_json(props: dict[str, str], key: str, where: str) -> Any:
     try:
-        value = json.loads(props[KEY_CACHE])
+        return json.loads(props[key])
     except ValueError as err:
-        raise UsageError(f"{where} has unreadable wordrnn metadata ({KEY_CACHE}: {err}); export it again") from None
-    return CacheSettings.from_json(value, where)
+        raise UsageError(f"{where} has unreadable wordrnn metadata ({key}: {err}); export it again") from None

@@ -42,7 +42,7 @@ from export.metadata import ModelCard, to_props, validation_summary  # noqa: E40
 from export.session import OnnxLM, State, open_session  # noqa: E402
 from scratch.cache_choice import chosen_cache  # noqa: E402
 from wordrnn.core import tolerances  # noqa: E402
-from wordrnn.core.cache import CacheSettings  # noqa: E402
+from wordrnn.core.cache import CacheSetup  # noqa: E402
 from wordrnn.core.cells import get_cell  # noqa: E402
 from wordrnn.core.config import Config  # noqa: E402
 from wordrnn.core.errors import CommandParser, RunFailed, UsageError, cli  # noqa: E402
@@ -251,7 +251,7 @@ def graph_builder(source: str, cell: str = "rnn") -> tuple[str, Callable[..., on
 
 
 def export_run(run: Run, opset: int = DEFAULT_OPSET, reference: str | None = None,
-               source: str = "weights", cache: CacheSettings | None = None) -> Exported:
+               source: str = "weights", cache: CacheSetup | None = None) -> Exported:
     """Build, check and compare the ONNX model for ``run`` (with a neural ``cache`` in its metadata, which every
     client applies); does not write anything."""
     exporter, build = graph_builder(source, run.config.cell)
@@ -359,8 +359,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"{verdict.difference:.3g} > {tolerance_text(verdict)}; nothing written")
     atomic_write_bytes(out, exported.payload)
     if cache:
-        print(f"neural cache: the last {cache.size} positions, theta {cache.theta:g}, lambda {cache.lam:g} "
-              "(generation contract version 3)")
+        scoring, writing = cache.scoring, cache.writing
+        print(f"neural cache: the last {scoring.size} positions, theta {scoring.theta:g}, lambda {scoring.lam:g}; "
+              f"for writing {f'lambda {writing.lam:g}' if writing else 'none'} (generation contract version 4)")
     print(f"wrote {out} ({human_size(len(exported.payload))}, one self-contained file)")
     return 0
 

@@ -38,7 +38,9 @@ class OnnxLM:
         self.where = where
         self.state_inputs = [s.input for s in card.states]
         self.outputs = [OUTPUT_NAME, *(s.output for s in card.states)]
-        self.cache = card.cache  # the file's neural cache; None turns it off (--no-cache)
+        # the neural cache generation applies: the file's writing setting (version 4; version 3's one setting);
+        # None turns it off (--no-cache)
+        self.cache = card.cache.writing if card.cache else None
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.int64)

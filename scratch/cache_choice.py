@@ -10,20 +10,34 @@ commands). The model's own log-probabilities of the targets are given by the cal
 with), so that the cache row differs from the model's row by the cache alone: with ``lam`` 0 the two are the same
 numbers. Only the window context's targets are scored (every token with at
 least ``seq_len`` tokens before it in its poem), but the cache recalls every earlier position of the poem.
+
+A cache chosen to lower perplexity feeds the model's own words back to it when it writes ("the sea sea sea
+sea"), so the weight generation applies is chosen apart (``choose_writing``), by this rule: the largest weight of
+the grid, up to the scoring one (same size and theta), whose samples repeat themselves within the training poems'
+range (``wordrnn.core.repetition``: the mean repeated-4-gram share, distinct-1 and distinct-2 of the samples each
+inside the 5th-95th percentile of pieces of the poems of the samples' length). The samples: one per validation
+poem (at most ``WRITE_SAMPLES``), prompted by its first token, ``WRITE_TOKENS`` tokens at the README's settings
+(temperature 0.8, top-p 0.9), seed i for the i-th. The grid is searched by bisection (repetition grows with the
+weight), so a choice costs about five sets of samples; where even the smallest weight above 0 repeats too much,
+the file writes without the cache.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import TextIO
 
 import numpy as np
 
 from scratch.sequence import forward
-from wordrnn.core.cache import CacheSettings, cache_target_log_q, mix_targets
+from wordrnn.core.cache import CacheSettings, CacheSetup, cache_target_log_q, mix_targets
+from wordrnn.core.config import Config
 from wordrnn.core.metrics import average_probabilities
 from wordrnn.core.params import Params
+from wordrnn.core.repetition import PoemRepetition, RepetitionComparison, compare_repetition
+from wordrnn.core.sampling import SamplerSettings, Source, generate
 from wordrnn.run.folder import Run
 
 # Poems of the suite run from about 100 to 1,000 tokens; hidden states of a 128-wide LSTM have dot products of
@@ -33,6 +47,11 @@ from wordrnn.run.folder import Run
 SIZES = (10, 25, 50, 100, 200, 500)
 THETAS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 LAMBDAS = tuple(float(x) for x in np.round(np.linspace(0.0, 0.5, 21), 3))
+# The writing weight's samples: the README's sampling settings, 200 tokens (the issue's measure), one per
+# validation poem up to 20.
+WRITE_SETTINGS = SamplerSettings(temperature=0.8, top_p=0.9)
+WRITE_TOKENS = 200
+WRITE_SAMPLES = 20
 
 
 @dataclass(frozen=True)
@@ -117,9 +136,66 @@ def choose_for_run(members: list[Params], cell: str, val_poems: list[np.ndarray]
     return choose_cache(poems, target_log_probs(members, cell, poems))
 
 
-def chosen_cache(run: Run, stream: TextIO | None = None) -> CacheSettings | None:
-    """The cache chosen on ``run``'s validation poems (None where lambda 0, no cache, is best), said in a line on
-    ``stream`` (default: standard output)."""
+@dataclass(frozen=True)
+class WritingChoice:
+    """The writing weight chosen (0: write without the cache) and the samples' repetition at each weight tried."""
+
+    lam: float
+    tried: dict[float, RepetitionComparison]
+
+    def settings(self, scoring: CacheSettings) -> CacheSettings | None:
+        """The cache to write with: the scoring one's size and theta at this weight (None for 0: no cache)."""
+        return scoring.reweighted(self.lam)
+
+    def describe(self) -> str:
+        if self.lam == 0:
+            return "none (even the smallest weight writes text that repeats itself beyond the training poems' range)"
+        return f"lambda {self.lam:g}: {self.tried[self.lam].describe()}"
+
+
+def writing_samples(source: Source, prompts: Sequence[Sequence[int]]) -> list[list[int]]:
+    """One sample per prompt (the prompt left out), seed i for the i-th, at ``WRITE_SETTINGS``."""
+    return [generate(source, list(p), WRITE_TOKENS, 1, replace(WRITE_SETTINGS, seed=i))
+            for i, p in enumerate(prompts)]
+
+
+def choose_writing(source_of: Callable[[CacheSettings | None], Source], scoring: CacheSettings,
+                   prompts: Sequence[Sequence[int]], poems: PoemRepetition) -> WritingChoice:
+    """The largest grid weight up to ``scoring.lam`` whose samples from ``prompts`` repeat within ``poems``' range,
+    by bisection between 0 (no cache, taken to pass) and ``scoring.lam``."""
+    grid = [lam for lam in LAMBDAS if lam < scoring.lam] + [scoring.lam]
+    tried: dict[float, RepetitionComparison] = {}
+
+    def passes(lam: float) -> bool:
+        source = source_of(scoring.reweighted(lam))
+        tried[lam] = compare_repetition(writing_samples(source, prompts), poems)
+        return tried[lam].within
+
+    if passes(grid[-1]):
+        return WritingChoice(grid[-1], tried)
+    good, bad = 0, len(grid) - 1  # grid[bad] repeats too much; grid[good] (0 at first) is taken to pass
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        good, bad = (mid, bad) if passes(grid[mid]) else (good, mid)
+    return WritingChoice(grid[good], tried)
+
+
+def choose_writing_for(members: list[Params], config: Config, scoring: CacheSettings, val_poems: list[np.ndarray],
+                       train_poems: list[np.ndarray]) -> tuple[WritingChoice, int]:
+    """``choose_writing`` for a trained poem model: samples from the NumPy reference (``scratch.generate``), one per
+    validation poem (at most ``WRITE_SAMPLES``) prompted by its first token, held to the training poems' range; the
+    choice and the number of samples."""
+    from scratch.generate import members_source  # the NumPy reference's source; it imports this module
+
+    prompts = [ids[:1] for ids in val_poems if len(ids)][:WRITE_SAMPLES]
+    choice = choose_writing(lambda cache: members_source(members, config, cache), scoring, prompts,
+                            PoemRepetition(train_poems))
+    return choice, len(prompts)
+
+
+def chosen_cache(run: Run, stream: TextIO | None = None) -> CacheSetup | None:
+    """The cache chosen on ``run``'s validation poems (None where lambda 0, no cache, is best), for scoring and for
+    writing, said in lines on ``stream`` (default: standard output)."""
     from data.dataset import load_dataset
     from wordrnn.run.corpus_record import check_corpus
 
@@ -127,11 +203,16 @@ def chosen_cache(run: Run, stream: TextIO | None = None) -> CacheSettings | None
     config = run.config
     dataset = load_dataset(**{**config.dataset_args(), "data": check_corpus(run.path, config.data)},
                            vocab=run.vocab)
+    n_val = len(dataset.val_ids)
     choice = choose_for_run(run.member_params, config.cell, dataset.val_ids, config.seq_len)
     if choice.lam == 0:
-        print(f"neural cache: none (it does not lower the loss on the run's {len(dataset.val_ids)} validation "
-              "poems)", file=stream)
+        print(f"neural cache: none (it does not lower the loss on the run's {n_val} validation poems)", file=stream)
         return None
     print(f"neural cache: size {choice.size}, theta {choice.theta:g}, lambda {choice.lam:g}, chosen on the run's "
-          f"{len(dataset.val_ids)} validation poems (validation loss {choice.inner_loss:.4f})", file=stream)
-    return CacheSettings(choice.size, choice.theta, choice.lam).validate("--cache-auto")
+          f"{n_val} validation poems (validation loss {choice.inner_loss:.4f})", file=stream)
+    scoring = CacheSettings(choice.size, choice.theta, choice.lam).validate("--cache-auto")
+    writing, samples = choose_writing_for(run.member_params, config, scoring, dataset.val_ids, dataset.train_ids)
+    print(f"neural cache for writing: {writing.describe()} (samples from the first token of {samples} validation "
+          f"poems, {WRITE_TOKENS} tokens each, temperature {WRITE_SETTINGS.temperature}, top-p "
+          f"{WRITE_SETTINGS.top_p})", file=stream)
+    return CacheSetup(scoring, writing.settings(scoring))

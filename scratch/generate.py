@@ -11,8 +11,9 @@ run says (docs/GENERATION.md, "How each runtime reads a model"):
 - an ensemble: its members' probabilities averaged (``wordrnn.core.metrics``' ``ensemble_window`` and
   ``ensemble_sequence``), a poem ensemble's hidden state its members' side by side, as the exported ``hn``;
 - a neural cache: a run folder holds none, so a poem run takes export.onnx's flags (``--cache-auto`` makes the
-  same choice on the run's validation poems, or ``--cache-size/--cache-theta/--cache-lambda``), and the cache
-  reads the hidden state after every token, as the exported file's clients do.
+  same choice on the run's validation poems, or ``--cache-size/--cache-theta/--cache-lambda`` and
+  ``--cache-write-lambda``), and its writing setting reads the hidden state after every token, as the exported
+  file's clients do.
 
 Prompt handling and sampling are ``wordrnn.run.generation``'s, shared with every other runtime: the same prompt,
 sampler settings, cache and seed give the same text as ``python -m export.generate``, Node.js and the page on the
@@ -37,6 +38,7 @@ import numpy as np  # noqa: E402
 from scratch.cache_choice import chosen_cache  # noqa: E402
 from scratch.sequence import forward, window_logits  # noqa: E402
 from wordrnn.core.cache import CacheSettings  # noqa: E402
+from wordrnn.core.config import Config  # noqa: E402
 from wordrnn.core.errors import CommandParser, cli  # noqa: E402
 from wordrnn.core.metrics import SequenceLogits, ensemble_sequence, ensemble_window  # noqa: E402
 from wordrnn.core.params import Params  # noqa: E402
@@ -63,13 +65,18 @@ def ensemble_hidden(members: int) -> Callable[[Any], np.ndarray]:
 def run_source(run: Run, cache: CacheSettings | None = None) -> Source:
     """What the sampler reads ``run`` through, as the run says: windows of a window model, a ``Stateful`` poem
     model (with ``cache``, if given), an ensemble's members averaged."""
-    members = [{name: np.asarray(p, dtype=np.float32) for name, p in params.items()} for params in run.member_params]
-    cell = run.config.cell
-    if run.config.layout.carries_state:
+    return members_source(run.member_params, run.config, cache)
+
+
+def members_source(member_params: list[Params], config: Config, cache: CacheSettings | None = None) -> Source:
+    """``run_source`` from the members' canonical weights and the configuration they were trained with."""
+    members = [{name: np.asarray(p, dtype=np.float32) for name, p in params.items()} for params in member_params]
+    cell = config.cell
+    if config.layout.carries_state:
         return Stateful(ensemble_sequence([poem_step(params, cell) for params in members]),
                         hidden=ensemble_hidden(len(members)), cache=cache)
     if cache is not None:  # cache_from_args refuses the flags; this guards a caller that skips it
-        raise ValueError(f"a {run.config.context} model has no poem state for a neural cache to recall")
+        raise ValueError(f"a {config.context} model has no poem state for a neural cache to recall")
     return ensemble_window([functools.partial(window_logits, params, cell=cell) for params in members])
 
 
@@ -94,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     prompt_to_ids(args.prompt, run.vocab)  # a prompt it cannot read is refused before the cache is chosen
     # the choice is said on stderr: standard output is the text, as export.generate prints it
     cache = cache_from_args(args, run, functools.partial(chosen_cache, stream=sys.stderr))
-    print_samples(run_source(run, cache), run.vocab, run.config.seq_len, args)
+    print_samples(run_source(run, cache.writing if cache else None), run.vocab, run.config.seq_len, args)
     return 0
 
 

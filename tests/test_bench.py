@@ -16,6 +16,7 @@ from conftest import ROOT, assert_usage_error, run_module
 
 from wordrnn.bench import roofline
 from wordrnn.bench.compare import RECIPE_IMPL
+from wordrnn.bench.written import SAMPLES, TOKENS
 from wordrnn.core import hugepages, tolerances
 from wordrnn.core.config import Config
 
@@ -63,8 +64,10 @@ def test_compare_writes_a_consistent_report(tmp_path, tiny_corpus):
     assert "| implementation | model | parameters |" in report
     for name, r in rows.items():
         assert f"### {name}" in report  # a sample per run
-        assert r["sample_form"].startswith("words per line ") and f"*{r['sample_form']}*" in report  # its form
-        poems = r["sample_form_detail"]["words_per_line"]["poems"]
+        assert r["form"].startswith("words per line ") and f"*{r['form']}*" in report  # its form
+        assert f"*{r['repetition']}*" in report and 0 < r["distinct_2"] <= 1  # and repetition
+        assert r["written_tokens"] == SAMPLES * TOKENS  # measured on the long text, not the short sample
+        poems = r["written_detail"]["form"]["words_per_line"]["poems"]
         assert poems["n"] > 0 and poems["mean"] > 0
     assert "## ONNX" in report and "## Machine" in report
 

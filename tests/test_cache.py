@@ -163,6 +163,11 @@ def test_export_chooses_a_cache_on_the_runs_validation_poems(tmp_path):
     ds = load_dataset(**{**loaded.config.dataset_args(), "data": str(corpus)}, vocab=loaded.vocab)
     choice = choose_for_run(loaded.member_params, "lstm", ds.val_ids, loaded.config.seq_len)
     assert choice.lam > 0 and saved == {"size": choice.size, "theta": choice.theta, "lambda": choice.lam}
+    # and the weight for writing, chosen apart: the scoring cache's size and theta, a weight no larger, or none
+    assert "neural cache for writing: " in result.stdout
+    writing = json.loads({p.key: p.value for p in onnx.load(out).metadata_props}["wordrnn.cache.write"])
+    assert writing is None or (writing["size"], writing["theta"]) == (choice.size, choice.theta)
+    assert writing is None or 0 < writing["lambda"] <= choice.lam
 
     both = run_module("export.onnx", "--run", str(run), "--out", str(tmp_path / "n.onnx"), "--cache-auto",
                       "--cache-size", "10")

@@ -99,22 +99,28 @@ def test_a_sample_without_a_complete_line_reports_none():
     assert form([], [["a", NL, "b"]]).words_per_line.sample.histogram() == []
 
 
-def test_compare_rows_carry_the_form_of_their_samples():
+def test_compare_rows_carry_the_form_of_their_long_text_pooled_over_its_texts():
     from data.dataset import build_dataset
-    from wordrnn.bench.lab import Entry, fill_form
+    from wordrnn.bench.lab import Entry, fill_written
+    from wordrnn.bench.written import Written
 
     poems = ["the sea is cold\nthe night is long", "the sea is deep\nmy love is near", "the moon\nthe star"]
     dataset = build_dataset(poems * 4, seq_len=2, min_freq=1, val_fraction=0.25, seed=0)
-    shaped = Entry({"name": "shaped"}, sample="the sea is cold\nthe night is long\n")
-    flat = Entry({"name": "flat"}, sample="the sea star moon near deep")
-    fill_form([shaped, flat], dataset)
+    # two texts: "the | sea is cold \n night is \n" (lines of 4 and 2 words) and "the | moon \n star" (one of 2;
+    # "star" is cut by the token limit): 3 complete lines in all, of 4, 2 and 2 words
+    shaped = Entry({"name": "shaped"}, sample="a short sample for reading", written=Written(
+        [["the"], ["the"]], [["sea", "is", "cold", NL, "night", "is", NL], ["moon", NL, "star"]]))
+    flat = Entry({"name": "flat"}, written=Written([["the"]], [["sea", "star", "moon", "near", "deep"]]))
+    fill_written([shaped, flat], dataset)
     train_lines = [n for ids in dataset.train_ids for n in lines_and_stanzas(dataset.vocab.decode(ids), True)[0]]
-    expected = wasserstein([4, 4], train_lines)
-    assert shaped.row["sample_words_per_line_distance"] == pytest.approx(expected)
-    assert shaped.row["sample_form"].startswith("words per line 4 (median 4) over 2 lines")
-    assert shaped.row["sample_form_detail"]["words_per_line"]["sample"]["histogram"] == [0, 0, 0, 0, 2]
-    assert math.isnan(flat.row["sample_words_per_line_distance"])
-    assert "no complete line" in flat.row["sample_form"]
+    expected = wasserstein([4, 2, 2], train_lines)
+    assert shaped.row["form_words_per_line_distance"] == pytest.approx(expected)
+    assert shaped.row["form"].startswith("words per line 2.7 (median 2) over 3 lines")
+    assert shaped.row["written_detail"]["form"]["words_per_line"]["sample"]["histogram"] == [0, 0, 2, 0, 1]
+    assert shaped.row["written_tokens"] == 10 and shaped.row["written_detail"]["samples"] == 2
+    assert math.isnan(flat.row["form_words_per_line_distance"])
+    assert "no complete line" in flat.row["form"]
+    assert flat.row["distinct_1"] == 1.0 and "repeated 4-grams 0%" in flat.row["repetition"]
 
 
 def test_the_report_prints_the_form_beside_the_novelty(tmp_path):
@@ -124,9 +130,11 @@ def test_the_report_prints_the_form_beside_the_novelty(tmp_path):
     poems = [["a", "b", "c", NL, "d", "e", "f"]]
     result = form(["a", "b", NL, "c", "d", "e", "f", NL], poems)
     entry = Entry({"name": "PyTorch embedding", "sample_novelty": "copied 4-grams 10% of 10",
-                   "sample_form": result.describe(), "sample_form_detail": result.to_json()}, sample="a b\nc d e f\n")
+                   "form": result.describe(), "repetition": "repeated 4-grams 0% (poems 0%-8%)",
+                   "written_detail": {"form": result.to_json()}}, sample="a b\nc d e f\n")
     section = "\n\n".join(samples_section([entry], {"prompt": "a"}))
-    assert f"*copied 4-grams 10% of 10*\n\n*{result.describe()}*" in section
+    assert (f"*copied 4-grams 10% of 10*\n\n*{result.describe()}*\n\n*repeated 4-grams 0% (poems 0%-8%)*"
+            in section)
     assert "](form.png)" in section
     plot_form(tmp_path, [entry])
     assert (tmp_path / "form.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -134,3 +142,12 @@ def test_the_report_prints_the_form_beside_the_novelty(tmp_path):
     assert "form.png" not in "\n".join(samples_section([bare], {"prompt": "a"}))
     plot_form(tmp_path / "none", [bare])
     assert not (tmp_path / "none").exists()
+
+
+def test_the_prompt_set_is_the_known_common_first_words_in_turn():
+    from data.vocab import Vocab
+    from wordrnn.bench.written import SAMPLES, prompt_set
+
+    # PROMPTS begins the, i, and, when, my, o, in, love: this vocabulary knows "and" and "the" of them
+    assert prompt_set(Vocab(["<unk>", NL, "and", "sea", "the"]), 5) == ["the", "and", "the", "and", "the"]
+    assert prompt_set(Vocab(["<unk>", NL, ",", "sea"])) == ["sea"] * SAMPLES  # none known: its first word

@@ -10,6 +10,7 @@ import pytest
 from wordrnn.bench.folds import build_folds, fold_split, inner_split
 from wordrnn.bench.mixture import WEIGHT_GRID, choose_weight, mix, mix_log_prob, target_log_prob
 from wordrnn.bench.novelty import novelty
+from wordrnn.bench.written import SAMPLES, TOKENS
 from wordrnn.core.config import Config
 from wordrnn.core.errors import UsageError
 
@@ -167,11 +168,17 @@ def test_quality_command_writes_the_documented_json(tmp_path, capsys):
             1 - row["ppl_mean"] / rows["strongest-ngram"]["ppl_mean"])
     assert rows["kneser-ney"]["below_kneser_ney"] == 0.0 and rows["strongest-ngram"]["below_strongest_ngram"] == 0.0
     assert_strongest_per_fold(corpus)
-    assert set(corpus["samples"]) == {"kneser-ney", "recipe", "mixture", "plain"}
-    for sample in corpus["samples"].values():  # each beside its form (wordrnn.bench.form)
-        assert sample["form"].startswith("words per line ")
-        assert set(sample["form_detail"]) == {"words_per_line", "lines_per_stanza"}
-        assert sample["form_detail"]["words_per_line"]["poems"]["n"] > 0
+    # the cache row's sample, with its cache for writing, where fold 1 chose a weight for writing
+    writing = corpus["choices"][0]["cache"][0]["writing_lambda"]
+    assert set(corpus["samples"]) == {"kneser-ney", "recipe", "mixture", "plain", *(["cache"] * (writing > 0))}
+    assert 0 <= writing <= corpus["choices"][0]["cache"][0]["lambda"]
+    for sample in corpus["samples"].values():  # each beside the form and repetition of its long text
+        assert sample["form"].startswith("words per line ") and "repeated 4-grams" in sample["repetition"]
+        detail = sample["written_detail"]
+        assert detail["samples"] == SAMPLES and detail["tokens"] == sample["written_tokens"] == SAMPLES * TOKENS
+        assert set(detail["form"]) == {"words_per_line", "lines_per_stanza"}
+        assert detail["form"]["words_per_line"]["poems"]["n"] > 0
+        assert detail["repetition"]["poems"]["length"] == TOKENS
     assert "kneser-ney" in capsys.readouterr().out.lower()
 
 

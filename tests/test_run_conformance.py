@@ -89,10 +89,10 @@ def kind(request, tmp_path_factory) -> tuple[Path, Path, tuple[str, ...]]:
 
 
 def numpy_source(run_dir: Path, out: Path):
-    """What scratch.generate reads the run through, with the cache the file holds."""
+    """What scratch.generate reads the run through, with the cache the file writes with."""
     from scratch.generate import run_source
 
-    return run_source(load_run(run_dir), load(out).card.cache)
+    return run_source(load_run(run_dir), load(out).cache)
 
 
 def test_the_numpy_reference_writes_the_files_vectors_from_the_run_folder(kind, tmp_path):
@@ -112,7 +112,7 @@ def test_the_numpy_reference_writes_the_files_vectors_from_the_run_folder(kind, 
         assert generate_text(source, vocab, seq_len, case["prompt"], case["words"], settings) == \
             case["expected"]["text"]
     assert greedy == sum(c["strategy"] == "greedy" for c in cases)  # every greedy text identical
-    if load(out).card.cache is not None:  # the cache changes the text: the comparison above saw it applied
+    if load(out).cache is not None:  # the cache changes the text: the comparison above saw it applied
         from scratch.generate import run_source
 
         first = cases[0]
@@ -158,6 +158,7 @@ def test_the_page_writes_the_files_vectors(kind, tmp_path):
 
 
 CACHE = ("--cache-size", "12", "--cache-theta", "0.5", "--cache-lambda", "0.4")
+WRITE = ("--cache-write-lambda", "0.1")
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +176,7 @@ def gru_runs(tmp_path_factory) -> dict[str, Path]:
     ("poem", ("--cache-auto", *CACHE[:2]), "--cache-auto chooses"),
     ("poem", ("--cache-size", "0", *CACHE[2:]), "the cache size is a whole number"),
     ("poem", (*CACHE[:4], "--cache-lambda", "1"), "lambda (weight) lies strictly between 0 and 1"),
+    ("poem", (*CACHE, "--cache-write-lambda", "-0.1"), "--cache-write-lambda is the cache's weight when writing"),
 ])
 def test_scratch_generate_refuses_cache_flags_as_export_does_in_one_line(gru_runs, which, flags, fragment, tmp_path,
                                                                          capsys):
@@ -193,12 +195,19 @@ def test_scratch_generate_refuses_cache_flags_as_export_does_in_one_line(gru_run
 
 
 def test_scratch_generate_applies_the_cache_the_flags_give(tmp_path):
-    """--cache-size/--cache-theta/--cache-lambda on a poem run: the text of the file exported with the same flags."""
+    """--cache-size/--cache-theta/--cache-lambda on a poem run: the text of the file exported with the same flags;
+    and with --cache-write-lambda, the file's writing cache: another text, the same in both runtimes."""
     model = make_model(tmp_path, "lstm", context="poem")
     run_dir = tmp_path / "run-lstm-embedding-poem"
     export(run_dir, tmp_path / "cached.onnx", *CACHE)
+    export(run_dir, tmp_path / "write.onnx", *CACHE, *WRITE)
     args = ("--prompt", "the sea is calm , my love", "--words", "40", "--strategy", "greedy")
     numpy = run_module("scratch.generate", "--run", str(run_dir), *CACHE, *args)
     assert numpy.returncode == 0, numpy.stderr
     assert numpy.stdout == run_module("export.generate", "--model", str(tmp_path / "cached.onnx"), *args).stdout
     assert numpy.stdout != run_module("export.generate", "--model", str(model), *args).stdout  # the cache counted
+    sampled = ("--prompt", "the sea is calm , my love", "--words", "40", "--seed", "1", "--num-samples", "2")
+    numpy = run_module("scratch.generate", "--run", str(run_dir), *CACHE, *WRITE, *sampled)
+    assert numpy.returncode == 0, numpy.stderr
+    assert numpy.stdout == run_module("export.generate", "--model", str(tmp_path / "write.onnx"), *sampled).stdout
+    assert numpy.stdout != run_module("export.generate", "--model", str(tmp_path / "cached.onnx"), *sampled).stdout

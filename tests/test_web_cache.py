@@ -1,5 +1,7 @@
-"""The neural cache in the generation contract (docs/GENERATION.md, version 3): export writes it, Python and
-Node.js apply it identically, --no-cache turns it off, and files that misstate it are refused in one line."""
+"""The neural cache in the generation contract (docs/GENERATION.md, version 4): export writes the setting for
+scoring and the one for writing, Python, Node.js and the page apply the writing one identically, --no-cache turns
+it off, version-3 files (one setting for both) still load and write as before, and files that misstate it are
+refused in one line."""
 
 from __future__ import annotations
 
@@ -25,15 +27,18 @@ from test_web import (
 )
 
 from export import onnx as export_onnx
-from export.metadata import GENERATION, GENERATION_CACHE, KEY_CACHE, KEY_GENERATION
+from export.metadata import GENERATION, GENERATION_CACHE, GENERATION_WRITE, KEY_CACHE, KEY_CACHE_WRITE, KEY_GENERATION
 from export.session import load
-from wordrnn.core.cache import CacheSettings
+from wordrnn.core.cache import CacheSettings, CacheSetup
 from wordrnn.core.sampling import SamplerSettings, generate
 from wordrnn.run.folder import load_run
 from wordrnn.run.generation import prompt_to_ids
 
 CACHE = ("--cache-size", "12", "--cache-theta", "0.5", "--cache-lambda", "0.4")
+WRITE = ("--cache-write-lambda", "0.1")  # the weight generation applies, apart from the scoring one
+SCORING, WRITING = CacheSettings(12, 0.5, 0.4), CacheSettings(12, 0.5, 0.1)
 PRE_CACHE_COMMIT = "af12d7a"  # the last commit whose clients know versions 1 and 2 only
+PRE_WRITE_COMMIT = "778f7e6"  # the last commit whose clients know versions 1 to 3 only
 
 
 def export(run: Path, out: Path, *flags: str) -> int:
@@ -51,47 +56,89 @@ def cached(request, tmp_path_factory) -> tuple[Path, Path, Path]:
     plain = make_model(folder, cell, context="poem")
     run = folder / f"run-{cell}-embedding-poem"
     out = folder / f"{cell}-cached.onnx"
-    assert export(run, out, *CACHE) == 0
+    assert export(run, out, *CACHE, *WRITE) == 0
     return run, plain, out
 
 
-def test_export_writes_the_cache_and_version_3_only_when_asked(cached):
+@pytest.fixture(scope="module")
+def version_3(cached, tmp_path_factory) -> Path:
+    """The cached file as version 3 wrote it: one cache (the scoring one), for scoring and writing alike."""
+    _, _, with_cache = cached
+    return rewrite(with_cache, tmp_path_factory.mktemp("v3") / "v3.onnx", wordrnn_generation=GENERATION_CACHE,
+                   wordrnn_cache_write=None)
+
+
+def test_export_writes_the_scoring_and_the_writing_cache_and_version_4_only_when_asked(cached):
     _, plain, with_cache = cached
     props = {p.key: p.value for p in onnx.load(with_cache).metadata_props}
-    assert props[KEY_GENERATION] == GENERATION_CACHE
+    assert props[KEY_GENERATION] == GENERATION_WRITE
     assert json.loads(props[KEY_CACHE]) == {"size": 12, "theta": 0.5, "lambda": 0.4}
-    assert load(with_cache).card.cache == CacheSettings(12, 0.5, 0.4)
+    assert json.loads(props[KEY_CACHE_WRITE]) == {"size": 12, "theta": 0.5, "lambda": 0.1}
+    assert load(with_cache).card.cache == CacheSetup(SCORING, WRITING)
+    assert load(with_cache).cache == WRITING  # what generation applies
     plain_props = {p.key: p.value for p in onnx.load(plain).metadata_props}
     assert plain_props[KEY_GENERATION] == GENERATION and KEY_CACHE not in plain_props
+    assert KEY_CACHE_WRITE not in plain_props
     assert load(plain).card.cache is None
 
 
-def test_greedy_generation_with_the_cache_is_the_whole_poem_mixture_step_by_step(cached):
-    """Each greedy token is the argmax of the cache's mixture computed over the whole text at once from the NumPy
-    reference's hidden states: the feed (one token a step, the prompt too) reads the right state at each step."""
+def test_export_writes_a_null_writing_cache_for_a_weight_of_0_and_the_scoring_one_by_default(cached, tmp_path):
+    run, _, _ = cached
+    assert export(run, tmp_path / "none.onnx", *CACHE, "--cache-write-lambda", "0") == 0
+    props = {p.key: p.value for p in onnx.load(tmp_path / "none.onnx").metadata_props}
+    assert props[KEY_GENERATION] == GENERATION_WRITE and props[KEY_CACHE_WRITE] == "null"
+    assert load(tmp_path / "none.onnx").card.cache == CacheSetup(SCORING, None)
+    assert load(tmp_path / "none.onnx").cache is None
+    assert export(run, tmp_path / "same.onnx", *CACHE) == 0
+    assert load(tmp_path / "same.onnx").card.cache == CacheSetup(SCORING, SCORING)
+
+
+def test_a_version_3_file_still_loads_with_its_one_cache_for_writing(version_3):
+    lm = load(version_3)
+    assert lm.card.cache == CacheSetup(SCORING, SCORING, 3) and lm.cache == SCORING
+
+
+def greedy_against_the_whole_poem_mixture(run: Path, model: Path, cache: CacheSettings) -> None:
+    """Greedy tokens from ``model`` (through export.session) held to the argmax of ``cache``'s mixture computed
+    over the whole text at once from the NumPy reference's hidden states: the feed (one token a step, the prompt
+    too) reads the right state at each step."""
     from scratch.sequence import forward
 
-    run, _, with_cache = cached
-    lm = load(with_cache)
+    lm = load(model)
     settings = SamplerSettings(strategy="greedy")
     prompt = prompt_to_ids("the sea is calm , my love", lm.card.vocab)
     ids = generate(lm.source, prompt, 40, lm.card.config.seq_len, settings)
     text = np.asarray(prompt + ids)
-    params = load_run(run).params
-    logits, _, trace = forward(params, text[None], lm.card.config.cell)
+    logits, _, trace = forward(load_run(run).params, text[None], lm.card.config.cell)
     log_probs = logits[0] - np.log(np.exp(logits[0].astype(np.float64)).sum(axis=1, keepdims=True))
-    mixed = cache_log_probs(trace["top"][0], text, log_probs, lm.card.cache)
-    rows = mixed[len(prompt) - 1:-1].copy()
+    rows = cache_log_probs(trace["top"][0], text, log_probs, cache)[len(prompt) - 1:-1].copy()
     rows[:, 0] = -np.inf  # <unk> is never written
     assert rows.argmax(axis=1).tolist() == ids
-    lm.cache = None
-    assert generate(lm.source, prompt, 40, lm.card.config.seq_len, settings) != ids  # the cache changed the text
+
+
+def test_generation_applies_the_writing_cache_and_a_version_3_file_its_one_cache(cached, version_3):
+    """The version-4 file writes with its writing weight, the version-3 file with its one cache as version 3 did
+    (the scoring weight here), and the two texts differ: the setting read is the one applied."""
+    run, _, with_cache = cached
+    greedy_against_the_whole_poem_mixture(run, with_cache, WRITING)
+    greedy_against_the_whole_poem_mixture(run, version_3, SCORING)
+    v4, v3, no_cache = load(with_cache), load(version_3), load(with_cache)
+    no_cache.cache = None  # --no-cache: the model's own probabilities
+    prompt = prompt_to_ids("the sea is calm , my love", v4.card.vocab)
+    texts = [generate(lm.source, prompt, 40, v4.card.config.seq_len, SamplerSettings(seed=1))
+             for lm in (v4, v3, no_cache)]
+    assert len({tuple(t) for t in texts}) == 3  # a tiny model writes one token over and over at greedy
 
 
 @needs_node
 def test_node_reproduces_the_cached_vectors_token_for_token(cached, tmp_path):
     _, _, with_cache = cached
     node_reproduces_the_vectors(with_cache, tmp_path)
+
+
+@needs_node
+def test_node_reproduces_a_version_3_files_vectors_token_for_token(version_3, tmp_path):
+    node_reproduces_the_vectors(version_3, tmp_path)
 
 
 @needs_node
@@ -128,7 +175,8 @@ process.stdout.write(JSON.stringify([model.card.cache, fed]));
     result = node_module(script)
     assert result.returncode == 0, result.stderr
     cache, fed = json.loads(result.stdout)
-    assert cache == {"size": 12, "theta": 0.5, "lambda": 0.4}
+    assert cache == {"scoring": {"size": 12, "theta": 0.5, "lambda": 0.4},
+                     "writing": {"size": 12, "theta": 0.5, "lambda": 0.1}, "version": 4}
     assert fed == ["1x1"] * (4 + 9)
 
 
@@ -136,6 +184,10 @@ process.stdout.write(JSON.stringify([model.card.cache, fed]));
     (CACHE[:4], "needs all of --cache-size, --cache-theta and --cache-lambda"),
     (("--cache-size", "0", *CACHE[2:]), "the cache size is a whole number"),
     ((*CACHE[:4], "--cache-lambda", "1"), "lambda (weight) lies strictly between 0 and 1"),
+    ((*CACHE, "--cache-write-lambda", "1"), "--cache-write-lambda is the cache's weight when writing, from 0"),
+    ((*CACHE, "--cache-write-lambda", "nan"), "--cache-write-lambda is the cache's weight when writing, from 0"),
+    (WRITE, "needs all of --cache-size, --cache-theta and --cache-lambda (--cache-write-lambda sets only"),
+    (("--cache-auto", *WRITE), "--cache-auto chooses --cache-size, --cache-theta, --cache-lambda and"),
 ])
 def test_export_refuses_bad_cache_flags_in_one_line(cached, flags, fragment, tmp_path):
     run, _, _ = cached
@@ -169,7 +221,11 @@ def rewrite(source: Path, out: Path, **props: str | None) -> Path:
 
 @pytest.mark.parametrize("edit, fragment", [
     ({"wordrnn_generation": GENERATION}, "follows 'wordrnn-generation 2' but holds wordrnn.cache"),
-    ({"wordrnn_cache": None}, "follows 'wordrnn-generation 3' but lacks wordrnn.cache"),
+    ({"wordrnn_cache": None}, "follows 'wordrnn-generation 4' but lacks wordrnn.cache"),
+    ({"wordrnn_cache_write": None}, "follows 'wordrnn-generation 4' but lacks wordrnn.cache.write"),
+    ({"wordrnn_generation": GENERATION_CACHE}, "follows 'wordrnn-generation 3' but holds wordrnn.cache.write"),
+    ({"wordrnn_cache_write": '{"size": 4}'}, "wordrnn.cache.write is {\"size\":4}, not an object of size, theta"),
+    ({"wordrnn_cache_write": '{"size": 4, "theta": 0.1, "lambda": 0}'}, "lambda (weight) lies strictly between"),
     ({"wordrnn_cache": '{"size": 4, "theta": 0.1}'}, "not an object of size, theta and lambda"),
     ({"wordrnn_cache": '{"size": 4, "theta": -1, "lambda": 0.2}'}, "theta (flatness) is a finite number >= 0"),
 ])
@@ -187,10 +243,19 @@ def test_a_file_that_misstates_its_cache_is_refused_alike_in_python_and_node(cac
 def test_a_version_2_client_refuses_a_cached_file(cached, tmp_path):
     _, plain, with_cache = cached
     message, context = old_client_reads(PRE_CACHE_COMMIT, [with_cache, plain], "context", tmp_path)
-    assert message == (f"{with_cache} follows the generation contract 'wordrnn-generation 3'; this version follows "
+    assert message == (f"{with_cache} follows the generation contract 'wordrnn-generation 4'; this version follows "
                        "'wordrnn-generation 1' and 'wordrnn-generation 2'")
     assert context == "poem"
     assert len(WORDS) == len(load(plain).card.vocab)
+
+
+@needs_node
+def test_a_version_3_client_refuses_a_version_4_file_and_reads_a_version_3_one(cached, version_3, tmp_path):
+    _, _, with_cache = cached
+    message, cache = old_client_reads(PRE_WRITE_COMMIT, [with_cache, version_3], "cache", tmp_path)
+    assert message == (f"{with_cache} follows the generation contract 'wordrnn-generation 4'; this version follows "
+                       "'wordrnn-generation 1', 'wordrnn-generation 2' and 'wordrnn-generation 3'")
+    assert cache == {"size": 12, "theta": 0.5, "lambda": 0.4}
 
 
 @pytest.mark.slow
@@ -200,7 +265,8 @@ def test_the_page_writes_pythons_cached_poem(cached, tmp_path):
     _, _, with_cache = cached
     _, cases = write_cases(with_cache, tmp_path)
     with page_of(with_cache, tmp_path / "site") as page:
-        assert "neural cachethe last 12 positions, theta 0.5, lambda 0.4" in page.text_content("#card")
+        assert ("neural cachescored with the last 12 positions, theta 0.5, lambda 0.4; writes with the last 12 "
+                "positions, theta 0.5, lambda 0.1") in page.text_content("#card")
         assert_page_writes(page, with_cache, cases)
 
 

@@ -19,6 +19,10 @@ function describe(err) {
   return err instanceof WordrnnError ? err.message : `unexpected error: ${err?.message ?? err}`;
 }
 
+function cacheText(cache) {
+  return `the last ${cache.size} positions, theta ${cache.theta}, lambda ${cache.lambda}`;
+}
+
 function showCard(card, name) {
   const ppl = card.valPpl === null ? "not recorded" : card.valPpl.toFixed(2);
   const rows = [["file", name], ["cell", card.cell], ["input model", card.model], ["vocabulary", `${card.vocabSize} tokens`],
@@ -27,8 +31,8 @@ function showCard(card, name) {
       : []),
     ...((card.config.ensemble ?? 1) > 1 ? [["ensemble", `${card.config.ensemble} models, their probabilities averaged`]]
       : []),
-    ...(card.cache ? [["neural cache", `the last ${card.cache.size} positions, theta ${card.cache.theta}, ` +
-      `lambda ${card.cache.lambda}`]] : []),
+    ...(card.cache ? [["neural cache", `scored with ${cacheText(card.cache.scoring)}; writes with ` +
+      (card.cache.writing ? cacheText(card.cache.writing) : "none")]] : []),
     ["trained with", card.framework], ["validation perplexity", ppl]];
   $("card").replaceChildren(...rows.flatMap(([k, v]) => {
     const dt = document.createElement("dt");

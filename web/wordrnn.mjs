@@ -1,5 +1,6 @@
-// wordrnn generation in JavaScript, by the contract of docs/GENERATION.md ("wordrnn-generation 3", which reads the
-// window files of "wordrnn-generation 1" and the poem files of "wordrnn-generation 2" as they are).
+// wordrnn generation in JavaScript, by the contract of docs/GENERATION.md ("wordrnn-generation 4", which reads the
+// window files of "wordrnn-generation 1", the poem files of "wordrnn-generation 2" and the cached poem files of
+// "wordrnn-generation 3" as they are).
 //
 // One ES module that runs unchanged in Node.js and in the browser: it imports nothing, and the caller hands
 // it onnxruntime (onnxruntime-node in Node, onnxruntime-web in the page). Everything here mirrors the
@@ -12,7 +13,10 @@ export const GENERATION = "wordrnn-generation 2";
 const VERSION_OF_CONTEXT = { window: GENERATION_V1, poem: GENERATION };
 // A poem model with a neural cache (wordrnn.cache) names version 3: a version-2 client would write without it.
 export const GENERATION_CACHE = "wordrnn-generation 3";
-const VERSIONS = [GENERATION_V1, GENERATION, GENERATION_CACHE];
+// Version 4 names the cache generation applies (wordrnn.cache.write) apart from the one perplexity is scored with.
+export const GENERATION_WRITE = "wordrnn-generation 4";
+const CACHE_VERSIONS = { [GENERATION_CACHE]: 3, [GENERATION_WRITE]: 4 };
+const VERSIONS = [GENERATION_V1, GENERATION, GENERATION_CACHE, GENERATION_WRITE];
 export const FORMAT = "1";
 export const KEYS = ["wordrnn.format", "wordrnn.config", "wordrnn.vocab", "wordrnn.tokenizer", "wordrnn.source",
   "wordrnn.generation"];
@@ -208,7 +212,7 @@ export function cardFromMetadata(props, where = "the file") {
  */
 function readContext(props, config, where) {
   let version = props.get("wordrnn.generation");
-  if (version === GENERATION_CACHE) version = GENERATION; // the cache adds to version 2's poem model: readCache checks it
+  if (version in CACHE_VERSIONS) version = GENERATION; // the cache adds to version 2's poem model: readCache checks it
   const context = props.get("wordrnn.context") ?? (version === GENERATION_V1 ? "window" : undefined);
   if (!(context in VERSION_OF_CONTEXT)) {
     throw new WordrnnError(`${where} has wordrnn metadata this version does not understand ` +
@@ -235,15 +239,22 @@ function readContext(props, config, where) {
 }
 
 /**
- * The neural cache a version-3 file names, {size, theta, lambda}, or null (versions 1 and 2 have none), with
- * export/metadata.py's checks and messages. Only a poem model can hold one.
+ * The neural cache a version-3 or -4 file names, {scoring, writing, version} with scoring and writing each
+ * {size, theta, lambda} (writing null: write without it; version 3's one setting serves both), or null (versions 1
+ * and 2 have none), with export/metadata.py's checks and messages. Only a poem model can hold one.
  */
 function readCache(props, config, where) {
   const version = props.get("wordrnn.generation");
+  const cached = version in CACHE_VERSIONS;
   const has = props.has("wordrnn.cache");
-  if (has !== (version === GENERATION_CACHE)) {
+  if (has !== cached) {
     throw new WordrnnError(`${where}: the metadata follows '${version}' but ${has ? "holds" : "lacks"} ` +
-      `wordrnn.cache; a poem model with a neural cache follows '${GENERATION_CACHE}': export it again`);
+      `wordrnn.cache; a poem model with a neural cache follows '${GENERATION_WRITE}': export it again`);
+  }
+  const hasWrite = props.has("wordrnn.cache.write");
+  if (hasWrite !== (version === GENERATION_WRITE)) {
+    throw new WordrnnError(`${where}: the metadata follows '${version}' but ${hasWrite ? "holds" : "lacks"} ` +
+      `wordrnn.cache.write; a cache for writing follows '${GENERATION_WRITE}': export it again`);
   }
   if (!has) return null;
   const context = config.context ?? "window";
@@ -251,10 +262,20 @@ function readCache(props, config, where) {
     throw new WordrnnError(`${where} holds a ${context} model with a neural cache, which only a poem model can ` +
       "have; export it again");
   }
-  const value = parseJson(props.get("wordrnn.cache"), `${where} has unreadable wordrnn metadata (wordrnn.cache)`);
+  const scoring = cacheSettings(props, "wordrnn.cache", where);
+  if (version === GENERATION_CACHE) return { scoring, writing: scoring, version: 3 };
+  const writing = parseJson(props.get("wordrnn.cache.write"),
+    `${where} has unreadable wordrnn metadata (wordrnn.cache.write)`) === null ? null
+    : cacheSettings(props, "wordrnn.cache.write", where);
+  return { scoring, writing, version: 4 };
+}
+
+/** One cache setting {size, theta, lambda} from the metadata's key, as wordrnn/core/cache.py's from_json checks it. */
+function cacheSettings(props, key, where) {
+  const value = parseJson(props.get(key), `${where} has unreadable wordrnn metadata (${key})`);
   const keys = value && typeof value === "object" && !Array.isArray(value) ? Object.keys(value).sort() : [];
   if (keys.join(",") !== "lambda,size,theta") {
-    throw new WordrnnError(`${where}: the metadata's wordrnn.cache is ${JSON.stringify(value)}, not an object of ` +
+    throw new WordrnnError(`${where}: the metadata's ${key} is ${JSON.stringify(value)}, not an object of ` +
       "size, theta and lambda; export it again");
   }
   const { size, theta, lambda } = value;
@@ -629,7 +650,9 @@ export class WordrnnModel {
     this.session = session;
     this.card = card;
     this.where = where;
-    this.cache = card.cache; // the file's neural cache; null turns it off (--no-cache)
+    // the neural cache generation applies: the file's writing setting (version 4; version 3's one setting);
+    // null turns it off (--no-cache)
+    this.cache = card.cache ? card.cache.writing : null;
   }
 
   /**

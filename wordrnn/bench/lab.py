@@ -19,9 +19,9 @@ from typing import Any
 from data.dataset import Dataset
 from data.tokenizer import tokenize
 from data.vocab import Vocab
-from wordrnn.bench.form import PoemForm, sample_tokens
 from wordrnn.bench.kneser_ney import KneserNey, select_order
 from wordrnn.bench.novelty import TrainingText
+from wordrnn.bench.written import TrainingPoems, Written, write_texts
 from wordrnn.core.backend import Backend
 from wordrnn.core.config import Config
 from wordrnn.core.errors import UsageError
@@ -46,6 +46,7 @@ class Entry:
     sample: str = ""
     run_dir: Path | None = None
     config: Config | None = None
+    written: Written | None = None  # the long text its form and repetition are measured on
 
 
 def say(*parts: Any) -> None:
@@ -86,8 +87,10 @@ def train_rnn(impl: str, config: Config, dataset: Dataset, run_dir: Path, prompt
         "run_dir": str(run_dir),
     }
     curves = [{k: r[k] for k in ("epoch", "train_loss", "val_loss")} for r in result.metrics]
-    sample = sample_text(generation_source(backend, state, config), dataset.vocab, config.seq_len, prompt)
-    return Entry(row, curves, sample, run_dir, config)
+    source = generation_source(backend, state, config)
+    sample = sample_text(source, dataset.vocab, config.seq_len, prompt)
+    written = write_texts(source, dataset.vocab, config.seq_len, SAMPLE_SETTINGS)
+    return Entry(row, curves, sample, run_dir, config, written)
 
 
 def kneser_ney_entry(dataset: Dataset, config: Config, prompt: str) -> tuple[Entry, dict[int, float]]:
@@ -120,7 +123,8 @@ def kneser_ney_entry(dataset: Dataset, config: Config, prompt: str) -> tuple[Ent
         "order": order,
     }
     sample = sample_text(model.log_distributions, dataset.vocab, config.seq_len, prompt)
-    return Entry(row, sample=sample), per_order
+    written = write_texts(model.log_distributions, dataset.vocab, config.seq_len, SAMPLE_SETTINGS)
+    return Entry(row, sample=sample, written=written), per_order
 
 
 def sample_text(logits_fn, vocab: Vocab, seq_len: int, prompt: str) -> str:
@@ -141,18 +145,13 @@ def fill_novelty(entries: list[Entry], dataset: Dataset, prompt: str) -> None:
         e.row["sample_novelty"] = result.describe()
 
 
-def fill_form(entries: list[Entry], dataset: Dataset) -> None:
-    """Words per line and lines per stanza of each sample beside the training poems' (``wordrnn.bench.form``).
-
-    The prompt counts here: it begins the sample's first line.
-    """
-    poems = PoemForm([dataset.vocab.decode(ids) for ids in dataset.train_ids])
+def fill_written(entries: list[Entry], dataset: Dataset) -> None:
+    """Each row's form and repetition, measured on its long text (``wordrnn.bench.written``: 2,000 tokens from the
+    prompt set) beside the training poems' (read through the vocabulary, as the models see them)."""
+    poems = TrainingPoems([dataset.vocab.decode(ids) for ids in dataset.train_ids])
     for e in entries:
-        result = poems.form(sample_tokens(e.sample, dataset.vocab.tokenizer))
-        e.row["sample_words_per_line_distance"] = result.words_per_line.distance
-        e.row["sample_lines_per_stanza_distance"] = result.lines_per_stanza.distance
-        e.row["sample_form"] = result.describe()
-        e.row["sample_form_detail"] = result.to_json()
+        if e.written is not None:
+            e.row.update(poems.measure(e.written).row())
 
 
 def fill_speed_ratios(entries: list[Entry]) -> None:
@@ -230,7 +229,7 @@ def run_comparison(base: Config, dataset: Dataset, out: Path, impls: list[str], 
     entries.append(kn)
     fill_speed_ratios(entries)
     fill_novelty(entries, dataset, prompt)
-    fill_form(entries, dataset)
+    fill_written(entries, dataset)
     extras: dict[str, Any] = {"kneser_ney_orders": per_order, "recipe": recipe_runs.get("recipe"),
                               "recipes": recipe_runs, "recipe_impl": recipe_impl}
     if export and any(e.run_dir is not None for e in entries):

@@ -43,11 +43,11 @@ import numpy as np  # noqa: E402
 
 from data.tokenizer import tokenize  # noqa: E402
 from wordrnn.bench.folds import Fold, build_folds  # noqa: E402
-from wordrnn.bench.form import PoemForm, sample_tokens  # noqa: E402
 from wordrnn.bench.kneser_ney import KneserNey  # noqa: E402
 from wordrnn.bench.mixture import choose_weight, mix, mix_log_prob, target_log_prob  # noqa: E402
 from wordrnn.bench.ngram_cache import CachedKneserNey, choose_cache  # noqa: E402
 from wordrnn.bench.novelty import TrainingText  # noqa: E402
+from wordrnn.bench.written import TrainingPoems, write_texts  # noqa: E402
 from wordrnn.core.config import Config, flag_of, options  # noqa: E402
 from wordrnn.core.errors import INTERRUPTED_EXIT, CommandParser, UsageError, cli  # noqa: E402
 from wordrnn.core.flags import (  # noqa: E402
@@ -344,7 +344,8 @@ def score_fold(fold: Fold, tokens: list[list[str]], recipe_config: Config, plain
         choice["recipe_epochs"].append(rnn.best_epoch)
         choice["plain_epochs"].append(plain.best_epoch)
         if fold.index == 0 and s == seed:
-            samples = fold_samples(fold, tokens, kn, strongest, rnn, plain, w)
+            cached = writing_source(rnn, fold, choice["cache"][-1]) if cache else None
+            samples = fold_samples(fold, tokens, kn, strongest, rnn, plain, w, cached)
     ppl = {**{name: _ppl(logp) for name, logp in ngram.test.items()},
            **{name: math.exp(float(np.mean(v))) for name, v in losses.items()}}
     trained = "" if ngram_only else (f", mixture weight {np.mean(choice['weights']):.2f}, recipe epoch "
@@ -418,10 +419,31 @@ def evaluate_corpora(tasks: list[CorpusTask], recipe_config: Config, plain_confi
     return [task.result for task in tasks]
 
 
+def writing_source(rnn: TrainedRNN, fold: Fold, chosen: dict[str, Any]) -> Any:
+    """The recipe with the neural cache it writes with, as ``export.onnx --cache-auto`` chooses it
+    (``scratch.cache_choice.choose_writing_for``, here on the fold's inner validation poems), for the cache row's
+    samples; the weight goes into ``chosen``. None where the fold chose no cache, or no weight for writing."""
+    from scratch.cache_choice import choose_writing_for
+    from scratch.generate import members_source
+    from wordrnn.core.cache import CacheSettings
+
+    if chosen["lambda"] == 0:
+        chosen["writing_lambda"] = 0.0
+        return None
+    scoring = CacheSettings(chosen["size"], chosen["theta"], chosen["lambda"])
+    ds = fold.dataset
+    writing, _ = choose_writing_for(rnn.member_params, rnn.config, scoring, ds.val_ids, ds.train_ids)
+    chosen["writing_lambda"] = writing.lam
+    settings = writing.settings(scoring)
+    return None if settings is None else members_source(rnn.member_params, rnn.config, settings)
+
+
 def fold_samples(fold: Fold, tokens: list[list[str]], kn: KneserNey, ngram: CachedKneserNey, rnn: TrainedRNN,
-                 plain: TrainedRNN, weight: float) -> dict[str, dict[str, Any]]:
-    """One seeded sample per row from fold 1's models (the mixture's with the strongest n-gram ``ngram``), with its
-    novelty and its form (words per line, lines per stanza) against the fold's training poems."""
+                 plain: TrainedRNN, weight: float, cached: Any = None) -> dict[str, dict[str, Any]]:
+    """One seeded sample per row from fold 1's models (the mixture's with the strongest n-gram ``ngram``, the cache
+    row's with its cache for writing, ``cached``), with
+    its novelty, and the form (words per line, lines per stanza) and repetition of the row's long text
+    (``wordrnn.bench.written``) against the fold's training poems."""
     from wordrnn.core.sampling import SamplerSettings
     from wordrnn.run.generation import generate_text
 
@@ -429,17 +451,18 @@ def fold_samples(fold: Fold, tokens: list[list[str]], kn: KneserNey, ngram: Cach
     seq_len = rnn.config.seq_len
     mixture = mixture_source(rnn, ngram, weight)
     training = TrainingText([tokens[i] for i in fold.inner_train])
-    poem_form = PoemForm([tokens[i] for i in fold.inner_train])
+    poems = TrainingPoems([tokens[i] for i in fold.inner_train])
     prompt_len = len(tokenize(PROMPT))
     out = {}
-    for name, fn in (("kneser-ney", kn.log_distributions), ("recipe", rnn.source()),
-                     ("mixture", mixture), ("plain", plain.source())):
+    rows = [("kneser-ney", kn.log_distributions), ("recipe", rnn.source()), ("mixture", mixture),
+            ("plain", plain.source()), *([("cache", cached)] if cached is not None else [])]
+    for name, fn in rows:
         text = generate_text(fn, fold.vocab, seq_len, PROMPT, SAMPLE_TOKENS, settings)
         generated = tokenize(text)[prompt_len:]
         n = training.novelty(generated)
-        f = poem_form.form(sample_tokens(text))  # the prompt counts: it begins the first line
+        written = poems.measure(write_texts(fn, fold.vocab, seq_len, settings))
         out[name] = {"text": text, "copied_4grams": n.copied_4grams, "longest_copy": n.longest_copy,
-                     "novelty": n.describe(), "form": f.describe(), "form_detail": f.to_json()}
+                     "novelty": n.describe(), **written.row()}
     return out
 
 
@@ -492,7 +515,7 @@ def samples_text(results: list[CorpusResult]) -> str:
     parts = []
     for res in results:
         for name, s in res.samples.items():
-            form = f"\n({s['form']})" if "form" in s else ""
+            form = "".join(f"\n({s[key]})" for key in ("form", "repetition") if key in s)
             parts.append(f"--- {res.label}, {LABELS[name]} (fold 1): {s['novelty']} ---{form}\n{s['text']}")
     return "\n\n".join(parts)
 

@@ -4,9 +4,10 @@
 ``{"rows": [{"name", "impl", "model", "params", "train_seconds", "seconds_per_epoch",
 "final_train_loss", "best_val_ppl", "best_epoch", "val_top1", "val_top5", ...}],
 "config": {...}, "machine": {...}, ...}``; ``results.csv`` holds the same rows. Each row also carries its
-sample's novelty (``sample_novelty``, ...) and form (``sample_form``, the line REPORT.md prints;
-``sample_form_detail``, both distributions beside the training poems' and the distances, as
-``wordrnn.bench.form.Form.to_json`` writes them).
+short sample's novelty (``sample_novelty``, ...), and the form and repetition of its long text
+(``wordrnn.bench.written``: ``form`` and ``repetition``, the lines REPORT.md prints; the distances and figures
+``form_words_per_line_distance``, ``repeated_4grams``, ``distinct_2``, ...; ``written_detail``, both form
+distributions and the poems' repetition range, as ``WrittenMeasure.to_json`` writes them).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from wordrnn.bench.lab import SAMPLE_SETTINGS, SAMPLE_TOKENS, Entry
+from wordrnn.bench.written import SAMPLES, TOKENS
 from wordrnn.core.config import Config
 from wordrnn.frameworks import LABELS
 from wordrnn.run.folder import atomic_write_bytes, atomic_write_text
@@ -28,6 +30,8 @@ CSV_COLUMNS = (
     "name", "impl", "model", "variant", "params", "epochs", "train_seconds", "seconds_per_epoch",
     "first_epoch_seconds", "final_train_loss", "best_val_loss", "best_val_ppl", "best_val_ppl_known",
     "best_epoch", "val_top1", "val_top5", "time_ratio_vs_torch",
+    "form_words_per_line_distance", "form_lines_per_stanza_distance", "repeated_4grams", "distinct_1", "distinct_2",
+    "repetition_within_poems", "written_tokens",
 )
 COLORS = {"numpy": "tab:blue", "torch": "tab:orange", "jax": "tab:green", "recipe": "tab:purple"}
 # Implementations that agree draw on top of each other: wide lines first, so each stays visible as a stripe.
@@ -97,11 +101,11 @@ def plot_loss_curves(out: Path, entries: list[Entry]) -> None:
 
 
 def _form(e: Entry) -> dict[str, Any] | None:
-    return e.row.get("sample_form_detail")
+    return e.row.get("written_detail", {}).get("form")
 
 
 def plot_form(out: Path, entries: list[Entry]) -> None:
-    """Words per line: the training poems' histogram beside each sample's, as shares of their lines."""
+    """Words per line: the training poems' histogram beside each run's long text's, as shares of their lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -128,7 +132,7 @@ def plot_form(out: Path, entries: list[Entry]) -> None:
         wpl = _form(e)["words_per_line"]
         ax.bar(x - 0.2, shares(poems["histogram"]), 0.4, color="gray", label=f"training poems ({poems['n']} lines)")
         ax.bar(x + 0.2, shares(wpl["sample"]["histogram"]), 0.4, color="tab:orange",
-               label=f"sample ({wpl['sample']['n']} lines)")
+               label=f"written ({wpl['sample']['n']} lines)")
         distance = "—" if wpl["distance"] is None else f"{wpl['distance']:.1f}"
         ax.set_title(f"{e.row['name']}: off by {distance} words", fontsize=9)
         ax.legend(fontsize=7)
@@ -139,7 +143,8 @@ def plot_form(out: Path, entries: list[Entry]) -> None:
         ax.set_xlabel("words in the line")
     for ax in axes[:, 0]:
         ax.set_ylabel("share of lines")
-    fig.suptitle("Words per line: the training poems and each run's sample (complete lines only)")
+    fig.suptitle(f"Words per line: the training poems and each run's {SAMPLES} texts of {TOKENS} tokens "
+                 "(complete lines only)")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
@@ -245,24 +250,26 @@ def setup_section(payload: dict[str, Any]) -> list[str]:
 
 
 def samples_section(entries: list[Entry], payload: dict[str, Any]) -> list[str]:
-    """Every run's sample with its novelty and its form."""
+    """Every run's short sample with its novelty, and the form and repetition of its long text."""
     parts = [
         "## Samples",
         f"Every run, prompt `{payload['prompt']}`, {SAMPLE_TOKENS} tokens, temperature "
         f"{SAMPLE_SETTINGS.temperature}, top-p {SAMPLE_SETTINGS.top_p}, seed {SAMPLE_SETTINGS.seed}, "
         "from the best epoch's weights. Beside each: the share of its 4-grams found in the training poems and "
-        "its longest run copied verbatim from one of them (the prompt not counted; wordrnn.bench.novelty); "
-        "and its form beside the training poems': mean and median words per line and lines per stanza, and "
-        "how far apart the two distributions are (Wasserstein distance: by how many words a line is off, on "
-        "average). Only complete lines and stanzas count: the last, cut by the token limit, does not; and a "
-        f"{SAMPLE_TOKENS}-token sample holds no long stanza, so its lines per stanza read low for every run "
-        "(wordrnn.bench.form).",
-        *(["![words per line, training poems and samples](form.png)"] if any(_form(e) for e in entries) else []),
+        "its longest run copied verbatim from one of them (the prompt not counted; wordrnn.bench.novelty). "
+        f"A sample that short holds 3 to 5 lines, so form and repetition are measured on {SAMPLES} more texts of "
+        f"{TOKENS} tokens from the same settings ({SAMPLES * TOKENS:,} tokens a run; one-word prompts, the same "
+        "for every run; wordrnn.bench.written): words per line and lines per stanza of their complete lines and "
+        "stanzas beside the training poems', with how far apart the two distributions are (Wasserstein "
+        "distance: by how many words a line is off, on average; wordrnn.bench.form); and their mean share of "
+        "repeated 4-grams, distinct-1 and distinct-2 beside the 5th-95th percentile of pieces of the training "
+        "poems as long as a text (wordrnn.core.repetition).",
+        *(["![words per line, training poems and each run's texts](form.png)"] if any(_form(e) for e in entries)
+          else []),
     ]
     for e in entries:
-        novelty, form = e.row.get("sample_novelty"), e.row.get("sample_form")
-        parts += [f"### {e.row['name']}", *([f"*{novelty}*"] if novelty else []), *([f"*{form}*"] if form else []),
-                  _verse(e.sample)]
+        lines = [e.row.get(key) for key in ("sample_novelty", "form", "repetition")]
+        parts += [f"### {e.row['name']}", *(f"*{line}*" for line in lines if line), _verse(e.sample)]
     return parts
 
 

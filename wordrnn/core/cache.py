@@ -14,7 +14,7 @@ cache is trusted.
 Two users, one piece of arithmetic:
 
 - evaluation (``cache_target_log_q``, ``mix_targets``): a whole poem at once, matrices [T, T];
-- generation (``NeuralCache``): one position at a time, by the steps of docs/GENERATION.md (version 3) that
+- generation (``NeuralCache``): one position at a time, by the steps of docs/GENERATION.md (section 4c) that
   ``web/wordrnn.mjs`` repeats in JavaScript, every sum sequential in a stated order so that two runtimes add
   the same numbers.
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -55,14 +55,38 @@ class CacheSettings:
     def to_json(self) -> dict[str, Any]:
         return {"size": self.size, "theta": self.theta, "lambda": self.lam}
 
+    def reweighted(self, lam: float) -> CacheSettings | None:
+        """The same size and flatness at weight ``lam`` (a cache for writing); None for 0, no cache."""
+        return replace(self, lam=lam) if lam else None
+
     @classmethod
-    def from_json(cls, value: Any, where: str) -> CacheSettings:
-        """The settings from the metadata's JSON object; ``UsageError`` naming ``where`` for anything else."""
+    def from_json(cls, value: Any, where: str, key: str = "wordrnn.cache") -> CacheSettings:
+        """The settings from the metadata's JSON object under ``key``; ``UsageError`` naming ``where`` for anything
+        else."""
         if not isinstance(value, dict) or sorted(value) != ["lambda", "size", "theta"]:
             shown = json.dumps(value, separators=(",", ":"))  # as JavaScript's JSON.stringify writes it
-            raise UsageError(f"{where}: the metadata's wordrnn.cache is {shown}, not an object of size, theta and "
+            raise UsageError(f"{where}: the metadata's {key} is {shown}, not an object of size, theta and "
                              "lambda; export it again")
         return cls(value["size"], value["theta"], value["lambda"]).validate(where)
+
+
+@dataclass(frozen=True)
+class CacheSetup:
+    """A poem model's neural cache as a file holds it (docs/GENERATION.md, version 4): the setting its perplexity
+    is scored with, and the one generation applies, chosen apart because a cache chosen to lower perplexity feeds
+    the model's own words back to it when it writes (``scratch.cache_choice.choose_writing``).
+
+    ``writing`` None: write with the model's own probabilities. ``version`` 3: a file of version 3, which names one
+    setting for both (``writing`` is then ``scoring``)."""
+
+    scoring: CacheSettings
+    writing: CacheSettings | None
+    version: int = 4
+
+    @classmethod
+    def single(cls, settings: CacheSettings) -> CacheSetup:
+        """A version-3 file's one setting, for scoring and writing alike."""
+        return cls(settings, settings, 3)
 
 
 def logaddexp(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -133,7 +157,7 @@ def mix_targets(log_p: np.ndarray, log_q: np.ndarray, has: np.ndarray, lam: floa
 
 
 class NeuralCache:
-    """The cache of one text being generated, by the steps of docs/GENERATION.md (version 3).
+    """The cache of one text being generated, by the steps of docs/GENERATION.md (section 4c).
 
     ``read(token, h)`` after the model reads each token (the prompt's too, one at a time), then ``mix(logits)``
     for the row the sampler sees. Every sum runs sequentially in a stated order (``np.cumsum``, never ``np.sum``),

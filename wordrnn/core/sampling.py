@@ -38,9 +38,10 @@ class Stateful:
     prompt is read once; after that each step reads one token, so a token costs the same however long
     the text already is.
 
-    With a neural ``cache`` (docs/GENERATION.md, version 3), ``hidden(carry)`` is the model's h [1, H] in the
-    carry; the text is then read one token at a time, prompt included, so that the cache sees the state after
-    every token, and the sampler reads the mixed log-probabilities in place of the logits.
+    With a neural ``cache`` (docs/GENERATION.md, section 4c: the setting a file writes with), ``hidden(carry)``
+    is the model's h [1, H] in the carry; the text is then read one token at a time, prompt included, so that
+    the cache sees the state after every token, and the sampler reads the mixed log-probabilities in place of
+    the logits.
     """
 
     step: Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
