@@ -324,7 +324,7 @@ def poem_trajectory_checks(config: Config, params: Params, steps: int = 20, seed
     chunks: list[Chunk] = []
     epoch = 1
     while len(chunks) < steps:
-        chunks += epoch_chunks(poems, config.batch_size, config.bptt, seed, epoch)
+        chunks += epoch_chunks(poems, config.batch_size, config.bptt, seed, epoch, config.bptt_jitter)
         epoch += 1
     runs = {fw: trajectory(fw, config, params, chunks[:steps], device) for fw in frameworks}
     return compare_trajectories(config, runs, f"poem, {steps} {config.optimizer} steps over carried chunks of "
