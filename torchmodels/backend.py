@@ -57,7 +57,7 @@ class AveragedSGD(torch.optim.SGD):
                 if "step" not in state:
                     state["step"] = torch.tensor(0.0)
                     state["ax"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1  # on the host, as torch keeps its step counts: reading it costs no device sync
+                state["step"] += 1  # a CPU tensor as torch keeps step counts (a fused one resumed on a GPU: there)
             if group["t0"] == NOT_STARTED or not params:
                 continue
             averages = [self.state[p]["ax"] for p in params]

@@ -106,7 +106,6 @@ def get_optimizer(name: str) -> Optimizer:
     return OPTIMIZERS[name]
 
 
-
 def nonmonotone_trigger(val_losses: list[float], nonmono: int) -> bool:
     """Whether NT-ASGD starts averaging after the evaluations ``val_losses`` (oldest first, the latest last).
 

@@ -447,6 +447,7 @@ def _train_epochs(backend: Backend, state: Any, dataset: Dataset, config: Config
         for epoch in range(start.epoch + 1, config.epochs + 1):
             state, step, row = _train_epoch(backend, state, dataset, config, epoch, step, quiet, guard)
             scored = scored_state(backend, state, config)
+            average = scored if scored is not state else None  # before the trigger below may replace ``state``
             row.update(evaluate_run(backend, scored, dataset, config))
             row["eval_seconds"] = time.perf_counter() - row.pop("_eval_start")
             row["val_oov_rate"] = dataset.val_oov_rate
@@ -458,7 +459,7 @@ def _train_epochs(backend: Backend, state: Any, dataset: Dataset, config: Config
             rows.append(row)
             state = _maybe_start_averaging(backend, state, config, rows, step, say)
             if primary:
-                _save_epoch(run_dir, backend, state, scored, rows, step, best, improved)
+                _save_epoch(run_dir, backend, state, rows, step, best, improved, average)
             say(_epoch_line(row, config.epochs))
             if config.patience and best["bad_epochs"] >= config.patience:
                 say(f"no better validation loss for {plural(config.patience, 'epoch')}: stopping early")
@@ -466,15 +467,15 @@ def _train_epochs(backend: Backend, state: Any, dataset: Dataset, config: Config
     return best
 
 
-def _save_epoch(run_dir: Path, backend: Backend, state: Any, scored: Any, rows: list[dict[str, Any]], step: int,
-                best: dict[str, Any], improved: bool) -> None:
+def _save_epoch(run_dir: Path, backend: Backend, state: Any, rows: list[dict[str, Any]], step: int,
+                best: dict[str, Any], improved: bool, average: Any = None) -> None:
     """Metrics, then the checkpoint (the mark of a complete epoch), then the best weights.
 
     In this order a kill at any moment leaves a folder that ``--resume`` and
     ``generate`` agree on: metrics rows past the checkpoint are dropped on
     resume, and weights older than a best checkpoint are rewritten from it.
-    ``scored`` is the state the epoch was evaluated with (``scored_state``): the best weights are its weights,
-    the checkpoint holds the training state's.
+    ``average``: the state holding the averaged weights the epoch was evaluated with (``scored_state``), if
+    any; the best weights are then its weights, and the checkpoint holds the training state's.
     """
     write_metrics(run_dir, rows)
     weights = backend.canonical(state)
@@ -482,7 +483,7 @@ def _save_epoch(run_dir: Path, backend: Backend, state: Any, scored: Any, rows: 
     arrays.update(backend.optimizer_arrays(state))
     save_arrays(run_dir / CHECKPOINT, arrays, {"epoch": rows[-1]["epoch"], "step": step, "best": best})
     if improved:
-        save_params(run_dir / WEIGHTS, weights if scored is state else backend.canonical(scored))
+        save_params(run_dir / WEIGHTS, weights if average is None else backend.canonical(average))
 
 
 def scored_state(backend: Backend, state: Any, config: Config) -> Any:
