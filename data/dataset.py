@@ -46,18 +46,20 @@ class Dataset:
     def poems(self) -> int:
         return len(self.train_ids) + len(self.val_ids)
 
-    def epoch_chunks(self, layout: Layout, batch_size: int, bptt: int, seed: int, epoch: int) -> list[Chunk]:
+    def epoch_chunks(self, layout: Layout, batch_size: int, bptt: int, seed: int, epoch: int,
+                     jitter: bool = False) -> list[Chunk]:
         """The training chunks of epoch ``epoch`` in order, as ``layout`` cuts them: the same in every framework
-        for the same seed."""
+        for the same seed (``jitter``: the poem context's chunks of variable length, ``data.streams``)."""
         if layout.carries_state:
-            return epoch_chunks(self.train_ids, batch_size, bptt, seed, epoch)
+            return epoch_chunks(self.train_ids, batch_size, bptt, seed, epoch, jitter)
         return [window_chunk(self.train_x[idx], self.train_y[idx])
                 for idx in batch_indices(len(self.train_x), batch_size, seed, epoch)]
 
-    def describe_epoch(self, layout: Layout, batch_size: int, bptt: int) -> str:
+    def describe_epoch(self, layout: Layout, batch_size: int, bptt: int, jitter: bool = False) -> str:
         """What an epoch of ``layout`` reads, in words."""
         if layout.carries_state:
-            return (f"{len(self.train_ids)} training poems in {batch_size} streams, chunks of {bptt}; "
+            chunks = f"chunks of about {bptt} (variable length)" if jitter else f"chunks of {bptt}"
+            return (f"{len(self.train_ids)} training poems in {batch_size} streams, {chunks}; "
                     f"{len(self.val_ids)} validation poems")
         return f"{len(self.train_x)} training / {len(self.val_x)} validation windows"
 

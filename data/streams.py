@@ -12,7 +12,8 @@ batches are) and dealt, in that order, each to the stream that holds the fewest 
 streams stay within one poem's length of each other, and no poem is split across streams. Position t
 of a stream holds a token, the next token of the same poem as its target (weight 1), or no target
 (weight 0: the poem's last token, or padding after the stream's end), and whether a poem starts there
-(the state is zeroed before it is read). Streams are padded to a whole number of chunks of ``bptt``.
+(the state is zeroed before it is read). Streams are padded to a whole number of chunks of ``bptt`` (with
+variable-length BPTT, to the sum of the chunks' drawn lengths).
 Every training target appears exactly once an epoch.
 """
 
@@ -51,8 +52,20 @@ def lay_streams(poems: list[np.ndarray], streams: int) -> list[list[np.ndarray]]
 def stream_arrays(poems: list[np.ndarray], streams: int, multiple: int) -> Chunk:
     """The whole epoch as one [B, L] ``Chunk``, L a multiple of ``multiple``."""
     laid = lay_streams(poems, streams)
-    longest = max(sum(len(p) for p in row) for row in laid)
-    length = max(multiple, -(-longest // multiple) * multiple)
+    return fill_streams(laid, _padded(_longest(laid), multiple))
+
+
+def _longest(laid: list[list[np.ndarray]]) -> int:
+    return max(sum(len(p) for p in row) for row in laid)
+
+
+def _padded(longest: int, multiple: int) -> int:
+    return max(multiple, -(-longest // multiple) * multiple)
+
+
+def fill_streams(laid: list[list[np.ndarray]], length: int) -> Chunk:
+    """The streams ``laid`` (``lay_streams``) as one [B, ``length``] ``Chunk``, padded after each stream's end."""
+    streams = len(laid)
     x = np.zeros((streams, length), np.int64)
     y = np.zeros((streams, length), np.int64)
     weights = np.zeros((streams, length), np.float32)
@@ -69,12 +82,38 @@ def stream_arrays(poems: list[np.ndarray], streams: int, multiple: int) -> Chunk
     return Chunk(x, y, weights, reset)
 
 
-def epoch_chunks(poems: list[np.ndarray], streams: int, bptt: int, seed: int, epoch: int) -> list[Chunk]:
-    """The chunks of one epoch, in order: ``streams`` rows of ``bptt`` tokens each."""
-    order = np.random.default_rng([seed, epoch]).permutation(len(poems))
-    whole = stream_arrays([poems[i] for i in order], streams, bptt)
-    chunks = [Chunk(*(a[:, start:start + bptt] for a in (whole.x, whole.y, whole.weights, whole.reset)))
-              for start in range(0, whole.x.shape[1], bptt)]
+# Variable-length BPTT as AWD-LSTM draws it (Merity et al. 2018, section 4.1): the base length is --bptt with this
+# probability, else half of it; the length is then normal around the base, at least SHORTEST_CHUNK tokens.
+FULL_BASE_SHARE = 0.95
+LENGTH_SD = 5.0
+SHORTEST_CHUNK = 5
+
+
+def jittered_lengths(rng: np.random.Generator, bptt: int, total: int) -> list[int]:
+    """Chunk lengths drawn one after another from ``rng`` until they cover ``total`` tokens: for each, a uniform
+    draw picks the base (``bptt``, or ``bptt / 2``), then a normal one the length, truncated to a whole number as
+    AWD-LSTM's ``int()`` does."""
+    lengths: list[int] = []
+    while sum(lengths) < total:
+        base = bptt if rng.random() < FULL_BASE_SHARE else bptt / 2
+        lengths.append(max(SHORTEST_CHUNK, int(rng.normal(base, LENGTH_SD))))
+    return lengths
+
+
+def epoch_chunks(poems: list[np.ndarray], streams: int, bptt: int, seed: int, epoch: int,
+                 jitter: bool = False) -> list[Chunk]:
+    """The chunks of one epoch, in order: ``streams`` rows of ``bptt`` tokens each, or, with ``jitter``, of the
+    lengths ``jittered_lengths`` draws from the epoch's generator after its shuffle (the streams then padded to
+    their sum)."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(poems))
+    laid = lay_streams([poems[i] for i in order], streams)
+    longest = _longest(laid)
+    lengths = jittered_lengths(rng, bptt, longest) if jitter else [bptt] * (_padded(longest, bptt) // bptt)
+    whole = fill_streams(laid, sum(lengths))
+    starts = np.cumsum([0, *lengths[:-1]])
+    chunks = [Chunk(*(a[:, start:start + n] for a in (whole.x, whole.y, whole.weights, whole.reset)))
+              for start, n in zip(starts.tolist(), lengths, strict=True)]
     return [c for c in chunks if c.targets]  # a last chunk holding only a poem's final token predicts nothing
 
 

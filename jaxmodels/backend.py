@@ -19,7 +19,7 @@ the mean over the real targets and the step compiles once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -35,7 +35,7 @@ from jaxmodels.model import Masks, build_nnx_model, chunk_loss, to_canonical
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import BATCH_MASKS, MASKS, has_dropout, step_masks
-from wordrnn.core.optimizers import Optimizer, get_optimizer
+from wordrnn.core.optimizers import NOT_STARTED, Optimizer, get_optimizer
 from wordrnn.core.params import Params
 from wordrnn.core.tolerances import CLIP_EPS
 
@@ -69,12 +69,15 @@ class JaxOptimizer:
 
     The stage that keeps state is named after the optimizer in the ``optax.named_chain``, so the
     backend finds it by name; ``slots`` maps each registry slot to that state's field, ``step`` names
-    the field counting steps.
+    the field counting steps, ``counters`` the fields of its other counters. ``after_step``, if any, updates
+    that state from the new weights once the step is applied (NT-ASGD's mean of the iterates).
     """
 
     stages: Callable[[Optimizer, Config], list[tuple[str, optax.GradientTransformation]]]
     slots: dict[str, str]
     step: str | None
+    counters: dict[str, str] = field(default_factory=dict)
+    after_step: Callable[[Any, nnx.State], Any] | None = None
 
 
 def l2_decay(config: Config) -> list[tuple[str, optax.GradientTransformation]]:
@@ -97,11 +100,56 @@ def adamw_stages(spec: Optimizer, config: Config) -> list[tuple[str, optax.Gradi
     return [(spec.name, adam), *decay]
 
 
+class AverageState(NamedTuple):
+    """NT-ASGD's state: steps taken, the step count when averaging began (``NOT_STARTED``: not yet), and the mean
+    of the weights after each step since then (zeros before)."""
+
+    count: jax.Array
+    t0: jax.Array
+    ax: Any
+
+
+def iterate_average() -> optax.GradientTransformation:
+    """The stage that holds NT-ASGD's ``AverageState`` in the chain; the updates pass through it unchanged (plain
+    SGD). The mean is of the weights after the step, which the chain never sees: ``average_iterates`` updates it
+    once ``train_step`` has applied the step."""
+
+    def init_fn(params):
+        return AverageState(jnp.zeros([], jnp.int32), jnp.full([], NOT_STARTED, jnp.int32),
+                            jax.tree.map(jnp.zeros_like, params))
+
+    def update_fn(updates, state, params=None):
+        del params
+        return updates, state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def average_iterates(state: AverageState, params: nnx.State) -> AverageState:
+    """One step counted; once averaging has begun, ``ax <- ax + (p - ax) * (1 / (count - t0))`` (torch's ASGD
+    form; the first averaged step copies ``p``, since ``ax`` is zero until then). Before, ``ax`` is not touched
+    (``lax.cond`` runs one branch)."""
+    count = state.count + 1
+
+    def averaged(ax):
+        mu = 1.0 / (count - state.t0).astype(jnp.float32)
+        return jax.tree.map(lambda a, p: a + (p - a) * mu.astype(p.dtype), ax, params)
+
+    ax = jax.lax.cond(state.t0 != NOT_STARTED, averaged, lambda ax: ax, state.ax)
+    return AverageState(count, state.t0, ax)
+
+
+def ntasgd_stages(spec: Optimizer, config: Config) -> list[tuple[str, optax.GradientTransformation]]:
+    """SGD (the L2 term, then the learning rate stage the chain ends with), its iterates averaged after the step."""
+    return [*l2_decay(config), (spec.name, iterate_average())]
+
+
 # One entry per optimizer of ``wordrnn.core.optimizers``.
 JAX_OPTIMIZERS = {
     "adam": JaxOptimizer(adam_stages, {"m": "mu", "v": "nu"}, "count"),
     "sgd": JaxOptimizer(lambda spec, config: l2_decay(config), {}, None),
     "adamw": JaxOptimizer(adamw_stages, {"m": "mu", "v": "nu"}, "count"),
+    "ntasgd": JaxOptimizer(ntasgd_stages, {"ax": "ax"}, "count", {"t0": "t0"}, average_iterates),
 }
 
 
@@ -115,13 +163,52 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
     return optax.named_chain(*stages)
 
 
+# Variable-length BPTT: a chunk is padded to a multiple of this many positions (weight 0), so that the ~50 lengths
+# AWD-LSTM's draw gives compile ~7 steps, not one each (docs/PERFORMANCE.md, "Variable-length BPTT in JAX").
+LENGTH_BUCKET = 8
+
+
+def bucketed_length(length: int) -> int:
+    """The positions a chunk of ``length`` tokens is padded to: the next multiple of ``LENGTH_BUCKET``."""
+    return _round_up(length, LENGTH_BUCKET)
+
+
+def state_after(model: Any, x: jax.Array, carry: tuple, reset: jax.Array | None, masks: Masks | None,
+                length: jax.Array) -> tuple:
+    """The state after the first ``length`` positions of a padded chunk ``x`` [B, Tb] (Tb a multiple of
+    ``LENGTH_BUCKET``, ``length`` more than Tb - ``LENGTH_BUCKET``): the model reads the positions before the last
+    bucket at once, then the last bucket's one at a time, keeping the state where a position is padding. (The
+    padding changes no loss and no gradient: it comes after every real position and weighs 0. Only the state
+    that the next chunk reads would pass through it.)"""
+    head = x.shape[1] - LENGTH_BUCKET
+    state = carry
+    if head:
+        _, state = model(x[:, :head], carry, None if reset is None else reset[:, :head], masks, last_only=True)
+
+    def one(state, at):
+        x_t = jax.lax.dynamic_slice_in_dim(x, at, 1, axis=1)
+        reset_t = None if reset is None else jax.lax.dynamic_slice_in_dim(reset, at, 1, axis=1)
+        _, after = model(x_t, state, reset_t, masks, last_only=True)
+        return tuple(jnp.where(at < length, a, s) for a, s in zip(after, state, strict=True)), None
+
+    state, _ = jax.lax.scan(one, state, head + jnp.arange(LENGTH_BUCKET))
+    return state
+
+
 def train_step(graphdef: Any, tx: optax.GradientTransformation, params: nnx.State, opt_state: optax.OptState,
                x: jax.Array, y: jax.Array, weights: jax.Array, reset: jax.Array | None, carry: tuple,
-               masks: Masks | None, last_only: bool = False, ar: float = 0.0, tar: float = 0.0
+               masks: Masks | None, lr_scale: jax.Array, length: jax.Array, last_only: bool = False,
+               scaled: bool = False, padded: bool = False, optimizer: str = "",
+               after_step: Callable[[Any, nnx.State], Any] | None = None, ar: float = 0.0, tar: float = 0.0
                ) -> tuple[nnx.State, optax.OptState, jax.Array, tuple]:
     """One optimizer step on a chunk, either context: the weighted mean cross-entropy of the model ``graphdef`` +
     ``params``, its gradient, and ``tx``'s update. Pure: new parameters, new optimizer state, the loss and the
     state after the chunk come back.
+
+    With ``scaled`` (variable-length BPTT) the update is multiplied by ``lr_scale`` (a float32 scalar,
+    ``Config.lr_scale``: the learning rate is the chain's last stage, so this scales it); with ``padded`` the
+    chunk's positions from ``length`` on are padding (``state_after``). ``after_step`` updates the state of the
+    chain's stage ``optimizer`` from the new weights (``JaxOptimizer.after_step``).
 
     ``x`` int [B, T]; ``y`` and ``weights`` [B, T], or [B] with ``last_only`` (a batch of windows: the head reads
     the last position); weight 0 for no target or a padding row. ``reset`` bool [B, T] or None, ``carry`` the
@@ -136,8 +223,16 @@ def train_step(graphdef: Any, tx: optax.GradientTransformation, params: nnx.Stat
         return chunk_loss(logits, hidden[0] if penalized else None, y, weights, reset, masks, last_only, ar, tar), final
 
     (loss, final), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
+    if padded:
+        final = state_after(nnx.merge(graphdef, params), x, carry, reset, masks, length)
     updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss, final
+    if scaled:
+        updates = jax.tree.map(lambda u: u * lr_scale.astype(u.dtype), updates)
+    params = optax.apply_updates(params, updates)
+    if after_step is not None:
+        opt_state = opt_state.copy()  # named_chain's OrderedDict
+        opt_state[optimizer] = after_step(opt_state[optimizer], params)
+    return params, opt_state, loss, final
 
 
 @dataclass
@@ -158,7 +253,8 @@ class JaxState(NamedTuple):
     program: Program
 
 
-STEP_SHARDING = ("data", "data", "data", "data", "masks")  # x, y, weights, reset, masks
+# x, y, weights, reset, masks, lr scale, length
+STEP_SHARDING = ("data", "data", "data", "data", "masks", "replicated", "replicated")
 FORWARD_UNROLL = 8  # recurrence steps unrolled in the forward-only program (the benchmark window is 5)
 
 
@@ -177,6 +273,14 @@ def _padded_masks(masks: Masks | None, rows: int) -> Masks | None:
     if masks is None:
         return None
     return {k: m if m is None or k not in BATCH_MASKS else _pad_rows(m, rows) for k, m in masks.items()}
+
+
+def _pad(a: np.ndarray, rows: int, positions: int) -> np.ndarray:
+    """``a`` [B, T] or [B] padded with zeros to ``rows`` rows and, where it has positions, ``positions`` of them."""
+    a = _pad_rows(a, rows)
+    if a.ndim < 2 or a.shape[1] == positions:
+        return a
+    return np.concatenate([a, np.zeros((rows, positions - a.shape[1], *a.shape[2:]), a.dtype)], axis=1)
 
 
 def _pad_rows(a: np.ndarray, rows: int) -> np.ndarray:
@@ -227,8 +331,12 @@ class JaxBackend:
             config=config,
             graphdef=graphdef,
             tx=tx,
-            step={last: jax.jit(partial(train_step, graphdef, tx, last_only=last, ar=config.ar, tar=config.tar),
-                                donate_argnums=(0, 1), in_shardings=(rep, rep, data, data, data, data, data, masks),
+            step={last: jax.jit(partial(train_step, graphdef, tx, last_only=last, scaled=config.bptt_jitter,
+                                        padded=config.bptt_jitter, optimizer=config.optimizer,
+                                        after_step=JAX_OPTIMIZERS[config.optimizer].after_step, ar=config.ar,
+                                        tar=config.tar),
+                                donate_argnums=(0, 1),
+                                in_shardings=(rep, rep, data, data, data, data, data, masks, rep, rep),
                                 out_shardings=(rep, rep, rep, data)) for last in (False, True)},
             # the logits replicated, so every process of a multi-process run can read them (evaluation)
             forward={last: jax.jit(partial(forward, last_only=last), in_shardings=(rep, data, data),
@@ -282,17 +390,22 @@ class JaxBackend:
         if carry is None:
             carry = self._zero_carry(config, rows)
         masks = _padded_masks(step_masks(config, step, chunk.x), rows)
-        reset = None if chunk.reset is None else _pad_rows(np.asarray(chunk.reset, bool), rows)
+        length = chunk.x.shape[1]
+        # variable-length chunks padded to a few lengths (``state_after``), fixed ones as they are
+        positions = bucketed_length(length) if config.bptt_jitter else length
+        reset = None if chunk.reset is None else _pad(np.asarray(chunk.reset, bool), rows, positions)
         batch = (
-            _pad_rows(np.asarray(chunk.x, np.int32), rows),
-            _pad_rows(np.asarray(chunk.y, np.int32), rows),
-            _pad_rows(np.asarray(chunk.weights, np.float32), rows),
+            _pad(np.asarray(chunk.x, np.int32), rows, positions),
+            _pad(np.asarray(chunk.y, np.int32), rows, positions),
+            _pad(np.asarray(chunk.weights, np.float32), rows, positions),
             reset,
             masks,
+            np.array(config.lr_scale(length), np.float32),
+            np.array(length, np.int32),
         )
-        x, y, weights, reset, masks = self._feed(batch, STEP_SHARDING)
+        x, y, weights, reset, masks, lr_scale, length = self._feed(batch, STEP_SHARDING)
         params, opt_state, loss, carry = program.step[chunk.last_only](state.params, state.opt_state, x, y, weights,
-                                                                       reset, carry, masks)
+                                                                       reset, carry, masks, lr_scale, length)
         return JaxState(params, opt_state, program), loss, carry
 
     def logits(self, state: JaxState, x: np.ndarray, carry: tuple | None = None, last_only: bool = False
@@ -328,6 +441,8 @@ class JaxBackend:
             return {}
         own = state.opt_state[spec.name]
         arrays = {spec.step_name: np.array(getattr(own, entry.step), dtype=np.int64)} if entry.step else {}
+        for counter, attr in entry.counters.items():
+            arrays[spec.counter_name(counter)] = np.array(getattr(own, attr), dtype=np.int64)
         for slot, attr in entry.slots.items():
             for name, value in to_canonical(nnx.merge(state.program.graphdef, getattr(own, attr))).items():
                 arrays[spec.slot_name(slot, name)] = value
@@ -351,6 +466,9 @@ class JaxBackend:
             # a scalar may come back from a checkpoint as shape (1,) (np.ascontiguousarray makes 0-d arrays 1-d)
             count = np.asarray(arrays[spec.step_name]).reshape(())
             fields[entry.step] = jnp.asarray(count, getattr(own, entry.step).dtype)
+        for counter, attr in entry.counters.items():
+            fields[attr] = jnp.asarray(np.asarray(arrays[spec.counter_name(counter)]).reshape(()),
+                                       getattr(own, attr).dtype)
         opt_state = state.opt_state.copy()  # named_chain's OrderedDict: another container type would recompile
         opt_state[spec.name] = own._replace(**fields)
         return JaxState(state.params, self._put(opt_state, self.replicated), state.program)

@@ -3,7 +3,8 @@
 A step is: the dropout masks ``wordrnn.core.dropout.step_masks`` specifies
 for it (input mask for the embedding model only), loss and hand-written
 gradients of the configured cell over the chunk (``scratch.sequence``, either
-context), global-norm clipping, then the optimizer (which adds weight decay).
+context), global-norm clipping, then the optimizer (which adds weight decay) at the step's learning rate
+(``Config.step_lr``: scaled by the chunk's length with variable-length BPTT).
 The state lives in the parameters' dtype (float32 by default).
 """
 
@@ -56,6 +57,7 @@ class NumpyBackend:
                                                      carry, chunk.reset, masks, chunk.last_only, config.ar, config.tar)
         if config.clip > 0:
             clip_by_global_norm(grads, config.clip)
+        state.optimizer.lr = config.step_lr(chunk.x.shape[1])
         state.optimizer.update(state.params, grads)
         return state, loss, carry
 
@@ -69,8 +71,8 @@ class NumpyBackend:
 
     def optimizer_arrays(self, state: NumpyState) -> dict[str, np.ndarray]:
         arrays = state.optimizer.state_arrays()
-        step = state.optimizer.spec.step_name
-        return {k: v if k == step else v.astype(np.float32, copy=False) for k, v in arrays.items()}
+        counts = state.optimizer.spec.scalar_names
+        return {k: v if k in counts else v.astype(np.float32, copy=False) for k, v in arrays.items()}
 
     def load_optimizer_arrays(self, state: NumpyState, arrays: dict[str, np.ndarray]) -> NumpyState:
         state.optimizer.load_state_arrays(arrays)

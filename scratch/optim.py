@@ -7,6 +7,7 @@
                    v <- b2 v + (1 - b2) g^2
                    p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
     AdamW:         p <- p (1 - lr wd), then Adam's step without the L2 term (decoupled decay)
+    NT-ASGD:       SGD's step; once averaging has begun at step count t0: ax <- ax + (p - ax) / (t - t0)
 
 Updates are in place, through one preallocated work array per parameter, and
 in the parameters' dtype. The optimizer state is exposed under the names of
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wordrnn.core.optimizers import get_optimizer
+from wordrnn.core.optimizers import NOT_STARTED, get_optimizer
 from wordrnn.core.params import Params
 from wordrnn.core.tolerances import CLIP_EPS
 
@@ -137,8 +138,45 @@ class AdamW(Adam):
         super().update(params, grads)
 
 
+class NTASGD(SGD):
+    """SGD whose iterates are averaged from the step the loop names (``ntasgd.t0``, set when the validation loss
+    stops improving: ``wordrnn.core.optimizers.nonmonotone_trigger``). The mean ``ax`` of the weights after steps
+    t0 + 1 .. t is kept in place, one step at a time, as torch's ASGD keeps it: ``ax <- ax + (p - ax) * (1 / n)``
+    with ``n = t - t0`` (the first averaged step copies ``p``, since ``ax`` is zero until then)."""
+
+    spec = get_optimizer("ntasgd")
+
+    def __init__(self, params: Params, lr: float, weight_decay: float = 0.0):
+        super().__init__(params, lr=lr, weight_decay=weight_decay)
+        self.step, self.t0 = 0, NOT_STARTED
+        self.ax = {k: np.zeros_like(p) for k, p in params.items()}
+
+    def update(self, params: Params, grads: Params) -> None:
+        super().update(params, grads)
+        self.step += 1
+        if self.t0 == NOT_STARTED:
+            return
+        for name, p in params.items():
+            ax, d = self.ax[name], self._work[name]
+            np.subtract(p, ax, out=d)
+            d *= 1 / (self.step - self.t0)
+            ax += d
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The state under the registry's names (copies)."""
+        return {self.spec.step_name: np.array(self.step, dtype=np.int64),
+                self.spec.counter_name("t0"): np.array(self.t0, dtype=np.int64),
+                **{self.spec.slot_name("ax", k): a.copy() for k, a in self.ax.items()}}
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        for k, target in self.ax.items():
+            target[...] = arrays[self.spec.slot_name("ax", k)]
+        self.step = int(np.asarray(arrays[self.spec.step_name]).item())
+        self.t0 = int(np.asarray(arrays[self.spec.counter_name("t0")]).item())
+
+
 # One class per optimizer of ``wordrnn.core.optimizers``, each built as ``cls(params, lr=, weight_decay=)``.
-OPTIMIZERS: dict[str, type[SGD] | type[Adam]] = {"adam": Adam, "sgd": SGD, "adamw": AdamW}
+OPTIMIZERS: dict[str, type[SGD] | type[Adam]] = {"adam": Adam, "sgd": SGD, "adamw": AdamW, "ntasgd": NTASGD}
 
 
 def make_optimizer(name: str, params: Params, lr: float, weight_decay: float) -> SGD | Adam:

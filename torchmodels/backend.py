@@ -4,7 +4,8 @@ It holds a model and a torch optimizer, takes a step, and converts to and
 from canonical arrays. Semantics follow docs/DESIGN.md, which are torch's own:
 ``clip_grad_norm_`` (clip 0 = off), then the torch optimizer of
 ``TORCH_OPTIMIZERS`` with ``weight_decay`` (Adam and SGD add the L2 term to the
-clipped gradient inside the optimizer).
+clipped gradient inside the optimizer), at the step's learning rate
+(``Config.step_lr``).
 
 Dropout masks are the ones ``wordrnn.core.dropout.step_masks`` specifies for
 ``(config.seed, step)``, drawn by NumPy and moved to the device, so a resumed
@@ -14,7 +15,7 @@ run draws exactly the masks an uninterrupted one would, in any framework.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -25,16 +26,55 @@ from torchmodels.devices import resolve_device
 from torchmodels.model import Masks, build_module, canonical_parameters, chunk_loss, to_canonical
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import step_masks
-from wordrnn.core.optimizers import Optimizer, get_optimizer
+from wordrnn.core.optimizers import NOT_STARTED, Optimizer, get_optimizer
 from wordrnn.core.params import Params
+
+
+class AveragedSGD(torch.optim.SGD):
+    """NT-ASGD: torch's SGD, then, once averaging has begun at step count ``t0`` (a parameter group's ``"t0"``,
+    set by the loop when the validation loss stops improving), the running mean of the weights after each step:
+    ``ax <- ax + (p - ax) * (1 / (t - t0))``, in ``state[p]["ax"]`` beside the step count ``state[p]["step"]``.
+
+    Not ``torch.optim.ASGD``: its ``t0`` is fixed when it is built, so the trigger would mean a new optimizer;
+    its mean skips the first iterate after ``t0`` (the ``mu`` of step t is computed at step t - 1, so the steps t0 + 1
+    and t0 + 2 both copy the weights); and its step size ``eta`` is the learning rate of the step before, so a
+    learning rate scaled per step (variable-length BPTT) would reach it a step late.
+    """
+
+    def __init__(self, params, lr: float, weight_decay: float = 0.0, fused: bool | None = None):
+        super().__init__(params, lr=lr, weight_decay=weight_decay, fused=fused)
+        for group in self.param_groups:
+            group.setdefault("t0", NOT_STARTED)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = super().step(closure)
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
+                state = self.state[p]
+                if "step" not in state:
+                    state["step"] = torch.tensor(0.0)
+                    state["ax"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] += 1  # a CPU tensor as torch keeps step counts (a fused one resumed on a GPU: there)
+            if group["t0"] == NOT_STARTED or not params:
+                continue
+            averages = [self.state[p]["ax"] for p in params]
+            seen = int(self.state[params[0]]["step"]) - group["t0"]
+            change = torch._foreach_sub(params, averages)
+            torch._foreach_mul_(change, 1 / seen)
+            torch._foreach_add_(averages, change)
+        return loss
 
 
 @dataclass(frozen=True)
 class TorchOptimizer:
-    """A registry optimizer in torch: its class and the torch state key of each of its slots."""
+    """A registry optimizer in torch: its class, the torch state key of each of its slots, and the parameter
+    group key of each of its other counters."""
 
     cls: type[torch.optim.Optimizer]
     slots: dict[str, str]  # registry slot -> torch's key in ``optimizer.state[param]``
+    counters: dict[str, str] = field(default_factory=dict)  # registry counter -> key in ``param_groups[i]``
 
 
 ADAM_SLOTS = {"m": "exp_avg", "v": "exp_avg_sq"}
@@ -43,6 +83,7 @@ TORCH_OPTIMIZERS = {
     "adam": TorchOptimizer(torch.optim.Adam, ADAM_SLOTS),
     "sgd": TorchOptimizer(torch.optim.SGD, {}),
     "adamw": TorchOptimizer(torch.optim.AdamW, ADAM_SLOTS),
+    "ntasgd": TorchOptimizer(AveragedSGD, {"ax": "ax"}, {"t0": "t0"}),
 }
 
 
@@ -98,6 +139,8 @@ class TorchBackend:
         loss.backward()
         if config.clip > 0:
             nn.utils.clip_grad_norm_(state.model.parameters(), config.clip)
+        for group in state.optimizer.param_groups:
+            group["lr"] = config.step_lr(chunk.x.shape[1])
         state.optimizer.step()
         return state, loss.detach(), tuple(s.detach() for s in carry)  # truncated BPTT: no gradient across chunks
 
@@ -135,6 +178,8 @@ class TorchBackend:
                     else np.zeros(tuple(param.shape), dtype=np.float32))
         if spec.counts_steps:
             arrays[spec.step_name] = np.array(step, dtype=np.int64)
+        for counter, key in TORCH_OPTIMIZERS[spec.name].counters.items():
+            arrays[spec.counter_name(counter)] = np.array(state.optimizer.param_groups[0][key], dtype=np.int64)
         return arrays
 
     def load_optimizer_arrays(self, state: TorchState, arrays: dict[str, np.ndarray]) -> TorchState:
@@ -148,6 +193,9 @@ class TorchBackend:
         if step > 0:
             for index, (name, _) in enumerate(canonical_parameters(state.model)):
                 saved["state"][index] = _torch_slots(spec, name, step, arrays)
+        for counter, key in TORCH_OPTIMIZERS[spec.name].counters.items():
+            for group in saved["param_groups"]:
+                group[key] = int(np.asarray(arrays[spec.counter_name(counter)]).item())
         state.optimizer.load_state_dict(saved)  # casts the slots to each parameter's dtype and device
         return state
 

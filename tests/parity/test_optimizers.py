@@ -78,7 +78,9 @@ def test_a_run_resumes_under_another_framework(optimizer, writer, reader, small)
 
     assert pc.max_abs_diff(np.array(losses), straight.losses[RESUME_AT:]) <= tolerances.TRAJECTORY
     assert max(pc.max_abs_diff(final[k], straight.params[k]) for k in final) <= tolerances.TRAJECTORY
-    if arrays:  # the state mattered: the same weights with a fresh optimizer go elsewhere
+    # the state mattered: the same weights with a fresh optimizer go elsewhere (NT-ASGD's state is its average,
+    # which leaves the steps alone: tests/parity/test_awd.py resumes it mid-average)
+    if arrays and OPTIMIZERS[optimizer].average is None:
         fresh, _ = train(second, second.init(weights, config), batches[RESUME_AT:], RESUME_AT)
         moved = max(pc.max_abs_diff(second.canonical(fresh)[k], final[k]) for k in final)
         assert moved > 10 * tolerances.TRAJECTORY

@@ -165,6 +165,15 @@ class Config:
     ensemble: int = since(3, 1, group="training", parse=int,
                           help="train this many models, member k from --seed + k, and average their probabilities "
                           "(default: %(default)s, a single model)")
+    # AWD-LSTM's optimizer and chunking (Merity et al. 2018): when NT-ASGD starts averaging, variable-length BPTT.
+    nonmono: int = since(4, 5, group="training", parse=int, metavar="N",
+                         help="--optimizer ntasgd: SGD until the validation loss is worse than the best of those "
+                         "evaluated more than N epochs before, then the weights averaged from that step on "
+                         "(AWD-LSTM's rule; default: %(default)s)")
+    bptt_jitter: bool = since(4, False, group="training",
+                              help="poem context: draw each chunk's length as AWD-LSTM does (--bptt with "
+                              "probability 0.95, else half; then normal with standard deviation 5, at least 5 "
+                              "tokens) and scale the step's learning rate by length / --bptt (default: off)")
     # filled in when the data is read; not a flag
     vocab_size: int = field(default=0, metadata={"derived": True})
     # framework-specific settings (device, compile, accelerator...), recorded as given
@@ -229,7 +238,24 @@ class Config:
         if self.weight_drop and not get_cell(self.cell).recurrent_weights:
             raise UsageError(f"--weight-drop drops recurrent weights, and the {self.cell} cell has none: "
                              "choose another cell, or leave it at 0")
+        if not isinstance(self.nonmono, int) or isinstance(self.nonmono, bool) or self.nonmono <= 0:
+            raise UsageError(f"--nonmono must be a positive whole number of evaluations, got {self.nonmono!r}: "
+                             "NT-ASGD compares the latest validation loss with the best of those more than N "
+                             "evaluations before it, so 1 is the shortest wait")
+        if self.bptt_jitter and not self.layout.carries_state:
+            raise UsageError("--bptt-jitter varies the length of the poem context's chunks, and this run reads "
+                             "windows of --seq-len (--context window), which have no chunks to vary: add "
+                             "--context poem, or drop --bptt-jitter")
         return self
+
+    def lr_scale(self, length: int) -> float:
+        """What the learning rate of a step on a chunk of ``length`` tokens is multiplied by: ``length / --bptt``
+        with ``--bptt-jitter`` (AWD-LSTM: a short chunk takes a short step), else 1."""
+        return length / self.bptt if self.bptt_jitter else 1.0
+
+    def step_lr(self, length: int) -> float:
+        """The learning rate of a step on a chunk of ``length`` tokens (``lr_scale``)."""
+        return self.lr * self.lr_scale(length)
 
     def rate(self, mask: str) -> float:
         """The drop rate of one dropout mask (``wordrnn.core.dropout``): ``input``, ``hidden`` and ``between``

@@ -40,7 +40,7 @@ from data.vocab import Vocab
 from wordrnn.core.config import Config, check_saved_settings, marked
 from wordrnn.core.errors import DiskFull, UsageError
 from wordrnn.core.memory import human_bytes
-from wordrnn.core.optimizers import get_optimizer
+from wordrnn.core.optimizers import NOT_STARTED, get_optimizer
 from wordrnn.core.params import Params, check_params, param_shapes
 from wordrnn.core.paths import REPORT_RUNS, TMP_SUFFIX, check_writable
 
@@ -230,8 +230,8 @@ def read_checkpoint(path: str | Path, config: Config) -> Checkpoint:
     if problem:
         raise UsageError(f"{path} does not hold the counters a wordrnn trainer writes ({problem}): it was written "
                          "by another tool or damaged; restore it, or train the run again with --overwrite")
-    step = get_optimizer(config.optimizer).step_name
-    check_float32({k: v for k, v in arrays.items() if k != step}, path)  # weights and optimizer slots alike
+    counts = get_optimizer(config.optimizer).scalar_names
+    check_float32({k: v for k, v in arrays.items() if k not in counts}, path)  # weights and optimizer slots alike
     check_finite(arrays, path)
     params = {k[len("param."):]: v for k, v in arrays.items() if k.startswith("param.")}
     check_params(params, config)
@@ -440,9 +440,9 @@ def check_optimizer_arrays(arrays: dict[str, np.ndarray], config: Config) -> dic
     """The one check of a checkpoint's optimizer state, made before any backend loads it.
 
     The checkpoint must hold exactly what ``wordrnn.core.optimizers`` names for the run's optimizer:
-    its step count (a whole number, 0 or more) and every slot of every parameter, shaped like it (SGD:
-    nothing). Anything else was not written by a run of this optimizer and model and is refused. Returns the
-    arrays normalized: the step a 0-d int64, the slots float32.
+    its step count (a whole number, 0 or more), its other counters (NT-ASGD's ``t0``: -1 up to the step count) and
+    every slot of every parameter, shaped like it (SGD: nothing). Anything else was not written by a run of this
+    optimizer and model and is refused. Returns the arrays normalized: the counts 0-d int64, the slots float32.
     """
     spec = get_optimizer(config.optimizer)
     shapes = param_shapes(config)
@@ -465,6 +465,15 @@ def check_optimizer_arrays(arrays: dict[str, np.ndarray], config: Config) -> dic
                              "where a count of steps (one whole number, 0 or more) belongs: it was damaged; train "
                              "this run again")
         checked[spec.step_name] = step.astype(np.int64).reshape(())
+    for counter in spec.counters:  # a step count, or NOT_STARTED, never past the steps taken
+        key = spec.counter_name(counter)
+        value = np.asarray(arrays[key])
+        steps = int(checked.get(spec.step_name, 0))
+        if value.size != 1 or value.dtype.kind not in "iu" or not NOT_STARTED <= int(value.reshape(())) <= steps:
+            raise UsageError(f"the checkpoint's {key} is {value.dtype} {value.reshape(-1)[:3].tolist()}, where a "
+                             f"step count from {NOT_STARTED} (not yet) to {spec.step_name} ({steps}) belongs: it "
+                             "was damaged; train this run again")
+        checked[key] = value.astype(np.int64).reshape(())
     for slot in spec.slots:
         for name, shape in shapes.items():
             key = spec.slot_name(slot, name)

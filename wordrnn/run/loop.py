@@ -35,6 +35,7 @@ from wordrnn.core.errors import INTERRUPTED_EXIT, RunFailed, UsageError, plural
 from wordrnn.core.flags import config_from_args, given_flags
 from wordrnn.core.memory import check_memory
 from wordrnn.core.metrics import SequenceLogits, ensemble_sequence, ensemble_window, evaluate, evaluate_poems
+from wordrnn.core.optimizers import get_optimizer, nonmonotone_trigger
 from wordrnn.core.params import Params, init_params
 from wordrnn.core.sampling import LogitsFn, SamplerSettings, Source, Stateful
 from wordrnn.core.threads import limit_threads
@@ -165,7 +166,7 @@ def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool
 
     if dataset.source is not None:
         say(f"corpus {dataset.describe_source()}")
-    reads = dataset.describe_epoch(config.layout, config.batch_size, config.bptt)
+    reads = dataset.describe_epoch(config.layout, config.batch_size, config.bptt, config.bptt_jitter)
     say(f"{backend.framework} {config.model} {config.cell}, {config.context} context: vocabulary "
         f"{config.vocab_size}, {count_params(params):,} parameters, {reads}, validation OOV "
         f"{dataset.val_oov_rate:.1%} -> {run_dir}")
@@ -283,6 +284,9 @@ def _refuse_unread_flags(config: Config, given: Collection[str] | None) -> None:
     if not config.layout.carries_state and given is not None and "bptt" in given:
         raise UsageError("--bptt is the length of the poem context's chunks, and this run reads windows "
                          "(--context window): add --context poem, or drop --bptt")
+    if get_optimizer(config.optimizer).average is None and given is not None and "nonmono" in given:
+        raise UsageError(f"--nonmono says when NT-ASGD starts averaging, and this run uses --optimizer "
+                         f"{config.optimizer}: add --optimizer ntasgd, or drop --nonmono")
 
 
 def _write_settings(run_dir: Path, config: Config, framework: str, vocab: Vocab, fresh: bool) -> None:
@@ -442,7 +446,9 @@ def _train_epochs(backend: Backend, state: Any, dataset: Dataset, config: Config
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for epoch in range(start.epoch + 1, config.epochs + 1):
             state, step, row = _train_epoch(backend, state, dataset, config, epoch, step, quiet, guard)
-            row.update(evaluate_run(backend, state, dataset, config))
+            scored = scored_state(backend, state, config)
+            average = scored if scored is not state else None  # before the trigger below may replace ``state``
+            row.update(evaluate_run(backend, scored, dataset, config))
             row["eval_seconds"] = time.perf_counter() - row.pop("_eval_start")
             row["val_oov_rate"] = dataset.val_oov_rate
             guard.check_validation(row, step)
@@ -451,8 +457,9 @@ def _train_epochs(backend: Backend, state: Any, dataset: Dataset, config: Config
                     else {**best, "bad_epochs": best["bad_epochs"] + 1})
             row["best_epoch"] = best["epoch"]
             rows.append(row)
+            state = _maybe_start_averaging(backend, state, config, rows, step, say)
             if primary:
-                _save_epoch(run_dir, backend, state, rows, step, best, improved)
+                _save_epoch(run_dir, backend, state, rows, step, best, improved, average)
             say(_epoch_line(row, config.epochs))
             if config.patience and best["bad_epochs"] >= config.patience:
                 say(f"no better validation loss for {plural(config.patience, 'epoch')}: stopping early")
@@ -461,12 +468,14 @@ def _train_epochs(backend: Backend, state: Any, dataset: Dataset, config: Config
 
 
 def _save_epoch(run_dir: Path, backend: Backend, state: Any, rows: list[dict[str, Any]], step: int,
-                best: dict[str, Any], improved: bool) -> None:
+                best: dict[str, Any], improved: bool, average: Any = None) -> None:
     """Metrics, then the checkpoint (the mark of a complete epoch), then the best weights.
 
     In this order a kill at any moment leaves a folder that ``--resume`` and
     ``generate`` agree on: metrics rows past the checkpoint are dropped on
     resume, and weights older than a best checkpoint are rewritten from it.
+    ``average``: the state holding the averaged weights the epoch was evaluated with (``scored_state``), if
+    any; the best weights are then its weights, and the checkpoint holds the training state's.
     """
     write_metrics(run_dir, rows)
     weights = backend.canonical(state)
@@ -474,7 +483,32 @@ def _save_epoch(run_dir: Path, backend: Backend, state: Any, rows: list[dict[str
     arrays.update(backend.optimizer_arrays(state))
     save_arrays(run_dir / CHECKPOINT, arrays, {"epoch": rows[-1]["epoch"], "step": step, "best": best})
     if improved:
-        save_params(run_dir / WEIGHTS, weights)
+        save_params(run_dir / WEIGHTS, weights if average is None else backend.canonical(average))
+
+
+def scored_state(backend: Backend, state: Any, config: Config) -> Any:
+    """The state evaluation, the best weights and so generation and export read: ``state`` itself, or, once the
+    optimizer averages the weights and has averaged a step (NT-ASGD), a state holding that average."""
+    spec = get_optimizer(config.optimizer)
+    if spec.average is None:
+        return state
+    averaged = spec.averaged_weights(backend.optimizer_arrays(state))
+    return state if averaged is None else backend.init(averaged, config)
+
+
+def _maybe_start_averaging(backend: Backend, state: Any, config: Config, rows: list[dict[str, Any]], step: int,
+                           say) -> Any:
+    """NT-ASGD: begin averaging the weights from the next step on when the validation losses of ``rows`` meet
+    AWD-LSTM's rule (``nonmonotone_trigger``); the step it began is saved with the optimizer state."""
+    spec = get_optimizer(config.optimizer)
+    if spec.average is None:
+        return state
+    arrays = backend.optimizer_arrays(state)
+    if spec.averaging(arrays) or not nonmonotone_trigger([r["val_loss"] for r in rows], config.nonmono):
+        return state
+    say(f"validation loss {rows[-1]['val_loss']:.4f} is worse than the best of the epochs before the last "
+        f"{plural(config.nonmono, 'epoch')}: {spec.label} averages the weights from step {step + 1} on")
+    return backend.load_optimizer_arrays(state, spec.start_averaging(arrays))
 
 
 class DivergenceGuard:
@@ -515,7 +549,7 @@ def _batches(backend: Backend, dataset: Dataset, config: Config, epoch: int) -> 
     the epoch as the context's layout cuts it, the state carried from one chunk to the next where the layout
     carries it (``wordrnn.core.layout``)."""
     layout = config.layout
-    chunks = dataset.epoch_chunks(layout, config.batch_size, config.bptt, config.seed, epoch)
+    chunks = dataset.epoch_chunks(layout, config.batch_size, config.bptt, config.seed, epoch, config.bptt_jitter)
 
     def steps():
         carry = None

@@ -324,11 +324,12 @@ def poem_trajectory_checks(config: Config, params: Params, steps: int = 20, seed
     chunks: list[Chunk] = []
     epoch = 1
     while len(chunks) < steps:
-        chunks += epoch_chunks(poems, config.batch_size, config.bptt, seed, epoch)
+        chunks += epoch_chunks(poems, config.batch_size, config.bptt, seed, epoch, config.bptt_jitter)
         epoch += 1
     runs = {fw: trajectory(fw, config, params, chunks[:steps], device) for fw in frameworks}
+    lengths = f"about {config.bptt} (variable length)" if config.bptt_jitter else f"{config.bptt}"
     return compare_trajectories(config, runs, f"poem, {steps} {config.optimizer} steps over carried chunks of "
-                                              f"{config.bptt}, lr {config.lr:g}, clip {config.clip:g}")
+                                              f"{lengths}, lr {config.lr:g}, clip {config.clip:g}")
 
 
 def all_poem_checks(model: str, vocab_size: int, hidden_size: int, embed_dim: int, seq_len: int, batch_size: int,
