@@ -197,8 +197,8 @@ def state_after(model: Any, x: jax.Array, carry: tuple, reset: jax.Array | None,
 
 def train_step(graphdef: Any, tx: optax.GradientTransformation, params: nnx.State, opt_state: optax.OptState,
                x: jax.Array, y: jax.Array, weights: jax.Array, reset: jax.Array | None, carry: tuple,
-               masks: Masks | None, lr_scale: jax.Array, length: jax.Array, last_only: bool = False,
-               scaled: bool = False, padded: bool = False, optimizer: str = "",
+               masks: Masks | None, lr_scale: jax.Array | None = None, length: jax.Array | None = None,
+               last_only: bool = False, scaled: bool = False, padded: bool = False, optimizer: str = "",
                after_step: Callable[[Any, nnx.State], Any] | None = None, ar: float = 0.0, tar: float = 0.0
                ) -> tuple[nnx.State, optax.OptState, jax.Array, tuple]:
     """One optimizer step on a chunk, either context: the weighted mean cross-entropy of the model ``graphdef`` +
@@ -212,7 +212,7 @@ def train_step(graphdef: Any, tx: optax.GradientTransformation, params: nnx.Stat
 
     ``x`` int [B, T]; ``y`` and ``weights`` [B, T], or [B] with ``last_only`` (a batch of windows: the head reads
     the last position); weight 0 for no target or a padding row. ``reset`` bool [B, T] or None, ``carry`` the
-    state in ((h,) or (h, c), [B, H] each); the gradient stops at it (truncated BPTT). ``masks`` the step's
+    state in ((h,) or (h, c), [B, L*H] each); the gradient stops at it (truncated BPTT). ``masks`` the step's
     dropout masks (``wordrnn.core.dropout``) or None; ``ar``/``tar`` the activation penalties' weights
     (``jaxmodels.model.chunk_loss``).
     """
