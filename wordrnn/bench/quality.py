@@ -47,15 +47,20 @@ from wordrnn.bench.kneser_ney import KneserNey  # noqa: E402
 from wordrnn.bench.mixture import choose_weight, mix, mix_log_prob, target_log_prob  # noqa: E402
 from wordrnn.bench.novelty import TrainingText  # noqa: E402
 from wordrnn.core.config import Config, options  # noqa: E402
-from wordrnn.core.errors import INTERRUPTED_EXIT, CommandParser, UsageError, cli  # noqa: E402
+from wordrnn.core.errors import INTERRUPTED_EXIT, UsageError, cli  # noqa: E402
 from wordrnn.core.flags import (  # noqa: E402
+    SharedParser,
     add_model_flags,
     add_options,
+    add_search_flags,
     add_threads_flag,
     add_training_flags,
+    check_search_flags,
     config_from_args,
+    explicit_flags,
 )
-from wordrnn.core.recipes import recipe  # noqa: E402
+from wordrnn.core.recipes import SEARCHED, recipe  # noqa: E402
+from wordrnn.core.search_space import SearchSpace  # noqa: E402
 from wordrnn.core.threads import check_threads  # noqa: E402
 from wordrnn.run.folder import atomic_write_text, check_out_file  # noqa: E402
 
@@ -79,7 +84,7 @@ def say(*parts: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = CommandParser(
+    parser = SharedParser(
         prog="python -m wordrnn.bench.quality",
         description="Cross-validated perplexity, by poem, of the best Kneser-Ney n-gram model, the quality "
         "recipe, their mixture and the lab's plain embedding RNN, with percentages below Kneser-Ney "
@@ -110,8 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "are on unless --no-cache")
     g.add_argument("--seed", type=int, default=0,
                    help="seeds the folds and the first training seed (default: %(default)s)")
+    parser.add_argument("--recipe", default="quality", choices=("quality", *SEARCHED),
+                        help="the recipe row: quality (the one recipe, default), or auto: inside each fold, a search "
+                        "scored on the fold's inner validation poems only, then the chosen configuration trained as "
+                        "quality trains (nested; an explicit flag fixes its dimension of the search)")
     add_model_flags(parser)
     add_training_flags(parser)
+    add_search_flags(parser)
     g = parser.add_argument_group("output")
     g.add_argument("--json", default=DEFAULT_JSON, metavar="PATH", help="results file (default: %(default)s)")
     g.add_argument("--jobs", type=int, default=2,
@@ -235,6 +245,30 @@ def _ppl(logp: np.ndarray) -> float:
     return math.exp(-float(np.mean(logp)))
 
 
+@dataclass(frozen=True)
+class SearchPlan:
+    """``--recipe auto`` inside each fold: the space and the budget of its search."""
+
+    space: SearchSpace
+    trials: int
+    epochs: int
+
+
+def search_fold(recipe_config: Config, fold: Fold, plan: SearchPlan, workdir: Path) -> tuple[Config, dict[str, Any]]:
+    """The recipe's configuration chosen inside ``fold``: a search on its dataset, whose validation split is the
+    fold's inner validation poems (the held-out poems are not in it), and what the fold's record keeps of it."""
+    from wordrnn.frameworks import make_backend
+    from wordrnn.run.search import Budget, chosen_config, run_search
+
+    result = run_search(recipe_config, make_backend("torch"), fold.dataset, workdir / f"search-fold{fold.index}",
+                        plan.space, Budget(plan.trials, plan.epochs), quiet=True)
+    if result.interrupted:
+        raise KeyboardInterrupt
+    rec = result.record
+    kept = {k: rec[k] for k in ("choice", "chosen_trial", "chosen_val_ppl", "epochs_trained", "seconds", "trials")}
+    return chosen_config(recipe_config, result.choice), kept
+
+
 @dataclass
 class FoldOutcome:
     ppl: dict[str, float]  # held-out perplexity per row
@@ -260,11 +294,18 @@ def cache_losses(rnn: TrainedRNN, fold: Fold, r_val: np.ndarray, r_test: np.ndar
 
 
 def score_fold(fold: Fold, tokens: list[list[str]], recipe_config: Config, plain_config: Config, seeds: int,
-               seed: int, quiet: bool, started: float, workdir: str, cache: bool = False) -> FoldOutcome:
+               seed: int, quiet: bool, started: float, workdir: str, cache: bool = False,
+               search: SearchPlan | None = None) -> FoldOutcome:
     """One fold: choose and fit everything on its training poems, then score its held-out poems."""
     fold_started = time.time()
     log = (lambda *a: None) if quiet else say
     ds = fold.dataset
+    searched = None
+    if search is not None:
+        recipe_config, searched = search_fold(recipe_config, fold, search, Path(workdir))
+        log(f"    fold {fold.index + 1}: search chose trial {searched['chosen_trial'] + 1} of "
+            f"{len(searched['trials'])} (inner-validation ppl {searched['chosen_val_ppl']:.1f}, "
+            f"{searched['seconds']:.0f} s)")
     kn, kn_ppl = kneser_ney_for_fold(fold)
     kn_val = kn.log_prob(ds.val_x, ds.val_y)
     kn_test = kn.log_prob(fold.test_x, fold.test_y)
@@ -275,6 +316,8 @@ def score_fold(fold: Fold, tokens: list[list[str]], recipe_config: Config, plain
                               "weights": [], "recipe_epochs": [], "plain_epochs": []}
     if cache:
         choice["cache"] = []
+    if searched is not None:
+        choice["search"] = searched
     samples: dict[str, dict[str, Any]] = {}
     for s in range(seed, seed + seeds):
         rnn = TrainedRNN(replace(recipe_config, seed=s), fold, Path(workdir))
@@ -333,7 +376,7 @@ def prepare_corpus(poems: list[str], data: str, recipe_config: Config, folds: in
 
 def evaluate_corpora(tasks: list[CorpusTask], recipe_config: Config, plain_config: Config, seeds: int,
                      seed: int = 0, quiet: bool = False, jobs: int = 1, threads: int = 1,
-                     cache: bool = False) -> list[CorpusResult]:
+                     cache: bool = False, search: SearchPlan | None = None) -> list[CorpusResult]:
     """Cross-validate the four rows (six with ``cache``) on every corpus; ``jobs`` folds at a time, each in its own
     process, drawn from one queue for all the corpora, the largest corpus's folds first: with one pool per corpus,
     the last of its five folds would run alone while the other core waited."""
@@ -348,7 +391,7 @@ def evaluate_corpora(tasks: list[CorpusTask], recipe_config: Config, plain_confi
     with tempfile.TemporaryDirectory(prefix="wordrnn-quality-") as tmp:
         # a folder per corpus: the folds of two corpora share their numbers
         args = [(fold, tasks[k].tokens, recipe_config, plain_config, seeds, seed, quiet, started,
-                 str(Path(tmp) / f"corpus{k}"), cache) for k, fold in order]
+                 str(Path(tmp) / f"corpus{k}"), cache, search) for k, fold in order]
         if jobs <= 1:
             _worker_init(threads)
             outcomes = [score_fold(*a) for a in args]
@@ -476,6 +519,22 @@ def corpora_from_args(args: argparse.Namespace) -> list[tuple[str, str, list[str
     return [(path.name, str(path), read_poems(path, args.text_column))]
 
 
+def search_plan(args: argparse.Namespace, recipe_config: Config, tasks: list[CorpusTask]) -> SearchPlan | None:
+    """``--recipe auto``'s search inside each fold, its space and data checked before any fold trains."""
+    check_search_flags(args)
+    if args.recipe not in SEARCHED:
+        return None
+    from wordrnn.core.search_space import build_space
+    from wordrnn.run.search import check_search_data
+
+    space = build_space(recipe_config, explicit_flags(args), args.search_space)
+    for task in tasks:
+        for fold in task.folds:
+            check_search_data(fold.dataset, f"the inner validation poems of {task.result.label}'s fold "
+                              f"{fold.index + 1}")
+    return SearchPlan(space, args.search_trials, args.search_epochs)
+
+
 @cli
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -493,10 +552,11 @@ def main(argv: list[str] | None = None) -> int:
     check_threads(args.threads)
     tasks = [prepare_corpus(poems, data, recipe_config, args.folds, args.seeds, args.seed, name)
              for name, data, poems in corpora]
+    search = search_plan(args, recipe_config, tasks)
     started = time.time()
     try:
         results = evaluate_corpora(tasks, recipe_config, plain_config, args.seeds, args.seed, args.quiet, args.jobs,
-                                   args.threads, cache)
+                                   args.threads, cache, search)
     except KeyboardInterrupt:
         # The folds train in a temporary folder, removed on the way out: nothing is left to continue.
         print(f"\ninterrupted: nothing written to {args.json}, and the folds' temporary runs are gone. "
@@ -504,7 +564,9 @@ def main(argv: list[str] | None = None) -> int:
         return INTERRUPTED_EXIT
     seconds = time.time() - started
     document = {"corpora": [r.to_json() for r in results], "seconds": seconds, "jobs": args.jobs,
-                "recipe": trained_settings(recipe_config),
+                "recipe": trained_settings(recipe_config), "recipe_name": args.recipe,
+                **({"search_space": search.space.to_json(), "search_trials": search.trials,
+                    "search_epochs": search.epochs} if search else {}),
                 "plain": trained_settings(plain_config),
                 "command": " ".join(["python -m wordrnn.bench.quality", *(sys.argv[1:] if argv is None else argv)])}
     out = Path(args.json)
