@@ -1,0 +1,109 @@
+"""Dynamic evaluation (Krause et al. 2018): a poem model that keeps learning from the text it has just scored.
+
+The held-out poems are read in order, ``bptt`` tokens at a time, the state carried. Each chunk is first scored
+by the current weights; only then does each member take one step on that chunk (the chunk's mean cross-entropy,
+the state it started from held fixed), the SGD update with a global prior of the paper::
+
+    theta <- theta - lr * grad + decay * (theta_trained - theta)
+
+so the text already scored, and nothing after it, shapes the next prediction, and the weights are drawn back
+towards the trained ones. The adaptation is carried from one poem to the next in the order given (``per_poem``
+resets it to the trained weights at each poem instead); the recurrent state starts from zero at every poem, as
+in every other evaluation. An ensemble's members adapt each on its own loss, and the target's probability is
+their average, as ``wordrnn.core.metrics.average_probabilities`` averages them.
+
+``lr`` and ``decay`` are chosen on a grid by held-out poems the model was not trained on (a fold's inner
+validation poems in ``bench.quality``), as the neural cache's settings are (``scratch.cache_choice``); lr 0 (no
+adaptation) is on the grid, so the choice cannot make the inner validation loss worse. The forward pass and the
+gradient are the NumPy reference's (``scratch.sequence``), which reads any backend's canonical weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from scratch.sequence import forward, loss_and_grads
+from wordrnn.core.metrics import log_softmax
+from wordrnn.core.params import Params
+
+# The gradient is of a chunk's mean loss, so a step of lr 0.1 moves a weight by a tenth of a mean gradient; the
+# paper's SGD steps on PTB lie in this range. The decay pulls back a share of the distance each chunk.
+# The grid is searched one coordinate at a time (lr with no decay, then the decay at that lr): six passes over
+# the inner validation poems instead of the full grid's nine.
+LRS = (0.0, 0.03, 0.1, 0.3)
+DECAYS = (0.0, 0.01, 0.1)
+
+
+@dataclass(frozen=True)
+class DynamicSettings:
+    lr: float
+    decay: float
+    per_poem: bool = False  # reset the adaptation at every poem (else carried through the poems in order)
+
+    def to_json(self) -> dict[str, float | bool]:
+        return {"lr": self.lr, "decay": self.decay, "per_poem": self.per_poem}
+
+
+@dataclass(frozen=True)
+class DynamicChoice:
+    settings: DynamicSettings
+    inner_loss: float  # the mean negative log-likelihood on the targets it was chosen by
+
+    def to_json(self) -> dict[str, float | bool]:
+        return {**self.settings.to_json(), "inner_loss": self.inner_loss}
+
+
+def _member_log_prob(trained: Params, cell: str, poems: list[np.ndarray], min_context: int, bptt: int,
+                     settings: DynamicSettings) -> np.ndarray:
+    """One member's log-probability of every scored target of ``poems``, in order, adapting as it reads."""
+    trained = {k: np.array(v) for k, v in trained.items()}
+    theta = {k: v.copy() for k, v in trained.items()}
+    adapt = settings.lr > 0
+    out = []
+    for ids in poems:
+        ids = np.asarray(ids, np.int64)
+        if len(ids) < 2:
+            continue
+        if settings.per_poem:
+            theta = {k: v.copy() for k, v in trained.items()}
+        state = None
+        for start in range(0, len(ids) - 1, bptt):
+            x, y = ids[None, start:start + bptt], ids[None, start + 1:start + bptt + 1]
+            x = x[:, :y.shape[1]]
+            logits, after, _ = forward(theta, x, cell, state)
+            logp = log_softmax(logits[0])[np.arange(y.shape[1]), y[0]]
+            scored = np.arange(start + 1, start + 1 + y.shape[1]) >= min_context
+            out.append(logp[scored])
+            if adapt:  # the chunk has been scored: now, and only now, learn from it
+                _, grads, _ = loss_and_grads(theta, x, y, cell=cell, state=state)
+                for k in theta:
+                    theta[k] += -settings.lr * grads[k] + settings.decay * (trained[k] - theta[k])
+            state = after
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def dynamic_log_prob(members: list[Params], cell: str, poems: list[np.ndarray], min_context: int, bptt: int,
+                     settings: DynamicSettings) -> np.ndarray:
+    """log P of every scored target of ``poems`` (every token with at least ``min_context`` tokens before it in its
+    poem, the order of ``wordrnn.core.metrics.poem_target_logits``) under dynamic evaluation."""
+    parts = np.stack([_member_log_prob(p, cell, poems, min_context, bptt, settings) for p in members])
+    return np.logaddexp.reduce(parts, axis=0) - np.log(len(members))
+
+
+def choose_dynamic(members: list[Params], cell: str, poems: list[np.ndarray], min_context: int, bptt: int,
+                   per_poem: bool = False) -> DynamicChoice:
+    """The (lr, decay) with the lowest mean negative log-likelihood on ``poems``: the lr of ``LRS`` with no decay,
+    then the ``DECAYS`` at that lr (the first on a tie, so lr 0 wins where adapting does not help)."""
+
+    def scored(lr: float, decay: float) -> DynamicChoice:
+        settings = DynamicSettings(lr, decay, per_poem)
+        with np.errstate(over="ignore", invalid="ignore"):  # a step too large diverges: an infinite loss, not chosen
+            loss = -float(np.mean(dynamic_log_prob(members, cell, poems, min_context, bptt, settings)))
+        return DynamicChoice(settings, loss if np.isfinite(loss) else np.inf)
+
+    best = min((scored(lr, 0.0) for lr in LRS), key=lambda c: c.inner_loss)
+    if best.settings.lr:
+        best = min([best, *(scored(best.settings.lr, d) for d in DECAYS[1:])], key=lambda c: c.inner_loss)
+    return best
