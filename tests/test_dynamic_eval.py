@@ -73,3 +73,35 @@ def test_the_choice_is_never_worse_than_no_adaptation_on_its_own_poems():
     assert choice.inner_loss <= still
     again = -float(np.mean(dynamic_log_prob(ms, CONFIG.cell, ps, MIN_CONTEXT, BPTT, choice.settings)))
     assert again == pytest.approx(choice.inner_loss)
+
+
+def test_bench_quality_adds_the_dynamic_evaluation_row_chosen_on_inner_validation(tmp_path):
+    pytest.importorskip("torch")
+    import json
+
+    from test_quality import tiny_poems, write_corpus
+
+    from wordrnn.bench.quality import main
+
+    data = write_corpus(tmp_path, tiny_poems(8, length=40))
+    out = tmp_path / "q.json"
+    assert main(["--data", str(data), "--folds", "2", "--jobs", "1", "--epochs", "1", "--hidden-size", "8",
+                 "--embed-dim", "8", "--ensemble", "1", "--no-cache", "--dynamic-eval", "--json", str(out),
+                 "--quiet"]) == 0
+    (corpus,) = json.loads(out.read_text())["corpora"]
+    assert [r["name"] for r in corpus["rows"]] == ["kneser-ney", "recipe", "mixture", "plain", "dynamic-eval"]
+    for choice in corpus["choices"]:
+        (chosen,) = choice["dynamic_eval"]
+        assert set(chosen) == {"lr", "decay", "per_poem", "inner_loss", "seconds"} and not chosen["per_poem"]
+
+
+def test_bench_quality_refuses_dynamic_evaluation_of_a_window_model(tmp_path, capsys):
+    from test_quality import tiny_poems, write_corpus
+    from test_reliability import one_error_line, run_main
+
+    from wordrnn.bench.quality import main
+
+    data = write_corpus(tmp_path, tiny_poems(8, length=40))
+    code, _, err = run_main(main, ["--data", str(data), "--context", "window", "--dynamic-eval", "--json",
+                                   str(tmp_path / "q.json")], capsys)
+    assert code == 2 and "--dynamic-eval needs --context poem" in one_error_line(err)

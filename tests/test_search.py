@@ -194,3 +194,31 @@ def test_bench_quality_refuses_a_fold_too_small_to_search(tmp_path, capsys):
     code, _, err = run_main(main, ["--data", str(data), "--folds", "2", "--recipe", "auto", "--json",
                                    str(tmp_path / "q.json")], capsys)
     assert code == 2 and "inner validation poems of tiny.txt's fold 1" in one_error_line(err)
+
+
+def test_ctrl_c_during_the_trainer_s_search_keeps_its_trials_and_resume_finishes_the_run(tmp_path, capsys,
+                                                                                         monkeypatch):
+    import wordrnn.run.loop as loop
+    from scratch.train import main
+
+    real, calls = loop.train, []
+
+    def interrupted_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    corpus = write_corpus(tmp_path, tiny_poems(40, length=40))
+    out = tmp_path / "run"
+    argv = ["--data", str(corpus), "--out", str(out), *SEARCH, "--search-space", *SMALL, "--quiet"]
+    monkeypatch.setattr(loop, "train", interrupted_second)
+    code, _, err = run_main(main, argv, capsys)
+    assert code == 130 and "keeps its 1 finished trial" in err and f"--resume --out {out}" in err
+    assert not (out / "config.json").exists()
+    monkeypatch.setattr(loop, "train", real)
+    code, _, err = run_main(main, [*argv, "--resume"], capsys)
+    assert code == 0, err
+    trials = json.loads((out / "search.json").read_text())["trials"]
+    assert [t["state"] for t in trials][:2] == ["complete", "fail"] and len(trials) == 3
+    assert (out / "weights.safetensors").is_file()

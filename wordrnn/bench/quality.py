@@ -68,9 +68,14 @@ ROWS = ("kneser-ney", "recipe", "mixture", "plain")
 # In the poem context (unless --no-cache): the recipe with a neural cache (wordrnn.core.cache), and that mixed
 # with Kneser-Ney; the cache's size, flatness and weight are chosen on the inner validation poems.
 CACHE_ROWS = ("cache", "cache-mixture")
+# In the poem context (with --dynamic-eval): the recipe adapting to each held-out chunk once it is scored
+# (scratch.dynamic_eval), carried through the fold's held-out poems in order; its step and decay chosen on the
+# inner validation poems.
+DYNAMIC_ROWS = ("dynamic-eval",)
 LABELS = {"kneser-ney": "Kneser-Ney (best order)", "recipe": "recipe (--recipe quality)",
           "mixture": "recipe + Kneser-Ney mixture", "plain": "plain embedding RNN (lab)",
-          "cache": "recipe + neural cache", "cache-mixture": "recipe + cache + Kneser-Ney mixture"}
+          "cache": "recipe + neural cache", "cache-mixture": "recipe + cache + Kneser-Ney mixture",
+          "dynamic-eval": "recipe + dynamic evaluation"}
 KN_ORDERS = (1, 2, 3, 4, 5)
 PLAIN = {"model": "embedding", "cell": "rnn"}  # the rest is the benchmark configuration
 STOPPING = ("epochs", "patience")  # the plain row trains as long as the recipe row
@@ -113,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "mixed with Kneser-Ney (Grave et al. 2017); its size, flatness and weight are chosen on the inner "
                    "validation poems. The poem context only (a window model reads no poem to remember), where they "
                    "are on unless --no-cache")
+    g.add_argument("--dynamic-eval", action=argparse.BooleanOptionalAction, default=False,
+                   help="the row of the recipe under dynamic evaluation (Krause et al. 2018): each held-out chunk "
+                   "scored, then one step on it, decayed towards the trained weights, carried through the fold's "
+                   "held-out poems in order; step and decay chosen on the inner validation poems. The poem context "
+                   "only (default: off)")
     g.add_argument("--seed", type=int, default=0,
                    help="seeds the folds and the first training seed (default: %(default)s)")
     parser.add_argument("--recipe", default="quality", choices=("quality", *SEARCHED),
@@ -140,7 +150,7 @@ class CorpusResult:
     poems: int
     folds: int
     seeds: int
-    fold_ppl: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in ROWS + CACHE_ROWS})
+    fold_ppl: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in ROWS + CACHE_ROWS + DYNAMIC_ROWS})
     choices: list[dict[str, Any]] = field(default_factory=list)  # per fold: order, weights, epochs
     samples: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0  # its folds' own wall clocks, added (the folds of every corpus share one pool)
@@ -153,7 +163,7 @@ class CorpusResult:
     @property
     def names(self) -> tuple[str, ...]:
         """The rows this corpus has: the four, and the cache's where it was asked for."""
-        return tuple(r for r in ROWS + CACHE_ROWS if self.fold_ppl.get(r))
+        return tuple(r for r in ROWS + CACHE_ROWS + DYNAMIC_ROWS if self.fold_ppl.get(r))
 
     def rows(self) -> list[dict[str, Any]]:
         kn = float(np.mean(self.fold_ppl["kneser-ney"]))
@@ -293,9 +303,22 @@ def cache_losses(rnn: TrainedRNN, fold: Fold, r_val: np.ndarray, r_test: np.ndar
     return losses, {**choice.to_json(), "kneser_ney_weight": w}
 
 
+def dynamic_losses(rnn: TrainedRNN, fold: Fold) -> tuple[dict[str, float], dict[str, Any]]:
+    """The held-out loss of the recipe under dynamic evaluation, its step and decay chosen on the inner validation
+    poems (each read in the fold's order, the adaptation carried from poem to poem)."""
+    from scratch.dynamic_eval import choose_dynamic, dynamic_log_prob
+
+    c = rnn.config
+    started = time.time()
+    choice = choose_dynamic(rnn.member_params, c.cell, fold.dataset.val_ids, c.seq_len, c.bptt)
+    logp = dynamic_log_prob(rnn.member_params, c.cell, fold.test_ids, c.seq_len, c.bptt, choice.settings)
+    assert len(logp) == len(fold.test_y), "dynamic evaluation scores the windows' targets"
+    return {"dynamic-eval": -float(logp.mean())}, {**choice.to_json(), "seconds": time.time() - started}
+
+
 def score_fold(fold: Fold, tokens: list[list[str]], recipe_config: Config, plain_config: Config, seeds: int,
                seed: int, quiet: bool, started: float, workdir: str, cache: bool = False,
-               search: SearchPlan | None = None) -> FoldOutcome:
+               search: SearchPlan | None = None, dynamic: bool = False) -> FoldOutcome:
     """One fold: choose and fit everything on its training poems, then score its held-out poems."""
     fold_started = time.time()
     log = (lambda *a: None) if quiet else say
@@ -309,7 +332,8 @@ def score_fold(fold: Fold, tokens: list[list[str]], recipe_config: Config, plain
     kn, kn_ppl = kneser_ney_for_fold(fold)
     kn_val = kn.log_prob(ds.val_x, ds.val_y)
     kn_test = kn.log_prob(fold.test_x, fold.test_y)
-    losses: dict[str, list[float]] = {r: [] for r in ("recipe", "mixture", "plain", *(CACHE_ROWS if cache else ()))}
+    losses: dict[str, list[float]] = {r: [] for r in ("recipe", "mixture", "plain", *(CACHE_ROWS if cache else ()),
+                                                      *(DYNAMIC_ROWS if dynamic else ()))}
     choice: dict[str, Any] = {"fold": fold.index + 1, "kneser_ney_order": kn.order,
                               "kneser_ney_inner_ppl": kn_ppl, "heldout_poems": len(fold.heldout),
                               "heldout_targets": len(fold.test_y), "vocab": len(fold.vocab),
@@ -318,6 +342,8 @@ def score_fold(fold: Fold, tokens: list[list[str]], recipe_config: Config, plain
         choice["cache"] = []
     if searched is not None:
         choice["search"] = searched
+    if dynamic:
+        choice["dynamic_eval"] = []
     samples: dict[str, dict[str, Any]] = {}
     for s in range(seed, seed + seeds):
         rnn = TrainedRNN(replace(recipe_config, seed=s), fold, Path(workdir))
@@ -339,6 +365,11 @@ def score_fold(fold: Fold, tokens: list[list[str]], recipe_config: Config, plain
             for name, loss in cached.items():
                 losses[name].append(loss)
             choice["cache"].append(chosen)
+        if dynamic:
+            adapted, chosen = dynamic_losses(rnn, fold)
+            for name, loss in adapted.items():
+                losses[name].append(loss)
+            choice["dynamic_eval"].append(chosen)
         choice["recipe_epochs"].append(rnn.best_epoch)
         choice["plain_epochs"].append(plain.best_epoch)
         if fold.index == 0 and s == seed:
@@ -376,7 +407,8 @@ def prepare_corpus(poems: list[str], data: str, recipe_config: Config, folds: in
 
 def evaluate_corpora(tasks: list[CorpusTask], recipe_config: Config, plain_config: Config, seeds: int,
                      seed: int = 0, quiet: bool = False, jobs: int = 1, threads: int = 1,
-                     cache: bool = False, search: SearchPlan | None = None) -> list[CorpusResult]:
+                     cache: bool = False, search: SearchPlan | None = None, dynamic: bool = False
+                     ) -> list[CorpusResult]:
     """Cross-validate the four rows (six with ``cache``) on every corpus; ``jobs`` folds at a time, each in its own
     process, drawn from one queue for all the corpora, the largest corpus's folds first: with one pool per corpus,
     the last of its five folds would run alone while the other core waited."""
@@ -391,7 +423,7 @@ def evaluate_corpora(tasks: list[CorpusTask], recipe_config: Config, plain_confi
     with tempfile.TemporaryDirectory(prefix="wordrnn-quality-") as tmp:
         # a folder per corpus: the folds of two corpora share their numbers
         args = [(fold, tasks[k].tokens, recipe_config, plain_config, seeds, seed, quiet, started,
-                 str(Path(tmp) / f"corpus{k}"), cache, search) for k, fold in order]
+                 str(Path(tmp) / f"corpus{k}"), cache, search, dynamic) for k, fold in order]
         if jobs <= 1:
             _worker_init(threads)
             outcomes = [score_fold(*a) for a in args]
@@ -547,6 +579,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(f"--cache needs --context poem: the neural cache recalls the hidden states of the poem read "
                          f"so far, and a {recipe_config.context} model starts every window from a zero state")
     cache = recipe_config.layout.carries_state if args.cache is None else args.cache
+    if args.dynamic_eval and not recipe_config.layout.carries_state:
+        raise UsageError(f"--dynamic-eval needs --context poem: it adapts the model along each held-out poem read "
+                         f"with the state carried, and a {recipe_config.context} model reads windows")
     check_out_file(args.json, overwrite=True, flag="--json")  # the results file replaces an earlier one
     corpora = corpora_from_args(args)
     check_threads(args.threads)
@@ -556,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     try:
         results = evaluate_corpora(tasks, recipe_config, plain_config, args.seeds, args.seed, args.quiet, args.jobs,
-                                   args.threads, cache, search)
+                                   args.threads, cache, search, args.dynamic_eval)
     except KeyboardInterrupt:
         # The folds train in a temporary folder, removed on the way out: nothing is left to continue.
         print(f"\ninterrupted: nothing written to {args.json}, and the folds' temporary runs are gone. "
