@@ -12,7 +12,7 @@ resets it to the trained weights at each poem instead); the recurrent state star
 in every other evaluation. An ensemble's members adapt each on its own loss, and the target's probability is
 their average, as ``wordrnn.core.metrics.average_probabilities`` averages them.
 
-``lr`` and ``decay`` are chosen on a grid by held-out poems the model was not trained on (a fold's inner
+``lr``, ``decay`` and the mode are chosen on a grid by held-out poems the model was not trained on (a fold's inner
 validation poems in ``bench.quality``), as the neural cache's settings are (``scratch.cache_choice``); lr 0 (no
 adaptation) is on the grid, so the choice cannot make the inner validation loss worse. The forward pass and the
 gradient are the NumPy reference's (``scratch.sequence``), which reads any backend's canonical weights.
@@ -30,10 +30,11 @@ from wordrnn.core.params import Params
 
 # The gradient is of a chunk's mean loss, so a step of lr 0.1 moves a weight by a tenth of a mean gradient; the
 # paper's SGD steps on PTB lie in this range. The decay pulls back a share of the distance each chunk.
-# The grid is searched one coordinate at a time (lr with no decay, then the decay at that lr): six passes over
-# the inner validation poems instead of the full grid's nine.
-LRS = (0.0, 0.03, 0.1, 0.3)
+# The grid is searched one coordinate at a time (lr with no decay, then the decay at that lr), for the adaptation
+# carried from poem to poem and for one reset at each poem: 13 passes over the inner validation poems.
+LRS = (0.0, 0.03, 0.1, 0.3, 1.0)
 DECAYS = (0.0, 0.01, 0.1)
+MODES = (False, True)  # per_poem
 
 
 @dataclass(frozen=True)
@@ -93,9 +94,18 @@ def dynamic_log_prob(members: list[Params], cell: str, poems: list[np.ndarray], 
 
 
 def choose_dynamic(members: list[Params], cell: str, poems: list[np.ndarray], min_context: int, bptt: int,
-                   per_poem: bool = False) -> DynamicChoice:
-    """The (lr, decay) with the lowest mean negative log-likelihood on ``poems``: the lr of ``LRS`` with no decay,
-    then the ``DECAYS`` at that lr (the first on a tie, so lr 0 wins where adapting does not help)."""
+                   modes: tuple[bool, ...] = MODES) -> DynamicChoice:
+    """The (lr, decay, per_poem) with the lowest mean negative log-likelihood on ``poems``: for each of ``modes``,
+    the lr of ``LRS`` with no decay, then the ``DECAYS`` at that lr (the first on a tie, so lr 0, no adaptation,
+    wins where adapting does not help)."""
+    still = _choose_steps(members, cell, poems, min_context, bptt, False, LRS[:1])
+    return min([still, *(_choose_steps(members, cell, poems, min_context, bptt, per_poem, LRS[1:])
+                         for per_poem in modes)], key=lambda c: c.inner_loss)
+
+
+def _choose_steps(members: list[Params], cell: str, poems: list[np.ndarray], min_context: int, bptt: int,
+                  per_poem: bool, lrs: tuple[float, ...]) -> DynamicChoice:
+    """The best lr of ``lrs`` with no decay, then the best decay at that lr, for one mode."""
 
     def scored(lr: float, decay: float) -> DynamicChoice:
         settings = DynamicSettings(lr, decay, per_poem)
@@ -103,7 +113,7 @@ def choose_dynamic(members: list[Params], cell: str, poems: list[np.ndarray], mi
             loss = -float(np.mean(dynamic_log_prob(members, cell, poems, min_context, bptt, settings)))
         return DynamicChoice(settings, loss if np.isfinite(loss) else np.inf)
 
-    best = min((scored(lr, 0.0) for lr in LRS), key=lambda c: c.inner_loss)
+    best = min((scored(lr, 0.0) for lr in lrs), key=lambda c: c.inner_loss)
     if best.settings.lr:
         best = min([best, *(scored(best.settings.lr, d) for d in DECAYS[1:])], key=lambda c: c.inner_loss)
     return best

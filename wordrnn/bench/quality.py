@@ -69,8 +69,8 @@ ROWS = ("kneser-ney", "recipe", "mixture", "plain")
 # with Kneser-Ney; the cache's size, flatness and weight are chosen on the inner validation poems.
 CACHE_ROWS = ("cache", "cache-mixture")
 # In the poem context (with --dynamic-eval): the recipe adapting to each held-out chunk once it is scored
-# (scratch.dynamic_eval), carried through the fold's held-out poems in order; its step and decay chosen on the
-# inner validation poems.
+# (scratch.dynamic_eval), reset at each poem or carried through the fold's held-out poems in order; that, its
+# step and its decay chosen on the inner validation poems.
 DYNAMIC_ROWS = ("dynamic-eval",)
 LABELS = {"kneser-ney": "Kneser-Ney (best order)", "recipe": "recipe (--recipe quality)",
           "mixture": "recipe + Kneser-Ney mixture", "plain": "plain embedding RNN (lab)",
@@ -120,9 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "are on unless --no-cache")
     g.add_argument("--dynamic-eval", action=argparse.BooleanOptionalAction, default=False,
                    help="the row of the recipe under dynamic evaluation (Krause et al. 2018): each held-out chunk "
-                   "scored, then one step on it, decayed towards the trained weights, carried through the fold's "
-                   "held-out poems in order; step and decay chosen on the inner validation poems. The poem context "
-                   "only (default: off)")
+                   "scored, then one step on it, decayed towards the trained weights, reset at each poem or "
+                   "carried through the fold's held-out poems in order; step, decay and mode chosen on the inner "
+                   "validation poems. The poem context only (default: off: 13 passes over the inner validation "
+                   "poems a fold)")
     g.add_argument("--seed", type=int, default=0,
                    help="seeds the folds and the first training seed (default: %(default)s)")
     parser.add_argument("--recipe", default="quality", choices=("quality", *SEARCHED),
@@ -304,8 +305,8 @@ def cache_losses(rnn: TrainedRNN, fold: Fold, r_val: np.ndarray, r_test: np.ndar
 
 
 def dynamic_losses(rnn: TrainedRNN, fold: Fold) -> tuple[dict[str, float], dict[str, Any]]:
-    """The held-out loss of the recipe under dynamic evaluation, its step and decay chosen on the inner validation
-    poems (each read in the fold's order, the adaptation carried from poem to poem)."""
+    """The held-out loss of the recipe under dynamic evaluation, its step, decay and mode (reset per poem, or
+    carried through the poems in the fold's order) chosen on the inner validation poems."""
     from scratch.dynamic_eval import choose_dynamic, dynamic_log_prob
 
     c = rnn.config
@@ -588,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [prepare_corpus(poems, data, recipe_config, args.folds, args.seeds, args.seed, name)
              for name, data, poems in corpora]
     search = search_plan(args, recipe_config, tasks)
+    if search is not None:  # the tables name the recipe the row was trained by
+        LABELS["recipe"] = f"recipe (--recipe {args.recipe}, searched in each fold)"
     started = time.time()
     try:
         results = evaluate_corpora(tasks, recipe_config, plain_config, args.seeds, args.seed, args.quiet, args.jobs,
