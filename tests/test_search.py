@@ -120,11 +120,13 @@ def test_the_trainer_searches_with_the_explicit_flag_fixed_then_trains_the_choic
 
     corpus = write_corpus(tmp_path, tiny_poems(40, length=40))
     out = tmp_path / "run"
-    code, _, err = run_main(main, ["--data", str(corpus), "--out", str(out), *SEARCH, "--hidden-size", "6",
-                                   "--search-space", "embed-dim=4,8", "--quiet"], capsys)
+    code, printed, err = run_main(main, ["--data", str(corpus), "--out", str(out), *SEARCH, "--hidden-size", "6",
+                                         "--search-space", "embed-dim=4,8"], capsys)
     assert code == 0, err
+    assert "; fixed by the command line: hidden-size 6;" in printed  # the note says the flag fixed it
     record = json.loads((out / "search.json").read_text())
-    assert "hidden_size" not in record["space"] and len(record["trials"]) == 2
+    assert "hidden_size" not in record["space"] and record["fixed"] == {"hidden_size": 6}
+    assert len(record["trials"]) == 2
     assert all("hidden_size" not in t["params"] for t in record["trials"])
     config = json.loads((out / "config.json").read_text())
     assert config["hidden_size"] == 6

@@ -130,12 +130,29 @@ class SearchSpace:
     """The dimensions a search tries, and the settings fixed for it (the base configuration's values)."""
 
     dimensions: tuple[Dimension, ...]
+    fixed: tuple[str, ...] = ()  # the dimensions an explicit flag fixes, at the base configuration's value
 
     def to_json(self) -> dict[str, Any]:
         return {d.name: d.to_json() for d in self.dimensions}
 
     def describe(self) -> str:
         return ", ".join(d.describe() for d in self.dimensions)
+
+    def describe_fixed(self, base: Config) -> str:
+        """``; fixed by the command line: hidden-size 256`` (nothing when no flag fixes a dimension)."""
+        if not self.fixed:
+            return ""
+        return "; fixed by the command line: " + ", ".join(f"{flag_of(n)[2:]} {value_of(base, n)}" for n in self.fixed)
+
+    def fixed_values(self, base: Config) -> dict[str, Any]:
+        return {n: value_of(base, n) for n in self.fixed}
+
+
+def value_of(base: Config, name: str) -> Any:
+    """The value a run of ``base`` trains with for the dimension ``name`` (the dropout rates default to
+    ``--dropout``)."""
+    rates = {"dropout_in": "input", "dropout_out": "hidden"}
+    return base.rate(rates[name]) if name in rates else getattr(base, name)
 
 
 def build_space(base: Config, explicit: Collection[str], specs: Iterable[str] = ()) -> SearchSpace:
@@ -165,4 +182,5 @@ def build_space(base: Config, explicit: Collection[str], specs: Iterable[str] = 
     if not dims:
         raise UsageError("--recipe auto has nothing to search: the command line fixes every dimension of its "
                          "space; drop one of those flags, or use --recipe quality")
-    return SearchSpace(dims)
+    held = tuple(d.name for d in DIMENSIONS if usable(d.name, base) and d.name in fixed)
+    return SearchSpace(dims, held)

@@ -103,7 +103,8 @@ def run_search(base: Config, backend: Backend, dataset: Dataset, folder: str | P
         (folder / RECORD).unlink(missing_ok=True)
     (folder / SEARCH_DIR).mkdir(parents=True, exist_ok=True)
     base = dataclasses.replace(base, ensemble=1, epochs=budget.epochs, patience=0, extra=dict(base.extra))
-    setup = {"space": space.to_json(), "epochs": budget.epochs, "base": _settings(base),
+    setup = {"space": space.to_json(), "fixed": space.fixed_values(base), "epochs": budget.epochs,
+             "base": _settings(base),
              "data": _data_signature(dataset)}
     study = _open_study(folder, setup, budget, base.seed, resume)
     started = time.perf_counter() - (_stored_wall_seconds(folder / RECORD) if resume else 0.0)
@@ -287,8 +288,9 @@ def search_then_config(base: Config, backend: Backend, dataset: Dataset, run_dir
     say = (lambda *a, **k: None) if quiet else print
     space = build_space(base, explicit, specs)
     check_search_data(dataset)
-    say(f"--recipe auto: searching {space.describe()}; {plural(budget.trials, 'trial')} of at most "
-        f"{plural(budget.epochs, 'epoch')}, scored on the validation poems -> {run_dir / RECORD}")
+    say(f"--recipe auto: searching {space.describe()}{space.describe_fixed(base)}; "
+        f"{plural(budget.trials, 'trial')} of at most {plural(budget.epochs, 'epoch')}, scored on the validation "
+        f"poems -> {run_dir / RECORD}")
     result = run_search(base, backend, dataset, run_dir, space, budget, resume=resume, overwrite=overwrite,
                         quiet=quiet, say=say)
     if result.interrupted:
