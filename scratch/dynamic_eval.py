@@ -21,11 +21,12 @@ gradient are the NumPy reference's (``scratch.sequence``), which reads any backe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from scratch.sequence import forward, loss_and_grads
-from wordrnn.core.metrics import log_softmax
+from wordrnn.core.metrics import SequenceLogits, log_softmax
 from wordrnn.core.params import Params
 
 # The gradient is of a chunk's mean loss, so a step of lr 0.1 moves a weight by a tenth of a mean gradient; the
@@ -56,32 +57,56 @@ class DynamicChoice:
         return {**self.settings.to_json(), "inner_loss": self.inner_loss}
 
 
+class Adapting:
+    """One model's weights as dynamic evaluation moves them: ``read`` a text chunk by chunk, each chunk's logits
+    computed before the step on it."""
+
+    def __init__(self, trained: Params, cell: str, bptt: int, settings: DynamicSettings):
+        self.trained = {k: np.array(v) for k, v in trained.items()}
+        self.cell, self.bptt, self.settings = cell, bptt, settings
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the trained weights."""
+        self.theta = {k: v.copy() for k, v in self.trained.items()}
+
+    def read(self, ids: np.ndarray, state: Any = None) -> tuple[np.ndarray, Any]:
+        """The logits [T, V] after each token of ``ids`` and the state after the last, the state carried from
+        ``state``; after each chunk is read, one step on the chunk's targets (the tokens after it that ``ids``
+        holds: the last token's target is not known yet, so it weighs nothing)."""
+        ids = np.asarray(ids, np.int64)
+        out = []
+        for start in range(0, len(ids), self.bptt):
+            x = ids[None, start:start + self.bptt]
+            logits, after, _ = forward(self.theta, x, self.cell, state)
+            out.append(logits[0])
+            y = ids[None, start + 1:start + 1 + x.shape[1]]
+            if self.settings.lr > 0 and y.shape[1]:  # the chunk has been read: now, and only now, learn from it
+                self._step(x[:, :y.shape[1]], y, state)
+            state = after
+        return np.concatenate(out), state
+
+    def _step(self, x: np.ndarray, y: np.ndarray, state: Any) -> None:
+        _, grads, _ = loss_and_grads(self.theta, x, y, cell=self.cell, state=state)
+        lr, decay = self.settings.lr, self.settings.decay
+        for k, theta in self.theta.items():
+            theta += -lr * grads[k] + decay * (self.trained[k] - theta)
+
+
 def _member_log_prob(trained: Params, cell: str, poems: list[np.ndarray], min_context: int, bptt: int,
                      settings: DynamicSettings) -> np.ndarray:
     """One member's log-probability of every scored target of ``poems``, in order, adapting as it reads."""
-    trained = {k: np.array(v) for k, v in trained.items()}
-    theta = {k: v.copy() for k, v in trained.items()}
-    adapt = settings.lr > 0
+    member = Adapting(trained, cell, bptt, settings)
     out = []
     for ids in poems:
         ids = np.asarray(ids, np.int64)
         if len(ids) < 2:
             continue
         if settings.per_poem:
-            theta = {k: v.copy() for k, v in trained.items()}
-        state = None
-        for start in range(0, len(ids) - 1, bptt):
-            x, y = ids[None, start:start + bptt], ids[None, start + 1:start + bptt + 1]
-            x = x[:, :y.shape[1]]
-            logits, after, _ = forward(theta, x, cell, state)
-            logp = log_softmax(logits[0])[np.arange(y.shape[1]), y[0]]
-            scored = np.arange(start + 1, start + 1 + y.shape[1]) >= min_context
-            out.append(logp[scored])
-            if adapt:  # the chunk has been scored: now, and only now, learn from it
-                _, grads, _ = loss_and_grads(theta, x, y, cell=cell, state=state)
-                for k in theta:
-                    theta[k] += -settings.lr * grads[k] + settings.decay * (trained[k] - theta[k])
-            state = after
+            member.reset()
+        logits, _ = member.read(ids)  # the last token's logits predict past the poem: unused
+        logp = log_softmax(logits[:-1])[np.arange(len(ids) - 1), ids[1:]]
+        out.append(logp[np.arange(1, len(ids)) >= min_context])
     return np.concatenate(out) if out else np.zeros(0)
 
 
@@ -117,3 +142,20 @@ def _choose_steps(members: list[Params], cell: str, poems: list[np.ndarray], min
     if best.settings.lr:
         best = min([best, *(scored(best.settings.lr, d) for d in DECAYS[1:])], key=lambda c: c.inner_loss)
     return best
+
+
+def adapting_step(params: Params, cell: str, bptt: int, settings: DynamicSettings) -> SequenceLogits:
+    """A poem model's ``(x [1, T], state) -> (logits [1, T, V], state)`` for generation that learns from the prompt:
+    a text's first call (state None) starts from the trained weights and reads the prompt as dynamic evaluation
+    reads a poem, a step after each chunk; the tokens after it are read by the weights the prompt left (the
+    model's own words teach it nothing)."""
+    member = Adapting(params, cell, bptt, settings)
+
+    def step(x: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+        if state is None:
+            member.reset()
+            logits, state = member.read(np.asarray(x)[0])
+            return logits[None], state
+        return forward(member.theta, x, cell, state=state)[:2]
+
+    return step

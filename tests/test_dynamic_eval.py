@@ -105,3 +105,48 @@ def test_bench_quality_refuses_dynamic_evaluation_of_a_window_model(tmp_path, ca
     code, _, err = run_main(main, ["--data", str(data), "--context", "window", "--dynamic-eval", "--json",
                                    str(tmp_path / "q.json")], capsys)
     assert code == 2 and "--dynamic-eval needs --context poem" in one_error_line(err)
+
+
+def test_a_generator_that_learns_from_its_prompt_reads_it_as_dynamic_evaluation_does():
+    """The prompt's logits are those dynamic evaluation scores it with; every text starts from the trained
+    weights (two samples, the same text); with lr 0 the text is the plain model's."""
+    from scratch.dynamic_eval import Adapting, adapting_step
+    from scratch.generate import poem_step
+    from wordrnn.core.sampling import SamplerSettings, Stateful, generate
+
+    (params,) = members(1)
+    prompt = poems()[3]
+    settings = DynamicSettings(0.5, 0.01)
+    step = adapting_step(params, CONFIG.cell, BPTT, settings)
+    logits, _ = step(prompt[None], None)
+    expected, _ = Adapting(params, CONFIG.cell, BPTT, settings).read(prompt)
+    np.testing.assert_array_equal(logits[0], expected)
+    plain, _ = poem_step(params, CONFIG.cell)(prompt[None], None)
+    np.testing.assert_allclose(logits[0, :BPTT], plain[0, :BPTT], atol=1e-5)  # the first chunk: no step yet
+    assert not np.allclose(logits[0, BPTT:], plain[0, BPTT:], atol=1e-3)
+
+    def text(source):
+        return generate(source, [int(t) for t in prompt], 20, MIN_CONTEXT, SamplerSettings(seed=3))
+
+    adapted = Stateful(step)
+    assert text(adapted) == text(adapted)
+    assert text(Stateful(adapting_step(params, CONFIG.cell, BPTT, DynamicSettings(0.0, 0.0)))) == \
+        text(Stateful(poem_step(params, CONFIG.cell)))
+
+
+@pytest.mark.parametrize("context, flags, words", [
+    ("window", ["--adapt-lr", "0.1"], "reads windows"),
+    ("poem", ["--adapt-lr", "0.1", "--cache-size", "10", "--cache-theta", "0.1", "--cache-lambda", "0.1"],
+     "choose one of the two"),
+    ("poem", ["--adapt-decay", "0.1"], "add --adapt-lr"),
+    ("poem", ["--adapt-lr", "-1"], "positive step size"),
+])
+def test_scratch_generate_refuses_an_adaptation_it_cannot_make(tmp_path, capsys, context, flags, words):
+    from test_export import make_run
+    from test_reliability import one_error_line, run_main
+
+    from scratch.generate import main
+
+    run = make_run(tmp_path / "run", "embedding", cell="lstm", context=context)
+    code, _, err = run_main(main, ["--run", str(run), "--prompt", "the", *flags], capsys)
+    assert code == 2 and words in one_error_line(err)
