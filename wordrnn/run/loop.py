@@ -674,7 +674,7 @@ def _search_and_train(args: argparse.Namespace, backend: Backend, base: Config, 
                                           Budget(args.search_trials, args.search_epochs), resume=args.resume,
                                           overwrite=args.overwrite, quiet=args.quiet)
     if config is None:
-        done = sum(t["state"] != "fail" or t.get("failed") != "interrupted" for t in searched.record["trials"])
+        done = searched.record["trials_done"]
         print(f"\ninterrupted during the search; {run_dir} keeps its {plural(done, 'finished trial')}. "
               f"Continue with --resume --out {run_dir}", file=sys.stderr)
         return INTERRUPTED_EXIT

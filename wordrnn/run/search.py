@@ -230,8 +230,8 @@ def _trial_json(t: Any) -> dict[str, Any]:
     row = {"number": t.number, "state": t.state.name.lower(), "params": t.params,
            "score": t.value if t.value is not None else (min(losses) if losses else None),
            "val_loss": losses, "epochs": len(losses), "seconds": t.user_attrs.get("seconds")}
-    if "failed" in t.user_attrs:
-        row["failed"] = t.user_attrs["failed"]
+    if t.state.name == "FAIL":  # a trial killed before it could say why was interrupted
+        row["failed"] = t.user_attrs.get("failed", INTERRUPTED)
     return row
 
 
@@ -245,7 +245,7 @@ def _write_record(folder: Path, study: Any, setup: dict[str, Any], budget: Budge
     best = min(finished, key=lambda t: t.value) if finished else None
     record = {"format_version": RECORD_VERSION, "sampler": "optuna TPE", "scored_on": "validation poems",
               "pruner": f"optuna median (after {PRUNER_STARTUP} trials, from epoch {PRUNER_WARMUP})",
-              "trials_budget": budget.trials, **setup,
+              "trials_budget": budget.trials, "trials_done": _done(study), **setup,
               "trials": trials, "epochs_trained": sum(t["epochs"] for t in trials),
               "seconds": sum(t["seconds"] or 0.0 for t in trials), "wall_seconds": seconds,
               "choice": None if best is None else dict(best.params),
