@@ -224,3 +224,12 @@ def test_ctrl_c_during_the_trainer_s_search_keeps_its_trials_and_resume_finishes
     trials = json.loads((out / "search.json").read_text())["trials"]
     assert [t["state"] for t in trials][:2] == ["complete", "fail"] and len(trials) == 3
     assert (out / "weights.safetensors").is_file()
+
+
+def test_a_search_of_no_trials_is_refused(tmp_path, capsys):
+    from scratch.train import main
+
+    corpus = write_corpus(tmp_path, tiny_poems(6, length=12))
+    code, _, err = run_main(main, ["--data", str(corpus), "--out", str(tmp_path / "run"), "--recipe", "auto",
+                                   "--search-trials", "0"], capsys)
+    assert code == 2 and "--search-trials and --search-epochs must be at least 1" in one_error_line(err)
