@@ -17,7 +17,7 @@ from wordrnn.core.search_space import build_space
 
 # A tiny poem model: the search tries 4 or 8 units, everything else as the space says.
 BASE = Config(model="embedding", cell="lstm", context="poem", hidden_size=8, embed_dim=8, bptt=10, batch_size=4,
-              seq_len=5, min_freq=1, lr=1e-2, epochs=1)
+              seq_len=5, min_freq=1, lr=1e-2, epochs=1, dropout=0.3, weight_decay=1e-5)
 SMALL = ["hidden-size=4,8", "embed-dim=4,8"]
 SEARCH = ["--recipe", "auto", "--search-trials", "2", "--search-epochs", "1", "--ensemble", "1", "--epochs", "1",
           "--seq-len", "5", "--min-freq", "1", "--bptt", "10", "--batch-size", "4"]
@@ -50,6 +50,11 @@ def test_search_json_records_every_trial_and_the_choice(tmp_path):
     assert record["choice"] == best["params"] == result.choice and record["chosen_trial"] == best["number"]
     assert record["epochs_trained"] == sum(t["epochs"] for t in record["trials"])
     assert not list((tmp_path / "search").glob("trial-*"))  # a trial's run folder goes once it is scored
+    # the first trial is the base configuration, where the space holds its values
+    assert record["trials"][0]["params"] == {"hidden_size": 8, "embed_dim": 8, "dropout_in": 0.3, "dropout_out": 0.3,
+                                             "embed_dropout": 0.0, "weight_drop": 0.0, "weight_decay": 1e-5,
+                                             **{n: v for n, v in (("layers", 1), ("ar", 0.0), ("tar", 0.0))
+                                                if n in space}}
 
 
 def test_resume_continues_from_the_stored_trials_and_an_interrupted_one_is_tried_again(tmp_path, monkeypatch):

@@ -45,6 +45,10 @@ class Dimension:
             return {"choices": list(self.choices)}
         return {"low": self.low, "high": self.high, "log": self.log}
 
+    def holds(self, value: Any) -> bool:
+        """Whether ``value`` is one of the choices or lies in the range."""
+        return value in self.choices if self.categorical else self.low <= value <= self.high
+
     def ends(self) -> tuple[Any, ...]:
         """The values a run must be able to take for the dimension to make sense: every choice, both ends."""
         return self.choices if self.categorical else (self.low, self.high)
@@ -146,6 +150,11 @@ class SearchSpace:
 
     def fixed_values(self, base: Config) -> dict[str, Any]:
         return {n: value_of(base, n) for n in self.fixed}
+
+    def base_point(self, base: Config) -> dict[str, Any]:
+        """The base configuration's own value of each dimension that holds it: the search's first trial, so that
+        the recipe it starts from is always among the candidates."""
+        return {d.name: value_of(base, d.name) for d in self.dimensions if d.holds(value_of(base, d.name))}
 
 
 def value_of(base: Config, name: str) -> Any:

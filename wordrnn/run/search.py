@@ -1,6 +1,7 @@
 """``--recipe auto``'s search: short training runs over a small space, scored on validation poems only.
 
-Each trial is one model of the base configuration with the trial's settings (``wordrnn.core.search_space``),
+Each trial is one model of the base configuration with the trial's settings (``wordrnn.core.search_space``; the
+first trial is the base configuration itself, where the space holds its values),
 trained by the one loop for at most ``--search-epochs`` epochs from the base seed, and scored by its best
 validation loss: on a run's own validation poems (every trainer), or on a fold's inner validation poems
 (``bench.quality``, which hands over the fold's dataset: the held-out poems are not in it). The search is
@@ -106,7 +107,7 @@ def run_search(base: Config, backend: Backend, dataset: Dataset, folder: str | P
     setup = {"space": space.to_json(), "fixed": space.fixed_values(base), "epochs": budget.epochs,
              "base": _settings(base),
              "data": _data_signature(dataset)}
-    study = _open_study(folder, setup, budget, base.seed, resume)
+    study = _open_study(folder, setup, budget, base.seed, resume, space.base_point(base))
     started = time.perf_counter() - (_stored_wall_seconds(folder / RECORD) if resume else 0.0)
     bar = tqdm(total=budget.trials, initial=min(_done(study), budget.trials), desc="search", unit="trial",
                disable=quiet or not sys.stderr.isatty(), leave=False, file=sys.stderr)
@@ -132,8 +133,10 @@ def _settings(config: Config) -> dict[str, Any]:
     return {k: v for k, v in config.to_dict().items() if k not in ("extra", "vocab_size")}
 
 
-def _open_study(folder: Path, setup: dict[str, Any], budget: Budget, seed: int, resume: bool) -> Any:
-    """The study in ``folder``'s journal: new, or the stored one (its setup checked, an unfinished trial failed)."""
+def _open_study(folder: Path, setup: dict[str, Any], budget: Budget, seed: int, resume: bool,
+                first: dict[str, Any]) -> Any:
+    """The study in ``folder``'s journal: new (its first trial ``first``, the base configuration's point), or the
+    stored one (its setup checked, an unfinished trial failed)."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -154,6 +157,7 @@ def _open_study(folder: Path, setup: dict[str, Any], budget: Budget, seed: int, 
     else:
         study = optuna.create_study(study_name="search", storage=storage, direction="minimize", pruner=pruner)
         study.set_user_attr("setup", setup)
+        study.enqueue_trial(first)
     # Seeded by what is stored, so that a resumed search draws what an uninterrupted one draws from there on.
     study.sampler = optuna.samplers.TPESampler(seed=seed + _done(study),
                                                n_startup_trials=max(PRUNER_STARTUP, budget.trials // 3))
