@@ -14,7 +14,10 @@ scored by their averaged probabilities, not losses. Samples from fold 1's models
 much of them is copied from the training poems (``wordrnn.bench.novelty``) and how their lines and stanzas
 compare with the training poems' (``wordrnn.bench.form``). In the poem context (unless ``--no-cache``) two
 more rows: the recipe with a neural cache (``wordrnn.core.cache``), its size, flatness and weight chosen on the
-inner validation poems (``scratch.cache_choice``), and that mixed with Kneser-Ney.
+inner validation poems (``scratch.cache_choice``), and that mixed with Kneser-Ney; with ``--dynamic-eval`` the
+recipe under dynamic evaluation (``scratch.dynamic_eval``). With ``--recipe auto`` each fold first runs the search of
+``wordrnn.run.search`` on its own dataset (inner training and inner validation poems only) and the recipe row is its
+choice, trained as the recipe is (nested: no held-out poem shapes a choice).
 
 Only light modules are imported at the top: ``--threads`` must be applied before torch loads.
 """
@@ -163,7 +166,7 @@ class CorpusResult:
 
     @property
     def names(self) -> tuple[str, ...]:
-        """The rows this corpus has: the four, and the cache's where it was asked for."""
+        """The rows this corpus has: the four, and the cache's and dynamic evaluation's where asked for."""
         return tuple(r for r in ROWS + CACHE_ROWS + DYNAMIC_ROWS if self.fold_ppl.get(r))
 
     def rows(self) -> list[dict[str, Any]]:
