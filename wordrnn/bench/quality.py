@@ -15,7 +15,10 @@ scored by their averaged probabilities, not losses. Samples from fold 1's models
 much of them is copied from the training poems (``wordrnn.bench.novelty``) and how their lines and stanzas
 compare with the training poems' (``wordrnn.bench.form``). In the poem context (unless ``--no-cache``) two
 more rows: the recipe with a neural cache (``wordrnn.core.cache``), its size, flatness and weight chosen on the
-inner validation poems (``scratch.cache_choice``), and that mixed with the strongest n-gram.
+inner validation poems (``scratch.cache_choice``), and that mixed with the strongest n-gram; with ``--dynamic-eval``
+the recipe under dynamic evaluation (``scratch.dynamic_eval``). With ``--recipe auto`` each fold first runs the
+search of ``wordrnn.run.search`` on its own dataset (inner training and inner validation poems only) and the recipe
+row is its choice, trained as the recipe is (nested: no held-out poem shapes a choice).
 
 Only light modules are imported at the top: ``--threads`` must be applied before torch loads.
 """
@@ -49,15 +52,20 @@ from wordrnn.bench.ngram_cache import CachedKneserNey, choose_cache  # noqa: E40
 from wordrnn.bench.novelty import TrainingText  # noqa: E402
 from wordrnn.bench.written import TrainingPoems, write_texts  # noqa: E402
 from wordrnn.core.config import Config, flag_of, options  # noqa: E402
-from wordrnn.core.errors import INTERRUPTED_EXIT, CommandParser, UsageError, cli  # noqa: E402
+from wordrnn.core.errors import INTERRUPTED_EXIT, UsageError, cli  # noqa: E402
 from wordrnn.core.flags import (  # noqa: E402
+    SharedParser,
     add_model_flags,
     add_options,
+    add_search_flags,
     add_threads_flag,
     add_training_flags,
+    check_search_flags,
     config_from_args,
+    explicit_flags,
 )
-from wordrnn.core.recipes import recipe  # noqa: E402
+from wordrnn.core.recipes import SEARCHED, recipe  # noqa: E402
+from wordrnn.core.search_space import SearchSpace  # noqa: E402
 from wordrnn.core.threads import check_threads  # noqa: E402
 from wordrnn.run.folder import atomic_write_text, check_out_file  # noqa: E402
 
@@ -68,10 +76,15 @@ ROWS = (*NGRAM_ROWS, "recipe", "mixture", "plain")
 # In the poem context (unless --no-cache): the recipe with a neural cache (wordrnn.core.cache), and that mixed
 # with the strongest n-gram; the cache's size, flatness and weight are chosen on the inner validation poems.
 CACHE_ROWS = ("cache", "cache-mixture")
+# In the poem context (with --dynamic-eval): the recipe adapting to each held-out chunk once it is scored
+# (scratch.dynamic_eval), reset at each poem or carried through the fold's held-out poems in order; that, its
+# step and its decay chosen on the inner validation poems.
+DYNAMIC_ROWS = ("dynamic-eval",)
 LABELS = {"kneser-ney": "Kneser-Ney (best order)", "kneser-ney-cache": "Kneser-Ney + cache",
           "strongest-ngram": "strongest n-gram", "recipe": "recipe (--recipe quality)",
           "mixture": "recipe + n-gram mixture", "plain": "plain embedding RNN (lab)",
-          "cache": "recipe + neural cache", "cache-mixture": "recipe + cache + n-gram mixture"}
+          "cache": "recipe + neural cache", "cache-mixture": "recipe + cache + n-gram mixture",
+          "dynamic-eval": "recipe + dynamic evaluation"}
 KN_ORDERS = (1, 2, 3, 4, 5)
 PLAIN = {"model": "embedding", "cell": "rnn"}  # the rest is the benchmark configuration
 STOPPING = ("epochs", "patience")  # the plain row trains as long as the recipe row
@@ -85,7 +98,7 @@ def say(*parts: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = CommandParser(
+    parser = SharedParser(
         prog="python -m wordrnn.bench.quality",
         description="Cross-validated perplexity, by poem, of the best Kneser-Ney n-gram model, the same with a "
         "cache of the poem so far, the stronger of the two (the strongest n-gram), the quality recipe, its mixture "
@@ -121,8 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ngram-only", action="store_true",
                    help="only the n-gram rows (Kneser-Ney, Kneser-Ney + cache, the strongest n-gram): no RNN is "
                    "trained, so a model or training flag, --seeds or --cache has nothing to act on and is refused")
+    g.add_argument("--dynamic-eval", action=argparse.BooleanOptionalAction, default=False,
+                   help="the row of the recipe under dynamic evaluation (Krause et al. 2018): each held-out chunk "
+                   "scored, then one step on it, decayed towards the trained weights, reset at each poem or "
+                   "carried through the fold's held-out poems in order; step, decay and mode chosen on the inner "
+                   "validation poems. The poem context only (default: off: 13 passes over the inner validation "
+                   "poems a fold)")
+    parser.add_argument("--recipe", default="quality", choices=("quality", *SEARCHED),
+                        help="the recipe row: quality (the one recipe, default), or auto: inside each fold, a search "
+                        "scored on the fold's inner validation poems only, then the chosen configuration trained as "
+                        "quality trains (nested; an explicit flag fixes its dimension of the search)")
     add_model_flags(parser)
     add_training_flags(parser)
+    add_search_flags(parser)
     g = parser.add_argument_group("output")
     g.add_argument("--json", default=DEFAULT_JSON, metavar="PATH", help="results file (default: %(default)s)")
     g.add_argument("--jobs", type=int, default=2,
@@ -141,7 +165,7 @@ class CorpusResult:
     poems: int
     folds: int
     seeds: int
-    fold_ppl: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in ROWS + CACHE_ROWS})
+    fold_ppl: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in ROWS + CACHE_ROWS + DYNAMIC_ROWS})
     choices: list[dict[str, Any]] = field(default_factory=list)  # per fold: order, weights, epochs
     samples: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0  # its folds' own wall clocks, added (the folds of every corpus share one pool)
@@ -153,8 +177,8 @@ class CorpusResult:
 
     @property
     def names(self) -> tuple[str, ...]:
-        """The rows this corpus has: the four, and the cache's where it was asked for."""
-        return tuple(r for r in ROWS + CACHE_ROWS if self.fold_ppl.get(r))
+        """The rows this corpus has: the four, and the cache's and dynamic evaluation's where asked for."""
+        return tuple(r for r in ROWS + CACHE_ROWS + DYNAMIC_ROWS if self.fold_ppl.get(r))
 
     def rows(self) -> list[dict[str, Any]]:
         kn = float(np.mean(self.fold_ppl["kneser-ney"]))
@@ -278,6 +302,30 @@ def _ppl(logp: np.ndarray) -> float:
     return math.exp(-float(np.mean(logp)))
 
 
+@dataclass(frozen=True)
+class SearchPlan:
+    """``--recipe auto`` inside each fold: the space and the budget of its search."""
+
+    space: SearchSpace
+    trials: int
+    epochs: int
+
+
+def search_fold(recipe_config: Config, fold: Fold, plan: SearchPlan, workdir: Path) -> tuple[Config, dict[str, Any]]:
+    """The recipe's configuration chosen inside ``fold``: a search on its dataset, whose validation split is the
+    fold's inner validation poems (the held-out poems are not in it), and what the fold's record keeps of it."""
+    from wordrnn.frameworks import make_backend
+    from wordrnn.run.search import Budget, chosen_config, run_search
+
+    result = run_search(recipe_config, make_backend("torch"), fold.dataset, workdir / f"search-fold{fold.index}",
+                        plan.space, Budget(plan.trials, plan.epochs), quiet=True)
+    if result.interrupted:
+        raise KeyboardInterrupt
+    rec = result.record
+    kept = {k: rec[k] for k in ("choice", "chosen_trial", "chosen_val_ppl", "epochs_trained", "seconds", "trials")}
+    return chosen_config(recipe_config, result.choice), kept
+
+
 @dataclass
 class FoldOutcome:
     ppl: dict[str, float]  # held-out perplexity per row
@@ -302,24 +350,48 @@ def cache_losses(rnn: TrainedRNN, fold: Fold, r_val: np.ndarray, r_test: np.ndar
     return losses, {**choice.to_json(), "strongest_ngram_weight": w}
 
 
+def dynamic_losses(rnn: TrainedRNN, fold: Fold) -> tuple[dict[str, float], dict[str, Any]]:
+    """The held-out loss of the recipe under dynamic evaluation, its step, decay and mode (reset per poem, or
+    carried through the poems in the fold's order) chosen on the inner validation poems."""
+    from scratch.dynamic_eval import choose_dynamic, dynamic_log_prob
+
+    c = rnn.config
+    started = time.time()
+    choice = choose_dynamic(rnn.member_params, c.cell, fold.dataset.val_ids, c.seq_len, c.bptt)
+    logp = dynamic_log_prob(rnn.member_params, c.cell, fold.test_ids, c.seq_len, c.bptt, choice.settings)
+    assert len(logp) == len(fold.test_y), "dynamic evaluation scores the windows' targets"
+    return {"dynamic-eval": -float(logp.mean())}, {**choice.to_json(), "seconds": time.time() - started}
+
+
 def score_fold(fold: Fold, tokens: list[list[str]], recipe_config: Config, plain_config: Config, seeds: int,
                seed: int, quiet: bool, started: float, workdir: str, cache: bool = False,
-               ngram_only: bool = False) -> FoldOutcome:
+               ngram_only: bool = False, search: SearchPlan | None = None, dynamic: bool = False) -> FoldOutcome:
     """One fold: choose and fit everything on its training poems, then score its held-out poems (with
     ``ngram_only``, the n-gram rows alone)."""
     fold_started = time.time()
     log = (lambda *a: None) if quiet else say
     ds = fold.dataset
+    searched = None
+    if search is not None and not ngram_only:
+        recipe_config, searched = search_fold(recipe_config, fold, search, Path(workdir))
+        log(f"    fold {fold.index + 1}: search chose trial {searched['chosen_trial'] + 1} of "
+            f"{len(searched['trials'])} (inner-validation ppl {searched['chosen_val_ppl']:.1f}, "
+            f"{searched['seconds']:.0f} s)")
     ngram = ngram_for_fold(fold, recipe_config.seq_len)
     kn, strongest = ngram.kn, ngram.models["strongest-ngram"]
     ngram_val, ngram_test = ngram.val["strongest-ngram"], ngram.test["strongest-ngram"]
-    rnn_rows = () if ngram_only else ("recipe", "mixture", "plain", *(CACHE_ROWS if cache else ()))
+    rnn_rows = () if ngram_only else ("recipe", "mixture", "plain", *(CACHE_ROWS if cache else ()),
+                                      *(DYNAMIC_ROWS if dynamic else ()))
     losses: dict[str, list[float]] = {r: [] for r in rnn_rows}
     choice: dict[str, Any] = {"fold": fold.index + 1, **ngram.choice, "heldout_poems": len(fold.heldout),
                               "heldout_targets": len(fold.test_y), "vocab": len(fold.vocab),
                               "weights": [], "recipe_epochs": [], "plain_epochs": []}
     if cache and not ngram_only:
         choice["cache"] = []
+    if searched is not None:
+        choice["search"] = searched
+    if dynamic:
+        choice["dynamic_eval"] = []
     samples: dict[str, dict[str, Any]] = {}
     for s in range(seed, seed + (0 if ngram_only else seeds)):
         rnn = TrainedRNN(replace(recipe_config, seed=s), fold, Path(workdir))
@@ -341,6 +413,11 @@ def score_fold(fold: Fold, tokens: list[list[str]], recipe_config: Config, plain
             for name, loss in cached.items():
                 losses[name].append(loss)
             choice["cache"].append(chosen)
+        if dynamic:
+            adapted, chosen = dynamic_losses(rnn, fold)
+            for name, loss in adapted.items():
+                losses[name].append(loss)
+            choice["dynamic_eval"].append(chosen)
         choice["recipe_epochs"].append(rnn.best_epoch)
         choice["plain_epochs"].append(plain.best_epoch)
         if fold.index == 0 and s == seed:
@@ -382,11 +459,12 @@ def prepare_corpus(poems: list[str], data: str, recipe_config: Config, folds: in
 
 def evaluate_corpora(tasks: list[CorpusTask], recipe_config: Config, plain_config: Config, seeds: int,
                      seed: int = 0, quiet: bool = False, jobs: int = 1, threads: int = 1,
-                     cache: bool = False, ngram_only: bool = False) -> list[CorpusResult]:
-    """Cross-validate the six rows (eight with ``cache``, the three n-gram rows alone with ``ngram_only``) on every
-    corpus; ``jobs`` folds at a time, each in its own process, drawn from one queue for all the corpora, the largest
-    corpus's folds first: with one pool per corpus, the last of its five folds would run alone while the other core
-    waited."""
+                     cache: bool = False, ngram_only: bool = False, search: SearchPlan | None = None,
+                     dynamic: bool = False) -> list[CorpusResult]:
+    """Cross-validate the six rows (eight with ``cache``, one more with ``dynamic``; the three n-gram rows alone
+    with ``ngram_only``) on every corpus; ``jobs`` folds at a time, each in its own process, drawn from one queue
+    for all the corpora, the largest corpus's folds first: with one pool per corpus, the last of its five folds
+    would run alone while the other core waited."""
     started = time.time()
     if not quiet:
         for task in tasks:
@@ -398,7 +476,7 @@ def evaluate_corpora(tasks: list[CorpusTask], recipe_config: Config, plain_confi
     with tempfile.TemporaryDirectory(prefix="wordrnn-quality-") as tmp:
         # a folder per corpus: the folds of two corpora share their numbers
         args = [(fold, tasks[k].tokens, recipe_config, plain_config, seeds, seed, quiet, started,
-                 str(Path(tmp) / f"corpus{k}"), cache, ngram_only) for k, fold in order]
+                 str(Path(tmp) / f"corpus{k}"), cache, ngram_only, search, dynamic) for k, fold in order]
         if jobs <= 1:
             _worker_init(threads)
             outcomes = [score_fold(*a) for a in args]
@@ -556,11 +634,28 @@ def corpora_from_args(args: argparse.Namespace) -> list[tuple[str, str, list[str
 def refuse_rnn_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """With ``--ngram-only`` no RNN is trained: a flag that only an RNN reads, set away from its default, would be
     ignored, so it is refused."""
-    names = [f.name for f in options() if f.metadata["group"] in ("model", "training")] + ["seeds", "cache"]
+    names = [f.name for f in options() if f.metadata["group"] in ("model", "training")] + [
+        "seeds", "cache", "dynamic_eval", "recipe"]
     set_flags = [flag_of(n) for n in names if hasattr(args, n) and getattr(args, n) != parser.get_default(n)]
     if set_flags:
         raise UsageError(f"--ngram-only trains no RNN, so {', '.join(set_flags)} would have nothing to act on; "
                          "drop them, or drop --ngram-only")
+
+
+def search_plan(args: argparse.Namespace, recipe_config: Config, tasks: list[CorpusTask]) -> SearchPlan | None:
+    """``--recipe auto``'s search inside each fold, its space and data checked before any fold trains."""
+    check_search_flags(args)
+    if args.recipe not in SEARCHED:
+        return None
+    from wordrnn.core.search_space import build_space
+    from wordrnn.run.search import check_search_data
+
+    space = build_space(recipe_config, explicit_flags(args), args.search_space)
+    for task in tasks:
+        for fold in task.folds:
+            check_search_data(fold.dataset, f"the inner validation poems of {task.result.label}'s fold "
+                              f"{fold.index + 1}")
+    return SearchPlan(space, args.search_trials, args.search_epochs)
 
 
 @cli
@@ -578,15 +673,21 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(f"--cache needs --context poem: the neural cache recalls the hidden states of the poem read "
                          f"so far, and a {recipe_config.context} model starts every window from a zero state")
     cache = recipe_config.layout.carries_state if args.cache is None else args.cache
+    if args.dynamic_eval and not recipe_config.layout.carries_state:
+        raise UsageError(f"--dynamic-eval needs --context poem: it adapts the model along each held-out poem read "
+                         f"with the state carried, and a {recipe_config.context} model reads windows")
     check_out_file(args.json, overwrite=True, flag="--json")  # the results file replaces an earlier one
     corpora = corpora_from_args(args)
     check_threads(args.threads)
     tasks = [prepare_corpus(poems, data, recipe_config, args.folds, args.seeds, args.seed, name)
              for name, data, poems in corpora]
+    search = search_plan(args, recipe_config, tasks)
+    if search is not None:  # the tables name the recipe the row was trained by
+        LABELS["recipe"] = f"recipe (--recipe {args.recipe}, searched in each fold)"
     started = time.time()
     try:
         results = evaluate_corpora(tasks, recipe_config, plain_config, args.seeds, args.seed, args.quiet, args.jobs,
-                                   args.threads, cache, args.ngram_only)
+                                   args.threads, cache, args.ngram_only, search, args.dynamic_eval)
     except KeyboardInterrupt:
         # The folds train in a temporary folder, removed on the way out: nothing is left to continue.
         print(f"\ninterrupted: nothing written to {args.json}, and the folds' temporary runs are gone. "
@@ -595,7 +696,9 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.time() - started
     document = {"corpora": [r.to_json() for r in results], "seconds": seconds, "jobs": args.jobs,
                 "ngram_only": args.ngram_only,
-                "recipe": trained_settings(recipe_config),
+                "recipe": trained_settings(recipe_config), "recipe_name": args.recipe,
+                **({"search_space": search.space.to_json(), "search_trials": search.trials,
+                    "search_epochs": search.epochs} if search else {}),
                 "plain": trained_settings(plain_config),
                 "command": " ".join(["python -m wordrnn.bench.quality", *(sys.argv[1:] if argv is None else argv)])}
     out = Path(args.json)

@@ -41,7 +41,7 @@ USAGE_EXIT = 2
 # The libraries a command may lack, by the extra of pyproject.toml that installs them ("": the package itself).
 EXTRAS = {"numpy": "", "safetensors": "", "tqdm": "", "threadpoolctl": "", "matplotlib": "", "torch": "torch",
           "jax": "jax", "jaxlib": "jax", "flax": "jax", "optax": "jax", "onnx": "onnx", "onnxruntime": "onnx",
-          "onnxscript": "onnx", "jax2onnx": "jax2onnx"}
+          "onnxscript": "onnx", "jax2onnx": "jax2onnx", "optuna": "search"}
 
 
 class UsageError(Exception):

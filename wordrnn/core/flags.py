@@ -11,8 +11,8 @@ import dataclasses
 from collections.abc import Sequence
 
 from wordrnn.core.config import Config, field_types, flag_of, options, seed_number
-from wordrnn.core.errors import CommandParser
-from wordrnn.core.recipes import RECIPES, recipe
+from wordrnn.core.errors import CommandParser, UsageError
+from wordrnn.core.recipes import RECIPES, SEARCHED, recipe
 from wordrnn.core.threads import DEFAULT_THREADS
 
 _UNSET = object()
@@ -34,6 +34,7 @@ class SharedParser(CommandParser):
         probe = argparse.Namespace(**{a.dest: _UNSET for a in self._actions if a.default is not argparse.SUPPRESS})
         parsed, rest = super().parse_known_args(args, probe)
         given = {name for name, value in vars(parsed).items() if value is not _UNSET}
+        parsed.explicit = frozenset(given)  # what the command line itself gave, before the recipe adds its own
         for name, value in vars(parsed).items():
             if value is _UNSET:
                 setattr(parsed, name, self.get_default(name))
@@ -49,6 +50,44 @@ class SharedParser(CommandParser):
 def given_flags(args: argparse.Namespace) -> frozenset[str] | None:
     """The destinations of the flags the command line gave, or ``None`` when the parser did not record them."""
     return getattr(args, "given", None)
+
+
+def explicit_flags(args: argparse.Namespace) -> frozenset[str]:
+    """The destinations of the flags typed on the command line, without the settings a recipe added."""
+    return getattr(args, "explicit", frozenset())
+
+
+SEARCH_FLAGS = ("search_trials", "search_epochs", "search_space")
+
+
+def add_search_flags(parser: argparse.ArgumentParser) -> None:
+    """The budget and space of ``--recipe auto``'s search (``wordrnn.run.search``, docs/QUALITY.md)."""
+    g = parser.add_argument_group("search (--recipe auto)")
+    g.add_argument("--search-trials", type=int, default=12, metavar="N",
+                   help="configurations tried, each a short training run scored by its best validation loss "
+                   "(default: %(default)s; --resume may raise it)")
+    g.add_argument("--search-epochs", type=int, default=4, metavar="N",
+                   help="epochs of each trial at most; a trial worse than the median of earlier trials after "
+                   "the same epoch is stopped there (default: %(default)s)")
+    g.add_argument("--search-space", nargs="+", default=[], metavar="NAME=SPEC",
+                   help="replace dimensions' ranges: NAME=a,b,c (hidden-size, embed-dim, layers) or NAME=LOW:HIGH "
+                   "(dropout-in, dropout-out, embed-dropout, weight-drop, weight-decay, ar, tar), several after one "
+                   "flag (--search-space hidden-size=128,256 dropout-out=0.3:0.6). "
+                   "An explicit flag such as --hidden-size 256 fixes its dimension instead (--dropout fixes both "
+                   "dropout-in and dropout-out)")
+
+
+def check_search_flags(args: argparse.Namespace) -> None:
+    """The search flags mean something only with a recipe that searches: given without one, they are refused."""
+    if args.recipe in SEARCHED:
+        if args.search_trials < 1 or args.search_epochs < 1:
+            raise UsageError(f"--search-trials and --search-epochs must be at least 1, got {args.search_trials} "
+                             f"and {args.search_epochs}")
+        return
+    named = [f"--{name.replace('_', '-')}" for name in SEARCH_FLAGS if name in explicit_flags(args)]
+    if named:
+        raise UsageError(f"{', '.join(named)} set the search of --recipe auto, and this run does not search; "
+                         "add --recipe auto, or drop them")
 
 
 def add_option(group: argparse._ActionsContainer, option: dataclasses.Field, owner: type = Config) -> None:
@@ -123,11 +162,14 @@ def shared_parser(description: str, prog: str | None = None) -> argparse.Argumen
     parser = SharedParser(prog=prog, description=description)
     parser.add_argument("--recipe", default=None, choices=tuple(RECIPES),
                         help="start from a recommended configuration instead of the benchmark defaults "
-                        "(quality: docs/QUALITY.md); flags given explicitly override the recipe's settings")
+                        "(quality: docs/QUALITY.md; auto: quality's settings, then a search of size, depth, dropout, "
+                        "weight decay and AR/TAR on the run's validation poems); flags given explicitly override the "
+                        "recipe's settings, and fix that dimension of auto's search")
     add_data_flags(parser)
     add_model_flags(parser)
     add_training_flags(parser)
     add_run_flags(parser)
+    add_search_flags(parser)
     return parser
 
 

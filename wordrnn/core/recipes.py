@@ -8,6 +8,10 @@ corpora): it is not tuned per corpus. Its last piece, the neural cache, is not a
 training setting: it is chosen on the run's validation poems when the run is
 exported (``python -m export.onnx --cache-auto``), as ``bench.quality`` chooses
 it on each fold's inner validation poems.
+
+``auto`` starts from ``quality`` and searches a small space (``wordrnn.core.search_space``) on the run's own
+validation poems (in ``bench.quality``, each fold's inner validation poems) before it trains the chosen
+configuration as ``quality`` trains (``wordrnn.run.search``).
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 # One member of the quality recipe: a third of its training time (what bench.compare's recipe row trains).
 RECIPES["quality-single"] = {**RECIPES["quality"], "ensemble": 1}
+# The quality recipe's settings are the search's starting point: what it does not search, it trains as quality.
+RECIPES["auto"] = dict(RECIPES["quality"])
+SEARCHED = ("auto",)  # the recipes that search before they train
 
 
 def recipe(name: str) -> dict[str, Any]:

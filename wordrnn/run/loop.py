@@ -18,7 +18,7 @@ import argparse
 import math
 import sys
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,12 @@ from data.vocab import Vocab
 from wordrnn.core.backend import Backend
 from wordrnn.core.config import Config, flag_of, marked, options
 from wordrnn.core.errors import INTERRUPTED_EXIT, RunFailed, UsageError, plural
-from wordrnn.core.flags import config_from_args, given_flags
+from wordrnn.core.flags import check_search_flags, config_from_args, explicit_flags, given_flags
 from wordrnn.core.memory import check_memory
 from wordrnn.core.metrics import SequenceLogits, ensemble_sequence, ensemble_window, evaluate, evaluate_poems
 from wordrnn.core.optimizers import get_optimizer, nonmonotone_trigger
 from wordrnn.core.params import Params, init_params
+from wordrnn.core.recipes import SEARCHED
 from wordrnn.core.sampling import LogitsFn, SamplerSettings, Source, Stateful
 from wordrnn.core.threads import limit_threads
 from wordrnn.run.corpus_record import record_corpus
@@ -82,6 +83,9 @@ RESUMABLE = marked("resumable")
 ADOPTED = marked("adopted")
 
 
+StopAfter = Callable[[dict[str, Any]], bool]
+
+
 class Diverged(RunFailed):
     """The training or validation loss became infinite, NaN, or far too large."""
 
@@ -123,13 +127,15 @@ def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool
           init_from: str | Path | None = None, overwrite: bool = False, quiet: bool = False,
           dataset: Dataset | None = None, write_samples: bool = True,
           given: Collection[str] | None = None, explain_interrupt: bool = True,
-          vocab_choice: str | None = None) -> RunResult:
+          vocab_choice: str | None = None, stop_after: StopAfter | None = None) -> RunResult:
     """Train ``backend`` on the data ``config`` names and write the run folder ``run_dir``.
 
     ``given``: the settings the user asked for explicitly (``None``: all of them). ``--resume`` and
     ``--init-from`` refuse a given setting that contradicts the saved run. ``explain_interrupt``: after
     Ctrl-C, say how to continue with this trainer's flags (off where a larger command owns the folder).
     ``vocab_choice``: with ``init_from``, whose vocabulary the run uses (``wordrnn.run.init_vocab``).
+    ``stop_after``: called with each epoch's row once it is saved; ``True`` ends training there (a search's
+    pruner; a single model only).
     """
     run_dir = Path(run_dir)
     check_run_dir(run_dir)
@@ -138,6 +144,8 @@ def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool
     if primary:
         remove_orphans(run_dir)
     if _is_ensemble(config, run_dir, resume):
+        if stop_after is not None:
+            raise ValueError("stop_after watches one model's epochs, and this run is an ensemble")
         return _train_ensemble(config, backend, run_dir, resume=resume, init_from=init_from, overwrite=overwrite,
                                quiet=quiet, dataset=dataset, write_samples=write_samples, given=given,
                                explain_interrupt=explain_interrupt, say=say)
@@ -172,7 +180,7 @@ def train(config: Config, backend: Backend, run_dir: str | Path, *, resume: bool
         f"{dataset.val_oov_rate:.1%} -> {run_dir}")
     result = RunResult(run_dir, config, start.rows, start.best["epoch"])
     try:
-        best = _train_epochs(backend, state, dataset, config, run_dir, start, primary, quiet, say)
+        best = _train_epochs(backend, state, dataset, config, run_dir, start, primary, quiet, say, stop_after)
     except KeyboardInterrupt:
         if explain_interrupt:
             _say_interrupted(run_dir, result.metrics)
@@ -202,10 +210,15 @@ def _prepare(config: Config, run_dir: Path, *, resume: bool, init_from: str | Pa
     return Start(config, None, None)
 
 
+def holds_epoch(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a complete epoch, of a model or of an ensemble's member: a run to resume."""
+    return (run_dir / CHECKPOINT).is_file() or any((run_dir / MEMBERS).glob(f"*/{CHECKPOINT}"))
+
+
 def _check_fresh_folder(run_dir: Path, overwrite: bool, say) -> None:
     """A folder holding a complete epoch (of a model, or of an ensemble's member) is replaced only with
     --overwrite; one without is started afresh."""
-    if (run_dir / CHECKPOINT).is_file() or any((run_dir / MEMBERS).glob(f"*/{CHECKPOINT}")):
+    if holds_epoch(run_dir):
         if not overwrite:
             raise UsageError(f"{run_dir} already holds a run; pass --resume to continue it, "
                              "--overwrite to replace it, or choose another --out")
@@ -438,7 +451,7 @@ def ensemble_source(backend: Backend, members: list[Any], config: Config) -> Sou
 # ---------------------------------------------------------------- the epochs
 
 def _train_epochs(backend: Backend, state: Any, dataset: Dataset, config: Config, run_dir: Path, start: Start,
-                  primary: bool, quiet: bool, say) -> dict[str, Any]:
+                  primary: bool, quiet: bool, say, stop_after: StopAfter | None = None) -> dict[str, Any]:
     """Epochs ``start.epoch + 1 ..``: train, evaluate, save; returns the best-epoch counters."""
     rows, step, best = start.rows, start.step, dict(start.best)
     guard = DivergenceGuard(config, run_dir, rows)
@@ -463,6 +476,8 @@ def _train_epochs(backend: Backend, state: Any, dataset: Dataset, config: Config
             say(_epoch_line(row, config.epochs))
             if config.patience and best["bad_epochs"] >= config.patience:
                 say(f"no better validation loss for {plural(config.patience, 'epoch')}: stopping early")
+                break
+            if stop_after is not None and stop_after(row):
                 break
     return best
 
@@ -664,9 +679,39 @@ def train_from_args(args: argparse.Namespace, backend: Backend, extra: dict[str,
     if args.vocab_choice is not None and args.init_from is None:
         raise UsageError("--vocab-from-source and --new-vocab choose the vocabulary of an --init-from run; "
                          "add --init-from DIR, or drop them")
+    check_search_flags(args)
     config = config_from_args(args, extra)
     run_dir = Path(args.out or f"runs/{backend.framework}-{config.model}")
+    if args.recipe in SEARCHED:
+        return _search_and_train(args, backend, config, run_dir)
     result = train(config, backend, run_dir, resume=args.resume, init_from=args.init_from,
                    overwrite=args.overwrite, quiet=args.quiet, given=given_flags(args),
                    vocab_choice=args.vocab_choice)
+    return result.exit_code
+
+
+def _search_and_train(args: argparse.Namespace, backend: Backend, base: Config, run_dir: Path) -> int:
+    """``--recipe auto``: the search on the run's validation poems (``wordrnn.run.search``), then the chosen
+    configuration trained into the same folder; ``--resume`` continues whichever of the two was stopped."""
+    from wordrnn.run.search import Budget, check_search_folder, search_then_config
+
+    if args.init_from is not None:
+        raise UsageError("--recipe auto searches the model's size and depth, and --init-from fixes them to the "
+                         "source run's; drop one of the two")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues the run in --out and --overwrite replaces it; choose one")
+    check_search_folder(run_dir, resume=args.resume, overwrite=args.overwrite)
+    if not args.resume and not args.overwrite and holds_epoch(run_dir):
+        raise UsageError(f"{run_dir} already holds a run; pass --overwrite to replace it, or choose another --out")
+    dataset = load_dataset(**base.dataset_args())
+    config, searched = search_then_config(base, backend, dataset, run_dir, explicit_flags(args), args.search_space,
+                                          Budget(args.search_trials, args.search_epochs), resume=args.resume,
+                                          overwrite=args.overwrite, quiet=args.quiet)
+    if config is None:
+        done = searched.record["trials_done"]
+        print(f"\ninterrupted during the search; {run_dir} keeps its {plural(done, 'finished trial')}. "
+              f"Continue with --resume --out {run_dir}", file=sys.stderr)
+        return INTERRUPTED_EXIT
+    result = train(config, backend, run_dir, resume=args.resume and holds_epoch(run_dir), overwrite=args.overwrite,
+                   quiet=args.quiet, dataset=dataset, given=given_flags(args))
     return result.exit_code
