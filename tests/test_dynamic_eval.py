@@ -89,7 +89,8 @@ def test_bench_quality_adds_the_dynamic_evaluation_row_chosen_on_inner_validatio
                  "--embed-dim", "8", "--ensemble", "1", "--no-cache", "--dynamic-eval", "--json", str(out),
                  "--quiet"]) == 0
     (corpus,) = json.loads(out.read_text())["corpora"]
-    assert [r["name"] for r in corpus["rows"]] == ["kneser-ney", "recipe", "mixture", "plain", "dynamic-eval"]
+    assert [r["name"] for r in corpus["rows"]] == ["kneser-ney", "kneser-ney-cache", "strongest-ngram", "recipe",
+                                                   "mixture", "plain", "dynamic-eval"]
     for choice in corpus["choices"]:
         (chosen,) = choice["dynamic_eval"]
         assert set(chosen) == {"lr", "decay", "per_poem", "inner_loss", "seconds"}
