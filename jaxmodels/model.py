@@ -34,6 +34,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jaxmodels import scan
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.params import (
@@ -121,7 +122,10 @@ def carried_recurrence(cell: str, w_hh: jax.Array, b_hh: jax.Array, projected: j
     """Every h_t [T, B, H] (None unless ``every_step``) and the final state of ``cell`` over time-major input
     projections [T, B, G*H], from ``state``; the state is multiplied by ``keep`` [T, B, 1] (0 where a poem
     starts) before each step. ``projected[t]`` is ``x_t W_ih^T + b_ih``, computed for all steps at once outside
-    the scan; the scan's body is the cell's step, ``unroll`` steps per loop iteration."""
+    the scan; the scan's body is the cell's step, ``unroll`` steps per loop iteration. A cell linear in its
+    state runs as a parallel scan instead (``jaxmodels.scan``)."""
+    if scan.runs_parallel(cell):
+        return scan.parallel_recurrence(cell, projected, state, keep, every_step)
     step = STEPS[cell]
 
     def body(carry, inputs):

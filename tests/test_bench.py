@@ -256,3 +256,18 @@ def test_gpu_check_script_dry_run_on_the_cpu(tmp_path):
     for size in ("benchmark", "large"):
         assert {r["size"] for r in doc["speed"][size]["train"]} == {size}
     assert (tmp_path / "gpu_check.log").stat().st_size > 0
+
+
+def test_speed_runs_mingru_in_the_scan_form_asked_for(tmp_path, tiny_corpus):
+    """``--linear-scan`` picks JAX's mingru recurrence (``jaxmodels.scan``) and the JSON records it; asked for
+    where no JAX mingru row runs, it is refused in one line rather than ignored."""
+    path = tmp_path / "speed.json"
+    result = run_module("wordrnn.bench.speed", "--data", str(tiny_corpus), *TINY, *POEM, "--models", "embedding",
+                        "--cells", "mingru", "--impls", "jax", "--size", "large", *SMALL_LARGE, "--device", "cpu",
+                        "--steps", "1", "--repeats", "1", "--linear-scan", "parallel", "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "mingru scan parallel" in result.stdout
+    doc = json.loads(path.read_text())
+    assert doc["settings"]["linear_scan"] == "parallel" and [r["cell"] for r in doc["train"]] == ["mingru"]
+    assert_usage_error(run_module("wordrnn.bench.speed", "--data", str(tiny_corpus), "--impls", "torch",
+                                  "--cells", "mingru", "--linear-scan", "sequential"), "--linear-scan")

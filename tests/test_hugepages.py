@@ -1,5 +1,5 @@
-"""The JAX and NumPy trainers and the speed benchmarks start again with glibc's huge-page tunable where it
-helps (``wordrnn.core.hugepages``), keep the rest of ``GLIBC_TUNABLES``, and stay as they are when told to."""
+"""The trainers and the speed benchmarks start again with glibc's huge-page and heap tunables where they
+help (``wordrnn.core.hugepages``), keep the rest of ``GLIBC_TUNABLES``, and stay as they are when told to."""
 
 from __future__ import annotations
 
@@ -47,3 +47,29 @@ def test_a_value_other_than_0_or_1_is_refused_in_one_line():
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
         f"error: {hugepages.OPT_OUT} must be 0 (no huge pages) or 1 (huge pages where they help), got 'off'"]
+
+
+# Frees a 256 MB block and allocates and writes one of the same size again, as a training step does with its
+# logits; prints the page faults of the second allocation.
+REUSE = """
+import resource
+import numpy as np
+from wordrnn.core.hugepages import exec_with_huge_pages
+exec_with_huge_pages()
+size = 256 << 20
+block = np.ones(size, np.uint8)
+del block
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+block = np.ones(size, np.uint8)
+print("FAULTS", resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not hugepages.would_help(), reason="needs glibc >= 2.35 and transparent huge pages on madvise")
+def test_a_large_block_freed_is_reused_without_faulting_its_pages_in_again():
+    """What a step's fresh logits cost in the kernel: with the tunable, nothing (the freed block is reused); a block
+    mapped afresh faults every page in again (at least 128 with 2 MiB pages, 65,536 with 4 KiB pages)."""
+    result = run_python(REUSE, unset=("GLIBC_TUNABLES", hugepages.OPT_OUT), timeout=60)
+    assert result.returncode == 0, result.stderr
+    faults = int(result.stdout.split("FAULTS")[-1])
+    assert faults < 16, faults

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torchmodels import scan
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.params import LAYER_SUFFIX, Params, canonical_order, check_params, output_weight
@@ -277,7 +278,8 @@ class RNNLanguageModel(nn.Module):
         or two such positions; the cell step by step would be one small kernel per gate and step instead. With
         more than ``SEGMENTED_STARTS`` a token, the steps (docs/PERFORMANCE.md). ``index``: which layer."""
         starts = (reset[:, 1:].any(dim=0).nonzero().flatten() + 1).tolist() if reset is not None else []
-        if len(starts) > SEGMENTED_STARTS * inputs.shape[1]:  # many stretches: the steps are cheaper
+        many = len(starts) > SEGMENTED_STARTS * inputs.shape[1]  # many stretches: the steps are cheaper
+        if many or scan.runs_parallel(self.cell, inputs.shape[1]):  # (or a scan, which reads every reset)
             return self.recur_steps(self.projected_from(inputs, index), state, keep, masks, index)
         bounds = [0, *starts, inputs.shape[1]]
         outs = []
@@ -305,6 +307,8 @@ class RNNLanguageModel(nn.Module):
                     masks: Masks | None = None, index: int = 0) -> tuple[torch.Tensor, State]:
         """Every h_t [B, T, H] of layer ``index`` from time-major input projections [T, B, G*H], the state zeroed
         where ``keep`` [B, T] is 0, before the step."""
+        if scan.runs_parallel(self.cell, len(projected)):
+            return scan.parallel_recurrence(projected, state, keep)
         # a cell without recurrent weights has neither (its step ignores them)
         step = STEPS[self.cell]
         w_hh, b_hh = self.recurrent_weights(masks, index)

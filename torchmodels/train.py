@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+from wordrnn.core.hugepages import exec_with_huge_pages
 from wordrnn.core.interrupt import quit_on_ctrl_c
 
 quit_on_ctrl_c()  # before the imports below: a Ctrl-C while they load is one line too
@@ -47,4 +48,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    exec_with_huge_pages()  # a step's large buffers reused, not faulted in afresh (wordrnn.core.hugepages)
     raise SystemExit(main())

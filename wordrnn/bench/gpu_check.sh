@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check: the parity suite (both contexts), two training epochs of PyTorch and JAX in each context,
 # bench.speed at both sizes and contexts, and the poem-context scaling sweep (streams up to 1,024, H up to 1,024;
-# float32, TF32 off), all on one NVIDIA GPU, each step under a time limit (8 minutes in all); one JSON
+# float32, TF32 off), the poem context at few and many streams and mingru's parallel scan beside the LSTM and GRU
+# (chunks of 35 and 256), all on one NVIDIA GPU, each step under a time limit (10.5 minutes in all); one JSON
 # ($OUT/gpu_check.json), one log ($OUT/gpu_check.log) and the sweep's picture ($OUT/scaling_gpu.png and .json).
 #
 #   PYTHONPATH=. OUT=/some/dir bash wordrnn/bench/gpu_check.sh            # on the GPU machine
@@ -16,7 +17,7 @@ DEVICE=cuda
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) DEVICE="${2:?--device takes cuda or cpu}"; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument $1; use --device cuda|cpu" >&2; exit 2 ;;
   esac
 done
@@ -58,6 +59,19 @@ else
            --bptt 5 --steps 1 --repeats 1)
   LIMITS=(60 60 300 120 120 120 120 300 300 300)
 fi
+# Many streams and mingru's parallel scan (bench.speed, poem context, large size: real epochs' chunks, poems starting
+# inside them): PyTorch and JAX at few and many streams; mingru (--linear-scan parallel, and sequential for the
+# comparison) beside the LSTM and GRU at chunk lengths 35 and 256.
+if [ "$DEVICE" = cuda ]; then
+  SCAN_SIZE=("${LARGE[@]}" --steps 3 --tokens 10 --repeats 3)
+  STREAMS_FEW=32 STREAMS_MANY=1024 CHUNK_SHORT=35 CHUNK_LONG=256
+  # seconds for: few streams, many streams, chunk 35, chunk 256 parallel, chunk 256 sequential (sum 150)
+  SCAN_LIMITS=(25 40 25 35 25)
+else
+  SCAN_SIZE=("${LARGE[@]}" --steps 1 --tokens 5 --repeats 1)
+  STREAMS_FEW=4 STREAMS_MANY=16 CHUNK_SHORT=5 CHUNK_LONG=16
+  SCAN_LIMITS=(120 120 120 120 120)
+fi
 # JAX would otherwise take most of the GPU's memory at start, leaving PyTorch (same process in bench.speed) little
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 
@@ -96,6 +110,18 @@ step speed_large "${LIMITS[8]}" "$PYTHON" -m wordrnn.bench.speed --size large "$
 step scaling "${LIMITS[9]}" "$PYTHON" -m wordrnn.bench.scaling --device "$DEVICE" "${SCALING[@]}" \
   --out "$OUT/scaling_${ACCELERATOR}.png"
 
+POEM_SPEED=(--size large --context poem --models embedding --device "$DEVICE" "${SCAN_SIZE[@]}")
+step streams_few "${SCAN_LIMITS[0]}" "$PYTHON" -m wordrnn.bench.speed "${POEM_SPEED[@]}" --impls torch,jax \
+  --cells lstm --batch-size "$STREAMS_FEW" --json "$WORK/streams_few.json"
+step streams_many "${SCAN_LIMITS[1]}" "$PYTHON" -m wordrnn.bench.speed "${POEM_SPEED[@]}" --impls torch,jax \
+  --cells lstm --batch-size "$STREAMS_MANY" --json "$WORK/streams_many.json"
+step scan_short "${SCAN_LIMITS[2]}" "$PYTHON" -m wordrnn.bench.speed "${POEM_SPEED[@]}" --impls torch,jax \
+  --cells mingru,lstm,gru --bptt "$CHUNK_SHORT" --linear-scan parallel --json "$WORK/scan_short.json"
+step scan_long "${SCAN_LIMITS[3]}" "$PYTHON" -m wordrnn.bench.speed "${POEM_SPEED[@]}" --impls torch,jax \
+  --cells mingru,lstm,gru --bptt "$CHUNK_LONG" --linear-scan parallel --json "$WORK/scan_long.json"
+step scan_long_sequential "${SCAN_LIMITS[4]}" "$PYTHON" -m wordrnn.bench.speed "${POEM_SPEED[@]}" --impls jax \
+  --cells mingru --bptt "$CHUNK_LONG" --linear-scan sequential --json "$WORK/scan_long_sequential.json"
+
 # one JSON: every step's record and the end of its output, the epochs' metrics, both speed results (whatever
 # finished)
 "$PYTHON" - "$WORK" "$OUT/gpu_check.json" "$DEVICE" <<'EOF'
@@ -124,6 +150,8 @@ doc = {
     "epochs": epochs,
     "speed": {"benchmark": read_json(work / "speed_benchmark.json"), "large": read_json(work / "speed_large.json")},
     "scaling": read_json(next(out.parent.glob("scaling_*.json"), out.parent / "none.json")),
+    "many_streams": {k: read_json(work / f"streams_{k}.json") for k in ("few", "many")},
+    "linear_scan": {k: read_json(work / f"scan_{k}.json") for k in ("short", "long", "long_sequential")},
 }
 tmp = out.with_suffix(".json.tmp")
 tmp.write_text(json.dumps(doc, indent=2) + "\n")

@@ -57,6 +57,7 @@ RUNTIMES = ("onnxruntime", "torch", "flax", "numpy")
 SIZES = ("benchmark", "large")
 CPU_ONLY = ("numpy", "onnxruntime")  # these run on the CPU whatever --device says
 LIMIT_REPEATS = 10
+LINEAR_SCAN_FORMS = ("auto", "parallel", "sequential")  # jaxmodels.scan.FORMS, without importing JAX here
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "row)")
     g.add_argument("--models", default=",".join(MODELS), help="models (default: %(default)s)")
     g.add_argument("--cells", default=",".join(CELLS), help="recurrent cells (default: %(default)s)")
+    g.add_argument("--linear-scan", choices=LINEAR_SCAN_FORMS, default="auto",
+                   help="JAX's mingru recurrence: the parallel scan, the sequential lax.scan, or auto (parallel on "
+                   "a GPU/TPU, sequential on the CPU; jaxmodels.scan) (default: %(default)s)")
     g = parser.add_argument_group("sizes")
     g.add_argument("--size", choices=(*SIZES, "both"), default="both",
                    help="benchmark: the corpus (--data) and docs/DESIGN.md's configuration; large: a seeded "
@@ -319,7 +323,8 @@ def run_speed(args: argparse.Namespace, base: Config, impls: list[str], runtimes
     print_limits(limits, "before")
     print(f"{args.steps} steps x {args.repeats} repeats, {args.tokens} tokens x {args.repeats} repeats, "
           f"threads {args.threads or 'default'}, device {device}, "
-          f"huge pages {'asked for' if tunable_set() else 'not asked for'}", flush=True)
+          f"huge pages {'asked for' if tunable_set() else 'not asked for'}, mingru scan {args.linear_scan}",
+          flush=True)
 
     results: dict[str, Any] = {"train": [], "generate": [], "epochs": []}
     for size, (config, dataset) in loaded.items():
@@ -350,7 +355,7 @@ def run_speed(args: argparse.Namespace, base: Config, impls: list[str], runtimes
                   for size, (config, dataset) in loaded.items()},
         "settings": {"steps": args.steps, "tokens": args.tokens, "repeats": args.repeats, "device": device,
                      "threads": args.threads, "contexts": list(contexts), "bptt": base.bptt,
-                     "batch_size": base.batch_size},
+                     "batch_size": base.batch_size, "linear_scan": args.linear_scan},
         "config": base.to_dict(),
         "machine": describe_machine(args.threads),
     }
@@ -439,7 +444,14 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError("--epoch-large times training only; leave out --runtimes")
     if args.json:
         check_writable(args.json, "--json")
+    if args.linear_scan != "auto" and ("jax" not in impls or "mingru" not in cells):
+        raise UsageError(f"--linear-scan {args.linear_scan} sets JAX's mingru recurrence; add jax to --impls and "
+                         "mingru to --cells, or leave it out")
     limit_threads(args.threads)
+    if args.linear_scan != "auto":
+        from jaxmodels import scan
+
+        scan.set_form(args.linear_scan)
     device = resolve_device(args.device)
     results = run_speed(args, base, impls, runtimes, models, cells, sizes, device, contexts, parse_layers(args.layers))
     print_summary(results)

@@ -1,17 +1,24 @@
-"""Transparent huge pages for the large buffers a training step allocates afresh, where glibc can ask for them.
+"""Transparent huge pages for the large buffers a training step allocates afresh, where glibc can ask for them,
+and those buffers kept in the process for the next step.
 
-XLA's CPU runtime allocates a step's temporaries on every call. A poem chunk of 64 x 35 tokens at
-V 16,000 has logits, softmax and gradient of 143 MB each; glibc maps anything above 32 MB straight
+XLA's CPU runtime allocates a step's temporaries on every call, and so does PyTorch. A poem chunk of 64 x 35
+tokens at V 16,000 has logits, softmax and gradient of 143 MB each; glibc maps anything above 32 MB straight
 from the kernel and gives it back when freed, so each call faults every 4 KiB page of them in again.
 glibc 2.35 and later can ask the kernel for 2 MiB pages on those mappings (the tunable
 ``glibc.malloc.hugetlb=1``), which the kernel grants where transparent huge pages are "madvise". On
 the 2-core box it took 27-45% off JAX's large-size chunk and 7-39% off NumPy's, and left PyTorch's
-within its noise (docs/PERFORMANCE.md, "Huge pages"), so the JAX and
-NumPy trainers and the speed benchmarks use it.
+within its noise (docs/PERFORMANCE.md, "Huge pages").
+
+Huge pages alone still fault a fresh mapping in every step, and the kernel's cost of a 2 MiB fault (zeroing,
+and compacting memory to find the page) grew with the buffers: PyTorch at 512 streams spent more time in the
+kernel than computing, the "collapse at many streams" (docs/PERFORMANCE.md, "Many streams"). So the tunable
+also keeps large blocks inside the heap (``glibc.malloc.mmap_max=0``: no block is mapped on its own) and the
+heap's free memory in the process (``glibc.malloc.trim_threshold``, 64 GiB): the next step's buffers reuse the
+pages the last one freed, already faulted in. The price is that the process's resident set stays at its peak.
 
 glibc reads its tunables once, when the process starts, so a command that wants them starts itself
 again with the tunable set (``exec_with_huge_pages``, first thing under ``__main__``, before any heavy
-work). ``WORDRNN_HUGE_PAGES=0`` leaves a process as it is.
+work): every trainer and the speed benchmarks. ``WORDRNN_HUGE_PAGES=0`` leaves a process as it is.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ from pathlib import Path
 from wordrnn.core.errors import USAGE_EXIT
 from wordrnn.core.interrupt import INTERRUPTED_EXIT, take_pending_interrupt
 
-TUNABLE = "glibc.malloc.hugetlb=1"
+# huge pages; large blocks from the heap, never mapped apart; the heap never given back (module docstring)
+TUNABLE = "glibc.malloc.hugetlb=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
 OPT_OUT = "WORDRNN_HUGE_PAGES"  # "0": never start again with the tunable; "1" or unset: where it helps
 THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 MIN_GLIBC = (2, 35)  # the first glibc with glibc.malloc.hugetlb
