@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from jaxmodels import scan
-from jaxmodels.backend import weighted_cross_entropy
-from jaxmodels.model import apply
+from jaxmodels.model import apply, weighted_cross_entropy
 from wordrnn.core import tolerances
 from wordrnn.core.config import Config
 from wordrnn.core.params import init_params
