@@ -51,5 +51,5 @@ def announce_emulated_cpu(framework: str) -> None:
         return
     _ANNOUNCED.add(framework)
     print(f"note: --precision bfloat16 on a CPU without bfloat16 products (no {' or '.join(BFLOAT16_FLAGS)} in "
-          f"/proc/cpuinfo): {framework} emulates them through float32, so it trains as mixed precision but "
-          "usually more slowly than --precision float32 (docs/PERFORMANCE.md)", file=sys.stderr)
+          f"/proc/cpuinfo): {framework} emulates them, so it trains as mixed precision but slower than "
+          "--precision float32, PyTorch many times slower (docs/PERFORMANCE.md, \"bfloat16\")", file=sys.stderr)
