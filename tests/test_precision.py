@@ -97,3 +97,26 @@ def test_bfloat16_held_out_perplexity_is_within_one_percent_of_float32(real_corp
     ratio = perplexity["bfloat16"] / perplexity["float32"]
     assert perplexity["bfloat16"] != perplexity["float32"]  # computed in another precision, not ignored
     assert abs(ratio - 1) <= tolerances.BFLOAT16_PERPLEXITY, perplexity
+
+
+def test_a_gpu_without_bfloat16_products_is_refused_naming_it(monkeypatch):
+    """CUDA before compute capability 8.0 (a V100 here, faked): one UsageError naming the device, in each framework's
+    check; a CPU is never refused."""
+    import torch
+
+    from jaxmodels.devices import check_bfloat16 as jax_check
+    from torchmodels.devices import check_bfloat16 as torch_check
+    from wordrnn.core.errors import UsageError
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100-SXM2-16GB")
+    with pytest.raises(UsageError, match=r"Tesla V100-SXM2-16GB \(compute capability 7.0\) has no bfloat16"):
+        torch_check(torch.device("cuda"))
+
+    class OldGpu:
+        platform, device_kind, compute_capability = "gpu", "Tesla V100-SXM2-16GB", "7.0"
+
+    with pytest.raises(UsageError, match=r"Tesla V100-SXM2-16GB \(compute capability 7.0\) has no bfloat16"):
+        jax_check(OldGpu())
+    torch_check(torch.device("cpu"))  # at most a note

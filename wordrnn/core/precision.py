@@ -52,4 +52,4 @@ def announce_emulated_cpu(framework: str) -> None:
     _ANNOUNCED.add(framework)
     print(f"note: --precision bfloat16 on a CPU without bfloat16 products (no {' or '.join(BFLOAT16_FLAGS)} in "
           f"/proc/cpuinfo): {framework} emulates them, so it trains as mixed precision but slower than "
-          "--precision float32, PyTorch many times slower (docs/PERFORMANCE.md, \"bfloat16\")", file=sys.stderr)
+          "--precision float32 (PyTorch many times slower: docs/PERFORMANCE.md, \"bfloat16\")", file=sys.stderr)
