@@ -9,6 +9,13 @@ donated, so XLA updates them in place. The optimizer is an ``optax.named_chain``
 built from ``JAX_OPTIMIZERS``; its state is found by the optimizer's name.
 Dropout masks come in as arrays drawn by ``wordrnn.core.dropout.step_masks``.
 
+``--precision bfloat16``: the parameters stay float32 (the master weights the optimizer updates); inside the
+loss function they, the incoming state and the masks are cast to bfloat16 (``COMPUTE_DTYPES``), so every product
+and activation is bfloat16, and the logits are cast back to float32 before the softmax and the cross-entropy. The
+gradient flows back through the casts to the float32 weights; the state leaves each chunk as float32.
+``jaxmodels.model.PRECISION`` (HIGHEST) asks XLA for full float32 products; with bfloat16 operands there is
+nothing finer to ask for (a bfloat16 product is exact in the float32 accumulator), so it changes nothing there.
+
 Data parallelism: a one-axis mesh (``devices.data_mesh``); each batch is split
 along it, parameters and optimizer state are replicated, and XLA inserts the
 gradient all-reduce. Every chunk is padded to one number of rows (a multiple of
@@ -195,11 +202,36 @@ def state_after(model: Any, x: jax.Array, carry: tuple, reset: jax.Array | None,
     return state
 
 
+# the dtype of the products and activations of each ``--precision`` (None: the parameters' own, float32)
+COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
+
+
+def in_compute_dtype(tree: Any, dtype: Any) -> Any:
+    """Every floating array of ``tree`` (parameters, state, masks) as ``dtype``; the tree as it is for None."""
+    if dtype is None:
+        return tree
+    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
+def model_logits(graphdef: Any, params: nnx.State, x: jax.Array, carry: tuple, reset: jax.Array | None,
+                 masks: Masks | None, last_only: bool, compute_dtype: Any = None, unroll: int = 1,
+                 return_hidden: bool = False) -> tuple[jax.Array, ...]:
+    """The model's float32 logits and state after ``x`` (with ``return_hidden``, also the last layer's output),
+    its products and activations in ``compute_dtype``."""
+    model = nnx.merge(graphdef, in_compute_dtype(params, compute_dtype))
+    logits, final, *hidden = model(x, in_compute_dtype(carry, compute_dtype), reset,
+                                   in_compute_dtype(masks, compute_dtype), last_only=last_only, unroll=unroll,
+                                   return_hidden=return_hidden)
+    out = (logits.astype(jnp.float32), tuple(s.astype(jnp.float32) for s in final))
+    return (*out, hidden[0].astype(jnp.float32)) if return_hidden else out
+
+
 def train_step(graphdef: Any, tx: optax.GradientTransformation, params: nnx.State, opt_state: optax.OptState,
                x: jax.Array, y: jax.Array, weights: jax.Array, reset: jax.Array | None, carry: tuple,
                masks: Masks | None, lr_scale: jax.Array | None = None, length: jax.Array | None = None,
                last_only: bool = False, scaled: bool = False, padded: bool = False, optimizer: str = "",
-               after_step: Callable[[Any, nnx.State], Any] | None = None, ar: float = 0.0, tar: float = 0.0
+               after_step: Callable[[Any, nnx.State], Any] | None = None, ar: float = 0.0, tar: float = 0.0,
+               compute_dtype: Any = None
                ) -> tuple[nnx.State, optax.OptState, jax.Array, tuple]:
     """One optimizer step on a chunk, either context: the weighted mean cross-entropy of the model ``graphdef`` +
     ``params``, its gradient, and ``tx``'s update. Pure: new parameters, new optimizer state, the loss and the
@@ -214,12 +246,14 @@ def train_step(graphdef: Any, tx: optax.GradientTransformation, params: nnx.Stat
     the last position); weight 0 for no target or a padding row. ``reset`` bool [B, T] or None, ``carry`` the
     state in ((h,) or (h, c), [B, L*H] each); the gradient stops at it (truncated BPTT). ``masks`` the step's
     dropout masks (``wordrnn.core.dropout``) or None; ``ar``/``tar`` the activation penalties' weights
-    (``jaxmodels.model.chunk_loss``).
+    (``jaxmodels.model.chunk_loss``). ``compute_dtype``: that of the products and activations
+    (``COMPUTE_DTYPES``); the loss is float32 either way.
     """
 
     def loss_of(p):
         penalized = bool(ar or tar)
-        logits, final, *hidden = nnx.merge(graphdef, p)(x, carry, reset, masks, last_only, return_hidden=penalized)
+        logits, final, *hidden = model_logits(graphdef, p, x, carry, reset, masks, last_only, compute_dtype,
+                                              return_hidden=penalized)
         return chunk_loss(logits, hidden[0] if penalized else None, y, weights, reset, masks, last_only, ar, tar), final
 
     (loss, final), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
@@ -316,6 +350,9 @@ class JaxBackend:
         return self._programs[key]
 
     def _compile(self, config: Config, graphdef: Any) -> Program:
+        if config.precision == "bfloat16":
+            devs.check_bfloat16(self.devices[0])
+        compute_dtype = COMPUTE_DTYPES[config.precision]
         tx = make_optimizer(config)
         rep, data = self.replicated, self.batch_sharding
         # the batch masks are cut with the batch, the weight-drop mask (one per step) is on every device
@@ -325,7 +362,7 @@ class JaxBackend:
             # no gradient is taken here (evaluation, generation), so a window's short recurrence is unrolled: XLA's
             # loop overhead is a large part of a batch-1 step on the CPU (docs/PERFORMANCE.md)
             unroll = min(x.shape[1], FORWARD_UNROLL) if last_only else 1
-            return nnx.merge(graphdef, params)(x, carry, last_only=last_only, unroll=unroll)
+            return model_logits(graphdef, params, x, carry, None, None, last_only, compute_dtype, unroll)
 
         return Program(
             config=config,
@@ -334,7 +371,7 @@ class JaxBackend:
             step={last: jax.jit(partial(train_step, graphdef, tx, last_only=last, scaled=config.bptt_jitter,
                                         padded=config.bptt_jitter, optimizer=config.optimizer,
                                         after_step=JAX_OPTIMIZERS[config.optimizer].after_step, ar=config.ar,
-                                        tar=config.tar),
+                                        tar=config.tar, compute_dtype=compute_dtype),
                                 donate_argnums=(0, 1),
                                 in_shardings=(rep, rep, data, data, data, data, data, masks, rep, rep),
                                 out_shardings=(rep, rep, rep, data)) for last in (False, True)},

@@ -1,6 +1,7 @@
 """Which accelerator and how many of its devices to train on, the data mesh, and multi-host start.
 
-The one home of JAX's device choice and of its float32 precision on a GPU (``no_tf32``). Nothing
+The one home of JAX's device choice, of its float32 precision on a GPU (``no_tf32``) and of its bfloat16 check
+(``check_bfloat16``). Nothing
 here falls back silently: asking for a platform that is not present,
 or for more devices than there are, is a ``UsageError`` that names what is
 there.
@@ -15,6 +16,7 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from wordrnn.core.errors import UsageError
+from wordrnn.core.precision import announce_emulated_cpu
 
 ACCELERATORS = ("auto", "cpu", "gpu", "tpu")
 PREFERENCE = ("tpu", "gpu", "cpu")  # what "auto" picks, best first
@@ -137,3 +139,19 @@ def describe(devices: list[jax.Device]) -> str:
     names = ", ".join(str(d) for d in devices)
     processes = jax.process_count()
     return f"{len(devices)} x {'/'.join(kinds)} ({names}), {processes} process{'es' if processes > 1 else ''}"
+
+
+# CUDA's bfloat16 products (tensor cores) start at compute capability 8.0 (Ampere); XLA emulates them below it
+BFLOAT16_CUDA_CAPABILITY = 8.0
+
+
+def check_bfloat16(device: jax.Device) -> None:
+    """``--precision bfloat16`` on ``device``: a GPU without bfloat16 products is a ``UsageError`` naming it; a TPU
+    has them; a CPU always computes it, announced once where it only emulates it (``wordrnn.core.precision``)."""
+    if device.platform == "gpu":
+        capability = getattr(device, "compute_capability", None)
+        if capability is not None and float(capability) < BFLOAT16_CUDA_CAPABILITY:
+            raise UsageError(f"--precision bfloat16: {device.device_kind} (compute capability {capability}) has no "
+                             "bfloat16 products (CUDA's start at 8.0, Ampere); use --precision float32")
+    elif device.platform == "cpu":
+        announce_emulated_cpu("XLA")

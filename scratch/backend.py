@@ -19,6 +19,7 @@ from scratch import sequence
 from scratch.optim import SGD, Adam, clip_by_global_norm, make_optimizer
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import Masks, step_masks
+from wordrnn.core.errors import UsageError
 from wordrnn.core.params import Params, check_params, param_shapes
 
 
@@ -39,6 +40,10 @@ class NumpyBackend:
         self.dtype = np.dtype(dtype)
 
     def init(self, params: Params, config: Config) -> NumpyState:
+        if config.precision != "float32":
+            raise UsageError(f"--precision {config.precision}: the NumPy reference computes in float32 or float64 "
+                             "(--dtype), the reference mixed precision is measured against; train with "
+                             "torchmodels.train or jaxmodels.train, or give --precision float32")
         check_params(params, config)
         # Own copies, in canonical order: the optimizer updates them in place.
         own = {name: np.array(params[name], dtype=self.dtype) for name in param_shapes(config)}

@@ -177,7 +177,7 @@ def test_scaling_writes_the_picture_and_its_json(tmp_path):
     out = tmp_path / "docs" / "scaling_cpu.png"
     result = run_module("wordrnn.bench.scaling", "--vocab-size", "60", "--streams", "2,4", "--hidden", "8,16",
                         "--batch-size", "2", "--hidden-size", "8", "--bptt", "4", "--repeats", "1",
-                        "--impls", "numpy,torch", "--device", "cpu", "--out", str(out))
+                        "--impls", "numpy,torch", "--device", "cpu", "--precision", "float32", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert out.stat().st_size > 1000 and out.read_bytes()[:4] == b"\x89PNG"
     doc = json.loads(out.with_suffix(".json").read_text())
@@ -187,6 +187,67 @@ def test_scaling_writes_the_picture_and_its_json(tmp_path):
     for r in doc["sweeps"]["streams"] + doc["sweeps"]["hidden"]:
         assert r["tokens_per_s"] > 0 and 0 < r["limit_fraction"] <= 1
         assert math.isclose(r["limit_fraction"], r["tokens_per_s"] / r["limit_tokens_per_s"], rel_tol=1e-9)
+
+
+def bfloat16_rows_or_left_out(rows: list[dict], stdout: str, impls: tuple[str, ...]) -> list[dict]:
+    """The bfloat16 rows; every implementation of ``impls`` has them, or a line saying they were left out (a
+    library without a bfloat16 kernel on this CPU); NumPy never has them, and a line says so."""
+    mixed = [r for r in rows if r["precision"] == "bfloat16"]
+    assert "numpy" not in {r["impl"] for r in mixed} and "numpy: no bfloat16 rows" in stdout
+    for impl in impls:
+        assert any(r["impl"] == impl for r in mixed) or f"{impl} bf16: left out" in stdout, impl
+    return mixed
+
+
+@pytest.mark.slow  # a bfloat16 product without a kernel (PyTorch on an AVX2 CPU) takes seconds
+def test_speed_puts_bfloat16_rows_beside_float32_against_the_bfloat16_peak(tmp_path, tiny_corpus):
+    path = tmp_path / "speed.json"
+    result = run_module("wordrnn.bench.speed", "--data", str(tiny_corpus), *TINY, *POEM, "--models", "embedding",
+                        "--cells", "rnn", "--size", "large", *SMALL_LARGE, "--device", "cpu", "--steps", "1",
+                        "--repeats", "1", "--precision", "both", "--json", str(path), timeout=900)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(path.read_text())
+    cpu = doc["limits"]["cpu"]
+    assert cpu["bfloat16_peak_gflops"] == max(cpu["bfloat16_matmul_gflops"].values()) > 0
+    assert "numpy" not in cpu["bfloat16_matmul_gflops"]  # NumPy has no bfloat16 product
+    assert isinstance(doc["machine"]["cpu_flags"], list)
+    rows = doc["train"]
+    assert [r["impl"] for r in rows if r["precision"] == "float32"] == ["numpy", "torch", "jax"]
+    for r in bfloat16_rows_or_left_out(rows, result.stdout, ("torch", "jax")):
+        assert r["peak_gflops"] == cpu["bfloat16_peak_gflops"] and 0 < r["limit_fraction"] <= 1
+        base = next(b for b in rows if b["impl"] == r["impl"] and b["precision"] == "float32")
+        assert math.isclose(r["vs_float32"], r["examples_per_s"] / base["examples_per_s"], rel_tol=1e-9)
+    for r in rows:
+        assert r["peak_memory_mb"] > 0
+        assert r["peak_gflops"] == cpu["peak_gflops" if r["precision"] == "float32" else "bfloat16_peak_gflops"]
+
+
+@pytest.mark.slow  # a bfloat16 product without a kernel (PyTorch on an AVX2 CPU) takes seconds
+def test_scaling_draws_both_precisions_with_their_peak_memory(tmp_path):
+    out = tmp_path / "scaling_cpu.png"
+    result = run_module("wordrnn.bench.scaling", "--vocab-size", "60", "--streams", "2", "--hidden", "8",
+                        "--batch-size", "2", "--hidden-size", "8", "--bptt", "4", "--repeats", "1",
+                        "--device", "cpu", "--out", str(out), timeout=900)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert doc["settings"]["precisions"] == ["float32", "bfloat16"]
+    rows = doc["sweeps"]["streams"] + doc["sweeps"]["hidden"]
+    bfloat16_rows_or_left_out(rows, result.stdout, ("torch", "jax"))
+    for r in rows:
+        assert r["peak_memory_mb"] > 0
+        assert r["peak_gflops"] == doc["limits"]["cpu"][r["precision"]]["peak_gflops"]
+
+
+def test_the_resident_peak_sees_a_buffer_that_lived_only_inside_the_block():
+    import numpy as np
+
+    from wordrnn.bench.peak_memory import ResidentPeak, resident_bytes
+
+    before = resident_bytes()
+    with ResidentPeak() as seen:
+        buffer = np.ones(256 * 2**20 // 8)  # 256 MiB, touched
+        del buffer
+    assert seen.peak - before > 200 * 2**20 and resident_bytes() - before < 100 * 2**20
 
 
 def test_synthetic_corpus_is_seeded_and_zipf_like():
@@ -248,11 +309,15 @@ def test_gpu_check_script_dry_run_on_the_cpu(tmp_path):
     assert doc["passed"] is True and doc["device"] == "cpu"
     assert [s["name"] for s in doc["steps"]] == ["machine", "corpora", "parity", "torch_epochs", "jax_epochs",
                                                  "torch_poem_epochs", "jax_poem_epochs", "speed_benchmark",
-                                                 "speed_large", "scaling"]
-    for run in ("torch", "jax", "torch_poem", "jax_poem"):
+                                                 "speed_large", "scaling", "torch_bf16_poem_epochs",
+                                                 "jax_bf16_poem_epochs", "speed_bf16", "scaling_bf16"]
+    for run in ("torch", "jax", "torch_poem", "jax_poem", "torch_bf16_poem", "jax_bf16_poem"):
         assert [e["epoch"] for e in doc["epochs"][run]] == [1, 2], run
     assert {r["context"] for r in doc["speed"]["large"]["train"]} == {"window", "poem"}
-    assert (tmp_path / "scaling_cpu.png").is_file() and doc["scaling"]["sweeps"]["streams"]
+    assert (tmp_path / "scaling_cpu.png").is_file() and doc["scaling"]["scaling_cpu"]["sweeps"]["streams"]
+    assert (tmp_path / "scaling_bf16_cpu.png").is_file()
+    assert doc["scaling"]["scaling_bf16_cpu"]["settings"]["precisions"] == ["bfloat16"]
+    assert {r["precision"] for r in doc["speed"]["bfloat16"]["train"]} >= {"float32"}
     for size in ("benchmark", "large"):
         assert {r["size"] for r in doc["speed"][size]["train"]} == {size}
     assert (tmp_path / "gpu_check.log").stat().st_size > 0

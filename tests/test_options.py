@@ -121,3 +121,6 @@ def test_config_json_names_the_lowest_format_version_that_knows_every_setting_it
         written = Config(**setting).to_json_dict()
         assert written["format_version"] == 3, setting
         assert Config.from_dict(written) == Config(**setting)
+    written = Config(precision="bfloat16").to_json_dict()
+    assert written["format_version"] == 4
+    assert Config.from_dict(written) == Config(precision="bfloat16")

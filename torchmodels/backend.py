@@ -7,6 +7,11 @@ from canonical arrays. Semantics follow docs/DESIGN.md, which are torch's own:
 clipped gradient inside the optimizer), at the step's learning rate
 (``Config.step_lr``).
 
+``--precision bfloat16`` is torch's mixed precision: the forward runs under ``torch.autocast`` (products in
+bfloat16: ``nn.Linear``, the input projections and, where the device has the kernel, the recurrent layer), while
+the weights, the optimizer and its state stay float32, and the logits are cast to float32 before the
+cross-entropy; the carried state passes between chunks as float32 (``compute``).
+
 Dropout masks are the ones ``wordrnn.core.dropout.step_masks`` specifies for
 ``(config.seed, step)``, drawn by NumPy and moved to the device, so a resumed
 run draws exactly the masks an uninterrupted one would, in any framework.
@@ -14,7 +19,9 @@ run draws exactly the masks an uninterrupted one would, in any framework.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +29,7 @@ import torch
 from torch import nn
 
 from data.streams import Chunk
-from torchmodels.devices import resolve_device
+from torchmodels.devices import check_bfloat16, resolve_device
 from torchmodels.model import Masks, build_module, canonical_parameters, chunk_loss, to_canonical
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import step_masks
@@ -114,6 +121,8 @@ class TorchBackend:
         self.onehot_gather = onehot_gather
 
     def init(self, params: Params, config: Config) -> TorchState:
+        if config.precision == "bfloat16":
+            check_bfloat16(self.device)
         torch.manual_seed(config.seed)
         model = build_module(config, params, device=self.device, onehot_gather=self.onehot_gather)
         weights = [p for _, p in canonical_parameters(model)]
@@ -131,10 +140,12 @@ class TorchBackend:
         masks = self.dropout_masks(state, step, chunk.x)
         reset = self._reset(chunk.reset)
         penalized = bool(config.ar or config.tar)
-        logits, carry, *hidden = state.forward(self._tensor(chunk.x), carry, reset, masks, chunk.last_only,
-                                               penalized)
-        loss = chunk_loss(logits, hidden[0] if penalized else None, yb, wb, reset, masks, chunk.last_only,
-                          config.ar, config.tar)
+        with self.compute(config):
+            logits, carry, *hidden = state.forward(self._tensor(chunk.x), carry, reset, masks, chunk.last_only,
+                                                   penalized)
+        # the softmax, the loss and the penalties in float32, whatever the products were
+        loss = chunk_loss(logits.float(), hidden[0].float() if penalized else None, yb, wb, reset, masks,
+                          chunk.last_only, config.ar, config.tar)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.clip > 0:
@@ -142,13 +153,21 @@ class TorchBackend:
         for group in state.optimizer.param_groups:
             group["lr"] = config.step_lr(chunk.x.shape[1])
         state.optimizer.step()
-        return state, loss.detach(), tuple(s.detach() for s in carry)  # truncated BPTT: no gradient across chunks
+        # truncated BPTT: no gradient across chunks; the state passed on in float32, as it came in
+        return state, loss.detach(), tuple(s.detach().float() for s in carry)
 
     def logits(self, state: TorchState, x: np.ndarray, carry: tuple | None = None, last_only: bool = False
                ) -> tuple[np.ndarray, tuple]:
-        with torch.inference_mode():
+        with torch.inference_mode(), self.compute(state.config):
             logits, carry = state.forward(self._tensor(x), carry, None, None, last_only)
-        return logits.to("cpu", torch.float32).numpy(), carry
+        return logits.to("cpu", torch.float32).numpy(), tuple(s.float() for s in carry)
+
+    def compute(self, config: Config) -> contextlib.AbstractContextManager:
+        """The forward's precision: nothing for float32; ``torch.autocast`` in bfloat16 for ``--precision
+        bfloat16``."""
+        if config.precision == "float32":
+            return contextlib.nullcontext()
+        return _autocast_bfloat16(self.device)
 
     def dropout_masks(self, state: TorchState, step: int, x: np.ndarray) -> Masks | None:
         """The masks of ``wordrnn.core.dropout.step_masks`` for this step, as tensors on the model's device."""
@@ -204,6 +223,35 @@ class TorchBackend:
 
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(a, dtype=np.int64)).to(self.device, non_blocking=True)
+
+
+@contextlib.contextmanager
+def _autocast_bfloat16(device: torch.device) -> Iterator[None]:
+    """``torch.autocast`` in bfloat16 on ``device``. On a CPU without oneDNN's bfloat16 kernels (no AVX-512),
+    autocast hands ``nn.LSTM`` to oneDNN's bfloat16 LSTM, which cannot build its primitive there: with oneDNN off
+    for the forward, the LSTM runs torch's own kernel in float32 and the other products still in bfloat16."""
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            with _onednn_off():
+                yield
+        else:
+            yield
+
+
+@contextlib.contextmanager
+def _onednn_off() -> Iterator[None]:
+    """oneDNN off inside; its flags' context also re-sets oneDNN's TF32 switch, which warns on a build without
+    Intel GPU support: that warning is about a switch nobody asked for, so it is silenced."""
+    switch = torch.backends.mkldnn.flags(enabled=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        switch.__enter__()
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            switch.__exit__(None, None, None)
 
 
 def _torch_slots(spec: Optimizer, name: str, step: int, arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:

@@ -1,6 +1,7 @@
-"""Where PyTorch computes: the device names, ``--device`` resolved, and float32 kept float32 on a GPU.
+"""Where PyTorch computes: the device names, ``--device`` resolved, float32 kept float32 on a GPU, and whether
+the device computes bfloat16 (``check_bfloat16``).
 
-The one home of torch's device choice and of its TF32 switch: the trainer, ``bench.speed``, the
+The one home of torch's device choice, of its TF32 switch and of its bfloat16 check: the trainer, ``bench.speed``, the
 parity checks and ``wordrnn.frameworks`` all pick a torch device here.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from wordrnn.core.errors import UsageError
+from wordrnn.core.precision import announce_emulated_cpu
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -57,3 +59,22 @@ def _named_device(name: str, available: list[str]) -> torch.device:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
+
+
+def check_bfloat16(device: torch.device) -> None:
+    """``--precision bfloat16`` on ``device``: a GPU without bfloat16 products is a ``UsageError`` naming it; a CPU
+    always computes it, announced once where it only emulates it (``wordrnn.core.precision``)."""
+    if device.type == "cuda":
+        if not torch.cuda.is_bf16_supported(including_emulation=False):
+            major, minor = torch.cuda.get_device_capability(device)
+            raise UsageError(f"--precision bfloat16: {torch.cuda.get_device_name(device)} (compute capability "
+                             f"{major}.{minor}) has no bfloat16 products (CUDA's start at 8.0, Ampere); use "
+                             "--precision float32")
+    elif device.type == "mps":
+        try:
+            torch.ones(1, dtype=torch.bfloat16, device=device) @ torch.ones(1, dtype=torch.bfloat16, device=device)
+        except (RuntimeError, TypeError):
+            raise UsageError("--precision bfloat16: this Mac's MPS backend has no bfloat16 (macOS 14 or newer "
+                             "has it); use --precision float32 or --device cpu") from None
+    else:
+        announce_emulated_cpu("PyTorch")

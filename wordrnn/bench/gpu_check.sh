@@ -44,7 +44,7 @@ if [ "$DEVICE" = cuda ]; then
   SPEED_BENCHMARK=(--steps 10 --tokens 50 --repeats 3 --context both)
   SPEED_LARGE=(--steps 5 --tokens 30 --repeats 3 --context both)
   PARITY=()
-  SCALING=(--impls torch,jax --steps 2 --repeats 3)  # NumPy would spend minutes on the host per point
+  SCALING=(--impls torch,jax --steps 2 --repeats 3 --precision float32)  # NumPy: minutes on the host per point
   # seconds for: machine, corpora, parity, torch epochs, jax epochs, torch poem epochs, jax poem epochs,
   # speed benchmark, speed large, scaling (sum 480: the 8 minutes)
   LIMITS=(15 20 100 35 35 30 30 65 65 85)
@@ -56,7 +56,7 @@ else
   SPEED_LARGE=("${SPEED_BENCHMARK[@]}")
   PARITY=(--cells rnn)
   SCALING=(--impls torch,jax --vocab-size 300 --streams 8,16 --hidden 16,32 --batch-size 8 --hidden-size 16
-           --bptt 5 --steps 1 --repeats 1)
+           --bptt 5 --steps 1 --repeats 1 --precision float32)
   LIMITS=(60 60 300 120 120 120 120 300 300 300)
 fi
 # Many streams and mingru's parallel scan (bench.speed, poem context, large size: real epochs' chunks, poems starting
@@ -122,6 +122,27 @@ step scan_long "${SCAN_LIMITS[3]}" "$PYTHON" -m wordrnn.bench.speed "${POEM_SPEE
 step scan_long_sequential "${SCAN_LIMITS[4]}" "$PYTHON" -m wordrnn.bench.speed "${POEM_SPEED[@]}" --impls jax \
   --cells mingru --bptt "$CHUNK_LONG" --linear-scan sequential --json "$WORK/scan_long_sequential.json"
 
+# -- bfloat16 (--precision bfloat16): its own block. Two poem epochs of each framework in bfloat16 (the run's
+# metrics beside the float32 runs'), bench.speed's large size in both precisions side by side (each row against its
+# precision's product peak, peak memory beside tokens/s), and the scaling sweep in bfloat16 (its own picture).
+if [ "$DEVICE" = cuda ]; then
+  BF16_SPEED=(--steps 5 --repeats 3 --models embedding --cells lstm,gru)
+  BF16_SCALING=(--impls torch,jax --steps 2 --repeats 3)
+  BF16_LIMITS=(35 35 90 90)  # torch epochs, jax epochs, speed, scaling
+else
+  BF16_SPEED=(--steps 1 --repeats 1 --models embedding --cells lstm)
+  BF16_SCALING=("${SCALING[@]/float32/bfloat16}")
+  BF16_LIMITS=(120 120 300 300)
+fi
+step torch_bf16_poem_epochs "${BF16_LIMITS[0]}" "$PYTHON" -m torchmodels.train --data "$WORK/large.txt" --epochs 2 \
+  --context poem --precision bfloat16 --device "$DEVICE" --threads 1 --out "$WORK/runs/torch_bf16_poem" --quiet
+step jax_bf16_poem_epochs "${BF16_LIMITS[1]}" "$PYTHON" -m jaxmodels.train --data "$WORK/large.txt" --epochs 2 \
+  --context poem --precision bfloat16 --accelerator "$ACCELERATOR" --threads 1 --out "$WORK/runs/jax_bf16_poem" --quiet
+step speed_bf16 "${BF16_LIMITS[2]}" "$PYTHON" -m wordrnn.bench.speed --size large "${LARGE[@]}" --context poem \
+  --impls torch,jax --precision both --device "$DEVICE" "${BF16_SPEED[@]}" --json "$WORK/speed_bf16.json"
+step scaling_bf16 "${BF16_LIMITS[3]}" "$PYTHON" -m wordrnn.bench.scaling --device "$DEVICE" "${BF16_SCALING[@]}" \
+  --precision bfloat16 --out "$OUT/scaling_bf16_${ACCELERATOR}.png"
+
 # one JSON: every step's record and the end of its output, the epochs' metrics, both speed results (whatever
 # finished)
 "$PYTHON" - "$WORK" "$OUT/gpu_check.json" "$DEVICE" <<'EOF'
@@ -140,7 +161,7 @@ for s in steps:  # the end of each step's output (the parity table, an error mes
     output = work / f"{s['name']}.out"
     s["output_tail"] = output.read_text(errors="replace")[-4000:] if output.is_file() else ""
 epochs = {}
-for run in ("torch", "jax", "torch_poem", "jax_poem"):
+for run in ("torch", "jax", "torch_poem", "jax_poem", "torch_bf16_poem", "jax_bf16_poem"):
     metrics = work / "runs" / run / "metrics.jsonl"
     epochs[run] = [json.loads(l) for l in metrics.read_text().splitlines() if l.strip()] if metrics.is_file() else None
 doc = {
@@ -148,8 +169,9 @@ doc = {
     "passed": all(s["rc"] == 0 for s in steps),
     "steps": steps,
     "epochs": epochs,
-    "speed": {"benchmark": read_json(work / "speed_benchmark.json"), "large": read_json(work / "speed_large.json")},
-    "scaling": read_json(next(out.parent.glob("scaling_*.json"), out.parent / "none.json")),
+    "speed": {"benchmark": read_json(work / "speed_benchmark.json"), "large": read_json(work / "speed_large.json"),
+              "bfloat16": read_json(work / "speed_bf16.json")},
+    "scaling": {path.stem: read_json(path) for path in sorted(out.parent.glob("scaling_*.json"))},
     "many_streams": {k: read_json(work / f"streams_{k}.json") for k in ("few", "many")},
     "linear_scan": {k: read_json(work / f"scan_{k}.json") for k in ("short", "long", "long_sequential")},
 }

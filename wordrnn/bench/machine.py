@@ -30,10 +30,12 @@ def cpu_name() -> str:
 def describe_machine(threads: int) -> dict[str, Any]:
     """CPU, cores, load, accelerators and library versions, for the report."""
     from wordrnn.core.hugepages import tunable_set
+    from wordrnn.core.precision import reported_cpu_flags
     from wordrnn.run.folder import library_versions
 
     info: dict[str, Any] = {
         "cpu": cpu_name(),
+        "cpu_flags": reported_cpu_flags(),  # the vector widths and bfloat16 products the speed figures hold on
         "cores": os.cpu_count(),
         "threads": threads if threads > 0 else "library defaults",
         "platform": platform.platform(),

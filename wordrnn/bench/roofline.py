@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -129,10 +129,21 @@ def working_set_bytes(config: Config, training: bool = True) -> int:
 # -- measuring the machine ---------------------------------------------------------------------------
 
 
+# A call this slow is a library without a kernel for the operands (PyTorch's bfloat16 product on a CPU without
+# AVX-512: seconds a call): one timed call tells that, and repeats would only spend minutes
+SLOW_CALL_SECONDS = 1.0
+
+
 def _best_seconds(fn: Callable[[], Any], sync: Callable[[], Any], repeats: int, min_seconds: float = 2e-3) -> float:
-    """The fastest time of one call of ``fn``: each repeat runs enough calls to last ``min_seconds``."""
+    """The fastest time of one call of ``fn``: each repeat runs enough calls to last ``min_seconds``; a call slower
+    than ``SLOW_CALL_SECONDS`` is timed once."""
     fn()
     sync()
+    started = time.perf_counter()
+    fn()
+    sync()
+    if time.perf_counter() - started > SLOW_CALL_SECONDS:
+        return time.perf_counter() - started
     calls = 1
     while True:
         started = time.perf_counter()
@@ -153,14 +164,16 @@ def _best_seconds(fn: Callable[[], Any], sync: Callable[[], Any], repeats: int, 
     return best
 
 
-def matmul_peak_gflops(device: str, repeats: int = 5) -> dict[str, float]:
-    """Float32 matrix-product GFLOP/s on ``device`` by every library at hand: NumPy on "cpu", PyTorch and XLA on
-    either (n 1024 on "cpu", 4096 on "cuda", TF32 off, as the models run). The best of the repeats: a peak is
-    what the machine can do, and on some CPUs one library's kernel is twice another's (docs/PERFORMANCE.md)."""
+def matmul_peak_gflops(device: str, repeats: int = 5, precision: str = "float32") -> dict[str, float]:
+    """Matrix-product GFLOP/s on ``device`` by every library at hand, operands in ``precision``: NumPy on "cpu"
+    (float32 only: NumPy has no bfloat16), PyTorch and XLA on either (n 1024 on "cpu", 4096 on "cuda", TF32 off, as
+    the models run). The best of the repeats: a peak is what the machine can do, and on some CPUs one library's
+    kernel is twice another's (docs/PERFORMANCE.md). A ``bfloat16`` peak is the limit of ``--precision bfloat16``
+    rows: bfloat16 operands, float32 accumulation, as the models' products run under that precision."""
     n = 1024 if device == "cpu" else 4096
     flops = 2.0 * n**3
     results = {}
-    if device == "cpu":
+    if device == "cpu" and precision == "float32":
         rng = np.random.default_rng(0)
         a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
         results["numpy"] = flops / _best_seconds(lambda: a @ b, lambda: None, repeats) / 1e9
@@ -169,8 +182,9 @@ def matmul_peak_gflops(device: str, repeats: int = 5) -> dict[str, float]:
     except ImportError:
         pass
     else:
-        ta = torch.randn(n, n, device=device)
-        tb = torch.randn(n, n, device=device)
+        dtype = getattr(torch, precision)
+        ta = torch.randn(n, n, device=device).to(dtype)
+        tb = torch.randn(n, n, device=device).to(dtype)
         sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
         results["torch"] = flops / _best_seconds(lambda: ta @ tb, sync, repeats) / 1e9
     try:
@@ -183,8 +197,8 @@ def matmul_peak_gflops(device: str, repeats: int = 5) -> dict[str, float]:
     except RuntimeError:  # a JAX without this device's backend
         return results
     product = jax.jit(lambda x, y: jnp.matmul(x, y, precision=jax.lax.Precision.HIGHEST))
-    ja = jax.device_put(jnp.ones((n, n), jnp.float32), on)
-    jb = jax.device_put(jnp.ones((n, n), jnp.float32), on)
+    ja = jax.device_put(jnp.ones((n, n), precision), on)
+    jb = jax.device_put(jnp.ones((n, n), precision), on)
     latest = [product(ja, jb)]  # the calls queue up as torch's do; waiting for the last one waits for all
 
     def call() -> None:
@@ -224,10 +238,19 @@ class Limits:
     matmul_gflops: dict[str, float]
     bandwidth_gbs: dict[str, float]  # by working-set name (the size it was measured for)
     working_set_bytes: dict[str, int]
+    bfloat16_matmul_gflops: dict[str, float] = field(default_factory=dict)  # measured where bfloat16 rows run
 
     @property
     def peak_gflops(self) -> float:
         return max(self.matmul_gflops.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "peak_gflops": self.peak_gflops}
+        peaks = {"peak_gflops": self.peak_gflops}
+        if self.bfloat16_matmul_gflops:
+            peaks["bfloat16_peak_gflops"] = max(self.bfloat16_matmul_gflops.values())
+        return {**asdict(self), **peaks}
+
+
+def peak_key(precision: str) -> str:
+    """The key of a ``Limits.to_dict`` that holds the peak of ``precision``'s rows."""
+    return "peak_gflops" if precision == "float32" else f"{precision}_peak_gflops"

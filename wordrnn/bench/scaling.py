@@ -8,6 +8,8 @@ of streams (``--streams``) at ``--hidden-size``, and against the hidden size (``
 warm-ups apart, repeats interleaved). Beside each curve the roofline: the tokens per second of the estimated
 limit (``wordrnn.bench.roofline.chunk_step_work`` against the matmul peak and the copy bandwidth measured in
 this run). One PNG per device (``docs/scaling_cpu.png``, ``docs/scaling_gpu.png``) and the JSON beside it.
+Both precisions by default (``--precision``): PyTorch's and JAX's bfloat16 rows beside the float32 ones, each
+against its own precision's product peak; every row carries its peak memory (``wordrnn.bench.peak_memory``).
 
 The chunks are seeded synthetic poems (``wordrnn.bench.synthetic``): speed depends on the sizes and where the
 poems start, not on the words.
@@ -62,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1,
                         help="compute threads for every library (0: each library's default; default: %(default)s)")
+    from wordrnn.bench.speed import add_precision_flag
+
+    add_precision_flag(parser, "both")
     parser.add_argument("--out", type=Path, default=None,
                         help="the PNG (default: docs/scaling_cpu.png or docs/scaling_gpu.png); the JSON goes beside it")
     return parser
@@ -98,45 +103,52 @@ def point_chunks(config: Config, steps: int) -> list:
     return chunks[:steps + 1]
 
 
-def measure_point(config: Config, impls: list[str], devices: dict[str, str], args: argparse.Namespace
-                  ) -> list[dict[str, Any]]:
-    """Every implementation's tokens/s at one size, side by side, with the work of its step and the copy
-    bandwidth of its working set (``add_limits`` turns them into the limit)."""
+def measure_point(config: Config, contenders: list[tuple[str, str]], devices: dict[str, str],
+                  args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every (implementation, precision)'s tokens/s and peak memory at one size, side by side, with the work of
+    its step and the copy bandwidth of its working set (``add_limits`` turns them into the limit)."""
     from wordrnn.bench import roofline, timing
+    from wordrnn.bench.peak_memory import PeakTracker
+    from wordrnn.bench.speed import contender_name
 
     chunks = point_chunks(config, args.steps)
-    trainers = {impl: timing.Trainer(impl, config, devices[impl]) for impl in impls}
-    warmups = {impl: timing.timed(lambda t=t: t.run(chunks, 1))[0] for impl, t in trainers.items()}
-    seconds = timing.interleaved_medians({impl: (lambda t=t: t.run(chunks, args.steps)) for impl, t in
-                                          trainers.items()}, args.repeats)
+    trainers = {contender_name(impl, p): (impl, timing.Trainer(impl, replace(config, precision=p), devices[impl]))
+                for impl, p in contenders}
+    warmups = {name: timing.timed(lambda t=t: t.run(chunks, 1))[0] for name, (_, t) in trainers.items()}
+    memory = PeakTracker()
+    seconds = timing.interleaved_medians(
+        {name: memory.wrap(name, impl, devices[impl], lambda t=t: t.run(chunks, args.steps))
+         for name, (impl, t) in trainers.items()}, args.repeats)
     work = roofline.chunk_step_work(config, config.batch_size, config.bptt)
     tokens = config.batch_size * config.bptt
     bandwidths = {d: roofline.copy_bandwidth_gbs(d, roofline.working_set_bytes(config), 3)
                   for d in sorted(set(devices.values()))}
     rows = []
-    for impl in impls:
-        step_s = seconds[impl] / args.steps
-        rows.append({"impl": impl, "device": devices[impl], "streams": config.batch_size,
+    for impl, precision in contenders:
+        name = contender_name(impl, precision)
+        step_s = seconds[name] / args.steps
+        rows.append({"impl": impl, "precision": precision, "device": devices[impl], "streams": config.batch_size,
                      "hidden": config.hidden_size, "tokens": tokens, "tokens_per_s": tokens / step_s,
-                     "step_ms": 1e3 * step_s, "warmup_seconds": warmups[impl], "flops_per_step": work.flops,
+                     "step_ms": 1e3 * step_s, "peak_memory_mb": memory.peaks[name] / 2**20,
+                     "warmup_seconds": warmups[name], "flops_per_step": work.flops,
                      "bytes_per_step": work.bytes, "bandwidth_gbs": bandwidths[devices[impl]]})
     return rows
 
 
-def add_limits(rows: list[dict[str, Any]], peaks: dict[str, float]) -> None:
-    """Each row's limit (its step's work against its device's peak and its working set's bandwidth): tokens/s
-    at the limit, the fraction of it achieved, and what bounds it."""
+def add_limits(rows: list[dict[str, Any]], peaks: dict[tuple[str, str], float]) -> None:
+    """Each row's limit (its step's work against its device's peak of its precision, and its working set's
+    bandwidth): tokens/s at the limit, the fraction of it achieved, and what bounds it."""
     from wordrnn.bench.roofline import Work
 
     for row in rows:
-        work, peak, bandwidth = Work(row["flops_per_step"], row["bytes_per_step"]), peaks[row["device"]], \
-            row["bandwidth_gbs"]
+        work, peak, bandwidth = Work(row["flops_per_step"], row["bytes_per_step"]), \
+            peaks[row["device"], row["precision"]], row["bandwidth_gbs"]
         limit_s = work.seconds(peak, bandwidth)
         row.update(peak_gflops=peak, limit_tokens_per_s=row["tokens"] / limit_s,
                    limit_fraction=limit_s * row["tokens_per_s"] / row["tokens"], bound=work.bound(peak, bandwidth))
 
 
-def sweep(base: Config, impls: list[str], devices: dict[str, str], args: argparse.Namespace,
+def sweep(base: Config, contenders: list[tuple[str, str]], devices: dict[str, str], args: argparse.Namespace,
           streams: list[int], hidden: list[int]) -> dict[str, list[dict[str, Any]]]:
     """Both sweeps, point by point, with a progress bar."""
     from tqdm import tqdm
@@ -147,16 +159,21 @@ def sweep(base: Config, impls: list[str], devices: dict[str, str], args: argpars
     with tqdm(total=len(points), desc="scaling", unit="point", file=sys.stderr,
               disable=not sys.stderr.isatty()) as bar:
         for axis, config in points:
-            rows = measure_point(config, impls, devices, args)
+            rows = measure_point(config, contenders, devices, args)
             results[axis] += rows
             bar.update()
             if not sys.stderr.isatty():  # plain lines in a log
                 print(f"{axis:<8} B {config.batch_size:>5} H {config.hidden_size:>5}  " + "  ".join(
-                    f"{r['impl']} {r['tokens_per_s']:,.0f} tok/s" for r in rows), flush=True)
+                    f"{row_label(r)} {r['tokens_per_s']:,.0f} tok/s" for r in rows), flush=True)
     return results
 
 
 IMPL_LABELS = {"numpy": "NumPy", "torch": "PyTorch eager", "jax": "JAX/Flax (jit)"}
+
+
+def row_label(row: dict[str, Any]) -> str:
+    """A row's implementation and, for bfloat16, its precision: ``jax``, ``jax bf16``."""
+    return row["impl"] if row["precision"] == "float32" else f"{row['impl']} bf16"
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -171,15 +188,19 @@ def plot(results: dict[str, Any], path: Path) -> None:
     for ax, axis, label, fixed in ((axes[0], "streams", "streams (batch size B)", f"H {s['hidden_size']}"),
                                    (axes[1], "hidden", "hidden size H", f"B {s['batch_size']}")):
         rows = results["sweeps"][axis]
-        for impl in dict.fromkeys(r["impl"] for r in rows):
-            mine = [r for r in rows if r["impl"] == impl]
-            ax.plot([r[axis] for r in mine], [r["tokens_per_s"] for r in mine], marker="o",
-                    label=f"{IMPL_LABELS.get(impl, impl)} ({mine[0]['device']})")
-        for device in dict.fromkeys(r["device"] for r in rows):
-            first = next(r["impl"] for r in rows if r["device"] == device)  # the limit is the device's
-            mine = [r for r in rows if r["impl"] == first]
-            ax.plot([r[axis] for r in mine], [r["limit_tokens_per_s"] for r in mine], "k--" if device == "cpu"
-                    else "k:", label=f"estimated limit ({device})")
+        for name in dict.fromkeys(row_label(r) for r in rows):
+            mine = [r for r in rows if row_label(r) == name]
+            bf16 = mine[0]["precision"] == "bfloat16"
+            impl = IMPL_LABELS.get(mine[0]["impl"], name) + (" bfloat16" if bf16 else "")
+            ax.plot([r[axis] for r in mine], [r["tokens_per_s"] for r in mine], marker="s" if bf16 else "o",
+                    linestyle="-." if bf16 else "-", label=f"{impl} ({mine[0]['device']})")
+        for device, precision in dict.fromkeys((r["device"], r["precision"]) for r in rows):
+            # the limit is the device's and the precision's
+            first = next(row_label(r) for r in rows if (r["device"], r["precision"]) == (device, precision))
+            mine = [r for r in rows if row_label(r) == first]
+            ax.plot([r[axis] for r in mine], [r["limit_tokens_per_s"] for r in mine],
+                    color="black" if precision == "float32" else "gray", linestyle="--" if device == "cpu" else ":",
+                    label=f"estimated limit ({device}, {precision})")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xticks(sorted({r[axis] for r in rows}), [str(v) for v in sorted({r[axis] for r in rows})])
@@ -204,7 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     impls = parse_names(args.impls, IMPLS, "--impls")
     limit_threads(args.threads)
     from wordrnn.bench.roofline import matmul_peak_gflops
-    from wordrnn.bench.speed import CPU_ONLY, resolve_device
+    from wordrnn.bench.speed import (
+        CPU_ONLY,
+        contender_name,
+        contenders_of,
+        precisions_of,
+        resolve_device,
+        without_emulated,
+    )
 
     device = resolve_device(args.device)
     gpu = device == "cuda"
@@ -216,25 +244,34 @@ def main(argv: list[str] | None = None) -> int:
                   hidden_size=args.hidden_size).validate()
     devices = {impl: "cpu" if impl in CPU_ONLY else device for impl in impls}
     on = sorted(set(devices.values()))
-    before = {d: matmul_peak_gflops(d, 5) for d in on}
-    sweeps = sweep(base, impls, devices, args, streams, hidden)
+    precisions = precisions_of(args)
+    before = {(d, p): matmul_peak_gflops(d, 5, p) for d in on for p in precisions}
+    contenders = without_emulated(contenders_of(impls, precisions), devices, {d: {
+        "matmul_gflops": before.get((d, "float32"), {}), "bfloat16_matmul_gflops": before.get((d, "bfloat16"), {})}
+        for d in on})
+    if not contenders:
+        raise UsageError("nothing left to measure: every implementation asked for was left out above; add "
+                         "--precision float32 or other --impls")
+    sweeps = sweep(base, contenders, devices, args, streams, hidden)
     # the best of the two measurements: a limit is what the machine did, and a shared machine's load comes and goes
-    after = {d: matmul_peak_gflops(d, 5) for d in on}
-    limits = {d: {"matmul_gflops_before": before[d], "matmul_gflops_after": after[d],
-                  "peak_gflops": max(*before[d].values(), *after[d].values())} for d in on}
+    after = {(d, p): matmul_peak_gflops(d, 5, p) for d in on for p in precisions}
+    limits = {d: {p: {"matmul_gflops_before": before[d, p], "matmul_gflops_after": after[d, p],
+                      "peak_gflops": max(*before[d, p].values(), *after[d, p].values())} for p in precisions}
+              for d in on}
     for rows in sweeps.values():
-        add_limits(rows, {d: lim["peak_gflops"] for d, lim in limits.items()})
-    print(f"{', '.join(impls)} on {device}; float32 matmul peak " + ", ".join(
-        f"{d} {lim['peak_gflops']:.1f} GFLOP/s" for d, lim in limits.items()), flush=True)
+        add_limits(rows, {(d, p): lim["peak_gflops"] for d, by in limits.items() for p, lim in by.items()})
+    print(f"{', '.join(contender_name(i, p) for i, p in contenders)} on {device}; matmul peak " + ", ".join(
+        f"{d} {p} {lim['peak_gflops']:.1f} GFLOP/s" for d, by in limits.items() for p, lim in by.items()),
+        flush=True)
     for axis, rows in sweeps.items():
         for r in rows:
-            print(f"  {axis:<8} B {r['streams']:>5} H {r['hidden']:>5} {r['impl']:<6} {r['tokens_per_s']:>10,.0f} "
-                  f"tok/s  {r['limit_fraction']:>6.1%} of the limit ({r['bound']})")
+            print(f"  {axis:<8} B {r['streams']:>5} H {r['hidden']:>5} {row_label(r):<9} {r['tokens_per_s']:>10,.0f} "
+                  f"tok/s  {r['limit_fraction']:>6.1%} of the limit ({r['bound']}), peak {r['peak_memory_mb']:,.0f} MB")
     results = {
         "sweeps": sweeps, "limits": limits,
         "settings": {"model": args.model, "cell": args.cell, "vocab_size": args.vocab_size, "bptt": args.bptt,
                      "batch_size": args.batch_size, "hidden_size": args.hidden_size, "steps": args.steps,
-                     "repeats": args.repeats, "device": device, "threads": args.threads},
+                     "repeats": args.repeats, "device": device, "threads": args.threads, "precisions": precisions},
         "machine": describe_machine(args.threads),
     }
     plot(results, out)

@@ -9,6 +9,11 @@ an estimated lower bound on its step time (``wordrnn.bench.roofline``: the
 step's FLOPs against a float32 matmul peak and its bytes against a copy
 bandwidth, both measured in this run) and the fraction of it achieved.
 
+``--precision bfloat16`` (or ``both``) adds PyTorch's and JAX's mixed-precision rows (``--precision`` of the
+trainers), each against the bfloat16 product's peak measured in this run, with its speed over the same
+implementation's float32 row where both were measured. Every training row carries its peak memory
+(``wordrnn.bench.peak_memory``: the resident set on the CPU, the device's peak on a GPU).
+
 Two contexts (``--context``): ``window`` (a batch of windows, the last step scored) and ``poem``
 (a chunk of ``--batch-size`` streams x ``--bptt`` tokens, the state carried from chunk to chunk and
 every position scored: training tokens per second, the limit counted for the chunk). Generation is
@@ -45,7 +50,7 @@ if __name__ == "__main__":
 from wordrnn.bench.machine import describe_machine, limit_threads  # noqa: E402
 from wordrnn.bench.synthetic import LARGE, SyntheticSize, check_size  # noqa: E402
 from wordrnn.core.cells import CELLS  # noqa: E402
-from wordrnn.core.config import CONTEXTS, MODELS, Config  # noqa: E402
+from wordrnn.core.config import CONTEXTS, MODELS, PRECISIONS, Config  # noqa: E402
 from wordrnn.core.errors import CommandParser, UsageError, cli  # noqa: E402
 from wordrnn.core.flags import add_data_flags, add_threads_flag, data_config  # noqa: E402
 from wordrnn.core.hugepages import tunable_set  # noqa: E402
@@ -58,6 +63,10 @@ SIZES = ("benchmark", "large")
 CPU_ONLY = ("numpy", "onnxruntime")  # these run on the CPU whatever --device says
 LIMIT_REPEATS = 10
 LINEAR_SCAN_FORMS = ("auto", "parallel", "sequential")  # jaxmodels.scan.FORMS, without importing JAX here
+# A library whose bfloat16 product runs this many times slower than its float32 one has no bfloat16 kernel on this
+# device (PyTorch on a CPU without AVX-512: 0.16 against 21 GFLOP/s, docs/PERFORMANCE.md): its rows would take
+# minutes and say only that, so they are left out, and a line says so
+EMULATION_SLOWDOWN = 4.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--linear-scan", choices=LINEAR_SCAN_FORMS, default="auto",
                    help="JAX's mingru recurrence: the parallel scan, the sequential lax.scan, or auto (parallel on "
                    "a GPU/TPU, sequential on the CPU; jaxmodels.scan) (default: %(default)s)")
+    add_precision_flag(g, "float32")
     g = parser.add_argument_group("sizes")
     g.add_argument("--size", choices=(*SIZES, "both"), default="both",
                    help="benchmark: the corpus (--data) and docs/DESIGN.md's configuration; large: a seeded "
@@ -111,6 +121,48 @@ def build_parser() -> argparse.ArgumentParser:
                    "implementation, model and cell selected")
     g.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON here")
     return parser
+
+
+def add_precision_flag(group: argparse._ActionsContainer, default: str) -> None:
+    """``--precision``: the trainers' precisions, or both side by side (bench.speed and bench.scaling)."""
+    from wordrnn.core.config import precision_name
+
+    group.add_argument("--precision", type=precision_name, choices=(*PRECISIONS, "both"), default=default,
+                       help="float32, bfloat16 (PyTorch's and JAX's mixed precision, against the bfloat16 "
+                       "product's peak; NumPy has none) or both, side by side (default: %(default)s)")
+
+
+def precisions_of(args: argparse.Namespace) -> list[str]:
+    return list(PRECISIONS) if args.precision == "both" else [args.precision]
+
+
+def contenders_of(impls: list[str], precisions: list[str]) -> list[tuple[str, str]]:
+    """(implementation, precision) pairs to measure: every implementation in float32, PyTorch and JAX in
+    bfloat16 (the NumPy reference is float32/float64); a line names a pair left out."""
+    pairs = [(impl, p) for p in precisions for impl in impls if p == "float32" or impl != "numpy"]
+    if "bfloat16" in precisions and "numpy" in impls:
+        print("numpy: no bfloat16 rows (the NumPy reference is float32, what bfloat16 is measured against)")
+    return pairs
+
+
+def contender_name(impl: str, precision: str) -> str:
+    return impl if precision == "float32" else f"{impl} bf16"
+
+
+def without_emulated(contenders: list[tuple[str, str]], devices: dict[str, str],
+                     limits: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    """``contenders`` less the bfloat16 ones whose library multiplies bfloat16 ``EMULATION_SLOWDOWN`` times slower
+    than float32 on their device (each named in one line)."""
+    kept = []
+    for impl, precision in contenders:
+        lim = limits.get(devices[impl], {})
+        fast, slow = lim.get("matmul_gflops", {}).get(impl), lim.get("bfloat16_matmul_gflops", {}).get(impl)
+        if precision == "bfloat16" and fast and slow and slow * EMULATION_SLOWDOWN < fast:
+            print(f"{impl} bf16: left out: its bfloat16 product runs at {slow:.2f} GFLOP/s on {devices[impl]} "
+                  f"against {fast:.1f} in float32 (no bfloat16 kernel here; docs/PERFORMANCE.md)", flush=True)
+            continue
+        kept.append((impl, precision))
+    return kept
 
 
 # -- set-up -----------------------------------------------------------------------------------------------
@@ -158,15 +210,18 @@ def parse_layers(text: str) -> tuple[int, ...]:
     return counts
 
 
-def measure_limits(device: str, configs: dict[str, Config], repeats: int) -> dict[str, Any]:
-    """The matmul peak and copy bandwidths of ``device``: one bandwidth per working set (each of ``configs``,
-    training and generation)."""
+def measure_limits(device: str, configs: dict[str, Config], repeats: int, precisions: tuple[str, ...] = ("float32",)
+                   ) -> dict[str, Any]:
+    """The matmul peaks (float32, and bfloat16 where it is among ``precisions``) and copy bandwidths of
+    ``device``: one bandwidth per working set (each of ``configs``, training and generation)."""
     from wordrnn.bench import roofline
 
     working = {f"{key}/{task}": roofline.working_set_bytes(config, training=task == "train")
                for key, config in configs.items() for task in ("train", "generate")}
     bandwidth = {key: roofline.copy_bandwidth_gbs(device, nbytes, repeats) for key, nbytes in working.items()}
-    return roofline.Limits(device, roofline.matmul_peak_gflops(device, repeats), bandwidth, working).to_dict()
+    bfloat16 = roofline.matmul_peak_gflops(device, repeats, "bfloat16") if "bfloat16" in precisions else {}
+    return roofline.Limits(device, roofline.matmul_peak_gflops(device, repeats), bandwidth, working,
+                           bfloat16).to_dict()
 
 
 def variant_key(size: str, variant: Config | dict[str, Any]) -> str:
@@ -187,18 +242,23 @@ def cell_label(variant: Config | dict[str, Any]) -> str:
 def best_limits(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
     """The higher of two measurements of each rate (taken before and after the timings): a limit is the best
     the machine did, and a shared machine's load comes and goes."""
-    matmul = {k: max(v, second["matmul_gflops"][k]) for k, v in first["matmul_gflops"].items()}
-    bandwidth = {k: max(v, second["bandwidth_gbs"][k]) for k, v in first["bandwidth_gbs"].items()}
-    return {**first, "matmul_gflops": matmul, "bandwidth_gbs": bandwidth, "peak_gflops": max(matmul.values())}
+    best = dict(first)
+    for key in ("matmul_gflops", "bandwidth_gbs", "bfloat16_matmul_gflops"):
+        best[key] = {k: max(v, second[key][k]) for k, v in first.get(key, {}).items()}
+    best["peak_gflops"] = max(best["matmul_gflops"].values())
+    if best["bfloat16_matmul_gflops"]:
+        best["bfloat16_peak_gflops"] = max(best["bfloat16_matmul_gflops"].values())
+    return best
 
 
 def add_limits(rows: list[dict[str, Any]], limits: dict[str, dict[str, Any]], task: str, seconds_key: str) -> None:
     """Each row's estimate (its inputs, the lower bound, what bounds it) and the fraction of it achieved."""
-    from wordrnn.bench.roofline import Work
+    from wordrnn.bench.roofline import Work, peak_key
 
     for row in rows:
         lim = limits[row["device"]]
-        peak, bandwidth = lim["peak_gflops"], lim["bandwidth_gbs"][f"{variant_key(row['size'], row)}/{task}"]
+        peak = lim[peak_key(row.get("precision", "float32"))]
+        bandwidth = lim["bandwidth_gbs"][f"{variant_key(row['size'], row)}/{task}"]
         work = Work(row["flops_per_step"], row["bytes_per_step"])
         seconds = row[seconds_key] / 1e3
         row.update(peak_gflops=peak, bandwidth_gbs=bandwidth, limit_ms=1e3 * work.seconds(peak, bandwidth),
@@ -210,28 +270,35 @@ def add_limits(rows: list[dict[str, Any]], limits: dict[str, dict[str, Any]], ta
 # -- measuring ---------------------------------------------------------------------------------------------
 
 
-def training_rows(size: str, config: Config, dataset: Any, impls: list[str], args: argparse.Namespace,
-                  devices: dict[str, str]) -> list[dict[str, Any]]:
-    """Every implementation's training speed on one size, context, model and cell, measured side by side."""
+def training_rows(size: str, config: Config, dataset: Any, contenders: list[tuple[str, str]],
+                  args: argparse.Namespace, devices: dict[str, str]) -> list[dict[str, Any]]:
+    """Every (implementation, precision)'s training speed and peak memory on one size, context, model and cell,
+    measured side by side."""
     from wordrnn.bench import roofline, timing
+    from wordrnn.bench.peak_memory import PeakTracker
 
-    runs, warmups = {}, {}
-    for impl in impls:
-        runs[impl], warmups[impl], batch = timing.prepare_training(impl, config, dataset, devices[impl])
-        print(f"train    {size:<9} {config.context:<6} {impl:<11} {config.model:<9} {cell_label(config):<6} "
-              f"warm-up {warmups[impl]:.2f} s", flush=True)
-    seconds = timing.interleaved_medians({impl: (lambda run=run: run(args.steps)) for impl, run in runs.items()},
-                                         args.repeats)
+    runs, warmups, memory = {}, {}, PeakTracker()
+    for impl, precision in contenders:
+        name = contender_name(impl, precision)
+        run, warmups[name], batch = timing.prepare_training(impl, replace(config, precision=precision), dataset,
+                                                            devices[impl])
+        runs[name] = memory.wrap(name, impl, devices[impl], lambda run=run: run(args.steps))
+        print(f"train    {size:<9} {config.context:<6} {name:<11} {config.model:<9} {cell_label(config):<6} "
+              f"warm-up {warmups[name]:.2f} s", flush=True)
+    seconds = timing.interleaved_medians(runs, args.repeats)
     poem = config.layout.carries_state
     work = (roofline.chunk_step_work(config, config.batch_size, config.bptt) if poem
             else roofline.train_step_work(config, batch))
     rows = []
-    for impl in impls:
-        step_s = seconds[impl] / args.steps
-        rows.append({"impl": impl, "context": config.context, "model": config.model, "cell": config.cell,
-                     "layers": config.layers, "size": size, "device": devices[impl], "examples_per_s": batch / step_s,
+    for impl, precision in contenders:
+        name = contender_name(impl, precision)
+        step_s = seconds[name] / args.steps
+        rows.append({"impl": impl, "precision": precision, "context": config.context, "model": config.model,
+                     "cell": config.cell, "layers": config.layers, "size": size, "device": devices[impl],
+                     "examples_per_s": batch / step_s,
                      "unit": "tokens" if poem else "windows", "batch": batch, "step_ms": 1e3 * step_s,
-                     "warmup_seconds": warmups[impl], "flops_per_step": work.flops, "bytes_per_step": work.bytes})
+                     "peak_memory_mb": memory.peaks[name] / 2**20, "warmup_seconds": warmups[name],
+                     "flops_per_step": work.flops, "bytes_per_step": work.bytes})
     return rows
 
 
@@ -297,7 +364,7 @@ def add_ratios(rows: list[dict[str, Any]], who: str, value: str, ratio: str, inv
     """``row[ratio]``: ``row[value]`` against the torch row of the same size, context, model and cell
     (``invert``: torch's over this one, so a time ratio comes from a throughput)."""
     def group(r: dict[str, Any]) -> tuple:
-        return r["size"], r.get("context", "window"), r["model"], cell_label(r)
+        return r["size"], r.get("context", "window"), r["model"], cell_label(r), r.get("precision", "float32")
 
     for row in rows:
         torch_row = next((r for r in rows if r[who] == "torch" and group(r) == group(row)), None)
@@ -307,9 +374,20 @@ def add_ratios(rows: list[dict[str, Any]], who: str, value: str, ratio: str, inv
             row[ratio] = torch_row[value] / row[value] if invert else row[value] / torch_row[value]
 
 
+def add_float32_ratios(rows: list[dict[str, Any]]) -> None:
+    """``row["vs_float32"]``: a bfloat16 row's examples/s over the float32 row of the same implementation, size,
+    context, model and cell (None where that was not measured; 1 for a float32 row)."""
+    def group(r: dict[str, Any]) -> tuple:
+        return r["impl"], r["size"], r["context"], r["model"], cell_label(r)
+
+    for row in rows:
+        base = next((r for r in rows if r["precision"] == "float32" and group(r) == group(row)), None)
+        row["vs_float32"] = None if base is None else row["examples_per_s"] / base["examples_per_s"]
+
+
 def run_speed(args: argparse.Namespace, base: Config, impls: list[str], runtimes: list[str], models: list[str],
               cells: list[str], sizes: list[str], device: str, contexts: tuple[str, ...] = ("window",),
-              layers: tuple[int, ...] = (1,)) -> dict[str, Any]:
+              layers: tuple[int, ...] = (1,), precisions: tuple[str, ...] = ("float32",)) -> dict[str, Any]:
     """Load each size, measure the machine, then every training and generation group; all rows, for the JSON."""
     devices = {name: "cpu" if name in CPU_ONLY else device for name in (*impls, *runtimes)}
     loaded = {size: load_size(size, base, args) for size in sizes}
@@ -319,8 +397,9 @@ def run_speed(args: argparse.Namespace, base: Config, impls: list[str], runtimes
     configs = {variant_key(size, v): v for size, (config, _) in loaded.items()
                for v in variants(config, models, cells, layers=layers)}
     on = sorted(set(devices.values()))
-    limits = {d: measure_limits(d, configs, LIMIT_REPEATS) for d in on}
+    limits = {d: measure_limits(d, configs, LIMIT_REPEATS, precisions) for d in on}
     print_limits(limits, "before")
+    contenders = without_emulated(contenders_of(impls, list(precisions)), devices, limits)
     print(f"{args.steps} steps x {args.repeats} repeats, {args.tokens} tokens x {args.repeats} repeats, "
           f"threads {args.threads or 'default'}, device {device}, "
           f"huge pages {'asked for' if tunable_set() else 'not asked for'}, mingru scan {args.linear_scan}",
@@ -332,17 +411,18 @@ def run_speed(args: argparse.Namespace, base: Config, impls: list[str], runtimes
             if args.epoch_large:
                 results["epochs"] += epoch_rows(variant, dataset, impls, args, devices)
                 continue
-            if impls:
-                results["train"] += training_rows(size, variant, dataset, impls, args, devices)
+            if contenders:
+                results["train"] += training_rows(size, variant, dataset, contenders, args, devices)
             if runtimes and not variant.layout.carries_state:  # generation reads windows in both contexts' models
                 results["generate"] += generation_rows(size, variant, dataset, runtimes, args, devices)
     if not args.epoch_large:
-        after = {d: measure_limits(d, configs, LIMIT_REPEATS) for d in on}
+        after = {d: measure_limits(d, configs, LIMIT_REPEATS, precisions) for d in on}
         print_limits(after, "after")
         limits = {d: best_limits(limits[d], after[d]) for d in on}
         add_limits(results["train"], limits, "train", "step_ms")
         add_limits(results["generate"], limits, "generate", "ms_per_token")
     add_ratios(results["train"], "impl", "examples_per_s", "time_ratio_vs_torch", invert=True)
+    add_float32_ratios(results["train"])
     add_ratios(results["generate"], "runtime", "tokens_per_s", "speedup_vs_torch", invert=False)
     return {
         **results,
@@ -355,7 +435,7 @@ def run_speed(args: argparse.Namespace, base: Config, impls: list[str], runtimes
                   for size, (config, dataset) in loaded.items()},
         "settings": {"steps": args.steps, "tokens": args.tokens, "repeats": args.repeats, "device": device,
                      "threads": args.threads, "contexts": list(contexts), "bptt": base.bptt,
-                     "batch_size": base.batch_size, "linear_scan": args.linear_scan},
+                     "batch_size": base.batch_size, "linear_scan": args.linear_scan, "precisions": list(precisions)},
         "config": base.to_dict(),
         "machine": describe_machine(args.threads),
     }
@@ -375,22 +455,28 @@ def print_limits(limits: dict[str, dict[str, Any]], when: str) -> None:
         for key, gbs in lim["bandwidth_gbs"].items():
             size, _, _, task = key.split("/")
             ranges.setdefault(f"{size} {task}", []).append(gbs)
-        print(f"{d}, {when} the timings: float32 matmul peak {lim['peak_gflops']:.1f} GFLOP/s; copy bandwidth "
+        bfloat16 = (f", bfloat16 matmul peak {lim['bfloat16_peak_gflops']:.1f} GFLOP/s"
+                    if "bfloat16_peak_gflops" in lim else "")
+        print(f"{d}, {when} the timings: float32 matmul peak {lim['peak_gflops']:.1f} GFLOP/s{bfloat16}; "
+              "copy bandwidth "
               + ", ".join(f"{k} {min(v):.0f}-{max(v):.0f}" for k, v in ranges.items()) + " GB/s", flush=True)
 
 
 def print_training(rows: list[dict[str, Any]], size: str, context: str = "window") -> None:
     streams = layout_of(context).carries_state
     shape = f"chunks of {rows[0]['batch']} tokens, every position scored" if streams else "batches of windows"
-    print(f"\ntraining, {size} size, {context} context ({shape}; time relative to PyTorch eager, lower is faster; "
-          "of limit: estimated lower bound / achieved step time)")
+    print(f"\ntraining, {size} size, {context} context ({shape}; time relative to PyTorch eager of the same "
+          "precision, lower is faster; vs fp32: speed over the same implementation's float32 row; of limit: "
+          "estimated lower bound / achieved step time, against the row's precision's peak; peak MB: resident set "
+          "on the CPU, the device's peak on a GPU)")
     per_s = "tokens/s" if streams else "examples/s"
-    print(f"  {'impl':<7}{'model':<10}{'cell':<6}{per_s:>11}{'vs torch':>10}{'step ms':>9}{'limit ms':>10}"
-          f"{'of limit':>10}  bound")
+    print(f"  {'impl':<7}{'prec':<6}{'model':<10}{'cell':<6}{per_s:>11}{'vs torch':>10}{'vs fp32':>9}{'step ms':>9}"
+          f"{'limit ms':>10}{'of limit':>10}{'peak MB':>9}  bound")
     for r in rows:
-        print(f"  {r['impl']:<7}{r['model']:<10}{cell_label(r):<8}{r['examples_per_s']:>11.0f}"
-              f"{_fmt(r['time_ratio_vs_torch'], '.2f'):>10}{r['step_ms']:>9.2f}{r['limit_ms']:>10.2f}"
-              f"{r['limit_fraction']:>10.1%}  {r['bound']}")
+        prec = "bf16" if r["precision"] == "bfloat16" else "fp32"
+        print(f"  {r['impl']:<7}{prec:<6}{r['model']:<10}{cell_label(r):<8}{r['examples_per_s']:>11.0f}"
+              f"{_fmt(r['time_ratio_vs_torch'], '.2f'):>10}{_fmt(r['vs_float32'], '.2f'):>9}{r['step_ms']:>9.2f}"
+              f"{r['limit_ms']:>10.2f}{r['limit_fraction']:>10.1%}{r['peak_memory_mb']:>9.0f}  {r['bound']}")
 
 
 def print_generation(rows: list[dict[str, Any]], size: str) -> None:
@@ -453,7 +539,11 @@ def main(argv: list[str] | None = None) -> int:
 
         scan.set_form(args.linear_scan)
     device = resolve_device(args.device)
-    results = run_speed(args, base, impls, runtimes, models, cells, sizes, device, contexts, parse_layers(args.layers))
+    precisions = tuple(precisions_of(args))
+    if args.epoch_large and precisions != ("float32",):
+        raise UsageError("--epoch-large times float32 epochs; leave out --precision")
+    results = run_speed(args, base, impls, runtimes, models, cells, sizes, device, contexts, parse_layers(args.layers),
+                        precisions)
     print_summary(results)
     if args.json:
         from wordrnn.run.folder import atomic_write_text

@@ -26,6 +26,9 @@ MODELS = ("onehot", "embedding")
 CONTEXTS = tuple(LAYOUTS)
 OPTIMIZERS = tuple(_OPTIMIZERS)
 TOKENIZERS = ("default", "whitespace")
+# The compute precisions a trainer offers (docs/PERFORMANCE.md, "bfloat16"): float32 everywhere, or mixed precision
+# with bfloat16 products and activations. float16 is not offered: see ``precision_name``.
+PRECISIONS = ("float32", "bfloat16")
 
 # The newest version of the config.json format this code reads and writes. A field added in version N is marked
 # ``since(N)``: a config.json of an earlier version lacks it and reads the field's default, which
@@ -49,6 +52,15 @@ def seed_number(text: str) -> int:
     if not 0 <= value <= SEED_MAX:
         raise argparse.ArgumentTypeError(f"must be {SEED_RULE}, got {value}")
     return value
+
+
+def precision_name(text: str) -> str:
+    """The argparse type of ``--precision``: one of ``PRECISIONS``, float16 refused with the reason."""
+    if text in ("float16", "fp16", "half"):
+        raise argparse.ArgumentTypeError(
+            f"{text} is not offered: its 5-bit exponent underflows small gradients to zero unless the loss is "
+            "scaled, which no trainer here does; use bfloat16 (float32's range, fewer mantissa bits) or float32")
+    return text
 
 
 def option(default: Any, help: str, *, group: str, choices: tuple[str, ...] | None = None,
@@ -174,6 +186,12 @@ class Config:
                               help="poem context: draw each chunk's length as AWD-LSTM does (--bptt with "
                               "probability 0.95, else half; then normal with standard deviation 5, at least 5 "
                               "tokens) and scale the step's learning rate by length / --bptt (default: off)")
+    # Mixed precision (format 4): weights, optimizer state, the softmax and the loss stay float32; products and
+    # activations are bfloat16 (torch autocast, a JAX compute dtype). A run's own: --resume keeps it.
+    precision: str = since(4, "float32", group="training", choices=PRECISIONS, parse=precision_name,
+                           help="float32, or bfloat16: products and activations in bfloat16, weights, optimizer "
+                           "state, softmax and loss in float32 (PyTorch and JAX; the NumPy reference is "
+                           "float32/float64; float16 is not offered; default: %(default)s)")
     # filled in when the data is read; not a flag
     vocab_size: int = field(default=0, metadata={"derived": True})
     # framework-specific settings (device, compile, accelerator...), recorded as given
@@ -191,6 +209,8 @@ class Config:
             )
         if self.context not in CONTEXTS:
             raise UsageError(f"unknown --context {self.context!r}; choose one of {', '.join(CONTEXTS)}")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"unknown --precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.tokenizer not in TOKENIZERS:
             raise UsageError(
                 f"unknown --tokenizer {self.tokenizer!r}; choose one of {', '.join(TOKENIZERS)}"
