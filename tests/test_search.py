@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,9 @@ def test_search_json_records_every_trial_and_the_choice(tmp_path):
                                                 if n in space}}
 
 
-def test_resume_continues_from_the_stored_trials_and_an_interrupted_one_is_tried_again(tmp_path, monkeypatch):
+def interrupt_the_second_training(monkeypatch) -> Callable:
+    """Make the second call of the loop's ``train`` raise KeyboardInterrupt (Ctrl-C in the middle of a search);
+    returns the real ``train``, to put back."""
     import wordrnn.run.loop as loop
 
     real, calls = loop.train, []
@@ -69,6 +72,13 @@ def test_resume_continues_from_the_stored_trials_and_an_interrupted_one_is_tried
         return real(*args, **kwargs)
 
     monkeypatch.setattr(loop, "train", interrupted_second)
+    return real
+
+
+def test_resume_continues_from_the_stored_trials_and_an_interrupted_one_is_tried_again(tmp_path, monkeypatch):
+    import wordrnn.run.loop as loop
+
+    real = interrupt_the_second_training(monkeypatch)
     first = search(tmp_path, 3)
     assert first.interrupted
     kept = json.loads((tmp_path / "search.json").read_text())["trials"]
@@ -208,18 +218,10 @@ def test_ctrl_c_during_the_trainer_s_search_keeps_its_trials_and_resume_finishes
     import wordrnn.run.loop as loop
     from scratch.train import main
 
-    real, calls = loop.train, []
-
-    def interrupted_second(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
     corpus = write_corpus(tmp_path, tiny_poems(40, length=40))
     out = tmp_path / "run"
     argv = ["--data", str(corpus), "--out", str(out), *SEARCH, "--search-space", *SMALL, "--quiet"]
-    monkeypatch.setattr(loop, "train", interrupted_second)
+    real = interrupt_the_second_training(monkeypatch)
     code, _, err = run_main(main, argv, capsys)
     assert code == 130 and "keeps its 1 finished trial" in err and f"--resume --out {out}" in err
     assert not (out / "config.json").exists()
