@@ -133,3 +133,31 @@ def test_a_jittered_step_takes_the_learning_rate_scaled_by_length_over_bptt(fram
     assert worst(backend.canonical(jittered), backend.canonical(unscaled)) > 1e-4
     # the state the next chunk reads is the one after the chunk's last real position (JAX pads the chunk)
     assert max(pc.max_abs_diff(np.asarray(a), np.asarray(b)) for a, b in zip(carry, plain_carry)) <= 1e-6
+
+
+@pytest.mark.slow  # JAX compiles a step per length bucket, three layers deep
+def test_a_three_layer_lstm_with_every_lever_trains_to_the_same_weights_and_average(small):
+    """The depth work's target: a 3-layer poem LSTM with AR and TAR, dropout between its layers and on its inputs
+    and output, NT-ASGD averaging from step 6 and variable-length chunks, trained 20 steps in NumPy, PyTorch and
+    JAX: the same losses, weights and average within the trajectories' tolerance."""
+    problem = pc.random_poem_problem("embedding", **small, cell="lstm", bptt=10, layers=3, ar=2.0, tar=1.0,
+                                     dropout=0.2)
+    config = replace(problem.config, optimizer="ntasgd", lr=LR, bptt_jitter=True, dropout=0.2, dropout_between=0.2)
+    poems = pc.random_poems(config.vocab_size, 2 * config.batch_size, np.random.default_rng([0, 13]))
+    chunks = [c for epoch in range(1, 11) for c in epoch_chunks(poems, config.batch_size, config.bptt, 0, epoch,
+                                                                  jitter=True)][:STEPS]
+    runs = {}
+    for framework in pc.FRAMEWORKS:
+        backend = pc.backend_for(framework)
+        state, carry, losses = backend.init(pc._cast(problem.params, np.float32), config), None, []
+        for step, chunk in enumerate(chunks):
+            if step == AVERAGE_FROM:
+                state = backend.load_optimizer_arrays(state, NTASGD.start_averaging(backend.optimizer_arrays(state)))
+            state, loss, carry = backend.train_step(state, chunk, carry, step)
+            losses.append(float(loss))
+        runs[framework] = (np.array(losses), backend.canonical(state), averaged(backend, state))
+    assert {"rnn.w_ih_l2", "rnn.w_hh_l2"} <= set(runs["numpy"][1])
+    for a, b in [("numpy", "torch"), ("numpy", "jax"), ("torch", "jax")]:
+        assert pc.max_abs_diff(runs[a][0], runs[b][0]) <= tolerances.TRAJECTORY, (a, b)
+        assert worst(runs[a][1], runs[b][1]) <= tolerances.TRAJECTORY, (a, b)
+        assert worst(runs[a][2], runs[b][2]) <= tolerances.TRAJECTORY, (a, b)
