@@ -25,6 +25,7 @@ def saved_state(optimizer: str) -> dict[str, np.ndarray]:
     arrays = {spec.slot_name(s, k): np.ones(shape) for s in spec.slots for k, shape in shapes.items()}
     if spec.counts_steps:
         arrays[spec.step_name] = np.array([4])
+    arrays.update({spec.counter_name(c): np.array(2) for c in spec.counters})  # NT-ASGD's t0: averaging from 2
     return arrays
 
 

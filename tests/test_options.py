@@ -91,8 +91,8 @@ def test_an_optional_number_parses_as_a_number():
 
 def test_the_resume_and_init_from_rules_come_from_the_fields():
     assert loop.RESUMABLE == marked("resumable") == ("epochs", "patience", "extra")
-    assert loop.ADOPTED == marked("adopted") == ("model", "cell", "hidden_size", "tie", "embed_dim", "tokenizer",
-                                                   "min_freq")
+    assert loop.ADOPTED == marked("adopted") == ("model", "cell", "hidden_size", "tie", "layers", "embed_dim",
+                                                   "tokenizer", "min_freq")
     assert marked("derived") == ("vocab_size",)
 
 

@@ -276,7 +276,7 @@ def test_init_from_without_conflicts_says_what_it_adopts(corpus, run_dir, tmp_pa
     argv = [a for a in trainer(corpus, tmp_path / "b", "--epochs", "1", "--init-from", str(run_dir)) if a != "--quiet"]
     code, out, err = run_main(scratch_train.main, argv, capsys)
     assert code == 0, err
-    assert f"--init-from {run_dir}: onehot model, rnn cell, hidden size 8" in out
+    assert f"--init-from {run_dir}: onehot model, rnn cell, 1 layer(s) of hidden size 8" in out
     assert load_run(tmp_path / "b").vocab.tokens == load_run(run_dir).vocab.tokens
 
 
