@@ -15,6 +15,7 @@ import pytest
 
 from scratch import sequence
 from scratch.gradcheck import check_gradients
+from wordrnn.core import cells
 from wordrnn.core.dropout import draw_masks
 from wordrnn.core.tolerances import FINITE_DIFFERENCE
 from wordrnn.testing import parity as pc
@@ -22,6 +23,18 @@ from wordrnn.testing import parity as pc
 SIZES = {"vocab_size": 23, "hidden_size": 6, "embed_dim": 5, "seq_len": 4, "batch_size": 3}
 LEVERS = {"layers": 3, "ar": 2.0, "tar": 1.0}
 CONTEXTS = ("window", "poem")
+CELLS = tuple(cells.CELLS)
+
+
+def cases(default: set[tuple[str, ...]]) -> list:
+    """Every (model, cell, context), those not in ``default`` (model, cell) in the slow set: the embedding model's
+    stack is the one-hot model's above layer 0, so the fast set holds every cell of the one and one of the other."""
+    return [pytest.param(model, cell, context, marks=() if (model, cell) in default else pytest.mark.slow,
+                         id=f"{model}-{cell}-{context}")
+            for model in ("embedding", "onehot") for cell in CELLS for context in CONTEXTS]
+
+
+FAST = {("embedding", cell) for cell in CELLS} | {("onehot", "gru")}
 
 
 def stacked_problem(model: str, cell: str, context: str, **levers) -> tuple[pc.Config, pc.Params, list, tuple, dict]:
@@ -35,7 +48,7 @@ def stacked_problem(model: str, cell: str, context: str, **levers) -> tuple[pc.C
     return problem.config, problem.params, problem.chunks, problem.state, problem.masks
 
 
-@pytest.mark.parametrize("context", CONTEXTS)
+@pytest.mark.parametrize("model, cell, context", cases(FAST))
 def test_numpy_stacked_gradient_with_penalties_matches_central_differences(model, cell, context):
     config, params, chunks, state, masks = stacked_problem(model, cell, context)
     (chunk,) = chunks
@@ -73,8 +86,9 @@ def test_the_penalties_are_in_the_loss_and_its_gradient(context):
         assert np.array_equal(g["out.bias"], g_plain["out.bias"])  # the penalties read the RNN, not the head
 
 
-@pytest.mark.parametrize("context", CONTEXTS)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("model, cell, context", cases(FAST))
+@pytest.mark.parametrize("dtype", [np.float32, pytest.param(np.float64, marks=pytest.mark.slow)],
+                         ids=["float32", "float64"])
 def test_frameworks_agree_on_a_stacked_model_with_every_lever(model, cell, context, dtype):
     """Logits, loss, the state out and every gradient of NumPy, PyTorch and Flax at DESIGN's tolerances."""
     config, params, chunks, state, masks = stacked_problem(model, cell, context)
@@ -101,7 +115,7 @@ def test_a_one_layer_model_draws_the_masks_it_drew_before_layers_existed():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("context", CONTEXTS)
+@pytest.mark.parametrize("model, cell, context", cases(set()))
 def test_twenty_steps_of_a_stacked_model_with_every_lever(model, cell, context):
     """20 Adam steps of a 3-layer model with dropout (every mask), AR and TAR: the same losses and weights."""
     levers = dict(LEVERS, dropout=0.2, weight_drop=0.2 if cell != "mingru" else 0.0)
