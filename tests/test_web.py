@@ -111,7 +111,12 @@ def model_file(request, tmp_path_factory) -> Path:
     return make_model(tmp_path_factory.mktemp(f"{cell}-{context}"), cell, context=context)
 
 
-@pytest.fixture(scope="module", params=STACKED, ids=[f"{c}-{x}-{n}layers" for c, x, n in STACKED])
+# Two of them in the fast set (a poem LSTM's two states, a window GRU), the rest with the slow tests.
+FAST_STACKED = {("lstm", "poem", 2), ("gru", "window", 3)}
+
+
+@pytest.fixture(scope="module", params=[pytest.param(case, marks=() if case in FAST_STACKED else pytest.mark.slow,
+                                                     id=f"{case[0]}-{case[1]}-{case[2]}layers") for case in STACKED])
 def stacked_file(request, tmp_path_factory) -> Path:
     """One export of a stacked model of each cell."""
     cell, context, layers = request.param
