@@ -43,6 +43,7 @@ from wordrnn.core.params import (
     check_params,
     layer_name,
     layer_params,
+    layer_slice,
     num_layers,
     output_weight,
 )
@@ -137,11 +138,6 @@ def carried_recurrence(cell: str, w_hh: jax.Array, b_hh: jax.Array, projected: j
 
     final, hs = jax.lax.scan(body, state, (projected, keep), unroll=unroll)
     return hs, final
-
-
-def layer_slice(layer: int, hidden: int) -> slice:
-    """Layer ``layer``'s columns in a stacked state [B, L*H] or a weight-drop mask [G*H, L*H]."""
-    return slice(layer * hidden, (layer + 1) * hidden)
 
 
 def recurrent_weight(weights: dict[str, jax.Array], masks: Masks | None, layer: int = 0) -> jax.Array | None:

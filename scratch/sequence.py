@@ -25,7 +25,7 @@ import numpy as np
 from scratch.cells import STEPS, State
 from wordrnn.core.cells import get_cell
 from wordrnn.core.dropout import Masks
-from wordrnn.core.params import Params, layer_name, layer_params, num_layers, output_weight
+from wordrnn.core.params import Params, layer_name, layer_params, layer_slice, num_layers, output_weight
 
 Array = np.ndarray
 
@@ -34,11 +34,6 @@ def with_output_weight(params: Params) -> Params:
     """``params`` with an ``out.weight``: a tied model's made from the embedding (``output_weight``), for the
     output layer to read; an untied model's ``params`` itself."""
     return params if "out.weight" in params else {**params, "out.weight": output_weight(params)}
-
-
-def layer_slice(layer: int, hidden: int) -> slice:
-    """Layer ``layer``'s columns in a stacked state [B, L*H] or a weight-drop mask [G*H, L*H]."""
-    return slice(layer * hidden, (layer + 1) * hidden)
 
 
 def thinned(weights: Params, m_rec: Array | None) -> Params:

@@ -45,7 +45,7 @@ from torch import nn
 from torchmodels import scan
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
-from wordrnn.core.params import LAYER_SUFFIX, Params, canonical_order, check_params, output_weight
+from wordrnn.core.params import LAYER_SUFFIX, Params, canonical_order, check_params, layer_slice, output_weight
 
 # canonical name -> name in the module's state_dict
 CANONICAL = {
@@ -192,7 +192,7 @@ class RNNLanguageModel(nn.Module):
 
     def layer_slice(self, index: int) -> slice:
         """Layer ``index``'s columns in a stacked state [B, L*H] or weight-drop mask [G*H, L*H]."""
-        return slice(index * self.hidden_size, (index + 1) * self.hidden_size)
+        return layer_slice(index, self.hidden_size)
 
     def output_weight(self) -> torch.Tensor:
         return self.out.weight

@@ -43,6 +43,11 @@ def num_layers(params: dict) -> int:
     return layers
 
 
+def layer_slice(layer: int, hidden: int) -> slice:
+    """Layer ``layer``'s columns in a stacked state [B, L*H] or a weight-drop mask [G*H, L*H]."""
+    return slice(layer * hidden, (layer + 1) * hidden)
+
+
 def layer_params(params: dict, layer: int) -> dict:
     """Layer ``layer``'s recurrent weights under the layer-0 names a cell's step reads (``rnn.w_ih``...)."""
     names = ("rnn.w_ih", "rnn.w_hh", "rnn.b_ih", "rnn.b_hh")
