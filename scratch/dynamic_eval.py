@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from scratch.cache_choice import PoemStates
 from scratch.sequence import forward, loss_and_grads
 from wordrnn.core.metrics import SequenceLogits, log_softmax
 from wordrnn.core.params import Params
@@ -70,21 +71,23 @@ class Adapting:
         """Back to the trained weights."""
         self.theta = {k: v.copy() for k, v in self.trained.items()}
 
-    def read(self, ids: np.ndarray, state: Any = None) -> tuple[np.ndarray, Any]:
-        """The logits [T, V] after each token of ``ids`` and the state after the last, the state carried from
-        ``state``; after each chunk is read, one step on the chunk's targets (the tokens after it that ``ids``
-        holds: the last token's target is not known yet, so it weighs nothing)."""
+    def read(self, ids: np.ndarray, state: Any = None) -> tuple[np.ndarray, Any, np.ndarray]:
+        """The logits [T, V] after each token of ``ids``, the state after the last (carried from ``state``) and the
+        top layer's output after each token [T, H] (what the neural cache recalls), each chunk read by the weights
+        its predecessors left; after each chunk is read, one step on the chunk's targets (the tokens after it that
+        ``ids`` holds: the last token's target is not known yet, so it weighs nothing)."""
         ids = np.asarray(ids, np.int64)
-        out = []
+        out, hidden = [], []
         for start in range(0, len(ids), self.bptt):
             x = ids[None, start:start + self.bptt]
-            logits, after, _ = forward(self.theta, x, self.cell, state)
+            logits, after, saved = forward(self.theta, x, self.cell, state)
             out.append(logits[0])
+            hidden.append(saved["top"][0])
             y = ids[None, start + 1:start + 1 + x.shape[1]]
             if self.settings.lr > 0 and y.shape[1]:  # the chunk has been read: now, and only now, learn from it
                 self._step(x[:, :y.shape[1]], y, state)
             state = after
-        return np.concatenate(out), state
+        return np.concatenate(out), state, np.concatenate(hidden)
 
     def _step(self, x: np.ndarray, y: np.ndarray, state: Any) -> None:
         _, grads, _ = loss_and_grads(self.theta, x, y, cell=self.cell, state=state)
@@ -93,29 +96,43 @@ class Adapting:
             theta += -lr * grads[k] + decay * (self.trained[k] - theta)
 
 
-def _member_log_prob(trained: Params, cell: str, poems: list[np.ndarray], min_context: int, bptt: int,
-                     settings: DynamicSettings) -> np.ndarray:
-    """One member's log-probability of every scored target of ``poems``, in order, adapting as it reads."""
+def _member_read(trained: Params, cell: str, poems: list[np.ndarray], min_context: int, bptt: int,
+                 settings: DynamicSettings) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One member's log-probability of every scored target of ``poems``, in order, adapting as it reads, and its
+    top layer's output [T, H] over each poem of more than one token."""
     member = Adapting(trained, cell, bptt, settings)
-    out = []
+    out, hidden = [], []
     for ids in poems:
         ids = np.asarray(ids, np.int64)
         if len(ids) < 2:
             continue
         if settings.per_poem:
             member.reset()
-        logits, _ = member.read(ids)  # the last token's logits predict past the poem: unused
+        logits, _, top = member.read(ids)  # the last token's logits predict past the poem: unused
         logp = log_softmax(logits[:-1])[np.arange(len(ids) - 1), ids[1:]]
         out.append(logp[np.arange(1, len(ids)) >= min_context])
-    return np.concatenate(out) if out else np.zeros(0)
+        hidden.append(top)
+    return (np.concatenate(out) if out else np.zeros(0)), hidden
+
+
+def dynamic_poems(members: list[Params], cell: str, poems: list[np.ndarray], min_context: int, bptt: int,
+                  settings: DynamicSettings) -> tuple[np.ndarray, list[PoemStates]]:
+    """log P of every scored target of ``poems`` (every token with at least ``min_context`` tokens before it in its
+    poem, the order of ``wordrnn.core.metrics.poem_target_logits``) under dynamic evaluation, and each poem's
+    hidden states as the adapting members produced them (side by side), for a neural cache over them
+    (``scratch.cache_choice``): the cache then recalls what the adapted model read."""
+    reads = [_member_read(p, cell, poems, min_context, bptt, settings) for p in members]
+    logp = np.logaddexp.reduce(np.stack([r[0] for r in reads]), axis=0) - np.log(len(members))
+    kept = [np.asarray(ids, np.int64) for ids in poems if len(ids) >= 2]
+    states = [PoemStates(np.concatenate(tops, axis=-1), ids, np.arange(1, len(ids)) >= min_context)
+              for ids, *tops in zip(kept, *(r[1] for r in reads), strict=True)]
+    return logp, states
 
 
 def dynamic_log_prob(members: list[Params], cell: str, poems: list[np.ndarray], min_context: int, bptt: int,
                      settings: DynamicSettings) -> np.ndarray:
-    """log P of every scored target of ``poems`` (every token with at least ``min_context`` tokens before it in its
-    poem, the order of ``wordrnn.core.metrics.poem_target_logits``) under dynamic evaluation."""
-    parts = np.stack([_member_log_prob(p, cell, poems, min_context, bptt, settings) for p in members])
-    return np.logaddexp.reduce(parts, axis=0) - np.log(len(members))
+    """log P of every scored target of ``poems`` under dynamic evaluation (``dynamic_poems`` without the states)."""
+    return dynamic_poems(members, cell, poems, min_context, bptt, settings)[0]
 
 
 def choose_dynamic(members: list[Params], cell: str, poems: list[np.ndarray], min_context: int, bptt: int,
@@ -154,7 +171,7 @@ def adapting_step(params: Params, cell: str, bptt: int, settings: DynamicSetting
     def step(x: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
         if state is None:
             member.reset()
-            logits, state = member.read(np.asarray(x)[0])
+            logits, state, _ = member.read(np.asarray(x)[0])
             return logits[None], state
         return forward(member.theta, x, cell, state=state)[:2]
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from data.dataset import make_windows
-from scratch.dynamic_eval import DynamicSettings, choose_dynamic, dynamic_log_prob
+from scratch.cache_choice import cached_log_prob, poem_states
+from scratch.dynamic_eval import DynamicSettings, choose_dynamic, dynamic_log_prob, dynamic_poems
 from scratch.sequence import forward
 from wordrnn.core.config import Config
 from wordrnn.core.metrics import log_softmax
@@ -66,6 +67,42 @@ def test_a_prediction_reads_only_text_already_scored(per_poem, changed):
     assert np.array_equal(after[later], before[later]) == per_poem
 
 
+def test_without_a_step_the_states_a_cache_recalls_are_the_trained_models():
+    """lr 0: chunk by chunk, the members' hidden states side by side are the ones a poem read whole gives the cache
+    (scratch.cache_choice.poem_states); with steps they are the adapted model's."""
+    ms, ps = members(), poems()
+    _, still = dynamic_poems(ms, CONFIG.cell, ps, MIN_CONTEXT, BPTT, DynamicSettings(0.0, 0.0))
+    trained = poem_states(ms, CONFIG.cell, ps, MIN_CONTEXT)
+    assert len(still) == len(trained) == 3
+    for a, b in zip(still, trained, strict=True):
+        np.testing.assert_array_equal(a.tokens, b.tokens)
+        np.testing.assert_array_equal(a.scored, b.scored)
+        np.testing.assert_allclose(a.hidden, b.hidden, rtol=0, atol=1e-6)
+    _, adapted = dynamic_poems(ms, CONFIG.cell, ps, MIN_CONTEXT, BPTT, DynamicSettings(0.5, 0.0))
+    np.testing.assert_allclose(adapted[0].hidden[:BPTT], trained[0].hidden[:BPTT], rtol=0, atol=1e-6)
+    assert not np.allclose(adapted[0].hidden[BPTT:], trained[0].hidden[BPTT:], atol=1e-3)  # after the first step
+
+
+@pytest.mark.parametrize("changed", [6, 9])
+def test_a_cache_over_the_adapted_states_reads_only_text_already_scored(changed):
+    from scratch.cache_choice import CacheChoice
+
+    ms, ps, settings = members(), poems(), DynamicSettings(0.5, 0.01, True)
+    choice = CacheChoice(size=5, theta=0.5, lam=0.3, inner_loss=0.0)
+
+    def cached(poem_list):
+        logp, states = dynamic_poems(ms, CONFIG.cell, poem_list, MIN_CONTEXT, BPTT, settings)
+        return cached_log_prob(states, logp, choice)
+
+    before = cached(ps)
+    other = [p.copy() for p in ps]
+    other[0][changed] = (other[0][changed] + 1) % V
+    after = cached(other)
+    first_changed = changed - MIN_CONTEXT
+    np.testing.assert_array_equal(after[:first_changed], before[:first_changed])
+    assert after[first_changed] != before[first_changed]
+
+
 def test_the_choice_is_never_worse_than_no_adaptation_on_its_own_poems():
     ms, ps = members(), poems()
     choice = choose_dynamic(ms, CONFIG.cell, ps, MIN_CONTEXT, BPTT)
@@ -96,6 +133,28 @@ def test_bench_quality_adds_the_dynamic_evaluation_row_chosen_on_inner_validatio
         assert set(chosen) == {"lr", "decay", "per_poem", "inner_loss", "seconds"}
 
 
+def test_bench_quality_adds_the_adapted_cache_rows_with_the_cache(tmp_path):
+    pytest.importorskip("torch")
+    import json
+
+    from test_quality import tiny_poems, write_corpus
+
+    from wordrnn.bench.quality import main
+
+    data = write_corpus(tmp_path, tiny_poems(8, length=40))
+    out = tmp_path / "q.json"
+    assert main(["--data", str(data), "--folds", "2", "--jobs", "1", "--epochs", "1", "--hidden-size", "8",
+                 "--embed-dim", "8", "--ensemble", "1", "--dynamic-eval", "--json", str(out), "--quiet"]) == 0
+    (corpus,) = json.loads(out.read_text())["corpora"]
+    names = [r["name"] for r in corpus["rows"]]
+    assert names[-3:] == ["dynamic-eval", "dynamic-cache", "dynamic-cache-mixture"]
+    for choice in corpus["choices"]:
+        (chosen,) = choice["dynamic_eval"]
+        assert set(chosen["cache"]) == {"size", "theta", "lambda", "inner_loss", "strongest_ngram_weight"}
+        # lambda 0 is on the grid: the cache over the adapted states never raises their inner validation loss
+        assert chosen["cache"]["inner_loss"] <= chosen["inner_loss"] + 1e-12
+
+
 def test_bench_quality_refuses_dynamic_evaluation_of_a_window_model(tmp_path, capsys):
     from test_quality import tiny_poems, write_corpus
     from test_reliability import one_error_line, run_main
@@ -120,7 +179,7 @@ def test_a_generator_that_learns_from_its_prompt_reads_it_as_dynamic_evaluation_
     settings = DynamicSettings(0.5, 0.01)
     step = adapting_step(params, CONFIG.cell, BPTT, settings)
     logits, _ = step(prompt[None], None)
-    expected, _ = Adapting(params, CONFIG.cell, BPTT, settings).read(prompt)
+    expected, _, _ = Adapting(params, CONFIG.cell, BPTT, settings).read(prompt)
     np.testing.assert_array_equal(logits[0], expected)
     plain, _ = poem_step(params, CONFIG.cell)(prompt[None], None)
     np.testing.assert_allclose(logits[0, :BPTT], plain[0, :BPTT], atol=1e-5)  # the first chunk: no step yet

@@ -78,13 +78,18 @@ ROWS = (*NGRAM_ROWS, "recipe", "mixture", "plain")
 CACHE_ROWS = ("cache", "cache-mixture")
 # In the poem context (with --dynamic-eval): the recipe adapting to each held-out chunk once it is scored
 # (scratch.dynamic_eval), reset at each poem or carried through the fold's held-out poems in order; that, its
-# step and its decay chosen on the inner validation poems.
+# step and its decay chosen on the inner validation poems. With the cache rows too: the adapting recipe with a
+# neural cache over the hidden states it produced (the cache chosen afresh, given the adaptation), and that mixed
+# with the strongest n-gram.
 DYNAMIC_ROWS = ("dynamic-eval",)
+DYNAMIC_CACHE_ROWS = ("dynamic-cache", "dynamic-cache-mixture")
+ALL_ROWS = (*ROWS, *CACHE_ROWS, *DYNAMIC_ROWS, *DYNAMIC_CACHE_ROWS)
 LABELS = {"kneser-ney": "Kneser-Ney (best order)", "kneser-ney-cache": "Kneser-Ney + cache",
           "strongest-ngram": "strongest n-gram", "recipe": "recipe (--recipe quality)",
           "mixture": "recipe + n-gram mixture", "plain": "plain embedding RNN (lab)",
           "cache": "recipe + neural cache", "cache-mixture": "recipe + cache + n-gram mixture",
-          "dynamic-eval": "recipe + dynamic evaluation"}
+          "dynamic-eval": "recipe + dynamic evaluation", "dynamic-cache": "recipe + dynamic evaluation + cache",
+          "dynamic-cache-mixture": "recipe + dynamic evaluation + cache + n-gram mixture"}
 KN_ORDERS = (1, 2, 3, 4, 5)
 PLAIN = {"model": "embedding", "cell": "rnn"}  # the rest is the benchmark configuration
 STOPPING = ("epochs", "patience")  # the plain row trains as long as the recipe row
@@ -165,7 +170,7 @@ class CorpusResult:
     poems: int
     folds: int
     seeds: int
-    fold_ppl: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in ROWS + CACHE_ROWS + DYNAMIC_ROWS})
+    fold_ppl: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in ALL_ROWS})
     choices: list[dict[str, Any]] = field(default_factory=list)  # per fold: order, weights, epochs
     samples: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0  # its folds' own wall clocks, added (the folds of every corpus share one pool)
@@ -178,7 +183,7 @@ class CorpusResult:
     @property
     def names(self) -> tuple[str, ...]:
         """The rows this corpus has: the four, and the cache's and dynamic evaluation's where asked for."""
-        return tuple(r for r in ROWS + CACHE_ROWS + DYNAMIC_ROWS if self.fold_ppl.get(r))
+        return tuple(r for r in ALL_ROWS if self.fold_ppl.get(r))
 
     def rows(self) -> list[dict[str, Any]]:
         kn = float(np.mean(self.fold_ppl["kneser-ney"]))
@@ -350,17 +355,31 @@ def cache_losses(rnn: TrainedRNN, fold: Fold, r_val: np.ndarray, r_test: np.ndar
     return losses, {**choice.to_json(), "strongest_ngram_weight": w}
 
 
-def dynamic_losses(rnn: TrainedRNN, fold: Fold) -> tuple[dict[str, float], dict[str, Any]]:
+def dynamic_losses(rnn: TrainedRNN, fold: Fold, ngram_val: np.ndarray, ngram_test: np.ndarray, cache: bool
+                   ) -> tuple[dict[str, float], dict[str, Any]]:
     """The held-out loss of the recipe under dynamic evaluation, its step, decay and mode (reset per poem, or
-    carried through the poems in the fold's order) chosen on the inner validation poems."""
-    from scratch.dynamic_eval import choose_dynamic, dynamic_log_prob
+    carried through the poems in the fold's order) chosen on the inner validation poems; with ``cache``, that
+    with a neural cache over the adapted model's hidden states (the cache's parameters chosen on the inner
+    validation poems read the same way), and that mixed with the strongest n-gram."""
+    from scratch.cache_choice import cached_log_prob, choose_cache
+    from scratch.dynamic_eval import choose_dynamic, dynamic_poems
 
     c = rnn.config
     started = time.time()
     choice = choose_dynamic(rnn.member_params, c.cell, fold.dataset.val_ids, c.seq_len, c.bptt)
-    logp = dynamic_log_prob(rnn.member_params, c.cell, fold.test_ids, c.seq_len, c.bptt, choice.settings)
-    assert len(logp) == len(fold.test_y), "dynamic evaluation scores the windows' targets"
-    return {"dynamic-eval": -float(logp.mean())}, {**choice.to_json(), "seconds": time.time() - started}
+    test_logp, test = dynamic_poems(rnn.member_params, c.cell, fold.test_ids, c.seq_len, c.bptt, choice.settings)
+    assert len(test_logp) == len(fold.test_y), "dynamic evaluation scores the windows' targets"
+    losses, chosen = {"dynamic-eval": -float(test_logp.mean())}, choice.to_json()
+    if cache:
+        val_logp, val = dynamic_poems(rnn.member_params, c.cell, fold.dataset.val_ids, c.seq_len, c.bptt,
+                                      choice.settings)
+        cached = choose_cache(val, val_logp)
+        c_val, c_test = cached_log_prob(val, val_logp, cached), cached_log_prob(test, test_logp, cached)
+        w = choose_weight(c_val, ngram_val)
+        losses |= {"dynamic-cache": -float(c_test.mean()),
+                   "dynamic-cache-mixture": -float(mix_log_prob(c_test, ngram_test, w).mean())}
+        chosen["cache"] = {**cached.to_json(), "strongest_ngram_weight": w}
+    return losses, {**chosen, "seconds": time.time() - started}
 
 
 def score_fold(fold: Fold, tokens: list[list[str]], recipe_config: Config, plain_config: Config, seeds: int,
@@ -381,7 +400,8 @@ def score_fold(fold: Fold, tokens: list[list[str]], recipe_config: Config, plain
     kn, strongest = ngram.kn, ngram.models["strongest-ngram"]
     ngram_val, ngram_test = ngram.val["strongest-ngram"], ngram.test["strongest-ngram"]
     rnn_rows = () if ngram_only else ("recipe", "mixture", "plain", *(CACHE_ROWS if cache else ()),
-                                      *(DYNAMIC_ROWS if dynamic else ()))
+                                      *(DYNAMIC_ROWS if dynamic else ()),
+                                      *(DYNAMIC_CACHE_ROWS if dynamic and cache else ()))
     losses: dict[str, list[float]] = {r: [] for r in rnn_rows}
     choice: dict[str, Any] = {"fold": fold.index + 1, **ngram.choice, "heldout_poems": len(fold.heldout),
                               "heldout_targets": len(fold.test_y), "vocab": len(fold.vocab),
@@ -414,7 +434,7 @@ def score_fold(fold: Fold, tokens: list[list[str]], recipe_config: Config, plain
                 losses[name].append(loss)
             choice["cache"].append(chosen)
         if dynamic:
-            adapted, chosen = dynamic_losses(rnn, fold)
+            adapted, chosen = dynamic_losses(rnn, fold, ngram_val, ngram_test, cache)
             for name, loss in adapted.items():
                 losses[name].append(loss)
             choice["dynamic_eval"].append(chosen)
