@@ -53,14 +53,18 @@ node_modules/.installed: package.json package-lock.json .npmrc
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# One worker per core (pytest-xdist), each test file whole on one worker, so that a file's module-scoped
+# fixtures (trained runs, exported files) are built once.
+XDIST := -n auto --dist loadfile
+
 test: lint $(NODE_DEPS)
-	$(PY) -m pytest
+	$(PY) -m pytest $(XDIST)
 
 test-slow: setup $(NODE_DEPS)
-	$(PY) -m pytest -m slow
+	$(PY) -m pytest $(XDIST) -m slow
 
 test-all: lint $(NODE_DEPS)
-	$(PY) -m pytest -m ""
+	$(PY) -m pytest $(XDIST) -m ""
 
 clean:
 	rm -rf $(VENV) runs reports *.egg-info node_modules

@@ -16,7 +16,8 @@ much of them is copied from the training poems (``wordrnn.bench.novelty``) and h
 compare with the training poems' (``wordrnn.bench.form``). In the poem context (unless ``--no-cache``) two
 more rows: the recipe with a neural cache (``wordrnn.core.cache``), its size, flatness and weight chosen on the
 inner validation poems (``scratch.cache_choice``), and that mixed with the strongest n-gram; with ``--dynamic-eval``
-the recipe under dynamic evaluation (``scratch.dynamic_eval``). With ``--recipe auto`` each fold first runs the
+the recipe under dynamic evaluation (``scratch.dynamic_eval``), and with the cache rows two more: the adapting
+recipe with a neural cache over the hidden states it produced, and that mixed with the strongest n-gram. With ``--recipe auto`` each fold first runs the
 search of ``wordrnn.run.search`` on its own dataset (inner training and inner validation poems only) and the recipe
 row is its choice, trained as the recipe is (nested: no held-out poem shapes a choice).
 
@@ -143,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the row of the recipe under dynamic evaluation (Krause et al. 2018): each held-out chunk "
                    "scored, then one step on it, decayed towards the trained weights, reset at each poem or "
                    "carried through the fold's held-out poems in order; step, decay and mode chosen on the inner "
-                   "validation poems. The poem context only (default: off: 13 passes over the inner validation "
-                   "poems a fold)")
+                   "validation poems; with the cache rows also the adapting recipe with a neural cache over the "
+                   "hidden states it produced, and that mixed with the strongest n-gram. The poem context only "
+                   "(default: off: 13 passes over the inner validation poems a fold)")
     parser.add_argument("--recipe", default="quality", choices=("quality", *SEARCHED),
                         help="the recipe row: quality (the one recipe, default), or auto: inside each fold, a search "
                         "scored on the fold's inner validation poems only, then the chosen configuration trained as "
