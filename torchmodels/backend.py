@@ -30,7 +30,7 @@ from torch import nn
 
 from data.streams import Chunk
 from torchmodels.devices import check_bfloat16, resolve_device
-from torchmodels.model import Masks, build_module, canonical_parameters, chunk_loss, to_canonical
+from torchmodels.model import Masks, build_module, canonical_parameters, chunk_loss, fused_chunk_loss, to_canonical
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import step_masks
 from wordrnn.core.optimizers import NOT_STARTED, Optimizer, get_optimizer
@@ -140,12 +140,16 @@ class TorchBackend:
         masks = self.dropout_masks(state, step, chunk.x)
         reset = self._reset(chunk.reset)
         penalized = bool(config.ar or config.tar)
+        fused = self.fused_output(config)
         with self.compute(config):
             logits, carry, *hidden = state.forward(self._tensor(chunk.x), carry, reset, masks, chunk.last_only,
-                                                   penalized)
-        # the softmax, the loss and the penalties in float32, whatever the products were
-        loss = chunk_loss(logits.float(), hidden[0].float() if penalized else None, yb, wb, reset, masks,
-                          chunk.last_only, config.ar, config.tar)
+                                                   penalized or fused, readout=not fused)
+        if fused:
+            loss = fused_chunk_loss(state.model, hidden[0], yb, wb, reset, masks, chunk.last_only, config.ar,
+                                    config.tar)
+        else:  # the softmax, the loss and the penalties in float32, whatever the products were
+            loss = chunk_loss(logits.float(), hidden[0].float() if penalized else None, yb, wb, reset, masks,
+                              chunk.last_only, config.ar, config.tar)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.clip > 0:
@@ -155,6 +159,13 @@ class TorchBackend:
         state.optimizer.step()
         # truncated BPTT: no gradient across chunks; the state passed on in float32, as it came in
         return state, loss.detach(), tuple(s.detach().float() for s in carry)
+
+    def fused_output(self, config: Config) -> bool:
+        """Whether the training step runs the output layer and its cross-entropy a block of rows at a time
+        (``torchmodels.output``): in float32 on the CPU, where it was measured faster at every size
+        (docs/PERFORMANCE.md, "The output layer without a [B·T, V] array"). Under bfloat16, and on a GPU (not
+        measured), the logits and ``F.cross_entropy``."""
+        return config.precision == "float32" and self.device.type == "cpu"
 
     def logits(self, state: TorchState, x: np.ndarray, carry: tuple | None = None, last_only: bool = False
                ) -> tuple[np.ndarray, tuple]:
