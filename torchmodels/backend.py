@@ -10,7 +10,9 @@ clipped gradient inside the optimizer), at the step's learning rate
 ``--precision bfloat16`` is torch's mixed precision: the forward runs under ``torch.autocast`` (products in
 bfloat16: ``nn.Linear``, the input projections and, where the device has the kernel, the recurrent layer), while
 the weights, the optimizer and its state stay float32, and the logits are cast to float32 before the
-cross-entropy; the carried state passes between chunks as float32 (``compute``).
+cross-entropy; the carried state passes between chunks as float32 (``compute``). In float32 on the CPU the
+training step's output layer and cross-entropy run together a block of rows at a time (``torchmodels.output``,
+``fused_output``); under bfloat16 they stay the logits and ``F.cross_entropy``.
 
 Dropout masks are the ones ``wordrnn.core.dropout.step_masks`` specifies for
 ``(config.seed, step)``, drawn by NumPy and moved to the device, so a resumed
