@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from data.streams import Chunk
-from torchmodels.backend import TorchBackend
+from torchmodels.backend import FUSED_MIN_LOGITS, TorchBackend
 from torchmodels.model import build_module, chunk_loss, fused_chunk_loss
 from torchmodels.output import block_rows, linear_cross_entropy
 from wordrnn.core.config import Config
@@ -119,7 +119,7 @@ def test_the_backends_step_is_the_same_with_the_fused_output_layer(monkeypatch, 
     chunk = Chunk(x, np.where(weights > 0, rng.integers(0, V, (B, T)), 0), weights, rng.random((B, T)) < 0.2)
     results = {}
     for fused in (True, False):
-        monkeypatch.setattr(TorchBackend, "fused_output", lambda self, config, fused=fused: fused)
+        monkeypatch.setattr(TorchBackend, "fused_output", lambda self, config, rows, fused=fused: fused)
         backend = TorchBackend()
         state, loss, _ = backend.train_step(backend.init(params, config), chunk, None, 0)
         results[fused] = float(loss), backend.canonical(state)
@@ -129,3 +129,10 @@ def test_the_backends_step_is_the_same_with_the_fused_output_layer(monkeypatch, 
         assert np.abs(change[False]).max() > 0, name
         worst = np.abs(change[True] - change[False]).max() / np.abs(change[False]).max()
         assert worst <= GRADIENTS[np.float32], name
+
+
+def test_the_backend_fuses_the_output_layer_in_float32_from_its_smallest_chunk_up() -> None:
+    backend, config = TorchBackend(), model_config(False)
+    rows = -(-FUSED_MIN_LOGITS // V)  # the fewest rows with at least FUSED_MIN_LOGITS logits
+    assert backend.fused_output(config, rows) and not backend.fused_output(config, rows - 1)
+    assert not backend.fused_output(replace(config, precision="bfloat16"), rows)

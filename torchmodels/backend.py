@@ -38,6 +38,10 @@ from wordrnn.core.dropout import step_masks
 from wordrnn.core.optimizers import NOT_STARTED, Optimizer, get_optimizer
 from wordrnn.core.params import Params
 
+# The fused output layer's smallest chunk, in logits (rows x V): below it (a batch of 64 windows' last positions
+# at V 1,823: 117,000) its few more small operations cost more than the arrays it saves (docs/PERFORMANCE.md).
+FUSED_MIN_LOGITS = 2**19
+
 
 class AveragedSGD(torch.optim.SGD):
     """NT-ASGD: torch's SGD, then, once averaging has begun at step count ``t0`` (a parameter group's ``"t0"``,
@@ -142,7 +146,7 @@ class TorchBackend:
         masks = self.dropout_masks(state, step, chunk.x)
         reset = self._reset(chunk.reset)
         penalized = bool(config.ar or config.tar)
-        fused = self.fused_output(config)
+        fused = self.fused_output(config, chunk.y.size)
         with self.compute(config):
             logits, carry, *hidden = state.forward(self._tensor(chunk.x), carry, reset, masks, chunk.last_only,
                                                    penalized or fused, readout=not fused)
@@ -162,12 +166,14 @@ class TorchBackend:
         # truncated BPTT: no gradient across chunks; the state passed on in float32, as it came in
         return state, loss.detach(), tuple(s.detach().float() for s in carry)
 
-    def fused_output(self, config: Config) -> bool:
-        """Whether the training step runs the output layer and its cross-entropy a block of rows at a time
-        (``torchmodels.output``): in float32 on the CPU, where it was measured faster at every size
-        (docs/PERFORMANCE.md, "The output layer without a [B·T, V] array"). Under bfloat16, and on a GPU (not
-        measured), the logits and ``F.cross_entropy``."""
-        return config.precision == "float32" and self.device.type == "cpu"
+    def fused_output(self, config: Config, rows: int) -> bool:
+        """Whether the training step runs the output layer and its cross-entropy of ``rows`` positions a block of
+        rows at a time (``torchmodels.output``): in float32 on the CPU, from ``FUSED_MIN_LOGITS`` logits up,
+        where it was measured as fast or faster and its peak memory a fraction (docs/PERFORMANCE.md, "The output
+        layer without a [B·T, V] array"). Under bfloat16, on a GPU (not measured) and below that size, the
+        logits and ``F.cross_entropy``."""
+        return (config.precision == "float32" and self.device.type == "cpu"
+                and rows * config.vocab_size >= FUSED_MIN_LOGITS)
 
     def logits(self, state: TorchState, x: np.ndarray, carry: tuple | None = None, last_only: bool = False
                ) -> tuple[np.ndarray, tuple]:
