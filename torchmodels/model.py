@@ -354,8 +354,8 @@ def fused_chunk_loss(model: RNNLanguageModel, hidden: torch.Tensor, y: torch.Ten
 
 
 def add_penalties(loss: torch.Tensor, hidden: torch.Tensor | None, weights: torch.Tensor,
-                         reset: torch.Tensor | None, masks: Masks | None, last_only: bool, ar: float, tar: float
-                         ) -> torch.Tensor:
+                  reset: torch.Tensor | None, masks: Masks | None, last_only: bool, ar: float, tar: float
+                  ) -> torch.Tensor:
     """``loss`` plus AR (on the dropped output) and TAR (on the output's change between positions) of the last
     layer's output ``hidden`` [B, T, H], each weighted as the chunk's positions are; ``loss`` itself when both
     are off."""
