@@ -10,7 +10,9 @@ clipped gradient inside the optimizer), at the step's learning rate
 ``--precision bfloat16`` is torch's mixed precision: the forward runs under ``torch.autocast`` (products in
 bfloat16: ``nn.Linear``, the input projections and, where the device has the kernel, the recurrent layer), while
 the weights, the optimizer and its state stay float32, and the logits are cast to float32 before the
-cross-entropy; the carried state passes between chunks as float32 (``compute``).
+cross-entropy; the carried state passes between chunks as float32 (``compute``). In float32 on the CPU the
+training step's output layer and cross-entropy run together a block of rows at a time (``torchmodels.output``,
+``fused_output``); under bfloat16 they stay the logits and ``F.cross_entropy``.
 
 Dropout masks are the ones ``wordrnn.core.dropout.step_masks`` specifies for
 ``(config.seed, step)``, drawn by NumPy and moved to the device, so a resumed
@@ -30,11 +32,15 @@ from torch import nn
 
 from data.streams import Chunk
 from torchmodels.devices import check_bfloat16, resolve_device
-from torchmodels.model import Masks, build_module, canonical_parameters, chunk_loss, to_canonical
+from torchmodels.model import Masks, build_module, canonical_parameters, chunk_loss, fused_chunk_loss, to_canonical
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import step_masks
 from wordrnn.core.optimizers import NOT_STARTED, Optimizer, get_optimizer
 from wordrnn.core.params import Params
+
+# The fused output layer's smallest chunk, in logits (rows x V): below it (a batch of 64 windows' last positions
+# at V 1,823: 117,000) its few more small operations cost more than the arrays it saves (docs/PERFORMANCE.md).
+FUSED_MIN_LOGITS = 2**19
 
 
 class AveragedSGD(torch.optim.SGD):
@@ -140,12 +146,16 @@ class TorchBackend:
         masks = self.dropout_masks(state, step, chunk.x)
         reset = self._reset(chunk.reset)
         penalized = bool(config.ar or config.tar)
+        fused = self.fused_output(config, chunk.y.size)
         with self.compute(config):
             logits, carry, *hidden = state.forward(self._tensor(chunk.x), carry, reset, masks, chunk.last_only,
-                                                   penalized)
-        # the softmax, the loss and the penalties in float32, whatever the products were
-        loss = chunk_loss(logits.float(), hidden[0].float() if penalized else None, yb, wb, reset, masks,
-                          chunk.last_only, config.ar, config.tar)
+                                                   penalized or fused, readout=not fused)
+        if fused:
+            loss = fused_chunk_loss(state.model, hidden[0], yb, wb, reset, masks, chunk.last_only, config.ar,
+                                    config.tar)
+        else:  # the softmax, the loss and the penalties in float32, whatever the products were
+            loss = chunk_loss(logits.float(), hidden[0].float() if penalized else None, yb, wb, reset, masks,
+                              chunk.last_only, config.ar, config.tar)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.clip > 0:
@@ -155,6 +165,15 @@ class TorchBackend:
         state.optimizer.step()
         # truncated BPTT: no gradient across chunks; the state passed on in float32, as it came in
         return state, loss.detach(), tuple(s.detach().float() for s in carry)
+
+    def fused_output(self, config: Config, rows: int) -> bool:
+        """Whether the training step runs the output layer and its cross-entropy of ``rows`` positions a block of
+        rows at a time (``torchmodels.output``): in float32 on the CPU, from ``FUSED_MIN_LOGITS`` logits up,
+        where it was measured as fast or faster and its peak memory a fraction (docs/PERFORMANCE.md, "The output
+        layer without a [B·T, V] array"). Under bfloat16, on a GPU (not measured) and below that size, the
+        logits and ``F.cross_entropy``."""
+        return (config.precision == "float32" and self.device.type == "cpu"
+                and rows * config.vocab_size >= FUSED_MIN_LOGITS)
 
     def logits(self, state: TorchState, x: np.ndarray, carry: tuple | None = None, last_only: bool = False
                ) -> tuple[np.ndarray, tuple]:

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from torchmodels import scan
+from torchmodels.output import linear_cross_entropy
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.params import LAYER_SUFFIX, Params, canonical_order, check_params, layer_slice, output_weight
@@ -223,10 +224,7 @@ class RNNLanguageModel(nn.Module):
 
     def head(self, hs: torch.Tensor, masks: Masks | None) -> torch.Tensor:
         """Logits [B, T, V] of hidden states [B, T, H], times the hidden dropout mask [B, 1, H] if any."""
-        hidden_mask = masks.get("hidden") if masks else None
-        if hidden_mask is not None:
-            hs = hs * hidden_mask
-        return F.linear(hs, self.output_weight(), self.out.bias)
+        return F.linear(dropped_output(hs, masks), self.output_weight(), self.out.bias)
 
     @property
     def num_layers(self) -> int:
@@ -237,11 +235,12 @@ class RNNLanguageModel(nn.Module):
         return (zeros, zeros.clone()) if get_cell(self.cell).has_cell_state else (zeros,)
 
     def forward(self, x: torch.Tensor, state: State | None = None, reset: torch.Tensor | None = None,
-                masks: Masks | None = None, last_only: bool = False, return_hidden: bool = False
-                ) -> tuple[torch.Tensor, ...]:
+                masks: Masks | None = None, last_only: bool = False, return_hidden: bool = False,
+                readout: bool = True) -> tuple[torch.Tensor | None, ...]:
         """Logits [B, T, V] at every position of ``x`` [B, T] (or [B, V] at the last, ``last_only``) and the
         state after the last position, from ``state`` (None: zero); with ``return_hidden`` also the last
-        layer's output h_t [B, T, H] before the output dropout (what TAR reads).
+        layer's output h_t [B, T, H] before the output dropout (what TAR reads). Without ``readout``, None
+        in place of the logits: the caller applies the output layer itself (``fused_chunk_loss``).
 
         ``reset`` [B, T] bool: a poem starts there and the state is zeroed before that token. A reset at
         the first position only zeroes rows of the incoming state; resets further in cut the chunk into
@@ -264,7 +263,10 @@ class RNNLanguageModel(nn.Module):
                 hs, final = self.recur_segments(inputs, own, reset, keep, masks, index)
             finals.append(final)
         state = finals[0] if len(finals) == 1 else tuple(torch.cat(parts, dim=1) for parts in zip(*finals))
-        logits = self.head(hs[:, -1:], masks)[:, 0] if last_only else self.head(hs, masks)
+        if not readout:
+            logits = None
+        else:
+            logits = self.head(hs[:, -1:], masks)[:, 0] if last_only else self.head(hs, masks)
         return (logits, state, hs) if return_hidden else (logits, state)
 
     def steps_needed(self) -> bool:
@@ -321,6 +323,13 @@ class RNNLanguageModel(nn.Module):
         return torch.stack(hs, dim=1), state
 
 
+def dropped_output(hs: torch.Tensor, masks: Masks | None) -> torch.Tensor:
+    """The last layer's output [B, T, H] times the output dropout mask [B, 1, H] if any: what the output layer
+    and AR read."""
+    hidden_mask = masks.get("hidden") if masks else None
+    return hs if hidden_mask is None else hs * hidden_mask
+
+
 def chunk_loss(logits: torch.Tensor, hidden: torch.Tensor | None, y: torch.Tensor, weights: torch.Tensor,
                reset: torch.Tensor | None = None, masks: Masks | None = None, last_only: bool = False,
                ar: float = 0.0, tar: float = 0.0) -> torch.Tensor:
@@ -329,15 +338,33 @@ def chunk_loss(logits: torch.Tensor, hidden: torch.Tensor | None, y: torch.Tenso
     them (``activation_penalties`` there)."""
     losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
     loss = (losses * weights.reshape(-1)).sum() / weights.sum()
+    return add_penalties(loss, hidden, weights, reset, masks, last_only, ar, tar)
+
+
+def fused_chunk_loss(model: RNNLanguageModel, hidden: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
+                     reset: torch.Tensor | None = None, masks: Masks | None = None, last_only: bool = False,
+                     ar: float = 0.0, tar: float = 0.0) -> torch.Tensor:
+    """``chunk_loss`` from the last layer's output ``hidden`` [B, T, H] (``forward(..., return_hidden=True,
+    readout=False)``) rather than from logits: ``model``'s output layer and the cross-entropy run together,
+    a block of rows at a time, with no [B*T, V] array (``torchmodels.output``)."""
+    top = dropped_output(hidden[:, -1:] if last_only else hidden, masks)
+    loss = linear_cross_entropy(top.reshape(-1, top.shape[-1]), model.output_weight(), model.out.bias,
+                                y.reshape(-1), weights.reshape(-1))
+    return add_penalties(loss, hidden, weights, reset, masks, last_only, ar, tar)
+
+
+def add_penalties(loss: torch.Tensor, hidden: torch.Tensor | None, weights: torch.Tensor,
+                  reset: torch.Tensor | None, masks: Masks | None, last_only: bool, ar: float, tar: float
+                  ) -> torch.Tensor:
+    """``loss`` plus AR (on the dropped output) and TAR (on the output's change between positions) of the last
+    layer's output ``hidden`` [B, T, H], each weighted as the chunk's positions are; ``loss`` itself when both
+    are off."""
     if not (ar or tar):
         return loss
     B, T, H = hidden.shape
     w = weights.reshape(B, -1).to(hidden.dtype)  # [B, T], or [B, 1] at a window's last position
     if ar:
-        top = hidden[:, -w.shape[1]:]
-        hidden_mask = masks.get("hidden") if masks else None
-        if hidden_mask is not None:
-            top = top * hidden_mask  # AR reads the dropped output, as the head does
+        top = dropped_output(hidden[:, -w.shape[1]:], masks)  # AR reads the dropped output, as the head does
         loss = loss + ar * (w[..., None] * top * top).sum() / (H * w.sum())
     if tar and T > 1:
         v = w if not last_only else F.pad(w, (T - 1, 0))  # the weight of the change into each position
