@@ -19,7 +19,8 @@ inner validation poems (``scratch.cache_choice``), and that mixed with the stron
 the recipe under dynamic evaluation (``scratch.dynamic_eval``), and with the cache rows two more: the adapting
 recipe with a neural cache over the hidden states it produced, and that mixed with the strongest n-gram. With
 ``--recipe auto`` each fold first runs the search of ``wordrnn.run.search`` on its own dataset (inner training and
-inner validation poems only) and the recipe row is its choice, trained as the recipe is (nested: no held-out poem shapes a choice).
+inner validation poems only) and the recipe row is its choice, trained as the recipe is (nested: no held-out
+poem shapes a choice).
 
 Only light modules are imported at the top: ``--threads`` must be applied before torch loads.
 """
