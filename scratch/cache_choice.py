@@ -63,6 +63,11 @@ class PoemStates:
     tokens: np.ndarray
     scored: np.ndarray
 
+    @classmethod
+    def of(cls, hidden: np.ndarray, tokens: np.ndarray, min_context: int) -> PoemStates:
+        """A poem's states, scoring every target with at least ``min_context`` tokens before it."""
+        return cls(hidden, tokens, np.arange(1, len(tokens)) >= min_context)
+
 
 @dataclass(frozen=True)
 class CacheChoice:
@@ -84,7 +89,7 @@ def poem_states(members: list[Params], cell: str, poems: list[np.ndarray], min_c
         if len(ids) < 2:
             continue
         hidden = np.concatenate([forward(params, ids[None], cell)[2]["top"][0] for params in members], axis=-1)
-        out.append(PoemStates(hidden, ids, np.arange(1, len(ids)) >= min_context))
+        out.append(PoemStates.of(hidden, ids, min_context))
     return out
 
 

@@ -20,7 +20,7 @@ gradient are the NumPy reference's (``scratch.sequence``), which reads any backe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,9 @@ class DynamicSettings:
 class DynamicChoice:
     settings: DynamicSettings
     inner_loss: float  # the mean negative log-likelihood on the targets it was chosen by
+    # what those settings read on the poems they were chosen by (``dynamic_poems``), for a cache chosen after them
+    log_prob: np.ndarray | None = field(default=None, repr=False, compare=False)
+    states: list[PoemStates] | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, float | bool]:
         return {**self.settings.to_json(), "inner_loss": self.inner_loss}
@@ -124,7 +127,7 @@ def dynamic_poems(members: list[Params], cell: str, poems: list[np.ndarray], min
     reads = [_member_read(p, cell, poems, min_context, bptt, settings) for p in members]
     logp = np.logaddexp.reduce(np.stack([r[0] for r in reads]), axis=0) - np.log(len(members))
     kept = [np.asarray(ids, np.int64) for ids in poems if len(ids) >= 2]
-    states = [PoemStates(np.concatenate(tops, axis=-1), ids, np.arange(1, len(ids)) >= min_context)
+    states = [PoemStates.of(np.concatenate(tops, axis=-1), ids, min_context)
               for ids, *tops in zip(kept, *(r[1] for r in reads), strict=True)]
     return logp, states
 
@@ -139,7 +142,7 @@ def choose_dynamic(members: list[Params], cell: str, poems: list[np.ndarray], mi
                    modes: tuple[bool, ...] = MODES) -> DynamicChoice:
     """The (lr, decay, per_poem) with the lowest mean negative log-likelihood on ``poems``: for each of ``modes``,
     the lr of ``LRS`` with no decay, then the ``DECAYS`` at that lr (the first on a tie, so lr 0, no adaptation,
-    wins where adapting does not help)."""
+    wins where adapting does not help); with the log-probabilities and states it read ``poems`` with."""
     still = _choose_steps(members, cell, poems, min_context, bptt, False, LRS[:1])
     return min([still, *(_choose_steps(members, cell, poems, min_context, bptt, per_poem, LRS[1:])
                          for per_poem in modes)], key=lambda c: c.inner_loss)
@@ -152,8 +155,9 @@ def _choose_steps(members: list[Params], cell: str, poems: list[np.ndarray], min
     def scored(lr: float, decay: float) -> DynamicChoice:
         settings = DynamicSettings(lr, decay, per_poem)
         with np.errstate(over="ignore", invalid="ignore"):  # a step too large diverges: an infinite loss, not chosen
-            loss = -float(np.mean(dynamic_log_prob(members, cell, poems, min_context, bptt, settings)))
-        return DynamicChoice(settings, loss if np.isfinite(loss) else np.inf)
+            log_prob, states = dynamic_poems(members, cell, poems, min_context, bptt, settings)
+            loss = -float(np.mean(log_prob))
+        return DynamicChoice(settings, loss if np.isfinite(loss) else np.inf, log_prob, states)
 
     best = min((scored(lr, 0.0) for lr in lrs), key=lambda c: c.inner_loss)
     if best.settings.lr:

@@ -108,8 +108,13 @@ def test_the_choice_is_never_worse_than_no_adaptation_on_its_own_poems():
     choice = choose_dynamic(ms, CONFIG.cell, ps, MIN_CONTEXT, BPTT)
     still = -float(np.mean(dynamic_log_prob(ms, CONFIG.cell, ps, MIN_CONTEXT, BPTT, DynamicSettings(0.0, 0.0))))
     assert choice.inner_loss <= still
-    again = -float(np.mean(dynamic_log_prob(ms, CONFIG.cell, ps, MIN_CONTEXT, BPTT, choice.settings)))
-    assert again == pytest.approx(choice.inner_loss)
+    again, states = dynamic_poems(ms, CONFIG.cell, ps, MIN_CONTEXT, BPTT, choice.settings)
+    assert -float(np.mean(again)) == pytest.approx(choice.inner_loss)
+    # the choice keeps what its settings read, for the cache chosen after it
+    np.testing.assert_array_equal(choice.log_prob, again)
+    for kept, read in zip(choice.states, states, strict=True):
+        np.testing.assert_array_equal(kept.hidden, read.hidden)
+        np.testing.assert_array_equal(kept.scored, read.scored)
 
 
 def test_bench_quality_adds_the_dynamic_evaluation_row_chosen_on_inner_validation(tmp_path):

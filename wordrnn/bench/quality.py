@@ -373,9 +373,8 @@ def dynamic_losses(rnn: TrainedRNN, fold: Fold, ngram_val: np.ndarray, ngram_tes
     test_logp, test = dynamic_poems(rnn.member_params, c.cell, fold.test_ids, c.seq_len, c.bptt, choice.settings)
     assert len(test_logp) == len(fold.test_y), "dynamic evaluation scores the windows' targets"
     losses, chosen = {"dynamic-eval": -float(test_logp.mean())}, choice.to_json()
-    if cache:
-        val_logp, val = dynamic_poems(rnn.member_params, c.cell, fold.dataset.val_ids, c.seq_len, c.bptt,
-                                      choice.settings)
+    if cache:  # on the inner validation poems as the chosen adaptation read them
+        val_logp, val = choice.log_prob, choice.states
         cached = choose_cache(val, val_logp)
         c_val, c_test = cached_log_prob(val, val_logp, cached), cached_log_prob(test, test_logp, cached)
         w = choose_weight(c_val, ngram_val)
