@@ -16,6 +16,11 @@ gradient flows back through the casts to the float32 weights; the state leaves e
 ``jaxmodels.model.PRECISION`` (HIGHEST) asks XLA for full float32 products; with bfloat16 operands there is
 nothing finer to ask for (a bfloat16 product is exact in the float32 accumulator), so it changes nothing there.
 
+The output layer and its cross-entropy run a block of rows at a time (``jaxmodels.output``, ``fused``) where
+``wordrnn.core.fused_output.runs_fused`` says so and the run has one device: float32 on the CPU, from 2^19
+logits a chunk up, 1.2-1.4x the logits path's steps at the large size (docs/PERFORMANCE.md). Otherwise, and
+always under bfloat16, the logits and optax's cross-entropy.
+
 Data parallelism: a one-axis mesh (``devices.data_mesh``); each batch is split
 along it, parameters and optimizer state are replicated, and XLA inserts the
 gradient all-reduce. Every chunk is padded to one number of rows (a multiple of
@@ -39,9 +44,11 @@ from flax import nnx
 from data.streams import Chunk
 from jaxmodels import devices as devs
 from jaxmodels.model import Masks, build_nnx_model, chunk_loss, to_canonical
+from jaxmodels.output import fused_chunk_loss
 from wordrnn.core.cells import get_cell
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import BATCH_MASKS, MASKS, has_dropout, step_masks
+from wordrnn.core.fused_output import runs_fused
 from wordrnn.core.optimizers import NOT_STARTED, Optimizer, get_optimizer
 from wordrnn.core.params import Params
 from wordrnn.core.tolerances import CLIP_EPS
@@ -215,14 +222,14 @@ def in_compute_dtype(tree: Any, dtype: Any) -> Any:
 
 def model_logits(graphdef: Any, params: nnx.State, x: jax.Array, carry: tuple, reset: jax.Array | None,
                  masks: Masks | None, last_only: bool, compute_dtype: Any = None, unroll: int = 1,
-                 return_hidden: bool = False) -> tuple[jax.Array, ...]:
-    """The model's float32 logits and state after ``x`` (with ``return_hidden``, also the last layer's output),
-    its products and activations in ``compute_dtype``."""
+                 return_hidden: bool = False, readout: bool = True) -> tuple[jax.Array | None, ...]:
+    """The model's float32 logits (None without ``readout``) and state after ``x`` (with ``return_hidden``, also
+    the last layer's output), its products and activations in ``compute_dtype``."""
     model = nnx.merge(graphdef, in_compute_dtype(params, compute_dtype))
     logits, final, *hidden = model(x, in_compute_dtype(carry, compute_dtype), reset,
                                    in_compute_dtype(masks, compute_dtype), last_only=last_only, unroll=unroll,
-                                   return_hidden=return_hidden)
-    out = (logits.astype(jnp.float32), tuple(s.astype(jnp.float32) for s in final))
+                                   return_hidden=return_hidden, readout=readout)
+    out = (None if logits is None else logits.astype(jnp.float32), tuple(s.astype(jnp.float32) for s in final))
     return (*out, hidden[0].astype(jnp.float32)) if return_hidden else out
 
 
@@ -231,7 +238,7 @@ def train_step(graphdef: Any, tx: optax.GradientTransformation, params: nnx.Stat
                masks: Masks | None, lr_scale: jax.Array | None = None, length: jax.Array | None = None,
                last_only: bool = False, scaled: bool = False, padded: bool = False, optimizer: str = "",
                after_step: Callable[[Any, nnx.State], Any] | None = None, ar: float = 0.0, tar: float = 0.0,
-               compute_dtype: Any = None
+               compute_dtype: Any = None, fused: bool = False
                ) -> tuple[nnx.State, optax.OptState, jax.Array, tuple]:
     """One optimizer step on a chunk, either context: the weighted mean cross-entropy of the model ``graphdef`` +
     ``params``, its gradient, and ``tx``'s update. Pure: new parameters, new optimizer state, the loss and the
@@ -247,14 +254,20 @@ def train_step(graphdef: Any, tx: optax.GradientTransformation, params: nnx.Stat
     state in ((h,) or (h, c), [B, L*H] each); the gradient stops at it (truncated BPTT). ``masks`` the step's
     dropout masks (``wordrnn.core.dropout``) or None; ``ar``/``tar`` the activation penalties' weights
     (``jaxmodels.model.chunk_loss``). ``compute_dtype``: that of the products and activations
-    (``COMPUTE_DTYPES``); the loss is float32 either way.
+    (``COMPUTE_DTYPES``); the loss is float32 either way. With ``fused`` the output layer and the cross-entropy
+    run a block of rows at a time (``jaxmodels.output``), the same loss without a [B*T, V] array.
     """
 
     def loss_of(p):
         penalized = bool(ar or tar)
         logits, final, *hidden = model_logits(graphdef, p, x, carry, reset, masks, last_only, compute_dtype,
-                                              return_hidden=penalized)
-        return chunk_loss(logits, hidden[0] if penalized else None, y, weights, reset, masks, last_only, ar, tar), final
+                                              return_hidden=penalized or fused, readout=not fused)
+        if fused:
+            loss = fused_chunk_loss(nnx.merge(graphdef, p).arrays(), hidden[0], y, weights, reset, masks, last_only,
+                                    ar, tar)
+        else:
+            loss = chunk_loss(logits, hidden[0] if penalized else None, y, weights, reset, masks, last_only, ar, tar)
+        return loss, final
 
     (loss, final), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
     if padded:
@@ -277,7 +290,8 @@ class Program:
     config: Config
     graphdef: Any
     tx: optax.GradientTransformation
-    step: dict[bool, Any]  # jitted (params, opt_state, x, y, weights, reset, carry, masks) -> (..., loss, carry)
+    # jitted (params, opt_state, x, y, weights, reset, carry, masks) -> (..., loss, carry), by (last_only, fused)
+    step: dict[tuple[bool, bool], Any]
     forward: dict[bool, Any]  # jitted (params, x, carry) -> (logits, carry)
 
 
@@ -368,13 +382,14 @@ class JaxBackend:
             config=config,
             graphdef=graphdef,
             tx=tx,
-            step={last: jax.jit(partial(train_step, graphdef, tx, last_only=last, scaled=config.bptt_jitter,
+            step={(last, fused): jax.jit(partial(train_step, graphdef, tx, last_only=last, scaled=config.bptt_jitter,
                                         padded=config.bptt_jitter, optimizer=config.optimizer,
                                         after_step=JAX_OPTIMIZERS[config.optimizer].after_step, ar=config.ar,
-                                        tar=config.tar, compute_dtype=compute_dtype),
-                                donate_argnums=(0, 1),
-                                in_shardings=(rep, rep, data, data, data, data, data, masks, rep, rep),
-                                out_shardings=(rep, rep, rep, data)) for last in (False, True)},
+                                        tar=config.tar, compute_dtype=compute_dtype, fused=fused),
+                                     donate_argnums=(0, 1),
+                                     in_shardings=(rep, rep, data, data, data, data, data, masks, rep, rep),
+                                     out_shardings=(rep, rep, rep, data))
+                  for last in (False, True) for fused in (False, True)},
             # the logits replicated, so every process of a multi-process run can read them (evaluation)
             forward={last: jax.jit(partial(forward, last_only=last), in_shardings=(rep, data, data),
                                    out_shardings=(rep, data)) for last in (False, True)},
@@ -441,9 +456,17 @@ class JaxBackend:
             np.array(length, np.int32),
         )
         x, y, weights, reset, masks, lr_scale, length = self._feed(batch, STEP_SHARDING)
-        params, opt_state, loss, carry = program.step[chunk.last_only](state.params, state.opt_state, x, y, weights,
-                                                                       reset, carry, masks, lr_scale, length)
+        step_fn = program.step[chunk.last_only, self.fused_output(config, rows * positions)]
+        params, opt_state, loss, carry = step_fn(state.params, state.opt_state, x, y, weights, reset, carry, masks,
+                                                 lr_scale, length)
         return JaxState(params, opt_state, program), loss, carry
+
+    def fused_output(self, config: Config, positions: int) -> bool:
+        """Whether the training step runs the output layer and its cross-entropy of ``positions`` positions a
+        block of rows at a time (``jaxmodels.output``), by ``wordrnn.core.fused_output.runs_fused``, on one
+        device (the blocks would cut across a batch sharded over several); otherwise the logits."""
+        return len(self.devices) == 1 and runs_fused(config.precision, self.devices[0].platform,
+                                                     positions * config.vocab_size)
 
     def logits(self, state: JaxState, x: np.ndarray, carry: tuple | None = None, last_only: bool = False
                ) -> tuple[np.ndarray, tuple]:

@@ -170,10 +170,12 @@ def input_projection(params: dict[str, jax.Array], tokens: jax.Array, input_mask
 
 def apply(params: dict[str, jax.Array], x: jax.Array, state: State | None = None, reset: jax.Array | None = None,
           masks: Masks | None = None, cell: str = "rnn", last_only: bool = False, unroll: int = 1,
-          return_hidden: bool = False) -> tuple[jax.Array, ...]:
+          return_hidden: bool = False, readout: bool = True) -> tuple[jax.Array | None, ...]:
     """Logits [B, T, V] at every position of ``x`` [B, T] (or [B, V] at the last, ``last_only``: a batch of
     windows) and the state after the last position, from ``state`` (None: zero), with canonical arrays; with
     ``return_hidden`` also the last layer's output h_t [B, T, H] before the output dropout (what TAR reads).
+    Without ``readout``, None in place of the logits: the caller applies the output layer itself
+    (``jaxmodels.output.fused_chunk_loss``).
 
     ``reset`` [B, T] bool: a poem starts there, and every layer's state is zeroed before that token is read.
     Layer l >= 1 reads layer l - 1's output times the between-layers mask. A pure function (jit, grad and
@@ -199,13 +201,19 @@ def apply(params: dict[str, jax.Array], x: jax.Array, state: State | None = None
                                        projected, own, keep, every_step=every_step, unroll=unroll)
         finals.append(final)
     final = finals[0] if L == 1 else tuple(jnp.concatenate(parts, axis=1) for parts in zip(*finals))
-    top = finals[-1][0][:, None] if last_only else jnp.swapaxes(hs, 0, 1)  # [B, 1 or T, H]
-    hidden_mask = masks.get("hidden") if masks else None
-    if hidden_mask is not None:
-        top = top * hidden_mask  # [B, 1, H]: one per row, over every position the head reads
-    logits = _linear(top, w_out, params["out.bias"])
-    logits = logits[:, 0] if last_only else logits
+    logits = None
+    if readout:
+        top = finals[-1][0][:, None] if last_only else jnp.swapaxes(hs, 0, 1)  # [B, 1 or T, H]
+        logits = _linear(dropped_output(top, masks), w_out, params["out.bias"])
+        logits = logits[:, 0] if last_only else logits
     return (logits, final, jnp.swapaxes(hs, 0, 1)) if return_hidden else (logits, final)
+
+
+def dropped_output(top: jax.Array, masks: Masks | None) -> jax.Array:
+    """The last layer's output [B, 1 or T, H] as the output layer reads it: times the hidden dropout mask [B, 1, H]
+    (one per row, over every position the head reads) if any."""
+    hidden_mask = masks.get("hidden") if masks else None
+    return top if hidden_mask is None else top * hidden_mask
 
 
 def weighted_cross_entropy(logits: jax.Array, y: jax.Array, weights: jax.Array) -> jax.Array:
@@ -221,16 +229,20 @@ def chunk_loss(logits: jax.Array, hidden: jax.Array | None, y: jax.Array, weight
     """The weighted mean cross-entropy of a chunk (padding, weight 0, adds nothing), plus AR and TAR on the last
     layer's output ``hidden`` [B, T, H] (``apply(..., return_hidden=True)``; None without penalties), as
     ``scratch.sequence.activation_penalties`` defines them."""
-    loss = weighted_cross_entropy(logits, y, weights)
+    return add_penalties(weighted_cross_entropy(logits, y, weights), hidden, weights, reset, masks, last_only, ar, tar)
+
+
+def add_penalties(loss: jax.Array, hidden: jax.Array | None, weights: jax.Array, reset: jax.Array | None,
+                  masks: Masks | None, last_only: bool, ar: float, tar: float) -> jax.Array:
+    """``loss`` plus AR (on the dropped output) and TAR (on the output's change between positions) of the last
+    layer's output ``hidden`` [B, T, H], each weighted as the chunk's positions are; ``loss`` itself when both
+    are off."""
     if not (ar or tar):
         return loss
     B, T, H = hidden.shape
     w = weights.reshape(B, -1).astype(hidden.dtype)  # [B, T], or [B, 1] at a window's last position
     if ar:
-        top = hidden[:, -w.shape[1]:]
-        hidden_mask = masks.get("hidden") if masks else None
-        if hidden_mask is not None:
-            top = top * hidden_mask  # AR reads the dropped output, as the head does
+        top = dropped_output(hidden[:, -w.shape[1]:], masks)  # AR reads the dropped output, as the head does
         loss = loss + ar * jnp.sum(w[..., None] * top * top) / (H * jnp.sum(w))
     if tar and T > 1:
         v = jnp.pad(w, ((0, 0), (T - 1, 0))) if last_only else w  # the weight of the change into each position
@@ -306,11 +318,11 @@ class WordRNN(nnx.Module):
         return arrays
 
     def __call__(self, x: jax.Array, state: State | None = None, reset: jax.Array | None = None,
-                 masks: Masks | None = None, last_only: bool = False, unroll: int = 1, return_hidden: bool = False
-                 ) -> tuple[jax.Array, ...]:
-        """Logits and the state after the last position, and with ``return_hidden`` the last layer's output
-        (``apply``)."""
-        return apply(self.arrays(), x, state, reset, masks, self.cell, last_only, unroll, return_hidden)
+                 masks: Masks | None = None, last_only: bool = False, unroll: int = 1, return_hidden: bool = False,
+                 readout: bool = True) -> tuple[jax.Array | None, ...]:
+        """Logits (None without ``readout``) and the state after the last position, and with ``return_hidden``
+        the last layer's output (``apply``)."""
+        return apply(self.arrays(), x, state, reset, masks, self.cell, last_only, unroll, return_hidden, readout)
 
 
 def build_nnx_model(config: Config, params: Params, dtype=jnp.float32) -> WordRNN:

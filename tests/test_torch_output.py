@@ -1,25 +1,22 @@
 """The output layer and its cross-entropy a block of rows at a time (``torchmodels.output``): the loss and every
 gradient equal ``F.linear`` + ``F.cross_entropy``'s within docs/DESIGN.md's tolerances, for any block size, for
-rows of weight zero, through a tied embedding, and in the backend's training step."""
+rows of weight zero and through a tied embedding (the training step: test_fused_output_step.py)."""
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_fused_output_step import H, V, model_config
 
-from data.streams import Chunk
-from torchmodels.backend import FUSED_MIN_LOGITS, TorchBackend
 from torchmodels.model import build_module, chunk_loss, fused_chunk_loss
-from torchmodels.output import block_rows, linear_cross_entropy
-from wordrnn.core.config import Config
+from torchmodels.output import linear_cross_entropy
+from wordrnn.core.fused_output import block_rows
 from wordrnn.core.params import init_params
 from wordrnn.core.tolerances import GRADIENTS, LOGITS, TINY
 
-N, H, V = 37, 6, 29
+N = 37
 DTYPES = {torch.float64: np.float64, torch.float32: np.float32}
 
 
@@ -73,11 +70,6 @@ def test_a_block_is_the_rows_whose_buffer_fits_and_at_least_one() -> None:
     assert block_rows(10**9, 8, 2**20) == 1
 
 
-def model_config(tie: bool, **settings) -> Config:
-    return Config(model="embedding", vocab_size=V, hidden_size=H, embed_dim=H if tie else 5, seq_len=5, tie=tie,
-                  cell="lstm", **settings).validate()
-
-
 @pytest.mark.parametrize("last_only", [False, True], ids=["every-position", "last-only"])
 @pytest.mark.parametrize("tie", [False, True], ids=["untied", "tied"])
 def test_fused_chunk_loss_equals_chunk_loss_for_every_parameter(tie: bool, last_only: bool) -> None:
@@ -104,35 +96,3 @@ def test_fused_chunk_loss_equals_chunk_loss_for_every_parameter(tie: bool, last_
     for name, ours, theirs in zip(params, torch.autograd.grad(got, list(params.values())),
                                            torch.autograd.grad(want, list(params.values()))):
         assert relative(ours, theirs) <= GRADIENTS[np.float64], name
-
-
-@pytest.mark.parametrize("tie", [False, True], ids=["untied", "tied"])
-def test_the_backends_step_is_the_same_with_the_fused_output_layer(monkeypatch, tie: bool) -> None:
-    """One SGD step (its change is lr times the gradient) of ``TorchBackend.train_step`` with the fused output
-    layer and with the logits, from the same weights, chunk and dropout masks."""
-    config = replace(model_config(tie, optimizer="sgd", lr=1.0, clip=0.0, dropout=0.3, ar=0.5), context="poem")
-    params = init_params(config)
-    rng = np.random.default_rng(4)
-    B, T = 3, 8
-    x = rng.integers(0, V, (B, T))
-    weights = (rng.random((B, T)) > 0.2).astype(np.float32)
-    chunk = Chunk(x, np.where(weights > 0, rng.integers(0, V, (B, T)), 0), weights, rng.random((B, T)) < 0.2)
-    results = {}
-    for fused in (True, False):
-        monkeypatch.setattr(TorchBackend, "fused_output", lambda self, config, rows, fused=fused: fused)
-        backend = TorchBackend()
-        state, loss, _ = backend.train_step(backend.init(params, config), chunk, None, 0)
-        results[fused] = float(loss), backend.canonical(state)
-    assert abs(results[True][0] - results[False][0]) <= LOGITS[np.float32]
-    for name, start in params.items():
-        change = {fused: results[fused][1][name] - start for fused in results}
-        assert np.abs(change[False]).max() > 0, name
-        worst = np.abs(change[True] - change[False]).max() / np.abs(change[False]).max()
-        assert worst <= GRADIENTS[np.float32], name
-
-
-def test_the_backend_fuses_the_output_layer_in_float32_from_its_smallest_chunk_up() -> None:
-    backend, config = TorchBackend(), model_config(False)
-    rows = -(-FUSED_MIN_LOGITS // V)  # the fewest rows with at least FUSED_MIN_LOGITS logits
-    assert backend.fused_output(config, rows) and not backend.fused_output(config, rows - 1)
-    assert not backend.fused_output(replace(config, precision="bfloat16"), rows)

@@ -35,12 +35,9 @@ from torchmodels.devices import check_bfloat16, resolve_device
 from torchmodels.model import Masks, build_module, canonical_parameters, chunk_loss, fused_chunk_loss, to_canonical
 from wordrnn.core.config import Config
 from wordrnn.core.dropout import step_masks
+from wordrnn.core.fused_output import runs_fused
 from wordrnn.core.optimizers import NOT_STARTED, Optimizer, get_optimizer
 from wordrnn.core.params import Params
-
-# The fused output layer's smallest chunk, in logits (rows x V): below it (a batch of 64 windows' last positions
-# at V 1,823: 117,000) its few more small operations cost more than the arrays it saves (docs/PERFORMANCE.md).
-FUSED_MIN_LOGITS = 2**19
 
 
 class AveragedSGD(torch.optim.SGD):
@@ -168,12 +165,9 @@ class TorchBackend:
 
     def fused_output(self, config: Config, rows: int) -> bool:
         """Whether the training step runs the output layer and its cross-entropy of ``rows`` positions a block of
-        rows at a time (``torchmodels.output``): in float32 on the CPU, from ``FUSED_MIN_LOGITS`` logits up,
-        where it was measured as fast or faster and its peak memory a fraction (docs/PERFORMANCE.md, "The output
-        layer without a [B·T, V] array"). Under bfloat16, on a GPU (not measured) and below that size, the
+        rows at a time (``torchmodels.output``), by ``wordrnn.core.fused_output.runs_fused``; otherwise the
         logits and ``F.cross_entropy``."""
-        return (config.precision == "float32" and self.device.type == "cpu"
-                and rows * config.vocab_size >= FUSED_MIN_LOGITS)
+        return runs_fused(config.precision, self.device.type, rows * config.vocab_size)
 
     def logits(self, state: TorchState, x: np.ndarray, carry: tuple | None = None, last_only: bool = False
                ) -> tuple[np.ndarray, tuple]:

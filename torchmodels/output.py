@@ -1,4 +1,5 @@
-"""The output layer and its cross-entropy in one pass over blocks of rows, without a [N, V] array.
+"""The output layer and its cross-entropy in one pass over blocks of rows, without a [N, V] array (where it runs and
+its block size: ``wordrnn.core.fused_output``).
 
 ``F.linear`` then ``F.cross_entropy`` on N = B*T rows materialize the logits [N, V], their log-softmax and, in the
 backward, two gradients of that size, each allocated afresh each step: at V 16,000 and 1,024 streams that is
@@ -17,14 +18,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-# Rows per block: the block buffer [rows, V] is at most this many bytes (at least one row). Measured at V 16,000,
-# H 128, N 2,240, one thread: 4-8 MiB blocks were fastest (docs/PERFORMANCE.md).
-BLOCK_BYTES = 8 * 2**20
-
-
-def block_rows(vocab_size: int, itemsize: int, block_bytes: int = BLOCK_BYTES) -> int:
-    """The rows of a block whose [rows, V] buffer of ``itemsize``-byte entries fits in ``block_bytes``."""
-    return max(1, block_bytes // (vocab_size * itemsize))
+from wordrnn.core.fused_output import block_rows
 
 
 def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, y: torch.Tensor,

@@ -31,7 +31,8 @@ from wordrnn.core.errors import CommandParser, UsageError, cli
 from wordrnn.core.hugepages import exec_with_huge_pages
 from wordrnn.frameworks import IMPLS, parse_names
 
-# the sweeps, on a GPU and on the CPU alike: 4 min 48 s on the quiet 2-core box, threads 1 (docs/PERFORMANCE.md)
+# the sweeps, on a GPU and on the CPU alike; with both precisions and two repeats a point they take under 10 minutes
+# on the quiet 2-core box, threads 1 (docs/PERFORMANCE.md, "The scaling sweep on the CPU")
 STREAMS, HIDDEN = (8, 32, 128, 512, 1024), (128, 256, 512, 1024)
 
 
@@ -58,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hidden-size", type=int, default=Config.hidden_size,
                         help="hidden size in the streams sweep (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=1, help="chunks per timed repeat (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats, median kept (default: %(default)s)")
+    # two: a point of 512 or more streams is 18,000+ tokens a repeat, and a third repeat of every point costs the
+    # sweep about 2.5 minutes (docs/PERFORMANCE.md)
+    parser.add_argument("--repeats", type=int, default=2, help="timed repeats, median kept (default: %(default)s)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where PyTorch and JAX run (NumPy stays on the CPU); auto: cuda if PyTorch sees a GPU "
                         "(default: %(default)s)")
