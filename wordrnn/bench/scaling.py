@@ -32,7 +32,7 @@ from wordrnn.core.hugepages import exec_with_huge_pages
 from wordrnn.frameworks import IMPLS, parse_names
 
 # the sweeps, on a GPU and on the CPU alike; with both precisions and two repeats a point they take under 10 minutes
-# on the quiet 2-core box, threads 1 (docs/PERFORMANCE.md, "The scaling sweep on the CPU")
+# on the quiet 2-core box, threads 1 (7 min 48 s: docs/PERFORMANCE.md, "This round on a quiet box")
 STREAMS, HIDDEN = (8, 32, 128, 512, 1024), (128, 256, 512, 1024)
 
 
