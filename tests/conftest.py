@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# A test run started in the background of a non-interactive shell (`nohup make test &`) inherits SIGINT ignored, and
+# so would every command the tests start, which Ctrl-C then cannot reach: give them the default a terminal gives
+# (a Python handler, unlike SIG_IGN, is reset to the default in a child that execs).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Subprocesses may run in another folder: make the corpus path absolute once.
 if os.environ.get("WORDRNN_DATA"):
