@@ -132,12 +132,6 @@ def dynamic_poems(members: list[Params], cell: str, poems: list[np.ndarray], min
     return logp, states
 
 
-def dynamic_log_prob(members: list[Params], cell: str, poems: list[np.ndarray], min_context: int, bptt: int,
-                     settings: DynamicSettings) -> np.ndarray:
-    """log P of every scored target of ``poems`` under dynamic evaluation (``dynamic_poems`` without the states)."""
-    return dynamic_poems(members, cell, poems, min_context, bptt, settings)[0]
-
-
 def choose_dynamic(members: list[Params], cell: str, poems: list[np.ndarray], min_context: int, bptt: int,
                    modes: tuple[bool, ...] = MODES) -> DynamicChoice:
     """The (lr, decay, per_poem) with the lowest mean negative log-likelihood on ``poems``: for each of ``modes``,

@@ -7,7 +7,7 @@ import pytest
 
 from data.dataset import make_windows
 from scratch.cache_choice import cached_log_prob, poem_states
-from scratch.dynamic_eval import DynamicSettings, choose_dynamic, dynamic_log_prob, dynamic_poems
+from scratch.dynamic_eval import DynamicSettings, choose_dynamic, dynamic_poems
 from scratch.sequence import forward
 from wordrnn.core.config import Config
 from wordrnn.core.metrics import log_softmax
@@ -42,10 +42,10 @@ def static_log_prob(params_list, poem_list) -> np.ndarray:
 def test_every_scored_target_is_scored_once_and_without_a_step_as_the_model_scores_it():
     ps, ms = poems(), members()
     _, y = make_windows(ps, MIN_CONTEXT)  # the windows' targets: the ones every row of bench.quality scores
-    logp = dynamic_log_prob(ms, CONFIG.cell, ps, MIN_CONTEXT, BPTT, DynamicSettings(0.0, 0.0))
+    logp = dynamic_poems(ms, CONFIG.cell, ps, MIN_CONTEXT, BPTT, DynamicSettings(0.0, 0.0))[0]
     assert len(logp) == len(y)
     np.testing.assert_allclose(logp, static_log_prob(ms, ps), rtol=0, atol=1e-5)
-    adapted = dynamic_log_prob(ms, CONFIG.cell, ps, MIN_CONTEXT, BPTT, DynamicSettings(0.5, 0.01))
+    adapted = dynamic_poems(ms, CONFIG.cell, ps, MIN_CONTEXT, BPTT, DynamicSettings(0.5, 0.01))[0]
     assert len(adapted) == len(y) and not np.allclose(adapted, logp)  # the steps change what follows
 
 
@@ -56,10 +56,10 @@ def test_a_prediction_reads_only_text_already_scored(per_poem, changed):
     before it is scored would move the targets of that chunk before the change)."""
     ms, ps = members(), poems()
     settings = DynamicSettings(0.5, 0.01, per_poem)
-    before = dynamic_log_prob(ms, CONFIG.cell, ps, MIN_CONTEXT, BPTT, settings)
+    before = dynamic_poems(ms, CONFIG.cell, ps, MIN_CONTEXT, BPTT, settings)[0]
     other = [p.copy() for p in ps]
     other[0][changed] = (other[0][changed] + 1) % V
-    after = dynamic_log_prob(ms, CONFIG.cell, other, MIN_CONTEXT, BPTT, settings)
+    after = dynamic_poems(ms, CONFIG.cell, other, MIN_CONTEXT, BPTT, settings)[0]
     first_changed = changed - MIN_CONTEXT  # the scored targets of poem 0 start at position MIN_CONTEXT
     np.testing.assert_array_equal(after[:first_changed], before[:first_changed])
     assert after[first_changed] != before[first_changed]
@@ -106,7 +106,7 @@ def test_a_cache_over_the_adapted_states_reads_only_text_already_scored(changed)
 def test_the_choice_is_never_worse_than_no_adaptation_on_its_own_poems():
     ms, ps = members(), poems()
     choice = choose_dynamic(ms, CONFIG.cell, ps, MIN_CONTEXT, BPTT)
-    still = -float(np.mean(dynamic_log_prob(ms, CONFIG.cell, ps, MIN_CONTEXT, BPTT, DynamicSettings(0.0, 0.0))))
+    still = -float(np.mean(dynamic_poems(ms, CONFIG.cell, ps, MIN_CONTEXT, BPTT, DynamicSettings(0.0, 0.0))[0]))
     assert choice.inner_loss <= still
     again, states = dynamic_poems(ms, CONFIG.cell, ps, MIN_CONTEXT, BPTT, choice.settings)
     assert -float(np.mean(again)) == pytest.approx(choice.inner_loss)

@@ -163,11 +163,11 @@ class TorchBackend:
         # truncated BPTT: no gradient across chunks; the state passed on in float32, as it came in
         return state, loss.detach(), tuple(s.detach().float() for s in carry)
 
-    def fused_output(self, config: Config, rows: int) -> bool:
-        """Whether the training step runs the output layer and its cross-entropy of ``rows`` positions a block of
-        rows at a time (``torchmodels.output``), by ``wordrnn.core.fused_output.runs_fused``; otherwise the
+    def fused_output(self, config: Config, positions: int) -> bool:
+        """Whether the training step runs the output layer and its cross-entropy of ``positions`` positions a block
+        of rows at a time (``torchmodels.output``), by ``wordrnn.core.fused_output.runs_fused``; otherwise the
         logits and ``F.cross_entropy``."""
-        return runs_fused(config.precision, self.device.type, rows * config.vocab_size)
+        return runs_fused(config.precision, self.device.type, positions * config.vocab_size)
 
     def logits(self, state: TorchState, x: np.ndarray, carry: tuple | None = None, last_only: bool = False
                ) -> tuple[np.ndarray, tuple]:
